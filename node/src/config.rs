@@ -1,0 +1,257 @@
+//! Site configuration: `<site>/config.toml`. This module owns parsing (unknown keys rejected,
+//! every value defaulted), validation, and writing the documented default file at `init`.
+//! It does no other I/O and holds no secrets: keys live in `<site>/keys/` (see `identity`).
+
+use std::path::{Path, PathBuf};
+
+use fedanno_protocol::ids::SiteId;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const DB_FILE: &str = "fedanno.db";
+pub const KEYS_DIR: &str = "keys";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid fedanno configuration: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub site: SiteSection,
+    #[serde(default)]
+    pub ingest: IngestSection,
+    #[serde(default)]
+    pub deid: DeidSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSection {
+    /// Human display name of the site.
+    pub name: String,
+    /// Consortium-unique site id (a-z, 0-9, '-').
+    pub id: SiteId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSection {
+    /// Files larger than this are skipped unread.
+    pub max_file_bytes: u64,
+    /// Largest DICOM header (everything before Pixel Data) that is read.
+    pub max_header_bytes: u64,
+    /// Largest single header element value.
+    pub max_element_bytes: u64,
+    /// Largest image an instance may declare: rows × columns × frames × samples.
+    pub max_voxels_per_instance: u64,
+    /// Instances written to the database per transaction.
+    pub batch_size: usize,
+    /// Header-parsing threads; 0 means one per core.
+    pub threads: usize,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 4 << 30,
+            max_header_bytes: 64 << 20,
+            max_element_bytes: 16 << 20,
+            max_voxels_per_instance: 1 << 31,
+            batch_size: 256,
+            threads: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DateMode {
+    /// Dates are shifted by a constant per-patient offset (intervals are kept).
+    Shift,
+    /// Dates are dropped from everything pseudonymous.
+    Drop,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeidSection {
+    /// What happens to study dates in pseudonymous records.
+    pub dates: DateMode,
+    /// Largest per-patient date shift, in days (the shift is in ±this range, never 0).
+    pub date_shift_max_days: u32,
+}
+
+impl Default for DeidSection {
+    fn default() -> Self {
+        Self {
+            dates: DateMode::Shift,
+            date_shift_max_days: 365,
+        }
+    }
+}
+
+impl Config {
+    pub fn new(name: &str, id: SiteId) -> Self {
+        Self {
+            site: SiteSection {
+                name: name.to_string(),
+                id,
+            },
+            ingest: IngestSection::default(),
+            deid: DeidSection::default(),
+        }
+    }
+
+    /// Reads and validates `<dir>/config.toml`.
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Self::parse(&text, &path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let i = &self.ingest;
+        if self.site.name.trim().is_empty() {
+            return Err("site.name must not be empty".into());
+        }
+        if i.batch_size == 0 || i.batch_size > 100_000 {
+            return Err("ingest.batch_size must be between 1 and 100000".into());
+        }
+        if i.max_header_bytes < 1024 || i.max_element_bytes < 1024 {
+            return Err(
+                "ingest.max_header_bytes and max_element_bytes must be at least 1024".into(),
+            );
+        }
+        if i.threads > 1024 {
+            return Err("ingest.threads must be at most 1024".into());
+        }
+        if self.deid.date_shift_max_days == 0 || self.deid.date_shift_max_days > 3650 {
+            return Err("deid.date_shift_max_days must be between 1 and 3650".into());
+        }
+        Ok(())
+    }
+
+    /// The documented configuration file written by `fedanno init`.
+    pub fn to_documented_toml(&self) -> String {
+        let i = &self.ingest;
+        let d = &self.deid;
+        let dates = match d.dates {
+            DateMode::Shift => "shift",
+            DateMode::Drop => "drop",
+        };
+        format!(
+            r#"# fedanno site configuration. Unknown keys are rejected; every key but [site] has a default.
+
+[site]
+# Human display name of the site.
+name = {name}
+# Consortium-unique site id: a-z, 0-9 and '-', at most 32 characters.
+id = "{id}"
+
+[ingest]
+# Files larger than this many bytes are skipped unread.
+max_file_bytes = {mfb}
+# Largest DICOM header (everything before Pixel Data) that is read, in bytes.
+max_header_bytes = {mhb}
+# Largest single header element value, in bytes; a larger declared length marks the file corrupt.
+max_element_bytes = {meb}
+# Largest image an instance may declare (rows x columns x frames x samples per pixel).
+max_voxels_per_instance = {mvi}
+# Instances written to the database per transaction.
+batch_size = {bs}
+# Header-parsing threads; 0 means one per core.
+threads = {th}
+
+[deid]
+# Study dates in pseudonymous records: "shift" (constant per-patient offset) or "drop".
+dates = "{dates}"
+# Largest per-patient date shift in days (the shift is never 0).
+date_shift_max_days = {dsm}
+"#,
+            name = toml_string(&self.site.name),
+            id = self.site.id,
+            mfb = i.max_file_bytes,
+            mhb = i.max_header_bytes,
+            meb = i.max_element_bytes,
+            mvi = i.max_voxels_per_instance,
+            bs = i.batch_size,
+            th = i.threads,
+            dsm = d.date_shift_max_days,
+        )
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Config {
+        Config::new("St. \"Mary\" Hospital", SiteId::new("st-marys").unwrap())
+    }
+
+    #[test]
+    fn documented_file_round_trips() {
+        let c = sample();
+        let parsed = Config::parse(&c.to_documented_toml(), Path::new("x")).unwrap();
+        assert_eq!(parsed, c);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let text = sample()
+            .to_documented_toml()
+            .replace("[deid]", "[deid]\nshiftt = 1");
+        let err = Config::parse(&text, Path::new("cfg"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shiftt"), "{err}");
+        let text = format!("{}\n[network]\nx = 1\n", sample().to_documented_toml());
+        assert!(Config::parse(&text, Path::new("cfg")).is_err());
+    }
+
+    #[test]
+    fn defaults_fill_missing_sections() {
+        let c = Config::parse("[site]\nname = \"A\"\nid = \"a\"\n", Path::new("x")).unwrap();
+        assert_eq!(c.ingest, IngestSection::default());
+        assert_eq!(c.deid.dates, DateMode::Shift);
+    }
+
+    #[test]
+    fn invalid_values_are_explained() {
+        let bad_id = "[site]\nname = \"A\"\nid = \"Not Valid\"\n";
+        assert!(Config::parse(bad_id, Path::new("x")).is_err());
+        let zero = "[site]\nname = \"A\"\nid = \"a\"\n[ingest]\nbatch_size = 0\n";
+        let e = Config::parse(zero, Path::new("x")).unwrap_err().to_string();
+        assert!(e.contains("batch_size"), "{e}");
+    }
+}

@@ -1,0 +1,19 @@
+//! `fedanno-node`: the site node. Everything that does I/O lives here; the pure wire types and
+//! limits live in `fedanno-protocol`. See ARCHITECTURE.md for the map of the house.
+//!
+//! Modules: [`cli`] (commands), [`config`] (site configuration), [`identity`] (keys),
+//! [`site`] (site directory layout and `init`), [`store`] (SQLite, one thread), [`dicom`]
+//! (headers, pseudonyms, geometry, writing), [`formats`] (NIfTI), [`ingest`], [`synth`]
+//! (synthetic studies), [`bench`] (performance measurements), [`logging`].
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod dicom;
+pub mod formats;
+pub mod identity;
+pub mod ingest;
+pub mod logging;
+pub mod site;
+pub mod store;
+pub mod synth;

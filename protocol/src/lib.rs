@@ -1,0 +1,23 @@
+//! `fedanno-protocol`: everything two fedanno sites must agree on, and nothing that does I/O.
+//!
+//! This crate owns the identifiers that may cross a site boundary ([`ids`]) and the explicit
+//! size limits every decoder checks before it allocates ([`limits`]). It must never depend on
+//! tokio, libp2p, rusqlite or any DICOM crate, and it must never panic on input: the lint guard
+//! below turns `unwrap`, `expect`, `panic!` and unchecked indexing into compile errors outside
+//! tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod ids;
+pub mod limits;
+
+/// Version of the wire protocol. Every message carries it; a peer speaking another version is
+/// refused rather than guessed at.
+pub const PROTOCOL_VERSION: u16 = 1;

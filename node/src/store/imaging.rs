@@ -87,6 +87,23 @@ pub struct SeriesRow {
     pub original: Option<OriginalIds>,
 }
 
+/// One indexed instance (local view: includes the original UID and the path).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InstanceRow {
+    pub path: String,
+    pub original_uid: String,
+    pub pseudo_uid: String,
+    pub series: String,
+    pub modality: String,
+    pub kind: String,
+    pub sop_class_uid: String,
+    pub transfer_syntax: String,
+    pub rows: Option<u32>,
+    pub columns: Option<u32>,
+    pub frames: u32,
+    pub slice_index: Option<u32>,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct OriginalIds {
     pub patient_id: String,
@@ -217,11 +234,31 @@ impl Store {
         .await
     }
 
-    /// Every indexed instance's (original SOP Instance UID, path): for consistency checks.
-    pub async fn instance_paths(&self) -> Result<Vec<(String, String)>, StoreError> {
+    /// Every indexed instance, in series then slice order.
+    pub async fn instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
         self.call(|conn| {
-            let mut st = conn.prepare("SELECT original_uid, path FROM instances ORDER BY id")?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let mut st = conn.prepare(
+                "SELECT i.path, i.original_uid, i.pseudo_uid, s.pseudo_uid, s.modality, s.kind,
+                        i.sop_class_uid, i.transfer_syntax, i.rows, i.columns, i.frames, i.slice_index
+                 FROM instances i JOIN series s ON s.id = i.series
+                 ORDER BY s.pseudo_uid, i.slice_index, i.id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(InstanceRow {
+                    path: r.get(0)?,
+                    original_uid: r.get(1)?,
+                    pseudo_uid: r.get(2)?,
+                    series: r.get(3)?,
+                    modality: r.get(4)?,
+                    kind: r.get(5)?,
+                    sop_class_uid: r.get(6)?,
+                    transfer_syntax: r.get(7)?,
+                    rows: r.get(8)?,
+                    columns: r.get(9)?,
+                    frames: r.get(10)?,
+                    slice_index: r.get(11)?,
+                })
+            })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await

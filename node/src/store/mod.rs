@@ -15,7 +15,9 @@ use rusqlite::Connection;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-pub use imaging::{InsertReport, NewInstance, SeriesFilter, SeriesRow, StoreCounts};
+pub use imaging::{
+    InsertReport, InstanceRow, NewInstance, OriginalIds, SeriesFilter, SeriesRow, StoreCounts,
+};
 
 /// Depth of the job queue in front of the store thread.
 const QUEUE_DEPTH: usize = 64;

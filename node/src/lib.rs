@@ -6,13 +6,16 @@
 //! (headers, pseudonyms, geometry, writing), [`formats`] (NIfTI), [`ingest`], [`synth`]
 //! (synthetic studies), [`bench`] (performance measurements), [`logging`].
 
+pub mod annotation;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod curation;
 pub mod dicom;
 pub mod formats;
 pub mod identity;
 pub mod ingest;
+pub mod interchange;
 pub mod logging;
 pub mod site;
 pub mod store;

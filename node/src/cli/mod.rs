@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+mod annotate;
+
 use crate::bench;
 use crate::ingest::{self, IngestOptions};
 use crate::logging::{self, LogFormat};
@@ -73,6 +75,16 @@ pub enum Command {
         show_identifiers: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Register and list readers.
+    Readers {
+        #[command(subcommand)]
+        what: annotate::ReadersCommand,
+    },
+    /// Import, export, review and adjudicate annotations.
+    Annotate {
+        #[command(subcommand)]
+        what: annotate::AnnotateCommand,
     },
     /// Write synthetic CT studies with ground truth, simulated readers and ratings.
     Synth {
@@ -151,7 +163,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn print_json<T: Serialize>(v: &T) -> Result<()> {
+pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -244,6 +256,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print_cases(&rows, show_identifiers);
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Readers { what } => {
+            let site = Site::open(&cli.dir)?;
+            let r = annotate::run_readers(&site, what).await;
+            site.close();
+            r
+        }
+        Command::Annotate { what } => {
+            let site = Site::open(&cli.dir)?;
+            let r = annotate::run_annotate(&site, what).await;
+            site.close();
+            r
         }
         Command::Synth {
             out,

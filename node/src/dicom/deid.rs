@@ -18,6 +18,7 @@ pub const SCHEME: &str = "fedanno-deid-v1 (HMAC-SHA256 2.25 UIDs, keyed patient 
 
 pub struct Pseudonymizer {
     uid: hmac::Key,
+    reader: hmac::Key,
     pid: hmac::Key,
     date: hmac::Key,
     max_shift_days: u32,
@@ -51,6 +52,7 @@ impl Pseudonymizer {
     pub fn new(secret: &PseudonymSecret, max_shift_days: u32) -> Self {
         Self {
             uid: purpose_key(secret, b"uid-v1"),
+            reader: purpose_key(secret, b"reader-v1"),
             pid: purpose_key(secret, b"pid-v1"),
             date: purpose_key(secret, b"dateshift-v1"),
             max_shift_days: max_shift_days.max(1),
@@ -80,6 +82,12 @@ impl Pseudonymizer {
         let mut digest = [0u8; 15];
         digest.copy_from_slice(&tag.as_ref()[..15]);
         PatientPseudonym::from_digest(&digest)
+    }
+
+    /// A local reader's site-local pseudonym: `L-` + base32 of HMAC(k_reader, id).
+    pub fn local_reader(&self, reader_id: &str) -> String {
+        let tag = hmac::sign(&self.reader, reader_id.as_bytes());
+        format!("L-{}", fedanno_protocol::ids::base32(&tag.as_ref()[..15]))
     }
 
     /// The per-patient date shift in days: in ±max, never 0.
@@ -183,6 +191,15 @@ mod tests {
         assert_eq!(a.as_str().len(), 26);
         assert_ne!(a, p().patient("HOSP-A", "12345"));
         assert!(!a.as_str().contains("12345"));
+    }
+
+    #[test]
+    fn local_reader_pseudonyms_are_keyed() {
+        let a = p().local_reader("dr-smith");
+        assert!(a.starts_with("L-") && a.len() == 26);
+        assert_eq!(a, p().local_reader("dr-smith"));
+        let other = Pseudonymizer::new(&PseudonymSecret::from_bytes([9u8; 32]), 365);
+        assert_ne!(a, other.local_reader("dr-smith"));
     }
 
     #[test]

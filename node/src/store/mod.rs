@@ -5,6 +5,8 @@
 //! (`schema` for migrations, `imaging` for patients/studies/series/instances), so SQL never
 //! leaks out of this module.
 
+mod annotations;
+mod cases;
 mod imaging;
 mod schema;
 
@@ -15,6 +17,11 @@ use rusqlite::Connection;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
+pub use annotations::{
+    AnnotationFilter, AnnotationRow, AnnotationStoreError, NewVersion, ReaderRow, SaveOutcome,
+    VersionRow,
+};
+pub use cases::{CaseError, CaseRef, SeriesGrid, SliceInfo};
 pub use imaging::{
     InsertReport, InstanceRow, NewInstance, OriginalIds, SeriesFilter, SeriesRow, StoreCounts,
 };

@@ -75,6 +75,57 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX series_study ON series(study);
     CREATE INDEX series_dirty ON series(geometry_dirty) WHERE geometry_dirty = 1;
     "#,
+    // v2: readers and versioned annotations. `display_name` is local only; `pseudonym` is what a
+    // reader is known by outside the site. Versions are immutable: an UPDATE touches only the
+    // review state, and every review step is an event row.
+    r#"
+    CREATE TABLE readers (
+        id            INTEGER PRIMARY KEY,
+        reader_id     TEXT NOT NULL UNIQUE,
+        kind          TEXT NOT NULL CHECK (kind IN ('local', 'panel', 'model', 'consensus')),
+        display_name  TEXT,
+        pseudonym     TEXT NOT NULL UNIQUE,
+        created_at    INTEGER NOT NULL
+    );
+    CREATE TABLE annotations (
+        id        INTEGER PRIMARY KEY,
+        reader    INTEGER NOT NULL REFERENCES readers(id),
+        kind      TEXT NOT NULL CHECK (kind IN ('segmentation', 'boxes', 'label')),
+        series    INTEGER REFERENCES series(id),
+        study     INTEGER NOT NULL REFERENCES studies(id),
+        scheme    TEXT NOT NULL DEFAULT '',
+        purpose   TEXT NOT NULL CHECK (purpose IN ('read', 'adjudication')),
+        head      INTEGER
+    );
+    CREATE UNIQUE INDEX annotations_key
+        ON annotations(reader, kind, coalesce(series, 0), study, scheme, purpose);
+    CREATE TABLE annotation_versions (
+        id            INTEGER PRIMARY KEY,
+        annotation    INTEGER NOT NULL REFERENCES annotations(id),
+        version       INTEGER NOT NULL,
+        parent        INTEGER REFERENCES annotation_versions(id),
+        author        TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        reason        TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        content_hash  TEXT NOT NULL,
+        content       BLOB NOT NULL,
+        summary       TEXT NOT NULL,
+        review_state  TEXT NOT NULL DEFAULT 'draft'
+                      CHECK (review_state IN ('draft', 'submitted', 'approved', 'rejected')),
+        UNIQUE (annotation, version)
+    );
+    CREATE TABLE review_events (
+        id          INTEGER PRIMARY KEY,
+        version     INTEGER NOT NULL REFERENCES annotation_versions(id),
+        from_state  TEXT NOT NULL,
+        to_state    TEXT NOT NULL,
+        actor       TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        comment     TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX annotation_versions_annotation ON annotation_versions(annotation);
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

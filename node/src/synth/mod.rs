@@ -7,7 +7,9 @@
 //!
 //! Layout of `--out DIR`: `dicom/<case>/<slice>.dcm`, `truth/<case>.nii.gz`,
 //! `readers/<reader>/<case>.nii.gz`, `ratings.csv` (`unit,rater,value`), `truth/ratings.csv`
-//! (`unit,value`), `categories.txt`, `synth.json` (what was generated, with every profile).
+//! (`unit,value`), `categories.txt`, `cases.csv` (`case,study_uid,series_uid`), a sidecar
+//! `<case>.json` (`{"series": UID}`) beside every mask, and `synth.json` (what was generated,
+//! with every profile).
 
 pub mod rng;
 
@@ -95,6 +97,8 @@ pub struct Lesion {
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseSummary {
     pub id: String,
+    pub study_uid: String,
+    pub series_uid: String,
     pub slices: usize,
     pub lesions: Vec<Lesion>,
     pub truth_voxels: u64,
@@ -158,9 +162,14 @@ pub fn generate(opts: &SynthOptions) -> Result<SynthSummary, SynthError> {
     let mut cases = Vec::with_capacity(opts.cases);
     let mut ratings = String::from("unit,rater,value\n");
     let mut truth_ratings = String::from("unit,value\n");
+    let mut case_map = String::from("case,study_uid,series_uid\n");
     for r in results {
         let (case, lines) = r?;
         truth_ratings.push_str(&format!("{},{}\n", case.id, case.category));
+        case_map.push_str(&format!(
+            "{},{},{}\n",
+            case.id, case.study_uid, case.series_uid
+        ));
         for l in lines {
             ratings.push_str(&l);
         }
@@ -175,6 +184,7 @@ pub fn generate(opts: &SynthOptions) -> Result<SynthSummary, SynthError> {
     };
     write("ratings.csv", &ratings)?;
     write("truth/ratings.csv", &truth_ratings)?;
+    write("cases.csv", &case_map)?;
     write("categories.txt", &format!("{}\n", CATEGORIES.join(",")))?;
     let summary = SynthSummary {
         out: opts.out.display().to_string(),
@@ -374,6 +384,15 @@ fn generate_case(
         })
     };
     write_mask(opts.out.join("truth").join(format!("{id}.nii.gz")), truth)?;
+    // Sidecars name each mask's series, so `fedanno annotate import` needs no --series.
+    let sidecar = format!("{{\"series\": \"{series_uid}\"}}\n");
+    let write_sidecar = |path: PathBuf| {
+        std::fs::write(&path, &sidecar).map_err(|e| SynthError::Write {
+            path,
+            message: e.to_string(),
+        })
+    };
+    write_sidecar(opts.out.join("truth").join(format!("{id}.json")))?;
 
     // Readers.
     let mut lines = Vec::with_capacity(opts.readers.len());
@@ -418,6 +437,12 @@ fn generate_case(
                 .join(format!("{id}.nii.gz")),
             mask,
         )?;
+        write_sidecar(
+            opts.out
+                .join("readers")
+                .join(&reader.id)
+                .join(format!("{id}.json")),
+        )?;
         let mut given = category_index as i64;
         if !r.chance(reader.rating_accuracy) {
             let step = match reader.rating_bias {
@@ -441,6 +466,8 @@ fn generate_case(
     Ok((
         CaseSummary {
             id,
+            study_uid,
+            series_uid,
             slices: nz,
             lesions,
             truth_voxels,

@@ -1,0 +1,681 @@
+//! `fedanno readers` and `fedanno annotate` end to end through the binary: NIfTI, CSV and JSON
+//! import with geometry and scheme checks, exact round trips, versions and history, review,
+//! the adjudication queue and adjudication decisions. DICOM SEG has its own test file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fedanno_node::formats::nifti::{self, NiftiImage};
+use serde_json::Value;
+
+struct Site {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    data: PathBuf,
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fedanno"));
+    c.env_remove("FEDANNO_DIR").env_remove("FEDANNO_LOG");
+    c
+}
+
+impl Site {
+    /// A site with `cases` synthetic 24x20x6 CT series ingested.
+    fn new(cases: usize) -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        let data = tmp.path().join("data");
+        let s = Site {
+            _tmp: tmp,
+            dir,
+            data,
+        };
+        s.ok(&["init", "--site-name", "Annot Site"]);
+        let out = bin()
+            .args([
+                "synth",
+                "--out",
+                s.data.to_str().unwrap(),
+                "--cases",
+                &cases.to_string(),
+                "--size",
+                "24x20x6",
+                "--seed",
+                "5",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        s.ok(&["ingest", s.data.join("dicom").to_str().unwrap()]);
+        s
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        bin()
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "fedanno {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.ok(&a);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "expected failure of {args:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn mask(&self, reader: &str, case: &str) -> PathBuf {
+        self.data
+            .join("readers")
+            .join(reader)
+            .join(format!("{case}.nii.gz"))
+    }
+
+    fn series(&self, case: &str) -> String {
+        let text = std::fs::read_to_string(self.data.join("cases.csv")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{case},")))
+            .unwrap();
+        line.split(',').nth(2).unwrap().to_string()
+    }
+
+    fn p(&self, path: &Path) -> String {
+        path.to_str().unwrap().to_string()
+    }
+
+    fn annotation_count(&self) -> usize {
+        self.json(&["annotate", "list"]).as_array().unwrap().len()
+    }
+}
+
+fn read_labels(path: &Path) -> (NiftiImage, Vec<u8>) {
+    let img = nifti::read_file(path, &Default::default()).unwrap();
+    let labels = img.to_labels_u8().unwrap();
+    (img, labels)
+}
+
+#[test]
+fn readers_and_their_pseudonyms() {
+    let a = Site::new(1);
+    let b = Site::new(1);
+    for s in [&a, &b] {
+        s.ok(&[
+            "readers",
+            "add",
+            "panel-07",
+            "--kind",
+            "panel",
+            "--name",
+            "Dr. Jane Example",
+        ]);
+        s.ok(&["readers", "add", "dr-local", "--kind", "local"]);
+        s.ok(&["readers", "add", "nnunet-v2", "--kind", "model"]);
+    }
+    let ra = a.json(&["readers", "list"]);
+    let rb = b.json(&["readers", "list"]);
+    let find = |v: &Value, id: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    // Panel readers and models: the same pseudonym at every site; local readers: not linkable.
+    assert_eq!(
+        find(&ra, "panel-07")["pseudonym"],
+        find(&rb, "panel-07")["pseudonym"]
+    );
+    assert_eq!(
+        find(&ra, "nnunet-v2")["pseudonym"],
+        find(&rb, "nnunet-v2")["pseudonym"]
+    );
+    assert_ne!(
+        find(&ra, "dr-local")["pseudonym"],
+        find(&rb, "dr-local")["pseudonym"]
+    );
+    assert_eq!(find(&ra, "panel-07")["name"], "Dr. Jane Example");
+    assert!(
+        a.fails(&["readers", "add", "panel-07", "--kind", "panel"])
+            .contains("already exists")
+    );
+    assert!(
+        a.fails(&["readers", "add", "bad id", "--kind", "local"])
+            .contains("invalid reader id")
+    );
+    assert!(
+        a.fails(&["readers", "add", "consensus", "--kind", "local"])
+            .contains("reserved")
+    );
+}
+
+#[test]
+fn nifti_round_trip_versions_history_and_idempotence() {
+    let s = Site::new(2);
+    s.ok(&["readers", "add", "panel-expert", "--kind", "panel"]);
+    let m1 = s.mask("panel-expert", "case-0001");
+    let imported = s.json(&["annotate", "import", "--reader", "panel-expert", &s.p(&m1)]);
+    assert_eq!(imported[0]["version"], 1);
+    assert_eq!(imported[0]["created"], true);
+    // Identical content again: no new version.
+    let again = s.json(&["annotate", "import", "--reader", "panel-expert", &s.p(&m1)]);
+    assert_eq!(
+        (again[0]["version"].as_i64(), again[0]["created"].as_bool()),
+        (Some(1), Some(false))
+    );
+
+    // Export is voxel-for-voxel identical, on the same grid.
+    let series = s.series("case-0001");
+    let out = s._tmp.path().join("export.nii.gz");
+    s.ok(&[
+        "annotate",
+        "export",
+        "--case",
+        &series,
+        "--reader",
+        "panel-expert",
+        "--format",
+        "nifti",
+        "--out",
+        &s.p(&out),
+    ]);
+    let (orig_img, orig) = read_labels(&m1);
+    let (back_img, back) = read_labels(&out);
+    assert_eq!(orig, back);
+    assert_eq!(orig_img.dim, back_img.dim);
+    assert_eq!(orig_img.affine, back_img.affine);
+
+    // A corrected mask becomes version 2; history shows exactly what changed.
+    let mut edited = orig.clone();
+    let first_fg = edited.iter().position(|&v| v == 1).unwrap();
+    edited[first_fg] = 0; // one voxel removed
+    let bg: Vec<usize> = edited
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| **v == 0)
+        .map(|(i, _)| i)
+        .take(3)
+        .collect();
+    for i in &bg {
+        edited[*i] = 1; // three voxels added
+    }
+    let v2 = s._tmp.path().join("v2.nii.gz");
+    nifti::write_file(
+        &v2,
+        &NiftiImage::from_u8(
+            orig_img.dim,
+            orig_img.pixdim,
+            orig_img.affine,
+            edited.clone(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let r = s.json(&[
+        "annotate",
+        "import",
+        "--reader",
+        "panel-expert",
+        "--series",
+        &series,
+        "--reason",
+        "fixed the margin",
+        &s.p(&v2),
+    ]);
+    assert_eq!(r[0]["version"], 2);
+    let h = s.json(&["annotate", "history", &series]);
+    let h = h.as_array().unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0]["change"]["kind"], "created");
+    assert_eq!(h[1]["reason"], "fixed the margin");
+    assert_eq!(h[1]["parent"], 1);
+    assert_eq!(h[1]["change"]["segments"][0]["added"], 3);
+    assert_eq!(h[1]["change"]["segments"][0]["removed"], 1);
+    // Any version can be exported.
+    let old = s._tmp.path().join("v1.nii");
+    s.ok(&[
+        "annotate",
+        "export",
+        "--case",
+        &series,
+        "--reader",
+        "panel-expert",
+        "--version",
+        "1",
+        "--format",
+        "nifti",
+        "--out",
+        &s.p(&old),
+    ]);
+    assert_eq!(read_labels(&old).1, orig);
+    let new = s._tmp.path().join("v2-back.nii");
+    s.ok(&[
+        "annotate",
+        "export",
+        "--case",
+        &series,
+        "--reader",
+        "panel-expert",
+        "--format",
+        "nifti",
+        "--out",
+        &s.p(&new),
+    ]);
+    assert_eq!(read_labels(&new).1, edited);
+}
+
+#[test]
+fn bad_masks_are_clear_errors_and_store_nothing() {
+    let s = Site::new(2);
+    s.ok(&["readers", "add", "r1", "--kind", "local"]);
+    let series = s.series("case-0001");
+    let good = s.mask("panel-expert", "case-0001");
+    let (img, labels) = read_labels(&good);
+    let write = |name: &str, img: NiftiImage| {
+        let p = s._tmp.path().join(name);
+        nifti::write_file(&p, &img).unwrap();
+        p
+    };
+    // Wrong dimensions: a mask of the other case's grid would match; use a cropped grid.
+    let small = NiftiImage::from_u8(
+        [24, 20, 5],
+        img.pixdim,
+        img.affine,
+        labels[..24 * 20 * 5].to_vec(),
+    )
+    .unwrap();
+    let e = s.fails(&[
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        "--series",
+        &series,
+        &s.p(&write("small.nii.gz", small)),
+    ]);
+    assert!(
+        e.contains("dimensions") && e.contains("24x20x5") && e.contains("24x20x6"),
+        "{e}"
+    );
+    // Wrong spacing.
+    let mut affine = img.affine;
+    affine[2][2] = 2.5;
+    let spaced = NiftiImage::from_u8(img.dim, [0.8, 0.8, 2.5], affine, labels.clone()).unwrap();
+    let e = s.fails(&[
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        "--series",
+        &series,
+        &s.p(&write("spacing.nii.gz", spaced)),
+    ]);
+    assert!(
+        e.contains("spacing") && e.contains("2.5000") && e.contains("2.0000"),
+        "{e}"
+    );
+    // Wrong origin (shifted by 1 mm).
+    let mut affine = img.affine;
+    affine[0][3] += 1.0;
+    let shifted = NiftiImage::from_u8(img.dim, img.pixdim, affine, labels.clone()).unwrap();
+    let e = s.fails(&[
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        "--series",
+        &series,
+        &s.p(&write("shift.nii.gz", shifted)),
+    ]);
+    assert!(e.contains("origin"), "{e}");
+    // Flipped orientation.
+    let mut affine = img.affine;
+    affine[2][2] = -affine[2][2];
+    let flipped = NiftiImage::from_u8(img.dim, img.pixdim, affine, labels.clone()).unwrap();
+    let e = s.fails(&[
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        "--series",
+        &series,
+        &s.p(&write("flip.nii.gz", flipped)),
+    ]);
+    assert!(e.contains("orientation"), "{e}");
+    // A label value outside the declared segments.
+    let mut odd = labels.clone();
+    odd[0] = 7;
+    let odd = NiftiImage::from_u8(img.dim, img.pixdim, img.affine, odd).unwrap();
+    let e = s.fails(&[
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        "--series",
+        &series,
+        "--segments",
+        "1=nodule",
+        &s.p(&write("odd.nii.gz", odd)),
+    ]);
+    assert!(e.contains("value 7") && e.contains("1=nodule"), "{e}");
+    // A truncated file.
+    let bytes = std::fs::read(&good).unwrap();
+    let trunc = s._tmp.path().join("trunc.nii.gz");
+    std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
+    let e = s.fails(&[
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        "--series",
+        &series,
+        &s.p(&trunc),
+    ]);
+    assert!(e.contains("trunc.nii.gz"), "{e}");
+    // An unknown series; an unknown reader.
+    let e = s.fails(&[
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        "--series",
+        "2.25.123",
+        &s.p(&good),
+    ]);
+    assert!(
+        e.contains("no series or study is indexed under \"2.25.123\""),
+        "{e}"
+    );
+    let e = s.fails(&["annotate", "import", "--reader", "nobody", &s.p(&good)]);
+    assert!(e.contains("no reader \"nobody\""), "{e}");
+    assert_eq!(s.annotation_count(), 0);
+}
+
+#[test]
+fn labels_from_csv_and_json_with_schemes_review_and_adjudication() {
+    let s = Site::new(3);
+    for (r, k) in [
+        ("panel-expert", "panel"),
+        ("panel-generous", "panel"),
+        ("model-a", "model"),
+        ("local-resident", "local"),
+        ("chief", "local"),
+    ] {
+        s.ok(&["readers", "add", r, "--kind", k]);
+    }
+    let ratings = s.data.join("ratings.csv");
+    let map = s.data.join("cases.csv");
+    let r = s.json(&[
+        "annotate",
+        "import",
+        "--scheme",
+        "likert5",
+        "--case-map",
+        &s.p(&map),
+        &s.p(&ratings),
+    ]);
+    assert_eq!(r.as_array().unwrap().len(), 12);
+    // Atomic: a file with one category outside the scheme stores nothing.
+    let bad = s._tmp.path().join("bad.csv");
+    let series1 = s.series("case-0001");
+    std::fs::write(
+        &bad,
+        format!("unit,rater,value\n{series1},chief,3\n{series1},model-a,9\n"),
+    )
+    .unwrap();
+    let e = s.fails(&["annotate", "import", "--scheme", "likert5", &s.p(&bad)]);
+    assert!(e.contains("category \"9\" is not in scheme likert5"), "{e}");
+    assert_eq!(s.annotation_count(), 12);
+    // BI-RADS with confidence, case-insensitive category.
+    let birads = s._tmp.path().join("birads.csv");
+    std::fs::write(
+        &birads,
+        format!("unit,rater,value,confidence\n{series1},chief,4a,4\n"),
+    )
+    .unwrap();
+    let r = s.json(&["annotate", "import", "--scheme", "birads", &s.p(&birads)]);
+    assert_eq!(r[0]["summary"]["category"], "4A");
+    assert_eq!(r[0]["summary"]["confidence"], 4);
+
+    // CSV export round-trips: re-import changes nothing.
+    let out = s._tmp.path().join("labels.csv");
+    s.ok(&["annotate", "export", "--format", "csv", "--out", &s.p(&out)]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().count(), 1 + 13);
+    let json_out = s._tmp.path().join("labels.json");
+    s.ok(&[
+        "annotate",
+        "export",
+        "--format",
+        "json",
+        "--out",
+        &s.p(&json_out),
+    ]);
+    let again = s.json(&["annotate", "import", &s.p(&json_out)]);
+    assert!(
+        again
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["created"] == false)
+    );
+
+    // Boxes from JSON, checked against the grid.
+    let boxes = s._tmp.path().join("boxes.json");
+    std::fs::write(
+        &boxes,
+        format!(r#"{{"boxes": [{{"series": "{series1}", "rater": "chief", "boxes": [{{"label": "nodule", "min": [1, 2, 0], "max": [5, 6, 3], "confidence": 5}}]}}]}}"#),
+    )
+    .unwrap();
+    let r = s.json(&["annotate", "import", &s.p(&boxes)]);
+    assert_eq!(r[0]["kind"], "boxes");
+    let outside = s._tmp.path().join("outside.json");
+    std::fs::write(
+        &outside,
+        format!(r#"{{"boxes": [{{"series": "{series1}", "rater": "chief", "boxes": [{{"label": "nodule", "min": [0, 0, 0], "max": [24, 1, 1], "confidence": null}}]}}]}}"#),
+    )
+    .unwrap();
+    assert!(
+        s.fails(&["annotate", "import", &s.p(&outside)])
+            .contains("outside the grid")
+    );
+
+    // Review: draft → submitted → approved; approved is final.
+    let review = |reader: &str, kind: &str, to: &str| {
+        s.run(&[
+            "annotate", "review", "--case", &series1, "--reader", reader, "--kind", kind, "--to",
+            to, "--by", "qa-lead",
+        ])
+    };
+    assert_eq!(
+        review("chief", "boxes", "approved").status.code(),
+        Some(1),
+        "a draft cannot be approved directly"
+    );
+    assert!(review("chief", "boxes", "submitted").status.success());
+    assert!(review("chief", "boxes", "approved").status.success());
+    assert_eq!(
+        review("chief", "boxes", "rejected").status.code(),
+        Some(1),
+        "approved is final"
+    );
+    assert!(review("chief", "label", "submitted").status.success());
+    let listed = s.json(&["annotate", "list", "--case", &series1, "--reader", "chief"]);
+    let state = |kind: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == kind)
+            .unwrap()["review_state"]
+            .clone()
+    };
+    assert_eq!(
+        (state("boxes"), state("label")),
+        (Value::from("approved"), Value::from("submitted"))
+    );
+    // Two label annotations of one reader on one case (two schemes): the review must name one.
+    let extra = s._tmp.path().join("extra.csv");
+    std::fs::write(&extra, format!("unit,rater,value\n{series1},model-a,2\n")).unwrap();
+    s.ok(&["annotate", "import", "--scheme", "birads", &s.p(&extra)]);
+    let e = review("model-a", "label", "submitted");
+    assert_eq!(e.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("2 versions match"));
+
+    // The adjudication queue lists cases whose categories differ; a decision marks them.
+    let q = s.json(&["annotate", "disagreements"]);
+    let labels_q: Vec<&Value> = q
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "label")
+        .collect();
+    let truth = std::fs::read_to_string(s.data.join("ratings.csv")).unwrap();
+    let mut per_case: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for l in truth.lines().skip(1) {
+        let c: Vec<&str> = l.split(',').collect();
+        per_case
+            .entry(c[0].to_string())
+            .or_default()
+            .insert(c[2].to_string());
+    }
+    // Likert disagreements from the synthetic ratings, plus the BI-RADS pair on series1
+    // (chief 4A, model-a 2).
+    let likert = per_case.values().filter(|v| v.len() > 1).count();
+    assert!(likert > 0, "the synthetic readers disagree somewhere");
+    let expected = likert + 1;
+    assert_eq!(labels_q.len(), expected);
+    assert!(
+        labels_q
+            .iter()
+            .all(|d| d["details"][0]["categories"].is_array())
+    );
+    if let Some(d) = labels_q.first() {
+        let case = d["series"].as_str().unwrap().to_string();
+        let reader = d["readers"][0].as_str().unwrap().to_string();
+        s.ok(&[
+            "annotate",
+            "adjudicate",
+            "--case",
+            &case,
+            "--kind",
+            "label",
+            "--reader",
+            "chief",
+            "--accept",
+            &reader,
+        ]);
+        let q = s.json(&["annotate", "disagreements"]);
+        let d = q
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["series"] == case.as_str() && x["kind"] == "label")
+            .unwrap();
+        assert_eq!(d["adjudicated"], true);
+    }
+}
+
+#[test]
+fn segmentation_disagreements_use_dice() {
+    let s = Site::new(2);
+    s.ok(&["readers", "add", "panel-expert", "--kind", "panel"]);
+    s.ok(&["readers", "add", "local-resident", "--kind", "local"]);
+    s.ok(&["readers", "add", "chief", "--kind", "local"]);
+    for r in ["panel-expert", "local-resident"] {
+        for c in ["case-0001", "case-0002"] {
+            s.ok(&["annotate", "import", "--reader", r, &s.p(&s.mask(r, c))]);
+        }
+    }
+    // Dice computed independently from the NIfTI files.
+    let dice = |c: &str| {
+        let a = read_labels(&s.mask("panel-expert", c)).1;
+        let b = read_labels(&s.mask("local-resident", c)).1;
+        let inter = a
+            .iter()
+            .zip(&b)
+            .filter(|(x, y)| **x == 1 && **y == 1)
+            .count() as f64;
+        let n =
+            (a.iter().filter(|x| **x == 1).count() + b.iter().filter(|x| **x == 1).count()) as f64;
+        2.0 * inter / n
+    };
+    let all = s.json(&["annotate", "disagreements", "--min-dice", "1.01"]);
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    for d in all.as_array().unwrap() {
+        let series = d["series"].as_str().unwrap();
+        let case = if series
+            == s.json(&["annotate", "list", "--case", &s.series("case-0001")])[0]["series"]
+        {
+            "case-0001"
+        } else {
+            "case-0002"
+        };
+        assert!((d["min_dice"].as_f64().unwrap() - dice(case)).abs() < 1e-12);
+    }
+    let threshold = (dice("case-0001") + dice("case-0002")) / 2.0;
+    let some = s.json(&[
+        "annotate",
+        "disagreements",
+        "--min-dice",
+        &threshold.to_string(),
+    ]);
+    assert_eq!(some.as_array().unwrap().len(), 1);
+    // Adjudication copies the accepted content and is exportable on its own.
+    let series = s.series("case-0001");
+    s.ok(&[
+        "annotate",
+        "adjudicate",
+        "--case",
+        &series,
+        "--reader",
+        "chief",
+        "--accept",
+        "local-resident",
+    ]);
+    let out = s._tmp.path().join("decision.nii.gz");
+    s.ok(&[
+        "annotate",
+        "export",
+        "--case",
+        &series,
+        "--reader",
+        "chief",
+        "--adjudication",
+        "--format",
+        "nifti",
+        "--out",
+        &s.p(&out),
+    ]);
+    assert_eq!(
+        read_labels(&out).1,
+        read_labels(&s.mask("local-resident", "case-0001")).1
+    );
+}

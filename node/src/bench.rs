@@ -105,3 +105,174 @@ fn tempdir_or(keep: Option<PathBuf>) -> Result<PathBuf> {
         }
     }
 }
+
+#[derive(Debug, Serialize)]
+pub struct AnnotateBench {
+    pub grid: [u32; 3],
+    pub mask_voxels: u64,
+    pub nifti_file_bytes: u64,
+    pub nifti_import_seconds: f64,
+    pub seg_frames: u64,
+    pub seg_file_bytes: u64,
+    pub seg_export_seconds: f64,
+    pub seg_import_seconds: f64,
+    pub stored_bytes_per_version: u64,
+    pub versions: u64,
+}
+
+impl AnnotateBench {
+    pub fn human(&self) -> String {
+        format!(
+            "annotate: grid {}x{}x{}, {} mask voxels; NIfTI import {:.3} s ({} bytes on disk); SEG export {:.3} s, SEG import {:.3} s ({} frames, {} bytes); stored {} bytes per version ({} versions)",
+            self.grid[0],
+            self.grid[1],
+            self.grid[2],
+            self.mask_voxels,
+            self.nifti_import_seconds,
+            self.nifti_file_bytes,
+            self.seg_export_seconds,
+            self.seg_import_seconds,
+            self.seg_frames,
+            self.seg_file_bytes,
+            self.stored_bytes_per_version,
+            self.versions
+        )
+    }
+}
+
+/// Imports a mask spanning every slice of a synthetic series (a tapering cylinder, so each
+/// slice differs) from NIfTI and from DICOM SEG, timing each step and measuring what is stored.
+pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<AnnotateBench> {
+    use crate::formats::nifti::{self, NiftiImage};
+    use crate::interchange::export::{self, ExportFormat, ExportRequest, SegIdentity};
+    use crate::interchange::{self, Context, ImportOptions};
+    use crate::store::AnnotationFilter;
+
+    let tmp = tempdir_or(keep)?;
+    let data = tmp.join("data");
+    let opts = SynthOptions {
+        out: data.clone(),
+        cases: 1,
+        size,
+        seed: 11,
+        case_prefix: "big-".into(),
+        readers: Vec::new(),
+    };
+    tokio::task::spawn_blocking(move || synth::generate(&opts)).await??;
+    let site_dir = tmp.join("site");
+    if site_dir.exists() {
+        std::fs::remove_dir_all(&site_dir)?;
+    }
+    site::init(&site_dir, "Bench Site", None)?;
+    let site = Site::open(&site_dir)?;
+    let p = site.pseudonymizer()?;
+    ingest::run(
+        &site.store,
+        &site.config,
+        p.clone(),
+        IngestOptions {
+            paths: vec![data.join("dicom")],
+            progress: false,
+        },
+    )
+    .await?;
+    let series = site.store.list_series(Default::default(), false).await?;
+    let series = series.first().context("no series ingested")?.series.clone();
+    let case = site.store.resolve_case(&series).await?;
+    let grid = site
+        .store
+        .series_grid(case.series_id.context("series")?)
+        .await?;
+    site.store
+        .add_reader("bench-reader", "panel", None, "R-BENCH".into())
+        .await?;
+
+    // A cylinder through every slice whose radius shrinks with z.
+    let [nx, ny, nz] = [
+        grid.columns as usize,
+        grid.rows as usize,
+        grid.slices as usize,
+    ];
+    let mut labels = vec![0u8; nx * ny * nz];
+    for z in 0..nz {
+        let r = (nx.min(ny) as f64) * (0.35 - 0.25 * z as f64 / nz as f64);
+        for y in 0..ny {
+            for x in 0..nx {
+                let (dx, dy) = (x as f64 - nx as f64 / 2.0, y as f64 - ny as f64 / 2.0);
+                labels[(z * ny + y) * nx + x] = u8::from(dx * dx + dy * dy <= r * r);
+            }
+        }
+    }
+    let mask_voxels = labels.iter().map(|&v| u64::from(v)).sum();
+    let affine = crate::dicom::geometry::nifti_affine(&grid.geometry());
+    let mask_path = tmp.join("mask.nii.gz");
+    nifti::write_file(
+        &mask_path,
+        &NiftiImage::from_u8([nx, ny, nz], grid.spacing(), affine, labels)?,
+    )?;
+
+    let ctx = Context {
+        store: &site.store,
+        pseudonymizer: &p,
+    };
+    let import_opts = ImportOptions {
+        reader: Some("bench-reader".into()),
+        series: Some(series.clone()),
+        scheme: "free".into(),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    interchange::import(&ctx, std::slice::from_ref(&mask_path), &import_opts).await?;
+    let nifti_s = t.elapsed().as_secs_f64();
+
+    let seg_path = tmp.join("mask-seg.dcm");
+    let who = SegIdentity {
+        site_name: "Bench Site".into(),
+        software_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let req = ExportRequest {
+        case: Some(series.clone()),
+        reader: Some("bench-reader".into()),
+        version: None,
+        adjudication: false,
+        format: ExportFormat::Seg,
+        out: seg_path.clone(),
+        deidentified: false,
+    };
+    let t = Instant::now();
+    export::export(&site.store, &who, &req).await?;
+    let seg_export_s = t.elapsed().as_secs_f64();
+    // Import the SEG as a second reader's read, so a new version is stored.
+    site.store
+        .add_reader("bench-seg", "panel", None, "R-BENCHSEG".into())
+        .await?;
+    let seg_opts = ImportOptions {
+        reader: Some("bench-seg".into()),
+        ..import_opts
+    };
+    let t = Instant::now();
+    interchange::import(&ctx, std::slice::from_ref(&seg_path), &seg_opts).await?;
+    let seg_import_s = t.elapsed().as_secs_f64();
+    let versions = site
+        .store
+        .versions(AnnotationFilter::default(), false)
+        .await?;
+    let stored: u64 = versions.iter().map(|v| v.content.len() as u64).sum();
+    let n = versions.len() as u64;
+    let seg_frames = crate::dicom::seg::read_seg(&seg_path, &Default::default())
+        .map(|s| s.frames.len() as u64)
+        .unwrap_or(0);
+    site.close();
+    Ok(AnnotateBench {
+        grid: grid.dims(),
+        mask_voxels,
+        nifti_file_bytes: std::fs::metadata(&mask_path)?.len(),
+        nifti_import_seconds: nifti_s,
+        seg_frames,
+        seg_file_bytes: std::fs::metadata(&seg_path)?.len(),
+        seg_export_seconds: seg_export_s,
+        seg_import_seconds: seg_import_s,
+        stored_bytes_per_version: stored / n.max(1),
+        versions: n,
+    })
+}

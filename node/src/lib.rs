@@ -8,6 +8,7 @@
 
 pub mod annotation;
 pub mod bench;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod curation;

@@ -112,6 +112,17 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Annotation import and storage of a mask spanning a whole series (NIfTI and DICOM SEG).
+    Annotate {
+        /// Size of the synthetic series (WIDTHxHEIGHTxSLICES).
+        #[arg(long, default_value = "512x512x300")]
+        size: String,
+        /// Keep the files here.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Header ingest throughput (files/s) on synthetic CT files, warm cache.
     Ingest {
         /// At least this many files.
@@ -306,6 +317,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     summary.readers.len(),
                     summary.out
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what: BenchCommand::Annotate { size, keep, json },
+        } => {
+            let size = synth::parse_size(&size)?;
+            let r = bench::annotate(size, keep).await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!("{}", r.human());
             }
             Ok(ExitCode::SUCCESS)
         }

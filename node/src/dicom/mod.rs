@@ -8,4 +8,5 @@ pub mod deid;
 pub mod geometry;
 pub mod header;
 pub mod prescan;
+pub mod seg;
 pub mod write;

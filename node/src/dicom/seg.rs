@@ -13,17 +13,20 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::meta::FileMetaTableBuilder;
+use dicom_object::file::ReadPreamble;
 use dicom_object::mem::InMemElement;
+use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
 use thiserror::Error;
+
+use super::prescan::{self, PrescanError, ScanLimits};
 
 /// SOP Class UID of Segmentation Storage.
 pub const SEGMENTATION_STORAGE: &str = uids::SEGMENTATION_STORAGE;
@@ -33,7 +36,10 @@ pub const SEGMENTATION_STORAGE: &str = uids::SEGMENTATION_STORAGE;
 pub enum SegmentationType {
     Binary,
     /// `probability`: PROBABILITY when true, OCCUPANCY when false.
-    Fractional { max_value: u8, probability: bool },
+    Fractional {
+        max_value: u8,
+        probability: bool,
+    },
 }
 
 /// SegmentAlgorithmType.
@@ -159,6 +165,9 @@ pub struct SourceSlice {
 /// pseudonymous ones for export; the caller decides. `Debug` prints only the geometry.
 #[derive(Clone, PartialEq)]
 pub struct SegSource {
+    /// When set, the SEG is marked de-identified: PatientIdentityRemoved (0012,0062) = YES and
+    /// DeidentificationMethod (0012,0063) = this text.
+    pub deidentification_method: Option<String>,
     pub patient_name: String,
     pub patient_id: String,
     pub patient_birth_date: String,
@@ -213,6 +222,8 @@ pub enum SegError {
     FileTooLarge { size: u64, cap: u64 },
     #[error("unreadable DICOM file ({0})")]
     Parse(&'static str),
+    #[error("{0}")]
+    Structure(#[from] PrescanError),
     #[error("unsupported transfer syntax: only uncompressed little-endian SEGs are read")]
     TransferSyntax,
     #[error("not a Segmentation Storage object")]
@@ -292,24 +303,52 @@ pub enum SegError {
 }
 
 /// Reads a whole SEG file (attributes and frames). The SOP class must be Segmentation Storage
-/// and the transfer syntax uncompressed little endian; LABELMAP SEGs are refused.
+/// and the transfer syntax uncompressed little endian; LABELMAP SEGs are refused. The file is
+/// pre-scanned ([`super::prescan`]) so no declared length is trusted: dicom-object parses only
+/// the header before Pixel Data, and the Pixel Data value is sliced from the file here.
 pub fn read_seg(path: &Path, limits: &SegLimits) -> Result<SegObject, SegError> {
-    let size = fs::metadata(path).map_err(|e| SegError::Io(e.kind()))?.len();
+    let mut file = File::open(path).map_err(|e| SegError::Io(e.kind()))?;
+    let size = file.metadata().map_err(|e| SegError::Io(e.kind()))?.len();
     if size > limits.max_file_bytes {
         return Err(SegError::FileTooLarge {
             size,
             cap: limits.max_file_bytes,
         });
     }
-    let file = OpenFileOptions::new()
-        .read_all()
-        .open_file(path)
-        .map_err(|_| SegError::Parse("not a DICOM Part 10 file, or damaged"))?;
-    let ts = file.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
-    if ts != uids::EXPLICIT_VR_LITTLE_ENDIAN && ts != uids::IMPLICIT_VR_LITTLE_ENDIAN {
-        return Err(SegError::TransferSyntax);
-    }
-    parse_seg(&file, limits)
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(usize::try_from(size).map_err(|_| SegError::Alloc(size))?)
+        .map_err(|_| SegError::Alloc(size))?;
+    file.read_to_end(&mut buf)
+        .map_err(|e| SegError::Io(e.kind()))?;
+    // No declared length reaches the parser unchecked: the pre-scan walks the whole structure
+    // against the bytes present, and the parser gets only the part before Pixel Data.
+    let scan = prescan::scan(
+        &buf,
+        true,
+        ScanLimits {
+            max_element_bytes: buf.len() as u64,
+            max_depth: 32,
+        },
+    )?;
+    let ts = scan.transfer_syntax.trim_end_matches(['\0', ' ']);
+    let explicit = match ts {
+        uids::EXPLICIT_VR_LITTLE_ENDIAN => true,
+        uids::IMPLICIT_VR_LITTLE_ENDIAN => false,
+        _ => return Err(SegError::TransferSyntax),
+    };
+    let header = buf
+        .get(scan.header_range(buf.len()))
+        .ok_or(SegError::Parse("internal range"))?;
+    let obj = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Never)
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(header)
+        .map_err(|_| SegError::Parse("damaged header"))?;
+    let pixels = match scan.pixel_data_offset {
+        Some(at) => pixel_value(&buf, at, explicit)?,
+        None => return Err(SegError::Missing("PixelData")),
+    };
+    parse_seg(&obj, pixels, limits)
 }
 
 /// Maps the frames of `seg` onto the slices of a series (`slices` in z order, with the series'
@@ -449,7 +488,7 @@ type Obj = InMemDicomObject;
 
 // ----- reading -----
 
-fn parse_seg(obj: &Obj, limits: &SegLimits) -> Result<SegObject, SegError> {
+fn parse_seg(obj: &Obj, pixels: &[u8], limits: &SegLimits) -> Result<SegObject, SegError> {
     let sop_class = text(obj, tags::SOP_CLASS_UID).ok_or(SegError::Missing("SOPClassUID"))?;
     if sop_class != SEGMENTATION_STORAGE {
         return Err(SegError::NotSegmentation);
@@ -508,11 +547,6 @@ fn parse_seg(obj: &Obj, limits: &SegLimits) -> Result<SegObject, SegError> {
 
     let segments = read_segments(obj)?;
 
-    let pixel_elem = obj
-        .element_opt(tags::PIXEL_DATA)
-        .map_err(|_| SegError::Invalid("PixelData"))?
-        .ok_or(SegError::Missing("PixelData"))?;
-    let pixels = pixel_bytes(pixel_elem)?;
     let have = pixels.len() as u64;
     let need = match segmentation_type {
         SegmentationType::Binary => voxels.div_ceil(8),
@@ -540,7 +574,13 @@ fn parse_seg(obj: &Obj, limits: &SegLimits) -> Result<SegObject, SegError> {
         .transpose()?
         .flatten();
     let orientation = group_item(first, shared, tags::PLANE_ORIENTATION_SEQUENCE)
-        .map(|it| floats::<6>(it, tags::IMAGE_ORIENTATION_PATIENT, "ImageOrientationPatient"))
+        .map(|it| {
+            floats::<6>(
+                it,
+                tags::IMAGE_ORIENTATION_PATIENT,
+                "ImageOrientationPatient",
+            )
+        })
         .transpose()?
         .flatten();
 
@@ -548,7 +588,13 @@ fn parse_seg(obj: &Obj, limits: &SegLimits) -> Result<SegObject, SegError> {
     for (k, item) in per_frame.iter().take(n_frames).enumerate() {
         let item = Some(item);
         let segment_number = group_item(item, shared, tags::SEGMENT_IDENTIFICATION_SEQUENCE)
-            .map(|it| int::<u16>(it, tags::REFERENCED_SEGMENT_NUMBER, "ReferencedSegmentNumber"))
+            .map(|it| {
+                int::<u16>(
+                    it,
+                    tags::REFERENCED_SEGMENT_NUMBER,
+                    "ReferencedSegmentNumber",
+                )
+            })
             .transpose()?
             .flatten()
             .ok_or(SegError::Missing("ReferencedSegmentNumber"))?;
@@ -558,16 +604,15 @@ fn parse_seg(obj: &Obj, limits: &SegLimits) -> Result<SegObject, SegError> {
                 segment: segment_number,
             });
         }
-        let referenced_sop_instance_uid =
-            group_item(item, None, tags::DERIVATION_IMAGE_SEQUENCE)
-                .and_then(|d| first_item(d, tags::SOURCE_IMAGE_SEQUENCE))
-                .and_then(|s| text(s, tags::REFERENCED_SOP_INSTANCE_UID));
+        let referenced_sop_instance_uid = group_item(item, None, tags::DERIVATION_IMAGE_SEQUENCE)
+            .and_then(|d| first_item(d, tags::SOURCE_IMAGE_SEQUENCE))
+            .and_then(|s| text(s, tags::REFERENCED_SOP_INSTANCE_UID));
         let position = group_item(item, shared, tags::PLANE_POSITION_SEQUENCE)
             .map(|it| floats::<3>(it, tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient"))
             .transpose()?
             .flatten();
         let data = match segmentation_type {
-            SegmentationType::Binary => unpack_frame(&pixels, k, plane)?,
+            SegmentationType::Binary => unpack_frame(pixels, k, plane)?,
             SegmentationType::Fractional { max_value, .. } => {
                 let start = k.checked_mul(plane).ok_or(SegError::Invalid("PixelData"))?;
                 let bytes = pixels
@@ -614,9 +659,12 @@ fn read_segmentation_type(obj: &Obj) -> Result<SegmentationType, SegError> {
                 Some(_) => return Err(SegError::Invalid("SegmentationFractionalType")),
                 None => return Err(SegError::Missing("SegmentationFractionalType")),
             };
-            let max_value =
-                int::<u8>(obj, tags::MAXIMUM_FRACTIONAL_VALUE, "MaximumFractionalValue")?
-                    .ok_or(SegError::Missing("MaximumFractionalValue"))?;
+            let max_value = int::<u8>(
+                obj,
+                tags::MAXIMUM_FRACTIONAL_VALUE,
+                "MaximumFractionalValue",
+            )?
+            .ok_or(SegError::Missing("MaximumFractionalValue"))?;
             if max_value == 0 {
                 return Err(SegError::Invalid("MaximumFractionalValue"));
             }
@@ -683,17 +731,31 @@ fn coded(obj: &Obj, seq: Tag) -> Option<CodedConcept> {
     })
 }
 
-/// Pixel Data as little-endian bytes; encapsulated (compressed) data is refused.
-fn pixel_bytes(elem: &InMemElement) -> Result<std::borrow::Cow<'_, [u8]>, SegError> {
-    match elem.value().primitive() {
-        Some(PrimitiveValue::U8(v)) => Ok(std::borrow::Cow::Borrowed(&v[..])),
-        Some(PrimitiveValue::U16(v)) => Ok(std::borrow::Cow::Owned(
-            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        )),
-        Some(PrimitiveValue::Empty) => Ok(std::borrow::Cow::Borrowed(&[])),
-        Some(_) => Err(SegError::Invalid("PixelData")),
-        None => Err(SegError::TransferSyntax),
+/// The value of the top-level Pixel Data element at `at` (native, little endian); encapsulated
+/// (compressed) Pixel Data is refused.
+fn pixel_value(buf: &[u8], at: usize, explicit: bool) -> Result<&[u8], SegError> {
+    let bad = || SegError::Invalid("PixelData");
+    let bytes_at = |i: usize, n: usize| buf.get(at.checked_add(i)?..at.checked_add(i + n)?);
+    let u32_at = |i: usize| {
+        let b: [u8; 4] = bytes_at(i, 4)?.try_into().ok()?;
+        Some(u32::from_le_bytes(b))
+    };
+    if bytes_at(0, 4) != Some(&[0xE0, 0x7F, 0x10, 0x00][..]) {
+        return Err(SegError::Missing("PixelData"));
     }
+    let (len, value_at) = if explicit {
+        if !matches!(bytes_at(4, 2), Some(b"OB" | b"OW")) {
+            return Err(bad());
+        }
+        (u32_at(8).ok_or_else(bad)?, 12)
+    } else {
+        (u32_at(4).ok_or_else(bad)?, 8)
+    };
+    if len == u32::MAX {
+        // Undefined length: encapsulated (compressed) Pixel Data.
+        return Err(SegError::TransferSyntax);
+    }
+    bytes_at(value_at, len as usize).ok_or_else(bad)
 }
 
 /// Unpacks frame `k` (`plane` pixels starting at bit `k·plane`, LSB first) into 0/1 bytes.
@@ -748,7 +810,9 @@ fn int<T: TryFrom<i64>>(obj: &Obj, tag: Tag, name: &'static str) -> Result<Optio
         return Ok(None);
     }
     let v = elem.to_int::<i64>().map_err(|_| SegError::Invalid(name))?;
-    T::try_from(v).map(Some).map_err(|_| SegError::Invalid(name))
+    T::try_from(v)
+        .map(Some)
+        .map_err(|_| SegError::Invalid(name))
 }
 
 /// Whether an element has no value (or only padding).
@@ -773,7 +837,9 @@ fn floats<const N: usize>(
     if is_blank(elem) {
         return Ok(None);
     }
-    let v = elem.to_multi_float64().map_err(|_| SegError::Invalid(name))?;
+    let v = elem
+        .to_multi_float64()
+        .map_err(|_| SegError::Invalid(name))?;
     let arr: [f64; N] = v.try_into().map_err(|_| SegError::Invalid(name))?;
     if arr.iter().all(|x| x.is_finite()) {
         Ok(Some(arr))
@@ -942,7 +1008,20 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
         }
     };
 
-    let spacing_between = slice_spacing(&depths).unwrap_or(src.slice_thickness);
+    // SpacingBetweenSlices: the slice thickness for one slice (as highdicom writes), the gap
+    // for uniformly spaced slices, absent otherwise.
+    let spacing_between = if depths.len() == 1 {
+        Some(src.slice_thickness)
+    } else {
+        slice_spacing(&depths)
+    };
+    let mut pixel_measures = vec![
+        st(tags::SLICE_THICKNESS, VR::DS, &ds(src.slice_thickness)),
+        st(tags::PIXEL_SPACING, VR::DS, &ds_multi(&src.pixel_spacing)),
+    ];
+    if let Some(gap) = spacing_between {
+        pixel_measures.push(st(tags::SPACING_BETWEEN_SLICES, VR::DS, &ds(gap)));
+    }
     let mut el = vec![
         cs(tags::SPECIFIC_CHARACTER_SET, "ISO_IR 192"),
         multi_cs(tags::IMAGE_TYPE, &["DERIVED", "PRIMARY"]),
@@ -959,7 +1038,11 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
         st(tags::ACCESSION_NUMBER, VR::SH, &src.accession_number),
         cs(tags::MODALITY, "SEG"),
         st(tags::MANUFACTURER, VR::LO, &w.manufacturer),
-        st(tags::REFERRING_PHYSICIAN_NAME, VR::PN, &src.referring_physician),
+        st(
+            tags::REFERRING_PHYSICIAN_NAME,
+            VR::PN,
+            &src.referring_physician,
+        ),
         st(tags::SERIES_DESCRIPTION, VR::LO, &w.series_description),
         st(tags::MANUFACTURER_MODEL_NAME, VR::LO, MODEL_NAME),
         seq(
@@ -972,7 +1055,11 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
                         .map(|s| {
                             item(vec![
                                 st(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &s.sop_class_uid),
-                                st(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &s.sop_instance_uid),
+                                st(
+                                    tags::REFERENCED_SOP_INSTANCE_UID,
+                                    VR::UI,
+                                    &s.sop_instance_uid,
+                                ),
                             ])
                         })
                         .collect(),
@@ -991,7 +1078,11 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
         st(tags::STUDY_ID, VR::SH, &src.study_id),
         st(tags::SERIES_NUMBER, VR::IS, &w.series_number.to_string()),
         st(tags::INSTANCE_NUMBER, VR::IS, "1"),
-        st(tags::FRAME_OF_REFERENCE_UID, VR::UI, &src.frame_of_reference_uid),
+        st(
+            tags::FRAME_OF_REFERENCE_UID,
+            VR::UI,
+            &src.frame_of_reference_uid,
+        ),
         st(tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
         DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
         cs(tags::PHOTOMETRIC_INTERPRETATION, "MONOCHROME2"),
@@ -1001,7 +1092,11 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
         DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(bits)),
         DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(bits)),
         DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(bits - 1)),
-        DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16)),
+        DataElement::new(
+            tags::PIXEL_REPRESENTATION,
+            VR::US,
+            PrimitiveValue::from(0u16),
+        ),
         cs(tags::LOSSY_IMAGE_COMPRESSION, "00"),
         seq(
             tags::SEGMENT_SEQUENCE,
@@ -1009,7 +1104,11 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
         ),
         cs(
             tags::SEGMENTS_OVERLAP,
-            if segments_overlap(w.volumes) { "YES" } else { "NO" },
+            if segments_overlap(w.volumes) {
+                "YES"
+            } else {
+                "NO"
+            },
         ),
         cs(tags::CONTENT_LABEL, &w.content_label),
         st(tags::CONTENT_DESCRIPTION, VR::LO, ""),
@@ -1025,7 +1124,11 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
             el.push(cs(tags::SEGMENTATION_TYPE, "FRACTIONAL"));
             el.push(cs(
                 tags::SEGMENTATION_FRACTIONAL_TYPE,
-                if probability { "PROBABILITY" } else { "OCCUPANCY" },
+                if probability {
+                    "PROBABILITY"
+                } else {
+                    "OCCUPANCY"
+                },
             ));
             el.push(DataElement::new(
                 tags::MAXIMUM_FRACTIONAL_VALUE,
@@ -1039,7 +1142,11 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
     let dim_uid = derived_uid(&w.sop_instance_uid, "dimension-organization");
     el.push(seq(
         tags::DIMENSION_ORGANIZATION_SEQUENCE,
-        vec![item(vec![st(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dim_uid)])],
+        vec![item(vec![st(
+            tags::DIMENSION_ORGANIZATION_UID,
+            VR::UI,
+            &dim_uid,
+        )])],
     ));
     el.push(cs(tags::DIMENSION_ORGANIZATION_TYPE, "3D"));
     el.push(seq(
@@ -1064,14 +1171,7 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
     el.push(seq(
         tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
         vec![item(vec![
-            seq(
-                tags::PIXEL_MEASURES_SEQUENCE,
-                vec![item(vec![
-                    st(tags::SLICE_THICKNESS, VR::DS, &ds(src.slice_thickness)),
-                    st(tags::SPACING_BETWEEN_SLICES, VR::DS, &ds(spacing_between)),
-                    st(tags::PIXEL_SPACING, VR::DS, &ds_multi(&src.pixel_spacing)),
-                ])],
-            ),
+            seq(tags::PIXEL_MEASURES_SEQUENCE, vec![item(pixel_measures)]),
             seq(
                 tags::PLANE_ORIENTATION_SEQUENCE,
                 vec![item(vec![st(
@@ -1088,6 +1188,10 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
         per_frame.push(frame_item(f, slice)?);
     }
     el.push(seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame));
+    if let Some(method) = &src.deidentification_method {
+        el.push(st(tags::PATIENT_IDENTITY_REMOVED, VR::CS, "YES"));
+        el.push(st(tags::DEIDENTIFICATION_METHOD, VR::LO, method));
+    }
     el.push(DataElement::new(
         tags::PIXEL_DATA,
         VR::OB,
@@ -1110,7 +1214,11 @@ fn validate_write(w: &SegWrite<'_>) -> Result<(), SegError> {
     if !(src.slice_thickness.is_finite() && src.slice_thickness > 0.0) {
         return Err(SegError::Invalid("SliceThickness"));
     }
-    if src.slices.iter().any(|s| !s.position.iter().all(|v| v.is_finite())) {
+    if src
+        .slices
+        .iter()
+        .any(|s| !s.position.iter().all(|v| v.is_finite()))
+    {
         return Err(SegError::Invalid("ImagePositionPatient"));
     }
     for (v, name) in [
@@ -1176,7 +1284,9 @@ fn validate_write(w: &SegWrite<'_>) -> Result<(), SegError> {
             return Err(SegError::SegmentNumbering);
         }
         if s.algorithm_type != AlgorithmType::Manual
-            && s.algorithm_name.as_deref().is_none_or(|n| n.trim().is_empty())
+            && s.algorithm_name
+                .as_deref()
+                .is_none_or(|n| n.trim().is_empty())
         {
             return Err(SegError::MissingAlgorithmName(s.number));
         }
@@ -1450,8 +1560,7 @@ fn check_text(v: &str, max: usize, name: &'static str) -> Result<(), SegError> {
 
 fn check_cs(v: &str, name: &'static str) -> Result<(), SegError> {
     let ok = v.len() <= 16
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ' || b == b'_');
     if ok {
         Ok(())

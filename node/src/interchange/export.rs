@@ -125,7 +125,7 @@ async fn pick(
 
 pub async fn export(
     store: &Store,
-    sealing: &SegIdentity,
+    who: &SegIdentity,
     req: &ExportRequest,
 ) -> Result<ExportReport, ExportError> {
     match req.format {
@@ -158,7 +158,24 @@ pub async fn export(
             let result = if req.format == ExportFormat::Nifti {
                 masks::export_nifti(&seg, &grid, &out)
             } else {
-                masks::export_seg(&seg, &grid, &v, sealing, req.deidentified, &out)
+                let reader = store
+                    .reader(&v.reader)
+                    .await
+                    .map_err(|e| ExportError::Usage(e.to_string()))?;
+                let creator = if req.deidentified {
+                    reader.pseudonym
+                } else {
+                    reader.id
+                };
+                let e = masks::SegExport {
+                    seg: &seg,
+                    grid: &grid,
+                    version: &v,
+                    creator: &creator,
+                    who,
+                    deidentified: req.deidentified,
+                };
+                masks::export_seg(&e, &out)
             };
             result.map_err(|message| ExportError::Write {
                 path: out.clone(),

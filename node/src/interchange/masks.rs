@@ -10,6 +10,10 @@ use serde::Deserialize;
 use super::{Context, ImportError, ImportOptions, ImportedItem, new_version, resolve, save};
 use crate::annotation::model::{Content, Segment, Segmentation};
 use crate::dicom::geometry;
+use crate::dicom::seg::{
+    self, AlgorithmType, CodedConcept, SegLimits, SegSource, SegWrite, SegmentInfo,
+    SegmentationType, SliceRef, SourceSlice,
+};
 use crate::formats::nifti::{self, NiftiImage, NiftiLimits};
 use crate::store::{CaseRef, SeriesGrid};
 
@@ -199,26 +203,285 @@ pub fn looks_like_dicom(path: &Path) -> bool {
         && &b[128..132] == b"DICM"
 }
 
-/// Imports a DICOM SEG (not yet available).
+/// Imports a DICOM SEG (BINARY or FRACTIONAL, one or more segments) as a label map on the
+/// series it references. Frames map to slices by ReferencedSOPInstanceUID, else by position.
+/// FRACTIONAL values at or above half the maximum count as inside. Overlapping segments are
+/// refused: a stored segmentation is a label map.
 pub async fn import_seg(
-    _ctx: &Context<'_>,
+    ctx: &Context<'_>,
     path: &Path,
-    _opts: &ImportOptions,
+    opts: &ImportOptions,
 ) -> Result<Vec<ImportedItem>, ImportError> {
-    Err(ImportError::file(
+    let reader_id = opts
+        .reader
+        .as_deref()
+        .ok_or_else(|| ImportError::file(path, "--reader is required for masks"))?;
+    let reader = ctx.store.reader(reader_id).await?;
+    let p = path.to_path_buf();
+    let seg_obj = tokio::task::spawn_blocking(move || seg::read_seg(&p, &SegLimits::default()))
+        .await
+        .map_err(|e| ImportError::file(path, e.to_string()))?
+        .map_err(|e| ImportError::file(path, e.to_string()))?;
+    let series_name = match (&opts.series, &seg_obj.referenced_series_uid) {
+        (Some(s), _) => s.clone(),
+        (None, Some(s)) => s.clone(),
+        (None, None) => {
+            return Err(ImportError::file(
+                path,
+                "the SEG references no series; name it with --series",
+            ));
+        }
+    };
+    let case = resolve(ctx, opts, path, &series_name).await?;
+    let Some(series_id) = case.series_id else {
+        return Err(ImportError::file(
+            path,
+            format!("{series_name} names a study; a SEG needs a series"),
+        ));
+    };
+    let grid = ctx
+        .store
+        .series_grid(series_id)
+        .await
+        .map_err(|source| ImportError::Case {
+            path: path.into(),
+            source,
+        })?;
+    // A SEG exported with --deidentified references the pseudonymous instance UIDs.
+    let pseudonymous = seg_obj.referenced_series_uid.as_deref() == Some(grid.pseudo_uid.as_str());
+    let slices: Vec<SliceRef> = grid
+        .slice_list
+        .iter()
+        .map(|s| SliceRef {
+            sop_instance_uid: if pseudonymous {
+                s.pseudo_uid.clone()
+            } else {
+                s.original_uid.clone()
+            },
+            position: s.position,
+        })
+        .collect();
+    if slices.len() != grid.slices as usize {
+        return Err(ImportError::file(
+            path,
+            format!(
+                "series {} has no per-slice instances to map SEG frames onto",
+                grid.pseudo_uid
+            ),
+        ));
+    }
+    if let Some(ps) = seg_obj.pixel_spacing
+        && (0..2).any(|i| (ps[i] - grid.pixel_spacing[i]).abs() > GRID_TOLERANCE_MM)
+    {
+        return Err(ImportError::file(
+            path,
+            format!(
+                "SEG pixel spacing {:.4}x{:.4} mm does not match series {} ({:.4}x{:.4} mm)",
+                ps[0], ps[1], grid.pseudo_uid, grid.pixel_spacing[0], grid.pixel_spacing[1]
+            ),
+        ));
+    }
+    let volumes =
+        seg::frames_to_volumes(&seg_obj, &slices, grid.orientation, grid.rows, grid.columns)
+            .map_err(|e| ImportError::file(path, e.to_string()))?;
+    let threshold = match seg_obj.segmentation_type {
+        SegmentationType::Binary => 1u8,
+        SegmentationType::Fractional { max_value, .. } => max_value.div_ceil(2).max(1),
+    };
+    let n = volumes.first().map_or(0, |(_, v)| v.len());
+    let mut labels = vec![0u8; n];
+    let mut segments = Vec::new();
+    for (number, volume) in &volumes {
+        let value = u8::try_from(*number)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| {
+                ImportError::file(
+                    path,
+                    format!("segment number {number} does not fit a label map (1 to 255)"),
+                )
+            })?;
+        let mut overlap = 0u64;
+        for (l, &v) in labels.iter_mut().zip(volume) {
+            if v >= threshold {
+                if *l != 0 {
+                    overlap += 1;
+                }
+                *l = value;
+            }
+        }
+        if overlap > 0 {
+            return Err(ImportError::file(
+                path,
+                format!(
+                    "segment {number} overlaps another segment at {overlap} voxels; fedanno stores non-overlapping label maps"
+                ),
+            ));
+        }
+        let name = seg_obj
+            .segments
+            .iter()
+            .find(|s| s.number == *number)
+            .map_or_else(|| format!("segment-{number}"), |s| s.label.clone());
+        segments.push(Segment { value, name });
+    }
+    if let Some(declared) = &opts.segments {
+        segments = declared.clone();
+    }
+    let seg =
+        Segmentation::new(grid.dims(), segments, labels).map_err(|source| ImportError::Model {
+            path: path.into(),
+            source,
+        })?;
+    let content = Content::Segmentation(seg);
+    let v = new_version(&content, &reader, &case, opts, "dicom-seg");
+    save(
+        ctx,
         path,
-        "DICOM SEG import is not available in this build",
-    ))
+        vec![(v, "segmentation", reader.id.clone(), case)],
+    )
+    .await
 }
 
-/// Writes a segmentation as DICOM SEG (not yet available).
-pub fn export_seg(
-    _seg: &Segmentation,
-    _grid: &SeriesGrid,
-    _v: &crate::store::VersionRow,
-    _who: &super::export::SegIdentity,
-    _deidentified: bool,
-    _out: &Path,
-) -> Result<(), String> {
-    Err("DICOM SEG export is not available in this build".into())
+/// A deterministic `2.25.` UID for an exported object, from what it is made of: re-exporting
+/// the same version gives the same UIDs.
+fn derived_uid(parts: &[&str]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"fedanno-export-uid-v1");
+    for p in parts {
+        ctx.update(&[0]);
+        ctx.update(p.as_bytes());
+    }
+    let d = ctx.finish();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d.as_ref()[..16]);
+    b[6] = (b[6] & 0x0F) | 0x80;
+    b[8] = (b[8] & 0x3F) | 0x80;
+    format!("2.25.{}", u128::from_be_bytes(b))
+}
+
+/// Who and what an exported SEG is about.
+pub struct SegExport<'a> {
+    pub seg: &'a Segmentation,
+    pub grid: &'a SeriesGrid,
+    pub version: &'a crate::store::VersionRow,
+    pub creator: &'a str,
+    pub who: &'a super::export::SegIdentity,
+    pub deidentified: bool,
+}
+
+/// Writes a segmentation as a BINARY DICOM SEG referencing its source series: the original
+/// identifiers for local use, or only pseudonymous ones with `deidentified`.
+pub fn export_seg(e: &SegExport<'_>, out: &Path) -> Result<(), String> {
+    let g = e.grid;
+    if g.slice_list.len() != g.slices as usize {
+        return Err(format!(
+            "series {} has no per-slice instances for a SEG to reference",
+            g.pseudo_uid
+        ));
+    }
+    let pick = |orig: &str, pseudo: &str| {
+        if e.deidentified {
+            pseudo.to_string()
+        } else {
+            orig.to_string()
+        }
+    };
+    let for_uid = match (&g.for_original_uid, &g.for_pseudo_uid) {
+        (Some(o), Some(p)) => pick(o, p),
+        _ => derived_uid(&["frame-of-reference", &g.pseudo_uid]),
+    };
+    let source = SegSource {
+        deidentification_method: e
+            .deidentified
+            .then(|| crate::dicom::deid::SCHEME.to_string()),
+        patient_name: if e.deidentified {
+            format!("ANON^{}", g.patient_pseudonym)
+        } else {
+            g.patient_original_name.clone()
+        },
+        patient_id: pick(&g.patient_original_id, &g.patient_pseudonym),
+        patient_birth_date: String::new(),
+        patient_sex: String::new(),
+        study_uid: pick(&g.study_original_uid, &g.study_pseudo_uid),
+        study_date: if e.deidentified {
+            g.study_pseudo_date.clone()
+        } else {
+            g.study_original_date.clone()
+        }
+        .unwrap_or_default(),
+        study_time: String::new(),
+        study_id: String::new(),
+        accession_number: String::new(),
+        referring_physician: String::new(),
+        series_uid: pick(&g.original_uid, &g.pseudo_uid),
+        frame_of_reference_uid: for_uid,
+        rows: g.rows,
+        columns: g.columns,
+        pixel_spacing: g.pixel_spacing,
+        slice_thickness: g.slice_spacing.unwrap_or(1.0),
+        orientation: g.orientation,
+        slices: g
+            .slice_list
+            .iter()
+            .map(|s| SourceSlice {
+                sop_class_uid: s.sop_class_uid.clone(),
+                sop_instance_uid: pick(&s.original_uid, &s.pseudo_uid),
+                position: s.position,
+            })
+            .collect(),
+    };
+    let segments: Vec<SegmentInfo> = e
+        .seg
+        .segments
+        .iter()
+        .map(|s| SegmentInfo {
+            number: u16::from(s.value),
+            label: s.name.clone(),
+            algorithm_type: AlgorithmType::Manual,
+            algorithm_name: None,
+            category: CodedConcept::new("49755003", "SCT", "Morphologically Altered Structure"),
+            property_type: CodedConcept::new("4147007", "SCT", "Mass"),
+        })
+        .collect();
+    let masks: Vec<(u16, Vec<u8>)> = e
+        .seg
+        .segments
+        .iter()
+        .map(|s| (u16::from(s.value), e.seg.mask(s.value)))
+        .collect();
+    let volumes: Vec<(u16, &[u8])> = masks.iter().map(|(n, m)| (*n, m.as_slice())).collect();
+    let mode = if e.deidentified {
+        "deidentified"
+    } else {
+        "local"
+    };
+    let (date, time) = crate::calendar::utc_date_time(e.version.created_at);
+    let w = SegWrite {
+        source: &source,
+        segments: &segments,
+        volumes: &volumes,
+        segmentation_type: SegmentationType::Binary,
+        sop_instance_uid: derived_uid(&[
+            "seg-instance",
+            &e.version.content_hash,
+            &source.series_uid,
+            mode,
+        ]),
+        series_uid: derived_uid(&[
+            "seg-series",
+            &e.version.content_hash,
+            &source.series_uid,
+            mode,
+        ]),
+        series_number: 9000 + (e.version.version.clamp(0, 999) as u32),
+        series_description: format!("fedanno {} v{}", e.version.kind, e.version.version),
+        content_label: "ANNOTATION".into(),
+        content_creator: e.creator.to_string(),
+        manufacturer: format!("fedanno ({})", e.who.site_name),
+        software_version: e.who.software_version.clone(),
+        content_date: date,
+        content_time: time,
+    };
+    seg::write_seg(out, &w).map_err(|err| err.to_string())
 }

@@ -1,0 +1,392 @@
+//! DICOM SEG in and out through the binary: SEGs written by highdicom and dcmqi (pydicom's
+//! test files) import onto their source series with exactly the masks pydicom reads; our own
+//! SEG export round-trips exactly (locally and de-identified), including 5×5 frames whose 1-bit
+//! packing is not byte-aligned; a SEG of an unknown series stores nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fedanno_node::dicom::seg::{self, SegLimits};
+use fedanno_node::dicom::write::{CtSlice, write_ct_slice};
+use fedanno_node::formats::nifti::{self, NiftiImage};
+use serde_json::Value;
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/dicom")
+}
+
+struct Site {
+    tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Site {
+    fn new() -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        let s = Site { tmp, dir };
+        s.ok(&["init", "--site-name", "Seg Site"]);
+        s.ok(&["readers", "add", "r1", "--kind", "local"]);
+        s.ok(&["readers", "add", "r2", "--kind", "local"]);
+        s
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fedanno"));
+        c.env_remove("FEDANNO_DIR").env_remove("FEDANNO_LOG");
+        c.arg("--dir").arg(&self.dir).args(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "fedanno {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_slice(&self.ok(&a).stdout).unwrap()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    fn export_nifti(&self, series: &str, reader: &str) -> Vec<u8> {
+        let out = self.path(&format!("{reader}-export.nii.gz"));
+        self.ok(&[
+            "annotate",
+            "export",
+            "--case",
+            series,
+            "--reader",
+            reader,
+            "--format",
+            "nifti",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        nifti::read_file(&out, &Default::default())
+            .unwrap()
+            .to_labels_u8()
+            .unwrap()
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, b)
+        .as_ref()
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// The data of a version-1 .npy file of uint8.
+fn npy_u8(path: &Path) -> Vec<u8> {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..6], b"\x93NUMPY");
+    let header_len = u16::from_le_bytes([b[8], b[9]]) as usize;
+    let header = String::from_utf8_lossy(&b[10..10 + header_len]);
+    assert!(
+        header.contains("'|u1'") && header.contains("'fortran_order': False"),
+        "{header}"
+    );
+    b[10 + header_len..].to_vec()
+}
+
+#[test]
+fn highdicom_seg_imports_onto_its_source_with_the_expected_mask() {
+    let s = Site::new();
+    s.ok(&[
+        "ingest",
+        data().join("pydicom/CT_small.dcm").to_str().unwrap(),
+    ]);
+    let seg_file = data().join("generated/CT_small_seg_disc_highdicom.dcm");
+    let r = s.json(&[
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        seg_file.to_str().unwrap(),
+    ]);
+    assert_eq!(r[0]["summary"]["segments"][0]["voxels"], 1257);
+    let series = r[0]["series"].as_str().unwrap().to_string();
+    let expected = npy_u8(&data().join("generated/CT_small_seg_disc_mask.npy"));
+    assert_eq!(expected.len(), 128 * 128);
+    assert_eq!(s.export_nifti(&series, "r1"), expected);
+}
+
+/// Writes the source series a SEG references (its UIDs and positions), as 512x512 CT slices.
+fn source_series_for(seg_path: &Path, dir: &Path) {
+    let obj = seg::read_seg(seg_path, &SegLimits::default()).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let series = obj.referenced_series_uid.clone().unwrap();
+    let spacing = obj.pixel_spacing.unwrap();
+    let pixels = vec![0i16; (obj.rows * obj.columns) as usize];
+    // liver_1frame.dcm keeps three per-frame items for one frame: the three source slices are
+    // all in its functional groups, so read them with pydicom's values (tests/data/dicom).
+    let refs: [(&str, f64); 3] = [
+        (
+            "1.2.392.200103.20080913.113635.1.2009.6.22.21.43.10.23433.1",
+            -128.69,
+        ),
+        (
+            "1.2.392.200103.20080913.113635.1.2009.6.22.21.43.10.23432.1",
+            -127.69,
+        ),
+        (
+            "1.2.392.200103.20080913.113635.1.2009.6.22.21.43.10.23431.1",
+            -126.69,
+        ),
+    ];
+    for (k, (sop, z)) in refs.iter().enumerate() {
+        write_ct_slice(
+            &dir.join(format!("{k}.dcm")),
+            &CtSlice {
+                patient_name: "SYNTHETIC^LIVER",
+                patient_id: "LIVER1",
+                patient_birth_date: "",
+                institution_name: "",
+                study_uid: &obj.study_uid,
+                series_uid: &series,
+                sop_instance_uid: sop,
+                frame_of_reference_uid: obj.frame_of_reference_uid.as_deref().unwrap(),
+                study_date: "20080913",
+                study_description: "",
+                accession_number: "",
+                series_number: 1,
+                instance_number: k as u32 + 1,
+                rows: obj.rows as u16,
+                columns: obj.columns as u16,
+                pixel_spacing: spacing,
+                slice_thickness: 1.0,
+                orientation: obj.orientation.unwrap(),
+                position: [-235.2, -226.8, *z],
+                pixels: &pixels,
+            },
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn dcmqi_liver_segs_import_with_pydicoms_masks() {
+    let s = Site::new();
+    let liver = data().join("pydicom-data/liver.dcm");
+    let liver1 = data().join("pydicom/liver_1frame.dcm");
+    let src = s.path("liver-src");
+    source_series_for(&liver, &src);
+    s.ok(&["ingest", src.to_str().unwrap()]);
+    let r = s.json(&[
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        liver.to_str().unwrap(),
+    ]);
+    assert_eq!(r[0]["summary"]["segments"][0]["voxels"], 107_098);
+    assert_eq!(r[0]["summary"]["segments"][0]["name"], "Liver");
+    let series = r[0]["series"].as_str().unwrap().to_string();
+    // pydicom's pixel_array of the 3 frames, hashed in C order (expected_dicom.json).
+    let vol = s.export_nifti(&series, "r1");
+    assert_eq!(
+        sha256_hex(&vol),
+        "86ceb97b138085d01b005c48e893bb4348fcdcf6a9c5c73c54d4efaa0288a1f2"
+    );
+    // The one-frame SEG (three per-frame items, one frame of pixels) maps onto slice 0 only.
+    let r = s.json(&[
+        "annotate",
+        "import",
+        "--reader",
+        "r2",
+        liver1.to_str().unwrap(),
+    ]);
+    assert_eq!(r[0]["summary"]["segments"][0]["voxels"], 36_233);
+    let vol = s.export_nifti(&series, "r2");
+    assert_eq!(
+        sha256_hex(&vol[..512 * 512]),
+        "e036a07b502fdfd1f0ed932406e2474409be9fe49397c4906f2b8738f84f2230"
+    );
+    assert!(vol[512 * 512..].iter().all(|&v| v == 0));
+}
+
+/// A tiny CT series of `n` slices of `cols`×`rows` pixels.
+fn tiny_series(dir: &Path, cols: u16, rows: u16, n: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    let pixels = vec![0i16; usize::from(rows) * usize::from(cols)];
+    for k in 0..n {
+        write_ct_slice(
+            &dir.join(format!("{k}.dcm")),
+            &CtSlice {
+                patient_name: "SYNTHETIC^TINY",
+                patient_id: "TINY",
+                patient_birth_date: "",
+                institution_name: "",
+                study_uid: "2.25.77001",
+                series_uid: "2.25.77002",
+                sop_instance_uid: &format!("2.25.7700{}", k + 3),
+                frame_of_reference_uid: "2.25.77000",
+                study_date: "20200202",
+                study_description: "",
+                accession_number: "",
+                series_number: 3,
+                instance_number: k + 1,
+                rows,
+                columns: cols,
+                pixel_spacing: [0.5, 0.75],
+                slice_thickness: 3.0,
+                orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                // Listed out of order on purpose.
+                position: [10.0, 20.0, 30.0 - 3.0 * f64::from((k + 1) % n)],
+                pixels: &pixels,
+            },
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn our_seg_round_trips_exactly_at_odd_sizes_local_and_deidentified() {
+    for (cols, rows) in [(5u16, 5u16), (21, 22)] {
+        let s = Site::new();
+        let src = s.path("tiny");
+        tiny_series(&src, cols, rows, 3);
+        s.ok(&["ingest", src.to_str().unwrap()]);
+        let cases = s.json(&["cases"]);
+        let series = cases[0]["series"].as_str().unwrap().to_string();
+        // A two-segment label map with a pattern that touches every bit position.
+        let n = usize::from(cols) * usize::from(rows) * 3;
+        let labels: Vec<u8> = (0..n).map(|i| ((i * 7 + i / 5) % 3) as u8).collect();
+        let affine = {
+            // The series grid's affine, from a NIfTI export of an all-background import.
+            let zero = s.path("zero.nii");
+            let spacing = [0.75, 0.5, 3.0];
+            let a = [
+                [-0.75, 0.0, 0.0, -10.0],
+                [0.0, -0.5, 0.0, -20.0],
+                [0.0, 0.0, 3.0, 24.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ];
+            nifti::write_file(
+                &zero,
+                &NiftiImage::from_u8([cols.into(), rows.into(), 3], spacing, a, vec![0; n])
+                    .unwrap(),
+            )
+            .unwrap();
+            s.ok(&[
+                "annotate",
+                "import",
+                "--reader",
+                "r2",
+                "--series",
+                &series,
+                zero.to_str().unwrap(),
+            ]);
+            a
+        };
+        let mask = s.path("mask.nii.gz");
+        nifti::write_file(
+            &mask,
+            &NiftiImage::from_u8(
+                [cols.into(), rows.into(), 3],
+                [0.75, 0.5, 3.0],
+                affine,
+                labels.clone(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let first = s.json(&[
+            "annotate",
+            "import",
+            "--reader",
+            "r1",
+            "--series",
+            &series,
+            "--segments",
+            "1=nodule,2=vessel",
+            mask.to_str().unwrap(),
+        ]);
+        let hash = s.json(&["annotate", "list", "--reader", "r1"])[0]["content_hash"].clone();
+        assert_eq!(first[0]["version"], 1);
+        for deid in [false, true] {
+            let out = s.path(if deid { "deid.dcm" } else { "local.dcm" });
+            let mut args = vec![
+                "annotate",
+                "export",
+                "--case",
+                &series,
+                "--reader",
+                "r1",
+                "--format",
+                "seg",
+                "--out",
+                out.to_str().unwrap(),
+            ];
+            if deid {
+                args.push("--deidentified");
+            }
+            s.ok(&args);
+            // Bits read back by our reader (odd sizes: frames are not byte-aligned).
+            let obj = seg::read_seg(&out, &SegLimits::default()).unwrap();
+            assert_eq!((obj.rows, obj.columns), (u32::from(rows), u32::from(cols)));
+            assert_eq!(
+                obj.segments
+                    .iter()
+                    .map(|x| x.label.as_str())
+                    .collect::<Vec<_>>(),
+                ["nodule", "vessel"]
+            );
+            if deid {
+                assert!(
+                    obj.referenced_series_uid.as_deref() == Some(series.as_str()),
+                    "de-identified SEG references the pseudonymous series"
+                );
+            } else {
+                assert_eq!(obj.referenced_series_uid.as_deref(), Some("2.25.77002"));
+            }
+            // Re-import: the identical content, so no new version.
+            let again = s.json(&[
+                "annotate",
+                "import",
+                "--reader",
+                "r1",
+                out.to_str().unwrap(),
+            ]);
+            assert_eq!(
+                (again[0]["created"].as_bool(), again[0]["version"].as_i64()),
+                (Some(false), Some(1))
+            );
+            assert_eq!(
+                s.json(&["annotate", "list", "--reader", "r1"])[0]["content_hash"],
+                hash
+            );
+        }
+        assert_eq!(s.export_nifti(&series, "r1"), labels);
+    }
+}
+
+#[test]
+fn seg_of_an_unknown_series_stores_nothing() {
+    let s = Site::new();
+    let seg_file = data().join("generated/CT_small_seg_disc_highdicom.dcm");
+    let out = s.run(&[
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        seg_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no series or study is indexed"));
+    assert_eq!(s.json(&["annotate", "list"]).as_array().unwrap().len(), 0);
+    // Not a SEG at all.
+    let ct = data().join("pydicom/CT_small.dcm");
+    let out = s.run(&["annotate", "import", "--reader", "r1", ct.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+}

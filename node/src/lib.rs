@@ -18,6 +18,8 @@ pub mod identity;
 pub mod ingest;
 pub mod interchange;
 pub mod logging;
+pub mod net;
+pub mod policy;
 pub mod site;
 pub mod store;
 pub mod synth;

@@ -1,9 +1,19 @@
 //! Tests of [`super`]: 1-bit packing at odd sizes, the real SEGs of the test data, must-fail
 //! vectors, writer round trips and a loop of random mutations that must never panic.
 
-use super::*;
+use std::fs;
+use std::path::{Path, PathBuf};
 
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, open_file};
+
+use super::bits::{pack_frames, unpack_frame};
+use super::read::{first_item, floats, text};
+use super::volumes::checked_normal;
+use super::write::{cs, seq};
+use super::*;
+use crate::dicom::prescan::PrescanError;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/dicom");
 const AXIAL: [f64; 6] = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0];

@@ -1,0 +1,221 @@
+//! The node's application actor: it connects the network (`net`), the policy gate (`policy`),
+//! the audit log (`audit`) and the store. Every message that leaves the node goes through
+//! [`outbound`]: policy decides, the decision and the message hash are committed to the audit
+//! log, and only then are the bytes handed to the network. Every message that arrives goes
+//! through [`inbound`]: a peer must first prove membership with a certificate bound to its
+//! peer id ([`membership`]); envelopes are verified (signature, consortium, time window,
+//! replay) and audited before they are acted on; anything else is refused, audited, and the
+//! peer is disconnected.
+//!
+//! The actor owns its state in [`Shared`] (short critical sections, never held across an
+//! await); slow work runs in tasks bounded by a semaphore. Outside code talks to it through an
+//! [`AppHandle`] with a bounded command channel.
+
+mod inbound;
+mod membership;
+mod outbound;
+mod shared;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fedanno_protocol::cert::{Certificate, CertificateBody, TrustStore};
+use fedanno_protocol::ids::SiteId;
+use ring::signature::Ed25519KeyPair;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use crate::audit::{AuditError, AuditLog};
+use crate::net::{self, Multiaddr, NetConfig, NetError, NetEvent, NetHandle};
+use crate::policy::Policy;
+use crate::store::Store;
+pub use shared::{MemberInfo, Shared};
+
+/// Depth of the app's command channel.
+const COMMANDS: usize = 64;
+/// Inbound messages handled at once.
+const CONCURRENCY: usize = 64;
+/// How long a connecting peer has to prove membership.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Error)]
+pub enum AppError {
+    #[error("the policy denied sending {kind} to {to}: {reasons}")]
+    PolicyDenied { kind: String, to: String, reasons: String },
+    #[error("no certified member {0} is connected")]
+    NotConnected(String),
+    #[error("the peer refused the message: {0}")]
+    Refused(String),
+    #[error("the peer's reply could not be verified: {0}")]
+    BadReply(String),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("audit log: {0}")]
+    Audit(#[from] AuditError),
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// Everything a node needs to run.
+pub struct NodeParams {
+    pub site: SiteId,
+    pub consortium: String,
+    pub certificate: Certificate,
+    pub certificate_body: CertificateBody,
+    pub trust: TrustStore,
+    pub signing: Arc<Ed25519KeyPair>,
+    pub sealing: x25519_dalek::StaticSecret,
+    pub libp2p_key: net::Keypair,
+    pub policy: Policy,
+    pub store: Store,
+    pub audit: AuditLog,
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub transport: net::Transport,
+    pub net: NetConfig,
+}
+
+/// What `node status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub site: String,
+    pub consortium: String,
+    pub peer_id: String,
+    pub listen: Vec<String>,
+    pub roles: Vec<String>,
+    pub certificate_expires: u64,
+    pub members_connected: usize,
+    pub audit_size: u64,
+    pub audit_root: String,
+    pub requests_sent: u64,
+    pub bytes_sent: u64,
+}
+
+pub(crate) enum AppCommand {
+    Status(oneshot::Sender<Result<Status, AppError>>),
+    Peers(oneshot::Sender<Vec<MemberInfo>>),
+    Notice { to: SiteId, topic: String, body: String, reply: oneshot::Sender<Result<(), AppError>> },
+    Broadcast { topic: String, body: String, reply: oneshot::Sender<Result<(), AppError>> },
+    Checkpoint { reply: oneshot::Sender<Result<fedanno_protocol::wire::SignedCheckpoint, AppError>> },
+    Witness { to: SiteId, reply: oneshot::Sender<Result<fedanno_protocol::wire::Cosignature, AppError>> },
+    GetCheckpoint { from: SiteId, reply: oneshot::Sender<Result<fedanno_protocol::wire::SignedCheckpoint, AppError>> },
+}
+
+/// A handle to a running node.
+#[derive(Clone)]
+pub struct AppHandle {
+    tx: mpsc::Sender<AppCommand>,
+    pub shared: Arc<Shared>,
+}
+
+/// A running node: its handle, and the task to await after shutdown.
+pub struct Node {
+    pub handle: AppHandle,
+    pub task: tokio::task::JoinHandle<()>,
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl Node {
+    /// Starts the network and the actor, listens and dials the bootstrap peers.
+    pub async fn start(p: NodeParams) -> Result<Node, AppError> {
+        let (netw, events) = net::spawn(p.libp2p_key.clone(), &p.net, p.transport)?;
+        let mut listening = Vec::new();
+        for addr in &p.listen {
+            listening.push(netw.listen(addr.clone()).await?);
+        }
+        let shared = Arc::new(Shared::new(&p, netw.clone(), listening));
+        for addr in &p.bootstrap {
+            // A bootstrap peer that is down is retried by the operator; not fatal.
+            if let Err(e) = netw.dial(addr.clone()).await {
+                tracing::warn!(error = %e, "cannot dial a bootstrap peer");
+            }
+        }
+        let (tx, rx) = mpsc::channel(COMMANDS);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(shared.clone(), rx, events, stop_rx));
+        Ok(Node { handle: AppHandle { tx, shared }, task, shutdown: stop_tx })
+    }
+
+    /// Stops the actor and waits for it.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn run(shared: Arc<Shared>, mut commands: mpsc::Receiver<AppCommand>, mut events: mpsc::Receiver<NetEvent>, mut stop: watch::Receiver<bool>) {
+    let limit = Arc::new(Semaphore::new(CONCURRENCY));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            ev = events.recv() => match ev {
+                Some(ev) => {
+                    let Ok(permit) = limit.clone().acquire_owned().await else { break };
+                    let s = shared.clone();
+                    tasks.spawn(async move {
+                        inbound::handle(&s, ev).await;
+                        drop(permit);
+                    });
+                }
+                None => break,
+            },
+            cmd = commands.recv() => match cmd {
+                Some(c) => {
+                    let s = shared.clone();
+                    tasks.spawn(async move { outbound::command(&s, c).await });
+                }
+                None => break,
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    tasks.shutdown().await;
+    tracing::info!("node stopped");
+}
+
+impl AppHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> AppCommand) -> Result<T, AppError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.map_err(|_| AppError::Stopped)?;
+        rx.await.map_err(|_| AppError::Stopped)
+    }
+
+    pub async fn status(&self) -> Result<Status, AppError> {
+        self.ask(AppCommand::Status).await?
+    }
+
+    pub async fn peers(&self) -> Result<Vec<MemberInfo>, AppError> {
+        self.ask(AppCommand::Peers).await
+    }
+
+    /// Sends a notice to one member (request-response, receipted).
+    pub async fn notice(&self, to: SiteId, topic: String, body: String) -> Result<(), AppError> {
+        self.ask(|reply| AppCommand::Notice { to, topic, body, reply }).await?
+    }
+
+    /// Publishes a notice to the consortium (gossip, sealed to the members).
+    pub async fn broadcast(&self, topic: String, body: String) -> Result<(), AppError> {
+        self.ask(|reply| AppCommand::Broadcast { topic, body, reply }).await?
+    }
+
+    /// Signs a checkpoint of the audit log now and publishes it.
+    pub async fn checkpoint(&self) -> Result<fedanno_protocol::wire::SignedCheckpoint, AppError> {
+        self.ask(|reply| AppCommand::Checkpoint { reply }).await?
+    }
+
+    /// Asks a member to co-sign our latest checkpoint.
+    pub async fn witness(&self, to: SiteId) -> Result<fedanno_protocol::wire::Cosignature, AppError> {
+        self.ask(|reply| AppCommand::Witness { to, reply }).await?
+    }
+
+    /// Fetches a member's latest signed checkpoint.
+    pub async fn get_checkpoint(&self, from: SiteId) -> Result<fedanno_protocol::wire::SignedCheckpoint, AppError> {
+        self.ask(|reply| AppCommand::GetCheckpoint { from, reply }).await?
+    }
+
+    pub fn net(&self) -> &NetHandle {
+        &self.shared.net
+    }
+}

@@ -1,0 +1,121 @@
+//! The libp2p behaviour and swarm construction: a block list (peers refused by membership
+//! checks stay out), connection limits, request-response with [`super::codec::FrameCodec`],
+//! gossipsub with signed messages and explicit validation (the app accepts or rejects every
+//! message after checking its envelope), identify and ping. TCP + Noise + Yamux, or the memory
+//! transport with the same Noise + Yamux stack for in-process tests.
+
+use std::time::Duration;
+
+use libp2p::core::transport::MemoryTransport;
+use libp2p::core::{Transport, upgrade};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    Swarm, SwarmBuilder, allow_block_list, connection_limits, gossipsub, identify, identity, noise,
+    ping, tcp, yamux,
+};
+
+use super::codec::{FrameCodec, PROTOCOL};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    // Order matters: refusals and limits act before the other behaviours allocate handlers.
+    pub block: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub limits: connection_limits::Behaviour,
+    pub rr: request_response::Behaviour<FrameCodec>,
+    pub gossip: gossipsub::Behaviour,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+}
+
+/// Network tunables.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    pub max_frame: u32,
+    pub max_gossip: usize,
+    pub request_timeout: Duration,
+    /// Long enough that connections survive between federated rounds.
+    pub idle_timeout: Duration,
+    pub max_peers: u32,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            max_frame: 4 << 20,
+            max_gossip: 256 << 10,
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(3600),
+            max_peers: 128,
+        }
+    }
+}
+
+fn behaviour(key: &identity::Keypair, cfg: &NetConfig) -> Result<Behaviour, BoxError> {
+    let gcfg = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(500))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(cfg.max_gossip)
+        .build()?;
+    let gossip =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gcfg)?;
+    Ok(Behaviour {
+        block: allow_block_list::Behaviour::default(),
+        limits: connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established_per_peer(Some(2))
+                .with_max_pending_incoming(Some(32))
+                .with_max_established(Some(cfg.max_peers)),
+        ),
+        rr: request_response::Behaviour::with_codec(
+            FrameCodec {
+                max_frame: cfg.max_frame,
+            },
+            [(PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(cfg.request_timeout),
+        ),
+        gossip,
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/fedanno/id/1.0.0".into(),
+            key.public(),
+        )),
+        ping: ping::Behaviour::default(),
+    })
+}
+
+/// A TCP swarm (production and loopback tests).
+pub fn tcp_swarm(key: identity::Keypair, cfg: &NetConfig) -> Result<Swarm<Behaviour>, BoxError> {
+    let idle = cfg.idle_timeout;
+    Ok(SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|k| behaviour(k, cfg))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build())
+}
+
+/// An in-process swarm on the memory transport (`/memory/0`), same Noise + Yamux stack.
+pub fn memory_swarm(key: identity::Keypair, cfg: &NetConfig) -> Result<Swarm<Behaviour>, BoxError> {
+    let idle = cfg.idle_timeout;
+    Ok(SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_other_transport(|key| {
+            Ok::<_, BoxError>(
+                MemoryTransport::default()
+                    .upgrade(upgrade::Version::V1)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .boxed(),
+            )
+        })?
+        .with_behaviour(|k| behaviour(k, cfg))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build())
+}

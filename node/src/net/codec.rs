@@ -1,0 +1,130 @@
+//! The request-response codec: one length-prefixed frame (u32 big-endian) of opaque envelope
+//! bytes per request or response, refused above the frame limit before anything is allocated.
+//! What the bytes mean is the app's business (`fedanno_protocol::envelope`).
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use libp2p::request_response;
+
+/// The request-response protocol name. No PHI ever goes into protocol or agent names.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/fedanno/rr/1.0.0");
+
+#[derive(Debug, Clone)]
+pub struct FrameCodec {
+    pub max_frame: u32,
+}
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: u32) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len);
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the {max}-byte limit"),
+        ));
+    }
+    let mut buf = vec![0u8; len as usize];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    bytes: &[u8],
+    max: u32,
+) -> io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .ok()
+        .filter(|l| *l <= max)
+        .ok_or_else(|| io::Error::other("frame too large"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(bytes).await?;
+    io.flush().await
+}
+
+impl request_response::Codec for FrameCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_frame).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_frame).await
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req, self.max_frame).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &res, self.max_frame).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_oversized_frames_are_refused_before_allocation() {
+        let mut buf = Vec::new();
+        write_frame(&mut futures::io::Cursor::new(&mut buf), b"hello", 16)
+            .await
+            .unwrap();
+        assert_eq!(buf, [0, 0, 0, 5, b'h', b'e', b'l', b'l', b'o']);
+        let got = read_frame(&mut futures::io::Cursor::new(&buf), 16)
+            .await
+            .unwrap();
+        assert_eq!(got, b"hello");
+        // A header declaring 4 GiB: refused from the 4 length bytes alone.
+        let hostile = [0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3];
+        let e = read_frame(&mut futures::io::Cursor::new(&hostile[..]), 1024)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        // Truncated body.
+        let short = [0, 0, 0, 9, 1, 2];
+        assert!(
+            read_frame(&mut futures::io::Cursor::new(&short[..]), 1024)
+                .await
+                .is_err()
+        );
+        assert!(
+            write_frame(
+                &mut futures::io::Cursor::new(&mut Vec::new()),
+                &[0u8; 17],
+                16
+            )
+            .await
+            .is_err()
+        );
+    }
+}

@@ -33,6 +33,33 @@ pub struct Config {
     pub ingest: IngestSection,
     #[serde(default)]
     pub deid: DeidSection,
+    #[serde(default)]
+    pub network: NetworkSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSection {
+    /// libp2p multiaddresses to listen on.
+    pub listen: Vec<String>,
+    /// Peers to dial at start: `/ip4/ADDR/tcp/PORT/p2p/PEER_ID`.
+    pub bootstrap: Vec<String>,
+    /// Seconds an idle connection stays open (long enough to span federated rounds).
+    pub idle_timeout_secs: u64,
+    /// The site policy file, relative to the site directory; empty means the built-in
+    /// research-site policy.
+    pub policy: String,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        Self {
+            listen: vec!["/ip4/0.0.0.0/tcp/4100".into()],
+            bootstrap: Vec::new(),
+            idle_timeout_secs: 3600,
+            policy: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -110,6 +137,7 @@ impl Config {
             },
             ingest: IngestSection::default(),
             deid: DeidSection::default(),
+            network: NetworkSection::default(),
         }
     }
 
@@ -150,6 +178,9 @@ impl Config {
         }
         if i.threads > 1024 {
             return Err("ingest.threads must be at most 1024".into());
+        }
+        if self.network.idle_timeout_secs < 10 {
+            return Err("network.idle_timeout_secs must be at least 10".into());
         }
         if self.deid.date_shift_max_days == 0 || self.deid.date_shift_max_days > 3650 {
             return Err("deid.date_shift_max_days must be between 1 and 3650".into());
@@ -193,6 +224,16 @@ threads = {th}
 dates = "{dates}"
 # Largest per-patient date shift in days (the shift is never 0).
 date_shift_max_days = {dsm}
+
+[network]
+# libp2p multiaddresses to listen on.
+listen = {listen}
+# Certified peers to dial at start, e.g. "/ip4/10.1.2.3/tcp/4100/p2p/12D3KooW...".
+bootstrap = {bootstrap}
+# Seconds an idle connection stays open (long enough to span federated rounds).
+idle_timeout_secs = {idle}
+# The site policy file, relative to this directory; empty: the built-in research-site policy.
+policy = {policy}
 "#,
             name = toml_string(&self.site.name),
             id = self.site.id,
@@ -203,8 +244,16 @@ date_shift_max_days = {dsm}
             bs = i.batch_size,
             th = i.threads,
             dsm = d.date_shift_max_days,
+            listen = toml_list(&self.network.listen),
+            bootstrap = toml_list(&self.network.bootstrap),
+            idle = self.network.idle_timeout_secs,
+            policy = toml_string(&self.network.policy),
         )
     }
+}
+
+fn toml_list(v: &[String]) -> String {
+    toml::Value::Array(v.iter().map(|s| toml::Value::String(s.clone())).collect()).to_string()
 }
 
 fn toml_string(s: &str) -> String {

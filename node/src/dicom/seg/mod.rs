@@ -306,6 +306,7 @@ pub enum SegError {
     Encode(&'static str),
 }
 
+/// The in-memory data set `read` parses into and `write` builds.
 type Obj = InMemDicomObject;
 
 // ----- terse Debug for types holding identifiers -----

@@ -460,4 +460,4 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

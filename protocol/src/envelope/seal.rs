@@ -42,11 +42,11 @@ impl<T: ring::rand::SecureRandom + ?Sized> Entropy for T {
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Sealed {
-    ephemeral: [u8; 32],
+    pub(super) ephemeral: [u8; 32],
     #[serde(deserialize_with = "bounded::vec::<_, _, MAX_RECIPIENTS>")]
     recipients: Vec<Wrapped>,
     #[serde(deserialize_with = "bounded::bytes::<_, MAX_ENVELOPE_BYTES>")]
-    ciphertext: Vec<u8>,
+    pub(super) ciphertext: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -331,4 +331,4 @@ impl Envelope {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

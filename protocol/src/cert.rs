@@ -112,13 +112,21 @@ pub fn validate_consortium_name(name: &str) -> Result<(), CertError> {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok { Ok(()) } else { Err(CertError::Malformed) }
+    if ok {
+        Ok(())
+    } else {
+        Err(CertError::Malformed)
+    }
 }
 
 /// A display name: 1 to [`MAX_NAME_LEN`] bytes of UTF-8 without control characters.
 pub fn validate_display_name(name: &str) -> Result<(), CertError> {
     let ok = !name.is_empty() && name.len() <= MAX_NAME_LEN && !name.chars().any(char::is_control);
-    if ok { Ok(()) } else { Err(CertError::Malformed) }
+    if ok {
+        Ok(())
+    } else {
+        Err(CertError::Malformed)
+    }
 }
 
 /// The public file every site imports: the consortium's name and root key.
@@ -263,7 +271,8 @@ impl CertificateBody {
         }
         validate_consortium_name(&self.consortium)?;
         validate_display_name(&self.display_name)?;
-        let roles_ok = !self.roles.is_empty() && self.roles.windows(2).all(|w| w.first() < w.get(1));
+        let roles_ok =
+            !self.roles.is_empty() && self.roles.windows(2).all(|w| w.first() < w.get(1));
         if self.peer_id.is_empty() || !roles_ok || self.not_before > self.not_after {
             return Err(CertError::Malformed);
         }
@@ -305,8 +314,17 @@ impl Certificate {
 
     /// Checks the root's signature, the version, the consortium name and the validity window
     /// (`not_before <= now <= not_after`), and returns the body.
-    pub fn verify(&self, consortium: &ConsortiumInfo, now: u64) -> Result<CertificateBody, CertError> {
-        if !crypto::verify(&consortium.root_key, DOMAIN_CERT, &self.0.body, &self.0.signature) {
+    pub fn verify(
+        &self,
+        consortium: &ConsortiumInfo,
+        now: u64,
+    ) -> Result<CertificateBody, CertError> {
+        if !crypto::verify(
+            &consortium.root_key,
+            DOMAIN_CERT,
+            &self.0.body,
+            &self.0.signature,
+        ) {
             return Err(CertError::BadSignature);
         }
         let body = self.body_unverified()?;
@@ -414,7 +432,12 @@ impl CertRequest {
         if body.peer_id.is_empty() {
             return Err(CertError::Malformed);
         }
-        if !crypto::verify(&body.signing_key, DOMAIN_CERT_REQUEST, &self.0.body, &self.0.signature) {
+        if !crypto::verify(
+            &body.signing_key,
+            DOMAIN_CERT_REQUEST,
+            &self.0.body,
+            &self.0.signature,
+        ) {
             return Err(CertError::BadSignature);
         }
         Ok(body)

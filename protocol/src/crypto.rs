@@ -50,7 +50,9 @@ pub fn verify(pk: &[u8; 32], domain: &[u8], msg: &[u8], sig: &[u8; 64]) -> bool 
     let mut buf = Vec::with_capacity(domain.len() + msg.len());
     buf.extend_from_slice(domain);
     buf.extend_from_slice(msg);
-    UnparsedPublicKey::new(&ED25519, pk).verify(&buf, sig).is_ok()
+    UnparsedPublicKey::new(&ED25519, pk)
+        .verify(&buf, sig)
+        .is_ok()
 }
 
 /// The Ed25519 public key of a key pair as an array.

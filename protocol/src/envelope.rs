@@ -291,7 +291,11 @@ impl Envelope {
     /// Verifies version, consortium, sender signature, addressee, time window and replay, then
     /// opens the seal with our X25519 secret if sealed. The sequence number is recorded only if
     /// all of that succeeds.
-    pub fn open(&self, ctx: &OpenContext<'_>, replay: &mut ReplayGuard) -> Result<Opened, EnvelopeError> {
+    pub fn open(
+        &self,
+        ctx: &OpenContext<'_>,
+        replay: &mut ReplayGuard,
+    ) -> Result<Opened, EnvelopeError> {
         let h = &self.header;
         if h.version != PROTOCOL_VERSION {
             return Err(EnvelopeError::UnsupportedVersion(h.version));
@@ -300,7 +304,12 @@ impl Envelope {
             return Err(EnvelopeError::WrongConsortium);
         }
         let key = (ctx.sender_key)(&h.sender).ok_or(EnvelopeError::UnknownSender)?;
-        if !crypto::verify(&key, DOMAIN_ENVELOPE, &self.signed.body, &self.signed.signature) {
+        if !crypto::verify(
+            &key,
+            DOMAIN_ENVELOPE,
+            &self.signed.body,
+            &self.signed.signature,
+        ) {
             return Err(EnvelopeError::BadSignature);
         }
         if h.recipient.as_ref().is_some_and(|r| r != ctx.me) {

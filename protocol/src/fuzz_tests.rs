@@ -3,9 +3,11 @@
 //! panic, and no mutated byte string may ever verify or open.
 
 use crate::cert::tests::{NOW as CERT_NOW, cert, consortium, request};
-use crate::cert::{CertRequest, Certificate, RevocationBody, RevocationList, Revoked, TrustStore, CRL_VERSION};
-use crate::envelope::tests::{NOW, open_as, seal_secret, sealed_to, sign_key, header};
+use crate::cert::{
+    CRL_VERSION, CertRequest, Certificate, RevocationBody, RevocationList, Revoked, TrustStore,
+};
 use crate::envelope::Envelope;
+use crate::envelope::tests::{NOW, header, open_as, seal_secret, sealed_to, sign_key};
 use crate::ids::SiteId;
 use crate::testkit::{XorShift, ed25519_key};
 use crate::wire::{Gossip, Request, Response, SignedCheckpoint};
@@ -40,14 +42,19 @@ fn mutated_envelopes_never_panic_or_open() {
     let mut rng = XorShift::new(0x5eed);
     let mut decoded = 0;
     for i in 0..ROUNDS {
-        let Some(seed) = seeds.get(i % seeds.len()) else { continue };
+        let Some(seed) = seeds.get(i % seeds.len()) else {
+            continue;
+        };
         let m = rng.mutate(seed);
         if &m == seed {
             continue;
         }
         if let Ok(e) = Envelope::from_bytes(&m) {
             decoded += 1;
-            assert!(open_as(&e, 2, Some(&s2), NOW).is_err(), "mutation {i} opened");
+            assert!(
+                open_as(&e, 2, Some(&s2), NOW).is_err(),
+                "mutation {i} opened"
+            );
         }
     }
     // Random garbage too.
@@ -55,7 +62,10 @@ fn mutated_envelopes_never_panic_or_open() {
         let len = rng.below(600);
         let g: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         if let Ok(e) = Envelope::from_bytes(&g) {
-            assert!(open_as(&e, 2, Some(&s2), NOW).is_err(), "garbage {i} opened");
+            assert!(
+                open_as(&e, 2, Some(&s2), NOW).is_err(),
+                "garbage {i} opened"
+            );
         }
     }
     // Some mutations should survive decoding (e.g. in the signature), exercising `open`.
@@ -74,25 +84,28 @@ fn mutated_certificates_requests_and_revocation_lists_never_panic_or_verify() {
     let mut rng = XorShift::new(0xce27);
     for i in 0..ROUNDS {
         let m = rng.mutate(&k);
-        if m != k {
-            if let Ok(x) = Certificate::from_bytes(&m) {
-                assert!(x.verify(&c, CERT_NOW).is_err(), "cert mutation {i} verified");
-                assert!(ts.check_peer(&x, b"peer", CERT_NOW).is_err());
-                let _ = x.body_unverified();
-            }
+        if m != k
+            && let Ok(x) = Certificate::from_bytes(&m)
+        {
+            assert!(
+                x.verify(&c, CERT_NOW).is_err(),
+                "cert mutation {i} verified"
+            );
+            assert!(ts.check_peer(&x, b"peer", CERT_NOW).is_err());
+            let _ = x.body_unverified();
         }
         let m = rng.mutate(&r);
-        if m != r {
-            if let Ok(x) = CertRequest::from_bytes(&m) {
-                assert!(x.verify().is_err(), "request mutation {i} verified");
-            }
+        if m != r
+            && let Ok(x) = CertRequest::from_bytes(&m)
+        {
+            assert!(x.verify().is_err(), "request mutation {i} verified");
         }
         let m = rng.mutate(&l);
-        if m != l {
-            if let Ok(x) = RevocationList::from_bytes(&m) {
-                assert!(x.verify(&c, CERT_NOW).is_err(), "crl mutation {i} verified");
-                let _ = x.is_revoked(7);
-            }
+        if m != l
+            && let Ok(x) = RevocationList::from_bytes(&m)
+        {
+            assert!(x.verify(&c, CERT_NOW).is_err(), "crl mutation {i} verified");
+            let _ = x.is_revoked(7);
         }
         let m = rng.mutate(&info);
         let _ = crate::cert::ConsortiumInfo::from_bytes(&m);
@@ -105,24 +118,49 @@ fn mutated_certificates_requests_and_revocation_lists_never_panic_or_verify() {
 
 #[test]
 fn mutated_wire_messages_never_panic() {
-    let cp = SignedCheckpoint::sign("fedanno.t/a", 9, [3; 32], 1, SiteId::new("a").unwrap(), &ed25519_key(2));
+    let cp = SignedCheckpoint::sign(
+        "fedanno.t/a",
+        9,
+        [3; 32],
+        1,
+        SiteId::new("a").unwrap(),
+        &ed25519_key(2),
+    );
     let pk = crate::crypto::public_key(&ed25519_key(2));
     let seeds: Vec<Vec<u8>> = vec![
-        Request::Hello { certificate: cert(2) }.to_bytes(),
-        Request::Witness { checkpoint: cp.clone() }.to_bytes(),
-        Request::Notice { topic: "t".into(), body: "b".repeat(40) }.to_bytes(),
-        Response::Checkpoint { checkpoint: cp.clone() }.to_bytes(),
+        Request::Hello {
+            certificate: cert(2),
+        }
+        .to_bytes(),
+        Request::Witness {
+            checkpoint: cp.clone(),
+        }
+        .to_bytes(),
+        Request::Notice {
+            topic: "t".into(),
+            body: "b".repeat(40),
+        }
+        .to_bytes(),
+        Response::Checkpoint {
+            checkpoint: cp.clone(),
+        }
+        .to_bytes(),
         Gossip::Checkpoint { checkpoint: cp }.to_bytes(),
     ];
     let mut rng = XorShift::new(0x3172e);
     for i in 0..ROUNDS {
-        let Some(seed) = seeds.get(i % seeds.len()) else { continue };
+        let Some(seed) = seeds.get(i % seeds.len()) else {
+            continue;
+        };
         let m = rng.mutate(seed);
         // Only the unsigned fields (timestamp, signer) may change and still verify.
-        if let Ok(Request::Witness { checkpoint: c }) = Request::from_bytes(&m) {
-            if c.verify(&pk).is_ok() {
-                assert_eq!((c.origin.as_str(), c.size, c.root), ("fedanno.t/a", 9, [3; 32]));
-            }
+        if let Ok(Request::Witness { checkpoint: c }) = Request::from_bytes(&m)
+            && c.verify(&pk).is_ok()
+        {
+            assert_eq!(
+                (c.origin.as_str(), c.size, c.root),
+                ("fedanno.t/a", 9, [3; 32])
+            );
         }
         if let Ok(Response::Checkpoint { checkpoint }) = Response::from_bytes(&m) {
             let _ = checkpoint.verify(&pk);

@@ -62,13 +62,23 @@ pub enum Request {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    Hello { certificate: Certificate },
-    Checkpoint { checkpoint: SignedCheckpoint },
-    Cosigned { cosignature: Cosignature },
+    Hello {
+        certificate: Certificate,
+    },
+    Checkpoint {
+        checkpoint: SignedCheckpoint,
+    },
+    Cosigned {
+        cosignature: Cosignature,
+    },
     Ack,
-    Refused { reason: RefusalReason },
+    Refused {
+        reason: RefusalReason,
+    },
     /// The receiver's signed receipt for the request (design-notes §7.2).
-    Receipt { receipt: Receipt },
+    Receipt {
+        receipt: Receipt,
+    },
 }
 
 /// Published on a gossip topic.
@@ -166,7 +176,12 @@ impl SignedCheckpoint {
         let id = crypto::sha256(&id_input);
         let mut sig = id.get(..4).unwrap_or_default().to_vec();
         sig.extend_from_slice(&self.signature);
-        format!("{}\n\u{2014} {} {}\n", self.text(), self.origin, base64(&sig))
+        format!(
+            "{}\n\u{2014} {} {}\n",
+            self.text(),
+            self.origin,
+            base64(&sig)
+        )
     }
 }
 
@@ -256,7 +271,12 @@ impl Receipt {
     }
 
     pub fn verify(&self, key: &[u8; 32]) -> Result<(), WireError> {
-        let msg = codec::encode(&(&self.receiver, &self.message_hash, self.log_size, &self.log_root));
+        let msg = codec::encode(&(
+            &self.receiver,
+            &self.message_hash,
+            self.log_size,
+            &self.log_root,
+        ));
         if crypto::verify(key, DOMAIN_RECEIPT, &msg, &self.signature) {
             Ok(())
         } else {

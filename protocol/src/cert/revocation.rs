@@ -57,7 +57,12 @@ impl RevocationBody {
             .revoked
             .windows(2)
             .all(|w| matches!((w.first(), w.get(1)), (Some(a), Some(b)) if a.serial < b.serial));
-        if !sorted || self.revoked.iter().any(|r| r.reason.chars().any(char::is_control)) {
+        if !sorted
+            || self
+                .revoked
+                .iter()
+                .any(|r| r.reason.chars().any(char::is_control))
+        {
             return Err(CertError::Malformed);
         }
         Ok(())
@@ -102,7 +107,11 @@ impl RevocationList {
     /// Checks the root's signature, the version, the consortium, and that the list was not
     /// issued in the future (beyond [`MAX_CLOCK_SKEW_SECS`]). Whether it is newer than the list a
     /// node holds is [`super::TrustStore::set_revocations`]'s job.
-    pub fn verify(&self, consortium: &ConsortiumInfo, now: u64) -> Result<RevocationBody, CertError> {
+    pub fn verify(
+        &self,
+        consortium: &ConsortiumInfo,
+        now: u64,
+    ) -> Result<RevocationBody, CertError> {
         if !crypto::verify(
             &consortium.root_key,
             DOMAIN_CRL,
@@ -138,7 +147,8 @@ impl RevocationList {
     }
 
     pub fn from_bytes(b: &[u8]) -> Result<Self, CodecError> {
-        let signed: Signed<MAX_REVOCATION_LIST_BYTES> = codec::decode(b, MAX_REVOCATION_LIST_BYTES)?;
+        let signed: Signed<MAX_REVOCATION_LIST_BYTES> =
+            codec::decode(b, MAX_REVOCATION_LIST_BYTES)?;
         if peek_version(&signed.body) != Some(CRL_VERSION) {
             return Err(CodecError::Malformed);
         }

@@ -3,7 +3,9 @@
 
 use ring::signature::Ed25519KeyPair;
 
-use super::{CertError, Certificate, CertificateBody, ConsortiumInfo, RevocationBody, RevocationList};
+use super::{
+    CertError, Certificate, CertificateBody, ConsortiumInfo, RevocationBody, RevocationList,
+};
 
 /// The consortium and its newest verified revocation list.
 #[derive(Clone, Debug)]
@@ -33,13 +35,13 @@ impl TrustStore {
     /// and a different list with the same number; re-installing the same list is a no-op.
     pub fn set_revocations(&mut self, crl: &RevocationList, now: u64) -> Result<(), CertError> {
         let body = crl.verify(&self.consortium, now)?;
-        if let Some(have) = &self.crl {
-            if body.number < have.number || (body.number == have.number && body != *have) {
-                return Err(CertError::StaleRevocationList {
-                    have: have.number,
-                    got: body.number,
-                });
-            }
+        if let Some(have) = &self.crl
+            && (body.number < have.number || (body.number == have.number && body != *have))
+        {
+            return Err(CertError::StaleRevocationList {
+                have: have.number,
+                got: body.number,
+            });
         }
         self.crl = Some(body);
         Ok(())
@@ -47,7 +49,11 @@ impl TrustStore {
 
     /// A certificate valid now and not revoked (no peer binding: for certificates that arrive
     /// inside messages rather than from the connection's peer).
-    pub fn check_certificate(&self, cert: &Certificate, now: u64) -> Result<CertificateBody, CertError> {
+    pub fn check_certificate(
+        &self,
+        cert: &Certificate,
+        now: u64,
+    ) -> Result<CertificateBody, CertError> {
         let body = cert.verify(&self.consortium, now)?;
         if self.crl.as_ref().is_some_and(|c| c.is_revoked(body.serial)) {
             return Err(CertError::Revoked {
@@ -58,7 +64,12 @@ impl TrustStore {
     }
 
     /// The full check for a peer: certificate valid now, not revoked, bound to `peer_id`.
-    pub fn check_peer(&self, cert: &Certificate, peer_id: &[u8], now: u64) -> Result<CertificateBody, CertError> {
+    pub fn check_peer(
+        &self,
+        cert: &Certificate,
+        peer_id: &[u8],
+        now: u64,
+    ) -> Result<CertificateBody, CertError> {
         let body = self.check_certificate(cert, now)?;
         if body.peer_id != peer_id {
             return Err(CertError::WrongPeer);

@@ -37,7 +37,10 @@ fn domain_separated_signatures_cross_checked_with_ed25519_dalek() {
     let sk = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
     use ed25519_dalek::Signer;
     let dsig = sk.sign(&msg).to_bytes();
-    assert_eq!(dsig, sig, "Ed25519 is deterministic: both implementations agree");
+    assert_eq!(
+        dsig, sig,
+        "Ed25519 is deterministic: both implementations agree"
+    );
 }
 
 #[test]

@@ -59,7 +59,10 @@ struct Wrapped {
 impl Sealed {
     /// Structural checks: at least one recipient, no recipient twice, room for a tag.
     pub(super) fn validate(&self) -> Result<(), EnvelopeError> {
-        if self.recipients.is_empty() || self.ciphertext.len() < TAG_LEN || has_duplicates(&self.recipients) {
+        if self.recipients.is_empty()
+            || self.ciphertext.len() < TAG_LEN
+            || has_duplicates(&self.recipients)
+        {
             return Err(EnvelopeError::Malformed);
         }
         Ok(())
@@ -90,7 +93,11 @@ fn wrap_key(
     crypto::hkdf_sha256(
         SEAL_SALT,
         &*shared,
-        &[ephemeral_public, recipient_key, recipient.as_str().as_bytes()],
+        &[
+            ephemeral_public,
+            recipient_key,
+            recipient.as_str().as_bytes(),
+        ],
         &mut *w,
     )
     .ok_or(EnvelopeError::SealBroken)?;
@@ -124,15 +131,23 @@ pub(super) fn seal_payload(
     for (id, key) in recipients {
         let w = wrap_key(&eph_secret, key, &ephemeral, key, id)?;
         let mut buf = content_key.to_vec();
-        crypto::aead_seal(&w, ZERO_NONCE, &header_hash, &mut buf).ok_or(EnvelopeError::SealBroken)?;
-        let key: [u8; 32 + TAG_LEN] = buf.as_slice().try_into().map_err(|_| EnvelopeError::SealBroken)?;
-        wrapped.push(Wrapped { recipient: id.clone(), key });
+        crypto::aead_seal(&w, ZERO_NONCE, &header_hash, &mut buf)
+            .ok_or(EnvelopeError::SealBroken)?;
+        let key: [u8; 32 + TAG_LEN] = buf
+            .as_slice()
+            .try_into()
+            .map_err(|_| EnvelopeError::SealBroken)?;
+        wrapped.push(Wrapped {
+            recipient: id.clone(),
+            key,
+        });
     }
     if wrapped.is_empty() || has_duplicates(&wrapped) {
         return Err(EnvelopeError::Malformed);
     }
     let mut ciphertext = payload.to_vec();
-    crypto::aead_seal(&content_key, ZERO_NONCE, header_bytes, &mut ciphertext).ok_or(EnvelopeError::SealBroken)?;
+    crypto::aead_seal(&content_key, ZERO_NONCE, header_bytes, &mut ciphertext)
+        .ok_or(EnvelopeError::SealBroken)?;
     Ok(Sealed {
         ephemeral,
         recipients: wrapped,
@@ -157,9 +172,13 @@ pub(super) fn open_sealed(
     let mut key = Zeroizing::new(entry.key.to_vec());
     let header_hash = crypto::sha256(header_bytes);
     crypto::aead_open(&w, ZERO_NONCE, &header_hash, &mut key).ok_or(EnvelopeError::SealBroken)?;
-    let content_key: Zeroizing<[u8; 32]> =
-        Zeroizing::new(key.as_slice().try_into().map_err(|_| EnvelopeError::SealBroken)?);
+    let content_key: Zeroizing<[u8; 32]> = Zeroizing::new(
+        key.as_slice()
+            .try_into()
+            .map_err(|_| EnvelopeError::SealBroken)?,
+    );
     let mut buf = sealed.ciphertext.clone();
-    crypto::aead_open(&content_key, ZERO_NONCE, header_bytes, &mut buf).ok_or(EnvelopeError::SealBroken)?;
+    crypto::aead_open(&content_key, ZERO_NONCE, header_bytes, &mut buf)
+        .ok_or(EnvelopeError::SealBroken)?;
     Ok(buf)
 }

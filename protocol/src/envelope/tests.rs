@@ -44,7 +44,9 @@ pub(crate) fn header(from: u8, to: Option<u8>, sequence: u64) -> Header {
 }
 
 pub(crate) fn keys() -> HashMap<SiteId, [u8; 32]> {
-    (1..=3).map(|n| (site(n), public_key(&sign_key(n)))).collect()
+    (1..=3)
+        .map(|n| (site(n), public_key(&sign_key(n))))
+        .collect()
 }
 
 pub(crate) fn sealed_to(from: u8, to: &[u8], seq: u64, payload: &[u8], seed: u64) -> Envelope {
@@ -52,12 +54,23 @@ pub(crate) fn sealed_to(from: u8, to: &[u8], seq: u64, payload: &[u8], seed: u64
         .iter()
         .map(|&n| (site(n), x25519_public(&seal_secret(n))))
         .collect();
-    Envelope::seal_with(header(from, None, seq), payload, &recipients, &sign_key(from), &TestRng::new(seed))
-        .unwrap()
+    Envelope::seal_with(
+        header(from, None, seq),
+        payload,
+        &recipients,
+        &sign_key(from),
+        &TestRng::new(seed),
+    )
+    .unwrap()
 }
 
 /// Opens `env` as site `me` at `now` with a fresh replay guard.
-pub(crate) fn open_as(env: &Envelope, me: u8, secret: Option<&StaticSecret>, now: u64) -> Result<Opened, EnvelopeError> {
+pub(crate) fn open_as(
+    env: &Envelope,
+    me: u8,
+    secret: Option<&StaticSecret>,
+    now: u64,
+) -> Result<Opened, EnvelopeError> {
     let keys = keys();
     let lookup = |s: &SiteId| keys.get(s).copied();
     let me = site(me);
@@ -75,10 +88,19 @@ pub(crate) fn open_as(env: &Envelope, me: u8, secret: Option<&StaticSecret>, now
 #[test]
 fn golden_vectors() {
     let plain = Envelope::sign(header(1, Some(2), 7), b"hello", &sign_key(1));
-    assert_eq!(hex(&plain.to_bytes()), "38010f746573742d636f6e736f727469756d06736974652d310106736974652d32010773747564792d31030780a4a7da0600000568656c6c6f3773714189f8ec6aa2f1a291f0b5a36c7d046fad924664848afca54f2bf76a12191ffc24db55879cd4fb7e7587cf4d857d20e066ae0ec830ad8be68b8c459c03");
-    assert_eq!(hex(&plain.message_hash()), "6850003b88afa0a3b4293f9089ac35aa32cdd4653021b6176622e6477407eba5");
+    assert_eq!(
+        hex(&plain.to_bytes()),
+        "38010f746573742d636f6e736f727469756d06736974652d310106736974652d32010773747564792d31030780a4a7da0600000568656c6c6f3773714189f8ec6aa2f1a291f0b5a36c7d046fad924664848afca54f2bf76a12191ffc24db55879cd4fb7e7587cf4d857d20e066ae0ec830ad8be68b8c459c03"
+    );
+    assert_eq!(
+        hex(&plain.message_hash()),
+        "6850003b88afa0a3b4293f9089ac35aa32cdd4653021b6176622e6477407eba5"
+    );
     let sealed = sealed_to(1, &[2, 3], 8, b"masked vector", 42);
-    assert_eq!(hex(&sha256(&sealed.to_bytes())), "f3a92da577f4a95383911e3777640131a1c99527a83bf747f5c8c596739872c3");
+    assert_eq!(
+        hex(&sha256(&sealed.to_bytes())),
+        "f3a92da577f4a95383911e3777640131a1c99527a83bf747f5c8c596739872c3"
+    );
     assert_eq!(sealed.message_hash(), sha256(&sealed.to_bytes()));
     let opened = open_as(&sealed, 2, Some(&seal_secret(2)), NOW).unwrap();
     assert_eq!(opened.payload, b"masked vector");
@@ -105,12 +127,18 @@ fn round_trips() {
         let o = open_as(&back, n, Some(&seal_secret(n)), NOW).unwrap();
         assert_eq!(o.payload, b"masked vector");
     }
-    assert_eq!(open_as(&back, 1, Some(&seal_secret(1)), NOW), Err(EnvelopeError::NotForUs));
+    assert_eq!(
+        open_as(&back, 1, Some(&seal_secret(1)), NOW),
+        Err(EnvelopeError::NotForUs)
+    );
     // Empty payload, and through ring's system RNG.
     let rng = ring::rand::SystemRandom::new();
     let r = [(site(2), x25519_public(&seal_secret(2)))];
     let e = Envelope::seal(header(1, Some(2), 9), b"", &r, &sign_key(1), &rng).unwrap();
-    assert_eq!(open_as(&e, 2, Some(&seal_secret(2)), NOW).unwrap().payload, b"");
+    assert_eq!(
+        open_as(&e, 2, Some(&seal_secret(2)), NOW).unwrap().payload,
+        b""
+    );
 }
 
 #[test]
@@ -129,8 +157,14 @@ fn must_fail_vectors() {
     let sealed = sealed_to(1, &[2], 8, b"masked vector", 42);
     let s2 = seal_secret(2);
     // Sealed to another site; wrong sealing key; no sealing key.
-    assert_eq!(open_as(&sealed, 3, Some(&seal_secret(3)), NOW), Err(EnvelopeError::NotForUs));
-    assert_eq!(open_as(&sealed, 2, Some(&seal_secret(3)), NOW), Err(EnvelopeError::SealBroken));
+    assert_eq!(
+        open_as(&sealed, 3, Some(&seal_secret(3)), NOW),
+        Err(EnvelopeError::NotForUs)
+    );
+    assert_eq!(
+        open_as(&sealed, 2, Some(&seal_secret(3)), NOW),
+        Err(EnvelopeError::SealBroken)
+    );
     assert_eq!(open_as(&sealed, 2, None, NOW), Err(EnvelopeError::NotForUs));
     // Addressed to another site (plain).
     let plain = Envelope::sign(header(1, Some(2), 7), b"hello", &sign_key(1));
@@ -141,7 +175,10 @@ fn must_fail_vectors() {
     for now in [NOW + MAX_CLOCK_SKEW_SECS + 1, NOW - MAX_CLOCK_SKEW_SECS - 1] {
         assert_eq!(
             open_as(&plain, 2, None, now),
-            Err(EnvelopeError::OutsideWindow { timestamp: NOW, now })
+            Err(EnvelopeError::OutsideWindow {
+                timestamp: NOW,
+                now
+            })
         );
     }
     // Unknown sender.
@@ -156,13 +193,22 @@ fn must_fail_vectors() {
     let mut h = header(1, Some(2), 7);
     h.consortium = "other".into();
     let e = Envelope::sign(h, b"x", &sign_key(1));
-    assert_eq!(open_as(&e, 2, None, NOW), Err(EnvelopeError::WrongConsortium));
+    assert_eq!(
+        open_as(&e, 2, None, NOW),
+        Err(EnvelopeError::WrongConsortium)
+    );
     // Wrong protocol version: refused at decode and at open.
     let mut h = header(1, Some(2), 7);
     h.version = 2;
     let e = Envelope::sign(h, b"x", &sign_key(1));
-    assert_eq!(open_as(&e, 2, None, NOW), Err(EnvelopeError::UnsupportedVersion(2)));
-    assert_eq!(Envelope::from_bytes(&e.to_bytes()), Err(EnvelopeError::UnsupportedVersion(2)));
+    assert_eq!(
+        open_as(&e, 2, None, NOW),
+        Err(EnvelopeError::UnsupportedVersion(2))
+    );
+    assert_eq!(
+        Envelope::from_bytes(&e.to_bytes()),
+        Err(EnvelopeError::UnsupportedVersion(2))
+    );
     // Replayed sequence number.
     let keys = keys();
     let lookup = |s: &SiteId| keys.get(s).copied();
@@ -180,37 +226,65 @@ fn must_fail_vectors() {
     let mut t = sealed.to_bytes();
     let last = t.len() - 1;
     t[last] ^= 1;
-    assert_eq!(Envelope::from_bytes(&t).unwrap().open(&ctx, &mut guard), Err(EnvelopeError::BadSignature));
+    assert_eq!(
+        Envelope::from_bytes(&t).unwrap().open(&ctx, &mut guard),
+        Err(EnvelopeError::BadSignature)
+    );
     sealed.open(&ctx, &mut guard).unwrap();
-    assert_eq!(sealed.open(&ctx, &mut guard), Err(EnvelopeError::Replayed { sequence: 8 }));
+    assert_eq!(
+        sealed.open(&ctx, &mut guard),
+        Err(EnvelopeError::Replayed { sequence: 8 })
+    );
     // A sealed payload lifted into another header (re-signed by its sender) does not open.
     let lifted = Envelope::assemble(header(1, None, 9), sealed.payload.clone(), &sign_key(1));
-    assert_eq!(lifted.open(&ctx, &mut guard), Err(EnvelopeError::SealBroken));
+    assert_eq!(
+        lifted.open(&ctx, &mut guard),
+        Err(EnvelopeError::SealBroken)
+    );
     assert_eq!(guard.highest(&site(1)), Some(8));
     // Truncated, at every length.
     let bytes = sealed.to_bytes();
     for n in 0..bytes.len() {
         assert!(Envelope::from_bytes(&bytes[..n]).is_err(), "prefix {n}");
     }
-    assert_eq!(Envelope::from_bytes(&bytes[..bytes.len() - 1]), Err(EnvelopeError::Truncated));
+    assert_eq!(
+        Envelope::from_bytes(&bytes[..bytes.len() - 1]),
+        Err(EnvelopeError::Truncated)
+    );
     // Trailing bytes.
     let mut trailing = bytes.clone();
     trailing.push(0);
-    assert_eq!(Envelope::from_bytes(&trailing), Err(EnvelopeError::Malformed));
+    assert_eq!(
+        Envelope::from_bytes(&trailing),
+        Err(EnvelopeError::Malformed)
+    );
     // Oversized.
     let huge = vec![0u8; MAX_ENVELOPE_BYTES + 1];
     assert_eq!(
         Envelope::from_bytes(&huge),
-        Err(EnvelopeError::Oversized { len: MAX_ENVELOPE_BYTES + 1, max: MAX_ENVELOPE_BYTES })
+        Err(EnvelopeError::Oversized {
+            len: MAX_ENVELOPE_BYTES + 1,
+            max: MAX_ENVELOPE_BYTES
+        })
     );
-    let big = Envelope::sign(header(1, None, 1), &vec![0u8; MAX_GOSSIP_BYTES], &sign_key(1));
+    let big = Envelope::sign(
+        header(1, None, 1),
+        &vec![0u8; MAX_GOSSIP_BYTES],
+        &sign_key(1),
+    );
     assert!(matches!(
         Envelope::from_bytes_limited(&big.to_bytes(), MAX_GOSSIP_BYTES),
         Err(EnvelopeError::Oversized { .. })
     ));
     assert!(Envelope::from_bytes(&big.to_bytes()).is_ok());
     let r = [(site(2), x25519_public(&s2))];
-    let e = Envelope::seal_with(header(1, None, 1), &vec![0u8; MAX_ENVELOPE_BYTES], &r, &sign_key(1), &TestRng::new(1));
+    let e = Envelope::seal_with(
+        header(1, None, 1),
+        &vec![0u8; MAX_ENVELOPE_BYTES],
+        &r,
+        &sign_key(1),
+        &TestRng::new(1),
+    );
     assert!(matches!(e, Err(EnvelopeError::Oversized { .. })));
     // Tampered byte anywhere: refused at decode or at open.
     for i in 0..bytes.len() {
@@ -218,7 +292,10 @@ fn must_fail_vectors() {
             let mut t = bytes.clone();
             t[i] ^= bit;
             if let Ok(e) = Envelope::from_bytes(&t) {
-                assert!(open_as(&e, 2, Some(&s2), NOW).is_err(), "flip at {i} accepted");
+                assert!(
+                    open_as(&e, 2, Some(&s2), NOW).is_err(),
+                    "flip at {i} accepted"
+                );
             }
         }
     }
@@ -228,10 +305,18 @@ fn must_fail_vectors() {
 fn sealing_refuses_bad_recipient_lists() {
     let rng = TestRng::new(5);
     let good = (site(2), x25519_public(&seal_secret(2)));
-    let seal = |r: &[(SiteId, [u8; 32])]| Envelope::seal_with(header(1, None, 1), b"x", r, &sign_key(1), &rng);
-    assert_eq!(seal(&[(site(3), [0u8; 32])]).unwrap_err(), EnvelopeError::BadRecipientKey);
+    let seal = |r: &[(SiteId, [u8; 32])]| {
+        Envelope::seal_with(header(1, None, 1), b"x", r, &sign_key(1), &rng)
+    };
+    assert_eq!(
+        seal(&[(site(3), [0u8; 32])]).unwrap_err(),
+        EnvelopeError::BadRecipientKey
+    );
     assert_eq!(seal(&[]).unwrap_err(), EnvelopeError::Malformed);
-    assert_eq!(seal(&[good.clone(), good.clone()]).unwrap_err(), EnvelopeError::Malformed);
+    assert_eq!(
+        seal(&[good.clone(), good.clone()]).unwrap_err(),
+        EnvelopeError::Malformed
+    );
     let many: Vec<_> = (0..=MAX_RECIPIENTS)
         .map(|i| (SiteId::new(format!("s{i}")).unwrap(), good.1))
         .collect();
@@ -249,8 +334,14 @@ fn replay_window() {
         g.accept(&a, s).unwrap();
     }
     // Duplicates.
-    assert_eq!(g.accept(&a, 109), Err(EnvelopeError::Replayed { sequence: 109 }));
-    assert_eq!(g.accept(&a, 100), Err(EnvelopeError::Replayed { sequence: 100 }));
+    assert_eq!(
+        g.accept(&a, 109),
+        Err(EnvelopeError::Replayed { sequence: 109 })
+    );
+    assert_eq!(
+        g.accept(&a, 100),
+        Err(EnvelopeError::Replayed { sequence: 100 })
+    );
     // Out of order within the window, once each.
     g.accept(&a, 200).unwrap();
     g.accept(&a, 150).unwrap();

@@ -406,3 +406,12 @@ fn debug_output_hides_payloads() {
     }
     assert!(!EnvelopeError::SealBroken.to_string().is_empty());
 }
+
+/// The exact bytes of a sealed envelope (site-1 → sites 2 and 3, `TestRng::new(42)`), checked
+/// independently by `protocol/tools/check_seal_vector.py` (Python `cryptography`: X25519, HKDF,
+/// ChaCha20-Poly1305, Ed25519), which re-derives the keys and opens it.
+#[test]
+fn golden_sealed_envelope_bytes() {
+    let sealed = sealed_to(1, &[2, 3], 8, b"masked vector", 42);
+    assert_eq!(hex(&sealed.to_bytes()), "d801010f746573742d636f6e736f727469756d06736974652d3100010773747564792d31030880a4a7da06000145db4b879a3fc67e48ac7f0e409f38181cb279cf08a6446b4a67ef55d64e611c0206736974652d3241f11ea84314ad831f5c94a226c07e32d38df794a1f2c2d6773b3fa859fa0b535824ddeed76239f5c03919b5f49164fb06736974652d33d40921dcf3c8d2e880d7762d54d87b22de7f5966bb5d8855ad6ec451162e14e75496ec5dbdafea2ec676a2fdb0b747e61dcd6e1442347bd0fe5b14ab5e4733b64621107893777aa3793babe46f8063b9f2697bb96dfce7f512a54080484c91a936119ab892810b7e928f22a71b9d41118e93e3fbd8ddc0ddae11c4c2d8fdd2339c2d201e6f1ec64ad4ee87175805");
+}

@@ -1,5 +1,5 @@
 //! Consortium trust: the consortium's public information, site certificates, certificate requests,
-//! revocation lists ([`revocation`]) and the [`TrustStore`] every node checks peers against.
+//! revocation lists ([`RevocationList`]) and the [`TrustStore`] every node checks peers against.
 //!
 //! Every signed object here is `{ body: canonical postcard bytes, signature }`: the signature is
 //! checked over the exact body bytes received (with a per-object domain, see [`crate::crypto`])

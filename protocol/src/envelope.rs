@@ -1,6 +1,6 @@
 //! The envelope every application payload travels in: a header (version, consortium, sender,
 //! recipient, study, round, sequence, time, kind), a payload that is plain or sealed
-//! ([`seal`](self::seal) describes the construction), and the sender's Ed25519 signature over
+//! ([`Envelope::seal`] documents the construction), and the sender's Ed25519 signature over
 //! `"fedanno-envelope-v1\0" ‖ header bytes ‖ payload bytes` — the exact bytes received.
 //!
 //! Wire form: `postcard({ body: bytes, signature: [u8; 64] })` where `body` is
@@ -184,7 +184,21 @@ impl Envelope {
         Self::assemble(header, Payload::Plain(payload.to_vec()), key)
     }
 
-    /// Seals the payload to the recipients' X25519 keys (see [`seal`](self::seal)), then signs.
+    /// Seals the payload to the recipients' X25519 keys, then signs.
+    ///
+    /// Construction:
+    /// 1. a fresh random 32-byte content key `K` and a fresh random ephemeral X25519 secret `e`
+    ///    (public `E`) per envelope;
+    /// 2. `ciphertext = ChaCha20-Poly1305(K, nonce = 0, aad = header bytes, payload)`;
+    /// 3. per recipient `i` (site id `id_i`, X25519 key `R_i`):
+    ///    `W_i = HKDF-SHA256(salt = "fedanno-seal-v1\0", ikm = X25519(e, R_i), info = E ‖ R_i ‖ id_i)`,
+    ///    `wrapped_i = ChaCha20-Poly1305(W_i, nonce = 0, aad = SHA-256(header bytes), K)`.
+    ///
+    /// Nonces are never reused, by construction: `K` is random and encrypts one message; each
+    /// `W_i` comes from a one-envelope ephemeral secret and a distinct recipient, and encrypts one
+    /// message. Both ciphertexts are bound to the exact header. Fails with `TooManyRecipients`,
+    /// `BadRecipientKey` (low-order key), `Malformed` (no or duplicate recipients),
+    /// `Oversized`, or `RandomnessFailed`.
     pub fn seal(
         header: Header,
         payload: &[u8],

@@ -179,7 +179,8 @@ impl fmt::Debug for Opened {
 }
 
 impl Envelope {
-    /// Signs a plain payload.
+    /// Signs a plain payload. The caller keeps the payload within the limits
+    /// ([`MAX_ENVELOPE_BYTES`], or `MAX_GOSSIP_BYTES` for gossip); receivers refuse larger ones.
     pub fn sign(header: Header, payload: &[u8], key: &Ed25519KeyPair) -> Envelope {
         Self::assemble(header, Payload::Plain(payload.to_vec()), key)
     }

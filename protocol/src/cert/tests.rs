@@ -286,6 +286,11 @@ fn revocation_list_must_fail() {
     for n in 0..bytes.len() {
         assert!(RevocationList::from_bytes(&bytes[..n]).is_err());
     }
+    let huge = vec![0u8; crate::limits::MAX_REVOCATION_LIST_BYTES + 1];
+    assert!(matches!(
+        RevocationList::from_bytes(&huge),
+        Err(CodecError::Oversized { .. })
+    ));
     let mut body = l.verify(&c, NOW).unwrap();
     body.version = 3;
     assert_eq!(

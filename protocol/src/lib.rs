@@ -1,10 +1,12 @@
 //! `fedanno-protocol`: everything two fedanno sites must agree on, and nothing that does I/O.
 //!
-//! This crate owns the identifiers that may cross a site boundary ([`ids`]) and the explicit
-//! size limits every decoder checks before it allocates ([`limits`]). It must never depend on
-//! tokio, libp2p, rusqlite or any DICOM crate, and it must never panic on input: the lint guard
-//! below turns `unwrap`, `expect`, `panic!` and unchecked indexing into compile errors outside
-//! tests.
+//! This crate owns the identifiers that may cross a site boundary ([`ids`]), the explicit size
+//! limits every decoder checks before it allocates ([`limits`]), the one canonical encoding
+//! ([`codec`]), the cryptographic primitives and signature domains ([`crypto`]), consortium trust
+//! ([`cert`]), the application messages ([`wire`]) and the signed, optionally sealed envelope
+//! they travel in ([`envelope`]). It must never depend on tokio, libp2p, rusqlite or any DICOM
+//! crate, never read a clock (time is passed in), and never panic on input: the lint guard below
+//! turns `unwrap`, `expect`, `panic!` and unchecked indexing into compile errors outside tests.
 #![cfg_attr(
     not(test),
     deny(
@@ -15,8 +17,18 @@
     )
 )]
 
+pub mod cert;
+pub mod codec;
+pub mod crypto;
+pub mod envelope;
 pub mod ids;
 pub mod limits;
+pub mod wire;
+
+#[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
+mod testkit;
 
 /// Version of the wire protocol. Every message carries it; a peer speaking another version is
 /// refused rather than guessed at.

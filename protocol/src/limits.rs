@@ -9,3 +9,49 @@ pub const MAX_UID_LEN: usize = 64;
 
 /// Longest patient pseudonym, in bytes (fits DICOM VR LO).
 pub const MAX_PATIENT_PSEUDONYM_LEN: usize = 64;
+
+/// Largest encoded envelope (request, response or gossip), in bytes.
+pub const MAX_ENVELOPE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest encoded envelope carried by gossip, in bytes.
+pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
+
+/// Most recipients one sealed envelope may name.
+pub const MAX_RECIPIENTS: usize = 256;
+
+/// Longest free text field (notice topic/body, revocation reason, checkpoint origin), in bytes.
+pub const MAX_TEXT: usize = 4096;
+
+/// Largest encoded certificate or certificate request, in bytes.
+pub const MAX_CERT_BYTES: usize = 4096;
+
+/// Most entries in one revocation list.
+pub const MAX_REVOKED: usize = 100_000;
+
+/// Width of the per-sender replay window, in sequence numbers (a multiple of 64).
+pub const REPLAY_WINDOW: u64 = 1024;
+
+/// Largest accepted difference between a message's timestamp and the receiver's clock.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
+
+/// Longest consortium name, display name or study id, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Longest libp2p peer id carried in a certificate, in bytes (a multihash of an Ed25519 key is
+/// 38 bytes; RSA identities inline nothing larger than a 32-byte SHA-256 digest either).
+pub const MAX_PEER_ID_LEN: usize = 128;
+
+/// Longest revocation reason, in bytes.
+pub const MAX_REASON_LEN: usize = 256;
+
+/// Largest encoded revocation list, in bytes: room for [`MAX_REVOKED`] entries with short reasons.
+pub const MAX_REVOCATION_LIST_BYTES: usize = 16 * 1024 * 1024;
+
+/// Largest consortium information file (postcard or text form), in bytes.
+pub const MAX_CONSORTIUM_INFO_BYTES: usize = 1024;
+
+/// Most distinct senders a [`crate::envelope::ReplayGuard`] tracks by default.
+pub const MAX_REPLAY_SENDERS: usize = 4096;
+
+/// Most roles one certificate may carry (each role at most once).
+pub const MAX_ROLES: usize = 3;

@@ -1,0 +1,305 @@
+//! The application messages carried inside envelopes (request-response and gossip), and the
+//! signed audit artefacts they carry: checkpoints, co-signatures and receipts.
+//!
+//! Messages are versioned by the envelope header (`PROTOCOL_VERSION`); new variants are only ever
+//! appended, so a variant's postcard index never changes within a version. Every free-text field
+//! is bounded at decode ([`MAX_TEXT`]).
+//!
+//! Checkpoints use the C2SP tlog-checkpoint text (`<origin>\n<size>\n<base64 root>\n`) signed bare
+//! with Ed25519, as in a C2SP signed note, so standard note verifiers accept them
+//! ([`SignedCheckpoint::to_signed_note`]). The checkpoint's `timestamp` is *not* signed (the
+//! C2SP format has no time); freshness comes from witnesses' co-signatures, which sign a time.
+
+use ring::signature::Ed25519KeyPair;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::cert::Certificate;
+use crate::codec::{self, CodecError, bounded, byte_array};
+use crate::crypto::{self, DOMAIN_COSIGN, DOMAIN_RECEIPT};
+use crate::ids::SiteId;
+use crate::limits::{MAX_ENVELOPE_BYTES, MAX_GOSSIP_BYTES, MAX_TEXT};
+
+/// Why a wire message or a signed artefact was refused. Never contains payload bytes.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum WireError {
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("malformed")]
+    Malformed,
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+/// Why a peer refused a request. A closed set: no free text travels back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalReason {
+    PolicyDenied,
+    NotAMember,
+    Malformed,
+    Replay,
+    Unsupported,
+    Busy,
+}
+
+/// Request-response, point to point.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Membership proof, the first thing after connecting (both directions).
+    Hello { certificate: Certificate },
+    /// Ask a peer for its latest signed audit checkpoint.
+    GetCheckpoint,
+    /// Ask a peer to co-sign our checkpoint.
+    Witness { checkpoint: SignedCheckpoint },
+    /// A coordinator's notice to one site; text only, no PHI by contract.
+    Notice {
+        #[serde(deserialize_with = "bounded::string::<_, MAX_TEXT>")]
+        topic: String,
+        #[serde(deserialize_with = "bounded::string::<_, MAX_TEXT>")]
+        body: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Hello {
+        certificate: Certificate,
+    },
+    Checkpoint {
+        checkpoint: SignedCheckpoint,
+    },
+    Cosigned {
+        cosignature: Cosignature,
+    },
+    Ack,
+    Refused {
+        reason: RefusalReason,
+    },
+    /// The receiver's signed receipt for the request (design-notes §7.2).
+    Receipt {
+        receipt: Receipt,
+    },
+}
+
+/// Published on a gossip topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Gossip {
+    Checkpoint {
+        checkpoint: SignedCheckpoint,
+    },
+    Notice {
+        #[serde(deserialize_with = "bounded::string::<_, MAX_TEXT>")]
+        topic: String,
+        #[serde(deserialize_with = "bounded::string::<_, MAX_TEXT>")]
+        body: String,
+    },
+}
+
+macro_rules! wire_bytes {
+    ($t:ty, $max:expr) => {
+        impl $t {
+            pub fn to_bytes(&self) -> Vec<u8> {
+                codec::encode(self)
+            }
+            /// Decodes one message of at most the limit's bytes.
+            pub fn from_bytes(b: &[u8]) -> Result<Self, CodecError> {
+                codec::decode(b, $max)
+            }
+        }
+    };
+}
+wire_bytes!(Request, MAX_ENVELOPE_BYTES);
+wire_bytes!(Response, MAX_ENVELOPE_BYTES);
+wire_bytes!(Gossip, MAX_GOSSIP_BYTES);
+
+/// A signed audit-log checkpoint (C2SP tlog-checkpoint).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedCheckpoint {
+    /// The log's unique name, e.g. `fedanno.<consortium>/<site>`; no control characters.
+    #[serde(deserialize_with = "bounded::string::<_, MAX_TEXT>")]
+    pub origin: String,
+    pub size: u64,
+    pub root: [u8; 32],
+    /// When it was signed (Unix seconds); informational, not covered by the signature.
+    pub timestamp: u64,
+    #[serde(with = "byte_array")]
+    pub signature: [u8; 64],
+    pub signer: SiteId,
+}
+
+impl SignedCheckpoint {
+    /// The checkpoint body: `{origin}\n{size}\n{base64 root}\n`.
+    pub fn text(&self) -> String {
+        checkpoint_text(&self.origin, self.size, &self.root)
+    }
+
+    pub fn sign(
+        origin: &str,
+        size: u64,
+        root: [u8; 32],
+        timestamp: u64,
+        signer: SiteId,
+        key: &Ed25519KeyPair,
+    ) -> Self {
+        let signature = crypto::sign(key, b"", checkpoint_text(origin, size, &root).as_bytes());
+        Self {
+            origin: origin.to_owned(),
+            size,
+            root,
+            timestamp,
+            signature,
+            signer,
+        }
+    }
+
+    /// Checks the origin's form and the signature by `key` over [`Self::text`].
+    pub fn verify(&self, key: &[u8; 32]) -> Result<(), WireError> {
+        if !valid_origin(&self.origin) {
+            return Err(WireError::Malformed);
+        }
+        if crypto::verify(key, b"", self.text().as_bytes(), &self.signature) {
+            Ok(())
+        } else {
+            Err(WireError::BadSignature)
+        }
+    }
+
+    /// The checkpoint as a C2SP signed note, with the origin as the key name:
+    /// text, a blank line, and `— <origin> <base64(key id ‖ signature)>`, where the key id is
+    /// the first 4 bytes of SHA-256(name ‖ "\n" ‖ 0x01 ‖ key).
+    pub fn to_signed_note(&self, key: &[u8; 32]) -> String {
+        let mut id_input = Vec::with_capacity(self.origin.len() + 34);
+        id_input.extend_from_slice(self.origin.as_bytes());
+        id_input.push(b'\n');
+        id_input.push(0x01);
+        id_input.extend_from_slice(key);
+        let id = crypto::sha256(&id_input);
+        let mut sig = id.get(..4).unwrap_or_default().to_vec();
+        sig.extend_from_slice(&self.signature);
+        format!(
+            "{}\n\u{2014} {} {}\n",
+            self.text(),
+            self.origin,
+            base64(&sig)
+        )
+    }
+}
+
+/// A C2SP origin: non-empty, at most [`MAX_TEXT`] bytes, no control characters (so no newline
+/// and no NUL, which keeps the bare-signed text out of every `fedanno-*\0` signature domain).
+pub fn valid_origin(origin: &str) -> bool {
+    !origin.is_empty() && origin.len() <= MAX_TEXT && !origin.chars().any(char::is_control)
+}
+
+fn checkpoint_text(origin: &str, size: u64, root: &[u8; 32]) -> String {
+    format!("{origin}\n{size}\n{}\n", base64(root))
+}
+
+/// A witness's co-signature of a checkpoint, over
+/// `"fedanno-cosign-v1\0" ‖ checkpoint text ‖ timestamp (u64 big-endian)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cosignature {
+    pub witness: SiteId,
+    pub timestamp: u64,
+    #[serde(with = "byte_array")]
+    pub signature: [u8; 64],
+}
+
+impl Cosignature {
+    pub fn sign(
+        checkpoint: &SignedCheckpoint,
+        witness: SiteId,
+        timestamp: u64,
+        key: &Ed25519KeyPair,
+    ) -> Self {
+        let signature = crypto::sign(key, DOMAIN_COSIGN, &cosign_message(checkpoint, timestamp));
+        Self {
+            witness,
+            timestamp,
+            signature,
+        }
+    }
+
+    pub fn verify(&self, checkpoint: &SignedCheckpoint, key: &[u8; 32]) -> Result<(), WireError> {
+        if !valid_origin(&checkpoint.origin) {
+            return Err(WireError::Malformed);
+        }
+        let msg = cosign_message(checkpoint, self.timestamp);
+        if crypto::verify(key, DOMAIN_COSIGN, &msg, &self.signature) {
+            Ok(())
+        } else {
+            Err(WireError::BadSignature)
+        }
+    }
+}
+
+fn cosign_message(checkpoint: &SignedCheckpoint, timestamp: u64) -> Vec<u8> {
+    let mut m = checkpoint.text().into_bytes();
+    m.extend_from_slice(&timestamp.to_be_bytes());
+    m
+}
+
+/// The receiver's signed commitment that it logged a message (design-notes §7.2), over
+/// `"fedanno-receipt-v1\0" ‖ postcard(receiver, message_hash, log_size, log_root)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub receiver: SiteId,
+    pub message_hash: [u8; 32],
+    pub log_size: u64,
+    pub log_root: [u8; 32],
+    #[serde(with = "byte_array")]
+    pub signature: [u8; 64],
+}
+
+impl Receipt {
+    pub fn sign(
+        receiver: SiteId,
+        message_hash: [u8; 32],
+        log_size: u64,
+        log_root: [u8; 32],
+        key: &Ed25519KeyPair,
+    ) -> Self {
+        let msg = codec::encode(&(&receiver, &message_hash, log_size, &log_root));
+        let signature = crypto::sign(key, DOMAIN_RECEIPT, &msg);
+        Self {
+            receiver,
+            message_hash,
+            log_size,
+            log_root,
+            signature,
+        }
+    }
+
+    pub fn verify(&self, key: &[u8; 32]) -> Result<(), WireError> {
+        let msg = codec::encode(&(
+            &self.receiver,
+            &self.message_hash,
+            self.log_size,
+            &self.log_root,
+        ));
+        if crypto::verify(key, DOMAIN_RECEIPT, &msg, &self.signature) {
+            Ok(())
+        } else {
+            Err(WireError::BadSignature)
+        }
+    }
+}
+
+/// RFC 4648 base64 (standard alphabet, padded), as the C2SP formats use.
+pub fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let sym = |v: u32| A.get((v & 63) as usize).map_or('=', |&c| char::from(c));
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = (b(0) << 16) | (b(1) << 8) | b(2);
+        out.push(sym(n >> 18));
+        out.push(sym(n >> 12));
+        out.push(if chunk.len() > 1 { sym(n >> 6) } else { '=' });
+        out.push(if chunk.len() > 2 { sym(n) } else { '=' });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

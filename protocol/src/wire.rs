@@ -95,6 +95,20 @@ pub enum Gossip {
     },
 }
 
+/// One request-response frame on the wire. A connection starts with `Hello` (the dialer's
+/// certificate, answered by the listener's); only proven members exchange `Envelope`s; a
+/// refusal carries only its reason. The Hello needs no envelope signature: the certificate binds
+/// the site keys to the peer id that the Noise handshake has already authenticated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    Hello { certificate: Certificate },
+    Envelope {
+        #[serde(deserialize_with = "bounded::bytes::<_, MAX_ENVELOPE_BYTES>")]
+        bytes: Vec<u8>,
+    },
+    Refused { reason: RefusalReason },
+}
+
 macro_rules! wire_bytes {
     ($t:ty, $max:expr) => {
         impl $t {
@@ -111,6 +125,8 @@ macro_rules! wire_bytes {
 wire_bytes!(Request, MAX_ENVELOPE_BYTES);
 wire_bytes!(Response, MAX_ENVELOPE_BYTES);
 wire_bytes!(Gossip, MAX_GOSSIP_BYTES);
+// An envelope plus the frame's own few bytes of framing.
+wire_bytes!(Frame, MAX_ENVELOPE_BYTES + 64);
 
 /// A signed audit-log checkpoint (C2SP tlog-checkpoint).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,6 +17,7 @@
 
 pub mod ids;
 pub mod limits;
+pub mod merkle;
 
 /// Version of the wire protocol. Every message carries it; a peer speaking another version is
 /// refused rather than guessed at.

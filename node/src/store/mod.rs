@@ -6,6 +6,7 @@
 //! leaks out of this module.
 
 mod annotations;
+mod audit;
 mod cases;
 mod imaging;
 mod schema;
@@ -20,6 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 pub use annotations::{
     AnnotationFilter, AnnotationRow, AnnotationStoreError, NewVersion, ReaderRow, SaveOutcome,
     VersionRow,
+};
+pub use audit::{
+    AuditEntry, AuditFilter, AuditStoreError, RawAuditRow, RawCheckpointRow, RawNode,
 };
 pub use cases::{CaseError, CaseRef, SeriesGrid, SliceInfo};
 pub use imaging::{

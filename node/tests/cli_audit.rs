@@ -46,7 +46,13 @@ fn json_of(out: &Output) -> Value {
 /// Layout: entries 0..n (sent), n (checkpoint, from the bench), then one more checkpoint n+1.
 fn site_with_log(tmp: &Path, n: u64) -> PathBuf {
     let site = tmp.join("site");
-    run_ok(&["init", "--dir", site.to_str().unwrap(), "--site-name", "Audit Site"]);
+    run_ok(&[
+        "init",
+        "--dir",
+        site.to_str().unwrap(),
+        "--site-name",
+        "Audit Site",
+    ]);
     run_ok(&[
         "bench",
         "audit",
@@ -81,15 +87,14 @@ fn assert_fails_at(site: &Path, seq: u64, words: &str) {
     let (ok, text, j) = verify(site);
     assert!(!ok, "tampered log verified: {text}");
     assert_eq!(j["problem"]["seq"], seq, "{j}");
-    assert!(
-        text.contains(&format!("FAILED at entry {seq}")),
-        "{text}"
-    );
+    assert!(text.contains(&format!("FAILED at entry {seq}")), "{text}");
     assert!(text.contains(words), "expected {words:?} in {text}");
 }
 
 fn leaf_hashes(c: &Connection) -> Vec<Hash> {
-    let mut s = c.prepare("SELECT leaf_hash FROM audit_entries ORDER BY seq").unwrap();
+    let mut s = c
+        .prepare("SELECT leaf_hash FROM audit_entries ORDER BY seq")
+        .unwrap();
     s.query_map([], |r| r.get::<_, Vec<u8>>(0))
         .unwrap()
         .map(|h| h.unwrap().try_into().unwrap())
@@ -135,7 +140,14 @@ fn untouched_log_verifies_and_proofs_check_out() {
 
     let s = site.to_str().unwrap();
     for seq in [0u64, 17, 41] {
-        let p = json_of(&run_ok(&["--dir", s, "audit", "prove", "--seq", &seq.to_string()]));
+        let p = json_of(&run_ok(&[
+            "--dir",
+            s,
+            "audit",
+            "prove",
+            "--seq",
+            &seq.to_string(),
+        ]));
         let proof: Vec<Hash> = p["proof"]
             .as_array()
             .unwrap()
@@ -154,7 +166,14 @@ fn untouched_log_verifies_and_proofs_check_out() {
         ));
     }
     let p = json_of(&run_ok(&[
-        "--dir", s, "audit", "prove", "--from-size", "13", "--size", "40",
+        "--dir",
+        s,
+        "audit",
+        "prove",
+        "--from-size",
+        "13",
+        "--size",
+        "40",
     ]));
     let proof: Vec<Hash> = p["proof"]
         .as_array()
@@ -176,7 +195,13 @@ fn untouched_log_verifies_and_proofs_check_out() {
 
     // Another site's public key does not verify this log.
     let other = tmp.path().join("other");
-    run_ok(&["init", "--dir", other.to_str().unwrap(), "--site-name", "Other"]);
+    run_ok(&[
+        "init",
+        "--dir",
+        other.to_str().unwrap(),
+        "--site-name",
+        "Other",
+    ]);
     let out = run(&[
         "--dir",
         s,
@@ -202,7 +227,9 @@ fn edited_body_byte_is_named() {
     let site = site_with_log(tmp.path(), 20);
     let c = db(&site);
     let mut body: Vec<u8> = c
-        .query_row("SELECT body FROM audit_entries WHERE seq = 7", [], |r| r.get(0))
+        .query_row("SELECT body FROM audit_entries WHERE seq = 7", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     let last = body.len() - 1;
     body[last] ^= 0x01;
@@ -312,7 +339,11 @@ fn edited_checkpoint_is_named() {
         .unwrap();
     assert_eq!(entry, 21);
     let mut root: Vec<u8> = c
-        .query_row("SELECT root FROM audit_checkpoints WHERE id = ?1", [id], |r| r.get(0))
+        .query_row(
+            "SELECT root FROM audit_checkpoints WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
         .unwrap();
     root[0] ^= 0x80;
     c.execute(
@@ -320,7 +351,11 @@ fn edited_checkpoint_is_named() {
         params![root, id],
     )
     .unwrap();
-    assert_fails_at(&site, 21, &format!("checkpoint {id} (recorded by entry 21)"));
+    assert_fails_at(
+        &site,
+        21,
+        &format!("checkpoint {id} (recorded by entry 21)"),
+    );
     // Restoring it and editing the size instead is caught the same way.
     root[0] ^= 0x80;
     c.execute(
@@ -347,7 +382,10 @@ fn truncated_tail_before_a_checkpoint_is_named() {
     let (ok, text, j) = verify(&site);
     assert!(!ok, "{text}");
     assert_eq!(j["problem"]["seq"], 15, "{j}");
-    assert!(text.contains("entries 15..") && text.contains("were deleted"), "{text}");
+    assert!(
+        text.contains("entries 15..") && text.contains("were deleted"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -379,7 +417,16 @@ fn log_filters_and_exports_parse_back() {
 
     // JSONL.
     let out = tmp.path().join("audit.jsonl");
-    run_ok(&["--dir", s, "audit", "export", "--format", "jsonl", "--out", out.to_str().unwrap()]);
+    run_ok(&[
+        "--dir",
+        s,
+        "audit",
+        "export",
+        "--format",
+        "jsonl",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let lines: Vec<Value> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()
@@ -390,12 +437,31 @@ fn log_filters_and_exports_parse_back() {
     // CSV, with the event column as JSON.
     let out = tmp.path().join("audit.csv");
     run_ok(&[
-        "--dir", s, "audit", "export", "--format", "csv", "--out", out.to_str().unwrap(), "--kind", "sent",
+        "--dir",
+        s,
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--out",
+        out.to_str().unwrap(),
+        "--kind",
+        "sent",
     ]);
     let rows = parse_csv(&std::fs::read_to_string(&out).unwrap());
     assert_eq!(
         rows[0],
-        ["seq", "timestamp", "time", "kind", "peer", "study", "leaf_hash", "root_after", "event"]
+        [
+            "seq",
+            "timestamp",
+            "time",
+            "kind",
+            "peer",
+            "study",
+            "leaf_hash",
+            "root_after",
+            "event"
+        ]
     );
     assert_eq!(rows.len(), 13);
     for (row, j) in rows[1..].iter().zip(&all) {
@@ -437,7 +503,13 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
 fn kill_9_during_appends_loses_no_committed_entry() {
     let tmp = tempfile::tempdir().unwrap();
     let site = tmp.path().join("site");
-    run_ok(&["init", "--dir", site.to_str().unwrap(), "--site-name", "Crash Site"]);
+    run_ok(&[
+        "init",
+        "--dir",
+        site.to_str().unwrap(),
+        "--site-name",
+        "Crash Site",
+    ]);
     let mut child = bin()
         .args([
             "bench",
@@ -457,7 +529,12 @@ fn kill_9_during_appends_loses_no_committed_entry() {
     let mut last = None;
     while start.elapsed() < Duration::from_secs(60) {
         let Some(Ok(line)) = lines.next() else { break };
-        last = Some(line.strip_prefix("committed ").unwrap().parse::<u64>().unwrap());
+        last = Some(
+            line.strip_prefix("committed ")
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
         if last >= Some(150) {
             break;
         }
@@ -470,7 +547,10 @@ fn kill_9_during_appends_loses_no_committed_entry() {
     let (ok, text, j) = verify(&site);
     assert!(ok, "{text}");
     let size = j["size"].as_u64().unwrap();
-    assert!(size > last, "entry {last} was reported committed but the log has {size}");
+    assert!(
+        size > last,
+        "entry {last} was reported committed but the log has {size}"
+    );
     // The node resumes: it appends and verifies again.
     run_ok(&["--dir", site.to_str().unwrap(), "audit", "checkpoint"]);
     let (ok, text, j) = verify(&site);

@@ -263,7 +263,11 @@ pub fn complete_subtrees(start: u64, len: u64) -> Vec<(u32, u64)> {
     let (mut s, end) = (start, start.saturating_add(len));
     while s < end {
         // The largest aligned block starting at `s` that fits before `end`.
-        let align = if s == 0 { 63 } else { s.trailing_zeros().min(63) };
+        let align = if s == 0 {
+            63
+        } else {
+            s.trailing_zeros().min(63)
+        };
         let fit = 63 - (end - s).leading_zeros();
         let level = align.min(fit);
         out.push((level, s >> level));
@@ -412,19 +416,40 @@ mod tests {
             let indices: Vec<usize> = if n <= 20 {
                 (0..n).collect()
             } else {
-                (0..8).map(|_| (rng(&mut seed) % n as u64) as usize).collect()
+                (0..8)
+                    .map(|_| (rng(&mut seed) % n as u64) as usize)
+                    .collect()
             };
             for i in indices {
                 let p = inclusion_proof(&leaves[..n], i as u64).unwrap();
                 let theirs_p = tree.prove_inclusion(i);
                 assert_eq!(flat(&p), theirs_p.as_bytes(), "inclusion {i} of {n}");
                 assert!(verify_inclusion(&leaves[i], i as u64, n as u64, &p, &ours));
-                assert!(theirs.verify_inclusion(&data[i], i as u64, &theirs_p).is_ok());
+                assert!(
+                    theirs
+                        .verify_inclusion(&data[i], i as u64, &theirs_p)
+                        .is_ok()
+                );
                 // Wrong leaf, wrong index, truncated proof: all refused.
-                assert!(!verify_inclusion(&leaves[(i + 1) % n], i as u64, n as u64, &p, &ours) || n == 1);
+                assert!(
+                    !verify_inclusion(&leaves[(i + 1) % n], i as u64, n as u64, &p, &ours)
+                        || n == 1
+                );
                 if n > 1 {
-                    assert!(!verify_inclusion(&leaves[i], ((i + 1) % n) as u64, n as u64, &p, &ours));
-                    assert!(!verify_inclusion(&leaves[i], i as u64, n as u64, &p[..p.len() - 1], &ours));
+                    assert!(!verify_inclusion(
+                        &leaves[i],
+                        ((i + 1) % n) as u64,
+                        n as u64,
+                        &p,
+                        &ours
+                    ));
+                    assert!(!verify_inclusion(
+                        &leaves[i],
+                        i as u64,
+                        n as u64,
+                        &p[..p.len() - 1],
+                        &ours
+                    ));
                 }
             }
 
@@ -432,14 +457,19 @@ mod tests {
             let olds: Vec<usize> = if n <= 20 {
                 (1..n).collect()
             } else {
-                (0..8).map(|_| 1 + (rng(&mut seed) % (n as u64 - 1)) as usize).collect()
+                (0..8)
+                    .map(|_| 1 + (rng(&mut seed) % (n as u64 - 1)) as usize)
+                    .collect()
             };
             for m in olds {
                 let p = consistency_proof(&leaves[..n], m as u64).unwrap();
                 let theirs_p = tree.prove_consistency(n - m);
                 assert_eq!(flat(&p), theirs_p.as_bytes(), "consistency {m} -> {n}");
                 let old_root = old_roots[m - 1];
-                assert!(verify_consistency(m as u64, n as u64, &old_root, &ours, &p), "verify {m} -> {n}");
+                assert!(
+                    verify_consistency(m as u64, n as u64, &old_root, &ours, &p),
+                    "verify {m} -> {n}"
+                );
                 let mut old_ct: MemoryBackedTree<sha2::Sha256, Vec<u8>> = MemoryBackedTree::new();
                 for d in &data[..m] {
                     old_ct.push(d.clone());
@@ -450,10 +480,19 @@ mod tests {
                 bad[0] ^= 1;
                 assert!(!verify_consistency(m as u64, n as u64, &bad, &ours, &p));
                 if m + 1 < n {
-                    assert!(!verify_consistency(m as u64 + 1, n as u64, &old_root, &ours, &p));
+                    assert!(!verify_consistency(
+                        m as u64 + 1,
+                        n as u64,
+                        &old_root,
+                        &ours,
+                        &p
+                    ));
                 }
             }
-            assert_eq!(consistency_proof(&leaves[..n], n as u64).unwrap(), Vec::<Hash>::new());
+            assert_eq!(
+                consistency_proof(&leaves[..n], n as u64).unwrap(),
+                Vec::<Hash>::new()
+            );
             assert!(verify_consistency(n as u64, n as u64, &ours, &ours, &[]));
         }
     }
@@ -501,8 +540,20 @@ mod tests {
             Err(ProofError::BadSizes { .. })
         ));
         assert!(!verify_inclusion(&leaves[0], 7, 5, &[], &root(&leaves)));
-        assert!(!verify_consistency(0, 5, &empty_root(), &root(&leaves), &[]));
-        assert!(!verify_consistency(6, 5, &empty_root(), &root(&leaves), &[]));
+        assert!(!verify_consistency(
+            0,
+            5,
+            &empty_root(),
+            &root(&leaves),
+            &[]
+        ));
+        assert!(!verify_consistency(
+            6,
+            5,
+            &empty_root(),
+            &root(&leaves),
+            &[]
+        ));
         // Over-long proofs are refused.
         let mut p = inclusion_proof(&leaves, 2).unwrap();
         p.push([0u8; 32]);

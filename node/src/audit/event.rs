@@ -61,7 +61,10 @@ pub enum AuditEvent {
         reasons: Vec<String>,
     },
     /// A connection or membership refusal (`peer`: a PeerId text or a SiteId).
-    Refused { peer: String, reason: String },
+    Refused {
+        peer: String,
+        reason: String,
+    },
     /// A message that failed envelope checks.
     Rejected {
         from: String,
@@ -74,7 +77,10 @@ pub enum AuditEvent {
         #[serde(with = "hexser::hash")]
         message_hash: Hash,
     },
-    ReceiptReceived { from: SiteId, receipt: Receipt },
+    ReceiptReceived {
+        from: SiteId,
+        receipt: Receipt,
+    },
     /// This node signed a checkpoint of its own log at `size` with `root`.
     Checkpoint {
         size: u64,
@@ -89,7 +95,9 @@ pub enum AuditEvent {
         root: Hash,
     },
     /// Consortium joined, revocation list updated, …
-    Membership { what: String },
+    Membership {
+        what: String,
+    },
 }
 
 impl AuditEvent {
@@ -284,7 +292,14 @@ mod tests {
     #[test]
     fn golden_bytes_of_a_checkpoint_entry() {
         // Pinning the encoding: a change here needs a new ENTRY_VERSION.
-        let body = EntryBody::new(2, 300, AuditEvent::Checkpoint { size: 2, root: [0xab; 32] });
+        let body = EntryBody::new(
+            2,
+            300,
+            AuditEvent::Checkpoint {
+                size: 2,
+                root: [0xab; 32],
+            },
+        );
         let mut expected = vec![0x01, 0x02, 0xac, 0x02, 0x07, 0x02];
         expected.extend([0xab; 32]);
         assert_eq!(body.encode().unwrap(), expected);
@@ -310,7 +325,13 @@ mod tests {
         let mut long = vec![0x81, 0x00];
         long.extend_from_slice(&body.encode().unwrap()[1..]);
         assert!(EntryBody::decode(&long).is_err());
-        let big = EntryBody::new(0, 1, AuditEvent::Membership { what: "x".repeat(70_000) });
+        let big = EntryBody::new(
+            0,
+            1,
+            AuditEvent::Membership {
+                what: "x".repeat(70_000),
+            },
+        );
         assert!(matches!(big.encode(), Err(BodyError::TooLarge { .. })));
     }
 }

@@ -26,10 +26,10 @@ use ring::signature::Ed25519KeyPair;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::store::Store;
 pub use crate::store::{
     AuditEntry, AuditFilter, AuditStoreError, RawAuditRow, RawCheckpointRow, RawNode,
 };
-use crate::store::Store;
 pub use checkpoint::{Receipt, SignedCheckpoint};
 pub use event::{AuditEvent, EntryBody};
 pub use verify::{Problem, VerifyReport};
@@ -40,7 +40,9 @@ pub enum AuditError {
     Store(#[from] AuditStoreError),
     #[error("cannot read the public signing key {path}: {reason}")]
     PublicKey { path: String, reason: String },
-    #[error("the proof built from the store does not verify (the log is damaged; run `fedanno audit verify`)")]
+    #[error(
+        "the proof built from the store does not verify (the log is damaged; run `fedanno audit verify`)"
+    )]
     ProofMismatch,
 }
 

@@ -113,7 +113,11 @@ pub async fn verify(
         .iter()
         .enumerate()
         .skip(1)
-        .flat_map(|(l, hs)| hs.iter().enumerate().map(move |(i, h)| (l as i64, i as i64, *h)))
+        .flat_map(|(l, hs)| {
+            hs.iter()
+                .enumerate()
+                .map(move |(i, h)| (l as i64, i as i64, *h))
+        })
         .peekable();
     let mut after = None;
     loop {
@@ -130,7 +134,8 @@ pub async fn verify(
             match expected.peek() {
                 Some(&(l, i, h)) if (l, i) == (n.level, n.idx) => {
                     if n.hash.as_slice() != h.as_slice() {
-                        let p = node_problem(l, i, "differs from the one recomputed from the bodies");
+                        let p =
+                            node_problem(l, i, "differs from the one recomputed from the bodies");
                         return Ok(finish(report, &v, Some(p)));
                     }
                     expected.next();
@@ -140,7 +145,9 @@ pub async fn verify(
                     let p = node_problem(
                         n.level,
                         n.idx,
-                        &format!("is stored but a log of {size} entries has no such node (entries deleted from the end?)"),
+                        &format!(
+                            "is stored but a log of {size} entries has no such node (entries deleted from the end?)"
+                        ),
                     );
                     return Ok(finish(report, &v, Some(p)));
                 }
@@ -206,7 +213,9 @@ pub async fn verify(
             return Ok(finish(report, &v, Some(p)));
         }
         if let Some(seq) = row.entry_seq {
-            let recorded = usize::try_from(seq).ok().and_then(|s| v.checkpoint_events.get(&s));
+            let recorded = usize::try_from(seq)
+                .ok()
+                .and_then(|s| v.checkpoint_events.get(&s));
             if recorded != Some(&(cp_size, root)) {
                 let p = bad(format!(
                     "entry {seq} does not record this checkpoint (size {cp_size})"
@@ -329,7 +338,8 @@ impl Verifier {
             ));
         }
         match ev {
-            AuditEvent::Checkpoint { size, root: r } | AuditEvent::Cosigned { size, root: r, .. } => {
+            AuditEvent::Checkpoint { size, root: r }
+            | AuditEvent::Cosigned { size, root: r, .. } => {
                 if *size > seq || self.root_at(*size) != *r {
                     return Err(bad(format!(
                         "records a checkpoint of size {size} whose root is not the log's root at that size"

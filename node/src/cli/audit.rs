@@ -55,7 +55,11 @@ pub enum AuditCommand {
     /// Print a proof as JSON: inclusion of entry --seq, or consistency from --from-size, at
     /// --size (default: the current size).
     Prove {
-        #[arg(long, conflicts_with = "from_size", required_unless_present = "from_size")]
+        #[arg(
+            long,
+            conflicts_with = "from_size",
+            required_unless_present = "from_size"
+        )]
         seq: Option<u64>,
         #[arg(long)]
         from_size: Option<u64>,
@@ -232,7 +236,9 @@ pub async fn run(site: &Site, what: AuditCommand) -> Result<ExitCode> {
             json: _,
         } => {
             match (seq, from_size) {
-                (Some(seq), _) => print_json(&audit::prove_inclusion(&site.store, seq, size).await?)?,
+                (Some(seq), _) => {
+                    print_json(&audit::prove_inclusion(&site.store, seq, size).await?)?
+                }
                 (None, Some(old)) => {
                     print_json(&audit::prove_consistency(&site.store, old, size).await?)?
                 }
@@ -316,7 +322,8 @@ fn parse_time(s: &str) -> Result<u64> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(n);
     }
-    let bad = || anyhow::anyhow!("cannot read time {s:?}: use RFC 3339, YYYY-MM-DD or Unix seconds");
+    let bad =
+        || anyhow::anyhow!("cannot read time {s:?}: use RFC 3339, YYYY-MM-DD or Unix seconds");
     let num = |a: usize, b: usize| -> Result<i64> {
         s.get(a..b)
             .filter(|t| t.bytes().all(|c| c.is_ascii_digit()))
@@ -324,12 +331,19 @@ fn parse_time(s: &str) -> Result<u64> {
             .ok_or_else(bad)
     };
     let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    if s.get(4..5) != Some("-") || s.get(7..8) != Some("-") || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+    if s.get(4..5) != Some("-")
+        || s.get(7..8) != Some("-")
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&d)
+    {
         return Err(bad());
     }
     let mut secs = days_from_civil(y, mo, d) * 86_400;
     if s.len() > 10 {
-        if !matches!(s.get(10..11), Some("T" | "t" | " ")) || s.get(13..14) != Some(":") || s.get(16..17) != Some(":") {
+        if !matches!(s.get(10..11), Some("T" | "t" | " "))
+            || s.get(13..14) != Some(":")
+            || s.get(16..17) != Some(":")
+        {
             return Err(bad());
         }
         let (h, mi, se) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
@@ -353,8 +367,14 @@ fn parse_time(s: &str) -> Result<u64> {
                     Some("-") => -1,
                     _ => return Err(bad()),
                 };
-                let oh: i64 = rest.get(1..3).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
-                let om: i64 = rest.get(4..6).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+                let oh: i64 = rest
+                    .get(1..3)
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(bad)?;
+                let om: i64 = rest
+                    .get(4..6)
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(bad)?;
                 secs -= sign * (oh * 3600 + om * 60);
             }
             _ => return Err(bad()),
@@ -384,13 +404,26 @@ mod tests {
         assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000);
         assert_eq!(parse_time("1970-01-02").unwrap(), 86_400);
         assert_eq!(parse_time("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000);
-        assert_eq!(parse_time("2023-11-14T23:13:20.5+01:00").unwrap(), 1_700_000_000);
+        assert_eq!(
+            parse_time("2023-11-14T23:13:20.5+01:00").unwrap(),
+            1_700_000_000
+        );
         assert_eq!(parse_time("2024-02-29T00:00:00Z").unwrap(), 1_709_164_800);
-        for bad in ["", "yesterday", "2023-13-01", "2023-11-14T25:00:00Z", "2023-11-14T22:13:20", "2023-11-14X"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2023-13-01",
+            "2023-11-14T25:00:00Z",
+            "2023-11-14T22:13:20",
+            "2023-11-14X",
+        ] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }
         // Round trip with the calendar's formatter.
-        assert_eq!(parse_time(&calendar::rfc3339(1_234_567_890)).unwrap(), 1_234_567_890);
+        assert_eq!(
+            parse_time(&calendar::rfc3339(1_234_567_890)).unwrap(),
+            1_234_567_890
+        );
     }
 
     #[test]

@@ -203,7 +203,8 @@ impl Store {
         let rows = self.audit_raw_checkpoints().await?;
         rows.into_iter()
             .map(|r| {
-                let bad = |what: &str| AuditStoreError::Damaged(format!("checkpoint {}: {what}", r.id));
+                let bad =
+                    |what: &str| AuditStoreError::Damaged(format!("checkpoint {}: {what}", r.id));
                 Ok(SignedCheckpoint {
                     origin: r.origin.clone(),
                     size: u64::try_from(r.size).map_err(|_| bad("negative size"))?,
@@ -229,9 +230,8 @@ impl Store {
         self.call(move |c| {
             Ok((|| {
                 check_size(c, size)?;
-                merkle::inclusion_proof_from(&mut StoredTree::new(c), seq, size).map_err(|e| {
-                    proof_error(e, size)
-                })
+                merkle::inclusion_proof_from(&mut StoredTree::new(c), seq, size)
+                    .map_err(|e| proof_error(e, size))
             })())
         })
         .await?
@@ -260,8 +260,9 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<RawAuditRow>, AuditStoreError> {
         self.call(move |c| {
-            let mut stmt =
-                c.prepare_cached(&format!("{SELECT_ROW} WHERE seq >= ?1 ORDER BY seq LIMIT ?2"))?;
+            let mut stmt = c.prepare_cached(&format!(
+                "{SELECT_ROW} WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
+            ))?;
             let rows = stmt
                 .query_map(params![from, limit], raw_row)?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -597,9 +598,9 @@ mod tests {
 
     fn event(i: u64) -> AuditEvent {
         AuditEvent::Sent {
-            to: Some(SiteId::new(if i % 2 == 0 { "b" } else { "c" }).unwrap()),
+            to: Some(SiteId::new(if i.is_multiple_of(2) { "b" } else { "c" }).unwrap()),
             kind: "notice".into(),
-            study: (i % 3 == 0).then(|| "S-1".to_string()),
+            study: i.is_multiple_of(3).then(|| "S-1".to_string()),
             round: i,
             sequence: i,
             message_hash: [i as u8; 32],
@@ -615,22 +616,42 @@ mod tests {
         assert_eq!(store.audit_head().await.unwrap(), (0, merkle::empty_root()));
         let mut leaves = Vec::new();
         for i in 0..70u64 {
-            let e = store.audit_append(event(i), 1000 + i, k.clone()).await.unwrap();
+            let e = store
+                .audit_append(event(i), 1000 + i, k.clone())
+                .await
+                .unwrap();
             assert_eq!(e.seq, i);
             leaves.push(e.leaf_hash);
             assert_eq!(e.root_after, merkle::root(&leaves));
             let pk = checkpoint::public_key(&k);
             let row = &store.audit_raw_entries(i as i64, 1).await.unwrap()[0];
-            assert!(checkpoint::verify_head(&pk, i + 1, &e.root_after, &row.signature));
+            assert!(checkpoint::verify_head(
+                &pk,
+                i + 1,
+                &e.root_after,
+                &row.signature
+            ));
         }
-        assert_eq!(store.audit_head().await.unwrap(), (70, merkle::root(&leaves)));
+        assert_eq!(
+            store.audit_head().await.unwrap(),
+            (70, merkle::root(&leaves))
+        );
         for size in [1u64, 2, 3, 13, 32, 33, 64, 70] {
             let r = store.audit_root_at(size).await.unwrap();
             assert_eq!(r, merkle::root(&leaves[..size as usize]));
             for seq in [0, size / 2, size - 1] {
                 let p = store.audit_inclusion_proof(seq, size).await.unwrap();
-                assert_eq!(p, merkle::inclusion_proof(&leaves[..size as usize], seq).unwrap());
-                assert!(merkle::verify_inclusion(&leaves[seq as usize], seq, size, &p, &r));
+                assert_eq!(
+                    p,
+                    merkle::inclusion_proof(&leaves[..size as usize], seq).unwrap()
+                );
+                assert!(merkle::verify_inclusion(
+                    &leaves[seq as usize],
+                    seq,
+                    size,
+                    &p,
+                    &r
+                ));
             }
             for old in [1, size / 2 + 1, size] {
                 let old = old.min(size);
@@ -678,7 +699,10 @@ mod tests {
         let (store, thread) = Store::open(&dir.path().join("db"), OpenMode::Create).unwrap();
         let k = key();
         for i in 0..10u64 {
-            store.audit_append(event(i), 1000 + i, k.clone()).await.unwrap();
+            store
+                .audit_append(event(i), 1000 + i, k.clone())
+                .await
+                .unwrap();
         }
         let f = |kind: Option<&str>, peer: Option<&str>, study: Option<&str>, since| AuditFilter {
             kind: kind.map(Into::into),
@@ -687,15 +711,53 @@ mod tests {
             since,
             ..Default::default()
         };
-        assert_eq!(store.audit_entries(f(None, None, None, None)).await.unwrap().len(), 10);
-        assert_eq!(store.audit_entries(f(None, Some("b"), None, None)).await.unwrap().len(), 5);
-        assert_eq!(store.audit_entries(f(None, None, Some("S-1"), None)).await.unwrap().len(), 4);
-        assert_eq!(store.audit_entries(f(Some("sent"), Some("c"), None, Some(1005))).await.unwrap().len(), 3);
-        assert_eq!(store.audit_entries(f(Some("received"), None, None, None)).await.unwrap().len(), 0);
+        assert_eq!(
+            store
+                .audit_entries(f(None, None, None, None))
+                .await
+                .unwrap()
+                .len(),
+            10
+        );
+        assert_eq!(
+            store
+                .audit_entries(f(None, Some("b"), None, None))
+                .await
+                .unwrap()
+                .len(),
+            5
+        );
+        assert_eq!(
+            store
+                .audit_entries(f(None, None, Some("S-1"), None))
+                .await
+                .unwrap()
+                .len(),
+            4
+        );
+        assert_eq!(
+            store
+                .audit_entries(f(Some("sent"), Some("c"), None, Some(1005)))
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            store
+                .audit_entries(f(Some("received"), None, None, None))
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
 
         let (size, root) = store.audit_head().await.unwrap();
         let cp = SignedCheckpoint::sign("o", size, root, 5, SiteId::new("a").unwrap(), &k);
-        let e = store.audit_append_checkpoint(cp.clone(), 2000, k.clone()).await.unwrap();
+        let e = store
+            .audit_append_checkpoint(cp.clone(), 2000, k.clone())
+            .await
+            .unwrap();
         assert_eq!(e.seq, 10);
         assert_eq!(e.event, AuditEvent::Checkpoint { size, root });
         assert_eq!(store.audit_checkpoints().await.unwrap(), vec![cp.clone()]);

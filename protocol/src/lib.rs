@@ -23,6 +23,7 @@ pub mod crypto;
 pub mod envelope;
 pub mod ids;
 pub mod limits;
+pub mod merkle;
 pub mod wire;
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 mod annotate;
+mod audit;
 
 use crate::bench;
 use crate::ingest::{self, IngestOptions};
@@ -103,6 +104,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Verify, list, export and prove the site's tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        what: audit::AuditCommand,
+    },
     /// Measure performance on synthetic data.
     Bench {
         #[command(subcommand)]
@@ -112,6 +118,20 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Audit log appends/s with fsync, proof sizes, verify time.
+    Audit {
+        /// Entries to append.
+        #[arg(long, default_value_t = 2000)]
+        entries: u64,
+        /// Use (and keep) the site in DIR/site, growing its log.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        /// Print `committed SEQ` on stdout after each append.
+        #[arg(long)]
+        progress: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Annotation import and storage of a mask spanning a whole series (NIfTI and DICOM SEG).
     Annotate {
         /// Size of the synthetic series (WIDTHxHEIGHTxSLICES).
@@ -319,6 +339,41 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { what } => {
+            let site = Site::open(&cli.dir)?;
+            let r = audit::run(&site, what).await;
+            site.close();
+            r
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Audit {
+                    entries,
+                    keep,
+                    progress,
+                    json,
+                },
+        } => {
+            let mut stdout = std::io::stdout();
+            let r = crate::audit::bench::run(entries, keep, |seq| {
+                if progress {
+                    use std::io::Write;
+                    let _ = writeln!(stdout, "committed {seq}");
+                    let _ = stdout.flush();
+                }
+            })
+            .await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!("{}", r.human());
+            }
+            Ok(if r.verify_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Bench {
             what: BenchCommand::Annotate { size, keep, json },

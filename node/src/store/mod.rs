@@ -6,6 +6,7 @@
 //! leaks out of this module.
 
 mod annotations;
+mod audit;
 mod cases;
 mod imaging;
 mod schema;
@@ -21,6 +22,7 @@ pub use annotations::{
     AnnotationFilter, AnnotationRow, AnnotationStoreError, NewVersion, ReaderRow, SaveOutcome,
     VersionRow,
 };
+pub use audit::{AuditEntry, AuditFilter, AuditStoreError, RawAuditRow, RawCheckpointRow, RawNode};
 pub use cases::{CaseError, CaseRef, SeriesGrid, SliceInfo};
 pub use imaging::{
     InsertReport, InstanceRow, NewInstance, OriginalIds, SeriesFilter, SeriesRow, StoreCounts,

@@ -126,6 +126,46 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX annotation_versions_annotation ON annotation_versions(annotation);
     "#,
+    // v3: the audit log (node/src/audit). `audit_entries` is append-only: `body` is the
+    // canonical entry (postcard, versioned, with its own seq), `leaf_hash` = SHA-256(0x00 ‖ body),
+    // `root_after` the tree head after the entry and `signature` the site's Ed25519 signature of
+    // that head. `kind`, `peer`, `study` and `timestamp` repeat what the body says, for
+    // filtering; `audit verify` checks them against it. `audit_nodes` holds the hash of every
+    // complete subtree of two or more leaves (level ≥ 1; subtree (l, i) covers leaves
+    // i·2^l .. (i+1)·2^l), so any proof needs O(log n) reads.
+    r#"
+    CREATE TABLE audit_entries (
+        seq         INTEGER PRIMARY KEY,
+        timestamp   INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        peer        TEXT,
+        study       TEXT,
+        body        BLOB NOT NULL,
+        leaf_hash   BLOB NOT NULL,
+        root_after  BLOB NOT NULL,
+        signature   BLOB NOT NULL
+    );
+    CREATE INDEX audit_entries_kind ON audit_entries(kind);
+    CREATE INDEX audit_entries_peer ON audit_entries(peer) WHERE peer IS NOT NULL;
+    CREATE INDEX audit_entries_study ON audit_entries(study) WHERE study IS NOT NULL;
+    CREATE INDEX audit_entries_time ON audit_entries(timestamp);
+    CREATE TABLE audit_nodes (
+        level  INTEGER NOT NULL,
+        idx    INTEGER NOT NULL,
+        hash   BLOB NOT NULL,
+        PRIMARY KEY (level, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE audit_checkpoints (
+        id          INTEGER PRIMARY KEY,
+        origin      TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        root        BLOB NOT NULL,
+        timestamp   INTEGER NOT NULL,
+        signer      TEXT NOT NULL,
+        signature   BLOB NOT NULL,
+        entry_seq   INTEGER
+    );
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

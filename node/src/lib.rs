@@ -7,6 +7,7 @@
 //! (synthetic studies), [`bench`] (performance measurements), [`logging`].
 
 pub mod annotation;
+pub mod app;
 pub mod audit;
 pub mod bench;
 pub mod calendar;

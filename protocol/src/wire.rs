@@ -101,12 +101,16 @@ pub enum Gossip {
 /// the site keys to the peer id that the Noise handshake has already authenticated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
-    Hello { certificate: Certificate },
+    Hello {
+        certificate: Certificate,
+    },
     Envelope {
         #[serde(deserialize_with = "bounded::bytes::<_, MAX_ENVELOPE_BYTES>")]
         bytes: Vec<u8>,
     },
-    Refused { reason: RefusalReason },
+    Refused {
+        reason: RefusalReason,
+    },
 }
 
 macro_rules! wire_bytes {

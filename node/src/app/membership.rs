@@ -16,8 +16,13 @@ use crate::net::PeerId;
 
 /// Checks a certificate presented on `peer`'s connection.
 fn check(s: &Shared, peer: &PeerId, cert: &Certificate) -> Result<MemberInfo, String> {
-    let trust = s.trust.read().map_err(|_| "trust store unavailable".to_string())?;
-    let body = trust.check_peer(cert, &peer.to_bytes(), now()).map_err(|e| e.to_string())?;
+    let trust = s
+        .trust
+        .read()
+        .map_err(|_| "trust store unavailable".to_string())?;
+    let body = trust
+        .check_peer(cert, &peer.to_bytes(), now())
+        .map_err(|e| e.to_string())?;
     if body.site_id == s.site {
         return Err("the certificate is our own site's".into());
     }
@@ -30,7 +35,14 @@ async fn refuse(s: &Shared, peer: &PeerId, reason: String) {
 
 async fn refuse_and(s: &Shared, peer: &PeerId, reason: String, block: bool) {
     tracing::warn!(peer = %peer, reason = %reason, "refused a peer");
-    if let Err(e) = s.audit.record(AuditEvent::Refused { peer: peer.to_string(), reason }).await {
+    if let Err(e) = s
+        .audit
+        .record(AuditEvent::Refused {
+            peer: peer.to_string(),
+            reason,
+        })
+        .await
+    {
         tracing::error!(error = %e, "cannot audit a refusal");
     }
     let _ = s.net.disconnect(*peer, block).await;
@@ -38,7 +50,12 @@ async fn refuse_and(s: &Shared, peer: &PeerId, reason: String, block: bool) {
 
 async fn admit(s: &Shared, info: MemberInfo) -> Result<(), AppError> {
     s.audit
-        .record(AuditEvent::Membership { what: format!("member {} proved its certificate (serial {}) on peer {}", info.site, info.serial, info.peer_id) })
+        .record(AuditEvent::Membership {
+            what: format!(
+                "member {} proved its certificate (serial {}) on peer {}",
+                info.site, info.serial, info.peer_id
+            ),
+        })
         .await?;
     let peer = info.peer;
     s.add_member(info);
@@ -55,8 +72,13 @@ pub async fn hello_outbound(s: &Shared, peer: PeerId) {
 
 async fn try_hello_outbound(s: &Shared, peer: PeerId) -> Result<(), String> {
     gate(s, "hello", None).await.map_err(|e| e.to_string())?;
-    let frame = Frame::Hello { certificate: s.certificate.clone() }.to_bytes();
-    sent(s, None, "hello", &frame).await.map_err(|e| e.to_string())?;
+    let frame = Frame::Hello {
+        certificate: s.certificate.clone(),
+    }
+    .to_bytes();
+    sent(s, None, "hello", &frame)
+        .await
+        .map_err(|e| e.to_string())?;
     let reply = tokio::time::timeout(HELLO_TIMEOUT, s.net.request(peer, frame))
         .await
         .map_err(|_| "no answer to our membership proof".to_string())?
@@ -66,7 +88,9 @@ async fn try_hello_outbound(s: &Shared, peer: PeerId) -> Result<(), String> {
             let info = check(s, &peer, &certificate)?;
             admit(s, info).await.map_err(|e| e.to_string())
         }
-        Frame::Refused { reason } => Err(format!("the peer refused our membership proof ({reason:?})")),
+        Frame::Refused { reason } => Err(format!(
+            "the peer refused our membership proof ({reason:?})"
+        )),
         Frame::Envelope { .. } => Err("answered a membership proof with a message".into()),
     }
 }
@@ -77,7 +101,10 @@ pub async fn hello_inbound(s: &Shared, peer: PeerId, id: u64, certificate: Certi
         Ok(info) => {
             let answer = async {
                 gate(s, "hello", Some(&info)).await?;
-                let frame = Frame::Hello { certificate: s.certificate.clone() }.to_bytes();
+                let frame = Frame::Hello {
+                    certificate: s.certificate.clone(),
+                }
+                .to_bytes();
                 sent(s, Some(info.site.clone()), "hello", &frame).await?;
                 admit(s, info).await?;
                 s.net.respond(id, frame).await?;
@@ -88,7 +115,16 @@ pub async fn hello_inbound(s: &Shared, peer: PeerId, id: u64, certificate: Certi
             }
         }
         Err(reason) => {
-            let _ = s.net.respond(id, Frame::Refused { reason: RefusalReason::NotAMember }.to_bytes()).await;
+            let _ = s
+                .net
+                .respond(
+                    id,
+                    Frame::Refused {
+                        reason: RefusalReason::NotAMember,
+                    }
+                    .to_bytes(),
+                )
+                .await;
             refuse(s, &peer, reason).await;
         }
     }
@@ -99,6 +135,12 @@ pub async fn expect_hello(s: &Shared, peer: PeerId) {
     tokio::time::sleep(HELLO_TIMEOUT).await;
     if s.member_by_peer(&peer).is_none() {
         // Not blocked: a slow member may try again.
-        refuse_and(s, &peer, format!("no membership proof within {} s", HELLO_TIMEOUT.as_secs()), false).await;
+        refuse_and(
+            s,
+            &peer,
+            format!("no membership proof within {} s", HELLO_TIMEOUT.as_secs()),
+            false,
+        )
+        .await;
     }
 }

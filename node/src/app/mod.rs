@@ -42,7 +42,11 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, Error)]
 pub enum AppError {
     #[error("the policy denied sending {kind} to {to}: {reasons}")]
-    PolicyDenied { kind: String, to: String, reasons: String },
+    PolicyDenied {
+        kind: String,
+        to: String,
+        reasons: String,
+    },
     #[error("no certified member {0} is connected")]
     NotConnected(String),
     #[error("the peer refused the message: {0}")]
@@ -95,11 +99,28 @@ pub struct Status {
 pub(crate) enum AppCommand {
     Status(oneshot::Sender<Result<Status, AppError>>),
     Peers(oneshot::Sender<Vec<MemberInfo>>),
-    Notice { to: SiteId, topic: String, body: String, reply: oneshot::Sender<Result<(), AppError>> },
-    Broadcast { topic: String, body: String, reply: oneshot::Sender<Result<(), AppError>> },
-    Checkpoint { reply: oneshot::Sender<Result<fedanno_protocol::wire::SignedCheckpoint, AppError>> },
-    Witness { to: SiteId, reply: oneshot::Sender<Result<fedanno_protocol::wire::Cosignature, AppError>> },
-    GetCheckpoint { from: SiteId, reply: oneshot::Sender<Result<fedanno_protocol::wire::SignedCheckpoint, AppError>> },
+    Notice {
+        to: SiteId,
+        topic: String,
+        body: String,
+        reply: oneshot::Sender<Result<(), AppError>>,
+    },
+    Broadcast {
+        topic: String,
+        body: String,
+        reply: oneshot::Sender<Result<(), AppError>>,
+    },
+    Checkpoint {
+        reply: oneshot::Sender<Result<fedanno_protocol::wire::SignedCheckpoint, AppError>>,
+    },
+    Witness {
+        to: SiteId,
+        reply: oneshot::Sender<Result<fedanno_protocol::wire::Cosignature, AppError>>,
+    },
+    GetCheckpoint {
+        from: SiteId,
+        reply: oneshot::Sender<Result<fedanno_protocol::wire::SignedCheckpoint, AppError>>,
+    },
 }
 
 /// A handle to a running node.
@@ -134,7 +155,11 @@ impl Node {
         let (tx, rx) = mpsc::channel(COMMANDS);
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(shared.clone(), rx, events, stop_rx));
-        Ok(Node { handle: AppHandle { tx, shared }, task, shutdown: stop_tx })
+        Ok(Node {
+            handle: AppHandle { tx, shared },
+            task,
+            shutdown: stop_tx,
+        })
     }
 
     /// Stops the actor and waits for it.
@@ -144,7 +169,12 @@ impl Node {
     }
 }
 
-async fn run(shared: Arc<Shared>, mut commands: mpsc::Receiver<AppCommand>, mut events: mpsc::Receiver<NetEvent>, mut stop: watch::Receiver<bool>) {
+async fn run(
+    shared: Arc<Shared>,
+    mut commands: mpsc::Receiver<AppCommand>,
+    mut events: mpsc::Receiver<NetEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
     let limit = Arc::new(Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
     loop {
@@ -176,9 +206,15 @@ async fn run(shared: Arc<Shared>, mut commands: mpsc::Receiver<AppCommand>, mut 
 }
 
 impl AppHandle {
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> AppCommand) -> Result<T, AppError> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> AppCommand,
+    ) -> Result<T, AppError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| AppError::Stopped)?;
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| AppError::Stopped)?;
         rx.await.map_err(|_| AppError::Stopped)
     }
 
@@ -192,12 +228,19 @@ impl AppHandle {
 
     /// Sends a notice to one member (request-response, receipted).
     pub async fn notice(&self, to: SiteId, topic: String, body: String) -> Result<(), AppError> {
-        self.ask(|reply| AppCommand::Notice { to, topic, body, reply }).await?
+        self.ask(|reply| AppCommand::Notice {
+            to,
+            topic,
+            body,
+            reply,
+        })
+        .await?
     }
 
     /// Publishes a notice to the consortium (gossip, sealed to the members).
     pub async fn broadcast(&self, topic: String, body: String) -> Result<(), AppError> {
-        self.ask(|reply| AppCommand::Broadcast { topic, body, reply }).await?
+        self.ask(|reply| AppCommand::Broadcast { topic, body, reply })
+            .await?
     }
 
     /// Signs a checkpoint of the audit log now and publishes it.
@@ -206,13 +249,20 @@ impl AppHandle {
     }
 
     /// Asks a member to co-sign our latest checkpoint.
-    pub async fn witness(&self, to: SiteId) -> Result<fedanno_protocol::wire::Cosignature, AppError> {
+    pub async fn witness(
+        &self,
+        to: SiteId,
+    ) -> Result<fedanno_protocol::wire::Cosignature, AppError> {
         self.ask(|reply| AppCommand::Witness { to, reply }).await?
     }
 
     /// Fetches a member's latest signed checkpoint.
-    pub async fn get_checkpoint(&self, from: SiteId) -> Result<fedanno_protocol::wire::SignedCheckpoint, AppError> {
-        self.ask(|reply| AppCommand::GetCheckpoint { from, reply }).await?
+    pub async fn get_checkpoint(
+        &self,
+        from: SiteId,
+    ) -> Result<fedanno_protocol::wire::SignedCheckpoint, AppError> {
+        self.ask(|reply| AppCommand::GetCheckpoint { from, reply })
+            .await?
     }
 
     pub fn net(&self) -> &NetHandle {

@@ -44,7 +44,12 @@ pub async fn gate(s: &Shared, kind: &str, to: Option<&MemberInfo>) -> Result<(),
 }
 
 /// Records that `bytes` are about to leave (call after the gate, before the network).
-pub async fn sent(s: &Shared, to: Option<SiteId>, kind: &str, bytes: &[u8]) -> Result<(), AppError> {
+pub async fn sent(
+    s: &Shared,
+    to: Option<SiteId>,
+    kind: &str,
+    bytes: &[u8],
+) -> Result<(), AppError> {
     s.audit
         .record(AuditEvent::Sent {
             to,
@@ -60,7 +65,10 @@ pub async fn sent(s: &Shared, to: Option<SiteId>, kind: &str, bytes: &[u8]) -> R
 }
 
 async fn sent_envelope(s: &Shared, env: &Envelope, kind: &str) -> Result<Vec<u8>, AppError> {
-    let bytes = Frame::Envelope { bytes: env.to_bytes() }.to_bytes();
+    let bytes = Frame::Envelope {
+        bytes: env.to_bytes(),
+    }
+    .to_bytes();
     let h = env.header();
     s.audit
         .record(AuditEvent::Sent {
@@ -77,28 +85,58 @@ async fn sent_envelope(s: &Shared, env: &Envelope, kind: &str) -> Result<Vec<u8>
 }
 
 /// Sends a request to a member and returns its verified response.
-pub async fn request(s: &Shared, to: &SiteId, kind: &str, req: &Request) -> Result<Response, AppError> {
-    let member = s.member_by_site(to).ok_or_else(|| AppError::NotConnected(to.to_string()))?;
+pub async fn request(
+    s: &Shared,
+    to: &SiteId,
+    kind: &str,
+    req: &Request,
+) -> Result<Response, AppError> {
+    let member = s
+        .member_by_site(to)
+        .ok_or_else(|| AppError::NotConnected(to.to_string()))?;
     gate(s, kind, Some(&member)).await?;
-    let env = Envelope::sign(s.header(Some(to.clone()), PayloadKind::Request), &req.to_bytes(), &s.signing);
+    let env = Envelope::sign(
+        s.header(Some(to.clone()), PayloadKind::Request),
+        &req.to_bytes(),
+        &s.signing,
+    );
     let bytes = sent_envelope(s, &env, kind).await?;
     let reply = s.net.request(member.peer, bytes).await?;
     let (opened, response) = super::inbound::open_response(s, &member, &reply).await?;
     if let Response::Receipt { receipt } = &response {
         if receipt.message_hash != env.message_hash() || receipt.receiver != member.site {
-            return Err(AppError::BadReply("the receipt is for another message".into()));
+            return Err(AppError::BadReply(
+                "the receipt is for another message".into(),
+            ));
         }
-        receipt.verify(&member.signing_key).map_err(|e| AppError::BadReply(e.to_string()))?;
-        s.audit.record(AuditEvent::ReceiptReceived { from: member.site.clone(), receipt: receipt.clone() }).await?;
+        receipt
+            .verify(&member.signing_key)
+            .map_err(|e| AppError::BadReply(e.to_string()))?;
+        s.audit
+            .record(AuditEvent::ReceiptReceived {
+                from: member.site.clone(),
+                receipt: receipt.into(),
+            })
+            .await?;
     }
     let _ = opened;
     Ok(response)
 }
 
 /// Answers request `id` from `member` with a signed response envelope.
-pub async fn respond(s: &Shared, member: &MemberInfo, id: u64, kind: &str, response: &Response) -> Result<(), AppError> {
+pub async fn respond(
+    s: &Shared,
+    member: &MemberInfo,
+    id: u64,
+    kind: &str,
+    response: &Response,
+) -> Result<(), AppError> {
     gate(s, kind, Some(member)).await?;
-    let env = Envelope::sign(s.header(Some(member.site.clone()), PayloadKind::Response), &response.to_bytes(), &s.signing);
+    let env = Envelope::sign(
+        s.header(Some(member.site.clone()), PayloadKind::Response),
+        &response.to_bytes(),
+        &s.signing,
+    );
     let bytes = sent_envelope(s, &env, kind).await?;
     s.net.respond(id, bytes).await?;
     Ok(())
@@ -107,12 +145,22 @@ pub async fn respond(s: &Shared, member: &MemberInfo, id: u64, kind: &str, respo
 /// Publishes gossip sealed to every connected member.
 pub async fn publish(s: &Shared, kind: &str, g: &Gossip) -> Result<(), AppError> {
     gate(s, kind, None).await?;
-    let recipients: Vec<(SiteId, [u8; 32])> = s.members().into_iter().map(|m| (m.site, m.sealing_key)).collect();
+    let recipients: Vec<(SiteId, [u8; 32])> = s
+        .members()
+        .into_iter()
+        .map(|m| (m.site, m.sealing_key))
+        .collect();
     if recipients.is_empty() {
         return Err(AppError::NotConnected("any member".into()));
     }
-    let env = Envelope::seal(s.header(None, PayloadKind::Gossip), &g.to_bytes(), &recipients, &s.signing, &SystemRandom::new())
-        .map_err(|e| AppError::BadReply(e.to_string()))?;
+    let env = Envelope::seal(
+        s.header(None, PayloadKind::Gossip),
+        &g.to_bytes(),
+        &recipients,
+        &s.signing,
+        &SystemRandom::new(),
+    )
+    .map_err(|e| AppError::BadReply(e.to_string()))?;
     let bytes = sent_envelope(s, &env, kind).await?;
     s.net.publish(bytes).await?;
     Ok(())
@@ -120,9 +168,16 @@ pub async fn publish(s: &Shared, kind: &str, g: &Gossip) -> Result<(), AppError>
 
 /// Signs a checkpoint of our audit log and publishes it to the members.
 pub async fn checkpoint(s: &Shared) -> Result<SignedCheckpoint, AppError> {
-    let cp = s.audit.checkpoint().await?;
+    let cp = s.audit.checkpoint().await?.to_wire();
     if !s.members().is_empty() {
-        publish(s, "checkpoint", &Gossip::Checkpoint { checkpoint: cp.clone() }).await?;
+        publish(
+            s,
+            "checkpoint",
+            &Gossip::Checkpoint {
+                checkpoint: cp.clone(),
+            },
+        )
+        .await?;
     }
     Ok(cp)
 }
@@ -138,7 +193,12 @@ pub(super) async fn command(s: &Shared, c: AppCommand) {
                     consortium: s.consortium.clone(),
                     peer_id: s.net.peer_id().to_string(),
                     listen: s.listening.iter().map(|a| a.to_string()).collect(),
-                    roles: s.body.roles.iter().map(|r| r.as_str().to_string()).collect(),
+                    roles: s
+                        .body
+                        .roles
+                        .iter()
+                        .map(|r| r.as_str().to_string())
+                        .collect(),
                     certificate_expires: s.body.not_after,
                     members_connected: s.members().len(),
                     audit_size: size,
@@ -153,7 +213,12 @@ pub(super) async fn command(s: &Shared, c: AppCommand) {
         AppCommand::Peers(reply) => {
             let _ = reply.send(s.members());
         }
-        AppCommand::Notice { to, topic, body, reply } => {
+        AppCommand::Notice {
+            to,
+            topic,
+            body,
+            reply,
+        } => {
             let r = async {
                 match request(s, &to, "notice", &Request::Notice { topic, body }).await? {
                     Response::Receipt { .. } | Response::Ack => Ok(()),
@@ -172,16 +237,37 @@ pub(super) async fn command(s: &Shared, c: AppCommand) {
         }
         AppCommand::Witness { to, reply } => {
             let r = async {
-                let cp = s.audit.checkpoint().await?;
-                match request(s, &to, "witness", &Request::Witness { checkpoint: cp.clone() }).await? {
+                let cp = s.audit.checkpoint().await?.to_wire();
+                match request(
+                    s,
+                    &to,
+                    "witness",
+                    &Request::Witness {
+                        checkpoint: cp.clone(),
+                    },
+                )
+                .await?
+                {
                     Response::Cosigned { cosignature } => {
-                        let member = s.member_by_site(&to).ok_or_else(|| AppError::NotConnected(to.to_string()))?;
-                        cosignature.verify(&cp, &member.signing_key).map_err(|e| AppError::BadReply(e.to_string()))?;
-                        s.audit.record(AuditEvent::Cosigned { by: to.clone(), size: cp.size, root: cp.root }).await?;
+                        let member = s
+                            .member_by_site(&to)
+                            .ok_or_else(|| AppError::NotConnected(to.to_string()))?;
+                        cosignature
+                            .verify(&cp, &member.signing_key)
+                            .map_err(|e| AppError::BadReply(e.to_string()))?;
+                        s.audit
+                            .record(AuditEvent::Cosigned {
+                                by: to.clone(),
+                                size: cp.size,
+                                root: cp.root,
+                            })
+                            .await?;
                         Ok::<Cosignature, AppError>(cosignature)
                     }
                     Response::Refused { reason } => Err(AppError::Refused(format!("{reason:?}"))),
-                    _ => Err(AppError::BadReply("unexpected response to a witness request".into())),
+                    _ => Err(AppError::BadReply(
+                        "unexpected response to a witness request".into(),
+                    )),
                 }
             }
             .await;
@@ -191,8 +277,12 @@ pub(super) async fn command(s: &Shared, c: AppCommand) {
             let r = async {
                 match request(s, &from, "checkpoint", &Request::GetCheckpoint).await? {
                     Response::Checkpoint { checkpoint } => {
-                        let member = s.member_by_site(&from).ok_or_else(|| AppError::NotConnected(from.to_string()))?;
-                        checkpoint.verify(&member.signing_key).map_err(|e| AppError::BadReply(e.to_string()))?;
+                        let member = s
+                            .member_by_site(&from)
+                            .ok_or_else(|| AppError::NotConnected(from.to_string()))?;
+                        checkpoint
+                            .verify(&member.signing_key)
+                            .map_err(|e| AppError::BadReply(e.to_string()))?;
                         Ok(checkpoint)
                     }
                     Response::Refused { reason } => Err(AppError::Refused(format!("{reason:?}"))),

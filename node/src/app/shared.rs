@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use fedanno_protocol::cert::{Certificate, CertificateBody, Role, TrustStore};
-use fedanno_protocol::envelope::{Envelope, EnvelopeError, Header, OpenContext, Opened, PayloadKind, ReplayGuard};
+use fedanno_protocol::envelope::{
+    Envelope, EnvelopeError, Header, OpenContext, Opened, PayloadKind, ReplayGuard,
+};
 use fedanno_protocol::ids::SiteId;
 use fedanno_protocol::limits::MAX_CLOCK_SKEW_SECS;
 use fedanno_protocol::wire::SignedCheckpoint;
@@ -81,7 +83,10 @@ pub struct Shared {
 
 /// Unix seconds.
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Shared {
@@ -122,17 +127,21 @@ impl Shared {
     }
 
     pub fn members(&self) -> Vec<MemberInfo> {
-        let mut v: Vec<MemberInfo> = self.members.read().map(|m| m.by_peer.values().cloned().collect()).unwrap_or_default();
+        let mut v: Vec<MemberInfo> = self
+            .members
+            .read()
+            .map(|m| m.by_peer.values().cloned().collect())
+            .unwrap_or_default();
         v.sort_by(|a, b| a.site.cmp(&b.site));
         v
     }
 
     pub fn add_member(&self, info: MemberInfo) {
         if let Ok(mut m) = self.members.write() {
-            if let Some(old) = m.by_site.insert(info.site.clone(), info.peer) {
-                if old != info.peer {
-                    m.by_peer.remove(&old);
-                }
+            if let Some(old) = m.by_site.insert(info.site.clone(), info.peer)
+                && old != info.peer
+            {
+                m.by_peer.remove(&old);
             }
             m.by_peer.insert(info.peer, info);
         }
@@ -174,7 +183,13 @@ impl Shared {
     /// Verifies and opens an envelope from a proven member.
     pub fn open(&self, env: &Envelope) -> Result<Opened, EnvelopeError> {
         let members = self.members.read().map_err(|_| EnvelopeError::Malformed)?;
-        let sender_key = |s: &SiteId| members.by_site.get(s).and_then(|p| members.by_peer.get(p)).map(|m| m.signing_key);
+        let sender_key = |s: &SiteId| {
+            members
+                .by_site
+                .get(s)
+                .and_then(|p| members.by_peer.get(p))
+                .map(|m| m.signing_key)
+        };
         let ctx = OpenContext {
             consortium: &self.consortium,
             me: &self.site,

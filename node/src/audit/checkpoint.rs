@@ -42,6 +42,18 @@ pub struct Receipt {
     pub signature: [u8; 64],
 }
 
+impl From<&fedanno_protocol::wire::Receipt> for Receipt {
+    fn from(r: &fedanno_protocol::wire::Receipt) -> Self {
+        Receipt {
+            receiver: r.receiver.clone(),
+            message_hash: r.message_hash,
+            log_size: r.log_size,
+            log_root: r.log_root,
+            signature: r.signature,
+        }
+    }
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SignatureError {
     #[error("the signature does not verify")]
@@ -49,6 +61,18 @@ pub enum SignatureError {
 }
 
 impl SignedCheckpoint {
+    /// The same checkpoint as the wire type (identical fields and signed text).
+    pub fn to_wire(&self) -> fedanno_protocol::wire::SignedCheckpoint {
+        fedanno_protocol::wire::SignedCheckpoint {
+            origin: self.origin.clone(),
+            size: self.size,
+            root: self.root,
+            timestamp: self.timestamp,
+            signature: self.signature,
+            signer: self.signer.clone(),
+        }
+    }
+
     /// The signed text (C2SP tlog-checkpoint, no extension lines).
     pub fn text(&self) -> String {
         merkle::checkpoint_text(&self.origin, self.size, &self.root)

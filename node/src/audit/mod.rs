@@ -155,6 +155,11 @@ impl AuditLog {
         Ok(cp)
     }
 
+    /// The current size and root of the log.
+    pub async fn head(&self) -> Result<(u64, Hash), AuditError> {
+        Ok(self.store.audit_head().await?)
+    }
+
     /// Verifies the whole log against this site's own public key.
     pub async fn verify(&self) -> Result<VerifyReport, AuditError> {
         verify::verify(&self.store, &self.public_key(), &self.site).await

@@ -237,9 +237,13 @@ fn messages_round_trip_and_refuse_bad_bytes() {
 
 #[test]
 fn frames_round_trip_and_refuse_oversized_envelopes() {
-    let f = Frame::Envelope { bytes: vec![7u8; 100] };
+    let f = Frame::Envelope {
+        bytes: vec![7u8; 100],
+    };
     assert_eq!(Frame::from_bytes(&f.to_bytes()).unwrap(), f);
-    let r = Frame::Refused { reason: RefusalReason::NotAMember };
+    let r = Frame::Refused {
+        reason: RefusalReason::NotAMember,
+    };
     assert_eq!(Frame::from_bytes(&r.to_bytes()).unwrap(), r);
     // A declared envelope length over the limit is refused before allocating.
     let mut hostile = vec![1u8]; // variant Envelope

@@ -364,6 +364,17 @@ fn edited_checkpoint_is_named() {
     )
     .unwrap();
     assert_fails_at(&site, 21, "signature does not verify");
+    // Relabelling it as another site's checkpoint does not hide it.
+    c.execute(
+        "UPDATE audit_checkpoints SET signer = 'someone-else' WHERE id = ?1",
+        [id],
+    )
+    .unwrap();
+    assert_fails_at(&site, 21, "signature does not verify");
+    // Deleting it is caught through the entry that recorded it.
+    c.execute("DELETE FROM audit_checkpoints WHERE id = ?1", [id])
+        .unwrap();
+    assert_fails_at(&site, 21, "signed checkpoint is not stored");
 }
 
 #[test]
@@ -556,4 +567,18 @@ fn kill_9_during_appends_loses_no_committed_entry() {
     let (ok, text, j) = verify(&site);
     assert!(ok, "{text}");
     assert_eq!(j["size"].as_u64().unwrap(), size + 1);
+}
+
+#[test]
+fn edited_filter_column_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = site_with_log(tmp.path(), 10);
+    // Hiding an entry from `audit log --peer` by editing its peer column is caught.
+    db(&site)
+        .execute(
+            "UPDATE audit_entries SET peer = 'elsewhere' WHERE seq = 4",
+            [],
+        )
+        .unwrap();
+    assert_fails_at(&site, 4, "columns differ from what its body says");
 }

@@ -582,3 +582,51 @@ fn edited_filter_column_is_named() {
         .unwrap();
     assert_fails_at(&site, 4, "columns differ from what its body says");
 }
+
+#[test]
+fn edited_or_deleted_tree_node_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = site_with_log(tmp.path(), 20);
+    let c = db(&site);
+    // Node (level 2, index 1) covers entries 4..=7: proofs through it would be wrong.
+    c.execute(
+        "UPDATE audit_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 1",
+        [],
+    )
+    .unwrap();
+    assert_fails_at(&site, 4, "over entries 4..=7 differs");
+    c.execute("DELETE FROM audit_nodes WHERE level = 2 AND idx = 1", [])
+        .unwrap();
+    assert_fails_at(&site, 4, "over entries 4..=7 is missing");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("site");
+    run_ok(&["init", "--dir", site.to_str().unwrap(), "--site-name", "U"]);
+    let s = site.to_str().unwrap();
+    for args in [
+        vec!["--dir", s, "audit", "prove"],
+        vec![
+            "--dir",
+            s,
+            "audit",
+            "prove",
+            "--seq",
+            "1",
+            "--from-size",
+            "1",
+        ],
+        vec![
+            "--dir", s, "audit", "export", "--format", "xml", "--out", "x",
+        ],
+        vec!["--dir", s, "audit", "frobnicate"],
+    ] {
+        assert_eq!(run(&args).status.code(), Some(2), "{args:?}");
+    }
+    // An empty log verifies.
+    let (ok, text, j) = verify(&site);
+    assert!(ok, "{text}");
+    assert_eq!(j["size"], 0);
+}

@@ -364,6 +364,17 @@ fn edited_checkpoint_is_named() {
     )
     .unwrap();
     assert_fails_at(&site, 21, "signature does not verify");
+    // Relabelling it as another site's checkpoint does not hide it.
+    c.execute(
+        "UPDATE audit_checkpoints SET signer = 'someone-else' WHERE id = ?1",
+        [id],
+    )
+    .unwrap();
+    assert_fails_at(&site, 21, "signature does not verify");
+    // Deleting it is caught through the entry that recorded it.
+    c.execute("DELETE FROM audit_checkpoints WHERE id = ?1", [id])
+        .unwrap();
+    assert_fails_at(&site, 21, "signed checkpoint is not stored");
 }
 
 #[test]
@@ -556,4 +567,66 @@ fn kill_9_during_appends_loses_no_committed_entry() {
     let (ok, text, j) = verify(&site);
     assert!(ok, "{text}");
     assert_eq!(j["size"].as_u64().unwrap(), size + 1);
+}
+
+#[test]
+fn edited_filter_column_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = site_with_log(tmp.path(), 10);
+    // Hiding an entry from `audit log --peer` by editing its peer column is caught.
+    db(&site)
+        .execute(
+            "UPDATE audit_entries SET peer = 'elsewhere' WHERE seq = 4",
+            [],
+        )
+        .unwrap();
+    assert_fails_at(&site, 4, "columns differ from what its body says");
+}
+
+#[test]
+fn edited_or_deleted_tree_node_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = site_with_log(tmp.path(), 20);
+    let c = db(&site);
+    // Node (level 2, index 1) covers entries 4..=7: proofs through it would be wrong.
+    c.execute(
+        "UPDATE audit_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 1",
+        [],
+    )
+    .unwrap();
+    assert_fails_at(&site, 4, "over entries 4..=7 differs");
+    c.execute("DELETE FROM audit_nodes WHERE level = 2 AND idx = 1", [])
+        .unwrap();
+    assert_fails_at(&site, 4, "over entries 4..=7 is missing");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("site");
+    run_ok(&["init", "--dir", site.to_str().unwrap(), "--site-name", "U"]);
+    let s = site.to_str().unwrap();
+    for args in [
+        vec!["--dir", s, "audit", "prove"],
+        vec![
+            "--dir",
+            s,
+            "audit",
+            "prove",
+            "--seq",
+            "1",
+            "--from-size",
+            "1",
+        ],
+        vec![
+            "--dir", s, "audit", "export", "--format", "xml", "--out", "x",
+        ],
+        vec!["--dir", s, "audit", "frobnicate"],
+    ] {
+        assert_eq!(run(&args).status.code(), Some(2), "{args:?}");
+    }
+    // An empty log verifies.
+    let (ok, text, j) = verify(&site);
+    assert!(ok, "{text}");
+    assert_eq!(j["size"], 0);
 }

@@ -239,3 +239,58 @@ pub async fn prove_consistency(
         proof,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::OpenMode;
+    use ring::rand::SystemRandom;
+
+    #[tokio::test]
+    async fn record_checkpoint_prove_and_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, thread) = Store::open(&dir.path().join("db"), OpenMode::Create).unwrap();
+        let pk8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let key = Arc::new(Ed25519KeyPair::from_pkcs8(pk8.as_ref()).unwrap());
+        let site = SiteId::new("site-a").unwrap();
+        let log = AuditLog::new(store.clone(), key, origin("demo", &site), site.clone());
+        assert_eq!(log.origin(), "fedanno.demo/site-a");
+        let empty = log.verify().await.unwrap();
+        assert!(empty.ok && empty.size == 0 && empty.root == merkle::empty_root());
+        for i in 0..9u64 {
+            let e = log
+                .record(AuditEvent::Membership {
+                    what: format!("step {i}"),
+                })
+                .await
+                .unwrap();
+            assert_eq!(e.seq, i);
+        }
+        let cp = log.checkpoint().await.unwrap();
+        assert_eq!(cp.size, 9);
+        cp.verify(&log.public_key()).unwrap();
+        let r = log.verify().await.unwrap();
+        assert!(r.ok, "{:?}", r.problem);
+        assert_eq!(
+            (r.size, r.checkpoints_checked, r.latest_checkpoint),
+            (10, 1, Some(9))
+        );
+        assert_eq!(r.entries_after_latest_checkpoint, 1);
+        let p = log.prove_inclusion(3, Some(9)).await.unwrap();
+        assert_eq!(p.root, cp.root);
+        assert_eq!(p.proof_bytes, 4 * 32);
+        let c = log.prove_consistency(4, None).await.unwrap();
+        assert_eq!(c.new_size, 10);
+        assert!(matches!(
+            log.prove_consistency(0, None).await,
+            Err(AuditError::Store(AuditStoreError::OutOfRange { .. }))
+        ));
+        // A verifier with another key names entry 0.
+        let other = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let other = checkpoint::public_key(&Ed25519KeyPair::from_pkcs8(other.as_ref()).unwrap());
+        let r = verify::verify(&store, &other, &site).await.unwrap();
+        assert_eq!(r.problem.unwrap().seq, Some(0));
+        drop((log, store));
+        thread.join();
+    }
+}

@@ -159,8 +159,10 @@ pub async fn verify(
     }
 
     // 3. Checkpoints.
+    let mut unmatched = v.checkpoint_events.clone();
     for row in store.audit_raw_checkpoints().await? {
-        if row.signer != site.as_str() {
+        // A checkpoint recorded by one of our entries is ours, whatever its signer column says.
+        if row.signer != site.as_str() && row.entry_seq.is_none() {
             report.foreign_checkpoints += 1;
             continue;
         }
@@ -222,9 +224,22 @@ pub async fn verify(
                 ));
                 return Ok(finish(report, &v, Some(p)));
             }
+            if let Ok(s) = usize::try_from(seq) {
+                unmatched.remove(&s);
+            }
         }
         report.checkpoints_checked += 1;
         report.latest_checkpoint = Some(report.latest_checkpoint.unwrap_or(0).max(cp_size));
+    }
+    if let Some((&seq, &(cp_size, _))) = unmatched.iter().min_by_key(|(s, _)| **s) {
+        let p = Problem {
+            seq: Some(seq as u64),
+            checkpoint: None,
+            what: format!(
+                "entry {seq} records a checkpoint of size {cp_size} but its signed checkpoint is not stored (deleted)"
+            ),
+        };
+        return Ok(finish(report, &v, Some(p)));
     }
     report.entries_after_latest_checkpoint = size - report.latest_checkpoint.unwrap_or(0);
     Ok(finish(report, &v, None))

@@ -613,6 +613,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, thread) = Store::open(&dir.path().join("db"), OpenMode::Create).unwrap();
         let k = key();
+        // Appends are durable at commit: WAL with synchronous=FULL (2).
+        let sync: i64 = store
+            .call(|c| Ok(c.pragma_query_value(None, "synchronous", |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(sync, 2);
         assert_eq!(store.audit_head().await.unwrap(), (0, merkle::empty_root()));
         let mut leaves = Vec::new();
         for i in 0..70u64 {

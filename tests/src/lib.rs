@@ -2,6 +2,8 @@
 //! `cargo test --workspace`. Shared helpers for those tests live here: where the test data is,
 //! and how to make a throwaway site.
 
+pub mod network;
+
 use std::path::{Path, PathBuf};
 
 use fedanno_node::site::{self, Site};

@@ -70,16 +70,27 @@ pub async fn handle(s: &Shared, ev: NetEvent) {
                 .net
                 .report_gossip(message_id, propagation_source, accept)
                 .await;
+            s.bump();
         }
+        NetEvent::Subscribed { .. } => s.bump(),
         NetEvent::DialFailed { error, .. } => tracing::warn!(error = %error, "a dial failed"),
-        NetEvent::InboundFailure { error, .. } => {
-            tracing::debug!(error = %error, "an inbound request failed")
+        NetEvent::InboundFailure { peer, error } => {
+            // Oversized or truncated frames never reach the app: the codec refuses them.
+            let from = s
+                .member_by_peer(&peer)
+                .map_or_else(|| peer.to_string(), |m| m.site.to_string());
+            reject(s, &from, format!("inbound request failed: {error}"), None).await;
         }
         NetEvent::ListenAddr(a) => tracing::info!(address = %a, "listening"),
     }
 }
 
 async fn reject(s: &Shared, from: &str, reason: String, hash: Option<[u8; 32]>) {
+    reject_quietly(s, from, reason, hash).await;
+    s.bump();
+}
+
+async fn reject_quietly(s: &Shared, from: &str, reason: String, hash: Option<[u8; 32]>) {
     tracing::warn!(from = %from, reason = %reason, "rejected a message");
     if let Err(e) = s
         .audit
@@ -179,7 +190,9 @@ async fn request(s: &Shared, member: &MemberInfo, id: u64, env_bytes: &[u8]) {
     ) {
         Ok(x) => x,
         Err((reason, hash)) => {
-            let code = if reason.contains("replay") || reason.contains("window") {
+            let code = if reason.contains("already seen")
+                || reason.contains("outside the accepted window")
+            {
                 RefusalReason::Replay
             } else {
                 RefusalReason::Malformed

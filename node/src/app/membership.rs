@@ -46,6 +46,7 @@ async fn refuse_and(s: &Shared, peer: &PeerId, reason: String, block: bool) {
         tracing::error!(error = %e, "cannot audit a refusal");
     }
     let _ = s.net.disconnect(*peer, block).await;
+    s.bump();
 }
 
 async fn admit(s: &Shared, info: MemberInfo) -> Result<(), AppError> {

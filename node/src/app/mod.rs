@@ -31,6 +31,8 @@ use crate::net::{self, Multiaddr, NetConfig, NetError, NetEvent, NetHandle};
 use crate::policy::Policy;
 use crate::store::Store;
 pub use shared::{MemberInfo, Shared};
+/// The X25519 sealing key types, re-exported so callers need not name the crate.
+pub use x25519_dalek::{PublicKey as SealingPublic, StaticSecret as SealingSecret};
 
 /// Depth of the app's command channel.
 const COMMANDS: usize = 64;

@@ -79,6 +79,9 @@ pub struct Shared {
     pub listening: Vec<Multiaddr>,
     /// The latest checkpoint each member published (what we witness).
     pub peer_checkpoints: Mutex<HashMap<SiteId, SignedCheckpoint>>,
+    /// Bumped on every membership change, subscription and accepted gossip: what tests and
+    /// operators wait on instead of polling.
+    pub activity: tokio::sync::watch::Sender<u64>,
 }
 
 /// Unix seconds.
@@ -110,7 +113,13 @@ impl Shared {
             net,
             listening,
             peer_checkpoints: Mutex::new(HashMap::new()),
+            activity: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Signals that something observable changed.
+    pub fn bump(&self) {
+        self.activity.send_modify(|n| *n += 1);
     }
 
     pub fn next_sequence(&self) -> u64 {
@@ -145,6 +154,7 @@ impl Shared {
             }
             m.by_peer.insert(info.peer, info);
         }
+        self.bump();
     }
 
     pub fn remove_member(&self, peer: &PeerId) {
@@ -154,6 +164,7 @@ impl Shared {
         {
             m.by_site.remove(&info.site);
         }
+        self.bump();
     }
 
     /// Roles of a recipient, for the policy.

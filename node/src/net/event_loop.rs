@@ -195,6 +195,12 @@ impl EventLoop {
                 })
                 .await;
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Subscribed {
+                peer_id,
+                ..
+            })) => {
+                self.emit(NetEvent::Subscribed { peer: peer_id }).await;
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(_)) => {}
             SwarmEvent::Behaviour(BehaviourEvent::Identify(_))
             | SwarmEvent::Behaviour(BehaviourEvent::Ping(_))

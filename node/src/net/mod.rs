@@ -13,6 +13,7 @@ use std::collections::HashMap;
 pub use behaviour::NetConfig;
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::identity::Keypair;
+pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
 use thiserror::Error;
@@ -106,6 +107,10 @@ pub enum NetEvent {
     InboundFailure {
         peer: PeerId,
         error: String,
+    },
+    /// A peer subscribed to the consortium topic (gossip can now reach it).
+    Subscribed {
+        peer: PeerId,
     },
     /// A gossip message; report its validity with [`NetHandle::report_gossip`].
     Gossip {

@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+pub mod qa;
+
 use crate::bench;
 use crate::ingest::{self, IngestOptions};
 use crate::logging::{self, LogFormat};
@@ -90,6 +92,16 @@ pub enum Command {
         case_prefix: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Segmentation metrics and agreement statistics from files (offline, DESIGN.md §9).
+    Metrics {
+        #[command(subcommand)]
+        what: qa::MetricsCommand,
+    },
+    /// STAPLE, multi-label STAPLE, Dawid–Skene and majority consensus from files (offline).
+    Consensus {
+        #[command(subcommand)]
+        what: qa::ConsensusCommand,
     },
     /// Measure performance on synthetic data.
     Bench {
@@ -285,6 +297,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Metrics { what } => qa::run_metrics(what).await,
+        Command::Consensus { what } => qa::run_consensus(what).await,
         Command::Bench {
             what:
                 BenchCommand::Ingest {

@@ -98,6 +98,38 @@ impl LabelPatternHistogram {
         Ok(())
     }
 
+    /// The same histogram declared with `n_labels` ≥ L labels (re-keyed to the wider field):
+    /// how cases whose largest label differs join one pool.
+    pub fn with_label_count(&self, n_labels: usize) -> Result<Self, StatsError> {
+        if n_labels < self.n_labels {
+            return Err(StatsError::OutOfRange("fewer labels than the histogram holds"));
+        }
+        let bits = bits_for(n_labels);
+        if self.n_raters * bits as usize > 64 {
+            return Err(StatsError::TooManyRaters {
+                got: self.n_raters,
+                max: 64 / bits as usize,
+            });
+        }
+        let mut patterns: Vec<(u64, u64)> = self
+            .patterns
+            .iter()
+            .map(|&(k, c)| {
+                let key = (0..self.n_raters).fold(0u64, |acc, r| {
+                    acc | (self.label(k, r) as u64) << (r as u32 * bits)
+                });
+                (key, c)
+            })
+            .collect();
+        patterns.sort_unstable();
+        Ok(Self {
+            n_raters: self.n_raters,
+            n_labels,
+            bits,
+            patterns,
+        })
+    }
+
     /// Rater `r`'s label in a key.
     pub fn label(&self, key: u64, r: usize) -> usize {
         ((key >> (r as u32 * self.bits)) & ((1u64 << self.bits) - 1)) as usize
@@ -488,6 +520,17 @@ mod tests {
         assert_eq!(r.params.rater_matrix(0), vec![vec![1.0], vec![0.0]]);
         assert_eq!(r.label_counts, vec![20, 0]);
         assert_eq!(label_map(&refs, &h, &r).expect("map"), vec![0; 20]);
+    }
+
+    #[test]
+    fn widening_the_label_count_rekeys() {
+        let a = [0u8, 1, 1, 0];
+        let b = [1u8, 1, 0, 0];
+        let refs: [&[u8]; 2] = [&a, &b];
+        let narrow = LabelPatternHistogram::from_raters(&refs, None).expect("ok");
+        let wide = LabelPatternHistogram::from_raters(&refs, Some(5)).expect("ok");
+        assert_eq!(narrow.with_label_count(5).expect("wider"), wide);
+        assert!(wide.with_label_count(2).is_err());
     }
 
     #[test]

@@ -219,6 +219,43 @@ impl PatternHistogram {
         Ok(())
     }
 
+    /// The same histogram with its raters placed at `positions` among `n_raters` raters, the
+    /// others absent (missing decisions): how a case that not every rater read joins a pool.
+    pub fn embed(&self, positions: &[usize], n_raters: usize) -> Result<Self, StatsError> {
+        if positions.len() != self.n_raters {
+            return Err(StatsError::Shape("positions vs raters"));
+        }
+        if n_raters > MAX_RATERS {
+            return Err(StatsError::TooManyRaters {
+                got: n_raters,
+                max: MAX_RATERS,
+            });
+        }
+        let mut used = 0u64;
+        for &p in positions {
+            if p >= n_raters || used >> p & 1 == 1 {
+                return Err(StatsError::OutOfRange("rater position"));
+            }
+            used |= 1 << p;
+        }
+        let spread = |mask: u64| {
+            positions
+                .iter()
+                .enumerate()
+                .fold(0u64, |acc, (i, &p)| acc | ((mask >> i) & 1) << p)
+        };
+        let mut patterns: Vec<(u64, u64)> = self
+            .patterns
+            .iter()
+            .map(|&(k, c)| ((spread(k >> 32) << 32) | spread(k & 0xffff_ffff), c))
+            .collect();
+        patterns.sort_unstable();
+        Ok(Self {
+            n_raters,
+            patterns,
+        })
+    }
+
     /// Voxels counted (including voxels nobody labelled).
     pub fn n_voxels(&self) -> u64 {
         self.patterns.iter().map(|p| p.1).sum()
@@ -574,6 +611,19 @@ mod tests {
         assert!(h.patterns.contains(&(full | 3, 2)));
         assert!(h.patterns.contains(&(full | 2, 1)));
         assert!(h.patterns.contains(&((2u64 << 32), 1)));
+    }
+
+    #[test]
+    fn embedding_equals_missing_raters() {
+        let a = [1u8, 0, 1, 1, 0];
+        let b = [0u8, 0, 1, 1, 1];
+        let gone = [MISSING; 5];
+        let small = PatternHistogram::from_raters(&[&a[..], &b[..]], 1, None).expect("ok");
+        let full = PatternHistogram::from_raters(&[&b[..], &gone[..], &a[..]], 1, Some(MISSING))
+            .expect("ok");
+        assert_eq!(small.embed(&[2, 0], 3).expect("valid"), full);
+        assert!(small.embed(&[1, 1], 3).is_err());
+        assert!(small.embed(&[0, 3], 3).is_err());
     }
 
     #[test]

@@ -196,7 +196,14 @@ fn metrics(what: MetricsCommand) -> Result<()> {
             definition,
             tolerance_mm,
             json,
-        } => seg(&reference, &test, label, definition.into(), tolerance_mm, json),
+        } => seg(
+            &reference,
+            &test,
+            label,
+            definition.into(),
+            tolerance_mm,
+            json,
+        ),
         MetricsCommand::Agreement {
             ratings,
             categories,
@@ -293,8 +300,8 @@ impl Mask {
         let img = nifti::read_file(path, &NiftiLimits::default())
             .with_context(|| format!("reading {}", path.display()))?;
         let (dim, pixdim, affine) = (img.dim, img.pixdim, img.affine);
-        let labels = into_labels(img)
-            .with_context(|| format!("{} is not a label mask", path.display()))?;
+        let labels =
+            into_labels(img).with_context(|| format!("{} is not a label mask", path.display()))?;
         Ok(Self {
             dim,
             pixdim,
@@ -316,7 +323,10 @@ impl Mask {
         if self.dim != other.dim {
             let [a, b, c] = self.dim;
             let [x, y, z] = other.dim;
-            bail!("{}: {x}x{y}x{z} voxels where {a}x{b}x{c} were expected", what());
+            bail!(
+                "{}: {x}x{y}x{z} voxels where {a}x{b}x{c} were expected",
+                what()
+            );
         }
         let close = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * a.abs().max(b.abs()).max(1.0);
         if !self
@@ -392,9 +402,7 @@ impl MaskInput {
             (true, true) => Err(usage(
                 "give rater masks (R1 R2 ...) or at least one --readers-dir DIR",
             )),
-            (false, false) => Err(usage(
-                "give either rater masks or --readers-dir, not both",
-            )),
+            (false, false) => Err(usage("give either rater masks or --readers-dir, not both")),
         }
     }
 }
@@ -564,8 +572,22 @@ fn seg(
     })?;
     let grid = a.grid();
     let m = match label {
-        Some(l) => seg_metrics(&a.labels, &b.labels, &grid, |v| v == l, definition, tolerance_mm),
-        None => seg_metrics(&a.labels, &b.labels, &grid, |v| v != 0, definition, tolerance_mm),
+        Some(l) => seg_metrics(
+            &a.labels,
+            &b.labels,
+            &grid,
+            |v| v == l,
+            definition,
+            tolerance_mm,
+        ),
+        None => seg_metrics(
+            &a.labels,
+            &b.labels,
+            &grid,
+            |v| v != 0,
+            definition,
+            tolerance_mm,
+        ),
     }?;
     let s = &m.surface;
     let out = json!({
@@ -711,7 +733,10 @@ fn print_staple(
         r.voxels_ge_half,
         show(r.probability_sum)
     );
-    println!("{:<40} {:>12} {:>12}", "RATER", "SENSITIVITY", "SPECIFICITY");
+    println!(
+        "{:<40} {:>12} {:>12}",
+        "RATER", "SENSITIVITY", "SPECIFICITY"
+    );
     for (i, name) in names.iter().enumerate() {
         let s = p.sensitivity.get(i).copied().unwrap_or(f64::NAN);
         let q = p.specificity.get(i).copied().unwrap_or(f64::NAN);
@@ -789,7 +814,12 @@ fn multilabel_cmd(input: &MaskInput, out: Option<&Path>, json: bool) -> Result<(
                         .with_context(|| format!("writing {}", path.display()))?;
                 }
             }
-            (corpus.readers.clone(), hist, result, Some(corpus.cases.len()))
+            (
+                corpus.readers.clone(),
+                hist,
+                result,
+                Some(corpus.cases.len()),
+            )
         }
     };
     let confusion: Vec<Value> = (0..hist.n_raters)
@@ -864,9 +894,14 @@ fn read_ratings_csv(path: &Path) -> Result<RatingsFile> {
         .by_ref()
         .find(|(_, l)| !l.trim().is_empty())
         .map(|(_, l)| l.trim_start_matches('\u{feff}'))
-        .with_context(|| format!("{} is empty (expected the header unit,rater,value)", path.display()))?;
-    let cols = split_csv_line(header)
-        .map_err(|e| anyhow::anyhow!("{} line 1: {e}", path.display()))?;
+        .with_context(|| {
+            format!(
+                "{} is empty (expected the header unit,rater,value)",
+                path.display()
+            )
+        })?;
+    let cols =
+        split_csv_line(header).map_err(|e| anyhow::anyhow!("{} line 1: {e}", path.display()))?;
     let cols: Vec<&str> = cols.iter().map(|c| c.trim()).collect();
     if cols != ["unit", "rater", "value"] {
         bail!(
@@ -884,8 +919,8 @@ fn read_ratings_csv(path: &Path) -> Result<RatingsFile> {
             continue;
         }
         let n = i + 1;
-        let fields =
-            split_csv_line(line).map_err(|e| anyhow::anyhow!("{} line {n}: {e}", path.display()))?;
+        let fields = split_csv_line(line)
+            .map_err(|e| anyhow::anyhow!("{} line {n}: {e}", path.display()))?;
         let [u, r, v] = fields.as_slice() else {
             bail!(
                 "{} line {n}: expected 3 fields (unit,rater,value), found {}",
@@ -952,7 +987,9 @@ fn load_ratings(path: &Path, categories: Option<Vec<String>>) -> Result<LabeledR
             let c: Vec<String> = c.iter().map(|s| s.trim().to_owned()).collect();
             let distinct: BTreeSet<&String> = c.iter().collect();
             if c.is_empty() || c.iter().any(String::is_empty) || distinct.len() != c.len() {
-                return Err(usage("--categories must list distinct, non-empty categories"));
+                return Err(usage(
+                    "--categories must list distinct, non-empty categories",
+                ));
             }
             c
         }
@@ -1005,7 +1042,13 @@ fn agreement_cmd(path: &Path, categories: Option<Vec<String>>, json: bool) -> Re
         .collect();
     let a = rep.krippendorff_alpha;
     // Interval and ratio alpha need numeric categories; without them they are null.
-    let valued = |x: f64| if values.is_some() { num(x) } else { Value::Null };
+    let valued = |x: f64| {
+        if values.is_some() {
+            num(x)
+        } else {
+            Value::Null
+        }
+    };
     let out = json!({
         "units": rep.units,
         "raters": rep.raters,
@@ -1039,8 +1082,16 @@ fn agreement_cmd(path: &Path, categories: Option<Vec<String>>, json: bool) -> Re
         "Krippendorff's alpha: nominal {}  ordinal {}  interval {}  ratio {}",
         show(a.nominal),
         show(a.ordinal),
-        if values.is_some() { show(a.interval) } else { "-".into() },
-        if values.is_some() { show(a.ratio) } else { "-".into() }
+        if values.is_some() {
+            show(a.interval)
+        } else {
+            "-".into()
+        },
+        if values.is_some() {
+            show(a.ratio)
+        } else {
+            "-".into()
+        }
     );
     println!(
         "{:<16} {:<16} {:>7} {:>10} {:>10} {:>10}",

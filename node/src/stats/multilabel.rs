@@ -102,7 +102,9 @@ impl LabelPatternHistogram {
     /// how cases whose largest label differs join one pool.
     pub fn with_label_count(&self, n_labels: usize) -> Result<Self, StatsError> {
         if n_labels < self.n_labels {
-            return Err(StatsError::OutOfRange("fewer labels than the histogram holds"));
+            return Err(StatsError::OutOfRange(
+                "fewer labels than the histogram holds",
+            ));
         }
         let bits = bits_for(n_labels);
         if self.n_raters * bits as usize > 64 {

@@ -250,10 +250,7 @@ impl PatternHistogram {
             .map(|&(k, c)| ((spread(k >> 32) << 32) | spread(k & 0xffff_ffff), c))
             .collect();
         patterns.sort_unstable();
-        Ok(Self {
-            n_raters,
-            patterns,
-        })
+        Ok(Self { n_raters, patterns })
     }
 
     /// Voxels counted (including voxels nobody labelled).

@@ -83,10 +83,19 @@ fn tolerance(tols: &Map<String, Value>, leaf: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn compare(exp: &Value, got: &Value, path: &str, tols: &Map<String, Value>, errs: &mut Vec<String>) {
+fn compare(
+    exp: &Value,
+    got: &Value,
+    path: &str,
+    tols: &Map<String, Value>,
+    errs: &mut Vec<String>,
+) {
     match (exp, got) {
         (Value::Number(a), Value::Number(b)) => {
-            let (a, b) = (a.as_f64().unwrap_or(f64::NAN), b.as_f64().unwrap_or(f64::NAN));
+            let (a, b) = (
+                a.as_f64().unwrap_or(f64::NAN),
+                b.as_f64().unwrap_or(f64::NAN),
+            );
             let tol = tolerance(tols, path);
             let diff = (a - b).abs();
             if diff.is_nan() || diff > tol {
@@ -95,7 +104,11 @@ fn compare(exp: &Value, got: &Value, path: &str, tols: &Map<String, Value>, errs
         }
         (Value::Array(a), Value::Array(b)) => {
             if a.len() != b.len() {
-                errs.push(format!("{path}: length {} expected, got {}", a.len(), b.len()));
+                errs.push(format!(
+                    "{path}: length {} expected, got {}",
+                    a.len(),
+                    b.len()
+                ));
                 return;
             }
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
@@ -176,13 +189,24 @@ fn every_oracle_check_passes_through_the_binary() {
             if errs.is_empty() {
                 passed += 1;
             } else {
-                let name = dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-                failures.push(format!("{name}: {}\n    {}", check["cmd"], errs.join("\n    ")));
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
+                failures.push(format!(
+                    "{name}: {}\n    {}",
+                    check["cmd"],
+                    errs.join("\n    ")
+                ));
             }
         }
     }
     println!("oracle: {passed} checks passed, {} failed", failures.len());
-    assert!(failures.is_empty(), "failed checks:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "failed checks:\n{}",
+        failures.join("\n")
+    );
     assert_eq!(passed, 75);
 }
 
@@ -196,10 +220,14 @@ fn tolerance_picks_the_most_specific_path() {
     assert_eq!(tolerance(&tols, "confusion.0.2"), 1e-6);
     assert_eq!(tolerance(&tols, "confusionx"), 0.0);
     assert_eq!(tolerance(&tols, "cohen_pairwise[raters=0,1].kappa"), 1e-9);
-    let v: Value =
-        serde_json::from_str(r#"{"cohen_pairwise": [{"raters": ["1", "0"], "kappa": 0.4}], "a": [[1, 2]]}"#)
-            .expect("valid");
-    assert_eq!(resolve(&v, "cohen_pairwise[raters=0,1].kappa"), Some(&Value::from(0.4)));
+    let v: Value = serde_json::from_str(
+        r#"{"cohen_pairwise": [{"raters": ["1", "0"], "kappa": 0.4}], "a": [[1, 2]]}"#,
+    )
+    .expect("valid");
+    assert_eq!(
+        resolve(&v, "cohen_pairwise[raters=0,1].kappa"),
+        Some(&Value::from(0.4))
+    );
     assert_eq!(resolve(&v, "a.0.1"), Some(&Value::from(2)));
     assert_eq!(resolve(&v, "a[0].1"), Some(&Value::from(2)));
 }

@@ -109,22 +109,68 @@ impl DsStats {
             fixed::signed_to_f64(self.log_likelihood)
         }
     }
+}
+
+/// Sums quantised unit posteriors into a [`DsStats`]: in `u64` over blocks of at most
+/// [`Accumulator::BLOCK`] units (each weight ≤ 2^52, so a block cannot overflow), with the
+/// confusion mass laid out `[rater][given][true]` so one rating adds K contiguous values, then
+/// flushed into the `u128` statistics. Integer sums: the result is the same for any order.
+struct Accumulator {
+    stats: DsStats,
+    in_block: usize,
+    class: Vec<u64>,
+    by_given: Vec<u64>,
+}
+
+impl Accumulator {
+    const BLOCK: usize = 1 << 11;
+
+    fn new(n_raters: usize, k: usize) -> Self {
+        Self {
+            stats: DsStats::new(n_raters, k),
+            in_block: 0,
+            class: vec![0; k],
+            by_given: vec![0; n_raters * k * k],
+        }
+    }
 
     fn add_unit(&mut self, row: &[Option<u32>], posterior: &[u64]) {
-        let k = self.k;
-        self.units += 1;
-        for (c, &q) in posterior.iter().enumerate() {
-            if q == 0 {
-                continue;
-            }
-            self.class_mass[c] += u128::from(q);
-            for (a, l) in row.iter().enumerate() {
-                let Some(l) = l else { continue };
-                if let Some(slot) = self.confusion_mass.get_mut((a * k + c) * k + *l as usize) {
-                    *slot += u128::from(q);
-                }
+        let k = self.stats.k;
+        self.stats.units += 1;
+        self.class
+            .iter_mut()
+            .zip(posterior)
+            .for_each(|(m, q)| *m += q);
+        for (a, l) in row.iter().enumerate() {
+            let Some(l) = l else { continue };
+            let start = (a * k + *l as usize) * k;
+            if let Some(slots) = self.by_given.get_mut(start..start + k) {
+                slots.iter_mut().zip(posterior).for_each(|(m, q)| *m += q);
             }
         }
+        self.in_block += 1;
+        if self.in_block == Self::BLOCK {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let k = self.stats.k;
+        for (m, c) in self.stats.class_mass.iter_mut().zip(&mut self.class) {
+            *m += u128::from(std::mem::take(c));
+        }
+        for (i, v) in self.by_given.iter_mut().enumerate() {
+            let (a, l, c) = (i / (k * k), (i / k) % k, i % k);
+            if let Some(m) = self.stats.confusion_mass.get_mut((a * k + c) * k + l) {
+                *m += u128::from(std::mem::take(v));
+            }
+        }
+        self.in_block = 0;
+    }
+
+    fn finish(mut self) -> DsStats {
+        self.flush();
+        self.stats
     }
 }
 
@@ -173,7 +219,7 @@ fn check_shape(params: &DsParams, ratings: &Ratings) -> Result<(), StatsError> {
 /// Initial E-step: each unit's vote proportions (soft majority vote).
 pub fn initial_e_step(ratings: &Ratings) -> DsStats {
     let k = ratings.n_categories();
-    let mut stats = DsStats::new(ratings.n_raters(), k);
+    let mut acc = Accumulator::new(ratings.n_raters(), k);
     let mut counts = vec![0u32; k];
     let mut q = vec![0u64; k];
     for row in ratings.rows() {
@@ -191,42 +237,55 @@ pub fn initial_e_step(ratings: &Ratings) -> DsStats {
         for (qc, &n) in q.iter_mut().zip(&counts) {
             *qc = quantize_unit(f64::from(n) / f64::from(m));
         }
-        stats.add_unit(row, &q);
+        acc.add_unit(row, &q);
     }
-    stats
+    acc.finish()
 }
 
-/// Log of each parameter (ln 0 = −∞).
+/// Log of each parameter (ln 0 = −∞), the confusion re-laid as `[rater][given][true]` so that
+/// one rating adds a contiguous run of K values.
 struct LogParams {
     priors: Vec<f64>,
-    confusion: Vec<f64>,
+    by_given: Vec<f64>,
 }
 
 impl LogParams {
     fn new(p: &DsParams) -> Self {
+        let k = p.k;
+        let mut by_given = vec![f64::NEG_INFINITY; p.confusion.len()];
+        for a in 0..p.n_raters {
+            for c in 0..k {
+                for l in 0..k {
+                    let i = (a * k + c) * k + l;
+                    if let (Some(slot), Some(x)) =
+                        (by_given.get_mut((a * k + l) * k + c), p.confusion.get(i))
+                    {
+                        *slot = x.ln();
+                    }
+                }
+            }
+        }
         Self {
             priors: p.class_priors.iter().map(|x| x.ln()).collect(),
-            confusion: p.confusion.iter().map(|x| x.ln()).collect(),
+            by_given,
         }
     }
 
     /// Posterior of one unit into `out` and its log-likelihood term (None if impossible or
-    /// unrated).
+    /// unrated). Each class's log score is its log prior plus the raters' terms in rater order.
     fn unit_posterior(&self, k: usize, row: &[Option<u32>], out: &mut [f64]) -> Option<f64> {
         let mut rated = false;
         for (c, slot) in out.iter_mut().enumerate() {
-            let mut s = self.priors.get(c).copied().unwrap_or(f64::NEG_INFINITY);
-            for (a, l) in row.iter().enumerate() {
-                if let Some(l) = l {
-                    rated = true;
-                    s += self
-                        .confusion
-                        .get((a * k + c) * k + *l as usize)
-                        .copied()
-                        .unwrap_or(f64::NEG_INFINITY);
-                }
+            *slot = self.priors.get(c).copied().unwrap_or(f64::NEG_INFINITY);
+        }
+        for (a, l) in row.iter().enumerate() {
+            let Some(l) = l else { continue };
+            rated = true;
+            let start = (a * k + *l as usize) * k;
+            match self.by_given.get(start..start + k) {
+                Some(terms) => out.iter_mut().zip(terms).for_each(|(s, t)| *s += t),
+                None => out.iter_mut().for_each(|s| *s = f64::NEG_INFINITY),
             }
-            *slot = s;
         }
         let max = out.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         if !rated || max == f64::NEG_INFINITY || max.is_nan() {
@@ -248,7 +307,7 @@ pub fn e_step(params: &DsParams, ratings: &Ratings) -> Result<DsStats, StatsErro
     check_shape(params, ratings)?;
     let k = params.k;
     let lp = LogParams::new(params);
-    let mut stats = DsStats::new(params.n_raters, k);
+    let mut acc = Accumulator::new(params.n_raters, k);
     let mut post = vec![0.0; k];
     let mut q = vec![0u64; k];
     for row in ratings.rows() {
@@ -260,19 +319,19 @@ pub fn e_step(params: &DsParams, ratings: &Ratings) -> Result<DsStats, StatsErro
             .and_then(quantize_signed)
         {
             Some(ll) => {
-                stats.log_likelihood += ll;
+                acc.stats.log_likelihood += ll;
                 for (qc, &t) in q.iter_mut().zip(&post) {
                     *qc = quantize_unit(t);
                 }
-                stats.add_unit(row, &q);
+                acc.add_unit(row, &q);
             }
             None => {
-                stats.units += 1;
-                stats.impossible_units += 1;
+                acc.stats.units += 1;
+                acc.stats.impossible_units += 1;
             }
         }
     }
-    Ok(stats)
+    Ok(acc.finish())
 }
 
 /// M-step: normalised class mass and confusion rows (uniform rows where there is no mass).

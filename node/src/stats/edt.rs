@@ -2,9 +2,16 @@
 //!
 //! Owns the separable lower-envelope-of-parabolas algorithm of Felzenszwalb & Huttenlocher
 //! ("Distance Transforms of Sampled Functions", Theory of Computing 8, 2012), applied along x,
-//! then y, then z of a `z, y, x` grid with spacing in mm. Callers crop to the region that holds
-//! every feature and query (the result is exact there, since the nearest feature lies in it).
-//! The last pass runs only on the z-columns that hold a query point.
+//! then y, then z of a `z, y, x` grid with spacing in mm, evaluated only where it is asked.
+//! Callers crop to the region that holds every feature and query (the result is exact there,
+//! since the nearest feature lies in it).
+//!
+//! Only distances at query voxels are wanted, so no full-size distance volume is kept: each
+//! slice gets its 2-D transform (x then y) in a slice-sized buffer that stays in cache, and
+//! only the (y, x) columns that hold a query are copied into a compact `z × columns` array; the
+//! z pass then runs on those columns and is read out at the queries. Slices, then columns, are
+//! shared among the available cores (`std::thread::scope`); every value is computed by the same
+//! arithmetic whatever the split, so the result does not depend on the thread count.
 
 /// Squared distance (mm²) from each query voxel (flat `z, y, x` index) to the nearest feature
 /// voxel; `+∞` when there is no feature. Indices outside the grid give `+∞`.
@@ -14,15 +21,147 @@ pub fn squared_distances_at(
     spacing: [f64; 3],
     queries: &[usize],
 ) -> Vec<f64> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    squared_distances_threads(features, dims, spacing, queries, threads)
+}
+
+/// [`squared_distances_at`] on at most `threads` threads.
+pub fn squared_distances_threads(
+    features: &[bool],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    queries: &[usize],
+    threads: usize,
+) -> Vec<f64> {
     let [nz, ny, nx] = dims;
-    let n = nz * ny * nx;
+    let plane = ny * nx;
+    let n = nz * plane;
+    let mut out = vec![f64::INFINITY; queries.len()];
     if features.len() != n || n == 0 {
-        return vec![f64::INFINITY; queries.len()];
+        return out;
     }
     let [sz, sy, sx] = spacing;
-    let mut g = vec![f64::INFINITY; n];
-    // Pass 1 (x, contiguous): nearest feature in the row by two sweeps.
+    // Needed (y, x) columns, in plane order, and the queries sorted by (column, z).
+    let mut slot = vec![u32::MAX; plane];
+    let mut order: Vec<(u32, u32, u32)> = Vec::with_capacity(queries.len());
+    for (qi, &q) in queries.iter().enumerate() {
+        if q < n {
+            slot[q % plane] = 0;
+            order.push(((q % plane) as u32, (q / plane) as u32, qi as u32));
+        }
+    }
+    let mut columns: Vec<usize> = Vec::new();
+    for (c, s) in slot.iter_mut().enumerate() {
+        if *s == 0 {
+            *s = columns.len() as u32;
+            columns.push(c);
+        }
+    }
+    if columns.is_empty() {
+        return out;
+    }
+    order.sort_unstable();
+    let m = columns.len();
+    // x columns whose y pass is needed.
+    let mut x_needed = vec![false; nx];
+    for &c in &columns {
+        x_needed[c % nx] = true;
+    }
+    let threads = threads.clamp(1, nz.max(1));
+
+    // Stage 1: per slice, x and y passes in a slice buffer; keep the needed columns.
+    let mut compact = vec![0.0f64; nz * m];
+    let per = nz.div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (t, part) in compact.chunks_mut(per * m).enumerate() {
+            let (columns, x_needed) = (&columns, &x_needed);
+            scope.spawn(move || {
+                let mut slice = vec![0.0f64; plane];
+                let mut env = Envelope::new(ny.max(nz));
+                for (k, dst) in part.chunks_mut(m).enumerate() {
+                    let z = t * per + k;
+                    let f = &features[z * plane..(z + 1) * plane];
+                    if !f.contains(&true) {
+                        dst.fill(f64::INFINITY);
+                        continue;
+                    }
+                    x_pass(f, &mut slice, nx, sx);
+                    if ny > 1 {
+                        transform_strided(&mut slice, ny, nx, nx, sy, &mut env, |x| x_needed[x]);
+                    }
+                    for (d, &c) in dst.iter_mut().zip(columns) {
+                        *d = slice[c];
+                    }
+                }
+            });
+        }
+    });
+
+    // Stage 2: z pass on the needed columns, read out at the queries (in (column, z) order).
+    let mut sorted = vec![f64::INFINITY; order.len()];
+    // Queries of each column: order[starts[j]..starts[j + 1]].
+    let mut starts = vec![0usize; m + 1];
+    for &(c, _, _) in &order {
+        starts[slot[c as usize] as usize + 1] += 1;
+    }
+    for j in 0..m {
+        starts[j + 1] += starts[j];
+    }
+    let per_cols = m.div_ceil(threads).div_ceil(BLOCK) * BLOCK;
+    std::thread::scope(|scope| {
+        let mut rest: &mut [f64] = &mut sorted;
+        let mut j0 = 0;
+        while j0 < m {
+            let j1 = (j0 + per_cols).min(m);
+            let (mine, tail) = rest.split_at_mut(starts[j1] - starts[j0]);
+            rest = tail;
+            let (compact, starts, order) = (&compact, &starts, &order);
+            scope.spawn(move || {
+                let mut env = Envelope::new(nz);
+                let mut buf = vec![0.0; BLOCK * nz];
+                let base = starts[j0];
+                let mut b0 = j0;
+                while b0 < j1 {
+                    let width = BLOCK.min(j1 - b0);
+                    for z in 0..nz {
+                        let row = &compact[z * m + b0..z * m + b0 + width];
+                        for (b, &v) in row.iter().enumerate() {
+                            buf[b * nz + z] = v;
+                        }
+                    }
+                    for b in 0..width {
+                        let column = &buf[b * nz..(b + 1) * nz];
+                        let j = b0 + b;
+                        let targets = &order[starts[j]..starts[j + 1]];
+                        let outs = &mut mine[starts[j] - base..starts[j + 1] - base];
+                        if nz == 1 || column.iter().all(|v| v.is_infinite()) {
+                            for (o, t) in outs.iter_mut().zip(targets) {
+                                *o = column[t.1 as usize];
+                            }
+                            continue;
+                        }
+                        env.transform(column, sz);
+                        for (o, t) in outs.iter_mut().zip(targets) {
+                            *o = env.out[t.1 as usize];
+                        }
+                    }
+                    b0 += width;
+                }
+            });
+            j0 = j1;
+        }
+    });
+    for (&(_, _, qi), v) in order.iter().zip(sorted) {
+        out[qi as usize] = v;
+    }
+    out
+}
+
+/// x pass of one slice: squared distance to the nearest feature in the same row, by two
+/// sweeps per row.
+fn x_pass(features: &[bool], g: &mut [f64], nx: usize, sx: f64) {
     for (row_f, row_g) in features.chunks(nx).zip(g.chunks_mut(nx)) {
+        row_g.fill(f64::INFINITY);
         let mut last: Option<usize> = None;
         for (i, (&f, out)) in row_f.iter().zip(row_g.iter_mut()).enumerate() {
             if f {
@@ -46,29 +185,6 @@ pub fn squared_distances_at(
             }
         }
     }
-    let mut env = Envelope::new(ny.max(nz));
-    // Pass 2 (y): every column of every slice, in blocks of adjacent columns so that each
-    // gathered cache line is used whole.
-    if ny > 1 {
-        for slice in g.chunks_mut(ny * nx) {
-            transform_strided(slice, ny, nx, nx, sy, &mut env, |_| true);
-        }
-    }
-    // Pass 3 (z): only the columns holding a query.
-    if nz > 1 {
-        let plane = ny * nx;
-        let mut needed = vec![false; plane];
-        for &q in queries {
-            if q < n {
-                needed[q % plane] = true;
-            }
-        }
-        transform_strided(&mut g, nz, plane, plane, sz, &mut env, |col| needed[col]);
-    }
-    queries
-        .iter()
-        .map(|&q| g.get(q).copied().unwrap_or(f64::INFINITY))
-        .collect()
 }
 
 /// Columns handled together by [`transform_strided`].
@@ -199,6 +315,20 @@ impl Envelope {
 mod tests {
     use super::super::fixed::tests_rng::XorShift;
     use super::*;
+
+    #[test]
+    fn thread_count_does_not_change_a_bit() {
+        let mut rng = XorShift::new(0x7ead);
+        let dims = [9, 23, 37];
+        let n = dims[0] * dims[1] * dims[2];
+        let features: Vec<bool> = (0..n).map(|_| rng.below(40) == 0).collect();
+        let queries: Vec<usize> = (0..n).filter(|_| rng.below(3) == 0).collect();
+        let one = squared_distances_threads(&features, dims, [2.5, 0.7, 0.9], &queries, 1);
+        for t in [2, 3, 8] {
+            let many = squared_distances_threads(&features, dims, [2.5, 0.7, 0.9], &queries, t);
+            assert!(one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
 
     #[test]
     fn matches_brute_force_with_anisotropic_spacing() {

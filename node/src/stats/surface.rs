@@ -313,7 +313,7 @@ fn directed(
     )
 }
 
-/// Both directions, computed on two threads (they are independent and each is one EDT).
+/// Both directions (each EDT spreads its own work over the cores).
 fn both_directions(
     la: &[(usize, f64)],
     fb: &[bool],
@@ -322,23 +322,18 @@ fn both_directions(
     dims: [usize; 3],
     spacing: [f64; 3],
 ) -> (Directed, Directed) {
-    std::thread::scope(|scope| {
-        let other = scope.spawn(|| directed(lb, fa, dims, spacing));
-        let ab = directed(la, fb, dims, spacing);
-        // The helper cannot panic on valid indices; if it ever did, compute inline instead.
-        let ba = other
-            .join()
-            .unwrap_or_else(|_| directed(lb, fa, dims, spacing));
-        (ab, ba)
-    })
+    (
+        directed(la, fb, dims, spacing),
+        directed(lb, fa, dims, spacing),
+    )
 }
 
 /// The two directed distance sets (reference → test, test → reference) under a definition.
-pub fn surface_distances<T: Copy>(
+pub fn surface_distances<T: Copy + Sync>(
     reference: &[T],
     test: &[T],
     grid: &Grid,
-    is_fg: impl Fn(T) -> bool + Copy,
+    is_fg: impl Fn(T) -> bool + Copy + Sync,
     definition: Definition,
 ) -> Result<(Directed, Directed), StatsError> {
     if reference.len() != grid.len() || test.len() != grid.len() {
@@ -350,11 +345,18 @@ pub fn surface_distances<T: Copy>(
     match definition {
         Definition::SurfaceDistance => {
             let areas = code_areas(grid.spacing);
-            let (pa, p) = crop(reference, grid, lo, hi, 1, is_fg);
-            let (pb, _) = crop(test, grid, lo, hi, 1, is_fg);
+            let extract = |mask: &[T]| {
+                let (padded, p) = crop(mask, grid, lo, hi, 1, is_fg);
+                (surfels(&padded, p, &areas), p)
+            };
+            // The two surfaces are independent: extract them on two threads.
+            let (((la, ba), p), ((lb, bb), _)) = std::thread::scope(|scope| {
+                let other = scope.spawn(|| extract(test));
+                let mine = extract(reference);
+                // `extract` does not panic on a valid box; if it ever did, redo it here.
+                (mine, other.join().unwrap_or_else(|_| extract(test)))
+            });
             let d = [p[0] - 1, p[1] - 1, p[2] - 1];
-            let (la, ba) = surfels(&pa, p, &areas);
-            let (lb, bb) = surfels(&pb, p, &areas);
             Ok(both_directions(&la, &bb, &lb, &ba, d, grid.spacing))
         }
         Definition::Medpy | Definition::Monai => {
@@ -420,11 +422,11 @@ pub fn summarize(
 }
 
 /// Surface metrics of two masks.
-pub fn surface_metrics<T: Copy>(
+pub fn surface_metrics<T: Copy + Sync>(
     reference: &[T],
     test: &[T],
     grid: &Grid,
-    is_fg: impl Fn(T) -> bool + Copy,
+    is_fg: impl Fn(T) -> bool + Copy + Sync,
     definition: Definition,
     tolerance_mm: f64,
 ) -> Result<SurfaceMetrics, StatsError> {
@@ -433,11 +435,11 @@ pub fn surface_metrics<T: Copy>(
 }
 
 /// The `metrics seg` report: overlap and surface metrics of REF (`reference`) and TEST.
-pub fn seg_metrics<T: Copy>(
+pub fn seg_metrics<T: Copy + Sync>(
     reference: &[T],
     test: &[T],
     grid: &Grid,
-    is_fg: impl Fn(T) -> bool + Copy,
+    is_fg: impl Fn(T) -> bool + Copy + Sync,
     definition: Definition,
     tolerance_mm: f64,
 ) -> Result<SegMetrics, StatsError> {

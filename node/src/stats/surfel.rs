@@ -6,6 +6,9 @@
 //! triangle's area is ‖(n_z·s_y·s_x, n_y·s_z·s_x, n_x·s_z·s_y)‖.
 //!
 //! Owns only this table and the per-spacing area lookup.
+//!
+//! The table derives from `surface_distance/lookup_tables.py` of DeepMind surface-distance,
+//! Copyright 2018 Google LLC, Apache License 2.0; see the `NOTICE` file at the repository root.
 
 /// Surfel area (mm²) of every code under the given spacing (z, y, x, mm).
 pub fn code_areas(spacing: [f64; 3]) -> [f64; 256] {

@@ -75,9 +75,12 @@ fn labels(p: &Path) -> (Vec<u8>, [usize; 3]) {
     (img.to_labels_u8().expect("labels"), img.dim)
 }
 
+/// One reader's masks, case by case (`None`: no mask for that case).
+type ReaderMasks = Vec<Option<Vec<u8>>>;
+
 /// Per reader (sorted by name): every case's mask of the given readers dirs stacked along z
 /// (cases in dir order, then by name), `None` where the reader has no mask for the case.
-fn stacked(dirs: &[&Path]) -> (Vec<String>, Vec<Vec<Option<Vec<u8>>>>, [usize; 3]) {
+fn stacked(dirs: &[&Path]) -> (Vec<String>, Vec<ReaderMasks>, [usize; 3]) {
     let mut readers: Vec<String> = Vec::new();
     for d in dirs {
         for r in sorted_dir(d) {

@@ -365,10 +365,11 @@ impl Mask {
 
 /// The voxel values as labels, without copying a uint8 image.
 fn into_labels(img: NiftiImage) -> Result<Vec<u8>, nifti::NiftiError> {
-    if img.scaling().is_none() && img.data.len() == img.voxel_count() {
-        if let VoxelData::U8(v) = img.data {
-            return Ok(v);
-        }
+    if img.scaling().is_none()
+        && img.data.len() == img.voxel_count()
+        && let VoxelData::U8(v) = img.data
+    {
+        return Ok(v);
     }
     img.to_labels_u8()
 }

@@ -1,15 +1,15 @@
 //! Exact Euclidean distance transform with anisotropic spacing, in linear time.
 //!
-//! Owns the separable lower-envelope-of-parabolas algorithm of Felzenszwalb & Huttenlocher
-//! ("Distance Transforms of Sampled Functions", Theory of Computing 8, 2012), applied along x,
-//! then y, then z of a `z, y, x` grid with spacing in mm, evaluated only where it is asked.
-//! Callers crop to the region that holds every feature and query (the result is exact there,
-//! since the nearest feature lies in it).
+//! Owns the separable transform of Felzenszwalb & Huttenlocher ("Distance Transforms of Sampled
+//! Functions", Theory of Computing 8, 2012) on a `z, y, x` grid with spacing in mm, evaluated
+//! only where it is asked: distances along y by two sweeps, then the lower envelope of
+//! parabolas along x, then along z. Callers crop to the region that holds every feature and
+//! query (the result is exact there, since the nearest feature lies in it).
 //!
 //! Only distances at query voxels are wanted, so no full-size distance volume is kept: each
-//! slice gets its 2-D transform (x then y) in a slice-sized buffer that stays in cache, and
-//! only the (y, x) columns that hold a query are copied into a compact `z × columns` array; the
-//! z pass then runs on those columns and is read out at the queries. Slices, then columns, are
+//! slice gets its 2-D transform in a slice-sized buffer that stays in cache, read out only at
+//! the (y, x) columns that hold a query, which are kept in compact column-major slabs; the z
+//! pass then runs on those columns and is read out at the queries. Slices, then columns, are
 //! shared among the available cores (`std::thread::scope`); every value is computed by the same
 //! arithmetic whatever the split, so the result does not depend on the thread count.
 
@@ -62,44 +62,13 @@ pub fn squared_distances_threads(
     }
     order.sort_unstable();
     let m = columns.len();
-    // x columns whose y pass is needed.
-    let mut x_needed = vec![false; nx];
-    for &c in &columns {
-        x_needed[c % nx] = true;
-    }
-    let threads = threads.clamp(1, nz.max(1));
-
-    // Stage 1: per slice, x and y passes in a slice buffer; keep the needed columns.
-    let mut compact = vec![0.0f64; nz * m];
+    let threads = threads.clamp(1, nz);
     let per = nz.div_ceil(threads);
-    std::thread::scope(|scope| {
-        for (t, part) in compact.chunks_mut(per * m).enumerate() {
-            let (columns, x_needed) = (&columns, &x_needed);
-            scope.spawn(move || {
-                let mut slice = vec![0.0f64; plane];
-                let mut env = Envelope::new(ny.max(nz));
-                for (k, dst) in part.chunks_mut(m).enumerate() {
-                    let z = t * per + k;
-                    let f = &features[z * plane..(z + 1) * plane];
-                    if !f.contains(&true) {
-                        dst.fill(f64::INFINITY);
-                        continue;
-                    }
-                    x_pass(f, &mut slice, nx, sx);
-                    if ny > 1 {
-                        transform_strided(&mut slice, ny, nx, nx, sy, &mut env, |x| x_needed[x]);
-                    }
-                    for (d, &c) in dst.iter_mut().zip(columns) {
-                        *d = slice[c];
-                    }
-                }
-            });
-        }
-    });
+    let parts = slice_passes(features, dims, [sy, sx], &columns, per);
 
     // Stage 2: z pass on the needed columns, read out at the queries (in (column, z) order).
     let mut sorted = vec![f64::INFINITY; order.len()];
-    // Queries of each column: order[starts[j]..starts[j + 1]].
+    // Queries of column j: order[starts[j]..starts[j + 1]].
     let mut starts = vec![0usize; m + 1];
     for &(c, _, _) in &order {
         starts[slot[c as usize] as usize + 1] += 1;
@@ -107,7 +76,7 @@ pub fn squared_distances_threads(
     for j in 0..m {
         starts[j + 1] += starts[j];
     }
-    let per_cols = m.div_ceil(threads).div_ceil(BLOCK) * BLOCK;
+    let per_cols = m.div_ceil(threads);
     std::thread::scope(|scope| {
         let mut rest: &mut [f64] = &mut sorted;
         let mut j0 = 0;
@@ -115,37 +84,25 @@ pub fn squared_distances_threads(
             let j1 = (j0 + per_cols).min(m);
             let (mine, tail) = rest.split_at_mut(starts[j1] - starts[j0]);
             rest = tail;
-            let (compact, starts, order) = (&compact, &starts, &order);
+            let (parts, starts, order) = (&parts, &starts, &order);
             scope.spawn(move || {
                 let mut env = Envelope::new(nz);
-                let mut buf = vec![0.0; BLOCK * nz];
+                let mut column = vec![0.0; nz];
+                let mut at = Vec::new();
                 let base = starts[j0];
-                let mut b0 = j0;
-                while b0 < j1 {
-                    let width = BLOCK.min(j1 - b0);
-                    for z in 0..nz {
-                        let row = &compact[z * m + b0..z * m + b0 + width];
-                        for (b, &v) in row.iter().enumerate() {
-                            buf[b * nz + z] = v;
-                        }
+                for j in j0..j1 {
+                    // The column's values, slab by slab.
+                    let mut z = 0;
+                    for part in parts {
+                        let len = part.len() / m;
+                        column[z..z + len].copy_from_slice(&part[j * len..(j + 1) * len]);
+                        z += len;
                     }
-                    for b in 0..width {
-                        let column = &buf[b * nz..(b + 1) * nz];
-                        let j = b0 + b;
-                        let targets = &order[starts[j]..starts[j + 1]];
-                        let outs = &mut mine[starts[j] - base..starts[j + 1] - base];
-                        if nz == 1 || column.iter().all(|v| v.is_infinite()) {
-                            for (o, t) in outs.iter_mut().zip(targets) {
-                                *o = column[t.1 as usize];
-                            }
-                            continue;
-                        }
-                        env.transform(column, sz);
-                        for (o, t) in outs.iter_mut().zip(targets) {
-                            *o = env.out[t.1 as usize];
-                        }
-                    }
-                    b0 += width;
+                    let targets = &order[starts[j]..starts[j + 1]];
+                    let outs = &mut mine[starts[j] - base..starts[j + 1] - base];
+                    at.clear();
+                    at.extend(targets.iter().map(|t| t.1 as usize));
+                    env.transform_at(&column, sz, &at, outs);
                 }
             });
             j0 = j1;
@@ -157,77 +114,117 @@ pub fn squared_distances_threads(
     out
 }
 
-/// x pass of one slice: squared distance to the nearest feature in the same row, by two
-/// sweeps per row.
-fn x_pass(features: &[bool], g: &mut [f64], nx: usize, sx: f64) {
-    for (row_f, row_g) in features.chunks(nx).zip(g.chunks_mut(nx)) {
-        row_g.fill(f64::INFINITY);
-        let mut last: Option<usize> = None;
-        for (i, (&f, out)) in row_f.iter().zip(row_g.iter_mut()).enumerate() {
-            if f {
-                last = Some(i);
-            }
-            if let Some(p) = last {
-                let d = (i - p) as f64 * sx;
-                *out = d * d;
-            }
+/// Slices in a group before its needed columns are transposed into a slab.
+const GROUP: usize = 8;
+
+/// "No feature seen yet" in the y sweeps.
+const NONE: usize = usize::MAX;
+
+/// Stage 1: per slice, the squared distance to the nearest feature within the slice at every
+/// needed (y, x) column: sweeps along y (distance to the nearest feature in the same column),
+/// then the parabola envelope along each row that holds a needed column, read out only there.
+/// Returns one slab per thread (`per` slices each, the last may be shorter), laid out
+/// column-major (`slab[j * len + dz]`) so that the z pass reads each column contiguously.
+fn slice_passes(
+    features: &[bool],
+    dims: [usize; 3],
+    spacing_yx: [f64; 2],
+    columns: &[usize],
+    per: usize,
+) -> Vec<Vec<f64>> {
+    let [nz, ny, nx] = dims;
+    let [sy, sx] = spacing_yx;
+    let plane = ny * nx;
+    let m = columns.len();
+    // Rows holding needed columns: (y, first j, end j); columns are in plane order.
+    let mut rows: Vec<(usize, usize, usize)> = Vec::new();
+    for (j, &c) in columns.iter().enumerate() {
+        match rows.last_mut() {
+            Some(r) if r.0 == c / nx => r.2 = j + 1,
+            _ => rows.push((c / nx, j, j + 1)),
         }
-        let mut next: Option<usize> = None;
-        for (i, (&f, out)) in row_f.iter().zip(row_g.iter_mut()).enumerate().rev() {
-            if f {
-                next = Some(i);
+    }
+    let xs: Vec<usize> = columns.iter().map(|c| c % nx).collect();
+    let (rows, xs) = (&rows, &xs);
+    let work = |t: usize| -> Vec<f64> {
+        let z0 = t * per;
+        let len = per.min(nz - z0);
+        let mut slab = vec![0.0f64; len * m];
+        let mut slice = vec![0.0f64; plane];
+        let mut seen = vec![NONE; nx];
+        let mut group = vec![0.0f64; GROUP * m];
+        let mut env = Envelope::new(nx);
+        let mut g0 = 0;
+        while g0 < len {
+            let width = GROUP.min(len - g0);
+            for dz in 0..width {
+                let z = z0 + g0 + dz;
+                let dst = &mut group[dz * m..(dz + 1) * m];
+                let f = &features[z * plane..(z + 1) * plane];
+                if !f.contains(&true) {
+                    dst.fill(f64::INFINITY);
+                    continue;
+                }
+                y_sweeps(f, &mut slice, &mut seen, nx, sy);
+                for &(y, j0, j1) in rows {
+                    let row = &slice[y * nx..(y + 1) * nx];
+                    env.transform_at(row, sx, &xs[j0..j1], &mut dst[j0..j1]);
+                }
             }
-            if let Some(p) = next {
-                let d = (p - i) as f64 * sx;
+            for j in 0..m {
+                let col = &mut slab[j * len + g0..j * len + g0 + width];
+                for (dz, v) in col.iter_mut().enumerate() {
+                    *v = group[dz * m + j];
+                }
+            }
+            g0 += width;
+        }
+        slab
+    };
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..nz.div_ceil(per))
+            .map(|t| (t, scope.spawn(move || work(t))))
+            .collect();
+        handles
+            .into_iter()
+            // A worker only indexes within its own buffers; should one ever panic, its slab
+            // is recomputed on this thread.
+            .map(|(t, h)| h.join().unwrap_or_else(|_| work(t)))
+            .collect()
+    })
+}
+
+/// First pass of one slice: squared distance (mm²) along y to the nearest feature in the same
+/// column, by a downward and an upward sweep over whole rows; `+∞` without one.
+fn y_sweeps(features: &[bool], g: &mut [f64], seen: &mut [usize], nx: usize, sy: f64) {
+    seen.fill(NONE);
+    for (y, (row_f, row_g)) in features.chunks(nx).zip(g.chunks_mut(nx)).enumerate() {
+        for ((&f, out), last) in row_f.iter().zip(row_g.iter_mut()).zip(seen.iter_mut()) {
+            if f {
+                *last = y;
+            }
+            *out = if *last == NONE {
+                f64::INFINITY
+            } else {
+                let d = (y - *last) as f64 * sy;
+                d * d
+            };
+        }
+    }
+    seen.fill(NONE);
+    for (y, (row_f, row_g)) in features.chunks(nx).zip(g.chunks_mut(nx)).enumerate().rev() {
+        for ((&f, out), next) in row_f.iter().zip(row_g.iter_mut()).zip(seen.iter_mut()) {
+            if f {
+                *next = y;
+            }
+            if *next != NONE {
+                let d = (*next - y) as f64 * sy;
                 if d * d < *out {
                     *out = d * d;
                 }
             }
         }
-    }
-}
-
-/// Columns handled together by [`transform_strided`].
-const BLOCK: usize = 16;
-
-/// Transforms the `count` columns `data[i * stride + col]` (i < len) for which `wanted(col)`,
-/// gathering blocks of adjacent columns.
-fn transform_strided(
-    data: &mut [f64],
-    len: usize,
-    count: usize,
-    stride: usize,
-    spacing: f64,
-    env: &mut Envelope,
-    wanted: impl Fn(usize) -> bool,
-) {
-    let mut buf = vec![0.0; BLOCK * len];
-    let mut col0 = 0;
-    while col0 < count {
-        let width = BLOCK.min(count - col0);
-        if (col0..col0 + width).any(&wanted) {
-            for i in 0..len {
-                let row = &data[i * stride + col0..i * stride + col0 + width];
-                for (b, &v) in row.iter().enumerate() {
-                    buf[b * len + i] = v;
-                }
-            }
-            for b in 0..width {
-                let column = &mut buf[b * len..(b + 1) * len];
-                if !wanted(col0 + b) || column.iter().all(|v| v.is_infinite()) {
-                    continue;
-                }
-                env.transform(column, spacing);
-                column.copy_from_slice(&env.out);
-            }
-            for i in 0..len {
-                let row = &mut data[i * stride + col0..i * stride + col0 + width];
-                for (b, v) in row.iter_mut().enumerate() {
-                    *v = buf[b * len + i];
-                }
-            }
-        }
-        col0 += width;
     }
 }
 
@@ -241,7 +238,6 @@ struct Envelope {
     zd: Vec<f64>,
     /// f(q) + x_q².
     h: Vec<f64>,
-    out: Vec<f64>,
 }
 
 impl Envelope {
@@ -251,14 +247,34 @@ impl Envelope {
             zn: vec![0.0; n],
             zd: vec![0.0; n],
             h: vec![0.0; n],
-            out: Vec::with_capacity(n),
         }
     }
 
-    /// d(q) = min_p (x_q − x_p)² + f(p), x = index × spacing; infinite f are skipped.
-    fn transform(&mut self, f: &[f64], s: f64) {
+    /// d(q) = min_p (q − p)²·s² + f(p) at the ascending indices `at`, into `out` (same length
+    /// as `at`); infinite samples of f are skipped (no finite sample: `+∞`).
+    fn transform_at(&mut self, f: &[f64], s: f64, at: &[usize], out: &mut [f64]) {
+        let count = self.build(f, s);
+        if count == 0 {
+            out.fill(f64::INFINITY);
+            return;
+        }
+        let mut j = 0;
+        for (o, &q) in out.iter_mut().zip(at) {
+            let xq = q as f64 * s;
+            while j + 1 < count && self.zn[j + 1] < xq * self.zd[j + 1] {
+                j += 1;
+            }
+            let p = self.v[j];
+            // The index difference times the spacing: one rounding, exact for the spacings
+            // whose multiples are exact (1.0, 0.5, 2.0 …), so ties at a tolerance stay ties.
+            let d = q.abs_diff(p) as f64 * s;
+            *o = d * d + f.get(p).copied().unwrap_or(f64::INFINITY);
+        }
+    }
+
+    /// Builds the lower envelope of the finite samples of `f`; returns its parabola count.
+    fn build(&mut self, f: &[f64], s: f64) -> usize {
         let n = f.len();
-        self.out.clear();
         if self.v.len() < n {
             self.v.resize(n, 0);
             self.zn.resize(n, 0.0);
@@ -294,20 +310,7 @@ impl Envelope {
                 break;
             }
         }
-        if count == 0 {
-            self.out.resize(n, f64::INFINITY);
-            return;
-        }
-        let mut j = 0;
-        for q in 0..n {
-            let xq = q as f64 * s;
-            while j + 1 < count && self.zn[j + 1] < xq * self.zd[j + 1] {
-                j += 1;
-            }
-            let p = self.v[j];
-            let d = xq - p as f64 * s;
-            self.out.push(d * d + f[p]);
-        }
+        count
     }
 }
 
@@ -326,7 +329,11 @@ mod tests {
         let one = squared_distances_threads(&features, dims, [2.5, 0.7, 0.9], &queries, 1);
         for t in [2, 3, 8] {
             let many = squared_distances_threads(&features, dims, [2.5, 0.7, 0.9], &queries, t);
-            assert!(one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(
+                one.iter()
+                    .zip(&many)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            );
         }
     }
 

@@ -26,7 +26,8 @@ use crate::stats::multilabel::{
 };
 use crate::stats::ratings::{LabeledRatings, RatingsError, default_categories};
 use crate::stats::staple::{
-    PatternHistogram, StapleOptions, StapleParams, StapleResult, probability_map_f32, staple,
+    PatternHistogram, StapleOptions, StapleParams, StapleResult, probability_map_f32,
+    probability_map_from_votes, staple,
 };
 use crate::stats::surface::{Definition, Grid, seg_metrics};
 
@@ -509,6 +510,23 @@ impl ReaderCorpus {
         Ok(masks)
     }
 
+    /// Reads one case's masks as vote masks (bit i: the case's i-th present reader).
+    fn read_case_votes(&self, case: &Case, fg: u8) -> Result<(Mask, Votes)> {
+        let paths: Vec<&Path> = case.masks.iter().map(|m| m.1.as_path()).collect();
+        let what = |i: usize| {
+            let reader = case
+                .masks
+                .get(i)
+                .and_then(|m| self.readers.get(m.0))
+                .map_or("?", String::as_str);
+            format!(
+                "case {}: reader {reader}'s mask is not on the grid of the others",
+                case.name
+            )
+        };
+        read_votes(&paths, fg, &what)
+    }
+
     /// The output file of a case's map under `--out DIR`, refusing duplicate case names.
     fn out_paths(&self, out: &Path) -> Result<Vec<PathBuf>> {
         let mut seen = BTreeSet::new();
@@ -634,8 +652,101 @@ fn seg(
 // consensus staple
 // ---------------------------------------------------------------------------------------------
 
+/// Per-voxel vote masks (bit r: rater r voted foreground), one byte per voxel up to 8 raters,
+/// two up to 16: how binary STAPLE holds R masks in the memory of one or two.
+enum Votes {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+}
+
+/// Most raters held as vote masks; more fall back to holding every mask.
+const MAX_VOTE_RATERS: usize = 16;
+
+impl Votes {
+    fn histogram(&self, n_raters: usize) -> Result<PatternHistogram> {
+        Ok(match self {
+            Votes::U8(v) => PatternHistogram::from_vote_masks(v, n_raters)?,
+            Votes::U16(v) => PatternHistogram::from_vote_masks(v, n_raters)?,
+        })
+    }
+
+    fn probabilities(&self, params: &StapleParams) -> Result<Vec<f32>> {
+        Ok(match self {
+            Votes::U8(v) => probability_map_from_votes(v, params)?,
+            Votes::U16(v) => probability_map_from_votes(v, params)?,
+        })
+    }
+}
+
+/// Reads rater masks one at a time, folding each into vote masks before the next is read, so
+/// that one mask and the votes are in memory. Returns the first mask's grid (without labels).
+/// `what(r)` names rater r's mask in a grid error.
+fn read_votes(paths: &[&Path], fg: u8, what: &dyn Fn(usize) -> String) -> Result<(Mask, Votes)> {
+    let mut grid: Option<Mask> = None;
+    let mut votes: Option<Votes> = None;
+    for (r, path) in paths.iter().enumerate() {
+        let m = Mask::read(path)?;
+        if let Some(g) = &grid {
+            g.check_same_grid(&m, &|| what(r))?;
+        }
+        let n = m.labels.len();
+        let v = votes.get_or_insert_with(|| {
+            if paths.len() <= 8 {
+                Votes::U8(vec![0; n])
+            } else {
+                Votes::U16(vec![0; n])
+            }
+        });
+        match v {
+            Votes::U8(v) => {
+                for (o, &x) in v.iter_mut().zip(&m.labels) {
+                    *o |= u8::from(x == fg) << r;
+                }
+            }
+            Votes::U16(v) => {
+                for (o, &x) in v.iter_mut().zip(&m.labels) {
+                    *o |= u16::from(x == fg) << r;
+                }
+            }
+        }
+        if grid.is_none() {
+            grid = Some(Mask {
+                labels: Vec::new(),
+                ..m
+            });
+        }
+    }
+    match (grid, votes) {
+        (Some(g), Some(v)) => Ok((g, v)),
+        _ => bail!("no rater masks"),
+    }
+}
+
 fn staple_cmd(input: &MaskInput, fg: u8, out: Option<&Path>, json: bool) -> Result<()> {
     let (names, result, cases) = match input {
+        MaskInput::Files(paths) if paths.len() <= MAX_VOTE_RATERS => {
+            let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+            let what = |r: usize| {
+                format!(
+                    "{} is not on the grid of {}",
+                    refs.get(r)
+                        .map_or_else(String::new, |p| p.display().to_string()),
+                    refs.first()
+                        .map_or_else(String::new, |p| p.display().to_string())
+                )
+            };
+            let (grid, votes) = read_votes(&refs, fg, &what)?;
+            let result = staple(&votes.histogram(paths.len())?, &StapleOptions::default())?;
+            if let Some(out) = out {
+                let map = votes.probabilities(&result.params)?;
+                drop(votes);
+                let img = grid.image(VoxelData::F32(map))?;
+                nifti::write_file(out, &img)
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
+            let names = paths.iter().map(|p| p.display().to_string()).collect();
+            (names, result, None)
+        }
         MaskInput::Files(paths) => {
             let masks = read_masks(paths)?;
             let refs: Vec<&[u8]> = masks.iter().map(|m| m.labels.as_slice()).collect();
@@ -657,11 +768,16 @@ fn staple_cmd(input: &MaskInput, fg: u8, out: Option<&Path>, json: bool) -> Resu
                 patterns: Vec::new(),
             };
             for case in &corpus.cases {
-                let masks = corpus.read_case(case)?;
-                let refs: Vec<&[u8]> = masks.iter().map(|m| m.labels.as_slice()).collect();
                 let positions: Vec<usize> = case.masks.iter().map(|m| m.0).collect();
-                let h = PatternHistogram::from_raters(&refs, fg, None)?.embed(&positions, n)?;
-                pooled.merge(&h)?;
+                let h = if case.masks.len() <= MAX_VOTE_RATERS {
+                    let (_, votes) = corpus.read_case_votes(case, fg)?;
+                    votes.histogram(case.masks.len())?
+                } else {
+                    let masks = corpus.read_case(case)?;
+                    let refs: Vec<&[u8]> = masks.iter().map(|m| m.labels.as_slice()).collect();
+                    PatternHistogram::from_raters(&refs, fg, None)?
+                };
+                pooled.merge(&h.embed(&positions, n)?)?;
             }
             let result = staple(&pooled, &StapleOptions::default())?;
             if let Some(out) = out {
@@ -682,8 +798,6 @@ fn write_case_probabilities(
 ) -> Result<()> {
     let paths = corpus.out_paths(out)?;
     for (case, path) in corpus.cases.iter().zip(paths) {
-        let masks = corpus.read_case(case)?;
-        let refs: Vec<&[u8]> = masks.iter().map(|m| m.labels.as_slice()).collect();
         let pick = |v: &[f64]| -> Vec<f64> {
             case.masks
                 .iter()
@@ -695,10 +809,18 @@ fn write_case_probabilities(
             sensitivity: pick(&params.sensitivity),
             specificity: pick(&params.specificity),
         };
-        let map = probability_map_f32(&refs, fg, None, &local)?;
-        let Some(first) = masks.first() else { continue };
-        let img = first.image(VoxelData::F32(map))?;
-        drop(masks);
+        let img = if case.masks.len() <= MAX_VOTE_RATERS {
+            let (grid, votes) = corpus.read_case_votes(case, fg)?;
+            let map = votes.probabilities(&local)?;
+            drop(votes);
+            grid.image(VoxelData::F32(map))?
+        } else {
+            let masks = corpus.read_case(case)?;
+            let refs: Vec<&[u8]> = masks.iter().map(|m| m.labels.as_slice()).collect();
+            let map = probability_map_f32(&refs, fg, None, &local)?;
+            let Some(first) = masks.first() else { continue };
+            first.image(VoxelData::F32(map))?
+        };
         nifti::write_file(&path, &img).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())

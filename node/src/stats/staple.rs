@@ -219,6 +219,35 @@ impl PatternHistogram {
         Ok(())
     }
 
+    /// Builds the histogram of per-voxel vote masks (bit r set: rater r voted foreground; every
+    /// rater present): the histogram [`PatternHistogram::from_raters`] gives for the raters'
+    /// images, from one small integer per voxel instead of R images.
+    pub fn from_vote_masks<T: Copy + Into<u64>>(
+        votes: &[T],
+        n_raters: usize,
+    ) -> Result<Self, StatsError> {
+        if n_raters == 0 {
+            return Err(StatsError::Empty("raters"));
+        }
+        if n_raters > MAX_RATERS {
+            return Err(StatsError::TooManyRaters {
+                got: n_raters,
+                max: MAX_RATERS,
+            });
+        }
+        let mask = (1u64 << n_raters) - 1;
+        let mut counter = KeyCounter::new(n_raters as u32);
+        for &v in votes {
+            counter.add(v.into() & mask);
+        }
+        let patterns = counter
+            .finish()
+            .into_iter()
+            .map(|(k, c)| ((mask << 32) | k, c))
+            .collect();
+        Ok(Self { n_raters, patterns })
+    }
+
     /// The same histogram with its raters placed at `positions` among `n_raters` raters, the
     /// others absent (missing decisions): how a case that not every rater read joins a pool.
     pub fn embed(&self, positions: &[usize], n_raters: usize) -> Result<Self, StatsError> {
@@ -543,6 +572,31 @@ pub fn for_each_probability<T: Copy + PartialEq>(
     Ok(())
 }
 
+/// The probability map of per-voxel vote masks (see [`PatternHistogram::from_vote_masks`]);
+/// the same values as [`probability_map_f32`] on the raters' images. At most 16 raters.
+pub fn probability_map_from_votes<T: Copy + Into<u64>>(
+    votes: &[T],
+    params: &StapleParams,
+) -> Result<Vec<f32>, StatsError> {
+    let r = params.sensitivity.len();
+    if r > 16 {
+        return Err(StatsError::TooManyRaters { got: r, max: 16 });
+    }
+    let mask = (1u64 << r) - 1;
+    let table: Vec<f32> = (0..=mask)
+        .map(|v| pattern_weight(Some(params), (mask << 32) | v).unwrap_or(params.prior) as f32)
+        .collect();
+    Ok(votes
+        .iter()
+        .map(|&v| {
+            table
+                .get((v.into() & mask) as usize)
+                .copied()
+                .unwrap_or(f32::NAN)
+        })
+        .collect())
+}
+
 /// The probability map as f32 (ITK writes a real image; f32 halves the memory).
 pub fn probability_map_f32<T: Copy + PartialEq>(
     raters: &[&[T]],
@@ -608,6 +662,23 @@ mod tests {
         assert!(h.patterns.contains(&(full | 3, 2)));
         assert!(h.patterns.contains(&(full | 2, 1)));
         assert!(h.patterns.contains(&((2u64 << 32), 1)));
+    }
+
+    #[test]
+    fn vote_masks_give_the_same_histogram_and_map() {
+        let mut rng = XorShift::new(0x70e5);
+        let raters = random_raters(&mut rng, 3000, 5, false);
+        let refs: Vec<&[u8]> = raters.iter().map(|v| v.as_slice()).collect();
+        let votes: Vec<u8> = (0..3000)
+            .map(|i| (0..5).fold(0u8, |acc, r| acc | u8::from(raters[r][i] == 1) << r))
+            .collect();
+        let h = PatternHistogram::from_raters(&refs, 1, None).expect("ok");
+        assert_eq!(PatternHistogram::from_vote_masks(&votes, 5).expect("ok"), h);
+        let r = staple(&h, &StapleOptions::default()).expect("runs");
+        assert_eq!(
+            probability_map_from_votes(&votes, &r.params).expect("map"),
+            probability_map_f32(&refs, 1, None, &r.params).expect("map")
+        );
     }
 
     #[test]

@@ -178,27 +178,46 @@ pub struct SegMetrics {
 }
 
 /// Inclusive bounding box (z, y, x) of the union of two masks; `None` when both are empty.
-fn union_bbox<T: Copy>(
+fn union_bbox<T: Copy + Sync>(
     a: &[T],
     b: &[T],
     grid: &Grid,
-    is_fg: impl Fn(T) -> bool + Copy,
+    is_fg: impl Fn(T) -> bool + Copy + Sync,
 ) -> Option<([usize; 3], [usize; 3])> {
     let [_, ny, nx] = grid.dims;
-    let mut lo = [usize::MAX; 3];
-    let mut hi = [0usize; 3];
-    for (r, (ra, rb)) in a.chunks(nx).zip(b.chunks(nx)).enumerate() {
-        let first = ra.iter().zip(rb).position(|(&x, &y)| is_fg(x) || is_fg(y));
-        let Some(first) = first else { continue };
-        let last = ra
-            .iter()
-            .zip(rb)
-            .rposition(|(&x, &y)| is_fg(x) || is_fg(y))
-            .unwrap_or(first);
-        let (z, y) = (r / ny, r % ny);
-        lo = [lo[0].min(z), lo[1].min(y), lo[2].min(first)];
-        hi = [hi[0].max(z), hi[1].max(y), hi[2].max(last)];
-    }
+    // The box of the rows `first_row..` of `ra`/`rb`.
+    let scan = |ra: &[T], rb: &[T], first_row: usize| {
+        let mut lo = [usize::MAX; 3];
+        let mut hi = [0usize; 3];
+        for (r, (ra, rb)) in ra.chunks(nx).zip(rb.chunks(nx)).enumerate() {
+            let first = ra.iter().zip(rb).position(|(&x, &y)| is_fg(x) || is_fg(y));
+            let Some(first) = first else { continue };
+            let last = ra
+                .iter()
+                .zip(rb)
+                .rposition(|(&x, &y)| is_fg(x) || is_fg(y))
+                .unwrap_or(first);
+            let (z, y) = ((first_row + r) / ny, (first_row + r) % ny);
+            lo = [lo[0].min(z), lo[1].min(y), lo[2].min(first)];
+            hi = [hi[0].max(z), hi[1].max(y), hi[2].max(last)];
+        }
+        (lo, hi)
+    };
+    // Two halves on two threads (a memory-bound scan of both masks).
+    let rows = a.len() / nx.max(1);
+    let split = (rows / 2) * nx;
+    let ((lo1, hi1), (lo2, hi2)) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| scan(&a[split..], &b[split..], rows / 2));
+        let first = scan(&a[..split], &b[..split], 0);
+        (
+            first,
+            second
+                .join()
+                .unwrap_or_else(|_| scan(&a[split..], &b[split..], rows / 2)),
+        )
+    });
+    let lo = [lo1[0].min(lo2[0]), lo1[1].min(lo2[1]), lo1[2].min(lo2[2])];
+    let hi = [hi1[0].max(hi2[0]), hi1[1].max(hi2[1]), hi1[2].max(hi2[2])];
     (lo[0] != usize::MAX).then_some((lo, hi))
 }
 
@@ -234,29 +253,41 @@ fn crop<T: Copy>(
 /// Surfels of a padded mask on the dual grid: (flat dual index, area) and the border map.
 fn surfels(padded: &[u8], p: [usize; 3], areas: &[f64; 256]) -> (Vec<(usize, f64)>, Vec<bool>) {
     let d = [p[0] - 1, p[1] - 1, p[2] - 1];
-    // xp[z][y][x] = 2·v(x) + v(x + 1) over the padded z, y and the dual x.
-    let mut xp = vec![0u8; p[0] * p[1] * d[2]];
-    for (row_in, row_out) in padded.chunks(p[2]).zip(xp.chunks_mut(d[2])) {
-        for (o, w) in row_out.iter_mut().zip(row_in.windows(2)) {
-            *o = (w[0] << 1) | w[1];
+    // Pair codes 2·v(x) + v(x + 1) of one padded plane (rows y, dual x); two planes at a time.
+    let pairs = |z: usize, out: &mut [u8]| {
+        let plane = &padded[z * p[1] * p[2]..(z + 1) * p[1] * p[2]];
+        for (row_in, row_out) in plane.chunks(p[2]).zip(out.chunks_mut(d[2])) {
+            for (o, w) in row_out.iter_mut().zip(row_in.windows(2)) {
+                *o = (w[0] << 1) | w[1];
+            }
         }
-    }
+    };
+    let mut lower = vec![0u8; p[1] * d[2]];
+    let mut upper = vec![0u8; p[1] * d[2]];
+    pairs(0, &mut lower);
     let mut border = vec![false; d[0] * d[1] * d[2]];
     let mut list = Vec::new();
-    let at = |z: usize, y: usize| (z * p[1] + y) * d[2];
     for z in 0..d[0] {
+        pairs(z + 1, &mut upper);
         for y in 0..d[1] {
-            let (r00, r01, r10, r11) = (at(z, y), at(z, y + 1), at(z + 1, y), at(z + 1, y + 1));
+            let (r00, r01) = (
+                &lower[y * d[2]..(y + 1) * d[2]],
+                &lower[(y + 1) * d[2]..(y + 2) * d[2]],
+            );
+            let (r10, r11) = (
+                &upper[y * d[2]..(y + 1) * d[2]],
+                &upper[(y + 1) * d[2]..(y + 2) * d[2]],
+            );
             let base = (z * d[1] + y) * d[2];
-            for x in 0..d[2] {
-                let code =
-                    (xp[r00 + x] << 6) | (xp[r01 + x] << 4) | (xp[r10 + x] << 2) | xp[r11 + x];
+            for (x, (((&a, &b), &c), &e)) in r00.iter().zip(r01).zip(r10).zip(r11).enumerate() {
+                let code = (a << 6) | (b << 4) | (c << 2) | e;
                 if code != 0 && code != 255 {
                     border[base + x] = true;
                     list.push((base + x, areas[code as usize]));
                 }
             }
         }
+        std::mem::swap(&mut lower, &mut upper);
     }
     (list, border)
 }
@@ -338,6 +369,9 @@ pub fn surface_distances<T: Copy + Sync>(
 ) -> Result<(Directed, Directed), StatsError> {
     if reference.len() != grid.len() || test.len() != grid.len() {
         return Err(StatsError::Shape("mask size != grid"));
+    }
+    if grid.dims.contains(&0) {
+        return Ok((Directed::default(), Directed::default()));
     }
     let Some((lo, hi)) = union_bbox(reference, test, grid, is_fg) else {
         return Ok((Directed::default(), Directed::default()));

@@ -4,7 +4,8 @@
 //! Modules: [`cli`] (commands), [`config`] (site configuration), [`identity`] (keys),
 //! [`site`] (site directory layout and `init`), [`store`] (SQLite, one thread), [`dicom`]
 //! (headers, pseudonyms, geometry, writing), [`formats`] (NIfTI), [`ingest`], [`synth`]
-//! (synthetic studies), [`bench`] (performance measurements), [`logging`].
+//! (synthetic studies), [`bench`] (performance measurements), [`logging`], [`stats`] (the pure
+//! quality engine: metrics, agreement, consensus).
 
 pub mod annotation;
 pub mod app;
@@ -23,5 +24,6 @@ pub mod logging;
 pub mod net;
 pub mod policy;
 pub mod site;
+pub mod stats;
 pub mod store;
 pub mod synth;

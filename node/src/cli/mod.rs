@@ -12,6 +12,7 @@ use serde::Serialize;
 
 mod annotate;
 mod audit;
+pub mod qa;
 
 use crate::bench;
 use crate::ingest::{self, IngestOptions};
@@ -108,6 +109,16 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         what: audit::AuditCommand,
+    },
+    /// Segmentation metrics and agreement statistics from files (offline, DESIGN.md §9).
+    Metrics {
+        #[command(subcommand)]
+        what: qa::MetricsCommand,
+    },
+    /// STAPLE, multi-label STAPLE, Dawid–Skene and majority consensus from files (offline).
+    Consensus {
+        #[command(subcommand)]
+        what: qa::ConsensusCommand,
     },
     /// Measure performance on synthetic data.
     Bench {
@@ -387,6 +398,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Metrics { what } => qa::run_metrics(what).await,
+        Command::Consensus { what } => qa::run_consensus(what).await,
         Command::Bench {
             what:
                 BenchCommand::Ingest {

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 mod annotate;
 mod audit;
+mod network;
 pub mod qa;
 
 use crate::bench;
@@ -120,10 +121,35 @@ pub enum Command {
         #[command(subcommand)]
         what: qa::ConsensusCommand,
     },
+    /// Consortium governance and a site's membership files.
+    Consortium {
+        #[command(subcommand)]
+        what: network::ConsortiumCommand,
+    },
+    /// Run the node daemon and talk to it.
+    Node {
+        #[command(subcommand)]
+        what: network::NodeCommand,
+    },
+    /// Explain a site policy's decisions.
+    Policy {
+        #[command(subcommand)]
+        what: PolicyCommand,
+    },
     /// Measure performance on synthetic data.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the decision for every message kind and recipient role.
+    Check {
+        policy: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -351,6 +377,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Consortium { what } => network::run_consortium(&cli.dir, what).await,
+        Command::Node { what } => network::run_node(&cli.dir, what).await,
+        Command::Policy {
+            what: PolicyCommand::Check { policy, json },
+        } => network::policy_check(&policy, json),
         Command::Audit { what } => {
             let site = Site::open(&cli.dir)?;
             let r = audit::run(&site, what).await;

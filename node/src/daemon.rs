@@ -52,11 +52,12 @@ pub async fn run(
     result
 }
 
-async fn run_site(
+/// Starts the node of an opened site (membership, keys, policy and audit log from its files).
+pub async fn start_node(
     site: &Site,
-    extra_listen: Vec<String>,
-    extra_bootstrap: Vec<String>,
-) -> Result<()> {
+    listen: Vec<String>,
+    bootstrap: Vec<String>,
+) -> Result<(Node, AuditLog)> {
     let m = consortium::load_membership(&site.dir)?;
     let keys = identity::load(&site.dir.join(crate::config::KEYS_DIR))?;
     let signing = Arc::new(keys.signing);
@@ -68,14 +69,6 @@ async fn run_site(
         audit::origin(&m.info.name, &me),
         me.clone(),
     );
-    let mut listen = if extra_listen.is_empty() {
-        site.config.network.listen.clone()
-    } else {
-        extra_listen
-    };
-    listen.dedup();
-    let mut bootstrap = site.config.network.bootstrap.clone();
-    bootstrap.extend(extra_bootstrap);
     audit_log
         .record(AuditEvent::Membership {
             what: format!(
@@ -104,7 +97,22 @@ async fn run_site(
             ..NetConfig::default()
         },
     };
-    let node = Node::start(params).await?;
+    Ok((Node::start(params).await?, audit_log))
+}
+
+async fn run_site(
+    site: &Site,
+    extra_listen: Vec<String>,
+    extra_bootstrap: Vec<String>,
+) -> Result<()> {
+    let listen = if extra_listen.is_empty() {
+        site.config.network.listen.clone()
+    } else {
+        extra_listen
+    };
+    let mut bootstrap = site.config.network.bootstrap.clone();
+    bootstrap.extend(extra_bootstrap);
+    let (node, audit_log) = start_node(site, listen, bootstrap).await?;
     for a in &node.handle.shared.listening {
         tracing::info!(address = %a, peer_id = %node.handle.net().peer_id(), "node listening");
         // The one line operators and scripts read to know where the node is.

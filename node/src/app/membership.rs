@@ -59,6 +59,7 @@ async fn admit(s: &Shared, info: MemberInfo) -> Result<(), AppError> {
         })
         .await?;
     let peer = info.peer;
+    tracing::info!(site = %info.site, peer = %info.peer_id, "member proved its certificate");
     s.add_member(info);
     s.net.add_gossip_peer(peer).await?;
     Ok(())

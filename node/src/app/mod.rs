@@ -147,7 +147,31 @@ impl Node {
         for addr in &p.listen {
             listening.push(netw.listen(addr.clone()).await?);
         }
-        let shared = Arc::new(Shared::new(&p, netw.clone(), listening));
+        // Sequence numbers continue above every one this site has ever sent: each was committed
+        // to the audit log before it left, so a restart (even a kill -9 within the same second)
+        // cannot reuse one that peers' replay guards have seen.
+        let sent = p
+            .store
+            .audit_entries(crate::store::AuditFilter {
+                kind: Some("sent".into()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| AppError::Audit(e.into()))?;
+        let highest = sent
+            .iter()
+            .filter_map(|e| match &e.event {
+                crate::audit::AuditEvent::Sent { sequence, .. } => Some(*sequence),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let shared = Arc::new(Shared::new(
+            &p,
+            netw.clone(),
+            listening,
+            highest.saturating_add(1),
+        ));
         for addr in &p.bootstrap {
             // A bootstrap peer that is down is retried by the operator; not fatal.
             if let Err(e) = netw.dial(addr.clone()).await {

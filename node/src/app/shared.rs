@@ -93,7 +93,12 @@ pub fn now() -> u64 {
 }
 
 impl Shared {
-    pub(super) fn new(p: &NodeParams, net: NetHandle, listening: Vec<Multiaddr>) -> Self {
+    pub(super) fn new(
+        p: &NodeParams,
+        net: NetHandle,
+        listening: Vec<Multiaddr>,
+        min_sequence: u64,
+    ) -> Self {
         Shared {
             site: p.site.clone(),
             consortium: p.consortium.clone(),
@@ -104,9 +109,9 @@ impl Shared {
             trust: RwLock::new(p.trust.clone()),
             members: RwLock::new(Members::default()),
             replay: Mutex::new(ReplayGuard::default()),
-            // Sequence numbers survive restarts without persistence: they start above any
-            // value the previous run can have reached (2^20 messages per second of uptime).
-            sequence: AtomicU64::new(now() << 20),
+            // Above everything already sent, and above the clock-based floor so that a site
+            // whose log was lost still starts above what peers remember of it.
+            sequence: AtomicU64::new((now() << 20).max(min_sequence)),
             policy: p.policy.clone(),
             audit: p.audit.clone(),
             store: p.store.clone(),

@@ -155,6 +155,13 @@ pub enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Receipted request-response round trips between two nodes on loopback.
+    Network {
+        #[arg(long, default_value_t = 400)]
+        messages: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Audit log appends/s with fsync, proof sizes, verify time.
     Audit {
         /// Entries to append.
@@ -374,6 +381,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     summary.readers.len(),
                     summary.out
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what: BenchCommand::Network { messages, json },
+        } => {
+            let r = bench::network(messages.max(8)).await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!("{}", r.human());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -49,6 +49,8 @@ pub struct NetworkSection {
     /// The site policy file, relative to the site directory; empty means the built-in
     /// research-site policy.
     pub policy: String,
+    /// Seconds between signed audit checkpoints published to the members.
+    pub checkpoint_interval_secs: u64,
 }
 
 impl Default for NetworkSection {
@@ -58,6 +60,7 @@ impl Default for NetworkSection {
             bootstrap: Vec::new(),
             idle_timeout_secs: 3600,
             policy: String::new(),
+            checkpoint_interval_secs: 300,
         }
     }
 }
@@ -179,6 +182,9 @@ impl Config {
         if i.threads > 1024 {
             return Err("ingest.threads must be at most 1024".into());
         }
+        if self.network.checkpoint_interval_secs < 10 {
+            return Err("network.checkpoint_interval_secs must be at least 10".into());
+        }
         if self.network.idle_timeout_secs < 10 {
             return Err("network.idle_timeout_secs must be at least 10".into());
         }
@@ -234,6 +240,8 @@ bootstrap = {bootstrap}
 idle_timeout_secs = {idle}
 # The site policy file, relative to this directory; empty: the built-in research-site policy.
 policy = {policy}
+# Seconds between signed audit checkpoints published to the members.
+checkpoint_interval_secs = {cpi}
 "#,
             name = toml_string(&self.site.name),
             id = self.site.id,
@@ -248,6 +256,7 @@ policy = {policy}
             bootstrap = toml_list(&self.network.bootstrap),
             idle = self.network.idle_timeout_secs,
             policy = toml_string(&self.network.policy),
+            cpi = self.network.checkpoint_interval_secs,
         )
     }
 }

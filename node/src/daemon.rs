@@ -96,6 +96,9 @@ pub async fn start_node(
             idle_timeout: Duration::from_secs(site.config.network.idle_timeout_secs),
             ..NetConfig::default()
         },
+        checkpoint_interval: Some(Duration::from_secs(
+            site.config.network.checkpoint_interval_secs,
+        )),
     };
     Ok((Node::start(params).await?, audit_log))
 }

@@ -167,6 +167,7 @@ impl TestSite {
                 request_timeout: Duration::from_secs(10),
                 ..NetConfig::default()
             },
+            checkpoint_interval: None,
         };
         Node::start(p)
             .await

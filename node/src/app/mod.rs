@@ -80,6 +80,8 @@ pub struct NodeParams {
     pub bootstrap: Vec<Multiaddr>,
     pub transport: net::Transport,
     pub net: NetConfig,
+    /// Sign and publish an audit checkpoint this often (None: only on demand).
+    pub checkpoint_interval: Option<Duration>,
 }
 
 /// What `node status` shows.
@@ -180,7 +182,13 @@ impl Node {
         }
         let (tx, rx) = mpsc::channel(COMMANDS);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(shared.clone(), rx, events, stop_rx));
+        let task = tokio::spawn(run(
+            shared.clone(),
+            rx,
+            events,
+            stop_rx,
+            p.checkpoint_interval,
+        ));
         Ok(Node {
             handle: AppHandle { tx, shared },
             task,
@@ -200,12 +208,25 @@ async fn run(
     mut commands: mpsc::Receiver<AppCommand>,
     mut events: mpsc::Receiver<NetEvent>,
     mut stop: watch::Receiver<bool>,
+    checkpoint_every: Option<Duration>,
 ) {
     let limit = Arc::new(Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut checkpoints =
+        tokio::time::interval(checkpoint_every.unwrap_or(Duration::from_secs(86_400)));
+    checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    checkpoints.reset();
     loop {
         tokio::select! {
             _ = stop.changed() => break,
+            _ = checkpoints.tick(), if checkpoint_every.is_some() => {
+                let s = shared.clone();
+                tasks.spawn(async move {
+                    if let Err(e) = outbound::checkpoint(&s).await {
+                        tracing::warn!(error = %e, "periodic checkpoint failed");
+                    }
+                });
+            }
             ev = events.recv() => match ev {
                 Some(ev) => {
                     let Ok(permit) = limit.clone().acquire_owned().await else { break };

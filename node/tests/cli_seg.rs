@@ -390,3 +390,97 @@ fn seg_of_an_unknown_series_stores_nothing() {
     let out = s.run(&["annotate", "import", "--reader", "r1", ct.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn offline_metrics_read_dicom_seg_like_nifti() {
+    let s = Site::new();
+    let data = s.path("syn");
+    let out = Command::new(env!("CARGO_BIN_EXE_fedanno"))
+        .args([
+            "synth",
+            "--out",
+            data.to_str().unwrap(),
+            "--cases",
+            "1",
+            "--size",
+            "40x36x10",
+            "--seed",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    s.ok(&["ingest", data.join("dicom").to_str().unwrap()]);
+    let mut segs = Vec::new();
+    let mut niftis = Vec::new();
+    for r in ["panel-generous", "local-resident"] {
+        s.ok(&["readers", "add", r, "--kind", "local"]);
+        let nii = data.join("readers").join(r).join("case-0001.nii.gz");
+        let imported = s.json(&["annotate", "import", "--reader", r, nii.to_str().unwrap()]);
+        let series = imported[0]["series"].as_str().unwrap().to_string();
+        let seg = s.path(&format!("{r}.dcm"));
+        s.ok(&[
+            "annotate",
+            "export",
+            "--case",
+            &series,
+            "--reader",
+            r,
+            "--format",
+            "seg",
+            "--out",
+            seg.to_str().unwrap(),
+        ]);
+        segs.push(seg);
+        niftis.push(nii);
+    }
+    let metrics = |a: &Path, b: &Path| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_fedanno"))
+            .args([
+                "metrics",
+                "seg",
+                a.to_str().unwrap(),
+                b.to_str().unwrap(),
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let from_nifti = metrics(&niftis[0], &niftis[1]);
+    let from_seg = metrics(&segs[0], &segs[1]);
+    for key in [
+        "ref_voxels",
+        "test_voxels",
+        "intersection",
+        "dice",
+        "jaccard",
+        "volume_similarity",
+    ] {
+        assert_eq!(from_seg[key], from_nifti[key], "{key}");
+    }
+    for key in ["hausdorff", "hd95", "assd", "surface_dice"] {
+        let (a, b) = (
+            from_seg[key].as_f64().unwrap(),
+            from_nifti[key].as_f64().unwrap(),
+        );
+        // NIfTI stores spacing as float32 (0.800000011920929 mm); the SEG has it exactly.
+        assert!((a - b).abs() < 1e-6, "{key}: {a} vs {b}");
+    }
+    // A SEG and a NIfTI mask together are refused: they need not share a grid.
+    let out = Command::new(env!("CARGO_BIN_EXE_fedanno"))
+        .args([
+            "metrics",
+            "seg",
+            segs[0].to_str().unwrap(),
+            niftis[1].to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -6,7 +6,8 @@
 //! writing `--out` maps, and printing the §9 JSON (non-finite numbers as the strings "NaN",
 //! "Infinity", "-Infinity"). The numbers themselves come from [`crate::stats`]; nothing here
 //! computes a statistic. Exit codes: 0 ok, 1 failure (unreadable or inconsistent input), 2 usage
-//! (bad arguments). DICOM SEG input is not read yet (ARCHITECTURE.md, "Quality engine").
+//! (bad arguments). Masks are NIfTI or DICOM SEG; SEGs given without their source series are
+//! placed on the grid their frames span (`dicom::seg::common_grid`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -375,8 +376,94 @@ fn into_labels(img: NiftiImage) -> Result<Vec<u8>, nifti::NiftiError> {
     img.to_labels_u8()
 }
 
-/// Reads masks that must share one grid (the first one's).
+/// Whether a file starts like a DICOM Part 10 file.
+fn is_dicom(path: &Path) -> bool {
+    use std::io::Read;
+    let mut b = [0u8; 132];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+        && &b[128..132] == b"DICM"
+}
+
+/// DICOM SEG masks, read without their source series: placed on the common grid of their frame
+/// positions (`dicom::seg::common_grid`), each as a label map whose values are the segment
+/// numbers.
+fn read_seg_masks(paths: &[PathBuf]) -> Result<Vec<Mask>> {
+    use crate::dicom::seg;
+    let segs = paths
+        .iter()
+        .map(|p| {
+            seg::read_seg(p, &seg::SegLimits::default())
+                .with_context(|| format!("reading {}", p.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (grid, slices) = seg::common_grid(&segs).context("placing the SEG frames on one grid")?;
+    let affine = crate::dicom::geometry::nifti_affine(&grid);
+    let dim = [
+        grid.columns as usize,
+        grid.rows as usize,
+        grid.slices as usize,
+    ];
+    let pixdim = [
+        grid.pixel_spacing[1],
+        grid.pixel_spacing[0],
+        grid.slice_spacing.unwrap_or(1.0),
+    ];
+    let mut out = Vec::with_capacity(segs.len());
+    for (obj, path) in segs.iter().zip(paths) {
+        let volumes =
+            seg::frames_to_volumes(obj, &slices, grid.orientation, grid.rows, grid.columns)
+                .with_context(|| format!("mapping the frames of {}", path.display()))?;
+        let threshold = match obj.segmentation_type {
+            seg::SegmentationType::Binary => 1u8,
+            seg::SegmentationType::Fractional { max_value, .. } => max_value.div_ceil(2).max(1),
+        };
+        let mut labels = vec![0u8; dim.iter().product()];
+        for (number, volume) in &volumes {
+            let value = u8::try_from(*number)
+                .ok()
+                .filter(|v| *v > 0)
+                .with_context(|| {
+                    format!(
+                        "{}: segment number {number} does not fit a label mask",
+                        path.display()
+                    )
+                })?;
+            for (l, &v) in labels.iter_mut().zip(volume) {
+                if v >= threshold {
+                    if *l != 0 && *l != value {
+                        bail!(
+                            "{}: segments {} and {value} overlap; give one segment with --label",
+                            path.display(),
+                            *l
+                        );
+                    }
+                    *l = value;
+                }
+            }
+        }
+        out.push(Mask {
+            dim,
+            pixdim,
+            affine,
+            labels,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads masks that must share one grid (the first one's): all NIfTI, or all DICOM SEG.
 fn read_masks(paths: &[PathBuf]) -> Result<Vec<Mask>> {
+    let segs = paths.iter().filter(|p| is_dicom(p)).count();
+    if segs > 0 {
+        if segs != paths.len() {
+            bail!(
+                "give all masks as NIfTI or all as DICOM SEG (a SEG is placed on its frames' grid, which a NIfTI mask need not share)"
+            );
+        }
+        return read_seg_masks(paths);
+    }
     let mut masks: Vec<Mask> = Vec::with_capacity(paths.len());
     for p in paths {
         let m = Mask::read(p)?;
@@ -580,8 +667,10 @@ fn seg(
     if !(tolerance_mm.is_finite() && tolerance_mm >= 0.0) {
         return Err(usage("--tolerance-mm must be a finite number >= 0"));
     }
-    let a = Mask::read(reference)?;
-    let b = Mask::read(test)?;
+    let mut pair = read_masks(&[reference.to_path_buf(), test.to_path_buf()])?.into_iter();
+    let (Some(a), Some(b)) = (pair.next(), pair.next()) else {
+        bail!("two masks are needed");
+    };
     a.check_same_grid(&b, &|| {
         format!(
             "{} is not on the grid of {}",
@@ -684,8 +773,17 @@ impl Votes {
 fn read_votes(paths: &[&Path], fg: u8, what: &dyn Fn(usize) -> String) -> Result<(Mask, Votes)> {
     let mut grid: Option<Mask> = None;
     let mut votes: Option<Votes> = None;
+    // DICOM SEGs are placed on one grid together; NIfTI masks are read one at a time.
+    let mut segs = if paths.iter().any(|p| is_dicom(p)) {
+        Some(read_masks(&paths.iter().map(|p| p.to_path_buf()).collect::<Vec<_>>())?.into_iter())
+    } else {
+        None
+    };
     for (r, path) in paths.iter().enumerate() {
-        let m = Mask::read(path)?;
+        let m = match segs.as_mut() {
+            Some(it) => it.next().context("a mask is missing")?,
+            None => Mask::read(path)?,
+        };
         if let Some(g) = &grid {
             g.check_same_grid(&m, &|| what(r))?;
         }

@@ -23,7 +23,7 @@ mod volumes;
 mod write;
 
 pub use read::read_seg;
-pub use volumes::frames_to_volumes;
+pub use volumes::{common_grid, frames_to_volumes};
 pub use write::write_seg;
 
 use dicom_dictionary_std::uids;
@@ -236,6 +236,9 @@ pub enum SegError {
     Missing(&'static str),
     #[error("invalid value in {0}")]
     Invalid(&'static str),
+    /// A SEG read without its source series cannot be placed on a grid.
+    #[error("{0}")]
+    Placement(&'static str),
     #[error("unsupported segmentation type (only BINARY and FRACTIONAL)")]
     UnsupportedType,
     #[error("{frames} frames exceed the limit of {cap}")]

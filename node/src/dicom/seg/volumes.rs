@@ -192,3 +192,101 @@ fn zeroed(len: usize) -> Result<Vec<u8>, SegError> {
     v.resize(len, 0);
     Ok(v)
 }
+
+/// Longest series a SEG-only grid may span.
+const MAX_GRID_SLICES: usize = 10_000;
+
+/// A voxel grid for SEG objects read without their source series (the offline QA commands):
+/// the slices from the lowest to the highest frame position of all `segs` along the slice
+/// normal, spaced by the smallest gap between distinct frame positions. All SEGs must share
+/// frame size, pixel spacing and orientation, and every frame must carry a position that lies on
+/// that regular grid. Returns the geometry and a slice list for [`frames_to_volumes`].
+pub fn common_grid(
+    segs: &[SegObject],
+) -> Result<(crate::dicom::geometry::SeriesGeometry, Vec<SliceRef>), SegError> {
+    let first = segs.first().ok_or(SegError::NoSlices)?;
+    let orientation = first.orientation.ok_or(SegError::Placement(
+        "a SEG without ImageOrientationPatient cannot be placed without its series",
+    ))?;
+    let spacing = first.pixel_spacing.ok_or(SegError::Placement(
+        "a SEG without PixelSpacing cannot be placed without its series",
+    ))?;
+    let n = checked_normal(&orientation).ok_or(SegError::BadOrientation)?;
+    let mut points: Vec<(f64, [f64; 3])> = Vec::new();
+    for s in segs {
+        if s.rows != first.rows || s.columns != first.columns {
+            return Err(SegError::SizeMismatch {
+                seg_rows: s.rows,
+                seg_columns: s.columns,
+                rows: first.rows,
+                columns: first.columns,
+            });
+        }
+        if s.orientation
+            .is_some_and(|o| !orientation_close(&o, &orientation))
+        {
+            return Err(SegError::OrientationMismatch);
+        }
+        if s.pixel_spacing
+            .is_some_and(|p| (p[0] - spacing[0]).abs() > 1e-4 || (p[1] - spacing[1]).abs() > 1e-4)
+        {
+            return Err(SegError::Placement(
+                "the SEGs have different pixel spacings",
+            ));
+        }
+        for f in &s.frames {
+            let p = f.position.ok_or(SegError::Placement(
+                "a SEG frame without a position cannot be placed without its series",
+            ))?;
+            points.push((dot(&p, &n), p));
+        }
+    }
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (lo, origin) = *points.first().ok_or(SegError::NoSlices)?;
+    let hi = points.last().map_or(lo, |p| p.0);
+    let tol = 0.01;
+    let step = points
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .filter(|g| *g > tol)
+        .fold(f64::INFINITY, f64::min);
+    let step = if step.is_finite() { step } else { 1.0 };
+    let count = ((hi - lo) / step).round() as usize + 1;
+    if count > MAX_GRID_SLICES {
+        return Err(SegError::Placement(
+            "the SEG frames span more slices than a grid may hold",
+        ));
+    }
+    for (d, _) in &points {
+        let k = ((d - lo) / step).round();
+        if (lo + k * step - d).abs() > tol.max(step * 1e-3) {
+            return Err(SegError::Placement(
+                "the SEG frames do not lie on a regular grid of slices",
+            ));
+        }
+    }
+    let slices: Vec<SliceRef> = (0..count)
+        .map(|k| {
+            let t = k as f64 * step;
+            SliceRef {
+                sop_instance_uid: String::new(),
+                position: [
+                    origin[0] + t * n[0],
+                    origin[1] + t * n[1],
+                    origin[2] + t * n[2],
+                ],
+            }
+        })
+        .collect();
+    let geometry = crate::dicom::geometry::SeriesGeometry {
+        rows: first.rows,
+        columns: first.columns,
+        slices: count as u32,
+        pixel_spacing: spacing,
+        slice_spacing: Some(step),
+        uniform_spacing: true,
+        orientation,
+        origin,
+    };
+    Ok((geometry, slices))
+}

@@ -338,7 +338,7 @@ fn parse_time(s: &str) -> Result<u64> {
     {
         return Err(bad());
     }
-    let mut secs = days_from_civil(y, mo, d) * 86_400;
+    let mut secs = crate::calendar::days_from_civil(y, mo, d) * 86_400;
     if s.len() > 10 {
         if !matches!(s.get(10..11), Some("T" | "t" | " "))
             || s.get(13..14) != Some(":")
@@ -381,17 +381,6 @@ fn parse_time(s: &str) -> Result<u64> {
         }
     }
     u64::try_from(secs).map_err(|_| bad())
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ pub fn ds(v: f64) -> String {
     "0".into()
 }
 
-fn ds_multi(vs: &[f64]) -> String {
+pub(crate) fn ds_multi(vs: &[f64]) -> String {
     vs.iter().map(|v| ds(*v)).collect::<Vec<_>>().join("\\")
 }
 

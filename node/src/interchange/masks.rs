@@ -125,7 +125,17 @@ async fn series_of(
             s.series
         }
     };
-    let case = resolve(ctx, opts, path, &name).await?;
+    series_grid_of(ctx, opts, path, &name).await
+}
+
+/// Resolves a series name (through `--case-map`) and returns the case and its grid.
+async fn series_grid_of(
+    ctx: &Context<'_>,
+    opts: &ImportOptions,
+    path: &Path,
+    name: &str,
+) -> Result<(CaseRef, SeriesGrid), ImportError> {
+    let case = resolve(ctx, opts, path, name).await?;
     let Some(series_id) = case.series_id else {
         return Err(ImportError::file(
             path,
@@ -232,21 +242,7 @@ pub async fn import_seg(
             ));
         }
     };
-    let case = resolve(ctx, opts, path, &series_name).await?;
-    let Some(series_id) = case.series_id else {
-        return Err(ImportError::file(
-            path,
-            format!("{series_name} names a study; a SEG needs a series"),
-        ));
-    };
-    let grid = ctx
-        .store
-        .series_grid(series_id)
-        .await
-        .map_err(|source| ImportError::Case {
-            path: path.into(),
-            source,
-        })?;
+    let (case, grid) = series_grid_of(ctx, opts, path, &series_name).await?;
     // A SEG exported with --deidentified references the pseudonymous instance UIDs.
     let pseudonymous = seg_obj.referenced_series_uid.as_deref() == Some(grid.pseudo_uid.as_str());
     let slices: Vec<SliceRef> = grid

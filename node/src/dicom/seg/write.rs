@@ -23,6 +23,7 @@ use super::{
     CodedConcept, Obj, SEGMENTATION_STORAGE, SegError, SegWrite, SegmentInfo, SegmentationType,
     SourceSlice,
 };
+use crate::dicom::write::{ds, ds_multi};
 
 /// Writes a SEG referencing `w.source` to `path` atomically (a temporary file in the same
 /// directory, synced, then renamed). Frames are written only for (segment, slice) pairs with a
@@ -468,25 +469,6 @@ pub(super) fn seq(tag: Tag, items: Vec<Obj>) -> InMemElement {
 
 fn item(elements: Vec<InMemElement>) -> Obj {
     InMemDicomObject::from_element_iter(elements)
-}
-
-/// A DS value (at most 16 characters).
-fn ds(v: f64) -> String {
-    let s = format!("{v}");
-    if s.len() <= 16 {
-        return s;
-    }
-    for prec in (0..=10).rev() {
-        let s = format!("{v:.prec$e}");
-        if s.len() <= 16 {
-            return s;
-        }
-    }
-    "0".into()
-}
-
-fn ds_multi(vs: &[f64]) -> String {
-    vs.iter().map(|v| ds(*v)).collect::<Vec<_>>().join("\\")
 }
 
 /// A `2.25.` UID derived from `base` and `purpose` (deterministic, 128 bits).

@@ -144,6 +144,20 @@ impl TestSite {
         policy: Policy,
         bootstrap: Vec<Multiaddr>,
     ) -> Node {
+        self.start_with(cert, body, trust, policy, bootstrap, None)
+            .await
+    }
+
+    /// Starts a node that also signs and publishes a checkpoint every `checkpoints`.
+    pub async fn start_with(
+        &self,
+        cert: Certificate,
+        body: CertificateBody,
+        trust: TrustStore,
+        policy: Policy,
+        bootstrap: Vec<Multiaddr>,
+        checkpoints: Option<Duration>,
+    ) -> Node {
         let p = NodeParams {
             site: self.id.clone(),
             consortium: CONSORTIUM.to_string(),
@@ -167,7 +181,7 @@ impl TestSite {
                 request_timeout: Duration::from_secs(10),
                 ..NetConfig::default()
             },
-            checkpoint_interval: None,
+            checkpoint_interval: checkpoints,
         };
         Node::start(p)
             .await

@@ -412,3 +412,54 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_are_signed_and_published_at_intervals() {
+    let c = TestConsortium::new(CONSORTIUM, 1);
+    let (a, b) = (TestSite::new("Site A"), TestSite::new("Site B"));
+    let (ca, ba) = c.admit(&a, &[Role::Site]);
+    let (cb, bb) = c.admit(&b, &[Role::Site]);
+    let na = a
+        .start_with(
+            ca,
+            ba,
+            c.trust(),
+            Policy::default_site(),
+            vec![],
+            Some(std::time::Duration::from_secs(1)),
+        )
+        .await;
+    let nb = b
+        .start(
+            cb,
+            bb,
+            c.trust(),
+            Policy::default_site(),
+            vec![address(&na)],
+        )
+        .await;
+    // Nobody asks for a checkpoint: A's timer signs and publishes one, and B receives it.
+    wait_until(&nb, 60, "a periodic checkpoint from A", || {
+        nb.handle
+            .shared
+            .peer_checkpoints
+            .lock()
+            .unwrap()
+            .contains_key(&a.id)
+    })
+    .await;
+    let cp = nb
+        .handle
+        .shared
+        .peer_checkpoints
+        .lock()
+        .unwrap()
+        .get(&a.id)
+        .cloned()
+        .unwrap();
+    cp.verify(&a.signing_public()).unwrap();
+    assert!(!events(&a, "checkpoint").await.is_empty());
+    for n in [na, nb] {
+        n.stop().await;
+    }
+}

@@ -229,7 +229,16 @@ async fn run(
             }
             ev = events.recv() => match ev {
                 Some(ev) => {
-                    let Ok(permit) = limit.clone().acquire_owned().await else { break };
+                    // Messages take a handler permit; connection events do not (they are
+                    // bounded by the connection limits), so peers that connect and wait out
+                    // their membership deadline cannot starve message handling.
+                    let permit = match ev {
+                        NetEvent::Request { .. } | NetEvent::Gossip { .. } => {
+                            let Ok(p) = limit.clone().acquire_owned().await else { break };
+                            Some(p)
+                        }
+                        _ => None,
+                    };
                     let s = shared.clone();
                     tasks.spawn(async move {
                         inbound::handle(&s, ev).await;

@@ -175,17 +175,16 @@ pub async fn import_nifti(
         .to_labels_u8()
         .map_err(|e| ImportError::file(path, e.to_string()))?;
     let segments = segments_for(&labels, &opts.segments);
-    let seg =
-        Segmentation::new(grid.dims(), segments, labels).map_err(|source| ImportError::Model {
-            path: path.into(),
-            source,
-        })?;
-    let content = Content::Segmentation(seg);
-    let v = new_version(&content, &reader, &case, opts, "nifti");
-    save(
+    save_segmentation(
         ctx,
         path,
-        vec![(v, "segmentation", reader.id.clone(), case)],
+        opts,
+        &reader,
+        case,
+        grid.dims(),
+        segments,
+        labels,
+        "nifti",
     )
     .await
 }
@@ -280,40 +279,12 @@ pub async fn import_seg(
     let volumes =
         seg::frames_to_volumes(&seg_obj, &slices, grid.orientation, grid.rows, grid.columns)
             .map_err(|e| ImportError::file(path, e.to_string()))?;
-    let threshold = match seg_obj.segmentation_type {
-        SegmentationType::Binary => 1u8,
-        SegmentationType::Fractional { max_value, .. } => max_value.div_ceil(2).max(1),
-    };
-    let n = volumes.first().map_or(0, |(_, v)| v.len());
-    let mut labels = vec![0u8; n];
+    let labels =
+        seg::label_map(&seg_obj, &volumes).map_err(|e| ImportError::file(path, e.to_string()))?;
     let mut segments = Vec::new();
-    for (number, volume) in &volumes {
-        let value = u8::try_from(*number)
-            .ok()
-            .filter(|v| *v > 0)
-            .ok_or_else(|| {
-                ImportError::file(
-                    path,
-                    format!("segment number {number} does not fit a label map (1 to 255)"),
-                )
-            })?;
-        let mut overlap = 0u64;
-        for (l, &v) in labels.iter_mut().zip(volume) {
-            if v >= threshold {
-                if *l != 0 {
-                    overlap += 1;
-                }
-                *l = value;
-            }
-        }
-        if overlap > 0 {
-            return Err(ImportError::file(
-                path,
-                format!(
-                    "segment {number} overlaps another segment at {overlap} voxels; fedanno stores non-overlapping label maps"
-                ),
-            ));
-        }
+    for (number, _) in &volumes {
+        // label_map accepted every number as 1..=255.
+        let value = u8::try_from(*number).unwrap_or_default();
         let name = seg_obj
             .segments
             .iter()
@@ -324,13 +295,38 @@ pub async fn import_seg(
     if let Some(declared) = &opts.segments {
         segments = declared.clone();
     }
-    let seg =
-        Segmentation::new(grid.dims(), segments, labels).map_err(|source| ImportError::Model {
-            path: path.into(),
-            source,
-        })?;
-    let content = Content::Segmentation(seg);
-    let v = new_version(&content, &reader, &case, opts, "dicom-seg");
+    save_segmentation(
+        ctx,
+        path,
+        opts,
+        &reader,
+        case,
+        grid.dims(),
+        segments,
+        labels,
+        "dicom-seg",
+    )
+    .await
+}
+
+/// Checks a label map and saves it as the reader's new segmentation version (one transaction).
+#[allow(clippy::too_many_arguments)]
+async fn save_segmentation(
+    ctx: &Context<'_>,
+    path: &Path,
+    opts: &ImportOptions,
+    reader: &crate::store::ReaderRow,
+    case: CaseRef,
+    dims: [u32; 3],
+    segments: Vec<Segment>,
+    labels: Vec<u8>,
+    source: &str,
+) -> Result<Vec<ImportedItem>, ImportError> {
+    let seg = Segmentation::new(dims, segments, labels).map_err(|source| ImportError::Model {
+        path: path.into(),
+        source,
+    })?;
+    let v = new_version(&Content::Segmentation(seg), reader, &case, opts, source);
     save(
         ctx,
         path,

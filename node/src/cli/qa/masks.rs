@@ -95,16 +95,6 @@ pub(super) fn into_labels(img: NiftiImage) -> Result<Vec<u8>, nifti::NiftiError>
     img.to_labels_u8()
 }
 
-/// Whether a file starts like a DICOM Part 10 file.
-pub(super) fn is_dicom(path: &Path) -> bool {
-    use std::io::Read;
-    let mut b = [0u8; 132];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok()
-        && &b[128..132] == b"DICM"
-}
-
 /// DICOM SEG masks, read without their source series: placed on the common grid of their frame
 /// positions (`dicom::seg::common_grid`), each as a label map whose values are the segment
 /// numbers.
@@ -134,34 +124,8 @@ pub(super) fn read_seg_masks(paths: &[PathBuf]) -> Result<Vec<Mask>> {
         let volumes =
             seg::frames_to_volumes(obj, &slices, grid.orientation, grid.rows, grid.columns)
                 .with_context(|| format!("mapping the frames of {}", path.display()))?;
-        let threshold = match obj.segmentation_type {
-            seg::SegmentationType::Binary => 1u8,
-            seg::SegmentationType::Fractional { max_value, .. } => max_value.div_ceil(2).max(1),
-        };
-        let mut labels = vec![0u8; dim.iter().product()];
-        for (number, volume) in &volumes {
-            let value = u8::try_from(*number)
-                .ok()
-                .filter(|v| *v > 0)
-                .with_context(|| {
-                    format!(
-                        "{}: segment number {number} does not fit a label mask",
-                        path.display()
-                    )
-                })?;
-            for (l, &v) in labels.iter_mut().zip(volume) {
-                if v >= threshold {
-                    if *l != 0 && *l != value {
-                        bail!(
-                            "{}: segments {} and {value} overlap; give one segment with --label",
-                            path.display(),
-                            *l
-                        );
-                    }
-                    *l = value;
-                }
-            }
-        }
+        let labels = seg::label_map(obj, &volumes)
+            .with_context(|| format!("{} (give one segment with --label)", path.display()))?;
         out.push(Mask {
             dim,
             pixdim,
@@ -174,7 +138,7 @@ pub(super) fn read_seg_masks(paths: &[PathBuf]) -> Result<Vec<Mask>> {
 
 /// Reads masks that must share one grid (the first one's): all NIfTI, or all DICOM SEG.
 pub(super) fn read_masks(paths: &[PathBuf]) -> Result<Vec<Mask>> {
-    let segs = paths.iter().filter(|p| is_dicom(p)).count();
+    let segs = paths.iter().filter(|p| looks_like_dicom(p)).count();
     if segs > 0 {
         if segs != paths.len() {
             bail!(

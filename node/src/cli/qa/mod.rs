@@ -19,6 +19,7 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
 use crate::formats::nifti::{self, NiftiImage, NiftiLimits, VoxelData};
+use crate::interchange::masks::looks_like_dicom;
 use crate::stats::agreement::agreement;
 use crate::stats::dawid_skene::{DsOptions, dawid_skene};
 use crate::stats::majority::majority_vote;
@@ -410,7 +411,7 @@ fn read_votes(paths: &[&Path], fg: u8, what: &dyn Fn(usize) -> String) -> Result
     let mut grid: Option<Mask> = None;
     let mut votes: Option<Votes> = None;
     // DICOM SEGs are placed on one grid together; NIfTI masks are read one at a time.
-    let mut segs = if paths.iter().any(|p| is_dicom(p)) {
+    let mut segs = if paths.iter().any(|p| looks_like_dicom(p)) {
         Some(read_masks(&paths.iter().map(|p| p.to_path_buf()).collect::<Vec<_>>())?.into_iter())
     } else {
         None

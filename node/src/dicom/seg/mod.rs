@@ -23,7 +23,7 @@ mod volumes;
 mod write;
 
 pub use read::read_seg;
-pub use volumes::{common_grid, frames_to_volumes};
+pub use volumes::{common_grid, frames_to_volumes, label_map};
 pub use write::write_seg;
 
 use dicom_dictionary_std::uids;
@@ -236,6 +236,10 @@ pub enum SegError {
     Missing(&'static str),
     #[error("invalid value in {0}")]
     Invalid(&'static str),
+    #[error(
+        "segment {segment} overlaps another segment at {voxels} voxels; a label map holds one segment per voxel"
+    )]
+    Overlap { segment: u16, voxels: u64 },
     /// A SEG read without its source series cannot be placed on a grid.
     #[error("{0}")]
     Placement(&'static str),

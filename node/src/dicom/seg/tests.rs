@@ -949,3 +949,48 @@ fn random_mutations_never_panic() {
     }
     assert!(ok > 0 && failed > 0, "ok {ok} failed {failed}");
 }
+
+fn bare_seg(segmentation_type: SegmentationType) -> SegObject {
+    SegObject {
+        sop_instance_uid: "2.25.1".into(),
+        series_uid: "2.25.2".into(),
+        study_uid: "2.25.3".into(),
+        referenced_series_uid: None,
+        frame_of_reference_uid: None,
+        segmentation_type,
+        rows: 1,
+        columns: 4,
+        pixel_spacing: None,
+        orientation: None,
+        segments: Vec::new(),
+        frames: Vec::new(),
+    }
+}
+
+#[test]
+fn label_map_thresholds_fractional_values_and_refuses_overlap() {
+    let binary = bare_seg(SegmentationType::Binary);
+    let labels = label_map(&binary, &[(1, vec![1, 0, 0, 0]), (2, vec![0, 0, 1, 1])]).unwrap();
+    assert_eq!(labels, vec![1, 0, 2, 2]);
+    let e = label_map(&binary, &[(1, vec![1, 1, 0, 0]), (2, vec![0, 1, 1, 0])]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SegError::Overlap {
+                segment: 2,
+                voxels: 1
+            }
+        ),
+        "{e}"
+    );
+    assert!(label_map(&binary, &[(256, vec![1, 0, 0, 0])]).is_err());
+    // FRACTIONAL (max 255): 128 and above count as inside.
+    let fractional = bare_seg(SegmentationType::Fractional {
+        max_value: 255,
+        probability: true,
+    });
+    assert_eq!(
+        label_map(&fractional, &[(3, vec![127, 128, 255, 0])]).unwrap(),
+        vec![0, 3, 3, 0]
+    );
+}

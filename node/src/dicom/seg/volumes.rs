@@ -290,3 +290,38 @@ pub fn common_grid(
     };
     Ok((geometry, slices))
 }
+
+/// The per-segment volumes of a SEG as one label map whose values are the segment numbers:
+/// BINARY voxels that are set, or FRACTIONAL voxels at or above half the maximum, count as
+/// inside. Segment numbers above 255 and overlapping segments are refused: a label map holds
+/// one segment per voxel.
+pub fn label_map(seg: &SegObject, volumes: &[(u16, Vec<u8>)]) -> Result<Vec<u8>, SegError> {
+    let threshold = match seg.segmentation_type {
+        super::SegmentationType::Binary => 1u8,
+        super::SegmentationType::Fractional { max_value, .. } => max_value.div_ceil(2).max(1),
+    };
+    let n = volumes.first().map_or(0, |(_, v)| v.len());
+    let mut labels = zeroed(n)?;
+    for (number, volume) in volumes {
+        let value = u8::try_from(*number)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or(SegError::Placement(
+                "a segment number above 255 does not fit a label map",
+            ))?;
+        let mut overlap = 0u64;
+        for (l, &v) in labels.iter_mut().zip(volume) {
+            if v >= threshold {
+                overlap += u64::from(*l != 0);
+                *l = value;
+            }
+        }
+        if overlap > 0 {
+            return Err(SegError::Overlap {
+                segment: *number,
+                voxels: overlap,
+            });
+        }
+    }
+    Ok(labels)
+}

@@ -153,17 +153,26 @@ async fn series_grid_of(
     Ok((case, grid))
 }
 
+/// The `--reader` a mask is imported for (masks name no reader themselves).
+async fn mask_reader(
+    ctx: &Context<'_>,
+    opts: &ImportOptions,
+    path: &Path,
+) -> Result<crate::store::ReaderRow, ImportError> {
+    let reader_id = opts
+        .reader
+        .as_deref()
+        .ok_or_else(|| ImportError::file(path, "--reader is required for masks"))?;
+    Ok(ctx.store.reader(reader_id).await?)
+}
+
 /// Imports one NIfTI mask as a new segmentation version of `--reader`.
 pub async fn import_nifti(
     ctx: &Context<'_>,
     path: &Path,
     opts: &ImportOptions,
 ) -> Result<Vec<ImportedItem>, ImportError> {
-    let reader_id = opts
-        .reader
-        .as_deref()
-        .ok_or_else(|| ImportError::file(path, "--reader is required for masks"))?;
-    let reader = ctx.store.reader(reader_id).await?;
+    let reader = mask_reader(ctx, opts, path).await?;
     let (case, grid) = series_of(ctx, opts, path).await?;
     let p = path.to_path_buf();
     let img = tokio::task::spawn_blocking(move || nifti::read_file(&p, &NiftiLimits::default()))
@@ -221,11 +230,7 @@ pub async fn import_seg(
     path: &Path,
     opts: &ImportOptions,
 ) -> Result<Vec<ImportedItem>, ImportError> {
-    let reader_id = opts
-        .reader
-        .as_deref()
-        .ok_or_else(|| ImportError::file(path, "--reader is required for masks"))?;
-    let reader = ctx.store.reader(reader_id).await?;
+    let reader = mask_reader(ctx, opts, path).await?;
     let p = path.to_path_buf();
     let seg_obj = tokio::task::spawn_blocking(move || seg::read_seg(&p, &SegLimits::default()))
         .await

@@ -6,7 +6,9 @@
 //! `domain ‖ message`, where each domain is a distinct NUL-terminated ASCII label listed here,
 //! so a signature made for one purpose can never be replayed as another. (The one exception is
 //! the C2SP checkpoint text, which must be signed bare to stay verifiable by standard tools; its
-//! origin line may not contain NUL, so it can never begin with one of these labels.)
+//! origin line may not contain NUL, so it can never begin with one of these labels.) The
+//! secure-aggregation domains live with their protocol in [`crate::secagg`]; its tests check that
+//! they are distinct from these.
 //!
 //! Secrets handled here (X25519 shared secrets, derived keys) live in `Zeroizing` buffers.
 

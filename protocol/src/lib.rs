@@ -3,10 +3,11 @@
 //! This crate owns the identifiers that may cross a site boundary ([`ids`]), the explicit size
 //! limits every decoder checks before it allocates ([`limits`]), the one canonical encoding
 //! ([`codec`]), the cryptographic primitives and signature domains ([`crypto`]), consortium trust
-//! ([`cert`]), the application messages ([`wire`]) and the signed, optionally sealed envelope
-//! they travel in ([`envelope`]). It must never depend on tokio, libp2p, rusqlite or any DICOM
-//! crate, never read a clock (time is passed in), and never panic on input: the lint guard below
-//! turns `unwrap`, `expect`, `panic!` and unchecked indexing into compile errors outside tests.
+//! ([`cert`]), the application messages ([`wire`]), the signed, optionally sealed envelope they
+//! travel in ([`envelope`]), and SA-v1 secure aggregation by pairwise masking ([`secagg`]). It
+//! must never depend on tokio, libp2p, rusqlite or any DICOM crate, never read a clock (time is
+//! passed in), and never panic on input: the lint guard below turns `unwrap`, `expect`, `panic!`
+//! and unchecked indexing into compile errors outside tests.
 #![cfg_attr(
     not(test),
     deny(
@@ -24,6 +25,7 @@ pub mod envelope;
 pub mod ids;
 pub mod limits;
 pub mod merkle;
+pub mod secagg;
 pub mod wire;
 
 #[cfg(test)]

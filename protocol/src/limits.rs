@@ -1,5 +1,7 @@
 //! Explicit size limits, in one place (rustls style): every decoder in fedanno checks a declared
-//! length against one of these before allocating. Nothing here is hidden elsewhere.
+//! length against one of these before allocating. Nothing here is hidden elsewhere, with one
+//! exception: the secure-aggregation limits (`MAX_DIM`, `MAX_ROSTER`, `MIN_ROSTER` and the
+//! message sizes) are part of [`crate::secagg`]'s public API and live there.
 
 /// Longest site identifier, in bytes.
 pub const MAX_SITE_ID_LEN: usize = 32;

@@ -19,7 +19,7 @@ use crate::app::AppHandle;
 
 pub const SOCKET: &str = "control.sock";
 /// Longest request line accepted.
-const MAX_LINE: u64 = 64 * 1024;
+const MAX_LINE: u64 = 256 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
@@ -36,6 +36,18 @@ pub enum ControlRequest {
         to: String,
     },
     Stop,
+    StudyLaunch {
+        manifest: String,
+    },
+    StudyJoin {
+        study: String,
+    },
+    StudyAssign {
+        study: String,
+    },
+    StudyRun {
+        study: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,6 +82,18 @@ async fn answer(
         ControlRequest::Stop => {
             let _ = stop.send(true);
             serde_json::json!({"stopping": true})
+        }
+        ControlRequest::StudyLaunch { manifest } => {
+            let (study, deliveries) = h.study_launch(&manifest).await?;
+            serde_json::json!({"study": study, "participants": deliveries})
+        }
+        ControlRequest::StudyJoin { study } => serde_json::to_value(h.study_join(&study).await?)?,
+        ControlRequest::StudyAssign { study } => {
+            serde_json::to_value(h.study_assign(&study).await?)?
+        }
+        ControlRequest::StudyRun { study } => {
+            let (_, report) = h.study_run_and_report(&study).await?;
+            crate::report::to_json(&report)
         }
     })
 }
@@ -156,12 +180,17 @@ pub async fn call(site_dir: &Path, req: &ControlRequest) -> Result<serde_json::V
     line.push(b'\n');
     w.write_all(&line).await?;
     let mut reply = String::new();
+    // A study run answers when the study is done.
+    let limit = match req {
+        ControlRequest::StudyRun { .. } => Duration::from_secs(6 * 3600),
+        _ => Duration::from_secs(120),
+    };
     tokio::time::timeout(
-        Duration::from_secs(60),
+        limit,
         tokio::io::AsyncReadExt::take(BufReader::new(r), 16 << 20).read_line(&mut reply),
     )
     .await
-    .context("the node did not answer within 60 s")??;
+    .with_context(|| format!("the node did not answer within {} s", limit.as_secs()))??;
     let a: ControlAnswer =
         serde_json::from_str(&reply).context("malformed answer from the node")?;
     if !a.ok {

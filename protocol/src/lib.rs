@@ -26,6 +26,7 @@ pub mod ids;
 pub mod limits;
 pub mod merkle;
 pub mod secagg;
+pub mod study;
 pub mod wire;
 
 #[cfg(test)]

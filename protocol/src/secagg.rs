@@ -455,7 +455,16 @@ secagg_bytes!(SubmissionStatement, MAX_SECAGG_MESSAGE_BYTES);
 impl SubmissionStatement {
     /// Signs `postcard(roster hash, site, submitted)` under [`DOMAIN_STATEMENT`].
     pub fn sign(roster: &Roster, site: SiteId, submitted: bool, key: &Ed25519KeyPair) -> Self {
-        let roster_hash = roster.hash();
+        Self::sign_for(roster.hash(), site, submitted, key)
+    }
+
+    /// [`Self::sign`] for a roster known by its hash (a site answering about a past roster).
+    pub fn sign_for(
+        roster_hash: [u8; 32],
+        site: SiteId,
+        submitted: bool,
+        key: &Ed25519KeyPair,
+    ) -> Self {
         let signature = crypto::sign(
             key,
             DOMAIN_STATEMENT,

@@ -58,6 +58,8 @@ pub enum Request {
         #[serde(deserialize_with = "bounded::string::<_, MAX_TEXT>")]
         body: String,
     },
+    /// Study coordination and secure-aggregation rounds.
+    Study(crate::study::StudyRequest),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +81,8 @@ pub enum Response {
     Receipt {
         receipt: Receipt,
     },
+    /// A study exchange's answer (round key, masked vector, statement).
+    Study(crate::study::StudyResponse),
 }
 
 /// Published on a gossip topic.

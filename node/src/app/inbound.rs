@@ -177,6 +177,7 @@ fn kind_of(r: &Request) -> &'static str {
         Request::GetCheckpoint => "checkpoint",
         Request::Witness { .. } => "witness",
         Request::Notice { .. } => "notice",
+        Request::Study(_) => "study",
     }
 }
 
@@ -303,6 +304,7 @@ async fn request(s: &Shared, member: &MemberInfo, id: u64, env_bytes: &[u8]) {
                 )
                 .await
             }
+            Request::Study(m) => super::study::handle(s, member, id, env.message_hash(), m).await,
             Request::Notice { topic, body } => {
                 tracing::info!(from = %member.site, topic = %topic, chars = body.chars().count(), "notice received");
                 let (size, root) = s.audit.head().await?;

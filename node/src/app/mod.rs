@@ -15,6 +15,7 @@ mod inbound;
 mod membership;
 mod outbound;
 mod shared;
+pub mod study;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,8 @@ pub enum AppError {
     Audit(#[from] AuditError),
     #[error("the node has stopped")]
     Stopped,
+    #[error("study: {0}")]
+    Study(String),
 }
 
 /// Everything a node needs to run.
@@ -323,5 +326,44 @@ impl AppHandle {
 
     pub fn net(&self) -> &NetHandle {
         &self.shared.net
+    }
+
+    /// Signs a study manifest and announces it to its participants (coordinator).
+    pub async fn study_launch(
+        &self,
+        manifest: &str,
+    ) -> Result<(String, Vec<study::Delivery>), AppError> {
+        study::launch(&self.shared, manifest).await
+    }
+
+    /// Applies this site's policy to a study's manifest and tells the coordinator.
+    pub async fn study_join(
+        &self,
+        id: &str,
+    ) -> Result<crate::study::manifest::JoinDecision, AppError> {
+        study::join(&self.shared, id).await
+    }
+
+    /// Selects this site's cases for a study and reports the counts to the coordinator.
+    pub async fn study_assign(
+        &self,
+        id: &str,
+    ) -> Result<crate::study::local::Assignment, AppError> {
+        study::assign(&self.shared, id).await
+    }
+
+    /// Runs a study's consensus and quality releases (coordinator).
+    pub async fn study_run(&self, id: &str) -> Result<study::StudyRun, AppError> {
+        study::run(&self.shared, id).await
+    }
+
+    /// Runs a study and publishes its report (coordinator): what `study run` does.
+    pub async fn study_run_and_report(
+        &self,
+        id: &str,
+    ) -> Result<(study::StudyRun, crate::report::StudyReport), AppError> {
+        let run = study::run(&self.shared, id).await?;
+        let report = study::finish(&self.shared, &run).await?;
+        Ok((run, report))
     }
 }

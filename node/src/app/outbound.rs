@@ -19,10 +19,36 @@ fn sha256(b: &[u8]) -> [u8; 32] {
     out
 }
 
+/// What the policy needs to know about a study release beyond its kind, and the study it
+/// belongs to (carried in the envelope header and the audit entries).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Release<'a> {
+    pub study: Option<&'a str>,
+    pub statistic: Option<&'a str>,
+    pub contributing_sites: Option<u32>,
+    pub cases: Option<u64>,
+}
+
 /// The policy gate: decides, audits the decision, and refuses what is denied.
 pub async fn gate(s: &Shared, kind: &str, to: Option<&MemberInfo>) -> Result<(), AppError> {
+    gate_with(s, kind, &Release::default(), to).await
+}
+
+/// The policy gate for a message with release facts.
+pub async fn gate_with(
+    s: &Shared,
+    kind: &str,
+    rel: &Release<'_>,
+    to: Option<&MemberInfo>,
+) -> Result<(), AppError> {
     let roles = to.map(Shared::roles_of);
-    let d = s.policy.decide(&Outbound::simple(kind, roles.as_deref()));
+    let d = s.policy.decide(&Outbound {
+        kind,
+        to_roles: roles.as_deref(),
+        statistic: rel.statistic,
+        contributing_sites: rel.contributing_sites,
+        cases: rel.cases,
+    });
     s.audit
         .record(AuditEvent::PolicyDecision {
             to: to.map(|m| m.site.clone()),
@@ -91,17 +117,34 @@ pub async fn request(
     kind: &str,
     req: &Request,
 ) -> Result<Response, AppError> {
+    request_ex(s, to, kind, &Release::default(), req, None).await
+}
+
+/// [`request`] with release facts for the gate and an overall deadline.
+pub async fn request_ex(
+    s: &Shared,
+    to: &SiteId,
+    kind: &str,
+    rel: &Release<'_>,
+    req: &Request,
+    deadline: Option<std::time::Duration>,
+) -> Result<Response, AppError> {
     let member = s
         .member_by_site(to)
         .ok_or_else(|| AppError::NotConnected(to.to_string()))?;
-    gate(s, kind, Some(&member)).await?;
-    let env = Envelope::sign(
-        s.header(Some(to.clone()), PayloadKind::Request),
-        &req.to_bytes(),
-        &s.signing,
-    );
+    gate_with(s, kind, rel, Some(&member)).await?;
+    let mut header = s.header(Some(to.clone()), PayloadKind::Request);
+    header.study = rel.study.map(str::to_owned);
+    let env = Envelope::sign(header, &req.to_bytes(), &s.signing);
     let bytes = sent_envelope(s, &env, kind).await?;
-    let reply = s.net.request(member.peer, bytes).await?;
+    let reply = match deadline {
+        Some(d) => tokio::time::timeout(d, s.net.request(member.peer, bytes))
+            .await
+            .map_err(|_| {
+                AppError::Refused(format!("{to} did not answer within {} s", d.as_secs()))
+            })??,
+        None => s.net.request(member.peer, bytes).await?,
+    };
     let (opened, response) = super::inbound::open_response(s, &member, &reply).await?;
     if let Response::Receipt { receipt } = &response {
         if receipt.message_hash != env.message_hash() || receipt.receiver != member.site {
@@ -132,11 +175,22 @@ pub async fn respond(
     response: &Response,
 ) -> Result<(), AppError> {
     gate(s, kind, Some(member)).await?;
-    let env = Envelope::sign(
-        s.header(Some(member.site.clone()), PayloadKind::Response),
-        &response.to_bytes(),
-        &s.signing,
-    );
+    respond_gated(s, member, id, kind, None, response).await
+}
+
+/// Sends a response whose release the caller has already put through [`gate_with`] (and
+/// recorded whatever must precede the send).
+pub async fn respond_gated(
+    s: &Shared,
+    member: &MemberInfo,
+    id: u64,
+    kind: &str,
+    study: Option<&str>,
+    response: &Response,
+) -> Result<(), AppError> {
+    let mut header = s.header(Some(member.site.clone()), PayloadKind::Response);
+    header.study = study.map(str::to_owned);
+    let env = Envelope::sign(header, &response.to_bytes(), &s.signing);
     let bytes = sent_envelope(s, &env, kind).await?;
     s.net.respond(id, bytes).await?;
     Ok(())

@@ -82,6 +82,8 @@ pub struct Shared {
     /// Bumped on every membership change, subscription and accepted gossip: what tests and
     /// operators wait on instead of polling.
     pub activity: tokio::sync::watch::Sender<u64>,
+    /// Study rounds in flight: round secrets, loaded study data, run progress.
+    pub study: super::study::StudyState,
 }
 
 /// Unix seconds.
@@ -119,6 +121,7 @@ impl Shared {
             listening,
             peer_checkpoints: Mutex::new(HashMap::new()),
             activity: tokio::sync::watch::channel(0).0,
+            study: super::study::StudyState::default(),
         }
     }
 

@@ -98,6 +98,13 @@ pub enum AuditEvent {
     Membership {
         what: String,
     },
+    /// A study step at this site: launched, joined or declined (with reasons), cases assigned,
+    /// a secure sum completed or aborted, a roster refused by the differencing guard, a
+    /// release received.
+    Study {
+        study: String,
+        what: String,
+    },
 }
 
 impl AuditEvent {
@@ -114,6 +121,7 @@ impl AuditEvent {
             AuditEvent::Checkpoint { .. } => "checkpoint",
             AuditEvent::Cosigned { .. } => "cosigned",
             AuditEvent::Membership { .. } => "membership",
+            AuditEvent::Study { .. } => "study",
         }
     }
 
@@ -129,7 +137,9 @@ impl AuditEvent {
             | AuditEvent::Cosigned { by: from, .. } => Some(from.to_string()),
             AuditEvent::Refused { peer, .. } => Some(peer.clone()),
             AuditEvent::Rejected { from, .. } => Some(from.clone()),
-            AuditEvent::Checkpoint { .. } | AuditEvent::Membership { .. } => None,
+            AuditEvent::Checkpoint { .. }
+            | AuditEvent::Membership { .. }
+            | AuditEvent::Study { .. } => None,
         }
     }
 
@@ -137,6 +147,7 @@ impl AuditEvent {
     pub fn study(&self) -> Option<String> {
         match self {
             AuditEvent::Sent { study, .. } | AuditEvent::Received { study, .. } => study.clone(),
+            AuditEvent::Study { study, .. } => Some(study.clone()),
             _ => None,
         }
     }

@@ -14,6 +14,7 @@ mod annotate;
 mod audit;
 mod network;
 pub mod qa;
+mod study;
 
 use crate::bench;
 use crate::ingest::{self, IngestOptions};
@@ -130,6 +131,25 @@ pub enum Command {
     Node {
         #[command(subcommand)]
         what: network::NodeCommand,
+    },
+    /// A whole consortium on this machine: three sites, two studies, reports (start here).
+    Demo {
+        /// Keep everything (sites, audit logs, reports) in DIR.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Cases per site.
+        #[arg(long, default_value_t = 10)]
+        cases: usize,
+        /// WIDTHxHEIGHTxSLICES of each synthetic CT.
+        #[arg(long, default_value = "64x64x32")]
+        size: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Federated studies: launch, join, assign, run, report.
+    Study {
+        #[command(subcommand)]
+        what: study::StudyCommand,
     },
     /// Explain a site policy's decisions.
     Policy {
@@ -397,6 +417,35 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Consortium { what } => network::run_consortium(&cli.dir, what).await,
         Command::Node { what } => network::run_node(&cli.dir, what).await,
+        Command::Study { what } => study::run(&cli.dir, what).await,
+        Command::Demo {
+            out,
+            cases,
+            size,
+            json,
+        } => {
+            let size = crate::synth::parse_size(&size)?;
+            let s = crate::demo::run(crate::demo::DemoOptions { out, cases, size }).await?;
+            if json {
+                print_json(&s)?;
+            } else {
+                for st in &s.studies {
+                    println!("{}", st.summary);
+                    println!("HTML report: {}\n", st.report_html.display());
+                }
+                for (site, size) in &s.audit_verified {
+                    println!("audit log of {site}: {size} entries, verified");
+                }
+                if s.kept {
+                    println!(
+                        "Everything is in {} (sites/<site>/, studies/<study>/).",
+                        s.out.display()
+                    );
+                }
+                println!("Demo finished in {:.1} s.", s.seconds);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Policy {
             what: PolicyCommand::Check { policy, json },
         } => network::policy_check(&policy, json),

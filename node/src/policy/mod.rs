@@ -19,6 +19,7 @@ pub const MESSAGE_KINDS: &[&str] = &[
     "study-decision",
     "annotation-metadata",
     "secagg-keys",
+    "secagg-statement",
     "masked-vector",
     "result",
 ];

@@ -10,6 +10,7 @@ mod audit;
 mod cases;
 mod imaging;
 mod schema;
+mod studies;
 
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -27,6 +28,7 @@ pub use cases::{CaseError, CaseRef, SeriesGrid, SliceInfo};
 pub use imaging::{
     InsertReport, InstanceRow, NewInstance, OriginalIds, SeriesFilter, SeriesRow, StoreCounts,
 };
+pub use studies::{StudyCaseRow, StudyRow, StudySiteRow, SubmissionRow};
 
 /// Depth of the job queue in front of the store thread.
 const QUEUE_DEPTH: usize = 64;

@@ -166,6 +166,58 @@ const MIGRATIONS: &[&str] = &[
         entry_seq   INTEGER
     );
     "#,
+    // v4: studies (node/src/study). `study_manifests` holds every manifest this site launched or
+    // was announced, signed by its coordinator, with the site's state and decision;
+    // `study_sites` the coordinator's view of each participant; `study_cases` a site's cases
+    // assigned to a study; `study_results` released results (JSON); `secagg_submissions` every
+    // roster this site submitted a masked vector under (the roster rule that stops a
+    // coordinator from differencing two rosters of one input survives a restart).
+    r#"
+    CREATE TABLE study_manifests (
+        study          TEXT PRIMARY KEY,
+        manifest       TEXT NOT NULL,
+        coordinator    TEXT NOT NULL,
+        signature      BLOB NOT NULL,
+        manifest_hash  BLOB NOT NULL,
+        role           TEXT NOT NULL CHECK (role IN ('coordinator', 'participant')),
+        state          TEXT NOT NULL,
+        decision       TEXT NOT NULL DEFAULT '[]',
+        received_at    INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL
+    );
+    CREATE TABLE study_sites (
+        study       TEXT NOT NULL REFERENCES study_manifests(study),
+        site        TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        cases       INTEGER,
+        reads       TEXT NOT NULL DEFAULT '[]',
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (study, site)
+    ) WITHOUT ROWID;
+    CREATE TABLE study_cases (
+        study      TEXT NOT NULL REFERENCES study_manifests(study),
+        case_uid   TEXT NOT NULL,
+        study_id   INTEGER NOT NULL REFERENCES studies(id),
+        series_id  INTEGER REFERENCES series(id),
+        PRIMARY KEY (study, case_uid)
+    ) WITHOUT ROWID;
+    CREATE TABLE study_results (
+        study       TEXT NOT NULL REFERENCES study_manifests(study),
+        what        TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (study, what)
+    ) WITHOUT ROWID;
+    CREATE TABLE secagg_submissions (
+        roster_hash  BLOB PRIMARY KEY,
+        study        TEXT NOT NULL,
+        input        BLOB NOT NULL,
+        attempt      INTEGER NOT NULL,
+        sites        TEXT NOT NULL,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE INDEX secagg_submissions_input ON secagg_submissions(input);
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -1,0 +1,347 @@
+//! Store jobs for studies: manifests and states, the coordinator's view of participants, a
+//! site's assigned cases, released results, and the secure-aggregation submissions behind the
+//! roster rule.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Store, StoreError};
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StudyRow {
+    pub study: String,
+    pub manifest: String,
+    pub coordinator: String,
+    #[serde(skip)]
+    pub signature: Vec<u8>,
+    #[serde(skip)]
+    pub manifest_hash: Vec<u8>,
+    /// `coordinator` or `participant`.
+    pub role: String,
+    /// announced | joined | declined | assigned | running | completed | failed
+    pub state: String,
+    /// The reasons of the last decision or failure.
+    pub decision: Vec<String>,
+    pub received_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StudySiteRow {
+    pub site: String,
+    pub status: String,
+    pub cases: Option<u64>,
+    pub reads: serde_json::Value,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StudyCaseRow {
+    pub case_uid: String,
+    pub study_id: i64,
+    pub series_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmissionRow {
+    pub roster_hash: [u8; 32],
+    pub attempt: u32,
+    pub sites: Vec<String>,
+}
+
+fn study_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StudyRow> {
+    let decision: String = r.get(7)?;
+    Ok(StudyRow {
+        study: r.get(0)?,
+        manifest: r.get(1)?,
+        coordinator: r.get(2)?,
+        signature: r.get(3)?,
+        manifest_hash: r.get(4)?,
+        role: r.get(5)?,
+        state: r.get(6)?,
+        decision: serde_json::from_str(&decision).unwrap_or_default(),
+        received_at: r.get(8)?,
+        updated_at: r.get(9)?,
+    })
+}
+
+const STUDY_SELECT: &str = "SELECT study, manifest, coordinator, signature, manifest_hash, role, state, decision, received_at, updated_at FROM study_manifests";
+
+impl Store {
+    /// Stores a manifest. A re-announcement of the same signed manifest changes nothing; a
+    /// different manifest under a known study id is refused (studies are immutable).
+    pub async fn put_study(&self, row: StudyRow) -> Result<bool, StoreError> {
+        self.call(move |c| {
+            let old: Option<Vec<u8>> = c
+                .query_row(
+                    "SELECT manifest_hash FROM study_manifests WHERE study = ?1",
+                    [&row.study],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match old {
+                Some(h) if h == row.manifest_hash => Ok(false),
+                Some(_) => Err(StoreError::Corrupt(format!(
+                    "study {} already exists with another manifest",
+                    row.study
+                ))),
+                None => {
+                    let t = now();
+                    c.execute(
+                        "INSERT INTO study_manifests (study, manifest, coordinator, signature, manifest_hash, role, state, decision, received_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                        params![
+                            row.study,
+                            row.manifest,
+                            row.coordinator,
+                            row.signature,
+                            row.manifest_hash,
+                            row.role,
+                            row.state,
+                            serde_json::to_string(&row.decision).unwrap_or_default(),
+                            t
+                        ],
+                    )?;
+                    Ok(true)
+                }
+            }
+        })
+        .await
+    }
+
+    pub async fn study(&self, study: &str) -> Result<Option<StudyRow>, StoreError> {
+        let s = study.to_string();
+        self.call(move |c| {
+            Ok(
+                c.query_row(&format!("{STUDY_SELECT} WHERE study = ?1"), [&s], study_row)
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    pub async fn studies(&self) -> Result<Vec<StudyRow>, StoreError> {
+        self.call(|c| {
+            let mut st = c.prepare(&format!("{STUDY_SELECT} ORDER BY received_at, study"))?;
+            let rows = st.query_map([], study_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn set_study_state(
+        &self,
+        study: &str,
+        state: &str,
+        decision: Option<Vec<String>>,
+    ) -> Result<(), StoreError> {
+        let (s, st) = (study.to_string(), state.to_string());
+        self.call(move |c| {
+            let n = match decision {
+                Some(d) => c.execute(
+                    "UPDATE study_manifests SET state = ?2, decision = ?3, updated_at = ?4 WHERE study = ?1",
+                    params![s, st, serde_json::to_string(&d).unwrap_or_default(), now()],
+                )?,
+                None => c.execute(
+                    "UPDATE study_manifests SET state = ?2, updated_at = ?3 WHERE study = ?1",
+                    params![s, st, now()],
+                )?,
+            };
+            if n == 0 {
+                return Err(StoreError::Corrupt(format!("no study {s}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_study_site(
+        &self,
+        study: &str,
+        site: &str,
+        status: &str,
+        cases: Option<u64>,
+        reads: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let (s, si, st) = (study.to_string(), site.to_string(), status.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO study_sites (study, site, status, cases, reads, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (study, site) DO UPDATE SET status = excluded.status,
+                   cases = coalesce(excluded.cases, study_sites.cases),
+                   reads = CASE WHEN excluded.reads = 'null' THEN study_sites.reads ELSE excluded.reads END,
+                   updated_at = excluded.updated_at",
+                params![s, si, st, cases.map(|x| x as i64), reads.to_string(), now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn study_sites(&self, study: &str) -> Result<Vec<StudySiteRow>, StoreError> {
+        let s = study.to_string();
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT site, status, cases, reads, updated_at FROM study_sites WHERE study = ?1 ORDER BY site",
+            )?;
+            let rows = st.query_map([&s], |r| {
+                let reads: String = r.get(3)?;
+                Ok(StudySiteRow {
+                    site: r.get(0)?,
+                    status: r.get(1)?,
+                    cases: r.get::<_, Option<i64>>(2)?.map(|x| x as u64),
+                    reads: serde_json::from_str(&reads).unwrap_or(serde_json::Value::Null),
+                    updated_at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Replaces a study's assigned cases.
+    pub async fn assign_study_cases(
+        &self,
+        study: &str,
+        cases: Vec<StudyCaseRow>,
+    ) -> Result<(), StoreError> {
+        let s = study.to_string();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            tx.execute("DELETE FROM study_cases WHERE study = ?1", [&s])?;
+            for k in &cases {
+                tx.execute(
+                    "INSERT INTO study_cases (study, case_uid, study_id, series_id) VALUES (?1, ?2, ?3, ?4)",
+                    params![s, k.case_uid, k.study_id, k.series_id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn study_cases(&self, study: &str) -> Result<Vec<StudyCaseRow>, StoreError> {
+        let s = study.to_string();
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT case_uid, study_id, series_id FROM study_cases WHERE study = ?1 ORDER BY case_uid",
+            )?;
+            let rows = st.query_map([&s], |r| {
+                Ok(StudyCaseRow {
+                    case_uid: r.get(0)?,
+                    study_id: r.get(1)?,
+                    series_id: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn put_study_result(
+        &self,
+        study: &str,
+        what: &str,
+        body: String,
+    ) -> Result<(), StoreError> {
+        let (s, w) = (study.to_string(), what.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO study_results (study, what, body, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (study, what) DO UPDATE SET body = excluded.body, created_at = excluded.created_at",
+                params![s, w, body, now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn study_result(
+        &self,
+        study: &str,
+        what: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (s, w) = (study.to_string(), what.to_string());
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT body FROM study_results WHERE study = ?1 AND what = ?2",
+                [&s, &w],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Records that this site submitted a masked vector under a roster (before it is sent).
+    pub async fn record_submission(
+        &self,
+        study: &str,
+        input: [u8; 32],
+        row: SubmissionRow,
+    ) -> Result<(), StoreError> {
+        let s = study.to_string();
+        self.call(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO secagg_submissions (roster_hash, study, input, attempt, sites, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    row.roster_hash.to_vec(),
+                    s,
+                    input.to_vec(),
+                    row.attempt,
+                    serde_json::to_string(&row.sites).unwrap_or_default(),
+                    now()
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every roster this site submitted under for an input.
+    pub async fn submissions_for(&self, input: [u8; 32]) -> Result<Vec<SubmissionRow>, StoreError> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT roster_hash, attempt, sites FROM secagg_submissions WHERE input = ?1 ORDER BY attempt",
+            )?;
+            let rows = st.query_map([input.to_vec()], |r| {
+                let h: Vec<u8> = r.get(0)?;
+                let sites: String = r.get(2)?;
+                let mut roster_hash = [0u8; 32];
+                if h.len() == 32 {
+                    roster_hash.copy_from_slice(&h);
+                }
+                Ok(SubmissionRow {
+                    roster_hash,
+                    attempt: r.get(1)?,
+                    sites: serde_json::from_str(&sites).unwrap_or_default(),
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Whether this site submitted under a roster.
+    pub async fn submitted_under(&self, roster_hash: [u8; 32]) -> Result<bool, StoreError> {
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT 1 FROM secagg_submissions WHERE roster_hash = ?1",
+                [roster_hash.to_vec()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+        })
+        .await
+    }
+}

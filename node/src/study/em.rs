@@ -1,0 +1,1123 @@
+//! Federated EM and quality releases as a sequence of secure sums.
+//!
+//! A [`Job`] is what the coordinator asks every roster site to compute; [`compute`] is the
+//! site's side (pure: local data in, a fixed-layout integer vector out); the drivers
+//! ([`run_consensus`], [`run_quality`]) are the coordinator's side, written against an
+//! [`Aggregator`] that returns the sum of every site's vector. The drivers repeat the pooled
+//! drivers of `stats` step for step, and every vector is an exact integer encoding of the
+//! `stats` sufficient statistics, so a federated run equals the pooled one bit for bit (see
+//! the tests, where the aggregator is a plain sum over partitions).
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::manifest::{Manifest, Method, Protocol};
+use crate::stats::StatsError;
+use crate::stats::agreement::AgreementStats;
+use crate::stats::dawid_skene::{self, DsParams, DsStats};
+use crate::stats::fixed::{self, quantize_unit};
+use crate::stats::majority::unique_argmax;
+use crate::stats::multilabel::{
+    self, LabelPatternHistogram, MultiLabelParams, MultiLabelSeed, MultiLabelStats,
+};
+use crate::stats::ratings::Ratings;
+use crate::stats::staple::{self, PatternHistogram, StapleParams, StapleStats};
+use crate::stats::surface::{self, Definition, Grid};
+
+/// Most raters for the one-round STAPLE histogram (3^R cells: absent, background, foreground).
+pub const ONE_ROUND_MAX_RATERS: usize = 10;
+/// Per-case Dice histogram: 20 bins of 0.05.
+pub const DICE_BINS: usize = 20;
+/// HD95 histogram edges (mm); the last bin is open, and one more cell counts undefined HD95.
+pub const HD_EDGES: [f64; 12] = [
+    0.0,
+    1.0,
+    2.0,
+    3.0,
+    5.0,
+    7.5,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    50.0,
+    f64::INFINITY,
+];
+
+#[derive(Debug, Error)]
+pub enum EmError {
+    #[error("{0}")]
+    Stats(#[from] StatsError),
+    #[error("a summed vector has {got} elements, expected {expected}")]
+    Dim { got: usize, expected: usize },
+    #[error("the job does not fit this site's data: {0}")]
+    Mismatch(&'static str),
+    #[error("aggregation failed: {0}")]
+    Aggregate(String),
+    #[error("a site refused the round: {0}")]
+    Refused(String),
+}
+
+/// One computation every site performs for one secure sum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub study: String,
+    /// Position in the study's sequence of sums (makes every job's bytes distinct).
+    pub step: u32,
+    pub kind: JobKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum JobKind {
+    /// Binary STAPLE: the initial (vote-fraction) E-step.
+    StapleInit,
+    /// Binary STAPLE: an E-step under the parameters.
+    StapleStep {
+        params: StapleParams,
+    },
+    /// Binary STAPLE, one round: the dense pattern histogram (3^R cells).
+    StapleHistogram,
+    /// Multi-label STAPLE seed (label counts and majority-vote matrices).
+    MultiSeed,
+    MultiStep {
+        params: MultiLabelParams,
+        priors: Vec<f64>,
+    },
+    /// Voxels per output label under the final parameters.
+    MultiCounts {
+        params: MultiLabelParams,
+        priors: Vec<f64>,
+    },
+    DsInit,
+    DsStep {
+        params: DsParams,
+    },
+    /// Per-reader overlap with the consensus segmentation.
+    SegQuality {
+        consensus: SegConsensus,
+        hd95: bool,
+    },
+    /// Per-reader confusion against the Dawid–Skene consensus and agreement statistics.
+    LabelQuality {
+        params: DsParams,
+    },
+}
+
+/// The released consensus model a site turns into its local consensus masks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SegConsensus {
+    Staple(StapleParams),
+    Multi {
+        params: MultiLabelParams,
+        priors: Vec<f64>,
+    },
+}
+
+impl Job {
+    /// The policy's statistic name for this job's vector.
+    pub fn statistic(&self) -> &'static str {
+        match self.kind {
+            JobKind::StapleInit | JobKind::StapleStep { .. } => "staple",
+            JobKind::StapleHistogram => "staple-pattern-histogram",
+            JobKind::MultiSeed | JobKind::MultiStep { .. } | JobKind::MultiCounts { .. } => {
+                "multilabel-staple"
+            }
+            JobKind::DsInit | JobKind::DsStep { .. } => "dawid-skene",
+            JobKind::SegQuality { .. } => "segmentation-metrics",
+            JobKind::LabelQuality { .. } => "agreement",
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        fedanno_protocol::codec::encode(self)
+    }
+
+    /// The roster's input id: SHA-256 of the job's canonical bytes.
+    pub fn input_id(&self) -> [u8; 32] {
+        fedanno_protocol::crypto::sha256(&self.to_bytes())
+    }
+}
+
+/// One segmentation case at a site: its grid and the study readers' label maps.
+#[derive(Debug, Clone)]
+pub struct SegCase {
+    /// The case's pseudonymous uid (local bookkeeping; never part of a vector).
+    pub id: String,
+    /// (x, y, z) voxels, x fastest.
+    pub dims: [usize; 3],
+    /// (x, y, z) spacing in mm.
+    pub spacing: [f64; 3],
+    /// (global rater index, label map), by rater index.
+    pub readers: Vec<(usize, Vec<u8>)>,
+}
+
+impl SegCase {
+    fn grid(&self) -> Grid {
+        Grid {
+            dims: [self.dims[2], self.dims[1], self.dims[0]],
+            spacing: [self.spacing[2], self.spacing[1], self.spacing[0]],
+        }
+    }
+}
+
+/// A site's data for one study, in the study's rater order.
+#[derive(Debug, Clone)]
+pub enum LocalData {
+    Segmentation {
+        n_raters: usize,
+        /// Labels L including background (multi-label), 2 for binary.
+        n_labels: usize,
+        cases: Vec<SegCase>,
+    },
+    Classification {
+        ratings: Ratings,
+    },
+}
+
+impl LocalData {
+    /// Cases behind this site's contribution.
+    pub fn cases(&self) -> u64 {
+        match self {
+            LocalData::Segmentation { cases, .. } => cases.len() as u64,
+            LocalData::Classification { ratings } => ratings
+                .rows()
+                .filter(|r| r.iter().any(Option::is_some))
+                .count() as u64,
+        }
+    }
+
+    /// The binary pattern histogram of every case, raters embedded at their global positions.
+    pub fn binary_histogram(&self) -> Result<PatternHistogram, EmError> {
+        let LocalData::Segmentation {
+            n_raters, cases, ..
+        } = self
+        else {
+            return Err(EmError::Mismatch("binary STAPLE needs segmentations"));
+        };
+        let mut pooled = PatternHistogram {
+            n_raters: *n_raters,
+            patterns: Vec::new(),
+        };
+        for c in cases {
+            let refs: Vec<&[u8]> = c.readers.iter().map(|r| r.1.as_slice()).collect();
+            let positions: Vec<usize> = c.readers.iter().map(|r| r.0).collect();
+            let h = PatternHistogram::from_raters(&refs, 1u8, None)?;
+            pooled.merge(&h.embed(&positions, *n_raters)?)?;
+        }
+        Ok(pooled)
+    }
+
+    /// The multi-label pattern histogram (every reader present on every case).
+    pub fn label_histogram(&self) -> Result<LabelPatternHistogram, EmError> {
+        let LocalData::Segmentation {
+            n_raters,
+            n_labels,
+            cases,
+        } = self
+        else {
+            return Err(EmError::Mismatch("multi-label STAPLE needs segmentations"));
+        };
+        let mut pooled: Option<LabelPatternHistogram> = None;
+        for c in cases {
+            if c.readers.len() != *n_raters {
+                return Err(EmError::Mismatch(
+                    "multi-label STAPLE needs every reader on every case",
+                ));
+            }
+            let refs: Vec<&[u8]> = c.readers.iter().map(|r| r.1.as_slice()).collect();
+            let h = LabelPatternHistogram::from_raters(&refs, Some(*n_labels))?;
+            match pooled.as_mut() {
+                Some(p) => p.merge(&h)?,
+                None => pooled = Some(h),
+            }
+        }
+        pooled.ok_or(EmError::Mismatch("no cases"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vector layouts: every statistic as a fixed-length sequence of u128 (Z_2^128).
+// ---------------------------------------------------------------------------------------------
+
+/// Reads a summed vector back, element by element.
+struct Words<'a> {
+    it: std::slice::Iter<'a, u128>,
+}
+
+impl<'a> Words<'a> {
+    fn new(v: &'a [u128]) -> Self {
+        Self { it: v.iter() }
+    }
+    fn next(&mut self) -> u128 {
+        self.it.next().copied().unwrap_or(0)
+    }
+    fn u64(&mut self) -> u64 {
+        self.next() as u64
+    }
+    fn take(&mut self, n: usize) -> Vec<u128> {
+        (0..n).map(|_| self.next()).collect()
+    }
+    fn take64(&mut self, n: usize) -> Vec<u64> {
+        (0..n).map(|_| self.u64()).collect()
+    }
+}
+
+pub fn staple_dim(r: usize) -> usize {
+    3 + 4 * r
+}
+
+pub fn staple_words(s: &StapleStats) -> Vec<u128> {
+    let mut v = vec![u128::from(s.units), s.sum_w, u128::from(s.ge_half)];
+    for x in [&s.p_num, &s.p_den, &s.q_num, &s.q_den] {
+        v.extend_from_slice(x);
+    }
+    v
+}
+
+pub fn staple_from(v: &[u128], r: usize) -> StapleStats {
+    let mut w = Words::new(v);
+    StapleStats {
+        n_raters: r,
+        units: w.u64(),
+        sum_w: w.next(),
+        ge_half: w.u64(),
+        p_num: w.take(r),
+        p_den: w.take(r),
+        q_num: w.take(r),
+        q_den: w.take(r),
+    }
+}
+
+pub fn multi_seed_dim(r: usize, l: usize) -> usize {
+    l + r * (l + 1) * l
+}
+
+pub fn multi_seed_words(s: &MultiLabelSeed) -> Vec<u128> {
+    s.label_counts
+        .iter()
+        .chain(&s.votes)
+        .map(|&x| u128::from(x))
+        .collect()
+}
+
+pub fn multi_seed_from(v: &[u128], r: usize, l: usize) -> MultiLabelSeed {
+    let mut w = Words::new(v);
+    MultiLabelSeed {
+        n_raters: r,
+        n_labels: l,
+        label_counts: w.take64(l),
+        votes: w.take64(r * (l + 1) * l),
+    }
+}
+
+pub fn ds_dim(r: usize, k: usize) -> usize {
+    3 + k + r * k * k
+}
+
+pub fn ds_words(s: &DsStats) -> Vec<u128> {
+    let mut v = vec![
+        u128::from(s.units),
+        s.log_likelihood as u128,
+        u128::from(s.impossible_units),
+    ];
+    v.extend_from_slice(&s.class_mass);
+    v.extend_from_slice(&s.confusion_mass);
+    v
+}
+
+pub fn ds_from(v: &[u128], r: usize, k: usize) -> DsStats {
+    let mut w = Words::new(v);
+    DsStats {
+        k,
+        n_raters: r,
+        units: w.u64(),
+        log_likelihood: w.next() as i128,
+        impossible_units: w.u64(),
+        class_mass: w.take(k),
+        confusion_mass: w.take(r * k * k),
+    }
+}
+
+pub fn agreement_dim(r: usize, k: usize) -> usize {
+    let pairs = r * r.saturating_sub(1) / 2;
+    1 + 2 * (r + 1) + pairs * k * k + 2 + k + r.saturating_sub(1) * k * k + k
+}
+
+pub fn agreement_words(s: &AgreementStats) -> Vec<u128> {
+    let mut v: Vec<u64> = vec![s.units];
+    v.extend_from_slice(&s.percent.agreeing);
+    v.extend_from_slice(&s.percent.units);
+    for c in &s.cohen {
+        v.extend_from_slice(&c.counts);
+    }
+    v.push(s.fleiss.units);
+    v.push(s.fleiss.sum_sq);
+    v.extend_from_slice(&s.fleiss.totals);
+    v.extend_from_slice(&s.krippendorff.coincidences);
+    v.extend_from_slice(&s.krippendorff.pairable);
+    v.into_iter().map(u128::from).collect()
+}
+
+pub fn agreement_from(v: &[u128], r: usize, k: usize) -> AgreementStats {
+    let mut s = AgreementStats::new(r, k);
+    let mut w = Words::new(v);
+    s.units = w.u64();
+    s.percent.agreeing = w.take64(r + 1);
+    s.percent.units = w.take64(r + 1);
+    for c in &mut s.cohen {
+        c.counts = w.take64(k * k);
+    }
+    s.fleiss.units = w.u64();
+    s.fleiss.sum_sq = w.u64();
+    s.fleiss.totals = w.take64(k);
+    let blocks = s.krippendorff.coincidences.len();
+    s.krippendorff.coincidences = w.take64(blocks);
+    s.krippendorff.pairable = w.take64(k);
+    s
+}
+
+/// Dense index of a binary pattern key among 3^R cells (digit r: 0 absent, 1 background,
+/// 2 foreground).
+fn ternary_index(key: u64, r: usize) -> usize {
+    let present = key >> 32;
+    let mut idx = 0usize;
+    for ri in (0..r).rev() {
+        let digit = if present >> ri & 1 == 0 {
+            0
+        } else if key >> ri & 1 == 1 {
+            2
+        } else {
+            1
+        };
+        idx = idx * 3 + digit;
+    }
+    idx
+}
+
+fn ternary_key(mut idx: usize, r: usize) -> u64 {
+    let (mut present, mut vote) = (0u64, 0u64);
+    for ri in 0..r {
+        match idx % 3 {
+            1 => present |= 1 << ri,
+            2 => {
+                present |= 1 << ri;
+                vote |= 1 << ri;
+            }
+            _ => {}
+        }
+        idx /= 3;
+    }
+    (present << 32) | vote
+}
+
+pub fn histogram_dim(r: usize) -> usize {
+    3usize.pow(r as u32)
+}
+
+/// Quality vector per reader: cases, TP, FP, FN, TN, Σdice, Σdice², cases with a Dice, the Dice
+/// histogram, the HD95 histogram and undefined HD95s.
+pub const SEG_QUALITY_PER_READER: usize = 8 + DICE_BINS + HD_EDGES.len() - 1 + 1;
+
+pub fn seg_quality_dim(r: usize) -> usize {
+    r * SEG_QUALITY_PER_READER
+}
+
+pub fn label_quality_dim(r: usize, k: usize) -> usize {
+    r * k * k + k + agreement_dim(r, k)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The site's side.
+// ---------------------------------------------------------------------------------------------
+
+/// Computes this site's vector for a job. `n_raters` and the task shape come from the study.
+pub fn compute(job: &Job, data: &LocalData) -> Result<Vec<u128>, EmError> {
+    match &job.kind {
+        JobKind::StapleInit => Ok(staple_words(&staple::e_step(
+            None,
+            &data.binary_histogram()?,
+        )?)),
+        JobKind::StapleStep { params } => Ok(staple_words(&staple::e_step(
+            Some(params),
+            &data.binary_histogram()?,
+        )?)),
+        JobKind::StapleHistogram => {
+            let h = data.binary_histogram()?;
+            if h.n_raters > ONE_ROUND_MAX_RATERS {
+                return Err(EmError::Mismatch(
+                    "too many raters for the one-round histogram",
+                ));
+            }
+            let mut v = vec![0u128; histogram_dim(h.n_raters)];
+            for &(key, count) in &h.patterns {
+                if let Some(c) = v.get_mut(ternary_index(key, h.n_raters)) {
+                    *c += u128::from(count);
+                }
+            }
+            Ok(v)
+        }
+        JobKind::MultiSeed => Ok(multi_seed_words(&MultiLabelSeed::from_histogram(
+            &data.label_histogram()?,
+        ))),
+        JobKind::MultiStep { params, priors } => {
+            Ok(multilabel::e_step(params, priors, &data.label_histogram()?)?.mass)
+        }
+        JobKind::MultiCounts { params, priors } => {
+            let h = data.label_histogram()?;
+            let mut counts = vec![0u128; h.n_labels + 1];
+            for &(key, count) in &h.patterns {
+                if let Some(c) = counts.get_mut(multilabel::pattern_label(params, priors, &h, key))
+                {
+                    *c += u128::from(count);
+                }
+            }
+            Ok(counts)
+        }
+        JobKind::DsInit => Ok(ds_words(&dawid_skene::initial_e_step(ratings(data)?))),
+        JobKind::DsStep { params } => Ok(ds_words(&dawid_skene::e_step(params, ratings(data)?)?)),
+        JobKind::SegQuality { consensus, hd95 } => seg_quality(consensus, *hd95, data),
+        JobKind::LabelQuality { params } => label_quality(params, ratings(data)?),
+    }
+}
+
+fn ratings(data: &LocalData) -> Result<&Ratings, EmError> {
+    match data {
+        LocalData::Classification { ratings } => Ok(ratings),
+        LocalData::Segmentation { .. } => Err(EmError::Mismatch("Dawid–Skene needs ratings")),
+    }
+}
+
+/// A case's consensus label map under the released model: binary STAPLE W ≥ 0.5 → 1;
+/// multi-label: the unique argmax (undecided → 0, background, for overlap purposes).
+pub fn consensus_map(
+    consensus: &SegConsensus,
+    case: &SegCase,
+    n_labels: usize,
+) -> Result<Vec<u8>, EmError> {
+    let n = case.dims.iter().product::<usize>();
+    let refs: Vec<&[u8]> = case.readers.iter().map(|r| r.1.as_slice()).collect();
+    match consensus {
+        SegConsensus::Staple(params) => {
+            let mut out = vec![0u8; n];
+            let mut cache: HashMap<u64, bool> = HashMap::new();
+            for (i, o) in out.iter_mut().enumerate() {
+                let (mut present, mut vote) = (0u64, 0u64);
+                for (r, img) in &case.readers {
+                    present |= 1 << r;
+                    if img.get(i) == Some(&1) {
+                        vote |= 1 << r;
+                    }
+                }
+                let key = (present << 32) | vote;
+                let fg = *cache.entry(key).or_insert_with(|| {
+                    staple::pattern_weight(Some(params), key).unwrap_or(params.prior) >= 0.5
+                });
+                *o = u8::from(fg);
+            }
+            Ok(out)
+        }
+        SegConsensus::Multi { params, priors } => {
+            let h = LabelPatternHistogram::from_raters(&refs, Some(n_labels))?;
+            let result = multilabel::MultiLabelResult {
+                n_labels,
+                priors: priors.clone(),
+                params: params.clone(),
+                iterations: 0,
+                converged: true,
+                label_counts: Vec::new(),
+            };
+            let map = multilabel::label_map(&refs, &h, &result)?;
+            Ok(map
+                .into_iter()
+                .map(|l| if l as usize >= n_labels { 0 } else { l as u8 })
+                .collect())
+        }
+    }
+}
+
+fn dice_bin(d: f64) -> usize {
+    ((d * DICE_BINS as f64) as usize).min(DICE_BINS - 1)
+}
+
+fn hd_bin(h: f64) -> usize {
+    HD_EDGES
+        .windows(2)
+        .position(|w| h >= w[0] && h < w[1])
+        .unwrap_or(HD_EDGES.len() - 2)
+}
+
+fn seg_quality(
+    consensus: &SegConsensus,
+    hd95: bool,
+    data: &LocalData,
+) -> Result<Vec<u128>, EmError> {
+    let LocalData::Segmentation {
+        n_raters,
+        n_labels,
+        cases,
+    } = data
+    else {
+        return Err(EmError::Mismatch("segmentation metrics need segmentations"));
+    };
+    let mut v = vec![0u128; seg_quality_dim(*n_raters)];
+    for case in cases {
+        let truth = consensus_map(consensus, case, *n_labels)?;
+        let grid = case.grid();
+        for (r, labels) in &case.readers {
+            let base = r * SEG_QUALITY_PER_READER;
+            let (mut tp, mut fp, mut fneg, mut tn) = (0u64, 0u64, 0u64, 0u64);
+            for (&t, &x) in truth.iter().zip(labels) {
+                match (t != 0, x != 0) {
+                    (true, true) if t == x => tp += 1,
+                    (true, true) => {
+                        fp += 1;
+                        fneg += 1;
+                    }
+                    (false, true) => fp += 1,
+                    (true, false) => fneg += 1,
+                    (false, false) => tn += 1,
+                }
+            }
+            let cell = |i: usize| base + i;
+            let mut add = |i: usize, x: u128| {
+                if let Some(c) = v.get_mut(cell(i)) {
+                    *c += x;
+                }
+            };
+            add(0, 1);
+            add(1, u128::from(tp));
+            add(2, u128::from(fp));
+            add(3, u128::from(fneg));
+            add(4, u128::from(tn));
+            let den = 2 * tp + fp + fneg;
+            if den > 0 {
+                let d = (2 * tp) as f64 / den as f64;
+                add(5, u128::from(quantize_unit(d)));
+                add(6, u128::from(quantize_unit(d * d)));
+                add(7, 1);
+                add(8 + dice_bin(d), 1);
+            }
+            if hd95 {
+                let slot = 8 + DICE_BINS;
+                let truth_fg = |x: u8| x != 0;
+                let (a, b) = surface::surface_distances(
+                    &truth,
+                    labels,
+                    &grid,
+                    truth_fg,
+                    Definition::SurfaceDistance,
+                )?;
+                let m = surface::summarize(&a, &b, Definition::SurfaceDistance, 1.0);
+                if m.hd95.is_finite() {
+                    add(slot + hd_bin(m.hd95), 1);
+                } else {
+                    add(slot + HD_EDGES.len() - 1, 1);
+                }
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// Per-unit Dawid–Skene consensus labels under `params` (ties and unrated units: `None`).
+pub fn ds_labels(params: &DsParams, ratings: &Ratings) -> Result<Vec<Option<u32>>, EmError> {
+    let k = params.k;
+    let post = dawid_skene::posteriors(params, ratings)?;
+    Ok(post
+        .chunks(k.max(1))
+        .zip(ratings.rows())
+        .map(|(p, row)| {
+            if row.iter().all(Option::is_none) {
+                None
+            } else {
+                unique_argmax(p).map(|i| i as u32)
+            }
+        })
+        .collect())
+}
+
+fn label_quality(params: &DsParams, ratings: &Ratings) -> Result<Vec<u128>, EmError> {
+    let (r, k) = (ratings.n_raters(), ratings.n_categories());
+    let labels = ds_labels(params, ratings)?;
+    let mut confusion = vec![0u128; r * k * k];
+    let mut consensus_counts = vec![0u128; k];
+    for (row, label) in ratings.rows().zip(&labels) {
+        let Some(t) = label else { continue };
+        if let Some(c) = consensus_counts.get_mut(*t as usize) {
+            *c += 1;
+        }
+        for (ri, cell) in row.iter().enumerate() {
+            if let Some(g) = cell
+                && let Some(c) = confusion.get_mut(ri * k * k + *t as usize * k + *g as usize)
+            {
+                *c += 1;
+            }
+        }
+    }
+    let mut v = confusion;
+    v.extend(consensus_counts);
+    v.extend(agreement_words(&AgreementStats::from_ratings(ratings)));
+    Ok(v)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The coordinator's side.
+// ---------------------------------------------------------------------------------------------
+
+/// Sums one vector per site for a job (secure aggregation in a study; a plain sum in tests).
+pub trait Aggregator {
+    fn sum(
+        &mut self,
+        job: &Job,
+        dim: usize,
+    ) -> impl Future<Output = Result<Vec<u128>, EmError>> + Send;
+}
+
+/// The study's consensus, as released.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ConsensusOutcome {
+    Staple {
+        params: StapleParams,
+        iterations: u32,
+        converged: bool,
+        voxels_ge_half: u64,
+        probability_sum: f64,
+        units: u64,
+        one_round: bool,
+    },
+    Multi {
+        params: MultiLabelParams,
+        priors: Vec<f64>,
+        iterations: u32,
+        converged: bool,
+        label_counts: Vec<u64>,
+    },
+    DawidSkene {
+        params: DsParams,
+        iterations: u32,
+        converged: bool,
+        log_likelihood: f64,
+        units: u64,
+    },
+}
+
+impl ConsensusOutcome {
+    pub fn iterations(&self) -> u32 {
+        match self {
+            ConsensusOutcome::Staple { iterations, .. }
+            | ConsensusOutcome::Multi { iterations, .. }
+            | ConsensusOutcome::DawidSkene { iterations, .. } => *iterations,
+        }
+    }
+    pub fn converged(&self) -> bool {
+        match self {
+            ConsensusOutcome::Staple { converged, .. }
+            | ConsensusOutcome::Multi { converged, .. }
+            | ConsensusOutcome::DawidSkene { converged, .. } => *converged,
+        }
+    }
+}
+
+struct Steps<'a, A> {
+    agg: &'a mut A,
+    study: String,
+    step: u32,
+}
+
+impl<A: Aggregator> Steps<'_, A> {
+    async fn sum(&mut self, kind: JobKind, dim: usize) -> Result<Vec<u128>, EmError> {
+        let job = Job {
+            study: self.study.clone(),
+            step: self.step,
+            kind,
+        };
+        self.step += 1;
+        let v = self.agg.sum(&job, dim).await?;
+        if v.len() != dim {
+            return Err(EmError::Dim {
+                got: v.len(),
+                expected: dim,
+            });
+        }
+        Ok(v)
+    }
+}
+
+/// Whether a manifest's binary STAPLE runs as one round.
+pub fn wants_one_round(m: &Manifest) -> bool {
+    m.consensus.method == Method::Staple
+        && match m.consensus.protocol {
+            Protocol::OneRound => true,
+            Protocol::Iterative => false,
+            Protocol::Auto => m.all_readers().len() <= ONE_ROUND_MAX_RATERS,
+        }
+}
+
+/// Runs the study's consensus EM through the aggregator. `one_round` picks the one-round
+/// STAPLE protocol (callers fall back to iterative when a site's policy refuses it).
+pub async fn run_consensus<A: Aggregator>(
+    m: &Manifest,
+    agg: &mut A,
+    one_round: bool,
+    first_step: u32,
+) -> Result<(ConsensusOutcome, u32), EmError> {
+    let r = m.all_readers().len();
+    let max_iterations = m.consensus.max_iterations.max(1);
+    let mut s = Steps {
+        agg,
+        study: m.study.id.clone(),
+        step: first_step,
+    };
+    let outcome = match m.consensus.method {
+        Method::Staple if one_round => {
+            if r > ONE_ROUND_MAX_RATERS {
+                return Err(EmError::Mismatch(
+                    "too many raters for the one-round histogram",
+                ));
+            }
+            let v = s.sum(JobKind::StapleHistogram, histogram_dim(r)).await?;
+            let mut patterns: Vec<(u64, u64)> = v
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .map(|(i, &c)| (ternary_key(i, r), c as u64))
+                .collect();
+            patterns.sort_unstable();
+            let hist = PatternHistogram {
+                n_raters: r,
+                patterns,
+            };
+            let res = staple::staple(
+                &hist,
+                &staple::StapleOptions {
+                    confidence_weight: 1.0,
+                    max_iterations,
+                },
+            )?;
+            let units = hist
+                .patterns
+                .iter()
+                .filter(|p| p.0 >> 32 != 0)
+                .map(|p| p.1)
+                .sum();
+            ConsensusOutcome::Staple {
+                params: res.params,
+                iterations: res.iterations,
+                converged: res.converged,
+                voxels_ge_half: res.voxels_ge_half,
+                probability_sum: res.probability_sum,
+                units,
+                one_round: true,
+            }
+        }
+        Method::Staple => {
+            let dim = staple_dim(r);
+            let mut stats = staple_from(&s.sum(JobKind::StapleInit, dim).await?, r);
+            let mut params = staple::initial_params(&stats, 1.0);
+            let mut iteration = 0u32;
+            let mut done = false;
+            loop {
+                let next = staple::m_step(&stats, &params);
+                stats = staple_from(
+                    &s.sum(
+                        JobKind::StapleStep {
+                            params: next.clone(),
+                        },
+                        dim,
+                    )
+                    .await?,
+                    r,
+                );
+                let stop = iteration > 0 && staple::converged(&next, &params);
+                params = next;
+                if stop {
+                    done = true;
+                    break;
+                }
+                if iteration.saturating_add(1) >= max_iterations {
+                    iteration += 1;
+                    break;
+                }
+                iteration += 1;
+            }
+            ConsensusOutcome::Staple {
+                params,
+                iterations: iteration,
+                converged: done,
+                voxels_ge_half: stats.ge_half,
+                probability_sum: stats.probability_sum(),
+                units: stats.units,
+                one_round: false,
+            }
+        }
+        Method::MultilabelStaple => {
+            let l = m.task.labels.len() + 1;
+            let seed = multi_seed_from(
+                &s.sum(JobKind::MultiSeed, multi_seed_dim(r, l)).await?,
+                r,
+                l,
+            );
+            let priors = seed.priors();
+            let mut params = seed.confusion();
+            let mut iteration = 0u32;
+            let mut converged = false;
+            let dim = r * (l + 1) * l;
+            loop {
+                let mass = s
+                    .sum(
+                        JobKind::MultiStep {
+                            params: params.clone(),
+                            priors: priors.clone(),
+                        },
+                        dim,
+                    )
+                    .await?;
+                let next = multilabel::m_step(&MultiLabelStats {
+                    n_raters: r,
+                    n_labels: l,
+                    mass,
+                });
+                let change = next.max_change(&params);
+                params = next;
+                if change < 1e-5 {
+                    converged = true;
+                    break;
+                }
+                iteration += 1;
+                if iteration >= max_iterations {
+                    break;
+                }
+            }
+            let counts = s
+                .sum(
+                    JobKind::MultiCounts {
+                        params: params.clone(),
+                        priors: priors.clone(),
+                    },
+                    l + 1,
+                )
+                .await?;
+            ConsensusOutcome::Multi {
+                params,
+                priors,
+                iterations: iteration,
+                converged,
+                label_counts: counts.into_iter().map(|c| c as u64).collect(),
+            }
+        }
+        Method::DawidSkene => {
+            let k = m.task.categories.len();
+            let dim = ds_dim(r, k);
+            let mut params =
+                dawid_skene::m_step(&ds_from(&s.sum(JobKind::DsInit, dim).await?, r, k));
+            let mut iterations = 0;
+            let mut converged = false;
+            while iterations < max_iterations {
+                let st = ds_from(
+                    &s.sum(
+                        JobKind::DsStep {
+                            params: params.clone(),
+                        },
+                        dim,
+                    )
+                    .await?,
+                    r,
+                    k,
+                );
+                let next = dawid_skene::m_step(&st);
+                iterations += 1;
+                let change = next.max_change(&params);
+                params = next;
+                if change < 1e-10 {
+                    converged = true;
+                    break;
+                }
+            }
+            let last = ds_from(
+                &s.sum(
+                    JobKind::DsStep {
+                        params: params.clone(),
+                    },
+                    dim,
+                )
+                .await?,
+                r,
+                k,
+            );
+            ConsensusOutcome::DawidSkene {
+                log_likelihood: last.log_likelihood(),
+                units: last.units,
+                params,
+                iterations,
+                converged,
+            }
+        }
+    };
+    Ok((outcome, s.step))
+}
+
+/// One reader's released quality figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReaderQuality {
+    pub cases: u64,
+    pub tp: u64,
+    pub fp: u64,
+    pub fn_: u64,
+    pub tn: u64,
+    pub dice_sum: u128,
+    pub dice_sq_sum: u128,
+    pub dice_cases: u64,
+    pub dice_histogram: Vec<u64>,
+    pub hd95_histogram: Vec<u64>,
+    pub hd95_undefined: u64,
+    /// Classification: rows = consensus category, columns = the reader's category.
+    pub confusion: Vec<u64>,
+}
+
+impl ReaderQuality {
+    pub fn sensitivity(&self) -> Option<f64> {
+        fixed::ratio(u128::from(self.tp), u128::from(self.tp + self.fn_))
+    }
+    pub fn specificity(&self) -> Option<f64> {
+        fixed::ratio(u128::from(self.tn), u128::from(self.tn + self.fp))
+    }
+    pub fn dice_pooled(&self) -> Option<f64> {
+        fixed::ratio(
+            2 * u128::from(self.tp),
+            2 * u128::from(self.tp) + u128::from(self.fp) + u128::from(self.fn_),
+        )
+    }
+    pub fn dice_mean(&self) -> Option<f64> {
+        (self.dice_cases > 0).then(|| fixed::to_f64(self.dice_sum) / self.dice_cases as f64)
+    }
+    /// Sample standard deviation of the per-case Dice.
+    pub fn dice_sd(&self) -> Option<f64> {
+        let n = self.dice_cases as f64;
+        if self.dice_cases < 2 {
+            return None;
+        }
+        let mean = fixed::to_f64(self.dice_sum) / n;
+        let var = (fixed::to_f64(self.dice_sq_sum) - n * mean * mean) / (n - 1.0);
+        Some(var.max(0.0).sqrt())
+    }
+}
+
+/// The released quality statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityOutcome {
+    pub readers: Vec<ReaderQuality>,
+    /// Classification only: cases per consensus category and the agreement statistics.
+    pub consensus_counts: Vec<u64>,
+    pub agreement: Option<AgreementStats>,
+}
+
+/// Releases the per-reader quality statistics against the consensus.
+pub async fn run_quality<A: Aggregator>(
+    m: &Manifest,
+    consensus: &ConsensusOutcome,
+    agg: &mut A,
+    first_step: u32,
+) -> Result<(QualityOutcome, u32), EmError> {
+    let r = m.all_readers().len();
+    let mut s = Steps {
+        agg,
+        study: m.study.id.clone(),
+        step: first_step,
+    };
+    let out = match consensus {
+        ConsensusOutcome::Staple { params, .. } => {
+            let kind = JobKind::SegQuality {
+                consensus: SegConsensus::Staple(params.clone()),
+                hd95: m.metrics.release.iter().any(|x| x == "hd95"),
+            };
+            seg_outcome(&s.sum(kind, seg_quality_dim(r)).await?, r)
+        }
+        ConsensusOutcome::Multi { params, priors, .. } => {
+            let kind = JobKind::SegQuality {
+                consensus: SegConsensus::Multi {
+                    params: params.clone(),
+                    priors: priors.clone(),
+                },
+                hd95: m.metrics.release.iter().any(|x| x == "hd95"),
+            };
+            seg_outcome(&s.sum(kind, seg_quality_dim(r)).await?, r)
+        }
+        ConsensusOutcome::DawidSkene { params, .. } => {
+            let k = params.k;
+            let v = s
+                .sum(
+                    JobKind::LabelQuality {
+                        params: params.clone(),
+                    },
+                    label_quality_dim(r, k),
+                )
+                .await?;
+            let mut w = Words::new(&v);
+            let readers = (0..r)
+                .map(|_| ReaderQuality {
+                    confusion: w.take64(k * k),
+                    ..ReaderQuality::empty()
+                })
+                .collect();
+            let consensus_counts = w.take64(k);
+            let rest: Vec<u128> = w.take(agreement_dim(r, k));
+            QualityOutcome {
+                readers,
+                consensus_counts,
+                agreement: Some(agreement_from(&rest, r, k)),
+            }
+        }
+    };
+    Ok((out, s.step))
+}
+
+impl ReaderQuality {
+    fn empty() -> Self {
+        Self {
+            cases: 0,
+            tp: 0,
+            fp: 0,
+            fn_: 0,
+            tn: 0,
+            dice_sum: 0,
+            dice_sq_sum: 0,
+            dice_cases: 0,
+            dice_histogram: Vec::new(),
+            hd95_histogram: Vec::new(),
+            hd95_undefined: 0,
+            confusion: Vec::new(),
+        }
+    }
+}
+
+fn seg_outcome(v: &[u128], r: usize) -> QualityOutcome {
+    let mut w = Words::new(v);
+    let readers = (0..r)
+        .map(|_| {
+            let mut q = ReaderQuality::empty();
+            q.cases = w.u64();
+            q.tp = w.u64();
+            q.fp = w.u64();
+            q.fn_ = w.u64();
+            q.tn = w.u64();
+            q.dice_sum = w.next();
+            q.dice_sq_sum = w.next();
+            q.dice_cases = w.u64();
+            q.dice_histogram = w.take64(DICE_BINS);
+            q.hd95_histogram = w.take64(HD_EDGES.len() - 1);
+            q.hd95_undefined = w.u64();
+            q
+        })
+        .collect();
+    QualityOutcome {
+        readers,
+        consensus_counts: Vec::new(),
+        agreement: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,322 @@
+//! Federated equals pooled: every driver, run over a plain sum of per-site vectors for random
+//! partitions of random data, gives bit for bit what the pooled `stats` driver gives.
+
+use super::*;
+use crate::stats::fixed::tests_rng::XorShift;
+use crate::stats::multilabel::{MultiLabelOptions, multilabel_staple};
+
+struct Plain<'a>(&'a [LocalData]);
+
+impl Aggregator for Plain<'_> {
+    fn sum(
+        &mut self,
+        job: &Job,
+        dim: usize,
+    ) -> impl Future<Output = Result<Vec<u128>, EmError>> + Send {
+        let r = (|| {
+            let mut acc = vec![0u128; dim];
+            for d in self.0 {
+                let v = compute(job, d)?;
+                if v.len() != dim {
+                    return Err(EmError::Dim {
+                        got: v.len(),
+                        expected: dim,
+                    });
+                }
+                acc.iter_mut()
+                    .zip(v)
+                    .for_each(|(a, b)| *a = a.wrapping_add(b));
+            }
+            Ok(acc)
+        })();
+        std::future::ready(r)
+    }
+}
+
+fn manifest(method: &str, labels: &str, protocol: &str, readers: usize, local: bool) -> Manifest {
+    let panel: Vec<String> = (0..readers).map(|i| format!("\"r{i:02}\"")).collect();
+    let (kind, task) = match method {
+        "dawid-skene" => (
+            "classification",
+            "categories = [\"1\", \"2\", \"3\"]".to_string(),
+        ),
+        _ => ("segmentation", format!("labels = [{labels}]")),
+    };
+    let local = if local {
+        "[readers.local]\ns1 = [\"zz-local\"]\n"
+    } else {
+        ""
+    };
+    Manifest::parse(&format!(
+        "[study]\nid = \"t\"\ntitle = \"t\"\ncoordinator = \"s1\"\n[task]\nkind = \"{kind}\"\n{task}\n\
+         [readers]\npanel = [{}]\n{local}[consensus]\nmethod = \"{method}\"\nprotocol = \"{protocol}\"\n\
+         [metrics]\nrelease = [\"performance\", \"dice\", \"hd95\"]\n\
+         [privacy]\nmin_sites = 3\nmin_cases = 1\n[participants]\nsites = [\"s1\", \"s2\", \"s3\"]\n",
+        panel.join(", ")
+    ))
+    .expect("valid manifest")
+}
+
+fn random_cases(
+    rng: &mut XorShift,
+    n_raters: usize,
+    n_labels: usize,
+    all_present: bool,
+) -> Vec<SegCase> {
+    let n_cases = 3 + rng.below(6);
+    (0..n_cases)
+        .map(|_| {
+            let dims = [4 + rng.below(5), 4 + rng.below(5), 2 + rng.below(3)];
+            let n = dims.iter().product::<usize>();
+            let truth: Vec<u8> = (0..n).map(|_| rng.below(n_labels) as u8).collect();
+            let readers = (0..n_raters)
+                .filter(|_| all_present || rng.below(5) != 0)
+                .map(|r| {
+                    let m = truth
+                        .iter()
+                        .map(|&t| {
+                            if rng.below(6) == 0 {
+                                rng.below(n_labels) as u8
+                            } else {
+                                t
+                            }
+                        })
+                        .collect();
+                    (r, m)
+                })
+                .collect::<Vec<_>>();
+            SegCase {
+                id: String::new(),
+                dims,
+                spacing: [0.8, 0.8, 2.0],
+                readers,
+            }
+        })
+        .filter(|c| !c.readers.is_empty())
+        .collect()
+}
+
+fn split<T: Clone>(rng: &mut XorShift, items: &[T]) -> Vec<Vec<T>> {
+    let parts = 1 + rng.below(7);
+    let mut out = vec![Vec::new(); parts];
+    for it in items {
+        out[rng.below(parts)].push(it.clone());
+    }
+    out
+}
+
+#[tokio::test]
+async fn binary_staple_iterative_and_one_round_equal_pooled() {
+    let mut rng = XorShift::new(0x5a5a);
+    for round in 0..8 {
+        let r = 3 + rng.below(4);
+        let cases = random_cases(&mut rng, r, 2, false);
+        let pooled_data = LocalData::Segmentation {
+            n_raters: r,
+            n_labels: 2,
+            cases: cases.clone(),
+        };
+        let pooled = staple::staple(
+            &pooled_data.binary_histogram().unwrap(),
+            &staple::StapleOptions::default(),
+        )
+        .unwrap();
+        let sites: Vec<LocalData> = split(&mut rng, &cases)
+            .into_iter()
+            .map(|c| LocalData::Segmentation {
+                n_raters: r,
+                n_labels: 2,
+                cases: c,
+            })
+            .collect();
+        let m = manifest("staple", "\"lesion\"", "iterative", r, false);
+        for one_round in [false, true] {
+            let (out, _) = run_consensus(&m, &mut Plain(&sites), one_round, 0)
+                .await
+                .unwrap();
+            let ConsensusOutcome::Staple {
+                params,
+                iterations,
+                voxels_ge_half,
+                probability_sum,
+                ..
+            } = out
+            else {
+                panic!("not staple")
+            };
+            assert_eq!(params, pooled.params, "round {round} one_round {one_round}");
+            assert_eq!(iterations, pooled.iterations);
+            assert_eq!(voxels_ge_half, pooled.voxels_ge_half);
+            assert_eq!(probability_sum.to_bits(), pooled.probability_sum.to_bits());
+        }
+    }
+}
+
+#[tokio::test]
+async fn multilabel_staple_equals_pooled() {
+    let mut rng = XorShift::new(0x3131);
+    for _ in 0..6 {
+        let r = 3 + rng.below(3);
+        let cases = random_cases(&mut rng, r, 4, true);
+        let pooled_data = LocalData::Segmentation {
+            n_raters: r,
+            n_labels: 4,
+            cases: cases.clone(),
+        };
+        let pooled = multilabel_staple(
+            &pooled_data.label_histogram().unwrap(),
+            &MultiLabelOptions::default(),
+        )
+        .unwrap();
+        let sites: Vec<LocalData> = split(&mut rng, &cases)
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .map(|c| LocalData::Segmentation {
+                n_raters: r,
+                n_labels: 4,
+                cases: c,
+            })
+            .collect();
+        let m = manifest("multilabel-staple", "\"a\", \"b\", \"c\"", "auto", r, false);
+        let (out, _) = run_consensus(&m, &mut Plain(&sites), false, 0)
+            .await
+            .unwrap();
+        let ConsensusOutcome::Multi {
+            params,
+            priors,
+            iterations,
+            label_counts,
+            ..
+        } = out
+        else {
+            panic!("not multi")
+        };
+        assert_eq!(params, pooled.params);
+        assert_eq!(priors, pooled.priors);
+        assert_eq!(iterations, pooled.iterations);
+        assert_eq!(label_counts, pooled.label_counts);
+    }
+}
+
+#[tokio::test]
+async fn dawid_skene_and_agreement_equal_pooled() {
+    let mut rng = XorShift::new(0xd00d);
+    for _ in 0..8 {
+        let (r, k) = (3 + rng.below(4), 3);
+        let units = 10 + rng.below(60);
+        let cells: Vec<Option<u32>> = (0..units * r)
+            .map(|_| (rng.below(5) != 0).then(|| rng.below(k) as u32))
+            .collect();
+        let all = Ratings::from_cells(units, r, k, cells).unwrap();
+        let pooled = dawid_skene::dawid_skene(&all, &dawid_skene::DsOptions::default()).unwrap();
+        let parts: Vec<Vec<usize>> = split(&mut rng, &(0..units).collect::<Vec<_>>());
+        let sites: Vec<LocalData> = parts
+            .iter()
+            .map(|p| LocalData::Classification {
+                ratings: all.select_units(p).unwrap(),
+            })
+            .collect();
+        let m = manifest("dawid-skene", "", "auto", r, false);
+        let (out, next) = run_consensus(&m, &mut Plain(&sites), false, 0)
+            .await
+            .unwrap();
+        let ConsensusOutcome::DawidSkene {
+            params,
+            iterations,
+            log_likelihood,
+            ..
+        } = &out
+        else {
+            panic!("not DS")
+        };
+        assert_eq!(params, &pooled.params);
+        assert_eq!(*iterations, pooled.iterations);
+        assert_eq!(log_likelihood.to_bits(), pooled.log_likelihood.to_bits());
+        let (q, _) = run_quality(&m, &out, &mut Plain(&sites), next)
+            .await
+            .unwrap();
+        let agreement = q.agreement.expect("agreement");
+        assert_eq!(agreement, AgreementStats::from_ratings(&all));
+        // The confusion counts add up to the consensus-labelled ratings of each reader.
+        let labels = ds_labels(params, &all).unwrap();
+        for (ri, rq) in q.readers.iter().enumerate() {
+            let expected = all
+                .rows()
+                .zip(&labels)
+                .filter(|(row, l)| l.is_some() && row[ri].is_some())
+                .count() as u64;
+            assert_eq!(rq.confusion.iter().sum::<u64>(), expected);
+        }
+    }
+}
+
+#[tokio::test]
+async fn segmentation_quality_is_additive_and_a_perfect_reader_scores_one() {
+    let mut rng = XorShift::new(0x9e9e);
+    let r = 4;
+    let mut cases = random_cases(&mut rng, r, 2, true);
+    // Reader 0 copies the majority of the others exactly in every case: its masks are the
+    // consensus under a model where it is certain.
+    for c in &mut cases {
+        let n = c.readers[0].1.len();
+        let fixed: Vec<u8> = (0..n).map(|i| u8::from(i % 3 == 0)).collect();
+        for (_, m) in c.readers.iter_mut() {
+            m.clone_from(&fixed);
+        }
+    }
+    let pooled = [LocalData::Segmentation {
+        n_raters: r,
+        n_labels: 2,
+        cases: cases.clone(),
+    }];
+    let sites: Vec<LocalData> = split(&mut rng, &cases)
+        .into_iter()
+        .map(|c| LocalData::Segmentation {
+            n_raters: r,
+            n_labels: 2,
+            cases: c,
+        })
+        .collect();
+    let m = manifest("staple", "\"lesion\"", "iterative", r, false);
+    let (c1, s1) = run_consensus(&m, &mut Plain(&pooled), false, 0)
+        .await
+        .unwrap();
+    let (c2, s2) = run_consensus(&m, &mut Plain(&sites), false, 0)
+        .await
+        .unwrap();
+    assert_eq!(c1, c2);
+    let (q1, _) = run_quality(&m, &c1, &mut Plain(&pooled), s1).await.unwrap();
+    let (q2, _) = run_quality(&m, &c2, &mut Plain(&sites), s2).await.unwrap();
+    assert_eq!(q1, q2);
+    for rq in &q1.readers {
+        assert_eq!(rq.cases, cases.len() as u64);
+        assert_eq!(rq.dice_pooled(), Some(1.0));
+        assert_eq!(rq.sensitivity(), Some(1.0));
+        assert_eq!(rq.specificity(), Some(1.0));
+        assert_eq!(rq.dice_histogram[DICE_BINS - 1], cases.len() as u64);
+        // Identical surfaces: HD95 0 falls in the first bin.
+        assert_eq!(rq.hd95_histogram[0], cases.len() as u64);
+    }
+}
+
+#[test]
+fn ternary_cells_round_trip() {
+    for r in 1..=5 {
+        for i in 0..histogram_dim(r) {
+            assert_eq!(ternary_index(ternary_key(i, r), r), i);
+        }
+    }
+}
+
+#[test]
+fn job_ids_differ_by_step_and_parameters() {
+    let a = Job {
+        study: "s".into(),
+        step: 0,
+        kind: JobKind::StapleInit,
+    };
+    let mut b = a.clone();
+    b.step = 1;
+    assert_ne!(a.input_id(), b.input_id());
+    assert_eq!(a.input_id(), a.clone().input_id());
+}

@@ -5,7 +5,8 @@
 //! [`site`] (site directory layout and `init`), [`store`] (SQLite, one thread), [`dicom`]
 //! (headers, pseudonyms, geometry, writing), [`formats`] (NIfTI), [`ingest`], [`synth`]
 //! (synthetic studies), [`bench`] (performance measurements), [`logging`], [`stats`] (the pure
-//! quality engine: metrics, agreement, consensus).
+//! quality engine: metrics, agreement, consensus), [`report`] (the study report as text, HTML and
+//! JSON).
 
 pub mod annotation;
 pub mod app;

@@ -247,9 +247,9 @@ fn agreement(h: &mut String, r: &StudyReport) {
         m[i][j] = p.kappa.or(Some(f64::NAN));
         m[j][i] = m[i][j];
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<figure>{}<figcaption>Pairwise Cohen's κ (0 or below: lightest).</figcaption></figure></section>\n",
+        "<figure>{}<figcaption>Pairwise Cohen's κ (0 or below: lightest).</figcaption></figure></section>",
         heatmap(
             "Pairwise Cohen's kappa between readers",
             &names,

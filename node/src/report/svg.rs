@@ -21,9 +21,16 @@ pub(super) fn bar_chart(
     metrics: &[&str],
     rows: &[(&str, Vec<Option<f64>>)],
 ) -> String {
-    let (left, top, bottom, bar, gap) = (44.0, 34.0, 78.0, 14.0, 18.0);
+    let (top, bottom, bar, gap) = (34.0, 78.0, 14.0, 18.0);
+    // Reader labels slant down to the left of their group: leave room for the longest.
+    let longest = rows
+        .iter()
+        .map(|(n, _)| n.chars().count().min(18))
+        .max()
+        .unwrap_or(0);
+    let left = (longest as f64 * 5.6 - 12.0).max(44.0);
     let group = bar * metrics.len() as f64 + gap;
-    let width = (left + group * rows.len() as f64 + 16.0).max(320.0);
+    let width = (left + group * rows.len() as f64 + 16.0).max(400.0);
     let height = top + PLOT_H + bottom;
     let mut s = open(width, height, title);
     for i in 0..=4 {
@@ -155,7 +162,7 @@ pub(super) fn heatmap(
     (lo, hi): (f64, f64),
 ) -> String {
     let (cell, left, top) = (46.0, 120.0, 90.0);
-    let width = left + cell * cols.len() as f64 + 12.0;
+    let width = left + cell * cols.len() as f64 + 64.0;
     let height = top + cell * rows.len() as f64 + 12.0;
     let mut s = open(width, height, title);
     for (j, c) in cols.iter().enumerate() {

@@ -206,7 +206,7 @@ fn classification_report_renders() {
         html.contains(">0.75</text>"),
         "values are written in the cells"
     );
-    assert!(!html.contains("Dice histogram"));
+    assert!(!html.contains("Dice histogram of"));
 }
 
 #[test]

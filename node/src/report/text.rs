@@ -82,11 +82,11 @@ fn table(out: &mut String, heading: &str, t: &Table) {
         })
         .collect();
     for row in [&header].into_iter().chain(&rows) {
-        let mut line = String::from(" ");
+        let mut line = String::new();
         for ((cell, (_, col)), &w) in row.iter().zip(&t.cols).zip(&widths) {
             let _ = match col {
-                Col::Right => write!(line, " {cell:>w$}"),
-                _ => write!(line, " {cell:<w$}"),
+                Col::Right => write!(line, "  {cell:>w$}"),
+                _ => write!(line, "  {cell:<w$}"),
             };
         }
         out.push_str(line.trim_end());

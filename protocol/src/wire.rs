@@ -59,7 +59,7 @@ pub enum Request {
         body: String,
     },
     /// Study coordination and secure-aggregation rounds.
-    Study(crate::study::StudyRequest),
+    Study(Box<crate::study::StudyRequest>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -304,7 +304,7 @@ async fn request(s: &Shared, member: &MemberInfo, id: u64, env_bytes: &[u8]) {
                 )
                 .await
             }
-            Request::Study(m) => super::study::handle(s, member, id, env.message_hash(), m).await,
+            Request::Study(m) => super::study::handle(s, member, id, env.message_hash(), *m).await,
             Request::Notice { topic, body } => {
                 tracing::info!(from = %member.site, topic = %topic, chars = body.chars().count(), "notice received");
                 let (size, root) = s.audit.head().await?;

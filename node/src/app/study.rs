@@ -717,7 +717,7 @@ async fn ask_statement(
         site,
         "secagg-statement",
         &rel,
-        &Request::Study(StudyRequest::Statement { roster_hash }),
+        &Request::Study(Box::new(StudyRequest::Statement { roster_hash })),
         Some(STATEMENT_TIMEOUT),
     )
     .await?;
@@ -921,9 +921,9 @@ impl<'a> SecureAggregator<'a> {
             site,
             "secagg-keys",
             &rel,
-            &Request::Study(StudyRequest::Keys {
+            &Request::Study(Box::new(StudyRequest::Keys {
                 roster: signed.clone(),
-            }),
+            })),
             Some(self.timeout),
         )
         .await?;
@@ -966,11 +966,11 @@ impl<'a> SecureAggregator<'a> {
             site,
             "secagg-keys",
             &rel,
-            &Request::Study(StudyRequest::Input {
+            &Request::Study(Box::new(StudyRequest::Input {
                 roster: signed.clone(),
                 keys: keys.to_vec(),
                 job: job.to_vec(),
-            }),
+            })),
             Some(self.timeout),
         )
         .await?;
@@ -1232,9 +1232,9 @@ pub async fn launch(s: &Shared, text: &str) -> Result<(String, Vec<Delivery>), A
             &to,
             "study-announcement",
             &rel,
-            &Request::Study(StudyRequest::Announce {
+            &Request::Study(Box::new(StudyRequest::Announce {
                 manifest: signed.clone(),
-            }),
+            })),
             Some(Duration::from_secs(30)),
         )
         .await;
@@ -1326,11 +1326,11 @@ pub async fn join(s: &Shared, study: &str) -> Result<JoinDecision, AppError> {
             &to,
             "study-decision",
             &rel,
-            &Request::Study(StudyRequest::Decision {
+            &Request::Study(Box::new(StudyRequest::Decision {
                 study: study.to_string(),
                 manifest_hash: hash,
                 joined: d.joined,
-            }),
+            })),
             Some(Duration::from_secs(30)),
         )
         .await?;
@@ -1391,11 +1391,11 @@ pub async fn assign(s: &Shared, study: &str) -> Result<local::Assignment, AppErr
             &to,
             "annotation-metadata",
             &rel,
-            &Request::Study(StudyRequest::Progress {
+            &Request::Study(Box::new(StudyRequest::Progress {
                 study: study.to_string(),
                 cases: a.cases,
                 reads,
-            }),
+            })),
             Some(Duration::from_secs(30)),
         )
         .await?;
@@ -1437,11 +1437,11 @@ async fn release(
             site,
             "result",
             &rel,
-            &Request::Study(StudyRequest::Release {
+            &Request::Study(Box::new(StudyRequest::Release {
                 study: m.study.id.clone(),
                 what: what.to_string(),
                 body: body.clone(),
-            }),
+            })),
             Some(Duration::from_secs(60)),
         )
         .await;

@@ -38,6 +38,9 @@ fn kind_of(m: &Manifest) -> &'static str {
     }
 }
 
+/// A candidate case: study id, series id, the study readers who annotated it.
+type CaseReaders = (i64, Option<i64>, BTreeSet<String>);
+
 /// What `study assign` selected.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Assignment {
@@ -59,7 +62,7 @@ pub async fn assign(store: &Store, m: &Manifest, me: &str) -> Result<Assignment,
         })
         .await?;
     // case uid -> (study id, series id, readers)
-    let mut cases: BTreeMap<String, (i64, Option<i64>, BTreeSet<String>)> = BTreeMap::new();
+    let mut cases: BTreeMap<String, CaseReaders> = BTreeMap::new();
     let mut modality_ok: BTreeMap<String, bool> = BTreeMap::new();
     for row in rows {
         if !readers.contains(&row.reader) {
@@ -106,8 +109,7 @@ pub async fn assign(store: &Store, m: &Manifest, me: &str) -> Result<Assignment,
     } else {
         m.cases.max_per_site as usize
     };
-    let chosen: Vec<(String, (i64, Option<i64>, BTreeSet<String>))> =
-        cases.into_iter().take(limit).collect();
+    let chosen: Vec<(String, CaseReaders)> = cases.into_iter().take(limit).collect();
     let mut reads: BTreeMap<&'static str, (BTreeSet<String>, u64)> = BTreeMap::new();
     for (_, (_, _, rs)) in &chosen {
         for r in rs {
@@ -197,7 +199,8 @@ pub async fn load(store: &Store, m: &Manifest, me: &str) -> Result<LocalData, Lo
                     let Some(&ri) = index.get(v.reader.as_str()) else {
                         continue;
                     };
-                    let Content::Segmentation(s) = codec::decode(&v.content, &v.content_hash)?
+                    let Content::Segmentation(s) =
+                        codec::decode(&codec::decompress(&v.content)?, &v.content_hash)?
                     else {
                         continue;
                     };
@@ -261,7 +264,9 @@ pub async fn load(store: &Store, m: &Manifest, me: &str) -> Result<LocalData, Lo
                     let Some(&ri) = index.get(v.reader.as_str()) else {
                         continue;
                     };
-                    let Content::Label(l) = codec::decode(&v.content, &v.content_hash)? else {
+                    let Content::Label(l) =
+                        codec::decode(&codec::decompress(&v.content)?, &v.content_hash)?
+                    else {
                         continue;
                     };
                     if m.task.scheme.as_ref().is_some_and(|s| *s != l.scheme) {

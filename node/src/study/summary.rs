@@ -258,9 +258,12 @@ pub fn build(
             converged: consensus.converged(),
             restarts: facts.restarts,
             dropped: facts.dropped.clone(),
-            cases: quality
-                .map(|q| q.readers.iter().map(|r| r.cases).max().unwrap_or(0))
-                .unwrap_or(0),
+            cases: match consensus {
+                ConsensusOutcome::DawidSkene { units, .. } => *units,
+                _ => quality
+                    .map(|q| q.readers.iter().map(|r| r.cases).max().unwrap_or(0))
+                    .unwrap_or(0),
+            },
             units,
             parameters,
         },

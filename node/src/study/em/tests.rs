@@ -69,22 +69,21 @@ fn random_cases(
             let dims = [4 + rng.below(5), 4 + rng.below(5), 2 + rng.below(3)];
             let n = dims.iter().product::<usize>();
             let truth: Vec<u8> = (0..n).map(|_| rng.below(n_labels) as u8).collect();
-            let readers = (0..n_raters)
-                .filter(|_| all_present || rng.below(5) != 0)
-                .map(|r| {
-                    let m = truth
-                        .iter()
-                        .map(|&t| {
-                            if rng.below(6) == 0 {
-                                rng.below(n_labels) as u8
-                            } else {
-                                t
-                            }
-                        })
-                        .collect();
-                    (r, m)
-                })
-                .collect::<Vec<_>>();
+            let mut readers = Vec::new();
+            for r in 0..n_raters {
+                if !all_present && rng.below(5) == 0 {
+                    continue;
+                }
+                let mut m = Vec::with_capacity(n);
+                for &t in &truth {
+                    m.push(if rng.below(6) == 0 {
+                        rng.below(n_labels) as u8
+                    } else {
+                        t
+                    });
+                }
+                readers.push((r, m));
+            }
             SegCase {
                 id: String::new(),
                 dims,

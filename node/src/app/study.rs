@@ -891,9 +891,6 @@ pub struct SecureAggregator<'a> {
     m: &'a Manifest,
     pub sites: Vec<SiteId>,
     timeout: Duration,
-    /// Test hook: certify these sites as silent in the next abort certificate regardless of
-    /// what arrived (how a dishonest coordinator would lie).
-    pub forge: Option<Vec<SiteId>>,
 }
 
 impl<'a> SecureAggregator<'a> {
@@ -903,7 +900,6 @@ impl<'a> SecureAggregator<'a> {
             m,
             sites,
             timeout: Duration::from_secs(m.deadlines.round_timeout_secs),
-            forge: None,
         }
     }
 
@@ -1073,9 +1069,6 @@ impl<'a> SecureAggregator<'a> {
                         silent.push(site.clone());
                     }
                 }
-            }
-            if let Some(forged) = self.forge.take() {
-                silent = forged;
             }
             if !silent.is_empty() {
                 let received: Vec<(SiteId, [u8; 32])> = inputs
@@ -1613,31 +1606,32 @@ pub async fn publish_report(
     release(s, m, &ids, "report", json.as_bytes().to_vec()).await
 }
 
-/// Test hook: one secure sum over `sites`, forging the abort certificate of the first attempt
-/// to call `forge` silent (a dishonest coordinator). Returns the sums it obtained.
+/// Test hook: what a dishonest coordinator would try. One secure sum of `job` over `sites`,
+/// then the same input again over `sites` without `exclude`, as if they had gone silent: the
+/// difference of the two sums would be their input. Returns both outcomes.
 pub async fn dishonest_round(
     s: &Shared,
     study: &str,
     job: &Job,
     dim: usize,
     sites: Vec<SiteId>,
-    forge: Vec<SiteId>,
+    exclude: Vec<SiteId>,
 ) -> (Result<Vec<u128>, EmError>, Result<Vec<u128>, EmError>) {
-    let row = match study_row(s, study).await.and_then(|r| manifest_of(&r)) {
+    let m = match study_row(s, study).await.and_then(|r| manifest_of(&r)) {
         Ok(m) => m,
         Err(e) => {
-            let e2 = EmError::Aggregate(e.to_string());
-            return (Err(EmError::Aggregate(e.to_string())), Err(e2));
+            return (
+                Err(EmError::Aggregate(e.to_string())),
+                Err(EmError::Aggregate(e.to_string())),
+            );
         }
     };
-    let mut agg = SecureAggregator::new(s, &row, sites.clone());
-    let honest = agg.secure_sum(job, dim).await;
-    // Replay the same input: all sites submit, the coordinator claims `forge` were silent
-    // and retries without them.
-    let mut agg = SecureAggregator::new(s, &row, sites);
-    agg.forge = Some(forge);
+    let mut agg = SecureAggregator::new(s, &m, sites.clone());
+    let first = agg.secure_sum(job, dim).await;
+    let rest = sites.into_iter().filter(|x| !exclude.contains(x)).collect();
+    let mut agg = SecureAggregator::new(s, &m, rest);
     let second = agg.secure_sum(job, dim).await;
-    (honest, second)
+    (first, second)
 }
 
 /// Builds the study report at the coordinator, stores it and sends it to the sites.

@@ -1,0 +1,400 @@
+//! Federated studies end to end on real nodes (loopback TCP): a 3-site segmentation study and
+//! a classification study equal the pooled computation bit for bit; a site whose policy refuses
+//! the manifest sends nothing but its "declined"; a dishonest coordinator cannot difference two
+//! rosters; a site that goes silent is dropped and the study completes without it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use fedanno_node::app::Node;
+use fedanno_node::audit::AuditEvent;
+use fedanno_node::demo::{self, SEGMENTATION_MANIFEST};
+use fedanno_node::formats::nifti::{self, NiftiLimits};
+use fedanno_node::policy::Policy;
+use fedanno_node::stats::dawid_skene::{DsOptions, dawid_skene};
+use fedanno_node::stats::ratings::LabeledRatings;
+use fedanno_node::stats::staple::{PatternHistogram, StapleOptions, staple};
+use fedanno_node::store::AuditFilter;
+use fedanno_node::study::em::{ConsensusOutcome, Job, JobKind, staple_dim};
+use fedanno_protocol::cert::Role;
+use fedanno_protocol::ids::SiteId;
+use fedanno_tests::network::{TestConsortium, TestSite, address, wait_until};
+
+struct Member {
+    site: TestSite,
+    synth: PathBuf,
+    node: Node,
+}
+
+/// `n` sites (the first coordinates), each with `cases` synthetic cases, nodes fully connected.
+async fn consortium(
+    ids: &[&str],
+    cases: usize,
+    policies: &[Policy],
+) -> (TestConsortium, Vec<Member>) {
+    let c = TestConsortium::new(fedanno_tests::network::CONSORTIUM, 61);
+    let mut members: Vec<Member> = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let site = TestSite::new(id);
+        assert_eq!(site.id.as_str(), *id);
+        let synth = site.tmp.path().join("synth");
+        demo::prepare_site(
+            &site.site,
+            &synth,
+            cases,
+            [24, 24, 12],
+            i as u64 + 1,
+            &format!("{id}-case-"),
+            &demo::local_reader(id),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("prepare {id}: {e:#}"));
+        let roles: &[Role] = if i == 0 {
+            &[Role::Site, Role::Coordinator]
+        } else {
+            &[Role::Site]
+        };
+        let (cert, body) = c.admit(&site, roles);
+        let bootstrap = members.iter().map(|m| address(&m.node)).collect();
+        let policy = policies
+            .get(i)
+            .cloned()
+            .unwrap_or_else(Policy::default_site);
+        let node = site.start(cert, body, c.trust(), policy, bootstrap).await;
+        members.push(Member { site, synth, node });
+    }
+    let n = members.len();
+    for m in &members {
+        let shared = m.node.handle.shared.clone();
+        wait_until(&m.node, 30, "every member connected", move || {
+            shared.members().len() + 1 == n
+        })
+        .await;
+    }
+    (c, members)
+}
+
+fn labels(path: &Path) -> Vec<u8> {
+    let img = nifti::read_file(path, &NiftiLimits::default()).unwrap_or_else(|e| panic!("{e}"));
+    img.to_labels_u8().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What `fedanno consensus staple --readers-dir A --readers-dir B ...` pools: readers by
+/// directory name (sorted), every case's present readers embedded at their positions.
+fn pooled_staple(dirs: &[PathBuf]) -> fedanno_node::stats::staple::StapleResult {
+    let mut cases: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
+    for d in dirs {
+        for r in std::fs::read_dir(d).unwrap() {
+            let r = r.unwrap().path();
+            let reader = r.file_name().unwrap().to_string_lossy().to_string();
+            for f in std::fs::read_dir(&r).unwrap() {
+                let f = f.unwrap().path();
+                let name = f.file_name().unwrap().to_string_lossy().to_string();
+                if let Some(case) = name.strip_suffix(".nii.gz") {
+                    cases
+                        .entry(case.to_string())
+                        .or_default()
+                        .insert(reader.clone(), f);
+                }
+            }
+        }
+    }
+    let mut readers: Vec<String> = cases.values().flat_map(|m| m.keys().cloned()).collect();
+    readers.sort();
+    readers.dedup();
+    let mut pooled = PatternHistogram {
+        n_raters: readers.len(),
+        patterns: Vec::new(),
+    };
+    for by_reader in cases.values() {
+        let masks: Vec<Vec<u8>> = by_reader.values().map(|p| labels(p)).collect();
+        let refs: Vec<&[u8]> = masks.iter().map(Vec::as_slice).collect();
+        let positions: Vec<usize> = by_reader
+            .keys()
+            .map(|r| readers.iter().position(|x| x == r).unwrap())
+            .collect();
+        let h = PatternHistogram::from_raters(&refs, 1u8, None).unwrap();
+        pooled
+            .merge(&h.embed(&positions, readers.len()).unwrap())
+            .unwrap();
+    }
+    staple(&pooled, &StapleOptions::default()).unwrap()
+}
+
+async fn run_study(
+    members: &[Member],
+    manifest: &str,
+) -> (String, fedanno_node::app::study::StudyRun) {
+    let coord = &members[0].node.handle;
+    let (id, deliveries) = coord.study_launch(manifest).await.unwrap();
+    assert!(deliveries.iter().all(|d| d.delivered), "{deliveries:?}");
+    for m in members {
+        let d = m.node.handle.study_join(&id).await.unwrap();
+        assert!(d.joined, "{:?}", d.reasons);
+        m.node.handle.study_assign(&id).await.unwrap();
+    }
+    let (run, _report) = coord.study_run_and_report(&id).await.unwrap();
+    (id, run)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_site_studies_equal_the_pooled_computation() {
+    let (_c, members) = consortium(&["site-a", "site-b", "site-c"], 10, &[]).await;
+
+    // Segmentation, iterative protocol: one secure sum per EM iteration.
+    let manifest = SEGMENTATION_MANIFEST.replace("protocol = \"auto\"", "protocol = \"iterative\"");
+    let (id, run) = run_study(&members, &manifest).await;
+    let pooled = pooled_staple(
+        &members
+            .iter()
+            .map(|m| m.synth.join("readers"))
+            .collect::<Vec<_>>(),
+    );
+    let ConsensusOutcome::Staple {
+        params,
+        iterations,
+        voxels_ge_half,
+        probability_sum,
+        one_round,
+        ..
+    } = &run.consensus
+    else {
+        panic!("not STAPLE: {:?}", run.consensus)
+    };
+    assert!(!one_round);
+    assert_eq!(params, &pooled.params);
+    assert_eq!(*iterations, pooled.iterations);
+    assert_eq!(*voxels_ge_half, pooled.voxels_ge_half);
+    assert_eq!(probability_sum.to_bits(), pooled.probability_sum.to_bits());
+    // One secure sum per E-step (initial + iterations + 1) and one for the quality release.
+    assert_eq!(run.progress.secure_rounds, pooled.iterations + 3);
+    // Every site stored the consensus as annotations of the reader `consensus`, and has the
+    // report.
+    for m in &members {
+        let rows = m
+            .site
+            .site
+            .store
+            .list_annotations(fedanno_node::store::AnnotationFilter {
+                reader: Some("consensus".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 10, "{}", m.site.id);
+        assert!(
+            m.site
+                .site
+                .store
+                .study_result(&id, "report")
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    // The same data through the one-round protocol gives the same parameters.
+    let manifest = SEGMENTATION_MANIFEST
+        .replace("id = \"lung-nodules\"", "id = \"lung-nodules-one-round\"")
+        .replace("protocol = \"auto\"", "protocol = \"one-round\"");
+    let (_, run1) = run_study(&members, &manifest).await;
+    let ConsensusOutcome::Staple {
+        params: p1,
+        iterations: i1,
+        one_round,
+        ..
+    } = &run1.consensus
+    else {
+        panic!("not STAPLE")
+    };
+    assert!(one_round);
+    assert_eq!(p1, &pooled.params);
+    assert_eq!(*i1, pooled.iterations);
+
+    // Classification: Dawid–Skene and agreement over the union of the sites' ratings.
+    let manifest = demo::classification_manifest(&["site-a", "site-b", "site-c"]);
+    let (_, run) = run_study(&members, &manifest).await;
+    let mut triples: Vec<(String, String, String)> = Vec::new();
+    for m in &members {
+        let text = std::fs::read_to_string(m.synth.join("ratings.csv")).unwrap();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            triples.push((f[0].into(), f[1].into(), f[2].into()));
+        }
+    }
+    // Raters in the study's (sorted) order, as a CSV sorted by rater lists them.
+    triples.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    let cats: Vec<String> = ["1", "2", "3", "4"].iter().map(|s| s.to_string()).collect();
+    let lr = LabeledRatings::from_triples(&triples, &cats).unwrap();
+    let pooled = dawid_skene(&lr.ratings, &DsOptions::default()).unwrap();
+    let ConsensusOutcome::DawidSkene {
+        params,
+        iterations,
+        log_likelihood,
+        ..
+    } = &run.consensus
+    else {
+        panic!("not DS")
+    };
+    assert_eq!(params, &pooled.params);
+    assert_eq!(*iterations, pooled.iterations);
+    assert_eq!(log_likelihood.to_bits(), pooled.log_likelihood.to_bits());
+    let agreement = run
+        .quality
+        .as_ref()
+        .and_then(|q| q.agreement.clone())
+        .unwrap();
+    assert_eq!(
+        agreement,
+        fedanno_node::stats::agreement::AgreementStats::from_ratings(&lr.ratings)
+    );
+    for m in members {
+        m.node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_site_sends_only_its_decline() {
+    let strict = Policy::parse(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/strict-site.toml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let (_c, members) = consortium(
+        &["site-a", "site-b", "site-c"],
+        10,
+        &[Policy::default_site(), Policy::default_site(), strict],
+    )
+    .await;
+    let coord = &members[0].node.handle;
+    let (id, _) = coord.study_launch(SEGMENTATION_MANIFEST).await.unwrap();
+    let d = members[2].node.handle.study_join(&id).await.unwrap();
+    assert!(!d.joined);
+    assert!(
+        d.reasons.iter().any(|r| r.contains("at least 5")),
+        "{:?}",
+        d.reasons
+    );
+    for m in &members[..2] {
+        assert!(m.node.handle.study_join(&id).await.unwrap().joined);
+        m.node.handle.study_assign(&id).await.unwrap();
+    }
+    // Two sites are too few: the run refuses to start.
+    let e = coord.study_run(&id).await.unwrap_err().to_string();
+    assert!(e.contains("at least 3"), "{e}");
+    // What the strict site sent about this study: its decision and nothing else.
+    let sent = members[2]
+        .site
+        .site
+        .store
+        .audit_entries(AuditFilter {
+            kind: Some("sent".into()),
+            study: Some(id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let kinds: Vec<String> = sent
+        .iter()
+        .filter_map(|e| match &e.event {
+            AuditEvent::Sent { kind, .. } => Some(kind.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(kinds.contains(&"study-decision".to_string()), "{kinds:?}");
+    assert!(
+        kinds
+            .iter()
+            .all(|k| k == "study-decision" || k == "receipt"),
+        "{kinds:?}"
+    );
+    for m in members {
+        m.node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differencing_is_refused_and_a_silent_site_is_dropped() {
+    let ids = ["site-a", "site-b", "site-c", "site-d"];
+    let (_c, mut members) = consortium(&ids, 10, &[]).await;
+    let manifest = SEGMENTATION_MANIFEST
+        .replace(
+            "sites = [\"site-a\", \"site-b\", \"site-c\"]",
+            "sites = [\"site-a\", \"site-b\", \"site-c\", \"site-d\"]",
+        )
+        .replace(
+            "site-c = [\"local-c\"]",
+            "site-c = [\"local-c\"]\nsite-d = [\"local-d\"]",
+        )
+        .replace("protocol = \"auto\"", "protocol = \"iterative\"");
+    let coord = members[0].node.handle.clone();
+    let (id, _) = coord.study_launch(&manifest).await.unwrap();
+    for m in &members {
+        assert!(m.node.handle.study_join(&id).await.unwrap().joined);
+        m.node.handle.study_assign(&id).await.unwrap();
+    }
+    // A dishonest coordinator: every site submits, then it claims site-d was silent and
+    // retries the same input without it. The honest sites ask site-d, learn that it did
+    // submit, and refuse: the coordinator never gets the second sum.
+    let all: Vec<SiteId> = ids.iter().map(|s| SiteId::new(*s).unwrap()).collect();
+    let job = Job {
+        study: id.clone(),
+        // A step the real run never uses: the guard keeps protecting an input whose sum the
+        // coordinator already holds.
+        step: 1000,
+        kind: JobKind::StapleInit,
+    };
+    let n_readers = 7;
+    let (honest, second) = fedanno_node::app::study::dishonest_round(
+        &coord.shared,
+        &id,
+        &job,
+        staple_dim(n_readers),
+        all.clone(),
+        vec![SiteId::new("site-d").unwrap()],
+    )
+    .await;
+    assert!(honest.is_ok(), "{honest:?}");
+    let e = second.unwrap_err().to_string();
+    assert!(e.contains("refused"), "{e}");
+    let guard_noted = members[1]
+        .site
+        .site
+        .store
+        .audit_entries(AuditFilter {
+            kind: Some("study".into()),
+            study: Some(id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| matches!(&e.event, AuditEvent::Study { what, .. } if what.contains("differencing guard")));
+    assert!(
+        guard_noted,
+        "no differencing-guard note at site-b; the error was {e}"
+    );
+
+    // Now site-d really goes silent (its node stops): the run drops it, restarts the round and
+    // completes with three sites.
+    let d = members.pop().unwrap();
+    d.node.stop().await;
+    let (run, report) = coord.study_run_and_report(&id).await.unwrap();
+    assert_eq!(run.sites, vec!["site-a", "site-b", "site-c"]);
+    assert!(
+        run.progress.dropped.contains(&"site-d".to_string()),
+        "{:?}",
+        run.progress
+    );
+    assert!(
+        report
+            .sites
+            .iter()
+            .any(|s| s.site == "site-d" && s.status == "dropped")
+    );
+    for m in members {
+        m.node.stop().await;
+    }
+}

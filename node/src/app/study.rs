@@ -11,6 +11,7 @@
 //! store and the audit log before it leaves.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,11 +45,26 @@ const MAX_SECRETS: usize = 256;
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Study state of a running node.
-#[derive(Default)]
 pub struct StudyState {
     secrets: Mutex<HashMap<[u8; 32], StaticSecret>>,
     data: Mutex<HashMap<String, Arc<LocalData>>>,
     progress: Mutex<HashMap<String, RunProgress>>,
+    /// Fault injection for tests: after this many masked vectors the site stops answering
+    /// input requests (it hangs, like a site that went silent mid-round).
+    silent_after: AtomicU32,
+    inputs_answered: AtomicU32,
+}
+
+impl Default for StudyState {
+    fn default() -> Self {
+        Self {
+            secrets: Mutex::default(),
+            data: Mutex::default(),
+            progress: Mutex::default(),
+            silent_after: AtomicU32::new(u32::MAX),
+            inputs_answered: AtomicU32::new(0),
+        }
+    }
 }
 
 /// A coordinator's view of a study run in progress.
@@ -63,6 +79,14 @@ pub struct RunProgress {
 impl StudyState {
     pub fn progress(&self, study: &str) -> Option<RunProgress> {
         self.progress.lock().ok()?.get(study).cloned()
+    }
+
+    /// Test fault injection: answer `n` more input requests, then fall silent (no answer, no
+    /// refusal) on every later one.
+    pub fn go_silent_after(&self, n: u32) {
+        let done = self.inputs_answered.load(Ordering::SeqCst);
+        self.silent_after
+            .store(done.saturating_add(n), Ordering::SeqCst);
     }
 }
 
@@ -362,6 +386,11 @@ pub(super) async fn handle(
         }
         StudyRequest::Input { roster, keys, job } => {
             let study = roster.roster.study.clone();
+            let n = s.study.inputs_answered.fetch_add(1, Ordering::SeqCst);
+            if n >= s.study.silent_after.load(Ordering::SeqCst) {
+                tracing::warn!(study = %study, "fault injection: not answering an input request");
+                return Ok(());
+            }
             match contribute(s, Some(member), &roster, &keys, &job).await {
                 Ok((input, _)) => {
                     outbound::respond_gated(

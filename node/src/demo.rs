@@ -59,12 +59,7 @@ pub async fn prepare_site(
     prefix: &str,
     local: &str,
 ) -> Result<synth::SynthSummary> {
-    let mut readers = synth::default_readers();
-    for r in &mut readers {
-        if r.kind == "local" {
-            r.id = local.to_string();
-        }
-    }
+    let readers = site_readers(local);
     let opts = SynthOptions {
         out: out.to_path_buf(),
         cases,
@@ -74,6 +69,24 @@ pub async fn prepare_site(
         readers: readers.clone(),
     };
     let summary = tokio::task::spawn_blocking(move || synth::generate(&opts)).await??;
+    import_synth(site, out, &readers).await?;
+    Ok(summary)
+}
+
+/// The reader profiles `prepare_site` uses, with the local reader named `local`.
+pub fn site_readers(local: &str) -> Vec<synth::ReaderProfile> {
+    let mut readers = synth::default_readers();
+    for r in &mut readers {
+        if r.kind == "local" {
+            r.id = local.to_string();
+        }
+    }
+    readers
+}
+
+/// Ingests a `synth` output directory into `site`, registers its readers and imports every
+/// mask and rating.
+pub async fn import_synth(site: &Site, out: &Path, readers: &[synth::ReaderProfile]) -> Result<()> {
     let p = site.pseudonymizer()?;
     crate::ingest::run(
         &site.store,
@@ -85,7 +98,7 @@ pub async fn prepare_site(
         },
     )
     .await?;
-    for r in &readers {
+    for r in readers {
         let (kind, pseudonym) = match r.kind.as_str() {
             "panel" => (
                 ReaderKind::Panel,
@@ -107,7 +120,7 @@ pub async fn prepare_site(
         store: &site.store,
         pseudonymizer: &p,
     };
-    for r in &readers {
+    for r in readers {
         let dir = out.join("readers").join(&r.id);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .with_context(|| format!("reading {}", dir.display()))?
@@ -138,7 +151,7 @@ pub async fn prepare_site(
         case_map: interchange::read_case_map(&out.join("cases.csv"))?,
     };
     interchange::import(&ctx, &[out.join("ratings.csv")], &opts).await?;
-    Ok(summary)
+    Ok(())
 }
 
 #[derive(Debug, Clone)]

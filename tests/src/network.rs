@@ -158,6 +158,22 @@ impl TestSite {
         bootstrap: Vec<Multiaddr>,
         checkpoints: Option<Duration>,
     ) -> Node {
+        self.start_tapped(cert, body, trust, policy, bootstrap, checkpoints, None)
+            .await
+    }
+
+    /// Starts a node whose every outbound frame is also shown to `tap` (before Noise).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_tapped(
+        &self,
+        cert: Certificate,
+        body: CertificateBody,
+        trust: TrustStore,
+        policy: Policy,
+        bootstrap: Vec<Multiaddr>,
+        checkpoints: Option<Duration>,
+        tap: Option<net::Tap>,
+    ) -> Node {
         let p = NodeParams {
             site: self.id.clone(),
             consortium: CONSORTIUM.to_string(),
@@ -179,6 +195,7 @@ impl TestSite {
             transport: Transport::Tcp,
             net: NetConfig {
                 request_timeout: Duration::from_secs(10),
+                tap,
                 ..NetConfig::default()
             },
             checkpoint_interval: checkpoints,

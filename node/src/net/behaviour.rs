@@ -39,6 +39,19 @@ pub struct NetConfig {
     /// Long enough that connections survive between federated rounds.
     pub idle_timeout: Duration,
     pub max_peers: u32,
+    /// Sees every application frame this node hands to libp2p, before Noise encrypts it:
+    /// the transport boundary, for privacy audits and tests.
+    pub tap: Option<Tap>,
+}
+
+/// An observer of outbound frames (see [`NetConfig::tap`]).
+#[derive(Clone)]
+pub struct Tap(pub std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>);
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tap")
+    }
 }
 
 impl Default for NetConfig {
@@ -49,6 +62,7 @@ impl Default for NetConfig {
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(3600),
             max_peers: 128,
+            tap: None,
         }
     }
 }

@@ -10,7 +10,7 @@ mod event_loop;
 
 use std::collections::HashMap;
 
-pub use behaviour::NetConfig;
+pub use behaviour::{NetConfig, Tap};
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::identity::Keypair;
 pub use libp2p::multiaddr::Protocol;
@@ -137,6 +137,7 @@ pub struct NetStats {
 pub struct NetHandle {
     peer_id: PeerId,
     commands: mpsc::Sender<Command>,
+    tap: Option<Tap>,
 }
 
 /// Which transport to use.
@@ -176,6 +177,7 @@ pub fn spawn(
         NetHandle {
             peer_id,
             commands: ctx,
+            tap: cfg.tap.clone(),
         },
         erx,
     ))
@@ -184,6 +186,12 @@ pub fn spawn(
 impl NetHandle {
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    fn tapped(&self, bytes: &[u8]) {
+        if let Some(t) = &self.tap {
+            (t.0)(bytes);
+        }
     }
 
     async fn ask<T>(
@@ -209,11 +217,13 @@ impl NetHandle {
     /// Sends raw bytes as a request and waits for the raw response. The app is the only
     /// caller: it passes policy and audit first.
     pub async fn request(&self, peer: PeerId, bytes: Vec<u8>) -> Result<Vec<u8>, NetError> {
+        self.tapped(&bytes);
         self.ask(|reply| Command::Request { peer, bytes, reply })
             .await?
     }
 
     pub async fn respond(&self, id: u64, bytes: Vec<u8>) -> Result<(), NetError> {
+        self.tapped(&bytes);
         self.commands
             .send(Command::Respond { id, bytes })
             .await
@@ -221,6 +231,7 @@ impl NetHandle {
     }
 
     pub async fn publish(&self, bytes: Vec<u8>) -> Result<(), NetError> {
+        self.tapped(&bytes);
         self.ask(|reply| Command::Publish { bytes, reply }).await?
     }
 

@@ -46,7 +46,10 @@ pub struct NetConfig {
 
 /// An observer of outbound frames (see [`NetConfig::tap`]).
 #[derive(Clone)]
-pub struct Tap(pub std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>);
+pub struct Tap(pub std::sync::Arc<TapFn>);
+
+/// What a [`Tap`] calls with each outbound frame.
+pub type TapFn = dyn Fn(&[u8]) + Send + Sync;
 
 impl std::fmt::Debug for Tap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

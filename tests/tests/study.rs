@@ -12,6 +12,9 @@ use fedanno_node::demo::{self, SEGMENTATION_MANIFEST};
 use fedanno_node::formats::nifti::{self, NiftiLimits};
 use fedanno_node::policy::Policy;
 use fedanno_node::stats::dawid_skene::{DsOptions, dawid_skene};
+use fedanno_node::stats::multilabel::{
+    LabelPatternHistogram, MultiLabelOptions, multilabel_staple,
+};
 use fedanno_node::stats::ratings::LabeledRatings;
 use fedanno_node::stats::staple::{PatternHistogram, StapleOptions, staple};
 use fedanno_node::store::AuditFilter;
@@ -210,6 +213,60 @@ async fn three_site_studies_equal_the_pooled_computation() {
     assert!(one_round);
     assert_eq!(p1, &pooled.params);
     assert_eq!(*i1, pooled.iterations);
+
+    // Multi-label STAPLE (ITK semantics) of the panel and the model, every reader on every case.
+    let manifest = include_str!("../../policies/studies/brain-lesion-multilabel.toml")
+        .replace(
+            "labels = [\"enhancing\", \"edema\", \"necrosis\"]",
+            "labels = [\"nodule\"]",
+        )
+        .replace("modality = \"MR\"", "modality = \"CT\"")
+        .replace(
+            "panel = [\"neuro-panel-1\", \"neuro-panel-2\"]",
+            "panel = [\"panel-expert\", \"panel-generous\"]",
+        )
+        .replace("models = [\"brats-model\"]", "models = [\"model-a\"]");
+    let (_, run) = run_study(&members, &manifest).await;
+    let mut pooled_hist: Option<LabelPatternHistogram> = None;
+    for m in &members {
+        let dir = m.synth.join("readers");
+        let mut cases: Vec<String> = std::fs::read_dir(dir.join("model-a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".nii.gz"))
+            .collect();
+        cases.sort();
+        for case in cases {
+            let masks: Vec<Vec<u8>> = ["model-a", "panel-expert", "panel-generous"]
+                .iter()
+                .map(|r| labels(&dir.join(r).join(&case)))
+                .collect();
+            let refs: Vec<&[u8]> = masks.iter().map(Vec::as_slice).collect();
+            let h = LabelPatternHistogram::from_raters(&refs, None)
+                .unwrap()
+                .with_label_count(2)
+                .unwrap();
+            match pooled_hist.as_mut() {
+                Some(p) => p.merge(&h).unwrap(),
+                None => pooled_hist = Some(h),
+            }
+        }
+    }
+    let pooled = multilabel_staple(&pooled_hist.unwrap(), &MultiLabelOptions::default()).unwrap();
+    let ConsensusOutcome::Multi {
+        params,
+        priors,
+        iterations,
+        label_counts,
+        ..
+    } = &run.consensus
+    else {
+        panic!("not multi-label: {:?}", run.consensus)
+    };
+    assert_eq!(params, &pooled.params);
+    assert_eq!(priors, &pooled.priors);
+    assert_eq!(*iterations, pooled.iterations);
+    assert_eq!(label_counts, &pooled.label_counts);
 
     // Classification: Dawid–Skene and agreement over the union of the sites' ratings.
     let manifest = demo::classification_manifest(&["site-a", "site-b", "site-c"]);

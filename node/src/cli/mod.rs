@@ -207,6 +207,30 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Secure-aggregation rounds: real nodes on loopback (round time, bytes per site), the
+    /// arithmetic alone for growing rosters, and the demo's studies (rounds, bytes per site).
+    Secagg {
+        /// Node counts for rounds over the network (comma-separated).
+        #[arg(long, default_value = "3,10", value_delimiter = ',')]
+        nodes: Vec<usize>,
+        /// Timed rounds per node count (after two warm-up rounds).
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        /// Elements per vector.
+        #[arg(long, default_value_t = 1000)]
+        dim: usize,
+        /// Site counts for the arithmetic alone, no network (comma-separated).
+        #[arg(long, default_value = "3,10,20,50", value_delimiter = ',')]
+        sites: Vec<usize>,
+        /// Repetitions per site count for the arithmetic.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Skip running `fedanno demo` for its studies' traffic.
+        #[arg(long)]
+        no_demo: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Header ingest throughput (files/s) on synthetic CT files, warm cache.
     Ingest {
         /// At least this many files.
@@ -412,6 +436,34 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&r)?;
             } else {
                 println!("{}", r.human());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Secagg {
+                    nodes,
+                    rounds,
+                    dim,
+                    sites,
+                    reps,
+                    no_demo,
+                    json,
+                },
+        } => {
+            let r = bench::secagg(&bench::SecaggOptions {
+                nodes,
+                rounds,
+                dim,
+                sites,
+                reps,
+                demo: !no_demo,
+            })
+            .await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                print!("{}", r.human());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -104,6 +104,14 @@ pub enum JobKind {
     LabelQuality {
         params: DsParams,
     },
+    /// Used only by `fedanno bench secagg`: `dim` pseudo-random elements derived from `seed`
+    /// alone ([`bench_vector`]), so that real rounds can be timed without touching any data.
+    /// The vector carries nothing about the site (not even its case count), so a policy that
+    /// allows the statistic "bench" releases nothing. No study driver emits this job.
+    Bench {
+        dim: u32,
+        seed: u64,
+    },
 }
 
 /// The released consensus model a site turns into its local consensus masks.
@@ -128,6 +136,7 @@ impl Job {
             JobKind::DsInit | JobKind::DsStep { .. } => "dawid-skene",
             JobKind::SegQuality { .. } => "segmentation-metrics",
             JobKind::LabelQuality { .. } => "agreement",
+            JobKind::Bench { .. } => "bench",
         }
     }
 
@@ -480,7 +489,32 @@ pub fn compute(job: &Job, data: &LocalData) -> Result<Vec<u128>, EmError> {
         JobKind::DsStep { params } => Ok(ds_words(&dawid_skene::e_step(params, ratings(data)?)?)),
         JobKind::SegQuality { consensus, hd95 } => seg_quality(consensus, *hd95, data),
         JobKind::LabelQuality { params } => label_quality(params, ratings(data)?),
+        JobKind::Bench { dim, seed } => bench_vector(*dim, *seed),
     }
+}
+
+/// The vector of a [`JobKind::Bench`] job: `dim` elements of Z_2^128 from a SplitMix64 stream
+/// seeded with `seed` (two outputs per element, high word first). Deterministic, and the same
+/// at every site. A `dim` above the protocol's [`fedanno_protocol::secagg::MAX_DIM`] is refused
+/// before anything is allocated.
+pub fn bench_vector(dim: u32, seed: u64) -> Result<Vec<u128>, EmError> {
+    let dim = dim as usize;
+    if dim > fedanno_protocol::secagg::MAX_DIM {
+        return Err(EmError::Mismatch(
+            "a benchmark vector above the protocol's maximum dimension",
+        ));
+    }
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    Ok((0..dim)
+        .map(|_| (u128::from(next()) << 64) | u128::from(next()))
+        .collect())
 }
 
 fn ratings(data: &LocalData) -> Result<&Ratings, EmError> {

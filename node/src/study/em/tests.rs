@@ -319,3 +319,52 @@ fn job_ids_differ_by_step_and_parameters() {
     assert_ne!(a.input_id(), b.input_id());
     assert_eq!(a.input_id(), a.clone().input_id());
 }
+
+#[test]
+fn bench_job_is_deterministic_of_the_right_length_and_ignores_the_data() {
+    let job = |dim, seed| Job {
+        study: "bench".into(),
+        step: 0,
+        kind: JobKind::Bench { dim, seed },
+    };
+    let empty = LocalData::Segmentation {
+        n_raters: 2,
+        n_labels: 2,
+        cases: Vec::new(),
+    };
+    let other = LocalData::Segmentation {
+        n_raters: 1,
+        n_labels: 2,
+        cases: vec![SegCase {
+            id: "c".into(),
+            dims: [2, 1, 1],
+            spacing: [1.0; 3],
+            readers: vec![(0, vec![0, 1])],
+        }],
+    };
+    assert_eq!(job(1000, 7).statistic(), "bench");
+    let v = compute(&job(1000, 7), &empty).unwrap();
+    assert_eq!(v.len(), 1000);
+    assert_eq!(v, compute(&job(1000, 7), &empty).unwrap());
+    // The same at every site: the vector depends on the seed alone.
+    assert_eq!(v, compute(&job(1000, 7), &other).unwrap());
+    assert_eq!(v, bench_vector(1000, 7).unwrap());
+    // A prefix of a longer vector, different for another seed, and not degenerate.
+    assert_eq!(v[..10], compute(&job(10, 7), &empty).unwrap()[..]);
+    assert_ne!(v, compute(&job(1000, 8), &empty).unwrap());
+    let distinct: std::collections::BTreeSet<u128> = v.iter().copied().collect();
+    assert_eq!(distinct.len(), v.len());
+    assert!(v.iter().any(|x| *x > u128::from(u64::MAX)));
+    assert!(compute(&job(0, 7), &empty).unwrap().is_empty());
+    // Never more than the protocol carries (nothing is allocated for an absurd dimension).
+    let max = fedanno_protocol::secagg::MAX_DIM as u32;
+    assert_eq!(compute(&job(max, 1), &empty).unwrap().len(), max as usize);
+    assert!(matches!(
+        compute(&job(max + 1, 1), &empty),
+        Err(EmError::Mismatch(_))
+    ));
+    assert!(matches!(
+        compute(&job(u32::MAX, 1), &empty),
+        Err(EmError::Mismatch(_))
+    ));
+}

@@ -15,6 +15,8 @@ use super::fixed::{self, quantize_signed, quantize_unit};
 use super::majority::unique_argmax;
 use super::ratings::Ratings;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Model parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,19 +113,21 @@ impl DsStats {
     }
 }
 
-/// Sums quantised unit posteriors into a [`DsStats`]: in `u64` over blocks of at most
+/// Sums quantised posteriors into a [`DsStats`]: in `u64` over blocks of at most
 /// [`Accumulator::BLOCK`] units (each weight ≤ 2^52, so a block cannot overflow), with the
 /// confusion mass laid out `[rater][given][true]` so one rating adds K contiguous values, then
-/// flushed into the `u128` statistics. Integer sums: the result is the same for any order.
+/// flushed into the `u128` statistics. A pattern of `count` identical units adds `count` times
+/// its (quantised) posterior, exactly the sum of its units' contributions. Integer sums: the
+/// result is the same for any order or grouping.
 struct Accumulator {
     stats: DsStats,
-    in_block: usize,
+    in_block: u64,
     class: Vec<u64>,
     by_given: Vec<u64>,
 }
 
 impl Accumulator {
-    const BLOCK: usize = 1 << 11;
+    const BLOCK: u64 = 1 << 11;
 
     fn new(n_raters: usize, k: usize) -> Self {
         Self {
@@ -134,23 +138,77 @@ impl Accumulator {
         }
     }
 
-    fn add_unit(&mut self, row: &[Option<u32>], posterior: &[u64]) {
+    /// Adds `count` units whose ratings are the table offsets `offsets` (see [`Patterns`]).
+    #[inline(always)]
+    fn add(&mut self, offsets: &[usize], posterior: &[u64], count: u64) {
         let k = self.stats.k;
-        self.stats.units += 1;
+        self.stats.units += count;
+        if count > Self::BLOCK {
+            self.add_wide(offsets, posterior, count);
+            return;
+        }
+        if self.in_block + count > Self::BLOCK {
+            self.flush();
+        }
         self.class
             .iter_mut()
             .zip(posterior)
-            .for_each(|(m, q)| *m += q);
-        for (a, l) in row.iter().enumerate() {
-            let Some(l) = l else { continue };
-            let start = (a * k + *l as usize) * k;
+            .for_each(|(m, q)| *m += q * count);
+        for &start in offsets {
             if let Some(slots) = self.by_given.get_mut(start..start + k) {
-                slots.iter_mut().zip(posterior).for_each(|(m, q)| *m += q);
+                slots
+                    .iter_mut()
+                    .zip(posterior)
+                    .for_each(|(m, q)| *m += q * count);
             }
         }
-        self.in_block += 1;
-        if self.in_block == Self::BLOCK {
+        self.in_block += count;
+    }
+
+    /// [`Self::add`] for a K known at compile time.
+    #[inline(always)]
+    fn add_fixed<const K: usize>(&mut self, offsets: &[usize], posterior: &[u64; K], count: u64) {
+        if count > Self::BLOCK || self.stats.k != K {
+            self.add(offsets, posterior, count);
+            return;
+        }
+        self.stats.units += count;
+        if self.in_block + count > Self::BLOCK {
             self.flush();
+        }
+        let w = posterior.map(|q| q * count);
+        if let Some(class) = self.class.get_mut(..K) {
+            class.iter_mut().zip(&w).for_each(|(m, w)| *m += w);
+        }
+        for &start in offsets {
+            let slots = self.by_given.get_mut(start..start + K);
+            if let Some(slots) = slots.and_then(|s| <&mut [u64; K]>::try_from(s).ok()) {
+                slots.iter_mut().zip(&w).for_each(|(m, w)| *m += w);
+            }
+        }
+        self.in_block += count;
+    }
+
+    /// Counts `count` units whose likelihood is zero.
+    fn add_impossible(&mut self, count: u64) {
+        self.stats.units += count;
+        self.stats.impossible_units += count;
+    }
+
+    /// [`Self::add`] straight into the `u128` statistics (a pattern larger than a block).
+    fn add_wide(&mut self, offsets: &[usize], posterior: &[u64], count: u64) {
+        let k = self.stats.k;
+        let w = |q: u64| u128::from(q) * u128::from(count);
+        for (m, &q) in self.stats.class_mass.iter_mut().zip(posterior) {
+            *m += w(q);
+        }
+        for &start in offsets {
+            let (a, l) = (start / (k * k), (start / k) % k);
+            for (c, &q) in posterior.iter().enumerate() {
+                if let Some(m) = self.stats.confusion_mass.get_mut((a * k + c) * k + l) {
+                    *m += w(q);
+                }
+            }
         }
     }
 
@@ -171,6 +229,226 @@ impl Accumulator {
     fn finish(mut self) -> DsStats {
         self.flush();
         self.stats
+    }
+}
+
+/// FxHash-style hasher for the rows' u64 keys (one multiply).
+#[derive(Default)]
+struct RowHasher(u64);
+
+impl RowHasher {
+    fn add(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for RowHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|&b| self.add(u64::from(b)));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+}
+
+/// "Unit nobody rated" in [`Patterns::unit_pattern`].
+const UNRATED: usize = usize::MAX;
+
+/// Patterns at least this many split the E-step over two threads.
+const PARALLEL_MIN: usize = 2048;
+
+/// The ratings as the EM reads them: the rated units grouped by identical rows (a unit's
+/// posterior depends only on its row), each pattern's ratings kept as the offsets
+/// `(rater · K + given) · K` of its K-value runs in the `[rater][given][true]` tables, in rater
+/// order (so every class score is summed in the same order as unit by unit).
+struct Patterns {
+    k: usize,
+    n_raters: usize,
+    /// Units with each pattern.
+    counts: Vec<u64>,
+    /// Pattern p's offsets are `offsets[starts[p]..starts[p + 1]]`.
+    starts: Vec<usize>,
+    offsets: Vec<usize>,
+    /// Each unit's pattern ([`UNRATED`] for a unit nobody rated).
+    unit_pattern: Vec<usize>,
+}
+
+impl Patterns {
+    fn new(ratings: &Ratings) -> Self {
+        let k = ratings.n_categories();
+        let mut index: HashMap<u64, usize, BuildHasherDefault<RowHasher>> =
+            HashMap::with_capacity_and_hasher(ratings.n_units(), BuildHasherDefault::default());
+        let mut out = Self {
+            k,
+            n_raters: ratings.n_raters(),
+            counts: Vec::new(),
+            starts: vec![0],
+            offsets: Vec::new(),
+            unit_pattern: Vec::with_capacity(ratings.n_units()),
+        };
+        // A row's key: its cells as the digits (0 = missing, 1 + category) of a base-(K + 1)
+        // number; rows too long for a u64 key are not grouped.
+        let base = k as u64 + 1;
+        let key = |row: &[Option<u32>]| {
+            row.iter().try_fold(0u64, |key, l| {
+                key.checked_mul(base)?
+                    .checked_add(l.map_or(0, |l| u64::from(l) + 1))
+            })
+        };
+        for row in ratings.rows() {
+            if row.iter().all(Option::is_none) {
+                out.unit_pattern.push(UNRATED);
+                continue;
+            }
+            let next = out.counts.len();
+            let p = match key(row) {
+                Some(key) => *index.entry(key).or_insert(next),
+                None => next,
+            };
+            if p == next {
+                let rated = row.iter().enumerate();
+                let runs = rated.filter_map(|(a, l)| l.map(|l| (a * k + l as usize) * k));
+                out.offsets.extend(runs);
+                out.starts.push(out.offsets.len());
+                out.counts.push(0);
+            }
+            if let Some(c) = out.counts.get_mut(p) {
+                *c += 1;
+            }
+            out.unit_pattern.push(p);
+        }
+        out
+    }
+
+    fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    fn offsets(&self, p: usize) -> &[usize] {
+        let (lo, hi) = (self.starts[p], self.starts[p + 1]);
+        &self.offsets[lo..hi]
+    }
+
+    /// Initial E-step: each pattern's vote proportions (soft majority vote).
+    fn initial_stats(&self) -> DsStats {
+        let k = self.k;
+        let mut acc = Accumulator::new(self.n_raters, k);
+        let mut counts = vec![0u32; k];
+        let mut q = vec![0u64; k];
+        for p in 0..self.len() {
+            let offsets = self.offsets(p);
+            counts.iter_mut().for_each(|c| *c = 0);
+            for &o in offsets {
+                if let Some(slot) = counts.get_mut((o / k) % k) {
+                    *slot += 1;
+                }
+            }
+            let m = offsets.len() as u32;
+            for (qc, &n) in q.iter_mut().zip(&counts) {
+                *qc = quantize_unit(f64::from(n) / f64::from(m));
+            }
+            acc.add(offsets, &q, self.counts[p]);
+        }
+        acc.finish()
+    }
+
+    /// E-step under `params`; with `posteriors` (patterns × K) also each pattern's posterior
+    /// (zeros where impossible). Large inputs are split over two threads.
+    fn e_step(&self, params: &DsParams, posteriors: Option<&mut [f64]>) -> DsStats {
+        let lp = LogParams::new(params, self.n_raters, self.k);
+        let n = self.len();
+        let mut none: [f64; 0] = [];
+        let post = posteriors.unwrap_or(&mut none);
+        if n < PARALLEL_MIN {
+            return self.e_pass(&lp, 0, n, post);
+        }
+        let mid = n / 2;
+        let (first, second) = if post.is_empty() {
+            (&mut [][..], &mut [][..])
+        } else {
+            post.split_at_mut((mid * self.k).min(post.len()))
+        };
+        let (mut a, b) = rayon::join(
+            || self.e_pass(&lp, 0, mid, first),
+            || self.e_pass(&lp, mid, n, second),
+        );
+        // Same layout by construction.
+        let _ = a.merge(&b);
+        a
+    }
+
+    /// E-step over patterns `lo..hi`, specialised for the common category counts (the class
+    /// scores and weights then live in registers).
+    fn e_pass(&self, lp: &LogParams, lo: usize, hi: usize, post: &mut [f64]) -> DsStats {
+        match self.k {
+            2 => self.e_pass_fixed::<2>(lp, lo, hi, post),
+            3 => self.e_pass_fixed::<3>(lp, lo, hi, post),
+            4 => self.e_pass_fixed::<4>(lp, lo, hi, post),
+            5 => self.e_pass_fixed::<5>(lp, lo, hi, post),
+            6 => self.e_pass_fixed::<6>(lp, lo, hi, post),
+            7 => self.e_pass_fixed::<7>(lp, lo, hi, post),
+            8 => self.e_pass_fixed::<8>(lp, lo, hi, post),
+            _ => self.e_pass_general(lp, lo, hi, post),
+        }
+    }
+
+    fn e_pass_general(&self, lp: &LogParams, lo: usize, hi: usize, post: &mut [f64]) -> DsStats {
+        let k = self.k;
+        let mut acc = Accumulator::new(self.n_raters, k);
+        let mut scores = vec![0.0; k];
+        let mut q = vec![0u64; k];
+        for p in lo..hi {
+            let offsets = self.offsets(p);
+            let count = self.counts[p];
+            let ll = lp.posterior(k, offsets, &mut scores);
+            if let Some(out) = post.get_mut((p - lo) * k..(p - lo + 1) * k) {
+                out.copy_from_slice(&scores);
+            }
+            match ll.and_then(quantize_signed) {
+                Some(ll) => {
+                    acc.stats.log_likelihood += ll * i128::from(count);
+                    for (qc, &t) in q.iter_mut().zip(&scores) {
+                        *qc = quantize_unit(t);
+                    }
+                    acc.add(offsets, &q, count);
+                }
+                None => acc.add_impossible(count),
+            }
+        }
+        acc.finish()
+    }
+
+    /// [`Self::e_pass_general`] for a K known at compile time.
+    fn e_pass_fixed<const K: usize>(
+        &self,
+        lp: &LogParams,
+        lo: usize,
+        hi: usize,
+        post: &mut [f64],
+    ) -> DsStats {
+        let mut acc = Accumulator::new(self.n_raters, K);
+        for p in lo..hi {
+            let offsets = self.offsets(p);
+            let count = self.counts[p];
+            let mut scores = [0.0; K];
+            let ll = lp.posterior_fixed::<K>(offsets, &mut scores);
+            if let Some(out) = post.get_mut((p - lo) * K..(p - lo + 1) * K) {
+                out.copy_from_slice(&scores);
+            }
+            match ll.and_then(quantize_signed) {
+                Some(ll) => {
+                    acc.stats.log_likelihood += ll * i128::from(count);
+                    acc.add_fixed(offsets, &scores.map(quantize_unit), count);
+                }
+                None => acc.add_impossible(count),
+            }
+        }
+        acc.finish()
     }
 }
 
@@ -218,42 +496,21 @@ fn check_shape(params: &DsParams, ratings: &Ratings) -> Result<(), StatsError> {
 
 /// Initial E-step: each unit's vote proportions (soft majority vote).
 pub fn initial_e_step(ratings: &Ratings) -> DsStats {
-    let k = ratings.n_categories();
-    let mut acc = Accumulator::new(ratings.n_raters(), k);
-    let mut counts = vec![0u32; k];
-    let mut q = vec![0u64; k];
-    for row in ratings.rows() {
-        counts.iter_mut().for_each(|c| *c = 0);
-        let mut m = 0u32;
-        for c in row.iter().flatten() {
-            if let Some(slot) = counts.get_mut(*c as usize) {
-                *slot += 1;
-                m += 1;
-            }
-        }
-        if m == 0 {
-            continue;
-        }
-        for (qc, &n) in q.iter_mut().zip(&counts) {
-            *qc = quantize_unit(f64::from(n) / f64::from(m));
-        }
-        acc.add_unit(row, &q);
-    }
-    acc.finish()
+    Patterns::new(ratings).initial_stats()
 }
 
-/// Log of each parameter (ln 0 = −∞), the confusion re-laid as `[rater][given][true]` so that
-/// one rating adds a contiguous run of K values.
+/// Log of each parameter (ln 0 = −∞; a missing entry counts as −∞), the confusion re-laid as
+/// `[rater][given][true]` so that one rating adds a contiguous run of K values. Computed once
+/// per E-step.
 struct LogParams {
     priors: Vec<f64>,
     by_given: Vec<f64>,
 }
 
 impl LogParams {
-    fn new(p: &DsParams) -> Self {
-        let k = p.k;
-        let mut by_given = vec![f64::NEG_INFINITY; p.confusion.len()];
-        for a in 0..p.n_raters {
+    fn new(p: &DsParams, n_raters: usize, k: usize) -> Self {
+        let mut by_given = vec![f64::NEG_INFINITY; n_raters * k * k];
+        for a in 0..n_raters {
             for c in 0..k {
                 for l in 0..k {
                     let i = (a * k + c) * k + l;
@@ -265,73 +522,86 @@ impl LogParams {
                 }
             }
         }
+        let prior = |c: usize| p.class_priors.get(c).map_or(f64::NEG_INFINITY, |x| x.ln());
         Self {
-            priors: p.class_priors.iter().map(|x| x.ln()).collect(),
+            priors: (0..k).map(prior).collect(),
             by_given,
         }
     }
 
-    /// Posterior of one unit into `out` and its log-likelihood term (None if impossible or
-    /// unrated). Each class's log score is its log prior plus the raters' terms in rater order.
-    fn unit_posterior(&self, k: usize, row: &[Option<u32>], out: &mut [f64]) -> Option<f64> {
-        let mut rated = false;
-        for (c, slot) in out.iter_mut().enumerate() {
-            *slot = self.priors.get(c).copied().unwrap_or(f64::NEG_INFINITY);
+    /// Posterior of one rated unit (its ratings as table offsets, see [`Patterns`]) into `out`
+    /// (K values) and its log-likelihood term (`None` and zeros if impossible). Each class's
+    /// log score is its log prior plus the raters' terms in rater order.
+    fn posterior(&self, k: usize, offsets: &[usize], out: &mut [f64]) -> Option<f64> {
+        let out = out.get_mut(..k)?;
+        for (slot, &prior) in out.iter_mut().zip(&self.priors) {
+            *slot = prior;
         }
-        for (a, l) in row.iter().enumerate() {
-            let Some(l) = l else { continue };
-            rated = true;
-            let start = (a * k + *l as usize) * k;
+        for &start in offsets {
             match self.by_given.get(start..start + k) {
                 Some(terms) => out.iter_mut().zip(terms).for_each(|(s, t)| *s += t),
                 None => out.iter_mut().for_each(|s| *s = f64::NEG_INFINITY),
             }
         }
-        let max = out.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        if !rated || max == f64::NEG_INFINITY || max.is_nan() {
-            out.iter_mut().for_each(|x| *x = 0.0);
-            return None;
-        }
-        let mut sum = 0.0;
-        for x in out.iter_mut() {
-            *x = (*x - max).exp();
-            sum += *x;
-        }
-        out.iter_mut().for_each(|x| *x /= sum);
-        Some(max + sum.ln())
+        normalize(out, offsets.is_empty())
     }
+
+    /// [`Self::posterior`] for a K known at compile time: the same operations in the same
+    /// order, on scores held in registers.
+    #[inline(always)]
+    fn posterior_fixed<const K: usize>(
+        &self,
+        offsets: &[usize],
+        out: &mut [f64; K],
+    ) -> Option<f64> {
+        let mut s = [f64::NEG_INFINITY; K];
+        for (slot, &prior) in s.iter_mut().zip(&self.priors) {
+            *slot = prior;
+        }
+        for &start in offsets {
+            let terms = self.by_given.get(start..start + K);
+            let Some(terms) = terms.and_then(|t| <&[f64; K]>::try_from(t).ok()) else {
+                // As a run of −∞ terms: no class is possible.
+                *out = [0.0; K];
+                return None;
+            };
+            for (x, t) in s.iter_mut().zip(terms) {
+                *x += t;
+            }
+        }
+        *out = s;
+        normalize(out, offsets.is_empty())
+    }
+}
+
+/// Turns log scores into a posterior in place (zeros and `None` when no class is possible or
+/// the unit is unrated) and returns the log-likelihood term max + ln Σ exp(score − max).
+#[inline(always)]
+fn normalize(out: &mut [f64], unrated: bool) -> Option<f64> {
+    let max = out.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if unrated || max == f64::NEG_INFINITY || max.is_nan() {
+        out.iter_mut().for_each(|x| *x = 0.0);
+        return None;
+    }
+    // exp(0) = 1 exactly: the best class needs no call (unless max is +∞, where x − max is NaN).
+    let finite = max.is_finite();
+    let mut sum = 0.0;
+    for x in out.iter_mut() {
+        *x = if finite && *x == max {
+            1.0
+        } else {
+            (*x - max).exp()
+        };
+        sum += *x;
+    }
+    out.iter_mut().for_each(|x| *x /= sum);
+    Some(max + sum.ln())
 }
 
 /// E-step of one site: posteriors under `params`, quantised and summed.
 pub fn e_step(params: &DsParams, ratings: &Ratings) -> Result<DsStats, StatsError> {
     check_shape(params, ratings)?;
-    let k = params.k;
-    let lp = LogParams::new(params);
-    let mut acc = Accumulator::new(params.n_raters, k);
-    let mut post = vec![0.0; k];
-    let mut q = vec![0u64; k];
-    for row in ratings.rows() {
-        if row.iter().all(Option::is_none) {
-            continue;
-        }
-        match lp
-            .unit_posterior(k, row, &mut post)
-            .and_then(quantize_signed)
-        {
-            Some(ll) => {
-                acc.stats.log_likelihood += ll;
-                for (qc, &t) in q.iter_mut().zip(&post) {
-                    *qc = quantize_unit(t);
-                }
-                acc.add_unit(row, &q);
-            }
-            None => {
-                acc.stats.units += 1;
-                acc.stats.impossible_units += 1;
-            }
-        }
-    }
-    Ok(acc.finish())
+    Ok(Patterns::new(ratings).e_step(params, None))
 }
 
 /// M-step: normalised class mass and confusion rows (uniform rows where there is no mass).
@@ -364,26 +634,41 @@ pub fn m_step(stats: &DsStats) -> DsParams {
 /// Per-unit posteriors (units × K) under `params`.
 pub fn posteriors(params: &DsParams, ratings: &Ratings) -> Result<Vec<f64>, StatsError> {
     check_shape(params, ratings)?;
-    let k = params.k;
-    let lp = LogParams::new(params);
-    let mut out = vec![0.0; ratings.n_units() * k];
-    for (row, chunk) in ratings.rows().zip(out.chunks_mut(k.max(1))) {
-        let _ = lp.unit_posterior(k, row, chunk);
+    let patterns = Patterns::new(ratings);
+    let mut by_pattern = vec![0.0; patterns.len() * params.k];
+    let _ = patterns.e_step(params, Some(&mut by_pattern));
+    Ok(patterns.per_unit(&by_pattern, params.k))
+}
+
+impl Patterns {
+    /// Per-unit rows (units × K) of per-pattern rows (zeros for units nobody rated).
+    fn per_unit<T: Copy + Default>(&self, by_pattern: &[T], width: usize) -> Vec<T> {
+        let mut out = vec![T::default(); self.unit_pattern.len() * width];
+        for (row, &p) in out.chunks_mut(width.max(1)).zip(&self.unit_pattern) {
+            if p == UNRATED {
+                continue;
+            }
+            if let Some(src) = by_pattern.get(p * width..(p + 1) * width) {
+                row.copy_from_slice(src);
+            }
+        }
+        out
     }
-    Ok(out)
 }
 
 /// Pooled driver: initial E/M, then E/M until every parameter changes by less than the
-/// tolerance. A federated coordinator runs the same loop with merged [`DsStats`].
+/// tolerance. A federated coordinator runs the same loop with merged [`DsStats`]. The ratings
+/// are grouped into [`Patterns`] once; the statistics equal the unit-by-unit ones exactly.
 pub fn dawid_skene(ratings: &Ratings, options: &DsOptions) -> Result<DsResult, StatsError> {
     if ratings.n_categories() == 0 {
         return Err(StatsError::Empty("categories"));
     }
-    let mut params = m_step(&initial_e_step(ratings));
+    let patterns = Patterns::new(ratings);
+    let mut params = m_step(&patterns.initial_stats());
     let mut iterations = 0;
     let mut converged = false;
     while iterations < options.max_iterations {
-        let next = m_step(&e_step(&params, ratings)?);
+        let next = m_step(&patterns.e_step(&params, None));
         iterations += 1;
         let change = next.max_change(&params);
         params = next;
@@ -392,20 +677,15 @@ pub fn dawid_skene(ratings: &Ratings, options: &DsOptions) -> Result<DsResult, S
             break;
         }
     }
-    let final_stats = e_step(&params, ratings)?;
-    let posteriors = posteriors(&params, ratings)?;
     let k = params.k;
-    let labels = posteriors
+    let mut by_pattern = vec![0.0; patterns.len() * k];
+    let final_stats = patterns.e_step(&params, Some(&mut by_pattern));
+    let pattern_labels: Vec<Option<u32>> = by_pattern
         .chunks(k.max(1))
-        .zip(ratings.rows())
-        .map(|(p, row)| {
-            if row.iter().all(Option::is_none) {
-                None
-            } else {
-                unique_argmax(p).map(|i| i as u32)
-            }
-        })
+        .map(|p| unique_argmax(p).map(|i| i as u32))
         .collect();
+    let labels = patterns.per_unit(&pattern_labels, 1);
+    let posteriors = patterns.per_unit(&by_pattern, k);
     Ok(DsResult {
         log_likelihood: final_stats.log_likelihood(),
         params,
@@ -438,6 +718,86 @@ mod tests {
             })
             .collect();
         Ratings::from_cells(units, raters, k, cells).expect("valid")
+    }
+
+    /// Unit-by-unit statistics: one single-unit site per unit, merged.
+    fn unit_by_unit(t: &Ratings, f: &dyn Fn(&Ratings) -> DsStats) -> DsStats {
+        let mut acc = DsStats::new(t.n_raters(), t.n_categories());
+        for u in 0..t.n_units() {
+            acc.merge(&f(&t.select_units(&[u]).expect("unit")))
+                .expect("layout");
+        }
+        acc
+    }
+
+    #[test]
+    fn grouping_and_threads_do_not_change_a_bit() {
+        let mut rng = XorShift::new(0x9e57);
+        // Many distinct rows (two threads), then few raters and categories (patterns with more
+        // units than an accumulator block).
+        for (units, raters, k) in [(6000, 9, 5), (30_000, 2, 2)] {
+            let cells = (0..units * raters)
+                .map(|_| {
+                    let missing = rng.below(8) == 0;
+                    let c = rng.below(k) as u32;
+                    (!missing).then_some(c)
+                })
+                .collect();
+            let t = Ratings::from_cells(units, raters, k, cells).expect("valid");
+            let patterns = Patterns::new(&t);
+            assert!(patterns.len() >= PARALLEL_MIN || patterns.counts.iter().any(|&c| c > 2048));
+            let init = initial_e_step(&t);
+            assert_eq!(init, unit_by_unit(&t, &initial_e_step));
+            let params = m_step(&init);
+            let grouped = e_step(&params, &t).expect("shape");
+            assert_eq!(
+                grouped,
+                unit_by_unit(&t, &|s| e_step(&params, s).expect("shape"))
+            );
+        }
+    }
+
+    fn kernels_agree<const K: usize>(rng: &mut XorShift) {
+        let raters = 1 + rng.below(9);
+        let mut params = m_step(&DsStats::new(raters, K));
+        params.class_priors.iter_mut().for_each(|p| *p = rng.unit());
+        // Some zero (log −∞) entries.
+        for p in &mut params.confusion {
+            *p = if rng.below(7) == 0 { 0.0 } else { rng.unit() };
+        }
+        let lp = LogParams::new(&params, raters, K);
+        let mut general = vec![0.0; K];
+        let mut fixed = [0.0; K];
+        for _ in 0..200 {
+            let mut offsets = Vec::new();
+            for r in 0..raters {
+                let given = rng.below(K);
+                if rng.below(5) != 0 {
+                    offsets.push((r * K + given) * K);
+                }
+            }
+            let a = lp.posterior(K, &offsets, &mut general);
+            let b = lp.posterior_fixed::<K>(&offsets, &mut fixed);
+            assert_eq!(a.map(f64::to_bits), b.map(f64::to_bits));
+            assert!(
+                general
+                    .iter()
+                    .zip(&fixed)
+                    .all(|(x, y)| x.to_bits() == y.to_bits())
+            );
+        }
+    }
+
+    #[test]
+    fn fixed_kernel_equals_the_general_one() {
+        let mut rng = XorShift::new(0x6e1);
+        kernels_agree::<2>(&mut rng);
+        kernels_agree::<3>(&mut rng);
+        kernels_agree::<4>(&mut rng);
+        kernels_agree::<5>(&mut rng);
+        kernels_agree::<6>(&mut rng);
+        kernels_agree::<7>(&mut rng);
+        kernels_agree::<8>(&mut rng);
     }
 
     #[test]

@@ -22,8 +22,12 @@ pub fn quantize_unit(w: f64) -> u64 {
     if w >= 1.0 {
         return ONE;
     }
-    // Multiplying by a power of two is exact; rounding is the only approximation.
-    (w * SCALE).round() as u64
+    // Multiplying by a power of two is exact; rounding is the only approximation. `x` lies in
+    // (0, 2^52), so truncating and comparing the (exact) fraction with 1/2 is `x.round()`
+    // (half away from zero) without a libm call.
+    let x = w * SCALE;
+    let t = x as u64;
+    t + u64::from(x - t as f64 >= 0.5)
 }
 
 /// Quantises a finite real number (e.g. a log-likelihood term); `None` when not finite or too
@@ -32,7 +36,16 @@ pub fn quantize_signed(x: f64) -> Option<i128> {
     if !x.is_finite() || x.abs() >= 2f64.powi(70) {
         return None;
     }
-    Some((x * SCALE).round() as i128)
+    let y = x * SCALE;
+    if y.abs() < 2f64.powi(62) {
+        // As `y.round()` (half away from zero) without a libm call: the fraction y − trunc(y)
+        // is exact.
+        let t = y as i64;
+        let f = y - t as f64;
+        let r = t + i64::from(f >= 0.5) - i64::from(f <= -0.5);
+        return Some(i128::from(r));
+    }
+    Some(y.round() as i128)
 }
 
 /// Converts an unsigned fixed-point sum back to f64.
@@ -68,6 +81,27 @@ mod tests {
         assert_eq!(to_f64(u128::from(quantize_unit(0.25))), 0.25);
         assert_eq!(quantize_signed(f64::NEG_INFINITY), None);
         assert_eq!(quantize_signed(-0.5), Some(-(i128::from(ONE) / 2)));
+    }
+
+    #[test]
+    fn quantization_rounds_like_f64_round() {
+        let reference = |w: f64| (w * SCALE).round() as u64;
+        let mut rng = tests_rng::XorShift::new(0x9a17);
+        for _ in 0..100_000 {
+            // Uniform, tiny, and exact ties (odd multiples of 2^-53).
+            let u = rng.unit();
+            let tiny = u * 2f64.powi(-(rng.below(60) as i32));
+            let tie = ((rng.next_u64() >> 12) | 1) as f64 * 2f64.powi(-53);
+            for w in [u, tiny, tie, 1.0 - tiny] {
+                if w > 0.0 && w < 1.0 {
+                    assert_eq!(quantize_unit(w), reference(w), "{w:e}");
+                }
+                for x in [w, -w, w * 1e3, -w * 1e5, tie * 1024.0, -tie * 8.0] {
+                    let expected = (x * SCALE).round() as i128;
+                    assert_eq!(quantize_signed(x), Some(expected), "{x:e}");
+                }
+            }
+        }
     }
 }
 

@@ -250,14 +250,33 @@ fn crop<T: Copy>(
     (out, c)
 }
 
-/// Surfels of a padded mask on the dual grid: (flat dual index, area) and the border map.
-fn surfels(padded: &[u8], p: [usize; 3], areas: &[f64; 256]) -> (Vec<(usize, f64)>, Vec<bool>) {
+/// Surfels on the dual grid of the box `lo..=hi` of a mask padded by one background cell on
+/// every side (padded dims `p`): (flat dual index, area) and the border map. The padded planes
+/// are never materialised: each is read from the mask as pair codes 2·v(x) + v(x + 1) of its
+/// rows, two planes at a time.
+fn surfels<T: Copy>(
+    mask: &[T],
+    grid: &Grid,
+    lo: [usize; 3],
+    p: [usize; 3],
+    areas: &[f64; 256],
+    is_fg: impl Fn(T) -> bool,
+) -> (Vec<(usize, f64)>, Vec<bool>) {
+    let [_, ny, nx] = grid.dims;
     let d = [p[0] - 1, p[1] - 1, p[2] - 1];
-    // Pair codes 2·v(x) + v(x + 1) of one padded plane (rows y, dual x); two planes at a time.
-    let pairs = |z: usize, out: &mut [u8]| {
-        let plane = &padded[z * p[1] * p[2]..(z + 1) * p[1] * p[2]];
-        for (row_in, row_out) in plane.chunks(p[2]).zip(out.chunks_mut(d[2])) {
-            for (o, w) in row_out.iter_mut().zip(row_in.windows(2)) {
+    let mut padded_row = vec![0u8; p[2]];
+    let mut pairs = |z: usize, out: &mut [u8]| {
+        for (y, row_out) in out.chunks_mut(d[2]).enumerate() {
+            if z == 0 || z == d[0] || y == 0 || y == d[1] {
+                row_out.fill(0);
+                continue;
+            }
+            let src = ((z - 1 + lo[0]) * ny + (y - 1 + lo[1])) * nx + lo[2];
+            let row_in = &mask[src..src + p[2] - 2];
+            for (o, &v) in padded_row[1..p[2] - 1].iter_mut().zip(row_in) {
+                *o = u8::from(is_fg(v));
+            }
+            for (o, w) in row_out.iter_mut().zip(padded_row.windows(2)) {
                 *o = (w[0] << 1) | w[1];
             }
         }
@@ -379,10 +398,9 @@ pub fn surface_distances<T: Copy + Sync>(
     match definition {
         Definition::SurfaceDistance => {
             let areas = code_areas(grid.spacing);
-            let extract = |mask: &[T]| {
-                let (padded, p) = crop(mask, grid, lo, hi, 1, is_fg);
-                (surfels(&padded, p, &areas), p)
-            };
+            // The box plus one background cell on every side.
+            let p = [hi[0] - lo[0] + 3, hi[1] - lo[1] + 3, hi[2] - lo[2] + 3];
+            let extract = |mask: &[T]| (surfels(mask, grid, lo, p, &areas, is_fg), p);
             // The two surfaces are independent: extract them on two threads.
             let (((la, ba), p), ((lb, bb), _)) = std::thread::scope(|scope| {
                 let other = scope.spawn(|| extract(test));

@@ -83,7 +83,7 @@ pub struct FilterArgs {
     #[arg(long)]
     peer: Option<String>,
     /// Only entries of this kind (sent, received, policy, refused, rejected, receipt-issued,
-    /// receipt-received, checkpoint, cosigned, membership).
+    /// receipt-received, checkpoint, cosigned, membership, study).
     #[arg(long)]
     kind: Option<String>,
     /// Only entries of this (pseudonymous) study.

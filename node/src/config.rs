@@ -23,7 +23,36 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("environment variable {var}={value:?}: {message}")]
+    Env {
+        var: &'static str,
+        value: String,
+        message: String,
+    },
 }
+
+/// The `FEDANNO_*` environment variables that override `config.toml` values for `fedanno node
+/// run` (precedence: command-line flag > environment > config.toml > default). An unset or
+/// empty variable overrides nothing.
+pub const ENV_OVERRIDES: [(&str, &str); 5] = [
+    (
+        "FEDANNO_LISTEN",
+        "network.listen (comma-separated multiaddresses)",
+    ),
+    (
+        "FEDANNO_BOOTSTRAP",
+        "network.bootstrap (comma-separated multiaddresses)",
+    ),
+    (
+        "FEDANNO_POLICY",
+        "network.policy (a file, relative to the site directory)",
+    ),
+    (
+        "FEDANNO_CHECKPOINT_INTERVAL_SECS",
+        "network.checkpoint_interval_secs",
+    ),
+    ("FEDANNO_IDLE_TIMEOUT_SECS", "network.idle_timeout_secs"),
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -166,6 +195,54 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Applies the `FEDANNO_*` overrides of [`ENV_OVERRIDES`] read through `get` (normally
+    /// `std::env::var`), validates the result and returns the names of the variables applied.
+    /// An error names the variable, its value and what is expected.
+    pub fn apply_env(
+        &mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<&'static str>, ConfigError> {
+        let mut applied = Vec::new();
+        for (var, _) in ENV_OVERRIDES {
+            let Some(value) = get(var).filter(|v| !v.trim().is_empty()) else {
+                continue;
+            };
+            let err = |message: &str| ConfigError::Env {
+                var,
+                value: value.clone(),
+                message: message.to_string(),
+            };
+            let list = || -> Vec<String> {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(String::from)
+                    .collect()
+            };
+            let secs = || -> Result<u64, ConfigError> {
+                value
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| err("expected a whole number of seconds"))
+            };
+            let n = &mut self.network;
+            match var {
+                "FEDANNO_LISTEN" => n.listen = list(),
+                "FEDANNO_BOOTSTRAP" => n.bootstrap = list(),
+                "FEDANNO_POLICY" => n.policy = value.trim().to_string(),
+                "FEDANNO_CHECKPOINT_INTERVAL_SECS" => n.checkpoint_interval_secs = secs()?,
+                "FEDANNO_IDLE_TIMEOUT_SECS" => n.idle_timeout_secs = secs()?,
+                _ => continue,
+            }
+            if let Err(message) = self.validate() {
+                return Err(err(&message));
+            }
+            applied.push(var);
+        }
+        Ok(applied)
+    }
+
     fn validate(&self) -> Result<(), String> {
         let i = &self.ingest;
         if self.site.name.trim().is_empty() {
@@ -302,6 +379,68 @@ mod tests {
         let c = Config::parse("[site]\nname = \"A\"\nid = \"a\"\n", Path::new("x")).unwrap();
         assert_eq!(c.ingest, IngestSection::default());
         assert_eq!(c.deid.dates, DateMode::Shift);
+    }
+
+    #[test]
+    fn the_deploy_examples_parse() {
+        for (name, text) in [
+            ("site", include_str!("../../deploy/site.config.toml")),
+            (
+                "coordinator",
+                include_str!("../../deploy/coordinator.config.toml"),
+            ),
+        ] {
+            let c = Config::parse(text, Path::new(name)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(c.ingest, IngestSection::default(), "{name}");
+            assert_eq!(c.deid, DeidSection::default(), "{name}");
+            assert_eq!(c.network.listen, NetworkSection::default().listen, "{name}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_replace_config_values() {
+        let mut c = sample();
+        let env = |k: &str| -> Option<String> {
+            match k {
+                "FEDANNO_LISTEN" => Some("/ip4/127.0.0.1/tcp/4101, /ip6/::1/tcp/4101".into()),
+                "FEDANNO_BOOTSTRAP" => Some(" ".into()),
+                "FEDANNO_POLICY" => Some("strict.toml".into()),
+                "FEDANNO_IDLE_TIMEOUT_SECS" => Some("120".into()),
+                _ => None,
+            }
+        };
+        let applied = c.apply_env(env).unwrap();
+        assert_eq!(
+            applied,
+            [
+                "FEDANNO_LISTEN",
+                "FEDANNO_POLICY",
+                "FEDANNO_IDLE_TIMEOUT_SECS"
+            ]
+        );
+        assert_eq!(
+            c.network.listen,
+            ["/ip4/127.0.0.1/tcp/4101", "/ip6/::1/tcp/4101"]
+        );
+        assert!(c.network.bootstrap.is_empty(), "an empty variable is unset");
+        assert_eq!(c.network.policy, "strict.toml");
+        assert_eq!(c.network.idle_timeout_secs, 120);
+        assert_eq!(c.network.checkpoint_interval_secs, 300);
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable() {
+        let mut c = sample();
+        let e = c
+            .apply_env(|k| (k == "FEDANNO_IDLE_TIMEOUT_SECS").then(|| "ten".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("FEDANNO_IDLE_TIMEOUT_SECS=\"ten\""), "{e}");
+        let e = c
+            .apply_env(|k| (k == "FEDANNO_CHECKPOINT_INTERVAL_SECS").then(|| "5".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 10"), "{e}");
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use fedanno_protocol::cert::{
-    CertRequest, Certificate, CertificateBody, ConsortiumInfo, RevocationBody, RevocationList,
-    Revoked, Role, TrustStore,
+    CertError, CertRequest, Certificate, CertificateBody, ConsortiumInfo, RevocationBody,
+    RevocationList, Revoked, Role, TrustStore,
 };
 use fedanno_protocol::ids::SiteId;
 use ring::rand::SystemRandom;
@@ -170,12 +170,25 @@ impl Root {
         self.save_ledger()
     }
 
-    /// `consortium admit`: verifies a site's request and issues its certificate.
+    /// `consortium admit`: verifies a site's request and issues its certificate, valid from
+    /// five minutes ago (clock tolerance) for `valid_days` days.
     pub fn admit(
         &mut self,
         request: &[u8],
         roles: &[Role],
         valid_days: u64,
+    ) -> Result<(Certificate, CertificateBody)> {
+        self.admit_at(request, roles, valid_days, None)
+    }
+
+    /// [`Root::admit`] with an explicit start of validity (Unix seconds), e.g. a certificate
+    /// issued ahead of a key rotation. `None`: five minutes ago.
+    pub fn admit_at(
+        &mut self,
+        request: &[u8],
+        roles: &[Role],
+        valid_days: u64,
+        not_before: Option<u64>,
     ) -> Result<(Certificate, CertificateBody)> {
         let req = CertRequest::from_bytes(request)
             .map_err(|e| anyhow::anyhow!("not a certificate request: {e}"))?;
@@ -188,7 +201,7 @@ impl Root {
             "--valid-days must be 1 to 3650"
         );
         let serial = self.ledger.next_serial.max(1);
-        let nb = now().saturating_sub(300);
+        let nb = not_before.unwrap_or_else(|| now().saturating_sub(300));
         let body = CertificateBody::from_request(
             &body,
             &self.info.name,
@@ -263,6 +276,66 @@ pub fn libp2p_key(site_dir: &Path) -> Result<crate::net::Keypair> {
         .map_err(|_| anyhow::anyhow!("{} is malformed", path.display()))
 }
 
+/// Loads the site's libp2p identity of a site that has joined: unlike [`libp2p_key`] it never
+/// creates one, since a new key would not match the peer id the certificate names.
+pub fn existing_libp2p_key(site_dir: &Path) -> Result<crate::net::Keypair> {
+    let path = site_dir.join(crate::config::KEYS_DIR).join(LIBP2P_KEY_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the key file {}: {e}. The node must run as the account that owns the site directory; restore the file from the site's offline backup of keys/ (a new key would not match this site's certificate)",
+            path.display()
+        )
+    })?;
+    crate::net::Keypair::from_protobuf_encoding(&bytes).map_err(|_| {
+        anyhow::anyhow!(
+            "the key file {} is malformed: restore it from the site's offline backup of keys/",
+            path.display()
+        )
+    })
+}
+
+/// A duration for people: seconds, minutes, hours or days.
+fn duration(secs: u64) -> String {
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7200 => format!("{} min", secs / 60),
+        7200..172_800 => format!("{} h", secs / 3600),
+        _ => format!("{} days", secs / 86_400),
+    }
+}
+
+/// An operator's explanation of why a certificate does not verify now: what is wrong, the
+/// file, and what to do (clock problems included).
+pub fn certificate_problem(path: &Path, e: &CertError, now: u64) -> String {
+    let t = |s: u64| crate::calendar::rfc3339(s as i64);
+    match e {
+        CertError::NotYetValid { not_before } => format!(
+            "the certificate {} is not valid before {} but this machine's clock says {} ({} earlier). \
+             If the certificate was issued just now, this machine's clock is wrong (behind): check its time \
+             synchronisation (`timedatectl status`, NTP or chrony) and start again; otherwise wait until {}",
+            path.display(),
+            t(*not_before),
+            t(now),
+            duration(not_before.saturating_sub(now)),
+            t(*not_before)
+        ),
+        CertError::Expired { not_after } => format!(
+            "the certificate {} expired at {} (this machine's clock says {}). Send a new request \
+             (`fedanno node request --out site.req`) to the consortium and install the new certificate \
+             with `fedanno consortium join`; if that is not the current date and time, this machine's clock \
+             is wrong: check its time synchronisation (`timedatectl status`, NTP or chrony)",
+            path.display(),
+            t(*not_after),
+            t(now)
+        ),
+        other => format!(
+            "the certificate {} does not verify: {other}. Install the certificate the consortium issued \
+             for this site with `fedanno consortium join`",
+            path.display()
+        ),
+    }
+}
+
 /// `node request`: the site's signed certificate request.
 pub fn request(site_dir: &Path, site_id: &SiteId, display_name: &str) -> Result<Vec<u8>> {
     let keys = identity::load(&site_dir.join(crate::config::KEYS_DIR))?;
@@ -295,7 +368,7 @@ pub fn join(
         .map_err(|e| anyhow::anyhow!("{} is not a certificate: {e}", cert.display()))?;
     let body = certificate
         .verify(&info_v, now())
-        .map_err(|e| anyhow::anyhow!("the certificate does not verify: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{}", certificate_problem(cert, &e, now())))?;
     let keys = identity::load(&site_dir.join(crate::config::KEYS_DIR))?;
     ensure!(
         &body.site_id == site_id,
@@ -369,11 +442,22 @@ pub fn load_membership(site_dir: &Path) -> Result<Membership> {
         );
     }
     let info = read_info(&dir.join(INFO_FILE))?;
-    let certificate = Certificate::from_bytes(&std::fs::read(dir.join(CERT_FILE))?)
-        .map_err(|e| anyhow::anyhow!("certificate.bin is malformed: {e}"))?;
+    let cert_path = dir.join(CERT_FILE);
+    let bytes = std::fs::read(&cert_path).with_context(|| {
+        format!(
+            "cannot read this site's certificate {}",
+            cert_path.display()
+        )
+    })?;
+    let certificate = Certificate::from_bytes(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "this site's certificate {} is malformed ({e}): install the certificate the consortium issued again with `fedanno consortium join`",
+            cert_path.display()
+        )
+    })?;
     let body = certificate
         .verify(&info, now())
-        .map_err(|e| anyhow::anyhow!("this site's certificate: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{}", certificate_problem(&cert_path, &e, now())))?;
     let mut trust = TrustStore::new(info.clone());
     if let Some(crl) = load_crl(site_dir)? {
         trust

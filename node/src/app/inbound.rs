@@ -3,7 +3,7 @@
 //! audited, and answered; anything malformed, forged, replayed or from a non-member is
 //! rejected, audited, and never acted on.
 
-use fedanno_protocol::envelope::{Envelope, Opened};
+use fedanno_protocol::envelope::{Envelope, EnvelopeError, Opened};
 use fedanno_protocol::limits::MAX_GOSSIP_BYTES;
 use fedanno_protocol::wire::{
     Cosignature, Frame, Gossip, Receipt, RefusalReason, Request, Response,
@@ -152,7 +152,19 @@ fn open(
             Some(hash),
         ));
     }
-    let opened = s.open(&env).map_err(|e| (e.to_string(), Some(hash)))?;
+    let opened = s.open(&env).map_err(|e| {
+        let reason = match &e {
+            // Almost always a clock that is off at one of the two sites: say so.
+            EnvelopeError::OutsideWindow { timestamp, now } => format!(
+                "{e}: the clocks of this site and {} differ by {} s (at most {} s allowed); check the time synchronisation (NTP) of both machines",
+                member.site,
+                timestamp.abs_diff(*now),
+                fedanno_protocol::limits::MAX_CLOCK_SKEW_SECS
+            ),
+            _ => e.to_string(),
+        };
+        (reason, Some(hash))
+    })?;
     Ok((env, opened))
 }
 

@@ -22,7 +22,13 @@ fn check(s: &Shared, peer: &PeerId, cert: &Certificate) -> Result<MemberInfo, St
         .map_err(|_| "trust store unavailable".to_string())?;
     let body = trust
         .check_peer(cert, &peer.to_bytes(), now())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| match e {
+            fedanno_protocol::cert::CertError::NotYetValid { not_before } => format!(
+                "{e} (in {} s): if it was issued just now, this machine's clock or the issuer's is wrong; check the time synchronisation (NTP)",
+                not_before.saturating_sub(now())
+            ),
+            _ => e.to_string(),
+        })?;
     if body.site_id == s.site {
         return Err("the certificate is our own site's".into());
     }

@@ -96,11 +96,45 @@ pub struct Status {
     pub listen: Vec<String>,
     pub roles: Vec<String>,
     pub certificate_expires: u64,
+    pub certificate_not_before: u64,
     pub members_connected: usize,
     pub audit_size: u64,
     pub audit_root: String,
     pub requests_sent: u64,
     pub bytes_sent: u64,
+    /// The node answers, its certificate is valid now, and its audit log head is readable.
+    pub healthy: bool,
+    /// Why it is not healthy (empty when healthy).
+    pub problems: Vec<String>,
+}
+
+/// What makes a running node unhealthy: a certificate not valid at `now` (Unix seconds), or an
+/// audit log whose head cannot be read. Empty when healthy.
+pub fn health_problems(
+    now: u64,
+    not_before: u64,
+    not_after: u64,
+    audit_head: Result<(), String>,
+) -> Vec<String> {
+    let t = |s: u64| crate::calendar::rfc3339(s as i64);
+    let mut problems = Vec::new();
+    if now < not_before {
+        problems.push(format!(
+            "the site's certificate is not valid before {} (this machine's clock says {}): check the clock",
+            t(not_before),
+            t(now)
+        ));
+    }
+    if now >= not_after {
+        problems.push(format!(
+            "the site's certificate expired at {}: install a new one (`fedanno node request`, `fedanno consortium join`) and restart the node",
+            t(not_after)
+        ));
+    }
+    if let Err(e) = audit_head {
+        problems.push(format!("the audit log head cannot be read: {e}"));
+    }
+    problems
 }
 
 pub(crate) enum AppCommand {
@@ -365,5 +399,20 @@ impl AppHandle {
         let run = study::run(&self.shared, id).await?;
         let report = study::finish(&self.shared, &run).await?;
         Ok((run, report))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn health_needs_a_valid_certificate_and_a_readable_audit_log() {
+        use super::health_problems;
+        assert!(health_problems(100, 50, 200, Ok(())).is_empty());
+        let p = health_problems(40, 50, 200, Ok(()));
+        assert!(p.len() == 1 && p[0].contains("not valid before"), "{p:?}");
+        let p = health_problems(200, 50, 200, Ok(()));
+        assert!(p.len() == 1 && p[0].contains("expired"), "{p:?}");
+        let p = health_problems(100, 50, 200, Err("disk I/O error".into()));
+        assert!(p.len() == 1 && p[0].contains("disk I/O error"), "{p:?}");
     }
 }

@@ -240,8 +240,15 @@ pub(super) async fn command(s: &Shared, c: AppCommand) {
     match c {
         AppCommand::Status(reply) => {
             let r = async {
-                let (size, root) = s.audit.head().await?;
+                let head = s.audit.head().await;
                 let stats = s.net.stats().await?;
+                let problems = super::health_problems(
+                    crate::consortium::now(),
+                    s.body.not_before,
+                    s.body.not_after,
+                    head.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+                );
+                let (size, root) = head.unwrap_or((0, [0u8; 32]));
                 Ok(Status {
                     site: s.site.to_string(),
                     consortium: s.consortium.clone(),
@@ -254,11 +261,14 @@ pub(super) async fn command(s: &Shared, c: AppCommand) {
                         .map(|r| r.as_str().to_string())
                         .collect(),
                     certificate_expires: s.body.not_after,
+                    certificate_not_before: s.body.not_before,
                     members_connected: s.members().len(),
                     audit_size: size,
                     audit_root: root.iter().map(|b| format!("{b:02x}")).collect(),
                     requests_sent: stats.requests_sent,
                     bytes_sent: stats.bytes_sent,
+                    healthy: problems.is_empty(),
+                    problems,
                 })
             }
             .await;

@@ -83,7 +83,7 @@ pub struct FilterArgs {
     #[arg(long)]
     peer: Option<String>,
     /// Only entries of this kind (sent, received, policy, refused, rejected, receipt-issued,
-    /// receipt-received, checkpoint, cosigned, membership).
+    /// receipt-received, checkpoint, cosigned, membership, study).
     #[arg(long)]
     kind: Option<String>,
     /// Only entries of this (pseudonymous) study.
@@ -317,7 +317,7 @@ fn csv_field(s: &str) -> String {
 }
 
 /// Unix seconds, `YYYY-MM-DD`, or RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`).
-fn parse_time(s: &str) -> Result<u64> {
+pub(super) fn parse_time(s: &str) -> Result<u64> {
     let s = s.trim();
     if let Ok(n) = s.parse::<u64>() {
         return Ok(n);

@@ -33,10 +33,16 @@ pub struct Cli {
     /// Site directory (config.toml, keys/, fedanno.db).
     #[arg(long, global = true, env = "FEDANNO_DIR", default_value = "./site")]
     pub dir: PathBuf,
-    /// Log line format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "human")]
+    /// Log line format on stderr (json: one JSON object per line, for log collectors).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FEDANNO_LOG_FORMAT",
+        default_value = "human"
+    )]
     pub log_format: LogFormat,
-    /// More log output (-v info, -vv debug, -vvv trace).
+    /// More log output (-v info, -vv debug, -vvv trace; `node run` logs at info by default).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only errors in the log.
@@ -104,6 +110,10 @@ pub enum Command {
         /// Prefix of case ids (keeps several sites' cases apart).
         #[arg(long, default_value = "case-")]
         case_prefix: String,
+        /// Id of the simulated local reader (default local-resident), e.g. the local reader a
+        /// study manifest names for this site.
+        #[arg(long, default_value = "local-resident")]
+        local_reader: String,
         #[arg(long)]
         json: bool,
     },
@@ -256,8 +266,17 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    let daemon = matches!(
+        cli.command,
+        Command::Node {
+            what: network::NodeCommand::Run { .. }
+        }
+    );
     let verbosity = if cli.quiet {
         -1
+    } else if daemon && cli.verbose == 0 {
+        // A daemon's log is its operators' view: starts, peers, refusals, studies.
+        1
     } else {
         cli.verbose.min(3) as i8
     };
@@ -394,11 +413,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             size,
             seed,
             case_prefix,
+            local_reader,
             json,
         } => {
             if cases == 0 || cases > 100_000 {
                 bail!("--cases must be between 1 and 100000");
             }
+            let readers = synth::readers_with_local(&local_reader)?;
             let size = synth::parse_size(&size)?;
             let opts = SynthOptions {
                 out,
@@ -406,7 +427,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 size,
                 seed,
                 case_prefix,
-                readers: synth::default_readers(),
+                readers,
             };
             let summary = tokio::task::spawn_blocking(move || synth::generate(&opts))
                 .await

@@ -35,6 +35,10 @@ pub enum ConsortiumCommand {
         roles: String,
         #[arg(long, default_value_t = 365)]
         valid_days: u64,
+        /// Start of validity (RFC 3339, YYYY-MM-DD or Unix seconds; default: five minutes
+        /// ago), e.g. for a certificate issued ahead of a renewal.
+        #[arg(long)]
+        valid_from: Option<String>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -68,14 +72,15 @@ pub enum NodeCommand {
     },
     /// Run the node until SIGINT/SIGTERM or `node stop`.
     Run {
-        /// Listen addresses (override config.toml).
+        /// Listen addresses (replace FEDANNO_LISTEN and config.toml's).
         #[arg(long)]
         listen: Vec<String>,
-        /// Extra bootstrap peers (added to config.toml's).
+        /// Extra bootstrap peers (added to FEDANNO_BOOTSTRAP's or config.toml's).
         #[arg(long)]
         bootstrap: Vec<String>,
     },
-    /// The running node's status (exits 1 when no node answers).
+    /// The running node's status and health. Exits 1 when no node answers or the node is
+    /// unhealthy (certificate not valid now, audit log head unreadable): a health check.
     Status {
         #[arg(long)]
         json: bool,
@@ -137,12 +142,18 @@ pub async fn run_consortium(dir: &std::path::Path, cmd: ConsortiumCommand) -> Re
             request,
             roles: r,
             valid_days,
+            valid_from,
             out,
         } => {
+            let not_before = valid_from
+                .as_deref()
+                .map(super::audit::parse_time)
+                .transpose()
+                .context("--valid-from")?;
             let mut root = Root::open(&root)?;
             let req = std::fs::read(&request)
                 .with_context(|| format!("cannot read {}", request.display()))?;
-            let (cert, body) = root.admit(&req, &roles(&r)?, valid_days)?;
+            let (cert, body) = root.admit_at(&req, &roles(&r)?, valid_days, not_before)?;
             std::fs::write(&out, cert.to_bytes())
                 .with_context(|| format!("cannot write {}", out.display()))?;
             println!(
@@ -192,9 +203,17 @@ pub async fn run_consortium(dir: &std::path::Path, cmd: ConsortiumCommand) -> Re
             site.close();
             let body = r?;
             println!(
-                "Joined consortium {} as {} (serial {}).",
-                body.consortium, body.site_id, body.serial
+                "Joined consortium {} as {} (serial {}, valid until {}).",
+                body.consortium,
+                body.site_id,
+                body.serial,
+                crate::calendar::rfc3339(body.not_after as i64)
             );
+            if let Ok(peer) = crate::net::PeerId::from_bytes(&body.peer_id) {
+                println!(
+                    "Other sites bootstrap to this one at /ip4/<this machine's address>/tcp/<port>/p2p/{peer}"
+                );
+            }
         }
         ConsortiumCommand::UpdateRevocations { crl } => {
             let m =
@@ -232,9 +251,7 @@ pub async fn run_node(dir: &std::path::Path, cmd: NodeCommand) -> Result<ExitCod
         NodeCommand::Run { listen, bootstrap } => {
             crate::daemon::run(dir, listen, bootstrap).await?
         }
-        NodeCommand::Status { json } => {
-            print(control::call(dir, &ControlRequest::Status).await?, json)?
-        }
+        NodeCommand::Status { json } => return node_status(dir, json).await,
         NodeCommand::Peers { json } => {
             print(control::call(dir, &ControlRequest::Peers).await?, json)?
         }
@@ -262,6 +279,38 @@ pub async fn run_node(dir: &std::path::Path, cmd: NodeCommand) -> Result<ExitCod
             control::call(dir, &ControlRequest::Stop).await?;
             println!("The node is stopping.");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `node status`: prints the status (`--json`: one object; when no node answers,
+/// `{"running": false, "healthy": false, "error": …}`) and exits 1 unless the node answers and
+/// is healthy.
+async fn node_status(dir: &std::path::Path, json: bool) -> Result<ExitCode> {
+    let mut v = match control::call(dir, &ControlRequest::Status).await {
+        Ok(v) => v,
+        Err(e) => {
+            if json {
+                print_json(&serde_json::json!({
+                    "running": false, "healthy": false, "error": format!("{e:#}"),
+                }))?;
+            }
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let healthy = v["healthy"].as_bool() == Some(true);
+    if json {
+        v["running"] = serde_json::Value::Bool(true);
+        print_json(&v)?;
+    } else {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    if !healthy {
+        for p in v["problems"].as_array().into_iter().flatten() {
+            eprintln!("unhealthy: {}", p.as_str().unwrap_or_default());
+        }
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

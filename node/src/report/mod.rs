@@ -70,21 +70,29 @@ pub struct ReaderPerformance {
     /// panel | model | local.
     pub kind: String,
     pub cases: u64,
+    #[serde(default, deserialize_with = "json_num::opt")]
     pub sensitivity: Option<f64>,
+    #[serde(default, deserialize_with = "json_num::opt")]
     pub specificity: Option<f64>,
+    #[serde(default, deserialize_with = "json_num::opt")]
     pub dice_pooled: Option<f64>,
+    #[serde(default, deserialize_with = "json_num::opt")]
     pub dice_mean: Option<f64>,
+    #[serde(default, deserialize_with = "json_num::opt")]
     pub dice_sd: Option<f64>,
     pub dice_histogram: Option<Histogram>,
     pub hd95_histogram: Option<Histogram>,
+    #[serde(default, deserialize_with = "json_num::opt")]
     pub accuracy: Option<f64>,
     /// Rows = consensus category, columns = the reader's category, row-normalised.
+    #[serde(default, deserialize_with = "json_num::opt_matrix")]
     pub confusion: Option<Vec<Vec<f64>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Histogram {
     /// `counts.len() + 1` edges; the last may be +inf.
+    #[serde(deserialize_with = "json_num::vec")]
     pub edges: Vec<f64>,
     pub counts: Vec<u64>,
 }
@@ -93,8 +101,11 @@ pub struct Histogram {
 pub struct Agreement {
     pub categories: Vec<String>,
     pub units: u64,
+    #[serde(default, deserialize_with = "json_num::opt")]
     pub percent: Option<f64>,
+    #[serde(default, deserialize_with = "json_num::opt")]
     pub fleiss: Option<f64>,
+    #[serde(default, deserialize_with = "json_num::opt")]
     pub krippendorff: Option<f64>,
     pub krippendorff_level: String,
     pub cohen: Vec<CohenPair>,
@@ -105,6 +116,7 @@ pub struct CohenPair {
     pub a: String,
     pub b: String,
     pub units: u64,
+    #[serde(default, deserialize_with = "json_num::opt")]
     pub kappa: Option<f64>,
     pub weights: String,
 }
@@ -147,7 +159,8 @@ impl Histogram {
 
 /// The report as JSON. serde_json has no NaN or infinities (it writes them as `null`, which
 /// would read as "not computed"), so non-finite numbers become the strings "NaN", "Infinity"
-/// and "-Infinity". A report whose numbers are all finite deserialises back unchanged.
+/// and "-Infinity"; deserialising reads them back (`json_num`), so every report round-trips
+/// (a stored report is read again by `study report` at every site).
 ///
 /// Key order is stable: serde_json's objects are sorted by key in this workspace (its
 /// `preserve_order` feature, which would keep the declared order, is off).
@@ -193,6 +206,52 @@ pub fn to_json(r: &StudyReport) -> Value {
         }
     }
     v
+}
+
+/// Reads the numbers [`to_json`] writes: JSON numbers, or the strings "NaN", "Infinity" and
+/// "-Infinity" (anything else is an error).
+mod json_num {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        Number(f64),
+        Text(String),
+    }
+
+    fn value<E: Error>(n: Num) -> Result<f64, E> {
+        match n {
+            Num::Number(x) => Ok(x),
+            Num::Text(t) => match t.as_str() {
+                "NaN" => Ok(f64::NAN),
+                "Infinity" => Ok(f64::INFINITY),
+                "-Infinity" => Ok(f64::NEG_INFINITY),
+                _ => Err(E::custom(format!(
+                    "expected a number, \"NaN\", \"Infinity\" or \"-Infinity\", found {t:?}"
+                ))),
+            },
+        }
+    }
+
+    pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        Option::<Num>::deserialize(d)?.map(value).transpose()
+    }
+
+    pub fn vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Vec::<Num>::deserialize(d)?.into_iter().map(value).collect()
+    }
+
+    pub fn opt_matrix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Vec<f64>>>, D::Error> {
+        Option::<Vec<Vec<Num>>>::deserialize(d)?
+            .map(|m| {
+                m.into_iter()
+                    .map(|row| row.into_iter().map(value).collect())
+                    .collect()
+            })
+            .transpose()
+    }
 }
 
 fn patch(slot: &mut Value, key: &str, x: Option<f64>) {

@@ -284,6 +284,31 @@ fn json_round_trips_when_finite() {
 }
 
 #[test]
+fn json_round_trips_with_non_finite_values() {
+    let mut r = segmentation();
+    let p = &mut r.readers[1];
+    (p.sensitivity, p.specificity, p.dice_mean) =
+        (Some(f64::NAN), Some(f64::INFINITY), Some(f64::NEG_INFINITY));
+    r.agreement.as_mut().unwrap().fleiss = Some(f64::NAN);
+    let mut c = classification();
+    c.readers[0].confusion.as_mut().unwrap()[0][0] = f64::NAN;
+    for r in [r, c] {
+        let text = serde_json::to_string(&to_json(&r)).unwrap();
+        let back: StudyReport = serde_json::from_str(&text).unwrap();
+        // NaN != NaN: compare the JSON (and the renderings) instead.
+        assert_eq!(to_json(&back), to_json(&r));
+        assert_eq!(render_text(&back), render_text(&r));
+        assert_eq!(render_html(&back), render_html(&r));
+    }
+    let mut j = to_json(&segmentation());
+    j["readers"][0]["sensitivity"] = "big".into();
+    let e = serde_json::from_value::<StudyReport>(j)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"big\""), "{e}");
+}
+
+#[test]
 fn bars_are_proportional() {
     let html = render_html(&segmentation());
     let bar = html

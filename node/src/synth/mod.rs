@@ -79,8 +79,28 @@ pub fn default_readers() -> Vec<ReaderProfile> {
     ]
 }
 
+/// [`default_readers`] with the local reader named `local` (a valid reader id, not one of the
+/// other readers' ids).
+pub fn readers_with_local(local: &str) -> Result<Vec<ReaderProfile>, SynthError> {
+    let ok = crate::annotation::readers::valid_reader_id(local);
+    let mut readers = default_readers();
+    if !ok || readers.iter().any(|r| r.kind != "local" && r.id == local) {
+        return Err(SynthError::Reader(local.to_string()));
+    }
+    for r in &mut readers {
+        if r.kind == "local" {
+            r.id = local.to_string();
+        }
+    }
+    Ok(readers)
+}
+
 #[derive(Debug, Error)]
 pub enum SynthError {
+    #[error(
+        "invalid local reader id {0:?}: use 1 to 64 of a-z, A-Z, 0-9, '-', '_' and '.', and not another reader's id"
+    )]
+    Reader(String),
     #[error("cannot write {path}: {message}")]
     Write { path: PathBuf, message: String },
     #[error("invalid synthetic size: {0}")]
@@ -480,6 +500,15 @@ fn generate_case(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_local_reader_can_be_renamed() {
+        let r = readers_with_local("local-b").unwrap();
+        assert_eq!(r.iter().filter(|r| r.id == "local-b").count(), 1);
+        assert!(r.iter().all(|r| r.id != "local-resident"));
+        assert!(readers_with_local("panel-expert").is_err());
+        assert!(readers_with_local("a b").is_err());
+    }
 
     #[test]
     fn sizes_parse_and_are_bounded() {

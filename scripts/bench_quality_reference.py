@@ -6,7 +6,7 @@ Usage:
     python3 scripts/bench_quality_reference.py /tmp/qbench [--skip-medpy] [--json]
 
 Needs: numpy, SimpleITK, surface-distance (DeepMind), MedPy, scikit-learn, statsmodels,
-krippendorff. Times cover the computation only (inputs are loaded first), like the Rust
+krippendorff; crowd-kit (optional, for its Dawid-Skene). Times cover the computation only (inputs are loaded first), like the Rust
 benchmarks. Slow references run once; fast ones report the best of three runs. The script also
 prints the main results so they can be compared with `fedanno metrics` / `fedanno consensus`
 on the same files.
@@ -229,6 +229,19 @@ def time_ratings(d, res):
                                    "iterations": it}
     print(f"numpy Dawid-Skene: {sec:.3f} s, {it} iterations, priors {pi.tolist()}, loglik {ll:.6f}",
           file=sys.stderr)
+
+    # The Python library people use for Dawid-Skene today (crowd-kit), when installed.
+    try:
+        import pandas as pd
+        from crowdkit.aggregation import DawidSkene
+    except ImportError:
+        print("crowd-kit not installed: skipping its Dawid-Skene", file=sys.stderr)
+    else:
+        df = pd.DataFrame([(f"u{u}", f"r{j}", v) for u, j, v in rows],
+                          columns=["task", "worker", "label"])
+        sec_ck, _ = timed(lambda: DawidSkene(n_iter=100000, tol=1e-10).fit(df), 1)
+        res["dawid_skene_10000x10_crowdkit"] = {"seconds": sec_ck, "library": "crowd-kit DawidSkene"}
+        print(f"crowd-kit Dawid-Skene: {sec_ck:.3f} s", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -331,6 +331,12 @@ impl Manifest {
                     "reader ids are 1-64 printable characters",
                 ));
             }
+            if r.0 == super::local::CONSENSUS_READER {
+                return Err(invalid(
+                    "readers",
+                    "\"consensus\" is reserved for the study's consensus annotations",
+                ));
+            }
         }
         if self.consensus.method == Method::MultilabelStaple && !self.readers.local.is_empty() {
             return Err(invalid(
@@ -561,6 +567,10 @@ mod tests {
             let e = Manifest::parse(&text).unwrap_err().to_string();
             assert!(e.contains(field), "{e}");
         }
+        let e = Manifest::parse(&base().replace("\"model-a\"", "\"consensus\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("reserved"), "{e}");
         let e = Manifest::parse(&format!("{}\nsurprise = 1\n", base())).unwrap_err();
         assert!(matches!(e, ManifestError::Parse(_)), "{e}");
     }

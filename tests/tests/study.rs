@@ -171,6 +171,13 @@ async fn three_site_studies_equal_the_pooled_computation() {
     assert_eq!(probability_sum.to_bits(), pooled.probability_sum.to_bits());
     // One secure sum per E-step (initial + iterations + 1) and one for the quality release.
     assert_eq!(run.progress.secure_rounds, pooled.iterations + 3);
+    // The sites' progress (sealed annotation metadata: counts only) reached the coordinator.
+    let rows = members[0].site.site.store.study_sites(&id).await.unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r.cases, Some(10), "{r:?}");
+        assert!(r.reads.as_array().is_some_and(|a| !a.is_empty()), "{r:?}");
+    }
     // Every site stored the consensus as annotations of the reader `consensus`, and has the
     // report.
     for m in &members {

@@ -27,6 +27,9 @@ pub struct Release<'a> {
     pub statistic: Option<&'a str>,
     pub contributing_sites: Option<u32>,
     pub cases: Option<u64>,
+    /// Seal the payload to the recipient (AEAD under a key only it can derive), on top of the
+    /// signature and the Noise channel: for annotation metadata.
+    pub seal: bool,
 }
 
 /// The policy gate: decides, audits the decision, and refuses what is denied.
@@ -135,7 +138,21 @@ pub async fn request_ex(
     gate_with(s, kind, rel, Some(&member)).await?;
     let mut header = s.header(Some(to.clone()), PayloadKind::Request);
     header.study = rel.study.map(str::to_owned);
-    let env = Envelope::sign(header, &req.to_bytes(), &s.signing);
+    let payload = req.to_bytes();
+    let env = if rel.seal {
+        // The transport tap sees what is sealed, too.
+        s.net.observe(&payload);
+        Envelope::seal(
+            header,
+            &payload,
+            &[(to.clone(), member.sealing_key)],
+            &s.signing,
+            &SystemRandom::new(),
+        )
+        .map_err(|e| AppError::BadReply(e.to_string()))?
+    } else {
+        Envelope::sign(header, &payload, &s.signing)
+    };
     let bytes = sent_envelope(s, &env, kind).await?;
     let reply = match deadline {
         Some(d) => tokio::time::timeout(d, s.net.request(member.peer, bytes))

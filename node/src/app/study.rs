@@ -718,6 +718,7 @@ async fn round_key(
                 statistic: Some(&r.schema),
                 contributing_sites: Some(r.sites.len() as u32),
                 cases: Some(data.cases()),
+                seal: false,
             };
             // Audits the decision.
             let _ = outbound::gate_with(s, "masked-vector", &rel, Some(member)).await;
@@ -877,6 +878,7 @@ async fn contribute(
             statistic: Some(job.statistic()),
             contributing_sites: Some(r.sites.len() as u32),
             cases: Some(cases),
+            seal: false,
         };
         if let Err(e) = outbound::gate_with(s, "masked-vector", &rel, Some(member)).await {
             return Err(Refusal::Policy(e.to_string()));
@@ -1406,6 +1408,7 @@ pub async fn assign(s: &Shared, study: &str) -> Result<local::Assignment, AppErr
             SiteId::new(row.coordinator.clone()).map_err(|e| AppError::Study(e.to_string()))?;
         let rel = Release {
             study: Some(study),
+            seal: true,
             ..Release::default()
         };
         outbound::request_ex(
@@ -1453,6 +1456,7 @@ async fn release(
             statistic: Some(m.consensus.method.as_str()),
             contributing_sites: Some(sites.len() as u32),
             cases: None,
+            seal: false,
         };
         let r = outbound::request_ex(
             s,

@@ -188,6 +188,11 @@ impl NetHandle {
         self.peer_id
     }
 
+    /// Shows the tap application bytes that leave sealed inside an envelope (their plaintext).
+    pub fn observe(&self, bytes: &[u8]) {
+        self.tapped(bytes);
+    }
+
     fn tapped(&self, bytes: &[u8]) {
         if let Some(t) = &self.tap {
             (t.0)(bytes);

@@ -131,6 +131,13 @@ async fn connection(stream: UnixStream, h: AppHandle, stop: watch::Sender<bool>)
 
 /// Serves the control socket until `stop` is set.
 pub async fn serve(site_dir: &Path, h: AppHandle, stop: watch::Sender<bool>) -> Result<()> {
+    let listener = bind(site_dir)?;
+    serve_on(listener, site_dir, h, stop).await
+}
+
+/// Binds the control socket (mode 0600), replacing a stale one. Bind before announcing the
+/// node, so that whoever reads the announcement can reach it.
+pub fn bind(site_dir: &Path) -> Result<UnixListener> {
     let path = site_dir.join(SOCKET);
     if path.exists() {
         // A stale socket from a killed daemon; a live one would have answered `node status`.
@@ -140,6 +147,17 @@ pub async fn serve(site_dir: &Path, h: AppHandle, stop: watch::Sender<bool>) -> 
     let listener =
         UnixListener::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves a bound control socket until `stop` is set, then removes it.
+pub async fn serve_on(
+    listener: UnixListener,
+    site_dir: &Path,
+    h: AppHandle,
+    stop: watch::Sender<bool>,
+) -> Result<()> {
+    let path = site_dir.join(SOCKET);
     let mut stopped = stop.subscribe();
     let mut tasks = tokio::task::JoinSet::new();
     loop {

@@ -306,6 +306,9 @@ async fn start_checked(
 
 async fn run_site(site: &Site, listen: Vec<Multiaddr>, bootstrap: Vec<Multiaddr>) -> Result<()> {
     let (node, audit_log) = start_checked(site, listen, bootstrap).await?;
+    // The control socket exists before the node announces itself: a script that reads the
+    // `listening on` line can talk to the node at once.
+    let control_listener = control::bind(&site.dir)?;
     for a in &node.handle.shared.listening {
         tracing::info!(address = %a, peer_id = %node.handle.net().peer_id(), "node listening");
         // The one line operators and scripts read to know where the node is.
@@ -314,7 +317,7 @@ async fn run_site(site: &Site, listen: Vec<Multiaddr>, bootstrap: Vec<Multiaddr>
     let stop = node.shutdown.clone();
     let control = tokio::spawn({
         let (dir, h, stop) = (site.dir.clone(), node.handle.clone(), stop.clone());
-        async move { control::serve(&dir, h, stop).await }
+        async move { control::serve_on(control_listener, &dir, h, stop).await }
     });
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

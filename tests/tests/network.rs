@@ -375,6 +375,17 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
         )))
         .await
     ));
+    // A clock an hour ahead: refused, and the audited reason names the skew and what to do.
+    let mut skewed = header(u64::MAX / 2 + 4, 1);
+    skewed.timestamp = now() + 3600;
+    assert!(refused(
+        send(frame(&Envelope::sign(skewed, &notice, &b.signing))).await
+    ));
+    let skew_noted = events(&a, "rejected").await.iter().any(|e| {
+        matches!(e, AuditEvent::Rejected { reason, .. }
+            if reason.contains("clocks of this site and") && reason.contains("NTP"))
+    });
+    assert!(skew_noted, "{:?}", events(&a, "rejected").await);
     // Sealed to C, addressed to A.
     let sealed = Envelope::seal(
         header(u64::MAX / 2 + 3, 1),
@@ -388,9 +399,9 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
     // Oversized: the frame codec refuses it (the sending side here; the receiving side refuses a
     // declared length over the limit before allocating, see net::codec's tests).
     assert!(send(vec![0u8; (4 << 20) + 100]).await.is_err());
-    // Five rejections, each audited before its refusal was answered.
+    // Six rejections, each audited before its refusal was answered.
     let n = events(&a, "rejected").await.len();
-    assert_eq!(n, rejected_before + 5);
+    assert_eq!(n, rejected_before + 6);
 
     // Policy: A's strict policy denies notices; nothing reaches B.
     let sent_before = na.handle.net().stats().await.unwrap().requests_sent;

@@ -273,12 +273,9 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
     for site in &sites {
         let bootstrap: Vec<String> = nodes
             .iter()
-            .map(|n| {
-                format!(
-                    "{}/p2p/{}",
-                    n.handle.shared.listening[0],
-                    n.handle.net().peer_id()
-                )
+            .filter_map(|n| {
+                let a = n.handle.shared.listening.first()?;
+                Some(format!("{a}/p2p/{}", n.handle.net().peer_id()))
             })
             .collect();
         let (node, _) =
@@ -292,7 +289,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
     ];
     let mut studies = Vec::new();
     for text in &manifests {
-        let (id, deliveries) = nodes[0].handle.study_launch(text).await?;
+        let Some(coordinator) = nodes.first() else {
+            bail!("no demo node started");
+        };
+        let (id, deliveries) = coordinator.handle.study_launch(text).await?;
         if let Some(d) = deliveries.iter().find(|d| !d.delivered) {
             bail!("study {id}: {} was not reached: {:?}", d.site, d.error);
         }
@@ -305,7 +305,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
         for n in &nodes {
             n.handle.study_assign(&id).await?;
         }
-        let (run, report) = nodes[0].handle.study_run_and_report(&id).await?;
+        let (run, report) = coordinator.handle.study_run_and_report(&id).await?;
         let dir = reports.join("studies").join(&id);
         std::fs::create_dir_all(&dir)?;
         let json_path = dir.join("report.json");

@@ -167,10 +167,10 @@ pub fn build(
                     p.confusion = Some(rows);
                     if k == 2 {
                         // Category 2 = positive.
-                        let c = &q.confusion;
-                        let (tn, fp, fneg, tp) = (c[0], c[1], c[2], c[3]);
-                        p.sensitivity = fixed::ratio(u128::from(tp), u128::from(tp + fneg));
-                        p.specificity = fixed::ratio(u128::from(tn), u128::from(tn + fp));
+                        if let [tn, fp, fneg, tp] = q.confusion[..] {
+                            p.sensitivity = fixed::ratio(u128::from(tp), u128::from(tp + fneg));
+                            p.specificity = fixed::ratio(u128::from(tn), u128::from(tn + fp));
+                        }
                     }
                 }
             }

@@ -27,6 +27,12 @@ use crate::stats::ratings::Ratings;
 use crate::stats::staple::{self, PatternHistogram, StapleParams, StapleStats};
 use crate::stats::surface::{self, Definition, Grid};
 
+mod compute;
+mod layout;
+
+pub use compute::{bench_vector, compute, consensus_map, ds_labels};
+pub use layout::*;
+
 /// Most raters for the one-round STAPLE histogram (3^R cells: absent, background, foreground).
 pub const ONE_ROUND_MAX_RATERS: usize = 10;
 /// Per-case Dice histogram: 20 bins of 0.05.
@@ -245,456 +251,6 @@ impl LocalData {
         }
         pooled.ok_or(EmError::Mismatch("no cases"))
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Vector layouts: every statistic as a fixed-length sequence of u128 (Z_2^128).
-// ---------------------------------------------------------------------------------------------
-
-/// Reads a summed vector back, element by element.
-struct Words<'a> {
-    it: std::slice::Iter<'a, u128>,
-}
-
-impl<'a> Words<'a> {
-    fn new(v: &'a [u128]) -> Self {
-        Self { it: v.iter() }
-    }
-    fn next(&mut self) -> u128 {
-        self.it.next().copied().unwrap_or(0)
-    }
-    fn u64(&mut self) -> u64 {
-        self.next() as u64
-    }
-    fn take(&mut self, n: usize) -> Vec<u128> {
-        (0..n).map(|_| self.next()).collect()
-    }
-    fn take64(&mut self, n: usize) -> Vec<u64> {
-        (0..n).map(|_| self.u64()).collect()
-    }
-}
-
-pub fn staple_dim(r: usize) -> usize {
-    3 + 4 * r
-}
-
-pub fn staple_words(s: &StapleStats) -> Vec<u128> {
-    let mut v = vec![u128::from(s.units), s.sum_w, u128::from(s.ge_half)];
-    for x in [&s.p_num, &s.p_den, &s.q_num, &s.q_den] {
-        v.extend_from_slice(x);
-    }
-    v
-}
-
-pub fn staple_from(v: &[u128], r: usize) -> StapleStats {
-    let mut w = Words::new(v);
-    StapleStats {
-        n_raters: r,
-        units: w.u64(),
-        sum_w: w.next(),
-        ge_half: w.u64(),
-        p_num: w.take(r),
-        p_den: w.take(r),
-        q_num: w.take(r),
-        q_den: w.take(r),
-    }
-}
-
-pub fn multi_seed_dim(r: usize, l: usize) -> usize {
-    l + r * (l + 1) * l
-}
-
-pub fn multi_seed_words(s: &MultiLabelSeed) -> Vec<u128> {
-    s.label_counts
-        .iter()
-        .chain(&s.votes)
-        .map(|&x| u128::from(x))
-        .collect()
-}
-
-pub fn multi_seed_from(v: &[u128], r: usize, l: usize) -> MultiLabelSeed {
-    let mut w = Words::new(v);
-    MultiLabelSeed {
-        n_raters: r,
-        n_labels: l,
-        label_counts: w.take64(l),
-        votes: w.take64(r * (l + 1) * l),
-    }
-}
-
-pub fn ds_dim(r: usize, k: usize) -> usize {
-    3 + k + r * k * k
-}
-
-pub fn ds_words(s: &DsStats) -> Vec<u128> {
-    let mut v = vec![
-        u128::from(s.units),
-        s.log_likelihood as u128,
-        u128::from(s.impossible_units),
-    ];
-    v.extend_from_slice(&s.class_mass);
-    v.extend_from_slice(&s.confusion_mass);
-    v
-}
-
-pub fn ds_from(v: &[u128], r: usize, k: usize) -> DsStats {
-    let mut w = Words::new(v);
-    DsStats {
-        k,
-        n_raters: r,
-        units: w.u64(),
-        log_likelihood: w.next() as i128,
-        impossible_units: w.u64(),
-        class_mass: w.take(k),
-        confusion_mass: w.take(r * k * k),
-    }
-}
-
-pub fn agreement_dim(r: usize, k: usize) -> usize {
-    let pairs = r * r.saturating_sub(1) / 2;
-    1 + 2 * (r + 1) + pairs * k * k + 2 + k + r.saturating_sub(1) * k * k + k
-}
-
-pub fn agreement_words(s: &AgreementStats) -> Vec<u128> {
-    let mut v: Vec<u64> = vec![s.units];
-    v.extend_from_slice(&s.percent.agreeing);
-    v.extend_from_slice(&s.percent.units);
-    for c in &s.cohen {
-        v.extend_from_slice(&c.counts);
-    }
-    v.push(s.fleiss.units);
-    v.push(s.fleiss.sum_sq);
-    v.extend_from_slice(&s.fleiss.totals);
-    v.extend_from_slice(&s.krippendorff.coincidences);
-    v.extend_from_slice(&s.krippendorff.pairable);
-    v.into_iter().map(u128::from).collect()
-}
-
-pub fn agreement_from(v: &[u128], r: usize, k: usize) -> AgreementStats {
-    let mut s = AgreementStats::new(r, k);
-    let mut w = Words::new(v);
-    s.units = w.u64();
-    s.percent.agreeing = w.take64(r + 1);
-    s.percent.units = w.take64(r + 1);
-    for c in &mut s.cohen {
-        c.counts = w.take64(k * k);
-    }
-    s.fleiss.units = w.u64();
-    s.fleiss.sum_sq = w.u64();
-    s.fleiss.totals = w.take64(k);
-    let blocks = s.krippendorff.coincidences.len();
-    s.krippendorff.coincidences = w.take64(blocks);
-    s.krippendorff.pairable = w.take64(k);
-    s
-}
-
-/// Dense index of a binary pattern key among 3^R cells (digit r: 0 absent, 1 background,
-/// 2 foreground).
-fn ternary_index(key: u64, r: usize) -> usize {
-    let present = key >> 32;
-    let mut idx = 0usize;
-    for ri in (0..r).rev() {
-        let digit = if present >> ri & 1 == 0 {
-            0
-        } else if key >> ri & 1 == 1 {
-            2
-        } else {
-            1
-        };
-        idx = idx * 3 + digit;
-    }
-    idx
-}
-
-fn ternary_key(mut idx: usize, r: usize) -> u64 {
-    let (mut present, mut vote) = (0u64, 0u64);
-    for ri in 0..r {
-        match idx % 3 {
-            1 => present |= 1 << ri,
-            2 => {
-                present |= 1 << ri;
-                vote |= 1 << ri;
-            }
-            _ => {}
-        }
-        idx /= 3;
-    }
-    (present << 32) | vote
-}
-
-pub fn histogram_dim(r: usize) -> usize {
-    3usize.pow(r as u32)
-}
-
-/// Quality vector per reader: cases, TP, FP, FN, TN, Σdice, Σdice², cases with a Dice, the Dice
-/// histogram, the HD95 histogram and undefined HD95s.
-pub const SEG_QUALITY_PER_READER: usize = 8 + DICE_BINS + HD_EDGES.len() - 1 + 1;
-
-pub fn seg_quality_dim(r: usize) -> usize {
-    r * SEG_QUALITY_PER_READER
-}
-
-pub fn label_quality_dim(r: usize, k: usize) -> usize {
-    r * k * k + k + agreement_dim(r, k)
-}
-
-// ---------------------------------------------------------------------------------------------
-// The site's side.
-// ---------------------------------------------------------------------------------------------
-
-/// Computes this site's vector for a job. `n_raters` and the task shape come from the study.
-pub fn compute(job: &Job, data: &LocalData) -> Result<Vec<u128>, EmError> {
-    match &job.kind {
-        JobKind::StapleInit => Ok(staple_words(&staple::e_step(
-            None,
-            &data.binary_histogram()?,
-        )?)),
-        JobKind::StapleStep { params } => Ok(staple_words(&staple::e_step(
-            Some(params),
-            &data.binary_histogram()?,
-        )?)),
-        JobKind::StapleHistogram => {
-            let h = data.binary_histogram()?;
-            if h.n_raters > ONE_ROUND_MAX_RATERS {
-                return Err(EmError::Mismatch(
-                    "too many raters for the one-round histogram",
-                ));
-            }
-            let mut v = vec![0u128; histogram_dim(h.n_raters)];
-            for &(key, count) in &h.patterns {
-                if let Some(c) = v.get_mut(ternary_index(key, h.n_raters)) {
-                    *c += u128::from(count);
-                }
-            }
-            Ok(v)
-        }
-        JobKind::MultiSeed => Ok(multi_seed_words(&MultiLabelSeed::from_histogram(
-            &data.label_histogram()?,
-        ))),
-        JobKind::MultiStep { params, priors } => {
-            Ok(multilabel::e_step(params, priors, &data.label_histogram()?)?.mass)
-        }
-        JobKind::MultiCounts { params, priors } => {
-            let h = data.label_histogram()?;
-            let mut counts = vec![0u128; h.n_labels + 1];
-            for &(key, count) in &h.patterns {
-                if let Some(c) = counts.get_mut(multilabel::pattern_label(params, priors, &h, key))
-                {
-                    *c += u128::from(count);
-                }
-            }
-            Ok(counts)
-        }
-        JobKind::DsInit => Ok(ds_words(&dawid_skene::initial_e_step(ratings(data)?))),
-        JobKind::DsStep { params } => Ok(ds_words(&dawid_skene::e_step(params, ratings(data)?)?)),
-        JobKind::SegQuality { consensus, hd95 } => seg_quality(consensus, *hd95, data),
-        JobKind::LabelQuality { params } => label_quality(params, ratings(data)?),
-        JobKind::Bench { dim, seed } => bench_vector(*dim, *seed),
-    }
-}
-
-/// The vector of a [`JobKind::Bench`] job: `dim` elements of Z_2^128 from a SplitMix64 stream
-/// seeded with `seed` (two outputs per element, high word first). Deterministic, and the same
-/// at every site. A `dim` above the protocol's [`fedanno_protocol::secagg::MAX_DIM`] is refused
-/// before anything is allocated.
-pub fn bench_vector(dim: u32, seed: u64) -> Result<Vec<u128>, EmError> {
-    let dim = dim as usize;
-    if dim > fedanno_protocol::secagg::MAX_DIM {
-        return Err(EmError::Mismatch(
-            "a benchmark vector above the protocol's maximum dimension",
-        ));
-    }
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    Ok((0..dim)
-        .map(|_| (u128::from(next()) << 64) | u128::from(next()))
-        .collect())
-}
-
-fn ratings(data: &LocalData) -> Result<&Ratings, EmError> {
-    match data {
-        LocalData::Classification { ratings } => Ok(ratings),
-        LocalData::Segmentation { .. } => Err(EmError::Mismatch("Dawid–Skene needs ratings")),
-    }
-}
-
-/// A case's consensus label map under the released model: binary STAPLE W ≥ 0.5 → 1;
-/// multi-label: the unique argmax (undecided → 0, background, for overlap purposes).
-pub fn consensus_map(
-    consensus: &SegConsensus,
-    case: &SegCase,
-    n_labels: usize,
-) -> Result<Vec<u8>, EmError> {
-    let n = case.dims.iter().product::<usize>();
-    let refs: Vec<&[u8]> = case.readers.iter().map(|r| r.1.as_slice()).collect();
-    match consensus {
-        SegConsensus::Staple(params) => {
-            let mut out = vec![0u8; n];
-            let mut cache: HashMap<u64, bool> = HashMap::new();
-            for (i, o) in out.iter_mut().enumerate() {
-                let (mut present, mut vote) = (0u64, 0u64);
-                for (r, img) in &case.readers {
-                    present |= 1 << r;
-                    if img.get(i) == Some(&1) {
-                        vote |= 1 << r;
-                    }
-                }
-                let key = (present << 32) | vote;
-                let fg = *cache.entry(key).or_insert_with(|| {
-                    staple::pattern_weight(Some(params), key).unwrap_or(params.prior) >= 0.5
-                });
-                *o = u8::from(fg);
-            }
-            Ok(out)
-        }
-        SegConsensus::Multi { params, priors } => {
-            let h = LabelPatternHistogram::from_raters(&refs, Some(n_labels))?;
-            let result = multilabel::MultiLabelResult {
-                n_labels,
-                priors: priors.clone(),
-                params: params.clone(),
-                iterations: 0,
-                converged: true,
-                label_counts: Vec::new(),
-            };
-            let map = multilabel::label_map(&refs, &h, &result)?;
-            Ok(map
-                .into_iter()
-                .map(|l| if l as usize >= n_labels { 0 } else { l as u8 })
-                .collect())
-        }
-    }
-}
-
-fn dice_bin(d: f64) -> usize {
-    ((d * DICE_BINS as f64) as usize).min(DICE_BINS - 1)
-}
-
-fn hd_bin(h: f64) -> usize {
-    HD_EDGES
-        .windows(2)
-        .position(|w| h >= w[0] && h < w[1])
-        .unwrap_or(HD_EDGES.len() - 2)
-}
-
-fn seg_quality(
-    consensus: &SegConsensus,
-    hd95: bool,
-    data: &LocalData,
-) -> Result<Vec<u128>, EmError> {
-    let LocalData::Segmentation {
-        n_raters,
-        n_labels,
-        cases,
-    } = data
-    else {
-        return Err(EmError::Mismatch("segmentation metrics need segmentations"));
-    };
-    let mut v = vec![0u128; seg_quality_dim(*n_raters)];
-    for case in cases {
-        let truth = consensus_map(consensus, case, *n_labels)?;
-        let grid = case.grid();
-        for (r, labels) in &case.readers {
-            let base = r * SEG_QUALITY_PER_READER;
-            let (mut tp, mut fp, mut fneg, mut tn) = (0u64, 0u64, 0u64, 0u64);
-            for (&t, &x) in truth.iter().zip(labels) {
-                match (t != 0, x != 0) {
-                    (true, true) if t == x => tp += 1,
-                    (true, true) => {
-                        fp += 1;
-                        fneg += 1;
-                    }
-                    (false, true) => fp += 1,
-                    (true, false) => fneg += 1,
-                    (false, false) => tn += 1,
-                }
-            }
-            let cell = |i: usize| base + i;
-            let mut add = |i: usize, x: u128| {
-                if let Some(c) = v.get_mut(cell(i)) {
-                    *c += x;
-                }
-            };
-            add(0, 1);
-            add(1, u128::from(tp));
-            add(2, u128::from(fp));
-            add(3, u128::from(fneg));
-            add(4, u128::from(tn));
-            let den = 2 * tp + fp + fneg;
-            if den > 0 {
-                let d = (2 * tp) as f64 / den as f64;
-                add(5, u128::from(quantize_unit(d)));
-                add(6, u128::from(quantize_unit(d * d)));
-                add(7, 1);
-                add(8 + dice_bin(d), 1);
-            }
-            if hd95 {
-                let slot = 8 + DICE_BINS;
-                let truth_fg = |x: u8| x != 0;
-                let (a, b) = surface::surface_distances(
-                    &truth,
-                    labels,
-                    &grid,
-                    truth_fg,
-                    Definition::SurfaceDistance,
-                )?;
-                let m = surface::summarize(&a, &b, Definition::SurfaceDistance, 1.0);
-                if m.hd95.is_finite() {
-                    add(slot + hd_bin(m.hd95), 1);
-                } else {
-                    add(slot + HD_EDGES.len() - 1, 1);
-                }
-            }
-        }
-    }
-    Ok(v)
-}
-
-/// Per-unit Dawid–Skene consensus labels under `params` (ties and unrated units: `None`).
-pub fn ds_labels(params: &DsParams, ratings: &Ratings) -> Result<Vec<Option<u32>>, EmError> {
-    let k = params.k;
-    let post = dawid_skene::posteriors(params, ratings)?;
-    Ok(post
-        .chunks(k.max(1))
-        .zip(ratings.rows())
-        .map(|(p, row)| {
-            if row.iter().all(Option::is_none) {
-                None
-            } else {
-                unique_argmax(p).map(|i| i as u32)
-            }
-        })
-        .collect())
-}
-
-fn label_quality(params: &DsParams, ratings: &Ratings) -> Result<Vec<u128>, EmError> {
-    let (r, k) = (ratings.n_raters(), ratings.n_categories());
-    let labels = ds_labels(params, ratings)?;
-    let mut confusion = vec![0u128; r * k * k];
-    let mut consensus_counts = vec![0u128; k];
-    for (row, label) in ratings.rows().zip(&labels) {
-        let Some(t) = label else { continue };
-        if let Some(c) = consensus_counts.get_mut(*t as usize) {
-            *c += 1;
-        }
-        for (ri, cell) in row.iter().enumerate() {
-            if let Some(g) = cell
-                && let Some(c) = confusion.get_mut(ri * k * k + *t as usize * k + *g as usize)
-            {
-                *c += 1;
-            }
-        }
-    }
-    let mut v = confusion;
-    v.extend(consensus_counts);
-    v.extend(agreement_words(&AgreementStats::from_ratings(ratings)));
-    Ok(v)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -994,7 +550,7 @@ pub async fn run_consensus<A: Aggregator>(
 }
 
 /// One reader's released quality figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReaderQuality {
     pub cases: u64,
     pub tp: u64,
@@ -1093,7 +649,7 @@ pub async fn run_quality<A: Aggregator>(
             let readers = (0..r)
                 .map(|_| ReaderQuality {
                     confusion: w.take64(k * k),
-                    ..ReaderQuality::empty()
+                    ..ReaderQuality::default()
                 })
                 .collect();
             let consensus_counts = w.take64(k);
@@ -1108,42 +664,25 @@ pub async fn run_quality<A: Aggregator>(
     Ok((out, s.step))
 }
 
-impl ReaderQuality {
-    fn empty() -> Self {
-        Self {
-            cases: 0,
-            tp: 0,
-            fp: 0,
-            fn_: 0,
-            tn: 0,
-            dice_sum: 0,
-            dice_sq_sum: 0,
-            dice_cases: 0,
-            dice_histogram: Vec::new(),
-            hd95_histogram: Vec::new(),
-            hd95_undefined: 0,
-            confusion: Vec::new(),
-        }
-    }
-}
-
 fn seg_outcome(v: &[u128], r: usize) -> QualityOutcome {
     let mut w = Words::new(v);
     let readers = (0..r)
         .map(|_| {
-            let mut q = ReaderQuality::empty();
-            q.cases = w.u64();
-            q.tp = w.u64();
-            q.fp = w.u64();
-            q.fn_ = w.u64();
-            q.tn = w.u64();
-            q.dice_sum = w.next();
-            q.dice_sq_sum = w.next();
-            q.dice_cases = w.u64();
-            q.dice_histogram = w.take64(DICE_BINS);
-            q.hd95_histogram = w.take64(HD_EDGES.len() - 1);
-            q.hd95_undefined = w.u64();
-            q
+            // Fields in layout order: struct fields evaluate top to bottom.
+            ReaderQuality {
+                cases: w.u64(),
+                tp: w.u64(),
+                fp: w.u64(),
+                fn_: w.u64(),
+                tn: w.u64(),
+                dice_sum: w.next(),
+                dice_sq_sum: w.next(),
+                dice_cases: w.u64(),
+                dice_histogram: w.take64(DICE_BINS),
+                hd95_histogram: w.take64(HD_EDGES.len() - 1),
+                hd95_undefined: w.u64(),
+                confusion: Vec::new(),
+            }
         })
         .collect();
     QualityOutcome {

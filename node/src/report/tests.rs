@@ -1,3 +1,7 @@
+//! Report tests: realistic segmentation and classification reports render in all three forms;
+//! the HTML is self-contained and escapes hostile names; missing and non-finite numbers show as
+//! "—" and survive the JSON round trip; bars are drawn to scale; empty reports do not panic.
+
 use serde_json::json;
 
 use super::*;

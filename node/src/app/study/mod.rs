@@ -1,7 +1,7 @@
 //! Studies on the network: announcing a manifest, sites' decisions and progress, and the
 //! secure-aggregation rounds (SA-v1, design-notes §3.3) that carry every released statistic.
 //!
-//! The coordinator drives ([`SecureAggregator`], [`run`]); a site answers ([`handle`]). A
+//! The coordinator drives ([`SecureAggregator`], [`run`]); a site answers (`site::handle`). A
 //! site contributes to a round only after checking the signed roster (its coordinator, its
 //! own place in it, the study's and its policy's minimum number of sites), the signed key
 //! bundle, that the job is the roster's input, and the roster rule: for the same input it

@@ -77,6 +77,21 @@ async fn consortium(
     (c, members)
 }
 
+/// The audit events of one kind a site logged for a study.
+async fn events(store: fedanno_node::store::Store, kind: &str, study: &str) -> Vec<AuditEvent> {
+    store
+        .audit_entries(AuditFilter {
+            kind: Some(kind.into()),
+            study: Some(study.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
+}
+
 fn labels(path: &Path) -> Vec<u8> {
     let img = nifti::read_file(path, &NiftiLimits::default()).unwrap_or_else(|e| panic!("{e}"));
     img.to_labels_u8().unwrap_or_else(|e| panic!("{e}"))
@@ -349,20 +364,10 @@ async fn a_refusing_site_sends_only_its_decline() {
     let e = coord.study_run(&id).await.unwrap_err().to_string();
     assert!(e.contains("at least 3"), "{e}");
     // What the strict site sent about this study: its decision and nothing else.
-    let sent = members[2]
-        .site
-        .site
-        .store
-        .audit_entries(AuditFilter {
-            kind: Some("sent".into()),
-            study: Some(id.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let sent = events(members[2].site.site.store.clone(), "sent", &id).await;
     let kinds: Vec<String> = sent
         .iter()
-        .filter_map(|e| match &e.event {
+        .filter_map(|e| match e {
             AuditEvent::Sent { kind, .. } => Some(kind.clone()),
             _ => None,
         })
@@ -424,19 +429,12 @@ async fn differencing_is_refused_and_a_silent_site_is_dropped() {
     assert!(honest.is_ok(), "{honest:?}");
     let e = second.unwrap_err().to_string();
     assert!(e.contains("refused"), "{e}");
-    let guard_noted = members[1]
-        .site
-        .site
-        .store
-        .audit_entries(AuditFilter {
-            kind: Some("study".into()),
-            study: Some(id.clone()),
-            ..Default::default()
-        })
+    let guard_noted = events(members[1].site.site.store.clone(), "study", &id)
         .await
-        .unwrap()
         .iter()
-        .any(|e| matches!(&e.event, AuditEvent::Study { what, .. } if what.contains("differencing guard")));
+        .any(
+            |e| matches!(e, AuditEvent::Study { what, .. } if what.contains("differencing guard")),
+        );
     assert!(
         guard_noted,
         "no differencing-guard note at site-b; the error was {e}"
@@ -457,21 +455,10 @@ async fn differencing_is_refused_and_a_silent_site_is_dropped() {
             .any(|s| s.site == "site-d" && s.status == "dropped")
     );
     // Site-d submitted exactly two vectors in this run (plus one in the first round above).
-    let submitted = members[3]
-        .site
-        .site
-        .store
-        .audit_entries(AuditFilter {
-            kind: Some("study".into()),
-            study: Some(id.clone()),
-            ..Default::default()
-        })
+    let submitted = events(members[3].site.site.store.clone(), "study", &id)
         .await
-        .unwrap()
         .iter()
-        .filter(
-            |e| matches!(&e.event, AuditEvent::Study { what, .. } if what.starts_with("submitted")),
-        )
+        .filter(|e| matches!(e, AuditEvent::Study { what, .. } if what.starts_with("submitted")))
         .count();
     assert_eq!(submitted, 3);
     for m in members {

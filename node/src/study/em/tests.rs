@@ -95,6 +95,15 @@ fn random_cases(
         .collect()
 }
 
+/// One site's (or the pool's) segmentation data.
+fn seg(n_raters: usize, n_labels: usize, cases: Vec<SegCase>) -> LocalData {
+    LocalData::Segmentation {
+        n_raters,
+        n_labels,
+        cases,
+    }
+}
+
 fn split<T: Clone>(rng: &mut XorShift, items: &[T]) -> Vec<Vec<T>> {
     let parts = 1 + rng.below(7);
     let mut out = vec![Vec::new(); parts];
@@ -110,11 +119,7 @@ async fn binary_staple_iterative_and_one_round_equal_pooled() {
     for round in 0..8 {
         let r = 3 + rng.below(4);
         let cases = random_cases(&mut rng, r, 2, false);
-        let pooled_data = LocalData::Segmentation {
-            n_raters: r,
-            n_labels: 2,
-            cases: cases.clone(),
-        };
+        let pooled_data = seg(r, 2, cases.clone());
         let pooled = staple::staple(
             &pooled_data.binary_histogram().unwrap(),
             &staple::StapleOptions::default(),
@@ -122,11 +127,7 @@ async fn binary_staple_iterative_and_one_round_equal_pooled() {
         .unwrap();
         let sites: Vec<LocalData> = split(&mut rng, &cases)
             .into_iter()
-            .map(|c| LocalData::Segmentation {
-                n_raters: r,
-                n_labels: 2,
-                cases: c,
-            })
+            .map(|c| seg(r, 2, c))
             .collect();
         let m = manifest("staple", "\"lesion\"", "iterative", r, false);
         for one_round in [false, true] {
@@ -157,11 +158,7 @@ async fn multilabel_staple_equals_pooled() {
     for _ in 0..6 {
         let r = 3 + rng.below(3);
         let cases = random_cases(&mut rng, r, 4, true);
-        let pooled_data = LocalData::Segmentation {
-            n_raters: r,
-            n_labels: 4,
-            cases: cases.clone(),
-        };
+        let pooled_data = seg(r, 4, cases.clone());
         let pooled = multilabel_staple(
             &pooled_data.label_histogram().unwrap(),
             &MultiLabelOptions::default(),
@@ -170,11 +167,7 @@ async fn multilabel_staple_equals_pooled() {
         let sites: Vec<LocalData> = split(&mut rng, &cases)
             .into_iter()
             .filter(|c| !c.is_empty())
-            .map(|c| LocalData::Segmentation {
-                n_raters: r,
-                n_labels: 4,
-                cases: c,
-            })
+            .map(|c| seg(r, 4, c))
             .collect();
         let m = manifest("multilabel-staple", "\"a\", \"b\", \"c\"", "auto", r, false);
         let (out, _) = run_consensus(&m, &mut Plain(&sites), false, 0)
@@ -263,18 +256,10 @@ async fn segmentation_quality_is_additive_and_a_perfect_reader_scores_one() {
             m.clone_from(&fixed);
         }
     }
-    let pooled = [LocalData::Segmentation {
-        n_raters: r,
-        n_labels: 2,
-        cases: cases.clone(),
-    }];
+    let pooled = [seg(r, 2, cases.clone())];
     let sites: Vec<LocalData> = split(&mut rng, &cases)
         .into_iter()
-        .map(|c| LocalData::Segmentation {
-            n_raters: r,
-            n_labels: 2,
-            cases: c,
-        })
+        .map(|c| seg(r, 2, c))
         .collect();
     let m = manifest("staple", "\"lesion\"", "iterative", r, false);
     let (c1, s1) = run_consensus(&m, &mut Plain(&pooled), false, 0)
@@ -327,11 +312,7 @@ fn bench_job_is_deterministic_of_the_right_length_and_ignores_the_data() {
         step: 0,
         kind: JobKind::Bench { dim, seed },
     };
-    let empty = LocalData::Segmentation {
-        n_raters: 2,
-        n_labels: 2,
-        cases: Vec::new(),
-    };
+    let empty = seg(2, 2, Vec::new());
     let other = LocalData::Segmentation {
         n_raters: 1,
         n_labels: 2,

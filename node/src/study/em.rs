@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -178,6 +179,14 @@ impl SegCase {
     }
 }
 
+/// A site's pattern histograms, built on first use: every EM step of a study reads them, and
+/// rebuilding them would cost a pass over every voxel per step.
+#[derive(Debug, Clone, Default)]
+pub struct Histograms {
+    binary: OnceLock<PatternHistogram>,
+    labels: OnceLock<LabelPatternHistogram>,
+}
+
 /// A site's data for one study, in the study's rater order.
 #[derive(Debug, Clone)]
 pub enum LocalData {
@@ -186,6 +195,8 @@ pub enum LocalData {
         /// Labels L including background (multi-label), 2 for binary.
         n_labels: usize,
         cases: Vec<SegCase>,
+        /// Built on first use from `cases`.
+        histograms: Histograms,
     },
     Classification {
         ratings: Ratings,
@@ -205,13 +216,19 @@ impl LocalData {
     }
 
     /// The binary pattern histogram of every case, raters embedded at their global positions.
-    pub fn binary_histogram(&self) -> Result<PatternHistogram, EmError> {
+    pub fn binary_histogram(&self) -> Result<&PatternHistogram, EmError> {
         let LocalData::Segmentation {
-            n_raters, cases, ..
+            n_raters,
+            cases,
+            histograms,
+            ..
         } = self
         else {
             return Err(EmError::Mismatch("binary STAPLE needs segmentations"));
         };
+        if let Some(h) = histograms.binary.get() {
+            return Ok(h);
+        }
         let mut pooled = PatternHistogram {
             n_raters: *n_raters,
             patterns: Vec::new(),
@@ -222,19 +239,23 @@ impl LocalData {
             let h = PatternHistogram::from_raters(&refs, 1u8, None)?;
             pooled.merge(&h.embed(&positions, *n_raters)?)?;
         }
-        Ok(pooled)
+        Ok(histograms.binary.get_or_init(|| pooled))
     }
 
     /// The multi-label pattern histogram (every reader present on every case).
-    pub fn label_histogram(&self) -> Result<LabelPatternHistogram, EmError> {
+    pub fn label_histogram(&self) -> Result<&LabelPatternHistogram, EmError> {
         let LocalData::Segmentation {
             n_raters,
             n_labels,
             cases,
+            histograms,
         } = self
         else {
             return Err(EmError::Mismatch("multi-label STAPLE needs segmentations"));
         };
+        if let Some(h) = histograms.labels.get() {
+            return Ok(h);
+        }
         let mut pooled: Option<LabelPatternHistogram> = None;
         for c in cases {
             if c.readers.len() != *n_raters {
@@ -249,7 +270,8 @@ impl LocalData {
                 None => pooled = Some(h),
             }
         }
-        pooled.ok_or(EmError::Mismatch("no cases"))
+        let pooled = pooled.ok_or(EmError::Mismatch("no cases"))?;
+        Ok(histograms.labels.get_or_init(|| pooled))
     }
 }
 

@@ -239,6 +239,7 @@ pub async fn load(store: &Store, m: &Manifest, me: &str) -> Result<LocalData, Lo
                 n_raters: all.len(),
                 n_labels,
                 cases: out,
+                histograms: Default::default(),
             })
         }
         TaskKind::Classification => {
@@ -291,12 +292,13 @@ pub async fn load(store: &Store, m: &Manifest, me: &str) -> Result<LocalData, Lo
     }
 }
 
-/// Stores the released consensus for every assigned case as a version of the reader
-/// `consensus` (added as a model reader if missing). Returns the number of versions written.
+/// Stores the released consensus for every assigned case of `data` (what [`load`] gave for
+/// this study) as a version of the reader `consensus` (added as a model reader if missing).
+/// Returns the number of versions written.
 pub async fn store_consensus(
     store: &Store,
     m: &Manifest,
-    me: &str,
+    data: &LocalData,
     outcome: &ConsensusOutcome,
 ) -> Result<u64, LocalError> {
     let reader = match store.reader(CONSENSUS_READER).await {
@@ -314,7 +316,6 @@ pub async fn store_consensus(
                 .map_err(|e| LocalError::Other(e.to_string()))?
         }
     };
-    let data = load(store, m, me).await?;
     let cases = store.study_cases(&m.study.id).await?;
     let mut versions = Vec::new();
     let reason = format!(
@@ -343,7 +344,7 @@ pub async fn store_consensus(
             summary: content.summary().to_string(),
         });
     };
-    match (&data, outcome) {
+    match (data, outcome) {
         (
             LocalData::Segmentation {
                 cases: seg,

@@ -395,7 +395,9 @@ pub(super) async fn store_consensus(
     m: &Manifest,
     outcome: &ConsensusOutcome,
 ) -> Result<(), AppError> {
-    let n = local::store_consensus(&s.store, m, s.site.as_str(), outcome)
+    // The data the rounds used (loaded once per assignment), not a second read of the store.
+    let data = local_data(s, m).await?;
+    let n = local::store_consensus(&s.store, m, &data, outcome)
         .await
         .map_err(store_err)?;
     s.store

@@ -7,11 +7,11 @@ pub fn compute(job: &Job, data: &LocalData) -> Result<Vec<u128>, EmError> {
     match &job.kind {
         JobKind::StapleInit => Ok(staple_words(&staple::e_step(
             None,
-            &data.binary_histogram()?,
+            data.binary_histogram()?,
         )?)),
         JobKind::StapleStep { params } => Ok(staple_words(&staple::e_step(
             Some(params),
-            &data.binary_histogram()?,
+            data.binary_histogram()?,
         )?)),
         JobKind::StapleHistogram => {
             let h = data.binary_histogram()?;
@@ -29,17 +29,16 @@ pub fn compute(job: &Job, data: &LocalData) -> Result<Vec<u128>, EmError> {
             Ok(v)
         }
         JobKind::MultiSeed => Ok(multi_seed_words(&MultiLabelSeed::from_histogram(
-            &data.label_histogram()?,
+            data.label_histogram()?,
         ))),
         JobKind::MultiStep { params, priors } => {
-            Ok(multilabel::e_step(params, priors, &data.label_histogram()?)?.mass)
+            Ok(multilabel::e_step(params, priors, data.label_histogram()?)?.mass)
         }
         JobKind::MultiCounts { params, priors } => {
             let h = data.label_histogram()?;
             let mut counts = vec![0u128; h.n_labels + 1];
             for &(key, count) in &h.patterns {
-                if let Some(c) = counts.get_mut(multilabel::pattern_label(params, priors, &h, key))
-                {
+                if let Some(c) = counts.get_mut(multilabel::pattern_label(params, priors, h, key)) {
                     *c += u128::from(count);
                 }
             }
@@ -152,6 +151,7 @@ pub(super) fn seg_quality(
         n_raters,
         n_labels,
         cases,
+        ..
     } = data
     else {
         return Err(EmError::Mismatch("segmentation metrics need segmentations"));

@@ -101,6 +101,7 @@ fn seg(n_raters: usize, n_labels: usize, cases: Vec<SegCase>) -> LocalData {
         n_raters,
         n_labels,
         cases,
+        histograms: Default::default(),
     }
 }
 
@@ -121,7 +122,7 @@ async fn binary_staple_iterative_and_one_round_equal_pooled() {
         let cases = random_cases(&mut rng, r, 2, false);
         let pooled_data = seg(r, 2, cases.clone());
         let pooled = staple::staple(
-            &pooled_data.binary_histogram().unwrap(),
+            pooled_data.binary_histogram().unwrap(),
             &staple::StapleOptions::default(),
         )
         .unwrap();
@@ -160,7 +161,7 @@ async fn multilabel_staple_equals_pooled() {
         let cases = random_cases(&mut rng, r, 4, true);
         let pooled_data = seg(r, 4, cases.clone());
         let pooled = multilabel_staple(
-            &pooled_data.label_histogram().unwrap(),
+            pooled_data.label_histogram().unwrap(),
             &MultiLabelOptions::default(),
         )
         .unwrap();
@@ -313,16 +314,16 @@ fn bench_job_is_deterministic_of_the_right_length_and_ignores_the_data() {
         kind: JobKind::Bench { dim, seed },
     };
     let empty = seg(2, 2, Vec::new());
-    let other = LocalData::Segmentation {
-        n_raters: 1,
-        n_labels: 2,
-        cases: vec![SegCase {
+    let other = seg(
+        1,
+        2,
+        vec![SegCase {
             id: "c".into(),
             dims: [2, 1, 1],
             spacing: [1.0; 3],
             readers: vec![(0, vec![0, 1])],
         }],
-    };
+    );
     assert_eq!(job(1000, 7).statistic(), "bench");
     let v = compute(&job(1000, 7), &empty).unwrap();
     assert_eq!(v.len(), 1000);

@@ -54,6 +54,9 @@ pub enum AppError {
     NotConnected(String),
     #[error("the peer refused the message: {0}")]
     Refused(String),
+    /// A site's policy refuses to contribute (answered `PolicyDenied`, or our own decision).
+    #[error("the site's policy refuses it: {0}")]
+    PolicyRefused(String),
     #[error("the peer's reply could not be verified: {0}")]
     BadReply(String),
     #[error(transparent)]

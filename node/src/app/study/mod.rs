@@ -226,7 +226,7 @@ impl From<AppError> for Refusal {
 
 pub(super) fn refusal_error(r: Refusal) -> AppError {
     match r {
-        Refusal::Policy(w) => AppError::Refused(format!("PolicyDenied: {w}")),
+        Refusal::Policy(w) => AppError::PolicyRefused(w),
         Refusal::Malformed(w) => AppError::Study(w),
         Refusal::Internal(e) => e,
     }

@@ -53,6 +53,9 @@ impl<'a> SecureAggregator<'a> {
                 }
                 Ok(key)
             }
+            Response::Refused {
+                reason: RefusalReason::PolicyDenied,
+            } => Err(AppError::PolicyRefused(site.to_string())),
             Response::Refused { reason } => Err(AppError::Refused(format!("{reason:?}"))),
             _ => Err(AppError::BadReply("unexpected answer to a roster".into())),
         }
@@ -101,6 +104,9 @@ impl<'a> SecureAggregator<'a> {
                 }
                 Ok(input)
             }
+            Response::Refused {
+                reason: RefusalReason::PolicyDenied,
+            } => Err(AppError::PolicyRefused(site.to_string())),
             Response::Refused { reason } => Err(AppError::Refused(format!("{reason:?}"))),
             _ => Err(AppError::BadReply(
                 "unexpected answer to an input request".into(),
@@ -149,7 +155,7 @@ impl<'a> SecureAggregator<'a> {
             for (site, a) in self.sites.iter().zip(answers) {
                 match a {
                     Ok(k) => keys.push(k),
-                    Err(AppError::Refused(r)) if r.contains("PolicyDenied") => {
+                    Err(AppError::PolicyRefused(_)) => {
                         return Err(EmError::Refused(format!(
                             "{site}'s policy refuses {} vectors",
                             job.statistic()
@@ -178,7 +184,7 @@ impl<'a> SecureAggregator<'a> {
             for (site, a) in self.sites.iter().zip(answers) {
                 match a {
                     Ok(i) => inputs.push(i),
-                    Err(AppError::Refused(r)) if r.contains("PolicyDenied") => {
+                    Err(AppError::PolicyRefused(r)) => {
                         return Err(EmError::Refused(format!(
                             "{site} refused to contribute: {r}"
                         )));

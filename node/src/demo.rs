@@ -186,8 +186,9 @@ pub struct DemoSummary {
 
 const SITES: [&str; 3] = ["site-a", "site-b", "site-c"];
 
-/// Waits until every node sees the other two as proven members.
-async fn wait_connected(nodes: &[Node], secs: u64) -> Result<()> {
+/// Waits (on the nodes' activity signals, under one deadline) until every node sees every
+/// other as a proven member.
+pub(crate) async fn wait_connected(nodes: &[Node], secs: u64) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     for n in nodes {
         let mut rx = n.handle.shared.activity.subscribe();
@@ -197,7 +198,7 @@ async fn wait_connected(nodes: &[Node], secs: u64) -> Result<()> {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                bail!("the demo nodes did not connect within {secs} s");
+                bail!("the nodes did not all connect within {secs} s");
             }
             let _ = tokio::time::timeout(left, rx.changed()).await;
         }

@@ -271,7 +271,6 @@ async fn secagg_network(n: usize, rounds: usize, dim: usize) -> Result<SecaggNet
     use fedanno_protocol::cert::Role;
     use fedanno_protocol::ids::SiteId;
     use std::sync::Arc;
-    use std::time::Duration;
 
     anyhow::ensure!(
         (3..=256).contains(&n),
@@ -365,17 +364,7 @@ async fn secagg_network(n: usize, rounds: usize, dim: usize) -> Result<SecaggNet
             sites.push(s);
         }
         let run = async {
-            // Every node sees every other as a proven member.
-            for node in &nodes {
-                let mut rx = node.handle.shared.activity.subscribe();
-                tokio::time::timeout(Duration::from_secs(120), async {
-                    while node.handle.shared.members().len() + 1 < n {
-                        let _ = rx.changed().await;
-                    }
-                })
-                .await
-                .context("the bench nodes did not all connect within 120 s")?;
-            }
+            crate::demo::wait_connected(&nodes, 120).await?;
             let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
             let text = crate::demo::classification_manifest(&id_refs)
                 .replace("id = \"nodule-size-class\"", &format!("id = \"{SECAGG_STUDY}\""));

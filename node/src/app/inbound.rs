@@ -130,8 +130,23 @@ async fn refuse_non_member(s: &Shared, peer: PeerId, id: u64) {
     let _ = s.net.disconnect(peer, true).await;
 }
 
-/// Why an envelope was rejected, with its hash when it could be parsed.
-type Rejection = (String, Option<[u8; 32]>);
+/// Why an envelope was rejected, with its hash when it could be parsed, and the code a
+/// refusal answers with.
+struct Rejection {
+    reason: String,
+    hash: Option<[u8; 32]>,
+    code: RefusalReason,
+}
+
+impl Rejection {
+    fn malformed(reason: String, hash: Option<[u8; 32]>) -> Self {
+        Self {
+            reason,
+            hash,
+            code: RefusalReason::Malformed,
+        }
+    }
+}
 
 /// Opens an envelope from `member`, checking that the connection's member signed it.
 fn open(
@@ -140,10 +155,11 @@ fn open(
     env_bytes: &[u8],
     max: usize,
 ) -> Result<(Envelope, Opened), Rejection> {
-    let env = Envelope::from_bytes_limited(env_bytes, max).map_err(|e| (e.to_string(), None))?;
+    let env = Envelope::from_bytes_limited(env_bytes, max)
+        .map_err(|e| Rejection::malformed(e.to_string(), None))?;
     let hash = env.message_hash();
     if env.header().sender != member.site {
-        return Err((
+        return Err(Rejection::malformed(
             format!(
                 "envelope claims sender {} on {}'s connection",
                 env.header().sender,
@@ -163,7 +179,17 @@ fn open(
             ),
             _ => e.to_string(),
         };
-        (reason, Some(hash))
+        let code = match e {
+            EnvelopeError::Replayed { .. } | EnvelopeError::OutsideWindow { .. } => {
+                RefusalReason::Replay
+            }
+            _ => RefusalReason::Malformed,
+        };
+        Rejection {
+            reason,
+            hash: Some(hash),
+            code,
+        }
     })?;
     Ok((env, opened))
 }
@@ -202,14 +228,7 @@ async fn request(s: &Shared, member: &MemberInfo, id: u64, env_bytes: &[u8]) {
         fedanno_protocol::limits::MAX_ENVELOPE_BYTES,
     ) {
         Ok(x) => x,
-        Err((reason, hash)) => {
-            let code = if reason.contains("already seen")
-                || reason.contains("outside the accepted window")
-            {
-                RefusalReason::Replay
-            } else {
-                RefusalReason::Malformed
-            };
+        Err(Rejection { reason, hash, code }) => {
             reject(s, member.site.as_str(), reason, hash).await;
             let _ = s.net.respond(id, refuse(code)).await;
             return;
@@ -361,7 +380,7 @@ pub async fn open_response(
                 received(s, &opened, "response", bytes.len() as u64).await?;
                 Ok((opened, resp))
             }
-            Err((reason, hash)) => {
+            Err(Rejection { reason, hash, .. }) => {
                 reject(s, member.site.as_str(), reason.clone(), hash).await;
                 Err(AppError::BadReply(reason))
             }
@@ -396,7 +415,7 @@ async fn gossip(s: &Shared, source: PeerId, bytes: &[u8]) -> bool {
     };
     let (_, opened) = match open(s, &member, &env_bytes, MAX_GOSSIP_BYTES) {
         Ok(x) => x,
-        Err((reason, hash)) => {
+        Err(Rejection { reason, hash, .. }) => {
             reject(s, member.site.as_str(), reason, hash).await;
             return false;
         }

@@ -13,15 +13,15 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fedanno_node::formats::nifti::{self, NiftiImage};
-use fedanno_node::stats::agreement::agreement;
-use fedanno_node::stats::dawid_skene::{DsOptions, dawid_skene};
-use fedanno_node::stats::multilabel::{
+use fedanno_stats::agreement::agreement;
+use fedanno_stats::dawid_skene::{DsOptions, dawid_skene};
+use fedanno_stats::multilabel::{
     LabelPatternHistogram, MultiLabelOptions, label_map, multilabel_staple,
 };
-use fedanno_node::stats::overlap::OverlapCounts;
-use fedanno_node::stats::ratings::LabeledRatings;
-use fedanno_node::stats::staple::{PatternHistogram, StapleOptions, probability_map_f32, staple};
-use fedanno_node::stats::surface::{Definition, Grid, surface_metrics};
+use fedanno_stats::overlap::OverlapCounts;
+use fedanno_stats::ratings::LabeledRatings;
+use fedanno_stats::staple::{PatternHistogram, StapleOptions, probability_map_f32, staple};
+use fedanno_stats::surface::{Definition, Grid, surface_metrics};
 
 /// xorshift64*: the same stream on every machine.
 struct Rng(u64);

@@ -30,7 +30,6 @@ pub mod net;
 pub mod policy;
 pub mod report;
 pub mod site;
-pub mod stats;
 pub mod store;
 pub mod study;
 pub mod synth;

@@ -11,12 +11,12 @@ use fedanno_node::audit::AuditEvent;
 use fedanno_node::demo::{self, SEGMENTATION_MANIFEST};
 use fedanno_node::formats::nifti::{self, NiftiLimits};
 use fedanno_node::policy::Policy;
-use fedanno_node::stats::dawid_skene::{DsOptions, dawid_skene};
-use fedanno_node::stats::multilabel::{
+use fedanno_stats::dawid_skene::{DsOptions, dawid_skene};
+use fedanno_stats::multilabel::{
     LabelPatternHistogram, MultiLabelOptions, multilabel_staple,
 };
-use fedanno_node::stats::ratings::LabeledRatings;
-use fedanno_node::stats::staple::{PatternHistogram, StapleOptions, staple};
+use fedanno_stats::ratings::LabeledRatings;
+use fedanno_stats::staple::{PatternHistogram, StapleOptions, staple};
 use fedanno_node::store::AuditFilter;
 use fedanno_node::study::em::{ConsensusOutcome, Job, JobKind, staple_dim};
 use fedanno_protocol::cert::Role;
@@ -99,7 +99,7 @@ fn labels(path: &Path) -> Vec<u8> {
 
 /// What `fedanno consensus staple --readers-dir A --readers-dir B ...` pools: readers by
 /// directory name (sorted), every case's present readers embedded at their positions.
-fn pooled_staple(dirs: &[PathBuf]) -> fedanno_node::stats::staple::StapleResult {
+fn pooled_staple(dirs: &[PathBuf]) -> fedanno_stats::staple::StapleResult {
     let mut cases: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
     for d in dirs {
         for r in std::fs::read_dir(d).unwrap() {
@@ -325,7 +325,7 @@ async fn three_site_studies_equal_the_pooled_computation() {
         .unwrap();
     assert_eq!(
         agreement,
-        fedanno_node::stats::agreement::AgreementStats::from_ratings(&lr.ratings)
+        fedanno_stats::agreement::AgreementStats::from_ratings(&lr.ratings)
     );
     for m in members {
         m.node.stop().await;

@@ -16,17 +16,17 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::manifest::{Manifest, Method, Protocol};
-use crate::stats::StatsError;
-use crate::stats::agreement::AgreementStats;
-use crate::stats::dawid_skene::{self, DsParams, DsStats};
-use crate::stats::fixed::{self, quantize_unit};
-use crate::stats::majority::unique_argmax;
-use crate::stats::multilabel::{
+use fedanno_stats::StatsError;
+use fedanno_stats::agreement::AgreementStats;
+use fedanno_stats::dawid_skene::{self, DsParams, DsStats};
+use fedanno_stats::fixed::{self, quantize_unit};
+use fedanno_stats::majority::unique_argmax;
+use fedanno_stats::multilabel::{
     self, LabelPatternHistogram, MultiLabelParams, MultiLabelSeed, MultiLabelStats,
 };
-use crate::stats::ratings::Ratings;
-use crate::stats::staple::{self, PatternHistogram, StapleParams, StapleStats};
-use crate::stats::surface::{self, Definition, Grid};
+use fedanno_stats::ratings::Ratings;
+use fedanno_stats::staple::{self, PatternHistogram, StapleParams, StapleStats};
+use fedanno_stats::surface::{self, Definition, Grid};
 
 mod compute;
 mod layout;

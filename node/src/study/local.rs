@@ -11,7 +11,7 @@ use super::em::{ConsensusOutcome, LocalData, SegCase, SegConsensus, consensus_ma
 use super::manifest::{Manifest, TaskKind};
 use crate::annotation::codec;
 use crate::annotation::model::{Content, Label, Segment, Segmentation};
-use crate::stats::ratings::Ratings;
+use fedanno_stats::ratings::Ratings;
 use crate::store::{AnnotationFilter, NewVersion, Store, StoreError, StudyCaseRow};
 
 /// The reader whose annotations hold a study's consensus.

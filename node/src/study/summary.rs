@@ -10,7 +10,7 @@ use crate::report::{
     Agreement, AuditRef, CohenPair, ConsensusSummary, Histogram, PrivacySummary, ReaderPerformance,
     SiteSummary, StudyReport,
 };
-use crate::stats::fixed;
+use fedanno_stats::fixed;
 
 /// Per-site traffic and status, gathered from the coordinator's store and audit log.
 #[derive(Debug, Clone, Default)]
@@ -178,7 +178,7 @@ pub fn build(
         performance.push(p);
     }
     let agreement = quality.and_then(|q| q.agreement.as_ref()).map(|a| {
-        let values = crate::stats::ratings::numeric_values(&m.task.categories);
+        let values = fedanno_stats::ratings::numeric_values(&m.task.categories);
         let rep = a.finalize(values.as_deref());
         let name = |i: usize| {
             readers

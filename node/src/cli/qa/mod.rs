@@ -4,7 +4,7 @@
 //! Owns the file side of the quality engine: reading masks (NIfTI) and ratings (CSV), checking
 //! that masks share one grid, walking `--readers-dir` trees, pooling their cases into one EM,
 //! writing `--out` maps, and printing the §9 JSON (non-finite numbers as the strings "NaN",
-//! "Infinity", "-Infinity"). The numbers themselves come from [`crate::stats`]; nothing here
+//! "Infinity", "-Infinity"). The numbers themselves come from `fedanno_stats`; nothing here
 //! computes a statistic. Exit codes: 0 ok, 1 failure (unreadable or inconsistent input), 2 usage
 //! (bad arguments). Masks are NIfTI or DICOM SEG; SEGs given without their source series are
 //! placed on the grid their frames span (`dicom::seg::common_grid`).
@@ -20,18 +20,18 @@ use serde_json::{Map, Value, json};
 
 use crate::formats::nifti::{self, NiftiImage, NiftiLimits, VoxelData};
 use crate::interchange::masks::looks_like_dicom;
-use crate::stats::agreement::agreement;
-use crate::stats::dawid_skene::{DsOptions, dawid_skene};
-use crate::stats::majority::majority_vote;
-use crate::stats::multilabel::{
+use fedanno_stats::agreement::agreement;
+use fedanno_stats::dawid_skene::{DsOptions, dawid_skene};
+use fedanno_stats::majority::majority_vote;
+use fedanno_stats::multilabel::{
     LabelPatternHistogram, MultiLabelOptions, label_map, multilabel_staple,
 };
-use crate::stats::ratings::{LabeledRatings, RatingsError, default_categories};
-use crate::stats::staple::{
+use fedanno_stats::ratings::{LabeledRatings, RatingsError, default_categories};
+use fedanno_stats::staple::{
     PatternHistogram, StapleOptions, StapleParams, StapleResult, probability_map_f32,
     probability_map_from_votes, staple,
 };
-use crate::stats::surface::{Definition, Grid, seg_metrics};
+use fedanno_stats::surface::{Definition, Grid, seg_metrics};
 
 mod masks;
 mod ratings;

@@ -2,8 +2,8 @@
 //! partitions of random data, gives bit for bit what the pooled `stats` driver gives.
 
 use super::*;
-use crate::stats::fixed::tests_rng::XorShift;
-use crate::stats::multilabel::{MultiLabelOptions, multilabel_staple};
+use fedanno_stats::fixed::tests_rng::XorShift;
+use fedanno_stats::multilabel::{MultiLabelOptions, multilabel_staple};
 
 struct Plain<'a>(&'a [LocalData]);
 

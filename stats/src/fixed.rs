@@ -105,18 +105,20 @@ mod tests {
     }
 }
 
-/// A small deterministic RNG for the property tests of this module tree.
-#[cfg(test)]
-pub(crate) mod tests_rng {
+/// A small deterministic RNG for the property tests of this crate and (with the `testkit`
+/// feature) of the node's federated-equals-pooled tests.
+#[cfg(any(test, feature = "testkit"))]
+pub mod tests_rng {
     /// xorshift64*.
-    pub(crate) struct XorShift(u64);
+    #[derive(Debug)]
+    pub struct XorShift(u64);
 
     impl XorShift {
-        pub(crate) fn new(seed: u64) -> Self {
+        pub fn new(seed: u64) -> Self {
             Self(seed.max(1))
         }
 
-        pub(crate) fn next_u64(&mut self) -> u64 {
+        pub fn next_u64(&mut self) -> u64 {
             let mut x = self.0;
             x ^= x >> 12;
             x ^= x << 25;
@@ -126,18 +128,18 @@ pub(crate) mod tests_rng {
         }
 
         /// Uniform in 0..n (n > 0).
-        pub(crate) fn below(&mut self, n: usize) -> usize {
+        pub fn below(&mut self, n: usize) -> usize {
             (self.next_u64() % n as u64) as usize
         }
 
         /// Uniform in [0, 1).
-        pub(crate) fn unit(&mut self) -> f64 {
+        pub fn unit(&mut self) -> f64 {
             (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
         }
 
         /// Assigns each of 0..n to one of `parts` random parts (some may be empty), each part
         /// in a shuffled order.
-        pub(crate) fn partition(&mut self, n: usize, parts: usize) -> Vec<Vec<usize>> {
+        pub fn partition(&mut self, n: usize, parts: usize) -> Vec<Vec<usize>> {
             let mut out = vec![Vec::new(); parts.max(1)];
             for i in 0..n {
                 let p = self.below(out.len());

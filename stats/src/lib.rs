@@ -1,4 +1,4 @@
-//! The pure quality engine: agreement statistics, consensus EMs (binary and multi-label STAPLE,
+//! `fedanno-stats`: the pure quality engine: agreement statistics, consensus EMs (binary and multi-label STAPLE,
 //! Dawid–Skene, majority vote) and segmentation metrics (overlap and surface distances).
 //!
 //! Owns the numbers fedanno reports and nothing else: no I/O, no logging, no async. Inputs are

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use fedanno_node::formats::nifti::{self, NiftiImage};
+use fedanno_node::annotations::nifti::{self, NiftiImage};
 use fedanno_stats::agreement::agreement;
 use fedanno_stats::dawid_skene::{DsOptions, dawid_skene};
 use fedanno_stats::multilabel::{

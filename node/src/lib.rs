@@ -1,35 +1,15 @@
-//! `fedanno-node`: the site node. Everything that does I/O lives here; the pure wire types and
-//! limits live in `fedanno-protocol`. See ARCHITECTURE.md for the map of the house.
+//! `fedanno-node`: the site node. Everything that does I/O lives here; the wire types and
+//! limits live in `fedanno-protocol`, the statistics in `fedanno-stats`. The modules are the
+//! layers of ARCHITECTURE.md, each built on the ones before it:
 //!
-//! Modules: [`cli`] (commands), [`config`] (site configuration), [`identity`] (keys),
-//! [`site`] (site directory layout and `init`), [`store`] (SQLite, one thread), [`dicom`]
-//! (headers, pseudonyms, geometry, writing), [`formats`] (NIfTI), [`ingest`], [`synth`]
-//! (synthetic studies), [`bench`] (performance measurements), [`logging`], [`stats`] (the pure
-//! quality engine: metrics, agreement, consensus), [`report`] (the study report as text, HTML and
-//! JSON).
+//! 1. [`site`]: the site directory, configuration, keys, the store, DICOM and ingest;
+//! 2. [`annotations`]: the annotation model, NIfTI, imports and exports, curation;
+//! 3. [`network`]: transport, policy, audit log, the node actor, consortium, daemon;
+//! 4. [`reader_studies`]: cross-site reader studies, their jobs, rounds and reports;
+//! 5. [`tools`]: the command line, synthetic data, benchmarks and the demo.
 
-pub mod annotation;
-pub mod app;
-pub mod audit;
-pub mod bench;
-pub mod calendar;
-pub mod cli;
-pub mod config;
-pub mod consortium;
-pub mod control;
-pub mod curation;
-pub mod daemon;
-pub mod demo;
-pub mod dicom;
-pub mod formats;
-pub mod identity;
-pub mod ingest;
-pub mod interchange;
-pub mod logging;
-pub mod net;
-pub mod policy;
-pub mod report;
+pub mod annotations;
+pub mod network;
+pub mod reader_studies;
 pub mod site;
-pub mod store;
-pub mod study;
-pub mod synth;
+pub mod tools;

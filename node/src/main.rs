@@ -4,5 +4,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    fedanno_node::cli::main()
+    fedanno_node::tools::cli::main()
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use fedanno_node::formats::nifti::{self, NiftiImage};
+use fedanno_node::annotations::nifti::{self, NiftiImage};
 use serde_json::Value;
 
 struct Site {

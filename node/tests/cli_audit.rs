@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fedanno_node::audit::{AuditEvent, EntryBody};
+use fedanno_node::network::audit::{AuditEvent, EntryBody};
 use fedanno_protocol::merkle::{self, Hash};
 use ring::rand::SystemRandom;
 use ring::signature::Ed25519KeyPair;

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use fedanno_node::dicom::write::{CtSlice, write_ct_slice};
+use fedanno_node::site::dicom::write::{CtSlice, write_ct_slice};
 use serde_json::Value;
 
 fn bin() -> Command {
@@ -120,7 +120,7 @@ fn synthetic_series_comes_back_with_exact_geometry() {
         assert!(c["patient"].as_str().unwrap().starts_with("P-"));
     }
     // The masks written beside the DICOM carry the same grid.
-    let truth = fedanno_node::formats::nifti::read_file(
+    let truth = fedanno_node::annotations::nifti::read_file(
         &data.join("truth/case-0001.nii.gz"),
         &Default::default(),
     )

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use fedanno_node::formats::nifti::{self, NiftiLimits, VoxelData};
+use fedanno_node::annotations::nifti::{self, NiftiLimits, VoxelData};
 use fedanno_stats::staple::{PatternHistogram, StapleOptions, staple};
 use serde_json::Value;
 

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use fedanno_node::dicom::seg::{self, SegLimits};
-use fedanno_node::dicom::write::{CtSlice, write_ct_slice};
-use fedanno_node::formats::nifti::{self, NiftiImage};
+use fedanno_node::annotations::nifti::{self, NiftiImage};
+use fedanno_node::site::dicom::seg::{self, SegLimits};
+use fedanno_node::site::dicom::write::{CtSlice, write_ct_slice};
 use serde_json::Value;
 
 fn data() -> PathBuf {

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fedanno_node::app::{Node, NodeParams};
-use fedanno_node::audit::{AuditLog, origin};
-use fedanno_node::identity;
-use fedanno_node::net::{self, Keypair, Multiaddr, NetConfig, Transport};
-use fedanno_node::policy::Policy;
+use fedanno_node::network::audit::{AuditLog, origin};
+use fedanno_node::network::node::{Node, NodeParams};
+use fedanno_node::network::p2p::{self, Keypair, Multiaddr, NetConfig, Transport};
+use fedanno_node::network::policy::Policy;
 use fedanno_node::site::Site;
+use fedanno_node::site::identity;
 use fedanno_protocol::cert::{
     CertRequest, Certificate, CertificateBody, ConsortiumInfo, Role, TrustStore,
 };
@@ -94,7 +94,7 @@ pub struct TestSite {
     pub id: SiteId,
     pub site: Site,
     pub signing: Arc<Ed25519KeyPair>,
-    pub sealing: fedanno_node::app::SealingSecret,
+    pub sealing: fedanno_node::network::node::SealingSecret,
     pub libp2p: Keypair,
 }
 
@@ -172,7 +172,7 @@ impl TestSite {
         policy: Policy,
         bootstrap: Vec<Multiaddr>,
         checkpoints: Option<Duration>,
-        tap: Option<net::Tap>,
+        tap: Option<p2p::Tap>,
     ) -> Node {
         let p = NodeParams {
             site: self.id.clone(),
@@ -206,14 +206,16 @@ impl TestSite {
     }
 }
 
-fn x25519_public(s: &fedanno_node::app::SealingSecret) -> fedanno_node::app::SealingPublic {
-    fedanno_node::app::SealingPublic::from(s)
+fn x25519_public(
+    s: &fedanno_node::network::node::SealingSecret,
+) -> fedanno_node::network::node::SealingPublic {
+    fedanno_node::network::node::SealingPublic::from(s)
 }
 
 /// The full dialable address of a node.
 pub fn address(node: &Node) -> Multiaddr {
     let a = node.handle.shared.listening[0].clone();
-    a.with(net::Protocol::P2p(node.handle.net().peer_id()))
+    a.with(p2p::Protocol::P2p(node.handle.net().peer_id()))
 }
 
 /// Waits (on the node's activity signal) until `cond` holds, or panics after `secs`.

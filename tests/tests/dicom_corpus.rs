@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
-use fedanno_node::dicom::header::{self, HeaderLimits};
-use fedanno_node::ingest::{self, IngestOptions};
+use fedanno_node::site::dicom::header::{self, HeaderLimits};
+use fedanno_node::site::ingest::{self, IngestOptions};
 use fedanno_tests::{data_dir, temp_site};
 use serde_json::Value;
 

@@ -5,10 +5,10 @@
 //! sealed messages; a policy denial that never reaches the wire. Every wait is on an event
 //! under a timeout.
 
-use fedanno_node::app::Node;
-use fedanno_node::audit::AuditEvent;
-use fedanno_node::policy::Policy;
-use fedanno_node::store::AuditFilter;
+use fedanno_node::network::audit::AuditEvent;
+use fedanno_node::network::node::Node;
+use fedanno_node::network::policy::Policy;
+use fedanno_node::site::store::AuditFilter;
 use fedanno_protocol::cert::{
     Certificate, CertificateBody, RevocationBody, RevocationList, Revoked, Role,
 };

@@ -8,10 +8,10 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use fedanno_node::demo::{self, SEGMENTATION_MANIFEST};
-use fedanno_node::net::Tap;
-use fedanno_node::policy::Policy;
-use fedanno_node::synth::{self, SynthOptions};
+use fedanno_node::network::p2p::Tap;
+use fedanno_node::network::policy::Policy;
+use fedanno_node::tools::demo::{self, SEGMENTATION_MANIFEST};
+use fedanno_node::tools::synth::{self, SynthOptions};
 use fedanno_protocol::cert::Role;
 use fedanno_tests::network::{TestConsortium, TestSite, address, wait_until};
 

@@ -6,21 +6,19 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fedanno_node::app::Node;
-use fedanno_node::audit::AuditEvent;
-use fedanno_node::demo::{self, SEGMENTATION_MANIFEST};
-use fedanno_node::formats::nifti::{self, NiftiLimits};
-use fedanno_node::policy::Policy;
-use fedanno_stats::dawid_skene::{DsOptions, dawid_skene};
-use fedanno_stats::multilabel::{
-    LabelPatternHistogram, MultiLabelOptions, multilabel_staple,
-};
-use fedanno_stats::ratings::LabeledRatings;
-use fedanno_stats::staple::{PatternHistogram, StapleOptions, staple};
-use fedanno_node::store::AuditFilter;
-use fedanno_node::study::em::{ConsensusOutcome, Job, JobKind, staple_dim};
+use fedanno_node::annotations::nifti::{self, NiftiLimits};
+use fedanno_node::network::audit::AuditEvent;
+use fedanno_node::network::node::Node;
+use fedanno_node::network::policy::Policy;
+use fedanno_node::reader_studies::jobs::{ConsensusOutcome, Job, JobKind, staple_dim};
+use fedanno_node::site::store::AuditFilter;
+use fedanno_node::tools::demo::{self, SEGMENTATION_MANIFEST};
 use fedanno_protocol::cert::Role;
 use fedanno_protocol::ids::SiteId;
+use fedanno_stats::dawid_skene::{DsOptions, dawid_skene};
+use fedanno_stats::multilabel::{LabelPatternHistogram, MultiLabelOptions, multilabel_staple};
+use fedanno_stats::ratings::LabeledRatings;
+use fedanno_stats::staple::{PatternHistogram, StapleOptions, staple};
 use fedanno_tests::network::{TestConsortium, TestSite, address, wait_until};
 
 struct Member {
@@ -78,7 +76,11 @@ async fn consortium(
 }
 
 /// The audit events of one kind a site logged for a study.
-async fn events(store: fedanno_node::store::Store, kind: &str, study: &str) -> Vec<AuditEvent> {
+async fn events(
+    store: fedanno_node::site::store::Store,
+    kind: &str,
+    study: &str,
+) -> Vec<AuditEvent> {
     store
         .audit_entries(AuditFilter {
             kind: Some(kind.into()),
@@ -142,7 +144,7 @@ fn pooled_staple(dirs: &[PathBuf]) -> fedanno_stats::staple::StapleResult {
 async fn run_study(
     members: &[Member],
     manifest: &str,
-) -> (String, fedanno_node::app::study::StudyRun) {
+) -> (String, fedanno_node::reader_studies::network::StudyRun) {
     let coord = &members[0].node.handle;
     let (id, deliveries) = coord.study_launch(manifest).await.unwrap();
     assert!(deliveries.iter().all(|d| d.delivered), "{deliveries:?}");
@@ -200,7 +202,7 @@ async fn three_site_studies_equal_the_pooled_computation() {
             .site
             .site
             .store
-            .list_annotations(fedanno_node::store::AnnotationFilter {
+            .list_annotations(fedanno_node::site::store::AnnotationFilter {
                 reader: Some("consensus".into()),
                 ..Default::default()
             })
@@ -417,7 +419,7 @@ async fn differencing_is_refused_and_a_silent_site_is_dropped() {
         kind: JobKind::StapleInit,
     };
     let n_readers = 7;
-    let (honest, second) = fedanno_node::app::study::dishonest_round(
+    let (honest, second) = fedanno_node::reader_studies::network::dishonest_round(
         &coord.shared,
         &id,
         &job,

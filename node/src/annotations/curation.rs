@@ -1,0 +1,258 @@
+//! Curation of stored annotations: version history with what changed, the adjudication queue
+//! (cases whose readers disagree beyond a threshold) and adjudication decisions, which are
+//! annotations of their own (purpose `adjudication`) by the adjudicating reader.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::annotations::diff::{self, Diff};
+use crate::annotations::interchange::export::{ExportError, content_of};
+use crate::annotations::model::Content;
+use crate::site::store::{AnnotationFilter, NewVersion, SaveOutcome, Store, VersionRow};
+
+#[derive(Debug, Serialize)]
+pub struct HistoryEntry {
+    pub reader: String,
+    pub kind: String,
+    pub purpose: String,
+    pub scheme: String,
+    pub study: String,
+    pub series: Option<String>,
+    pub version: i64,
+    pub parent: Option<i64>,
+    pub author: String,
+    pub created_at: i64,
+    pub reason: String,
+    pub source: String,
+    pub review_state: String,
+    pub content_hash: String,
+    pub change: Diff,
+}
+
+/// Every version of the annotations of a case (optionally of one reader), oldest first.
+pub async fn history(
+    store: &Store,
+    case: &str,
+    reader: Option<String>,
+) -> Result<Vec<HistoryEntry>, ExportError> {
+    let c = store.resolve_case(case).await?;
+    let f = AnnotationFilter {
+        reader,
+        study_id: Some(c.study_id),
+        series_id: c.series_id,
+        ..Default::default()
+    };
+    let rows = store.versions(f, false).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut previous: Option<(i64, Content)> = None;
+    for v in rows {
+        let content = content_of(&v)?;
+        let parent = previous
+            .as_ref()
+            .filter(|(a, _)| *a == v.annotation)
+            .map(|(_, c)| c);
+        let change = diff::diff(parent, &content);
+        out.push(HistoryEntry {
+            reader: v.reader,
+            kind: v.kind,
+            purpose: v.purpose,
+            scheme: v.scheme,
+            study: v.study,
+            series: v.series,
+            version: v.version,
+            parent: v.parent_version,
+            author: v.author,
+            created_at: v.created_at,
+            reason: v.reason,
+            source: v.source,
+            review_state: v.review_state,
+            content_hash: v.content_hash,
+            change,
+        });
+        previous = Some((v.annotation, content));
+    }
+    Ok(out)
+}
+
+/// A case on the adjudication queue.
+#[derive(Debug, Serialize)]
+pub struct Disagreement {
+    pub kind: String,
+    pub study: String,
+    pub series: Option<String>,
+    /// Segmentations: the lowest pairwise Dice over segments and reader pairs.
+    pub min_dice: Option<f64>,
+    /// Per reader pair and segment, the Dice (segmentations) or the two categories (labels).
+    pub details: Vec<serde_json::Value>,
+    pub readers: Vec<String>,
+    pub adjudicated: bool,
+}
+
+/// Dice of two label maps for one segment value (NaN when both are empty).
+pub fn dice(a: &[u8], b: &[u8], value: u8) -> f64 {
+    let (mut inter, mut na, mut nb) = (0u64, 0u64, 0u64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (ix, iy) = (x == value, y == value);
+        na += u64::from(ix);
+        nb += u64::from(iy);
+        inter += u64::from(ix && iy);
+    }
+    if na + nb == 0 {
+        f64::NAN
+    } else {
+        2.0 * inter as f64 / (na + nb) as f64
+    }
+}
+
+/// Cases whose readers' latest versions disagree: a segmentation pair with Dice below
+/// `min_dice` for some segment, or labels of one scheme with different categories.
+pub async fn disagreements(store: &Store, min_dice: f64) -> Result<Vec<Disagreement>, ExportError> {
+    let heads = store
+        .versions(
+            AnnotationFilter {
+                purpose: Some("read".into()),
+                ..Default::default()
+            },
+            true,
+        )
+        .await?;
+    let decided: std::collections::HashSet<(String, Option<String>, String)> = store
+        .versions(
+            AnnotationFilter {
+                purpose: Some("adjudication".into()),
+                ..Default::default()
+            },
+            true,
+        )
+        .await?
+        .into_iter()
+        .map(|v| (v.study, v.series, v.kind))
+        .collect();
+    let mut groups: BTreeMap<(String, Option<String>, String, String), Vec<VersionRow>> =
+        BTreeMap::new();
+    for v in heads {
+        groups
+            .entry((
+                v.study.clone(),
+                v.series.clone(),
+                v.kind.clone(),
+                v.scheme.clone(),
+            ))
+            .or_default()
+            .push(v);
+    }
+    let mut out = Vec::new();
+    for ((study, series, kind, _scheme), versions) in groups {
+        if versions.len() < 2 || kind == "boxes" {
+            continue;
+        }
+        let contents: Vec<(String, Content)> = versions
+            .iter()
+            .map(|v| Ok((v.reader.clone(), content_of(v)?)))
+            .collect::<Result<_, ExportError>>()?;
+        let mut details = Vec::new();
+        let mut min: Option<f64> = None;
+        let mut disagree = false;
+        for i in 0..contents.len() {
+            for j in i + 1..contents.len() {
+                match (&contents[i].1, &contents[j].1) {
+                    (Content::Segmentation(a), Content::Segmentation(b)) if a.dims == b.dims => {
+                        let mut values: Vec<u8> = a
+                            .segments
+                            .iter()
+                            .chain(&b.segments)
+                            .map(|s| s.value)
+                            .collect();
+                        values.sort_unstable();
+                        values.dedup();
+                        for value in values {
+                            let d = dice(&a.labels, &b.labels, value);
+                            if d.is_finite() {
+                                min = Some(min.map_or(d, |m: f64| m.min(d)));
+                                disagree |= d < min_dice;
+                            }
+                            details.push(serde_json::json!({
+                                "readers": [contents[i].0, contents[j].0], "segment": value,
+                                "dice": if d.is_finite() { serde_json::json!(d) } else { serde_json::json!("NaN") },
+                            }));
+                        }
+                    }
+                    (Content::Label(a), Content::Label(b)) => {
+                        if a.category != b.category {
+                            disagree = true;
+                            details.push(serde_json::json!({
+                                "readers": [contents[i].0, contents[j].0], "categories": [a.category, b.category],
+                            }));
+                        }
+                    }
+                    _ => {
+                        disagree = true;
+                        details.push(serde_json::json!({ "readers": [contents[i].0, contents[j].0], "grid": "differs" }));
+                    }
+                }
+            }
+        }
+        if disagree {
+            let adjudicated = decided.contains(&(study.clone(), series.clone(), kind.clone()));
+            out.push(Disagreement {
+                kind,
+                study,
+                series,
+                min_dice: min,
+                details,
+                readers: contents.into_iter().map(|(r, _)| r).collect(),
+                adjudicated,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Records `adjudicator`'s decision to accept `accepted`'s latest version of a case.
+pub async fn accept(
+    store: &Store,
+    case: &str,
+    kind: &str,
+    adjudicator: &str,
+    accepted: &str,
+    reason: Option<String>,
+) -> Result<SaveOutcome, ExportError> {
+    let c = store.resolve_case(case).await?;
+    let adj = store
+        .reader(adjudicator)
+        .await
+        .map_err(|e| ExportError::Usage(e.to_string()))?;
+    let f = AnnotationFilter {
+        reader: Some(accepted.to_string()),
+        study_id: Some(c.study_id),
+        series_id: c.series_id,
+        kind: Some(kind.to_string()),
+        purpose: Some("read".into()),
+    };
+    let mut heads = store.versions(f, true).await?;
+    if heads.len() > 1 {
+        return Err(ExportError::Ambiguous(heads.len()));
+    }
+    let v = heads.pop().ok_or(ExportError::NotFound {
+        what: "read",
+        filter: format!("case {case}, reader {accepted}"),
+    })?;
+    let content = content_of(&v)?;
+    let new = NewVersion {
+        reader: adj.db_id,
+        kind: content.kind().as_str(),
+        series: c.series_id,
+        study: c.study_id,
+        scheme: v.scheme.clone(),
+        purpose: "adjudication",
+        author: adj.id.clone(),
+        reason: reason.unwrap_or_else(|| format!("accepted {accepted}'s version {}", v.version)),
+        source: format!("adjudication:{accepted}:v{}", v.version),
+        content_hash: v.content_hash.clone(),
+        content: v.content.clone(),
+        summary: content.summary().to_string(),
+    };
+    let mut out = store.save_versions(vec![new]).await?;
+    out.pop().ok_or(ExportError::Usage("nothing saved".into()))
+}

@@ -1,0 +1,262 @@
+//! Export of stored versions: a segmentation as NIfTI or DICOM SEG on its series grid, labels
+//! and boxes as CSV or JSON. Units in tables are pseudonymous UIDs, which `annotate import`
+//! resolves again.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use super::masks;
+use super::tables::{JsonBoxes, JsonLabel, TableFile};
+use crate::annotations::codec::{self, CodecError};
+use crate::annotations::model::{Content, Kind};
+use crate::site::store::{AnnotationFilter, CaseError, Store, StoreError, VersionRow};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Nifti,
+    Seg,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Case(#[from] CaseError),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("no {what} annotation matches ({filter})")]
+    NotFound { what: &'static str, filter: String },
+    #[error("{0} annotations match; name one with --reader (and --adjudication for decisions)")]
+    Ambiguous(usize),
+    #[error("cannot write {path}: {message}")]
+    Write { path: PathBuf, message: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    pub case: Option<String>,
+    pub reader: Option<String>,
+    pub version: Option<i64>,
+    pub adjudication: bool,
+    pub format: ExportFormat,
+    pub out: PathBuf,
+    pub deidentified: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExportReport {
+    pub out: String,
+    pub format: String,
+    pub annotations: usize,
+    pub versions: Vec<ExportedVersion>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExportedVersion {
+    pub reader: String,
+    pub kind: String,
+    pub study: String,
+    pub series: Option<String>,
+    pub version: i64,
+    pub content_hash: String,
+}
+
+/// Decodes a stored version's content (checking its hash).
+pub fn content_of(v: &VersionRow) -> Result<Content, CodecError> {
+    codec::decode(&codec::decompress(&v.content)?, &v.content_hash)
+}
+
+async fn filter_for(
+    store: &Store,
+    req: &ExportRequest,
+    kind: Option<Kind>,
+) -> Result<AnnotationFilter, ExportError> {
+    let mut f = AnnotationFilter {
+        reader: req.reader.clone(),
+        kind: kind.map(|k| k.as_str().to_string()),
+        purpose: Some(
+            if req.adjudication {
+                "adjudication"
+            } else {
+                "read"
+            }
+            .into(),
+        ),
+        ..Default::default()
+    };
+    if let Some(c) = &req.case {
+        let case = store.resolve_case(c).await?;
+        f.study_id = Some(case.study_id);
+        f.series_id = case.series_id;
+    }
+    Ok(f)
+}
+
+fn describe(v: &VersionRow) -> ExportedVersion {
+    ExportedVersion {
+        reader: v.reader.clone(),
+        kind: v.kind.clone(),
+        study: v.study.clone(),
+        series: v.series.clone(),
+        version: v.version,
+        content_hash: v.content_hash.clone(),
+    }
+}
+
+/// Picks the requested version of each matching annotation.
+async fn pick(
+    store: &Store,
+    f: AnnotationFilter,
+    version: Option<i64>,
+) -> Result<Vec<VersionRow>, ExportError> {
+    let rows = store.versions(f, version.is_none()).await?;
+    Ok(match version {
+        None => rows,
+        Some(n) => rows.into_iter().filter(|v| v.version == n).collect(),
+    })
+}
+
+pub async fn export(
+    store: &Store,
+    who: &SegIdentity,
+    req: &ExportRequest,
+) -> Result<ExportReport, ExportError> {
+    match req.format {
+        ExportFormat::Nifti | ExportFormat::Seg => {
+            if req.case.is_none() {
+                return Err(ExportError::Usage(
+                    "--case is required for mask export".into(),
+                ));
+            }
+            let f = filter_for(store, req, Some(Kind::Segmentation)).await?;
+            let filter = format!("case {:?}, reader {:?}", req.case, req.reader);
+            let mut rows = pick(store, f, req.version).await?;
+            if rows.len() > 1 {
+                return Err(ExportError::Ambiguous(rows.len()));
+            }
+            let v = rows.pop().ok_or(ExportError::NotFound {
+                what: "segmentation",
+                filter,
+            })?;
+            let Content::Segmentation(seg) = content_of(&v)? else {
+                return Err(ExportError::Usage(
+                    "the version is not a segmentation".into(),
+                ));
+            };
+            let series_id = v
+                .series_id
+                .ok_or_else(|| ExportError::Usage("segmentation without a series".into()))?;
+            let grid = store.series_grid(series_id).await?;
+            let out = req.out.clone();
+            let result = if req.format == ExportFormat::Nifti {
+                masks::export_nifti(&seg, &grid, &out)
+            } else {
+                let reader = store
+                    .reader(&v.reader)
+                    .await
+                    .map_err(|e| ExportError::Usage(e.to_string()))?;
+                let creator = if req.deidentified {
+                    reader.pseudonym
+                } else {
+                    reader.id
+                };
+                let e = masks::SegExport {
+                    seg: &seg,
+                    grid: &grid,
+                    version: &v,
+                    creator: &creator,
+                    who,
+                    deidentified: req.deidentified,
+                };
+                masks::export_seg(&e, &out)
+            };
+            result.map_err(|message| ExportError::Write {
+                path: out.clone(),
+                message,
+            })?;
+            Ok(ExportReport {
+                out: out.display().to_string(),
+                format: format!("{:?}", req.format).to_lowercase(),
+                annotations: 1,
+                versions: vec![describe(&v)],
+            })
+        }
+        ExportFormat::Csv | ExportFormat::Json => {
+            let kind = if req.format == ExportFormat::Csv {
+                Some(Kind::Label)
+            } else {
+                None
+            };
+            let f = filter_for(store, req, kind).await?;
+            let rows: Vec<VersionRow> = pick(store, f, req.version)
+                .await?
+                .into_iter()
+                .filter(|v| v.kind != "segmentation")
+                .collect();
+            let mut table = TableFile::default();
+            let mut csv = String::from("unit,rater,value,confidence\n");
+            for v in &rows {
+                let unit = v.series.clone().unwrap_or_else(|| v.study.clone());
+                match content_of(v)? {
+                    Content::Label(l) => {
+                        let conf = l.confidence.map(|c| c.to_string()).unwrap_or_default();
+                        csv.push_str(&format!("{unit},{},{},{conf}\n", v.reader, l.category));
+                        table.labels.push(JsonLabel {
+                            unit,
+                            rater: Some(v.reader.clone()),
+                            scheme: Some(l.scheme),
+                            category: l.category,
+                            confidence: l.confidence,
+                            comment: l.comment,
+                        });
+                    }
+                    Content::Boxes { boxes, .. } => {
+                        table.boxes.push(JsonBoxes {
+                            series: unit,
+                            rater: Some(v.reader.clone()),
+                            boxes,
+                        });
+                    }
+                    Content::Segmentation(_) => {}
+                }
+            }
+            let text = if req.format == ExportFormat::Csv {
+                csv
+            } else {
+                serde_json::to_string_pretty(&table)
+                    .map_err(|e| ExportError::Usage(e.to_string()))?
+            };
+            write_atomic(&req.out, text.as_bytes())?;
+            Ok(ExportReport {
+                out: req.out.display().to_string(),
+                format: format!("{:?}", req.format).to_lowercase(),
+                annotations: rows.len(),
+                versions: rows.iter().map(describe).collect(),
+            })
+        }
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    let err = |e: std::io::Error| ExportError::Write {
+        path: path.into(),
+        message: e.to_string(),
+    };
+    let tmp = path.with_extension("tmp-export");
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Who writes exported SEG objects (equipment and content creator attributes).
+#[derive(Debug, Clone)]
+pub struct SegIdentity {
+    pub site_name: String,
+    pub software_version: String,
+}

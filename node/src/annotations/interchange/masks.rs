@@ -1,0 +1,484 @@
+//! Mask annotations: NIfTI (`.nii`, `.nii.gz`: what nnU-Net, TotalSegmentator, ITK-SNAP and
+//! 3D Slicer write) and DICOM SEG (3D Slicer, OHIF, highdicom) in and out. An imported mask must
+//! lie on its series' voxel grid: same dimensions, spacing and affine within 1e-3 mm, or the
+//! import fails with both geometries named.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{Context, ImportError, ImportOptions, ImportedItem, new_version, resolve, save};
+use crate::annotations::model::{Content, Segment, Segmentation};
+use crate::annotations::nifti::{self, NiftiImage, NiftiLimits};
+use crate::site::dicom::geometry;
+use crate::site::dicom::seg::{
+    self, AlgorithmType, CodedConcept, SegLimits, SegSource, SegWrite, SegmentInfo,
+    SegmentationType, SliceRef, SourceSlice,
+};
+use crate::site::store::{CaseRef, SeriesGrid};
+
+/// Geometric tolerance, mm.
+pub const GRID_TOLERANCE_MM: f64 = 1e-3;
+
+/// Sidecar of a NIfTI mask (`case.nii.gz` → `case.json`): names its series.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sidecar {
+    series: String,
+}
+
+fn sidecar_path(path: &Path) -> Option<std::path::PathBuf> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let stem = name
+        .strip_suffix(".nii.gz")
+        .or_else(|| name.strip_suffix(".nii"))?;
+    Some(path.with_file_name(format!("{stem}.json")))
+}
+
+fn describe(dims: [u32; 3], spacing: [f64; 3], origin: [f64; 3]) -> String {
+    format!(
+        "{}x{}x{} voxels, spacing {:.4}x{:.4}x{:.4} mm, origin ({:.3}, {:.3}, {:.3}) mm RAS",
+        dims[0],
+        dims[1],
+        dims[2],
+        spacing[0],
+        spacing[1],
+        spacing[2],
+        origin[0],
+        origin[1],
+        origin[2]
+    )
+}
+
+/// Checks that a NIfTI image lies on the series grid.
+pub fn check_grid(img: &NiftiImage, grid: &SeriesGrid) -> Result<(), String> {
+    let series_affine = geometry::nifti_affine(&grid.geometry());
+    let mask_dims = [img.dim[0] as u32, img.dim[1] as u32, img.dim[2] as u32];
+    let mask_origin = [img.affine[0][3], img.affine[1][3], img.affine[2][3]];
+    let series_origin = [
+        series_affine[0][3],
+        series_affine[1][3],
+        series_affine[2][3],
+    ];
+    let mismatch = |what: &str| {
+        format!(
+            "mask geometry does not match series {} ({what}): mask {}; series {}",
+            grid.pseudo_uid,
+            describe(mask_dims, img.pixdim, mask_origin),
+            describe(grid.dims(), grid.spacing(), series_origin)
+        )
+    };
+    if mask_dims != grid.dims() || img.dim.iter().any(|&d| d > u32::MAX as usize) {
+        return Err(mismatch("dimensions"));
+    }
+    let spacing = grid.spacing();
+    if (0..3).any(|a| (img.pixdim[a] - spacing[a]).abs() > GRID_TOLERANCE_MM) {
+        return Err(mismatch("spacing"));
+    }
+    for (mask_row, series_row) in img.affine.iter().zip(&series_affine).take(3) {
+        if (0..3).any(|c| (mask_row[c] - series_row[c]).abs() > GRID_TOLERANCE_MM) {
+            return Err(mismatch("orientation"));
+        }
+        if (mask_row[3] - series_row[3]).abs() > GRID_TOLERANCE_MM {
+            return Err(mismatch("origin"));
+        }
+    }
+    Ok(())
+}
+
+/// Segments for a label map: the declared ones, or one per value present (`segment-N`).
+fn segments_for(labels: &[u8], declared: &Option<Vec<Segment>>) -> Vec<Segment> {
+    if let Some(d) = declared {
+        return d.clone();
+    }
+    let mut present = [false; 256];
+    for &v in labels {
+        present[usize::from(v)] = true;
+    }
+    (1..=255u8)
+        .filter(|v| present[usize::from(*v)])
+        .map(|value| Segment {
+            value,
+            name: format!("segment-{value}"),
+        })
+        .collect()
+}
+
+async fn series_of(
+    ctx: &Context<'_>,
+    opts: &ImportOptions,
+    path: &Path,
+) -> Result<(CaseRef, SeriesGrid), ImportError> {
+    let name = match &opts.series {
+        Some(s) => s.clone(),
+        None => {
+            let side = sidecar_path(path).filter(|p| p.exists()).ok_or_else(|| {
+                ImportError::file(
+                    path,
+                    "no --series given and no sidecar JSON ({\"series\": UID}) beside the mask",
+                )
+            })?;
+            let text = std::fs::read_to_string(&side)
+                .map_err(|e| ImportError::file(&side, e.to_string()))?;
+            let s: Sidecar =
+                serde_json::from_str(&text).map_err(|e| ImportError::file(&side, e.to_string()))?;
+            s.series
+        }
+    };
+    series_grid_of(ctx, opts, path, &name).await
+}
+
+/// Resolves a series name (through `--case-map`) and returns the case and its grid.
+async fn series_grid_of(
+    ctx: &Context<'_>,
+    opts: &ImportOptions,
+    path: &Path,
+    name: &str,
+) -> Result<(CaseRef, SeriesGrid), ImportError> {
+    let case = resolve(ctx, opts, path, name).await?;
+    let Some(series_id) = case.series_id else {
+        return Err(ImportError::file(
+            path,
+            format!("{name} names a study; a mask needs a series"),
+        ));
+    };
+    let grid = ctx
+        .store
+        .series_grid(series_id)
+        .await
+        .map_err(|source| ImportError::Case {
+            path: path.into(),
+            source,
+        })?;
+    Ok((case, grid))
+}
+
+/// The `--reader` a mask is imported for (masks name no reader themselves).
+async fn mask_reader(
+    ctx: &Context<'_>,
+    opts: &ImportOptions,
+    path: &Path,
+) -> Result<crate::site::store::ReaderRow, ImportError> {
+    let reader_id = opts
+        .reader
+        .as_deref()
+        .ok_or_else(|| ImportError::file(path, "--reader is required for masks"))?;
+    Ok(ctx.store.reader(reader_id).await?)
+}
+
+/// Imports one NIfTI mask as a new segmentation version of `--reader`.
+pub async fn import_nifti(
+    ctx: &Context<'_>,
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<Vec<ImportedItem>, ImportError> {
+    let reader = mask_reader(ctx, opts, path).await?;
+    let (case, grid) = series_of(ctx, opts, path).await?;
+    let p = path.to_path_buf();
+    let img = tokio::task::spawn_blocking(move || nifti::read_file(&p, &NiftiLimits::default()))
+        .await
+        .map_err(|e| ImportError::file(path, e.to_string()))?
+        .map_err(|e| ImportError::file(path, e.to_string()))?;
+    check_grid(&img, &grid).map_err(|m| ImportError::file(path, m))?;
+    let labels = img
+        .to_labels_u8()
+        .map_err(|e| ImportError::file(path, e.to_string()))?;
+    let segments = segments_for(&labels, &opts.segments);
+    save_segmentation(
+        ctx,
+        path,
+        opts,
+        &reader,
+        case,
+        grid.dims(),
+        segments,
+        labels,
+        "nifti",
+    )
+    .await
+}
+
+/// Writes a segmentation as a NIfTI label map on its series grid.
+pub fn export_nifti(seg: &Segmentation, grid: &SeriesGrid, out: &Path) -> Result<(), String> {
+    let affine = geometry::nifti_affine(&grid.geometry());
+    let dims = [
+        seg.dims[0] as usize,
+        seg.dims[1] as usize,
+        seg.dims[2] as usize,
+    ];
+    let img = NiftiImage::from_u8(dims, grid.spacing(), affine, seg.labels.clone())
+        .map_err(|e| e.to_string())?;
+    nifti::write_file(out, &img).map_err(|e| e.to_string())
+}
+
+/// Whether a file starts like a DICOM Part 10 file.
+pub fn looks_like_dicom(path: &Path) -> bool {
+    use std::io::Read;
+    let mut b = [0u8; 132];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+        && &b[128..132] == b"DICM"
+}
+
+/// Imports a DICOM SEG (BINARY or FRACTIONAL, one or more segments) as a label map on the
+/// series it references. Frames map to slices by ReferencedSOPInstanceUID, else by position.
+/// FRACTIONAL values at or above half the maximum count as inside. Overlapping segments are
+/// refused: a stored segmentation is a label map.
+pub async fn import_seg(
+    ctx: &Context<'_>,
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<Vec<ImportedItem>, ImportError> {
+    let reader = mask_reader(ctx, opts, path).await?;
+    let p = path.to_path_buf();
+    let seg_obj = tokio::task::spawn_blocking(move || seg::read_seg(&p, &SegLimits::default()))
+        .await
+        .map_err(|e| ImportError::file(path, e.to_string()))?
+        .map_err(|e| ImportError::file(path, e.to_string()))?;
+    let series_name = match (&opts.series, &seg_obj.referenced_series_uid) {
+        (Some(s), _) => s.clone(),
+        (None, Some(s)) => s.clone(),
+        (None, None) => {
+            return Err(ImportError::file(
+                path,
+                "the SEG references no series; name it with --series",
+            ));
+        }
+    };
+    let (case, grid) = series_grid_of(ctx, opts, path, &series_name).await?;
+    // A SEG exported with --deidentified references the pseudonymous instance UIDs.
+    let pseudonymous = seg_obj.referenced_series_uid.as_deref() == Some(grid.pseudo_uid.as_str());
+    let slices: Vec<SliceRef> = grid
+        .slice_list
+        .iter()
+        .map(|s| SliceRef {
+            sop_instance_uid: if pseudonymous {
+                s.pseudo_uid.clone()
+            } else {
+                s.original_uid.clone()
+            },
+            position: s.position,
+        })
+        .collect();
+    if slices.len() != grid.slices as usize {
+        return Err(ImportError::file(
+            path,
+            format!(
+                "series {} has no per-slice instances to map SEG frames onto",
+                grid.pseudo_uid
+            ),
+        ));
+    }
+    if let Some(ps) = seg_obj.pixel_spacing
+        && (0..2).any(|i| (ps[i] - grid.pixel_spacing[i]).abs() > GRID_TOLERANCE_MM)
+    {
+        return Err(ImportError::file(
+            path,
+            format!(
+                "SEG pixel spacing {:.4}x{:.4} mm does not match series {} ({:.4}x{:.4} mm)",
+                ps[0], ps[1], grid.pseudo_uid, grid.pixel_spacing[0], grid.pixel_spacing[1]
+            ),
+        ));
+    }
+    let volumes =
+        seg::frames_to_volumes(&seg_obj, &slices, grid.orientation, grid.rows, grid.columns)
+            .map_err(|e| ImportError::file(path, e.to_string()))?;
+    let labels =
+        seg::label_map(&seg_obj, &volumes).map_err(|e| ImportError::file(path, e.to_string()))?;
+    let mut segments = Vec::new();
+    for (number, _) in &volumes {
+        // label_map accepted every number as 1..=255.
+        let value = u8::try_from(*number).unwrap_or_default();
+        let name = seg_obj
+            .segments
+            .iter()
+            .find(|s| s.number == *number)
+            .map_or_else(|| format!("segment-{number}"), |s| s.label.clone());
+        segments.push(Segment { value, name });
+    }
+    if let Some(declared) = &opts.segments {
+        segments = declared.clone();
+    }
+    save_segmentation(
+        ctx,
+        path,
+        opts,
+        &reader,
+        case,
+        grid.dims(),
+        segments,
+        labels,
+        "dicom-seg",
+    )
+    .await
+}
+
+/// Checks a label map and saves it as the reader's new segmentation version (one transaction).
+#[allow(clippy::too_many_arguments)]
+async fn save_segmentation(
+    ctx: &Context<'_>,
+    path: &Path,
+    opts: &ImportOptions,
+    reader: &crate::site::store::ReaderRow,
+    case: CaseRef,
+    dims: [u32; 3],
+    segments: Vec<Segment>,
+    labels: Vec<u8>,
+    source: &str,
+) -> Result<Vec<ImportedItem>, ImportError> {
+    let seg = Segmentation::new(dims, segments, labels).map_err(|source| ImportError::Model {
+        path: path.into(),
+        source,
+    })?;
+    let v = new_version(&Content::Segmentation(seg), reader, &case, opts, source);
+    save(
+        ctx,
+        path,
+        vec![(v, "segmentation", reader.id.clone(), case)],
+    )
+    .await
+}
+
+/// A deterministic `2.25.` UID for an exported object, from what it is made of: re-exporting
+/// the same version gives the same UIDs.
+fn derived_uid(parts: &[&str]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"fedanno-export-uid-v1");
+    for p in parts {
+        ctx.update(&[0]);
+        ctx.update(p.as_bytes());
+    }
+    let d = ctx.finish();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d.as_ref()[..16]);
+    b[6] = (b[6] & 0x0F) | 0x80;
+    b[8] = (b[8] & 0x3F) | 0x80;
+    format!("2.25.{}", u128::from_be_bytes(b))
+}
+
+/// Who and what an exported SEG is about.
+pub struct SegExport<'a> {
+    pub seg: &'a Segmentation,
+    pub grid: &'a SeriesGrid,
+    pub version: &'a crate::site::store::VersionRow,
+    pub creator: &'a str,
+    pub who: &'a super::export::SegIdentity,
+    pub deidentified: bool,
+}
+
+/// Writes a segmentation as a BINARY DICOM SEG referencing its source series: the original
+/// identifiers for local use, or only pseudonymous ones with `deidentified`.
+pub fn export_seg(e: &SegExport<'_>, out: &Path) -> Result<(), String> {
+    let g = e.grid;
+    if g.slice_list.len() != g.slices as usize {
+        return Err(format!(
+            "series {} has no per-slice instances for a SEG to reference",
+            g.pseudo_uid
+        ));
+    }
+    let pick = |orig: &str, pseudo: &str| {
+        if e.deidentified {
+            pseudo.to_string()
+        } else {
+            orig.to_string()
+        }
+    };
+    let for_uid = match (&g.for_original_uid, &g.for_pseudo_uid) {
+        (Some(o), Some(p)) => pick(o, p),
+        _ => derived_uid(&["frame-of-reference", &g.pseudo_uid]),
+    };
+    let source = SegSource {
+        deidentification_method: e
+            .deidentified
+            .then(|| crate::site::dicom::deid::SCHEME.to_string()),
+        patient_name: if e.deidentified {
+            format!("ANON^{}", g.patient_pseudonym)
+        } else {
+            g.patient_original_name.clone()
+        },
+        patient_id: pick(&g.patient_original_id, &g.patient_pseudonym),
+        patient_birth_date: String::new(),
+        patient_sex: String::new(),
+        study_uid: pick(&g.study_original_uid, &g.study_pseudo_uid),
+        study_date: if e.deidentified {
+            g.study_pseudo_date.clone()
+        } else {
+            g.study_original_date.clone()
+        }
+        .unwrap_or_default(),
+        study_time: String::new(),
+        study_id: String::new(),
+        accession_number: String::new(),
+        referring_physician: String::new(),
+        series_uid: pick(&g.original_uid, &g.pseudo_uid),
+        frame_of_reference_uid: for_uid,
+        rows: g.rows,
+        columns: g.columns,
+        pixel_spacing: g.pixel_spacing,
+        slice_thickness: g.slice_spacing.unwrap_or(1.0),
+        orientation: g.orientation,
+        slices: g
+            .slice_list
+            .iter()
+            .map(|s| SourceSlice {
+                sop_class_uid: s.sop_class_uid.clone(),
+                sop_instance_uid: pick(&s.original_uid, &s.pseudo_uid),
+                position: s.position,
+            })
+            .collect(),
+    };
+    let segments: Vec<SegmentInfo> = e
+        .seg
+        .segments
+        .iter()
+        .map(|s| SegmentInfo {
+            number: u16::from(s.value),
+            label: s.name.clone(),
+            algorithm_type: AlgorithmType::Manual,
+            algorithm_name: None,
+            category: CodedConcept::new("49755003", "SCT", "Morphologically Altered Structure"),
+            property_type: CodedConcept::new("4147007", "SCT", "Mass"),
+        })
+        .collect();
+    let masks: Vec<(u16, Vec<u8>)> = e
+        .seg
+        .segments
+        .iter()
+        .map(|s| (u16::from(s.value), e.seg.mask(s.value)))
+        .collect();
+    let volumes: Vec<(u16, &[u8])> = masks.iter().map(|(n, m)| (*n, m.as_slice())).collect();
+    let mode = if e.deidentified {
+        "deidentified"
+    } else {
+        "local"
+    };
+    let (date, time) = crate::site::calendar::utc_date_time(e.version.created_at);
+    let w = SegWrite {
+        source: &source,
+        segments: &segments,
+        volumes: &volumes,
+        segmentation_type: SegmentationType::Binary,
+        sop_instance_uid: derived_uid(&[
+            "seg-instance",
+            &e.version.content_hash,
+            &source.series_uid,
+            mode,
+        ]),
+        series_uid: derived_uid(&[
+            "seg-series",
+            &e.version.content_hash,
+            &source.series_uid,
+            mode,
+        ]),
+        series_number: 9000 + (e.version.version.clamp(0, 999) as u32),
+        series_description: format!("fedanno {} v{}", e.version.kind, e.version.version),
+        content_label: "ANNOTATION".into(),
+        content_creator: e.creator.to_string(),
+        manufacturer: format!("fedanno ({})", e.who.site_name),
+        software_version: e.who.software_version.clone(),
+        content_date: date,
+        content_time: time,
+    };
+    seg::write_seg(out, &w).map_err(|err| err.to_string())
+}

@@ -1,0 +1,240 @@
+//! Label and box annotations as tables: CSV `unit,rater,value[,confidence]` (the layout of
+//! `fedanno metrics agreement`) and JSON. A unit is a series or study (pseudonymous or original
+//! UID, or an alias from `--case-map`); a rater is a reader id. All rows of a file are saved in
+//! one transaction.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Context, ImportError, ImportOptions, ImportedItem, new_version, resolve, save};
+use crate::annotations::model::{Content, VoxelBox};
+use crate::annotations::schemes;
+use crate::site::store::ReaderRow;
+
+/// Largest table file read.
+const MAX_TABLE_BYTES: u64 = 256 << 20;
+
+fn read_text(path: &Path) -> Result<String, ImportError> {
+    let meta = std::fs::metadata(path).map_err(|e| ImportError::file(path, e.to_string()))?;
+    if meta.len() > MAX_TABLE_BYTES {
+        return Err(ImportError::file(
+            path,
+            format!("larger than {MAX_TABLE_BYTES} bytes"),
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| ImportError::file(path, e.to_string()))
+}
+
+async fn reader_for(
+    ctx: &Context<'_>,
+    cache: &mut HashMap<String, ReaderRow>,
+    id: &str,
+) -> Result<ReaderRow, ImportError> {
+    if let Some(r) = cache.get(id) {
+        return Ok(r.clone());
+    }
+    let r = ctx.store.reader(id).await?;
+    cache.insert(id.to_string(), r.clone());
+    Ok(r)
+}
+
+/// Imports `unit,rater,value[,confidence]`.
+pub async fn import_csv(
+    ctx: &Context<'_>,
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<Vec<ImportedItem>, ImportError> {
+    let text = read_text(path)?;
+    let mut lines = text.lines().enumerate();
+    let header: Vec<String> = lines
+        .next()
+        .map(|(_, h)| {
+            h.split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    let with_conf = match header
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["unit", "rater", "value"] => false,
+        ["unit", "rater", "value", "confidence"] => true,
+        _ => {
+            return Err(ImportError::file(
+                path,
+                "header must be unit,rater,value[,confidence]",
+            ));
+        }
+    };
+    let mut readers = HashMap::new();
+    let mut batch = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |m: String| ImportError::file(path, format!("line {}: {m}", i + 1));
+        let cols: Vec<&str> = line.split(',').map(str::trim).collect();
+        let (unit, rater, value, conf) = match (cols.as_slice(), with_conf) {
+            ([u, r, v], false) => (*u, *r, *v, ""),
+            ([u, r, v, c], true) => (*u, *r, *v, *c),
+            _ => return Err(at(format!("expected {} columns", header.len()))),
+        };
+        let rater = if rater.is_empty() {
+            opts.reader.as_deref().unwrap_or("")
+        } else {
+            rater
+        };
+        if let Some(only) = &opts.reader
+            && rater != only
+        {
+            return Err(at(format!("rater {rater:?} is not the --reader {only:?}")));
+        }
+        let confidence = if conf.is_empty() {
+            None
+        } else {
+            Some(
+                conf.parse::<u8>()
+                    .map_err(|_| at(format!("confidence {conf:?} is not 1 to 5")))?,
+            )
+        };
+        let reader = reader_for(ctx, &mut readers, rater).await?;
+        let case = resolve(ctx, opts, path, unit).await?;
+        if !seen.insert((rater.to_string(), case.study_id, case.series_id)) {
+            return Err(at(format!("unit {unit:?} is rated twice by {rater:?}")));
+        }
+        let category =
+            schemes::check(&opts.scheme, value).map_err(|source| ImportError::Scheme {
+                path: path.into(),
+                source,
+            })?;
+        let content =
+            Content::label(&opts.scheme, &category, confidence, None).map_err(|source| {
+                ImportError::Model {
+                    path: path.into(),
+                    source,
+                }
+            })?;
+        batch.push((
+            new_version(&content, &reader, &case, opts, "csv"),
+            "label",
+            reader.id.clone(),
+            case,
+        ));
+    }
+    save(ctx, path, batch).await
+}
+
+/// JSON import format.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableFile {
+    #[serde(default)]
+    pub labels: Vec<JsonLabel>,
+    #[serde(default)]
+    pub boxes: Vec<JsonBoxes>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonLabel {
+    pub unit: String,
+    #[serde(default)]
+    pub rater: Option<String>,
+    #[serde(default)]
+    pub scheme: Option<String>,
+    pub category: String,
+    #[serde(default)]
+    pub confidence: Option<u8>,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonBoxes {
+    pub series: String,
+    #[serde(default)]
+    pub rater: Option<String>,
+    pub boxes: Vec<VoxelBox>,
+}
+
+/// Imports a JSON file of labels and boxes.
+pub async fn import_json(
+    ctx: &Context<'_>,
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<Vec<ImportedItem>, ImportError> {
+    let text = read_text(path)?;
+    let file: TableFile =
+        serde_json::from_str(&text).map_err(|e| ImportError::file(path, e.to_string()))?;
+    let mut readers = HashMap::new();
+    let mut batch = Vec::new();
+    let rater_of = |r: &Option<String>| -> Result<String, ImportError> {
+        r.clone().or_else(|| opts.reader.clone()).ok_or_else(|| {
+            ImportError::file(path, "an entry has no rater and no --reader was given")
+        })
+    };
+    for l in &file.labels {
+        let rater = rater_of(&l.rater)?;
+        let reader = reader_for(ctx, &mut readers, &rater).await?;
+        let case = resolve(ctx, opts, path, &l.unit).await?;
+        let scheme = l.scheme.clone().unwrap_or_else(|| opts.scheme.clone());
+        let category =
+            schemes::check(&scheme, &l.category).map_err(|source| ImportError::Scheme {
+                path: path.into(),
+                source,
+            })?;
+        let content = Content::label(&scheme, &category, l.confidence, l.comment.clone()).map_err(
+            |source| ImportError::Model {
+                path: path.into(),
+                source,
+            },
+        )?;
+        batch.push((
+            new_version(&content, &reader, &case, opts, "json"),
+            "label",
+            reader.id.clone(),
+            case,
+        ));
+    }
+    for b in &file.boxes {
+        let rater = rater_of(&b.rater)?;
+        let reader = reader_for(ctx, &mut readers, &rater).await?;
+        let case = resolve(ctx, opts, path, &b.series).await?;
+        let Some(series_id) = case.series_id else {
+            return Err(ImportError::file(
+                path,
+                format!("{} names a study; boxes need a series", b.series),
+            ));
+        };
+        let grid = ctx
+            .store
+            .series_grid(series_id)
+            .await
+            .map_err(|source| ImportError::Case {
+                path: path.into(),
+                source,
+            })?;
+        let content =
+            Content::boxes(grid.dims(), b.boxes.clone()).map_err(|source| ImportError::Model {
+                path: path.into(),
+                source,
+            })?;
+        batch.push((
+            new_version(&content, &reader, &case, opts, "json"),
+            "boxes",
+            reader.id.clone(),
+            case,
+        ));
+    }
+    if batch.is_empty() {
+        return Err(ImportError::file(path, "no labels or boxes in the file"));
+    }
+    save(ctx, path, batch).await
+}

@@ -1,0 +1,296 @@
+//! The tamper-evident audit log: an RFC 6962/9162 Merkle log of everything this node sends,
+//! receives, refuses or decides, kept in SQLite by the store thread (`store/audit.rs`).
+//!
+//! This module owns what an entry says ([`event`]), the signed statements about the log
+//! ([`checkpoint`]: C2SP tlog-checkpoints, per-entry signed heads, receipts), the
+//! [`AuditLog`] handle the rest of the node records through, and verification ([`verify`]).
+//! The Merkle math is `fedanno_protocol::merkle` (pure); SQL lives only in the store.
+//!
+//! It must not: put PHI into an entry (ids, pseudonyms, hashes and reasons only), re-encode a
+//! body before hashing it, or let a caller send bytes before [`AuditLog::record`] returned
+//! `Ok` (the entry is committed with fsync by then).
+
+pub mod bench;
+pub mod checkpoint;
+pub mod event;
+pub mod hexser;
+pub mod verify;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fedanno_protocol::ids::SiteId;
+use fedanno_protocol::merkle::{self, Hash};
+use ring::signature::Ed25519KeyPair;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::site::store::Store;
+pub use crate::site::store::{
+    AuditEntry, AuditFilter, AuditStoreError, RawAuditRow, RawCheckpointRow, RawNode,
+};
+pub use checkpoint::{Receipt, SignedCheckpoint};
+pub use event::{AuditEvent, EntryBody};
+pub use verify::{Problem, VerifyReport};
+
+#[derive(Debug, Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Store(#[from] AuditStoreError),
+    #[error("cannot read the public signing key {path}: {reason}")]
+    PublicKey { path: String, reason: String },
+    #[error(
+        "the proof built from the store does not verify (the log is damaged; run `fedanno audit verify`)"
+    )]
+    ProofMismatch,
+}
+
+/// The node's audit log: where every audited event is recorded and checkpoints are signed.
+#[derive(Clone)]
+pub struct AuditLog {
+    store: Store,
+    signer: Arc<Ed25519KeyPair>,
+    origin: String,
+    site: SiteId,
+}
+
+/// An inclusion proof, ready to hand to an auditor.
+#[derive(Debug, Clone, Serialize)]
+pub struct InclusionProof {
+    pub seq: u64,
+    pub size: u64,
+    #[serde(with = "hexser::hash")]
+    pub leaf_hash: Hash,
+    #[serde(with = "hexser::hash")]
+    pub root: Hash,
+    #[serde(serialize_with = "hex_list")]
+    pub proof: Vec<Hash>,
+    pub proof_bytes: usize,
+}
+
+/// A consistency proof between two sizes of the log.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsistencyProof {
+    pub old_size: u64,
+    pub new_size: u64,
+    #[serde(with = "hexser::hash")]
+    pub old_root: Hash,
+    #[serde(with = "hexser::hash")]
+    pub new_root: Hash,
+    #[serde(serialize_with = "hex_list")]
+    pub proof: Vec<Hash>,
+    pub proof_bytes: usize,
+}
+
+fn hex_list<S: serde::Serializer>(v: &[Hash], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|h| crate::site::identity::hex(h)))
+}
+
+/// The log's origin line (C2SP): `fedanno.<consortium>/<site>`.
+pub fn origin(consortium: &str, site: &SiteId) -> String {
+    format!("fedanno.{consortium}/{site}")
+}
+
+/// Reads a site's public signing key: `<keys>/signing.pub`, 64 hex digits.
+pub fn read_public_key(path: &Path) -> Result<[u8; 32], AuditError> {
+    let err = |reason: String| AuditError::PublicKey {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    hexser::parse_hex::<32>(&text).ok_or_else(|| err("not 64 hex digits".into()))
+}
+
+/// Now, in Unix seconds.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl AuditLog {
+    pub fn new(store: Store, signer: Arc<Ed25519KeyPair>, origin: String, site: SiteId) -> Self {
+        Self {
+            store,
+            signer,
+            origin,
+            site,
+        }
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        checkpoint::public_key(&self.signer)
+    }
+
+    /// Appends `event`. When this returns `Ok`, the entry is committed (fsync); only then may
+    /// the caller send the bytes it describes.
+    pub async fn record(&self, event: AuditEvent) -> Result<AuditEntry, AuditError> {
+        Ok(self
+            .store
+            .audit_append(event, now(), self.signer.clone())
+            .await?)
+    }
+
+    /// Signs the current head as a C2SP checkpoint, stores it and records a `checkpoint`
+    /// entry, in one transaction.
+    pub async fn checkpoint(&self) -> Result<SignedCheckpoint, AuditError> {
+        let (size, root) = self.store.audit_head().await?;
+        let cp = SignedCheckpoint::sign(
+            &self.origin,
+            size,
+            root,
+            now(),
+            self.site.clone(),
+            &self.signer,
+        );
+        self.store
+            .audit_append_checkpoint(cp.clone(), cp.timestamp, self.signer.clone())
+            .await?;
+        Ok(cp)
+    }
+
+    /// The current size and root of the log.
+    pub async fn head(&self) -> Result<(u64, Hash), AuditError> {
+        Ok(self.store.audit_head().await?)
+    }
+
+    /// Verifies the whole log against this site's own public key.
+    pub async fn verify(&self) -> Result<VerifyReport, AuditError> {
+        verify::verify(&self.store, &self.public_key(), &self.site).await
+    }
+
+    /// Inclusion proof of entry `seq` at `size` (default: the current size), checked before
+    /// it is returned.
+    pub async fn prove_inclusion(
+        &self,
+        seq: u64,
+        size: Option<u64>,
+    ) -> Result<InclusionProof, AuditError> {
+        prove_inclusion(&self.store, seq, size).await
+    }
+
+    /// Consistency proof from `old` to `new` (default: the current size), checked.
+    pub async fn prove_consistency(
+        &self,
+        old: u64,
+        new: Option<u64>,
+    ) -> Result<ConsistencyProof, AuditError> {
+        prove_consistency(&self.store, old, new).await
+    }
+}
+
+/// [`AuditLog::prove_inclusion`] without a signing key (auditors).
+pub async fn prove_inclusion(
+    store: &Store,
+    seq: u64,
+    size: Option<u64>,
+) -> Result<InclusionProof, AuditError> {
+    let size = match size {
+        Some(s) => s,
+        None => store.audit_head().await?.0,
+    };
+    let proof = store.audit_inclusion_proof(seq, size).await?;
+    let root = store.audit_root_at(size).await?;
+    let entry = store
+        .audit_entry(seq)
+        .await?
+        .ok_or(AuditError::ProofMismatch)?;
+    if !merkle::verify_inclusion(&entry.leaf_hash, seq, size, &proof, &root) {
+        return Err(AuditError::ProofMismatch);
+    }
+    Ok(InclusionProof {
+        seq,
+        size,
+        leaf_hash: entry.leaf_hash,
+        root,
+        proof_bytes: proof.len() * 32,
+        proof,
+    })
+}
+
+/// [`AuditLog::prove_consistency`] without a signing key (auditors).
+pub async fn prove_consistency(
+    store: &Store,
+    old: u64,
+    new: Option<u64>,
+) -> Result<ConsistencyProof, AuditError> {
+    let new = match new {
+        Some(s) => s,
+        None => store.audit_head().await?.0,
+    };
+    let proof = store.audit_consistency_proof(old, new).await?;
+    let old_root = store.audit_root_at(old).await?;
+    let new_root = store.audit_root_at(new).await?;
+    if !merkle::verify_consistency(old, new, &old_root, &new_root, &proof) {
+        return Err(AuditError::ProofMismatch);
+    }
+    Ok(ConsistencyProof {
+        old_size: old,
+        new_size: new,
+        old_root,
+        new_root,
+        proof_bytes: proof.len() * 32,
+        proof,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site::store::OpenMode;
+    use ring::rand::SystemRandom;
+
+    #[tokio::test]
+    async fn record_checkpoint_prove_and_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, thread) = Store::open(&dir.path().join("db"), OpenMode::Create).unwrap();
+        let pk8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let key = Arc::new(Ed25519KeyPair::from_pkcs8(pk8.as_ref()).unwrap());
+        let site = SiteId::new("site-a").unwrap();
+        let log = AuditLog::new(store.clone(), key, origin("demo", &site), site.clone());
+        assert_eq!(log.origin(), "fedanno.demo/site-a");
+        let empty = log.verify().await.unwrap();
+        assert!(empty.ok && empty.size == 0 && empty.root == merkle::empty_root());
+        for i in 0..9u64 {
+            let e = log
+                .record(AuditEvent::Membership {
+                    what: format!("step {i}"),
+                })
+                .await
+                .unwrap();
+            assert_eq!(e.seq, i);
+        }
+        let cp = log.checkpoint().await.unwrap();
+        assert_eq!(cp.size, 9);
+        cp.verify(&log.public_key()).unwrap();
+        let r = log.verify().await.unwrap();
+        assert!(r.ok, "{:?}", r.problem);
+        assert_eq!(
+            (r.size, r.checkpoints_checked, r.latest_checkpoint),
+            (10, 1, Some(9))
+        );
+        assert_eq!(r.entries_after_latest_checkpoint, 1);
+        let p = log.prove_inclusion(3, Some(9)).await.unwrap();
+        assert_eq!(p.root, cp.root);
+        assert_eq!(p.proof_bytes, 4 * 32);
+        let c = log.prove_consistency(4, None).await.unwrap();
+        assert_eq!(c.new_size, 10);
+        assert!(matches!(
+            log.prove_consistency(0, None).await,
+            Err(AuditError::Store(AuditStoreError::OutOfRange { .. }))
+        ));
+        // A verifier with another key names entry 0.
+        let other = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let other = checkpoint::public_key(&Ed25519KeyPair::from_pkcs8(other.as_ref()).unwrap());
+        let r = verify::verify(&store, &other, &site).await.unwrap();
+        assert_eq!(r.problem.unwrap().seq, Some(0));
+        drop((log, store));
+        thread.join();
+    }
+}

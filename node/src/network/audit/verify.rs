@@ -1,0 +1,389 @@
+//! `audit verify`: recompute the whole log from the stored bodies and check every stored hash,
+//! node, signature and checkpoint against it. Stops at the first problem and names it: the
+//! entry's seq and what is wrong.
+//!
+//! Order of checks, per entry in seq order: the seq is the next one (else entries are missing),
+//! the body hashes to the stored leaf hash (else it was edited), the body decodes canonically
+//! and says it is this seq (else rows were swapped, moved or inserted), the filter columns
+//! agree with the body, the recomputed tree head equals the stored one and the site's
+//! signature over that head verifies (else the row was forged or rewritten), and a
+//! `checkpoint`/`cosigned` entry names a root the log really had. Then every stored interior
+//! node, then every stored checkpoint of this site (signature with `keys/signing.pub`, size not
+//! beyond the log, root equal to the recomputed one).
+//!
+//! What no local check can see: entries removed from the end after the latest checkpoint that
+//! left the site (witnessed by a peer) — hence checkpoints and co-signatures.
+
+use std::collections::HashMap;
+
+use fedanno_protocol::ids::SiteId;
+use fedanno_protocol::merkle::{self, Hash};
+use serde::Serialize;
+
+use super::checkpoint::{self, SignedCheckpoint};
+use super::event::{AuditEvent, EntryBody};
+use super::{AuditError, hexser};
+use crate::site::store::{RawAuditRow, Store};
+
+/// Rows read per store job.
+const CHUNK: u32 = 4096;
+
+/// The first thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The first bad entry, when one can be named.
+    pub seq: Option<u64>,
+    /// The stored checkpoint concerned (its row id), if any.
+    pub checkpoint: Option<i64>,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    /// Entries in the log (checked up to the first problem).
+    pub size: u64,
+    /// Root recomputed from the bodies (over the entries checked).
+    #[serde(with = "hexser::hash")]
+    pub root: Hash,
+    pub entries_checked: u64,
+    pub nodes_checked: u64,
+    pub checkpoints_checked: u64,
+    /// Checkpoints signed by other sites (kept, not checked here).
+    pub foreign_checkpoints: u64,
+    /// Size of the largest valid checkpoint of this site.
+    pub latest_checkpoint: Option<u64>,
+    /// Entries after the latest checkpoint: protected by their own signatures, but their
+    /// removal from the end of the log cannot be seen locally.
+    pub entries_after_latest_checkpoint: u64,
+    pub problem: Option<Problem>,
+}
+
+/// Verifies the log in `store` against the site's Ed25519 public key.
+pub async fn verify(
+    store: &Store,
+    public_key: &[u8; 32],
+    site: &SiteId,
+) -> Result<VerifyReport, AuditError> {
+    let mut v = Verifier {
+        key: *public_key,
+        leaves: Vec::new(),
+        roots: Vec::new(),
+        peaks: Vec::new(),
+        checkpoint_events: HashMap::new(),
+    };
+    let mut report = VerifyReport {
+        ok: false,
+        size: 0,
+        root: merkle::empty_root(),
+        entries_checked: 0,
+        nodes_checked: 0,
+        checkpoints_checked: 0,
+        foreign_checkpoints: 0,
+        latest_checkpoint: None,
+        entries_after_latest_checkpoint: 0,
+        problem: None,
+    };
+    let finish = |mut report: VerifyReport, v: &Verifier, problem: Option<Problem>| {
+        report.size = v.leaves.len() as u64;
+        report.entries_checked = v.leaves.len() as u64;
+        report.root = v.root_at(v.leaves.len() as u64);
+        report.ok = problem.is_none();
+        report.problem = problem;
+        report
+    };
+
+    // 1. Entries.
+    let mut from = 0i64;
+    loop {
+        let rows = store.audit_raw_entries(from, CHUNK).await?;
+        let Some(last) = rows.last() else { break };
+        from = last.seq.saturating_add(1);
+        for row in &rows {
+            if let Err(p) = v.entry(row) {
+                return Ok(finish(report, &v, Some(p)));
+            }
+        }
+    }
+    let size = v.leaves.len() as u64;
+
+    // 2. Interior nodes.
+    let levels = v.levels();
+    let mut expected = levels
+        .iter()
+        .enumerate()
+        .skip(1)
+        .flat_map(|(l, hs)| {
+            hs.iter()
+                .enumerate()
+                .map(move |(i, h)| (l as i64, i as i64, *h))
+        })
+        .peekable();
+    let mut after = None;
+    loop {
+        let nodes = store.audit_raw_nodes(after, CHUNK).await?;
+        let Some(last) = nodes.last() else { break };
+        after = Some((last.level, last.idx));
+        for n in &nodes {
+            // Expected nodes before this stored one are missing.
+            if let Some(&(l, i, _)) = expected.peek()
+                && (l, i) < (n.level, n.idx)
+            {
+                return Ok(finish(report, &v, Some(node_problem(l, i, "is missing"))));
+            }
+            match expected.peek() {
+                Some(&(l, i, h)) if (l, i) == (n.level, n.idx) => {
+                    if n.hash.as_slice() != h.as_slice() {
+                        let p =
+                            node_problem(l, i, "differs from the one recomputed from the bodies");
+                        return Ok(finish(report, &v, Some(p)));
+                    }
+                    expected.next();
+                    report.nodes_checked += 1;
+                }
+                _ => {
+                    let p = node_problem(
+                        n.level,
+                        n.idx,
+                        &format!(
+                            "is stored but a log of {size} entries has no such node (entries deleted from the end?)"
+                        ),
+                    );
+                    return Ok(finish(report, &v, Some(p)));
+                }
+            }
+        }
+    }
+    if let Some((l, i, _)) = expected.next() {
+        return Ok(finish(report, &v, Some(node_problem(l, i, "is missing"))));
+    }
+
+    // 3. Checkpoints.
+    let mut unmatched = v.checkpoint_events.clone();
+    for row in store.audit_raw_checkpoints().await? {
+        // A checkpoint recorded by one of our entries is ours, whatever its signer column says.
+        if row.signer != site.as_str() && row.entry_seq.is_none() {
+            report.foreign_checkpoints += 1;
+            continue;
+        }
+        let bad = |what: String| Problem {
+            seq: row.entry_seq.and_then(|s| u64::try_from(s).ok()),
+            checkpoint: Some(row.id),
+            what: format!(
+                "checkpoint {}{}: {what}",
+                row.id,
+                row.entry_seq
+                    .map(|s| format!(" (recorded by entry {s})"))
+                    .unwrap_or_default()
+            ),
+        };
+        let (Ok(cp_size), Some(root), Ok(signature)) = (
+            u64::try_from(row.size),
+            hexser_hash(&row.root),
+            <[u8; 64]>::try_from(row.signature.as_slice()),
+        ) else {
+            return Ok(finish(report, &v, Some(bad("malformed row".into()))));
+        };
+        let cp = SignedCheckpoint {
+            origin: row.origin.clone(),
+            size: cp_size,
+            root,
+            timestamp: u64::try_from(row.timestamp).unwrap_or(0),
+            signature,
+            signer: site.clone(),
+        };
+        if cp.verify(public_key).is_err() {
+            let p = bad("its signature does not verify with the site's public key: the stored checkpoint was edited or is not this site's".into());
+            return Ok(finish(report, &v, Some(p)));
+        }
+        if cp_size > size {
+            let p = Problem {
+                seq: Some(size),
+                checkpoint: Some(row.id),
+                what: format!(
+                    "checkpoint {} is signed for {cp_size} entries but the log has {size}: entries {size}..{} were deleted",
+                    row.id,
+                    cp_size - 1
+                ),
+            };
+            return Ok(finish(report, &v, Some(p)));
+        }
+        if v.root_at(cp_size) != root {
+            let p = bad(format!(
+                "the log's root at size {cp_size} differs from the signed one: an entry below {cp_size} was changed"
+            ));
+            return Ok(finish(report, &v, Some(p)));
+        }
+        if let Some(seq) = row.entry_seq {
+            let recorded = usize::try_from(seq)
+                .ok()
+                .and_then(|s| v.checkpoint_events.get(&s));
+            if recorded != Some(&(cp_size, root)) {
+                let p = bad(format!(
+                    "entry {seq} does not record this checkpoint (size {cp_size})"
+                ));
+                return Ok(finish(report, &v, Some(p)));
+            }
+            if let Ok(s) = usize::try_from(seq) {
+                unmatched.remove(&s);
+            }
+        }
+        report.checkpoints_checked += 1;
+        report.latest_checkpoint = Some(report.latest_checkpoint.unwrap_or(0).max(cp_size));
+    }
+    if let Some((&seq, &(cp_size, _))) = unmatched.iter().min_by_key(|(s, _)| **s) {
+        let p = Problem {
+            seq: Some(seq as u64),
+            checkpoint: None,
+            what: format!(
+                "entry {seq} records a checkpoint of size {cp_size} but its signed checkpoint is not stored (deleted)"
+            ),
+        };
+        return Ok(finish(report, &v, Some(p)));
+    }
+    report.entries_after_latest_checkpoint = size - report.latest_checkpoint.unwrap_or(0);
+    Ok(finish(report, &v, None))
+}
+
+fn hexser_hash(b: &[u8]) -> Option<Hash> {
+    b.try_into().ok()
+}
+
+fn node_problem(level: i64, idx: i64, what: &str) -> Problem {
+    let first = u64::try_from(idx)
+        .ok()
+        .and_then(|i| u32::try_from(level).ok().and_then(|l| i.checked_shl(l)));
+    let last = first.and_then(|f| {
+        u32::try_from(level)
+            .ok()
+            .and_then(|l| 1u64.checked_shl(l))
+            .map(|w| f + w - 1)
+    });
+    Problem {
+        seq: first,
+        checkpoint: None,
+        what: format!(
+            "stored tree node (level {level}, index {idx}) over entries {}..={} {what}",
+            first.map(|f| f.to_string()).unwrap_or("?".into()),
+            last.map(|f| f.to_string()).unwrap_or("?".into())
+        ),
+    }
+}
+
+struct Verifier {
+    key: [u8; 32],
+    leaves: Vec<Hash>,
+    /// roots[i] = root of entries 0..=i.
+    roots: Vec<Hash>,
+    /// Peaks of the tree so far: (level, hash).
+    peaks: Vec<(u32, Hash)>,
+    /// `checkpoint` entries: seq → (size, root) they record.
+    checkpoint_events: HashMap<usize, (u64, Hash)>,
+}
+
+impl Verifier {
+    fn root_at(&self, size: u64) -> Hash {
+        match size.checked_sub(1) {
+            None => merkle::empty_root(),
+            Some(i) => self
+                .roots
+                .get(i as usize)
+                .copied()
+                .unwrap_or_else(merkle::empty_root),
+        }
+    }
+
+    fn entry(&mut self, row: &RawAuditRow) -> Result<(), Problem> {
+        let seq = self.leaves.len() as u64;
+        let bad = |what: String| Problem {
+            seq: Some(seq),
+            checkpoint: None,
+            what: format!("entry {seq}: {what}"),
+        };
+        if row.seq != seq as i64 {
+            return Err(bad(format!(
+                "is missing: the next stored entry is {} (entries were deleted)",
+                row.seq
+            )));
+        }
+        let leaf = merkle::leaf_hash(&row.body);
+        if row.leaf_hash.as_slice() != leaf.as_slice() {
+            return Err(bad(
+                "its body does not match its stored leaf hash: the entry was edited".into(),
+            ));
+        }
+        let body = EntryBody::decode(&row.body).map_err(|e| bad(format!("{e}")))?;
+        if body.seq != seq {
+            return Err(bad(format!(
+                "holds the body of entry {}: rows were swapped, moved or inserted",
+                body.seq
+            )));
+        }
+        let ev = &body.event;
+        if row.timestamp != body.timestamp as i64
+            || row.kind != ev.kind()
+            || row.peer != ev.peer()
+            || row.study != ev.study()
+        {
+            return Err(bad(
+                "its timestamp/kind/peer/study columns differ from what its body says".into(),
+            ));
+        }
+        // Extend the tree.
+        let (mut level, mut h) = (0u32, leaf);
+        while let Some(&(pl, ph)) = self.peaks.last() {
+            if pl != level {
+                break;
+            }
+            self.peaks.pop();
+            h = merkle::node_hash(&ph, &h);
+            level += 1;
+        }
+        self.peaks.push((level, h));
+        let hashes: Vec<Hash> = self.peaks.iter().map(|p| p.1).collect();
+        let root = merkle::fold_subtrees(&hashes).unwrap_or_else(merkle::empty_root);
+        if row.root_after.as_slice() != root.as_slice() {
+            return Err(bad(
+                "the stored tree head after it differs from the recomputed one (rows inserted, removed or rewritten)".into(),
+            ));
+        }
+        if !checkpoint::verify_head(&self.key, seq + 1, &root, &row.signature) {
+            return Err(bad(
+                "its signature does not verify with the site's public key: the row was forged or rewritten".into(),
+            ));
+        }
+        match ev {
+            AuditEvent::Checkpoint { size, root: r }
+            | AuditEvent::Cosigned { size, root: r, .. } => {
+                if *size > seq || self.root_at(*size) != *r {
+                    return Err(bad(format!(
+                        "records a checkpoint of size {size} whose root is not the log's root at that size"
+                    )));
+                }
+                if matches!(ev, AuditEvent::Checkpoint { .. }) {
+                    self.checkpoint_events.insert(seq as usize, (*size, *r));
+                }
+            }
+            _ => {}
+        }
+        self.leaves.push(leaf);
+        self.roots.push(root);
+        Ok(())
+    }
+
+    /// Every level of the tree over the verified leaves: levels[l][i] covers leaves
+    /// i·2^l .. (i+1)·2^l.
+    fn levels(&self) -> Vec<Vec<Hash>> {
+        let mut levels = vec![self.leaves.clone()];
+        while let Some(below) = levels.last()
+            && below.len() >= 2
+        {
+            let up: Vec<Hash> = below
+                .chunks_exact(2)
+                .map(|p| merkle::node_hash(&p[0], &p[1]))
+                .collect();
+            levels.push(up);
+        }
+        levels
+    }
+}

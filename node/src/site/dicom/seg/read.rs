@@ -1,0 +1,411 @@
+//! Reading a SEG file ([`read_seg`]): the pre-scan, the header parsed with dicom-object up to
+//! Pixel Data, the Pixel Data value sliced from the file, then the SEG attributes, segments and
+//! per-frame functional groups, every count bounded by [`SegLimits`] and the bytes present.
+//! Also the small typed accessors (text, integers, decimals, sequence items) used to read them;
+//! none of their errors carries an element value.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use dicom_core::{PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::OpenFileOptions;
+use dicom_object::file::ReadPreamble;
+use dicom_object::mem::InMemElement;
+
+use super::bits::unpack_frame;
+use super::{
+    AlgorithmType, CodedConcept, Obj, SEGMENTATION_STORAGE, SegError, SegFrame, SegLimits,
+    SegObject, SegmentInfo, SegmentationType,
+};
+use crate::site::dicom::prescan::{self, ScanLimits};
+
+/// Reads a whole SEG file (attributes and frames). The SOP class must be Segmentation Storage
+/// and the transfer syntax uncompressed little endian; LABELMAP SEGs are refused. The file is
+/// pre-scanned ([`crate::site::dicom::prescan`]) so no declared length is trusted: dicom-object parses only
+/// the header before Pixel Data, and the Pixel Data value is sliced from the file here.
+pub fn read_seg(path: &Path, limits: &SegLimits) -> Result<SegObject, SegError> {
+    let mut file = File::open(path).map_err(|e| SegError::Io(e.kind()))?;
+    let size = file.metadata().map_err(|e| SegError::Io(e.kind()))?.len();
+    if size > limits.max_file_bytes {
+        return Err(SegError::FileTooLarge {
+            size,
+            cap: limits.max_file_bytes,
+        });
+    }
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(usize::try_from(size).map_err(|_| SegError::Alloc(size))?)
+        .map_err(|_| SegError::Alloc(size))?;
+    file.read_to_end(&mut buf)
+        .map_err(|e| SegError::Io(e.kind()))?;
+    // No declared length reaches the parser unchecked: the pre-scan walks the whole structure
+    // against the bytes present, and the parser gets only the part before Pixel Data.
+    let scan = prescan::scan(
+        &buf,
+        true,
+        ScanLimits {
+            max_element_bytes: buf.len() as u64,
+            max_depth: 32,
+        },
+    )?;
+    let ts = scan.transfer_syntax.trim_end_matches(['\0', ' ']);
+    let explicit = match ts {
+        uids::EXPLICIT_VR_LITTLE_ENDIAN => true,
+        uids::IMPLICIT_VR_LITTLE_ENDIAN => false,
+        _ => return Err(SegError::TransferSyntax),
+    };
+    let header = buf
+        .get(scan.header_range(buf.len()))
+        .ok_or(SegError::Parse("internal range"))?;
+    let obj = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Never)
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(header)
+        .map_err(|_| SegError::Parse("damaged header"))?;
+    let pixels = match scan.pixel_data_offset {
+        Some(at) => pixel_value(&buf, at, explicit)?,
+        None => return Err(SegError::Missing("PixelData")),
+    };
+    parse_seg(&obj, pixels, limits)
+}
+
+fn parse_seg(obj: &Obj, pixels: &[u8], limits: &SegLimits) -> Result<SegObject, SegError> {
+    let sop_class = text(obj, tags::SOP_CLASS_UID).ok_or(SegError::Missing("SOPClassUID"))?;
+    if sop_class != SEGMENTATION_STORAGE {
+        return Err(SegError::NotSegmentation);
+    }
+    let sop_instance_uid =
+        text(obj, tags::SOP_INSTANCE_UID).ok_or(SegError::Missing("SOPInstanceUID"))?;
+    let series_uid =
+        text(obj, tags::SERIES_INSTANCE_UID).ok_or(SegError::Missing("SeriesInstanceUID"))?;
+    let study_uid =
+        text(obj, tags::STUDY_INSTANCE_UID).ok_or(SegError::Missing("StudyInstanceUID"))?;
+    let frame_of_reference_uid = text(obj, tags::FRAME_OF_REFERENCE_UID);
+    let referenced_series_uid = first_item(obj, tags::REFERENCED_SERIES_SEQUENCE)
+        .and_then(|it| text(it, tags::SERIES_INSTANCE_UID));
+
+    let segmentation_type = read_segmentation_type(obj)?;
+    let (bits, name) = match segmentation_type {
+        SegmentationType::Binary => (1u16, "BitsAllocated"),
+        SegmentationType::Fractional { .. } => (8u16, "BitsAllocated"),
+    };
+    if int::<u16>(obj, tags::BITS_ALLOCATED, "BitsAllocated")? != Some(bits) {
+        return Err(SegError::Invalid(name));
+    }
+    if let Some(spp) = int::<u16>(obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?
+        && spp != 1
+    {
+        return Err(SegError::Invalid("SamplesPerPixel"));
+    }
+    let rows = int::<u16>(obj, tags::ROWS, "Rows")?.ok_or(SegError::Missing("Rows"))?;
+    let columns = int::<u16>(obj, tags::COLUMNS, "Columns")?.ok_or(SegError::Missing("Columns"))?;
+    if rows == 0 || columns == 0 {
+        return Err(SegError::Invalid("Rows/Columns"));
+    }
+    let (rows, columns) = (u32::from(rows), u32::from(columns));
+    let frames = int::<u64>(obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames")?.unwrap_or(1);
+    if frames == 0 {
+        return Err(SegError::Invalid("NumberOfFrames"));
+    }
+    if frames > u64::from(limits.max_frames) {
+        return Err(SegError::TooManyFrames {
+            frames,
+            cap: limits.max_frames,
+        });
+    }
+    let plane = u64::from(rows) * u64::from(columns);
+    let voxels = plane.saturating_mul(frames);
+    if voxels > limits.max_voxels {
+        return Err(SegError::TooManyVoxels {
+            rows,
+            columns,
+            frames,
+            cap: limits.max_voxels,
+        });
+    }
+    let plane = usize::try_from(plane).map_err(|_| SegError::Alloc(plane))?;
+    let n_frames = usize::try_from(frames).map_err(|_| SegError::Alloc(voxels))?;
+
+    let segments = read_segments(obj)?;
+
+    let have = pixels.len() as u64;
+    let need = match segmentation_type {
+        SegmentationType::Binary => voxels.div_ceil(8),
+        SegmentationType::Fractional { .. } => voxels,
+    };
+    if have < need {
+        return Err(SegError::PixelDataTooShort { have, need, frames });
+    }
+
+    let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
+    let per_frame = obj
+        .element_opt(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+        .map_err(|_| SegError::Invalid("PerFrameFunctionalGroupsSequence"))?
+        .and_then(|e| e.items())
+        .ok_or(SegError::Missing("PerFrameFunctionalGroupsSequence"))?;
+    if per_frame.len() < n_frames {
+        return Err(SegError::PerFrameItemsMissing {
+            items: per_frame.len(),
+            frames,
+        });
+    }
+    let first = per_frame.first();
+    let pixel_spacing = group_item(first, shared, tags::PIXEL_MEASURES_SEQUENCE)
+        .map(|it| floats::<2>(it, tags::PIXEL_SPACING, "PixelSpacing"))
+        .transpose()?
+        .flatten();
+    let orientation = group_item(first, shared, tags::PLANE_ORIENTATION_SEQUENCE)
+        .map(|it| {
+            floats::<6>(
+                it,
+                tags::IMAGE_ORIENTATION_PATIENT,
+                "ImageOrientationPatient",
+            )
+        })
+        .transpose()?
+        .flatten();
+
+    let mut out_frames = Vec::with_capacity(n_frames);
+    for (k, item) in per_frame.iter().take(n_frames).enumerate() {
+        let item = Some(item);
+        let segment_number = group_item(item, shared, tags::SEGMENT_IDENTIFICATION_SEQUENCE)
+            .map(|it| {
+                int::<u16>(
+                    it,
+                    tags::REFERENCED_SEGMENT_NUMBER,
+                    "ReferencedSegmentNumber",
+                )
+            })
+            .transpose()?
+            .flatten()
+            .ok_or(SegError::Missing("ReferencedSegmentNumber"))?;
+        if !segments.iter().any(|s| s.number == segment_number) {
+            return Err(SegError::UnknownSegment {
+                frame: k,
+                segment: segment_number,
+            });
+        }
+        let referenced_sop_instance_uid = group_item(item, None, tags::DERIVATION_IMAGE_SEQUENCE)
+            .and_then(|d| first_item(d, tags::SOURCE_IMAGE_SEQUENCE))
+            .and_then(|s| text(s, tags::REFERENCED_SOP_INSTANCE_UID));
+        let position = group_item(item, shared, tags::PLANE_POSITION_SEQUENCE)
+            .map(|it| floats::<3>(it, tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient"))
+            .transpose()?
+            .flatten();
+        let data = match segmentation_type {
+            SegmentationType::Binary => unpack_frame(pixels, k, plane)?,
+            SegmentationType::Fractional { max_value, .. } => {
+                let start = k.checked_mul(plane).ok_or(SegError::Invalid("PixelData"))?;
+                let bytes = pixels
+                    .get(start..start.saturating_add(plane))
+                    .ok_or(SegError::Invalid("PixelData"))?;
+                if bytes.iter().any(|&v| v > max_value) {
+                    return Err(SegError::ValueAboveMaximum(k));
+                }
+                bytes.to_vec()
+            }
+        };
+        out_frames.push(SegFrame {
+            segment_number,
+            referenced_sop_instance_uid,
+            position,
+            data,
+        });
+    }
+
+    Ok(SegObject {
+        sop_instance_uid,
+        series_uid,
+        study_uid,
+        referenced_series_uid,
+        frame_of_reference_uid,
+        segmentation_type,
+        rows,
+        columns,
+        pixel_spacing,
+        orientation,
+        segments,
+        frames: out_frames,
+    })
+}
+
+fn read_segmentation_type(obj: &Obj) -> Result<SegmentationType, SegError> {
+    let t = text(obj, tags::SEGMENTATION_TYPE).ok_or(SegError::Missing("SegmentationType"))?;
+    match t.as_str() {
+        "BINARY" => Ok(SegmentationType::Binary),
+        "FRACTIONAL" => {
+            let probability = match text(obj, tags::SEGMENTATION_FRACTIONAL_TYPE).as_deref() {
+                Some("PROBABILITY") => true,
+                Some("OCCUPANCY") => false,
+                Some(_) => return Err(SegError::Invalid("SegmentationFractionalType")),
+                None => return Err(SegError::Missing("SegmentationFractionalType")),
+            };
+            let max_value = int::<u8>(
+                obj,
+                tags::MAXIMUM_FRACTIONAL_VALUE,
+                "MaximumFractionalValue",
+            )?
+            .ok_or(SegError::Missing("MaximumFractionalValue"))?;
+            if max_value == 0 {
+                return Err(SegError::Invalid("MaximumFractionalValue"));
+            }
+            Ok(SegmentationType::Fractional {
+                max_value,
+                probability,
+            })
+        }
+        _ => Err(SegError::UnsupportedType),
+    }
+}
+
+fn read_segments(obj: &Obj) -> Result<Vec<SegmentInfo>, SegError> {
+    let items = obj
+        .element_opt(tags::SEGMENT_SEQUENCE)
+        .map_err(|_| SegError::Invalid("SegmentSequence"))?
+        .and_then(|e| e.items())
+        .ok_or(SegError::Missing("SegmentSequence"))?;
+    if items.is_empty() {
+        return Err(SegError::NoSegments);
+    }
+    let mut segments: Vec<SegmentInfo> = Vec::with_capacity(items.len().min(1024));
+    for it in items {
+        let number = int::<u16>(it, tags::SEGMENT_NUMBER, "SegmentNumber")?
+            .ok_or(SegError::Missing("SegmentNumber"))?;
+        if segments.iter().any(|s| s.number == number) {
+            return Err(SegError::DuplicateSegment(number));
+        }
+        let label = text(it, tags::SEGMENT_LABEL).ok_or(SegError::Missing("SegmentLabel"))?;
+        let algorithm_type = match text(it, tags::SEGMENT_ALGORITHM_TYPE).as_deref() {
+            Some("MANUAL") => AlgorithmType::Manual,
+            Some("SEMIAUTOMATIC") => AlgorithmType::Semiautomatic,
+            Some("AUTOMATIC") => AlgorithmType::Automatic,
+            Some(_) => return Err(SegError::Invalid("SegmentAlgorithmType")),
+            None => return Err(SegError::Missing("SegmentAlgorithmType")),
+        };
+        let algorithm_name = text(it, tags::SEGMENT_ALGORITHM_NAME);
+        let category = coded(it, tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE)
+            .ok_or(SegError::Missing("SegmentedPropertyCategoryCodeSequence"))?;
+        let property_type = coded(it, tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE)
+            .ok_or(SegError::Missing("SegmentedPropertyTypeCodeSequence"))?;
+        segments.push(SegmentInfo {
+            number,
+            label,
+            algorithm_type,
+            algorithm_name,
+            category,
+            property_type,
+        });
+    }
+    Ok(segments)
+}
+
+/// The first item of a code sequence as a concept (LongCodeValue / URNCodeValue accepted).
+fn coded(obj: &Obj, seq: Tag) -> Option<CodedConcept> {
+    let it = first_item(obj, seq)?;
+    let value = text(it, tags::CODE_VALUE)
+        .or_else(|| text(it, tags::LONG_CODE_VALUE))
+        .or_else(|| text(it, tags::URN_CODE_VALUE))?;
+    Some(CodedConcept {
+        value,
+        scheme: text(it, tags::CODING_SCHEME_DESIGNATOR).unwrap_or_default(),
+        meaning: text(it, tags::CODE_MEANING).unwrap_or_default(),
+    })
+}
+
+/// The value of the top-level Pixel Data element at `at` (native, little endian); encapsulated
+/// (compressed) Pixel Data is refused.
+fn pixel_value(buf: &[u8], at: usize, explicit: bool) -> Result<&[u8], SegError> {
+    let bad = || SegError::Invalid("PixelData");
+    let bytes_at = |i: usize, n: usize| buf.get(at.checked_add(i)?..at.checked_add(i + n)?);
+    let u32_at = |i: usize| {
+        let b: [u8; 4] = bytes_at(i, 4)?.try_into().ok()?;
+        Some(u32::from_le_bytes(b))
+    };
+    if bytes_at(0, 4) != Some(&[0xE0, 0x7F, 0x10, 0x00][..]) {
+        return Err(SegError::Missing("PixelData"));
+    }
+    let (len, value_at) = if explicit {
+        if !matches!(bytes_at(4, 2), Some(b"OB" | b"OW")) {
+            return Err(bad());
+        }
+        (u32_at(8).ok_or_else(bad)?, 12)
+    } else {
+        (u32_at(4).ok_or_else(bad)?, 8)
+    };
+    if len == u32::MAX {
+        // Undefined length: encapsulated (compressed) Pixel Data.
+        return Err(SegError::TransferSyntax);
+    }
+    bytes_at(value_at, len as usize).ok_or_else(bad)
+}
+
+/// The trimmed text of an element (UN decoded as UTF-8); `None` when absent or empty.
+pub(super) fn text(obj: &Obj, tag: Tag) -> Option<String> {
+    let elem = obj.element_opt(tag).ok()??;
+    let s = if elem.vr() == VR::UN {
+        String::from_utf8_lossy(&elem.to_bytes().ok()?).into_owned()
+    } else {
+        elem.to_str().ok()?.into_owned()
+    };
+    let s = s.trim_matches(|c: char| c == ' ' || c == '\0');
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// An integer element; `Ok(None)` when absent or empty, an error when not an integer in range.
+fn int<T: TryFrom<i64>>(obj: &Obj, tag: Tag, name: &'static str) -> Result<Option<T>, SegError> {
+    let Some(elem) = obj.element_opt(tag).map_err(|_| SegError::Invalid(name))? else {
+        return Ok(None);
+    };
+    if is_blank(elem) {
+        return Ok(None);
+    }
+    let v = elem.to_int::<i64>().map_err(|_| SegError::Invalid(name))?;
+    T::try_from(v)
+        .map(Some)
+        .map_err(|_| SegError::Invalid(name))
+}
+
+/// Whether an element has no value (or only padding).
+fn is_blank(elem: &InMemElement) -> bool {
+    match elem.value().primitive() {
+        Some(PrimitiveValue::Empty) => true,
+        Some(PrimitiveValue::Str(s)) => s.trim_matches([' ', '\0']).is_empty(),
+        Some(PrimitiveValue::Strs(v)) => v.iter().all(|s| s.trim_matches([' ', '\0']).is_empty()),
+        _ => false,
+    }
+}
+
+/// A multi-valued decimal element with exactly `N` finite values; `Ok(None)` when absent.
+pub(super) fn floats<const N: usize>(
+    obj: &Obj,
+    tag: Tag,
+    name: &'static str,
+) -> Result<Option<[f64; N]>, SegError> {
+    let Some(elem) = obj.element_opt(tag).map_err(|_| SegError::Invalid(name))? else {
+        return Ok(None);
+    };
+    if is_blank(elem) {
+        return Ok(None);
+    }
+    let v = elem
+        .to_multi_float64()
+        .map_err(|_| SegError::Invalid(name))?;
+    let arr: [f64; N] = v.try_into().map_err(|_| SegError::Invalid(name))?;
+    if arr.iter().all(|x| x.is_finite()) {
+        Ok(Some(arr))
+    } else {
+        Err(SegError::Invalid(name))
+    }
+}
+
+pub(super) fn first_item(obj: &Obj, tag: Tag) -> Option<&Obj> {
+    obj.element_opt(tag).ok()??.items()?.first()
+}
+
+/// The first item of functional group `seq`, from the per-frame item, else the shared one.
+fn group_item<'a>(frame: Option<&'a Obj>, shared: Option<&'a Obj>, seq: Tag) -> Option<&'a Obj> {
+    frame
+        .and_then(|f| first_item(f, seq))
+        .or_else(|| shared.and_then(|s| first_item(s, seq)))
+}

@@ -1,0 +1,514 @@
+//! Writing a SEG ([`write_seg`]): the Segmentation IOD built as a data set (frames only for
+//! non-empty (segment, slice) pairs, shared and per-frame functional groups, dimension index,
+//! references to every source slice), encoded as Explicit VR Little Endian and written
+//! atomically. Every input is checked first by `validate`.
+
+use std::fs::{self, File, OpenOptions};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dicom_core::value::DataSetSequence;
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::InMemDicomObject;
+use dicom_object::mem::InMemElement;
+use dicom_object::meta::FileMetaTableBuilder;
+
+use super::bits::pack_frames;
+use super::validate::validate_write;
+use super::volumes::{checked_normal, dot, plane_size};
+use super::{
+    CodedConcept, Obj, SEGMENTATION_STORAGE, SegError, SegWrite, SegmentInfo, SegmentationType,
+    SourceSlice,
+};
+use crate::site::dicom::write::{ds, ds_multi};
+
+/// Writes a SEG referencing `w.source` to `path` atomically (a temporary file in the same
+/// directory, synced, then renamed). Frames are written only for (segment, slice) pairs with a
+/// non-zero voxel, ordered by segment then slice; one empty frame when every volume is empty.
+pub fn write_seg(path: &Path, w: &SegWrite<'_>) -> Result<(), SegError> {
+    let obj = build_seg(w)?;
+    let file = obj
+        .with_meta(
+            FileMetaTableBuilder::new()
+                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+                .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+                .implementation_version_name(IMPLEMENTATION_VERSION),
+        )
+        .map_err(|_| SegError::Encode("file meta group"))?;
+    let mut bytes = Vec::new();
+    file.write_all(&mut bytes)
+        .map_err(|_| SegError::Encode("data set"))?;
+    write_atomic(path, &bytes)
+}
+
+const IMPLEMENTATION_CLASS_UID: &str = "2.25.209453617470125155930476421585536305025";
+const IMPLEMENTATION_VERSION: &str = "FEDANNO_0_1";
+/// ManufacturerModelName of written SEGs (Enhanced General Equipment).
+const MODEL_NAME: &str = "fedanno";
+
+/// One frame to write: segment number, slice index and the frame's pixels.
+struct OutFrame<'a> {
+    segment: u16,
+    z: usize,
+    data: &'a [u8],
+}
+
+fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
+    let src = w.source;
+    validate_write(w)?;
+    let rows = u16::try_from(src.rows).map_err(|_| SegError::Invalid("Rows"))?;
+    let columns = u16::try_from(src.columns).map_err(|_| SegError::Invalid("Columns"))?;
+    let plane = plane_size(src.rows, src.columns)?;
+    let n = checked_normal(&src.orientation).ok_or(SegError::BadOrientation)?;
+    let depths: Vec<f64> = src.slices.iter().map(|s| dot(&s.position, &n)).collect();
+    if depths.windows(2).any(|w| match w {
+        [a, b] => b - a <= 1e-6,
+        _ => false,
+    }) {
+        return Err(SegError::SlicesNotSorted);
+    }
+
+    // Frames: per segment (in number order), per slice with any non-zero voxel.
+    let mut frames: Vec<OutFrame<'_>> = Vec::new();
+    for seg in w.segments {
+        let Some((_, vol)) = w.volumes.iter().find(|(num, _)| *num == seg.number) else {
+            continue;
+        };
+        for (z, data) in vol.chunks_exact(plane).enumerate() {
+            if data.iter().any(|&v| v != 0) {
+                frames.push(OutFrame {
+                    segment: seg.number,
+                    z,
+                    data,
+                });
+            }
+        }
+    }
+    let empty = vec![0u8; plane];
+    if frames.is_empty() {
+        frames.push(OutFrame {
+            segment: w.segments.first().map_or(1, |s| s.number),
+            z: 0,
+            data: &empty,
+        });
+    }
+    let n_frames = u32::try_from(frames.len()).map_err(|_| SegError::Invalid("NumberOfFrames"))?;
+
+    let (bits, pixel_data) = match w.segmentation_type {
+        SegmentationType::Binary => {
+            let n_bits = plane
+                .checked_mul(frames.len())
+                .ok_or(SegError::Alloc(u64::MAX))?;
+            (1u16, pack_frames(frames.iter().map(|f| f.data), n_bits))
+        }
+        SegmentationType::Fractional { .. } => {
+            let mut v: Vec<u8> = frames.iter().flat_map(|f| f.data.iter().copied()).collect();
+            if v.len() % 2 == 1 {
+                v.push(0);
+            }
+            (8u16, v)
+        }
+    };
+
+    // SpacingBetweenSlices: the slice thickness for one slice (as highdicom writes), the gap
+    // for uniformly spaced slices, absent otherwise.
+    let spacing_between = if depths.len() == 1 {
+        Some(src.slice_thickness)
+    } else {
+        slice_spacing(&depths)
+    };
+    let mut pixel_measures = vec![
+        st(tags::SLICE_THICKNESS, VR::DS, &ds(src.slice_thickness)),
+        st(tags::PIXEL_SPACING, VR::DS, &ds_multi(&src.pixel_spacing)),
+    ];
+    if let Some(gap) = spacing_between {
+        pixel_measures.push(st(tags::SPACING_BETWEEN_SLICES, VR::DS, &ds(gap)));
+    }
+    let mut el = vec![
+        cs(tags::SPECIFIC_CHARACTER_SET, "ISO_IR 192"),
+        multi_cs(tags::IMAGE_TYPE, &["DERIVED", "PRIMARY"]),
+        st(tags::INSTANCE_CREATION_DATE, VR::DA, &w.content_date),
+        st(tags::INSTANCE_CREATION_TIME, VR::TM, &w.content_time),
+        st(tags::SOP_CLASS_UID, VR::UI, SEGMENTATION_STORAGE),
+        st(tags::SOP_INSTANCE_UID, VR::UI, &w.sop_instance_uid),
+        st(tags::STUDY_DATE, VR::DA, &src.study_date),
+        st(tags::SERIES_DATE, VR::DA, &w.content_date),
+        st(tags::CONTENT_DATE, VR::DA, &w.content_date),
+        st(tags::STUDY_TIME, VR::TM, &src.study_time),
+        st(tags::SERIES_TIME, VR::TM, &w.content_time),
+        st(tags::CONTENT_TIME, VR::TM, &w.content_time),
+        st(tags::ACCESSION_NUMBER, VR::SH, &src.accession_number),
+        cs(tags::MODALITY, "SEG"),
+        st(tags::MANUFACTURER, VR::LO, &w.manufacturer),
+        st(
+            tags::REFERRING_PHYSICIAN_NAME,
+            VR::PN,
+            &src.referring_physician,
+        ),
+        st(tags::SERIES_DESCRIPTION, VR::LO, &w.series_description),
+        st(tags::MANUFACTURER_MODEL_NAME, VR::LO, MODEL_NAME),
+        seq(
+            tags::REFERENCED_SERIES_SEQUENCE,
+            vec![item(vec![
+                seq(
+                    tags::REFERENCED_INSTANCE_SEQUENCE,
+                    src.slices
+                        .iter()
+                        .map(|s| {
+                            item(vec![
+                                st(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &s.sop_class_uid),
+                                st(
+                                    tags::REFERENCED_SOP_INSTANCE_UID,
+                                    VR::UI,
+                                    &s.sop_instance_uid,
+                                ),
+                            ])
+                        })
+                        .collect(),
+                ),
+                st(tags::SERIES_INSTANCE_UID, VR::UI, &src.series_uid),
+            ])],
+        ),
+        st(tags::PATIENT_NAME, VR::PN, &src.patient_name),
+        st(tags::PATIENT_ID, VR::LO, &src.patient_id),
+        st(tags::PATIENT_BIRTH_DATE, VR::DA, &src.patient_birth_date),
+        cs(tags::PATIENT_SEX, &src.patient_sex),
+        st(tags::DEVICE_SERIAL_NUMBER, VR::LO, "0"),
+        st(tags::SOFTWARE_VERSIONS, VR::LO, &w.software_version),
+        st(tags::STUDY_INSTANCE_UID, VR::UI, &src.study_uid),
+        st(tags::SERIES_INSTANCE_UID, VR::UI, &w.series_uid),
+        st(tags::STUDY_ID, VR::SH, &src.study_id),
+        st(tags::SERIES_NUMBER, VR::IS, &w.series_number.to_string()),
+        st(tags::INSTANCE_NUMBER, VR::IS, "1"),
+        st(
+            tags::FRAME_OF_REFERENCE_UID,
+            VR::UI,
+            &src.frame_of_reference_uid,
+        ),
+        st(tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
+        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
+        cs(tags::PHOTOMETRIC_INTERPRETATION, "MONOCHROME2"),
+        st(tags::NUMBER_OF_FRAMES, VR::IS, &n_frames.to_string()),
+        DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(rows)),
+        DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(columns)),
+        DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(bits)),
+        DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(bits)),
+        DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(bits - 1)),
+        DataElement::new(
+            tags::PIXEL_REPRESENTATION,
+            VR::US,
+            PrimitiveValue::from(0u16),
+        ),
+        cs(tags::LOSSY_IMAGE_COMPRESSION, "00"),
+        seq(
+            tags::SEGMENT_SEQUENCE,
+            w.segments.iter().map(segment_item).collect(),
+        ),
+        cs(
+            tags::SEGMENTS_OVERLAP,
+            if segments_overlap(w.volumes) {
+                "YES"
+            } else {
+                "NO"
+            },
+        ),
+        cs(tags::CONTENT_LABEL, &w.content_label),
+        st(tags::CONTENT_DESCRIPTION, VR::LO, ""),
+        st(tags::CONTENT_CREATOR_NAME, VR::PN, &w.content_creator),
+        cs(tags::PRESENTATION_LUT_SHAPE, "IDENTITY"),
+    ];
+    match w.segmentation_type {
+        SegmentationType::Binary => el.push(cs(tags::SEGMENTATION_TYPE, "BINARY")),
+        SegmentationType::Fractional {
+            max_value,
+            probability,
+        } => {
+            el.push(cs(tags::SEGMENTATION_TYPE, "FRACTIONAL"));
+            el.push(cs(
+                tags::SEGMENTATION_FRACTIONAL_TYPE,
+                if probability {
+                    "PROBABILITY"
+                } else {
+                    "OCCUPANCY"
+                },
+            ));
+            el.push(DataElement::new(
+                tags::MAXIMUM_FRACTIONAL_VALUE,
+                VR::US,
+                PrimitiveValue::from(u16::from(max_value)),
+            ));
+        }
+    }
+
+    // Multi-frame Dimension module.
+    let dim_uid = derived_uid(&w.sop_instance_uid, "dimension-organization");
+    el.push(seq(
+        tags::DIMENSION_ORGANIZATION_SEQUENCE,
+        vec![item(vec![st(
+            tags::DIMENSION_ORGANIZATION_UID,
+            VR::UI,
+            &dim_uid,
+        )])],
+    ));
+    el.push(cs(tags::DIMENSION_ORGANIZATION_TYPE, "3D"));
+    el.push(seq(
+        tags::DIMENSION_INDEX_SEQUENCE,
+        vec![
+            dimension_index(
+                &dim_uid,
+                tags::REFERENCED_SEGMENT_NUMBER,
+                tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+                "Referenced Segment Number",
+            ),
+            dimension_index(
+                &dim_uid,
+                tags::IMAGE_POSITION_PATIENT,
+                tags::PLANE_POSITION_SEQUENCE,
+                "Image Position Patient",
+            ),
+        ],
+    ));
+
+    // Functional groups.
+    el.push(seq(
+        tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
+        vec![item(vec![
+            seq(tags::PIXEL_MEASURES_SEQUENCE, vec![item(pixel_measures)]),
+            seq(
+                tags::PLANE_ORIENTATION_SEQUENCE,
+                vec![item(vec![st(
+                    tags::IMAGE_ORIENTATION_PATIENT,
+                    VR::DS,
+                    &ds_multi(&src.orientation),
+                )])],
+            ),
+        ])],
+    ));
+    let mut per_frame = Vec::with_capacity(frames.len());
+    for f in &frames {
+        let slice = src.slices.get(f.z).ok_or(SegError::Invalid("slices"))?;
+        per_frame.push(frame_item(f, slice)?);
+    }
+    el.push(seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame));
+    if let Some(method) = &src.deidentification_method {
+        el.push(st(tags::PATIENT_IDENTITY_REMOVED, VR::CS, "YES"));
+        el.push(st(tags::DEIDENTIFICATION_METHOD, VR::LO, method));
+    }
+    el.push(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        PrimitiveValue::from(pixel_data),
+    ));
+    Ok(InMemDicomObject::from_element_iter(el))
+}
+
+/// Whether any voxel is non-zero in two or more volumes.
+fn segments_overlap(volumes: &[(u16, &[u8])]) -> bool {
+    let Some(((_, first), rest)) = volumes.split_first() else {
+        return false;
+    };
+    let mut seen: Vec<bool> = first.iter().map(|&v| v != 0).collect();
+    for (_, vol) in rest {
+        for (s, &v) in seen.iter_mut().zip(vol.iter()) {
+            if v != 0 {
+                if *s {
+                    return true;
+                }
+                *s = true;
+            }
+        }
+    }
+    false
+}
+
+/// Mean gap between consecutive depths, if there are at least two and every gap equals the
+/// mean within max(1e-3·mean, 0.01 mm).
+fn slice_spacing(depths: &[f64]) -> Option<f64> {
+    let gaps: Vec<f64> = depths
+        .windows(2)
+        .filter_map(|w| match w {
+            [a, b] => Some(b - a),
+            _ => None,
+        })
+        .collect();
+    if gaps.is_empty() {
+        return None;
+    }
+    let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    let tol = (1e-3 * mean).max(0.01);
+    gaps.iter().all(|g| (g - mean).abs() <= tol).then_some(mean)
+}
+
+fn segment_item(s: &SegmentInfo) -> Obj {
+    let mut el = vec![
+        seq(
+            tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE,
+            vec![code_item(&s.category)],
+        ),
+        DataElement::new(tags::SEGMENT_NUMBER, VR::US, PrimitiveValue::from(s.number)),
+        st(tags::SEGMENT_LABEL, VR::LO, &s.label),
+        cs(tags::SEGMENT_ALGORITHM_TYPE, s.algorithm_type.as_str()),
+        seq(
+            tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE,
+            vec![code_item(&s.property_type)],
+        ),
+    ];
+    if let Some(name) = &s.algorithm_name {
+        el.push(st(tags::SEGMENT_ALGORITHM_NAME, VR::LO, name));
+    }
+    item(el)
+}
+
+fn frame_item(f: &OutFrame<'_>, slice: &SourceSlice) -> Result<Obj, SegError> {
+    let z = u32::try_from(f.z + 1).map_err(|_| SegError::Invalid("slices"))?;
+    Ok(item(vec![
+        seq(
+            tags::DERIVATION_IMAGE_SEQUENCE,
+            vec![item(vec![
+                seq(
+                    tags::SOURCE_IMAGE_SEQUENCE,
+                    vec![item(vec![
+                        st(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &slice.sop_class_uid),
+                        st(
+                            tags::REFERENCED_SOP_INSTANCE_UID,
+                            VR::UI,
+                            &slice.sop_instance_uid,
+                        ),
+                        cs(tags::SPATIAL_LOCATIONS_PRESERVED, "YES"),
+                        seq(
+                            tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+                            vec![code_item(&CodedConcept::new(
+                                "121322",
+                                "DCM",
+                                "Source image for image processing operation",
+                            ))],
+                        ),
+                    ])],
+                ),
+                seq(
+                    tags::DERIVATION_CODE_SEQUENCE,
+                    vec![code_item(&CodedConcept::new(
+                        "113076",
+                        "DCM",
+                        "Segmentation",
+                    ))],
+                ),
+            ])],
+        ),
+        seq(
+            tags::FRAME_CONTENT_SEQUENCE,
+            vec![item(vec![DataElement::new(
+                tags::DIMENSION_INDEX_VALUES,
+                VR::UL,
+                PrimitiveValue::U32(vec![u32::from(f.segment), z].into()),
+            )])],
+        ),
+        seq(
+            tags::PLANE_POSITION_SEQUENCE,
+            vec![item(vec![st(
+                tags::IMAGE_POSITION_PATIENT,
+                VR::DS,
+                &ds_multi(&slice.position),
+            )])],
+        ),
+        seq(
+            tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+            vec![item(vec![DataElement::new(
+                tags::REFERENCED_SEGMENT_NUMBER,
+                VR::US,
+                PrimitiveValue::from(f.segment),
+            )])],
+        ),
+    ]))
+}
+
+fn dimension_index(org_uid: &str, pointer: Tag, group: Tag, label: &str) -> Obj {
+    item(vec![
+        st(tags::DIMENSION_ORGANIZATION_UID, VR::UI, org_uid),
+        DataElement::new(
+            tags::DIMENSION_INDEX_POINTER,
+            VR::AT,
+            PrimitiveValue::Tags(vec![pointer].into()),
+        ),
+        DataElement::new(
+            tags::FUNCTIONAL_GROUP_POINTER,
+            VR::AT,
+            PrimitiveValue::Tags(vec![group].into()),
+        ),
+        st(tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label),
+    ])
+}
+
+fn code_item(c: &CodedConcept) -> Obj {
+    item(vec![
+        st(tags::CODE_VALUE, VR::SH, &c.value),
+        st(tags::CODING_SCHEME_DESIGNATOR, VR::SH, &c.scheme),
+        st(tags::CODE_MEANING, VR::LO, &c.meaning),
+    ])
+}
+
+fn st(tag: Tag, vr: VR, v: &str) -> InMemElement {
+    DataElement::new(tag, vr, PrimitiveValue::from(v))
+}
+
+pub(super) fn cs(tag: Tag, v: &str) -> InMemElement {
+    st(tag, VR::CS, v)
+}
+
+fn multi_cs(tag: Tag, vs: &[&str]) -> InMemElement {
+    let strs: Vec<String> = vs.iter().map(|s| (*s).to_owned()).collect();
+    DataElement::new(tag, VR::CS, PrimitiveValue::Strs(strs.into()))
+}
+
+pub(super) fn seq(tag: Tag, items: Vec<Obj>) -> InMemElement {
+    DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
+}
+
+fn item(elements: Vec<InMemElement>) -> Obj {
+    InMemDicomObject::from_element_iter(elements)
+}
+
+/// A `2.25.` UID derived from `base` and `purpose` (deterministic, 128 bits).
+fn derived_uid(base: &str, purpose: &str) -> String {
+    let half = |salt: u8| {
+        let mut h = DefaultHasher::new();
+        (salt, base, purpose).hash(&mut h);
+        h.finish()
+    };
+    let v = (u128::from(half(1)) << 64) | u128::from(half(2));
+    format!("2.25.{}", v.max(1))
+}
+
+/// Writes `bytes` to a new temporary file next to `path`, syncs it and renames it over `path`.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SegError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .ok_or(SegError::Io(std::io::ErrorKind::InvalidInput))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut f: File = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(SegError::Io(e.kind()));
+    }
+    Ok(())
+}

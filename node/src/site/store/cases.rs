@@ -1,0 +1,287 @@
+//! Store jobs that resolve a case as users name it (a series or study, by pseudonymous or
+//! original UID) and return what annotation import and export need about its series: the voxel
+//! grid and the sorted slices with their original and pseudonymous identifiers.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Store, StoreError};
+
+/// A resolved case: always a study, and a series when the name was a series UID.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaseRef {
+    pub study_id: i64,
+    pub study: String,
+    pub series_id: Option<i64>,
+    pub series: Option<String>,
+}
+
+/// One slice of a series, in sorted order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceInfo {
+    pub sop_class_uid: String,
+    pub original_uid: String,
+    pub pseudo_uid: String,
+    pub position: [f64; 3],
+}
+
+/// The grid and identity of a series, for import checks and export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesGrid {
+    pub series_id: i64,
+    pub study_id: i64,
+    pub pseudo_uid: String,
+    pub original_uid: String,
+    pub study_pseudo_uid: String,
+    pub study_original_uid: String,
+    pub for_original_uid: Option<String>,
+    pub for_pseudo_uid: Option<String>,
+    pub patient_original_id: String,
+    pub patient_original_name: String,
+    pub patient_pseudonym: String,
+    pub study_original_date: Option<String>,
+    pub study_pseudo_date: Option<String>,
+    pub modality: String,
+    pub rows: u32,
+    pub columns: u32,
+    pub slices: u32,
+    pub pixel_spacing: [f64; 2],
+    pub slice_spacing: Option<f64>,
+    pub orientation: [f64; 6],
+    pub origin: [f64; 3],
+    /// Sorted along the slice normal; empty for a single multi-frame instance.
+    pub slice_list: Vec<SliceInfo>,
+}
+
+impl SeriesGrid {
+    /// (x = columns, y = rows, z = slices).
+    pub fn dims(&self) -> [u32; 3] {
+        [self.columns, self.rows, self.slices]
+    }
+
+    /// Voxel spacing along (x, y, z), mm.
+    pub fn spacing(&self) -> [f64; 3] {
+        [
+            self.pixel_spacing[1],
+            self.pixel_spacing[0],
+            self.slice_spacing.unwrap_or(1.0),
+        ]
+    }
+
+    pub fn geometry(&self) -> crate::site::dicom::geometry::SeriesGeometry {
+        crate::site::dicom::geometry::SeriesGeometry {
+            rows: self.rows,
+            columns: self.columns,
+            slices: self.slices,
+            pixel_spacing: self.pixel_spacing,
+            slice_spacing: self.slice_spacing,
+            uniform_spacing: true,
+            orientation: self.orientation,
+            origin: self.origin,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error("no series or study is indexed under {0:?}; `fedanno cases` lists them")]
+    Unknown(String),
+    #[error("series {0} has no voxel grid ({1})")]
+    NoGrid(String, String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub(super) fn resolve(conn: &Connection, name: &str) -> Result<Option<CaseRef>, StoreError> {
+    let series = conn
+        .prepare_cached(
+            "SELECT st.id, st.pseudo_uid, s.id, s.pseudo_uid FROM series s JOIN studies st ON st.id = s.study
+             WHERE s.pseudo_uid = ?1 OR s.original_uid = ?1",
+        )?
+        .query_row([name], |r| Ok(CaseRef { study_id: r.get(0)?, study: r.get(1)?, series_id: Some(r.get(2)?), series: Some(r.get(3)?) }))
+        .optional()?;
+    if series.is_some() {
+        return Ok(series);
+    }
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, pseudo_uid FROM studies WHERE pseudo_uid = ?1 OR original_uid = ?1",
+        )?
+        .query_row([name], |r| {
+            Ok(CaseRef {
+                study_id: r.get(0)?,
+                study: r.get(1)?,
+                series_id: None,
+                series: None,
+            })
+        })
+        .optional()?)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: Option<String>) -> Option<T> {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+pub(super) fn grid(
+    conn: &Connection,
+    series_id: i64,
+) -> Result<Result<SeriesGrid, CaseError>, StoreError> {
+    type Row = (
+        (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+        ),
+        (
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+        ),
+        (
+            Option<u32>,
+            Option<u32>,
+            Option<u32>,
+            Option<f64>,
+            Option<f64>,
+            Option<f64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ),
+    );
+    let row: Row = conn.query_row(
+        "SELECT st.id, s.pseudo_uid, s.original_uid, st.pseudo_uid, st.original_uid, s.original_for_uid, s.pseudo_for_uid,
+                p.original_id, p.original_name, p.pseudonym, st.original_date, st.pseudo_date, s.modality,
+                s.rows, s.columns, s.slices, s.pixel_spacing_row, s.pixel_spacing_col, s.slice_spacing,
+                s.orientation, s.origin, s.geometry_error
+         FROM series s JOIN studies st ON st.id = s.study JOIN patients p ON p.id = st.patient WHERE s.id = ?1",
+        [series_id],
+        |r| {
+            Ok((
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?),
+                (r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?),
+                (r.get(13)?, r.get(14)?, r.get(15)?, r.get(16)?, r.get(17)?, r.get(18)?, r.get(19)?, r.get(20)?, r.get(21)?),
+            ))
+        },
+    )?;
+    let (
+        (
+            study_id,
+            pseudo_uid,
+            original_uid,
+            study_pseudo_uid,
+            study_original_uid,
+            for_original_uid,
+            for_pseudo_uid,
+        ),
+        ids,
+        g,
+    ) = row;
+    let (
+        patient_original_id,
+        patient_original_name,
+        patient_pseudonym,
+        study_original_date,
+        study_pseudo_date,
+        modality,
+    ) = ids;
+    let (rows, columns, slices, psr, psc, slice_spacing, orientation, origin, error) = g;
+    let orientation: Option<[f64; 6]> = from_json(orientation);
+    let origin: Option<[f64; 3]> = from_json(origin);
+    let (
+        Some(rows),
+        Some(columns),
+        Some(slices),
+        Some(psr),
+        Some(psc),
+        Some(orientation),
+        Some(origin),
+    ) = (rows, columns, slices, psr, psc, orientation, origin)
+    else {
+        let why = error.unwrap_or_else(|| "not an image series".into());
+        return Ok(Err(CaseError::NoGrid(pseudo_uid, why)));
+    };
+    let mut st = conn.prepare_cached(
+        "SELECT sop_class_uid, original_uid, pseudo_uid, position FROM instances
+         WHERE series = ?1 AND slice_index IS NOT NULL ORDER BY slice_index",
+    )?;
+    let slice_list = st
+        .query_map(params![series_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?
+        .filter_map(|r| match r {
+            Ok((sop_class_uid, original_uid, pseudo_uid, pos)) => {
+                from_json::<[f64; 3]>(pos).map(|position| {
+                    Ok(SliceInfo {
+                        sop_class_uid,
+                        original_uid,
+                        pseudo_uid,
+                        position,
+                    })
+                })
+            }
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Ok(SeriesGrid {
+        series_id,
+        study_id,
+        pseudo_uid,
+        original_uid,
+        study_pseudo_uid,
+        study_original_uid,
+        for_original_uid,
+        for_pseudo_uid,
+        patient_original_id,
+        patient_original_name,
+        patient_pseudonym,
+        study_original_date,
+        study_pseudo_date,
+        modality,
+        rows,
+        columns,
+        slices,
+        pixel_spacing: [psr, psc],
+        slice_spacing,
+        orientation,
+        origin,
+        slice_list,
+    }))
+}
+
+impl Store {
+    /// Resolves a series or study named by pseudonymous or original UID.
+    pub async fn resolve_case(&self, name: &str) -> Result<CaseRef, CaseError> {
+        let n = name.trim().to_string();
+        match self.call(move |c| resolve(c, &n)).await? {
+            Some(r) => Ok(r),
+            None => Err(CaseError::Unknown(name.to_string())),
+        }
+    }
+
+    /// The grid of a series (by database id).
+    pub async fn series_grid(&self, series_id: i64) -> Result<SeriesGrid, CaseError> {
+        self.call(move |c| grid(c, series_id)).await?
+    }
+
+    /// The grid of the series a SEG references, by original or pseudonymous series UID.
+    pub async fn series_grid_by_uid(&self, uid: &str) -> Result<SeriesGrid, CaseError> {
+        let case = self.resolve_case(uid).await?;
+        match case.series_id {
+            Some(id) => self.series_grid(id).await,
+            None => Err(CaseError::Unknown(uid.to_string())),
+        }
+    }
+}

@@ -246,7 +246,7 @@ fn edited_body_with_recomputed_leaf_hash_is_named() {
     // A careful forger re-encodes a different event for seq 7 and fixes the leaf hash.
     let body = forged_body(7);
     c.execute(
-        "UPDATE audit_entries SET body = ?1, leaf_hash = ?2, kind = 'membership', peer = NULL, study = NULL, timestamp = 1700000000 WHERE seq = 7",
+        "UPDATE audit_entries SET body = ?1, leaf_hash = ?2, kind = 'membership', peer = NULL, reader_study = NULL, timestamp = 1700000000 WHERE seq = 7",
         params![body, &merkle::leaf_hash(&body)[..]],
     )
     .unwrap();
@@ -291,7 +291,7 @@ fn forged_row_at_the_end_is_named() {
     // Signed with a key that is not the site's.
     let sig = other_key().sign(&head_message(seq + 1, &root));
     c.execute(
-        "INSERT INTO audit_entries (seq, timestamp, kind, peer, study, body, leaf_hash, root_after, signature)
+        "INSERT INTO audit_entries (seq, timestamp, kind, peer, reader_study, body, leaf_hash, root_after, signature)
          VALUES (?1, 1700000000, 'membership', NULL, NULL, ?2, ?3, ?4, ?5)",
         params![seq as i64, body, &leaf[..], &root[..], sig.as_ref()],
     )
@@ -316,7 +316,7 @@ fn forged_row_inserted_in_the_middle_is_named() {
     let root = merkle::root(&[&leaves[..10], &[leaf][..]].concat());
     let sig = other_key().sign(&head_message(11, &root));
     c.execute(
-        "INSERT INTO audit_entries (seq, timestamp, kind, peer, study, body, leaf_hash, root_after, signature)
+        "INSERT INTO audit_entries (seq, timestamp, kind, peer, reader_study, body, leaf_hash, root_after, signature)
          VALUES (10, 1700000000, 'membership', NULL, NULL, ?1, ?2, ?3, ?4)",
         params![body, &leaf[..], &root[..], sig.as_ref()],
     )

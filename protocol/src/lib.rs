@@ -25,8 +25,8 @@ pub mod envelope;
 pub mod ids;
 pub mod limits;
 pub mod merkle;
+pub mod reader_study;
 pub mod secagg;
-pub mod study;
 pub mod wire;
 
 #[cfg(test)]

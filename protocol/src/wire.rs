@@ -59,7 +59,7 @@ pub enum Request {
         body: String,
     },
     /// Study coordination and secure-aggregation rounds.
-    Study(Box<crate::study::StudyRequest>),
+    ReaderStudy(Box<crate::reader_study::ReaderStudyRequest>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,7 +82,7 @@ pub enum Response {
         receipt: Receipt,
     },
     /// A study exchange's answer (round key, masked vector, statement).
-    Study(crate::study::StudyResponse),
+    ReaderStudy(crate::reader_study::ReaderStudyResponse),
 }
 
 /// Published on a gossip topic.

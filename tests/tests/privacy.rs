@@ -153,12 +153,16 @@ async fn no_canary_leaves_a_site_or_reaches_a_log() {
         demo::classification_manifest(&ids),
     ];
     for text in &manifests {
-        let (id, _) = nodes[0].handle.study_launch(text).await.unwrap();
+        let (id, _) = nodes[0].handle.reader_study_launch(text).await.unwrap();
         for n in &nodes {
-            assert!(n.handle.study_join(&id).await.unwrap().joined);
-            n.handle.study_assign(&id).await.unwrap();
+            assert!(n.handle.reader_study_join(&id).await.unwrap().joined);
+            n.handle.reader_study_assign(&id).await.unwrap();
         }
-        nodes[0].handle.study_run_and_report(&id).await.unwrap();
+        nodes[0]
+            .handle
+            .reader_study_run_and_report(&id)
+            .await
+            .unwrap();
     }
     for n in nodes {
         n.stop().await;

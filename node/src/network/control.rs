@@ -36,16 +36,16 @@ pub enum ControlRequest {
         to: String,
     },
     Stop,
-    StudyLaunch {
+    ReaderStudyLaunch {
         manifest: String,
     },
-    StudyJoin {
+    ReaderStudyJoin {
         study: String,
     },
-    StudyAssign {
+    ReaderStudyAssign {
         study: String,
     },
-    StudyRun {
+    ReaderStudyRun {
         study: String,
     },
 }
@@ -83,16 +83,18 @@ async fn answer(
             let _ = stop.send(true);
             serde_json::json!({"stopping": true})
         }
-        ControlRequest::StudyLaunch { manifest } => {
-            let (study, deliveries) = h.study_launch(&manifest).await?;
+        ControlRequest::ReaderStudyLaunch { manifest } => {
+            let (study, deliveries) = h.reader_study_launch(&manifest).await?;
             serde_json::json!({"study": study, "participants": deliveries})
         }
-        ControlRequest::StudyJoin { study } => serde_json::to_value(h.study_join(&study).await?)?,
-        ControlRequest::StudyAssign { study } => {
-            serde_json::to_value(h.study_assign(&study).await?)?
+        ControlRequest::ReaderStudyJoin { study } => {
+            serde_json::to_value(h.reader_study_join(&study).await?)?
         }
-        ControlRequest::StudyRun { study } => {
-            let (_, report) = h.study_run_and_report(&study).await?;
+        ControlRequest::ReaderStudyAssign { study } => {
+            serde_json::to_value(h.reader_study_assign(&study).await?)?
+        }
+        ControlRequest::ReaderStudyRun { study } => {
+            let (_, report) = h.reader_study_run_and_report(&study).await?;
             crate::reader_studies::report::to_json(&report)
         }
     })
@@ -200,7 +202,7 @@ pub async fn call(site_dir: &Path, req: &ControlRequest) -> Result<serde_json::V
     let mut reply = String::new();
     // A study run answers when the study is done.
     let limit = match req {
-        ControlRequest::StudyRun { .. } => Duration::from_secs(6 * 3600),
+        ControlRequest::ReaderStudyRun { .. } => Duration::from_secs(6 * 3600),
         _ => Duration::from_secs(120),
     };
     tokio::time::timeout(

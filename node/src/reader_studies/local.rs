@@ -4,14 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fedanno_protocol::study::ReadCount;
+use fedanno_protocol::reader_study::ReadCount;
 use thiserror::Error;
 
 use super::jobs::{ConsensusOutcome, LocalData, SegCase, SegConsensus, consensus_map, ds_labels};
 use super::manifest::{Manifest, TaskKind};
 use crate::annotations::codec;
 use crate::annotations::model::{Content, Label, Segment, Segmentation};
-use crate::site::store::{AnnotationFilter, NewVersion, Store, StoreError, StudyCaseRow};
+use crate::site::store::{AnnotationFilter, NewVersion, ReaderStudyCaseRow, Store, StoreError};
 use fedanno_stats::ratings::Ratings;
 
 /// The reader whose annotations hold a study's consensus.
@@ -119,15 +119,15 @@ pub async fn assign(store: &Store, m: &Manifest, me: &str) -> Result<Assignment,
             e.1 += 1;
         }
     }
-    let rows: Vec<StudyCaseRow> = chosen
+    let rows: Vec<ReaderStudyCaseRow> = chosen
         .iter()
-        .map(|(uid, (study_id, series_id, _))| StudyCaseRow {
+        .map(|(uid, (study_id, series_id, _))| ReaderStudyCaseRow {
             case_uid: uid.clone(),
-            study_id: *study_id,
+            dicom_study_id: *study_id,
             series_id: *series_id,
         })
         .collect();
-    store.assign_study_cases(&m.study.id, rows).await?;
+    store.assign_reader_study_cases(&m.study.id, rows).await?;
     let used: BTreeSet<String> = chosen.iter().flat_map(|c| c.1.2.iter().cloned()).collect();
     Ok(Assignment {
         cases: chosen.len() as u64,
@@ -163,7 +163,7 @@ pub async fn load(store: &Store, m: &Manifest, me: &str) -> Result<LocalData, Lo
         .map(|(i, r)| (r.as_str(), i))
         .collect();
     let here: BTreeSet<String> = m.readers_at(me).into_iter().collect();
-    let cases = store.study_cases(&m.study.id).await?;
+    let cases = store.reader_study_cases(&m.study.id).await?;
     match m.task.kind {
         TaskKind::Segmentation => {
             let n_labels = m.task.labels.len() + 1;
@@ -249,7 +249,7 @@ pub async fn load(store: &Store, m: &Manifest, me: &str) -> Result<LocalData, Lo
                 let versions = store
                     .versions(
                         AnnotationFilter {
-                            study_id: Some(c.study_id),
+                            study_id: Some(c.dicom_study_id),
                             series_id: c.series_id,
                             kind: Some("label".into()),
                             purpose: Some("read".into()),
@@ -316,14 +316,14 @@ pub async fn store_consensus(
                 .map_err(|e| LocalError::Other(e.to_string()))?
         }
     };
-    let cases = store.study_cases(&m.study.id).await?;
+    let cases = store.reader_study_cases(&m.study.id).await?;
     let mut versions = Vec::new();
     let reason = format!(
         "consensus of study {} ({})",
         m.study.id,
         m.consensus.method.as_str()
     );
-    let mut push = |content: Content, c: &StudyCaseRow| {
+    let mut push = |content: Content, c: &ReaderStudyCaseRow| {
         let encoded = codec::encode(&content);
         let scheme = match &content {
             Content::Label(l) => l.scheme.clone(),
@@ -333,7 +333,7 @@ pub async fn store_consensus(
             reader: reader.db_id,
             kind: content.kind().as_str(),
             series: c.series_id,
-            study: c.study_id,
+            study: c.dicom_study_id,
             scheme,
             purpose: "read",
             author: format!("study {}", m.study.id),
@@ -407,12 +407,12 @@ pub async fn store_consensus(
 fn save_seg(
     cons: &SegConsensus,
     seg: &[SegCase],
-    cases: &[StudyCaseRow],
+    cases: &[ReaderStudyCaseRow],
     n_labels: usize,
     m: &Manifest,
-    push: &mut impl FnMut(Content, &StudyCaseRow),
+    push: &mut impl FnMut(Content, &ReaderStudyCaseRow),
 ) -> Result<(), LocalError> {
-    let rows: BTreeMap<&str, &StudyCaseRow> =
+    let rows: BTreeMap<&str, &ReaderStudyCaseRow> =
         cases.iter().map(|c| (c.case_uid.as_str(), c)).collect();
     for case in seg {
         let Some(row) = rows.get(case.id.as_str()).copied() else {

@@ -36,7 +36,7 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> ManifestError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    pub study: StudySection,
+    pub study: ReaderStudySection,
     pub task: Task,
     #[serde(default)]
     pub cases: CaseFilter,
@@ -52,7 +52,7 @@ pub struct Manifest {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StudySection {
+pub struct ReaderStudySection {
     /// Lower-case letters, digits and '-', at most 64 characters.
     pub id: String,
     pub title: String,

@@ -1,4 +1,4 @@
-//! Turns a finished study run into the [`StudyReport`] a coordinator publishes: only released
+//! Turns a finished study run into the [`ReaderStudyReport`] a coordinator publishes: only released
 //! aggregates (consensus parameters, per-reader figures, agreement), the protocol facts
 //! (rounds, restarts, bytes per site) and the audit checkpoints that cover the study.
 
@@ -8,7 +8,7 @@ use super::jobs::{ConsensusOutcome, DICE_BINS, HD_EDGES, QualityOutcome};
 use super::manifest::{Manifest, TaskKind};
 use crate::reader_studies::report::{
     Agreement, AuditRef, CohenPair, ConsensusSummary, Histogram, PrivacySummary, ReaderPerformance,
-    SiteSummary, StudyReport,
+    ReaderStudyReport, SiteSummary,
 };
 use fedanno_stats::fixed;
 
@@ -49,7 +49,7 @@ pub fn build(
     consensus: &ConsensusOutcome,
     quality: Option<&QualityOutcome>,
     facts: &RunFacts,
-) -> StudyReport {
+) -> ReaderStudyReport {
     let readers = m.reader_list();
     let (protocol, units, parameters) = match consensus {
         ConsensusOutcome::Staple {
@@ -228,7 +228,7 @@ pub fn build(
             facts.dropped.join(", ")
         ));
     }
-    StudyReport {
+    ReaderStudyReport {
         study: m.study.id.clone(),
         title: m.study.title.clone(),
         task: match m.task.kind {

@@ -162,7 +162,7 @@ pub struct DemoOptions {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct DemoStudy {
+pub struct DemoReaderStudy {
     pub study: String,
     pub method: String,
     pub protocol: String,
@@ -179,7 +179,7 @@ pub struct DemoSummary {
     pub kept: bool,
     pub sites: Vec<String>,
     pub site_dirs: Vec<PathBuf>,
-    pub studies: Vec<DemoStudy>,
+    pub studies: Vec<DemoReaderStudy>,
     pub audit_verified: Vec<(String, u64)>,
     pub seconds: f64,
 }
@@ -297,20 +297,20 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
         let Some(coordinator) = nodes.first() else {
             bail!("no demo node started");
         };
-        let (id, deliveries) = coordinator.handle.study_launch(text).await?;
+        let (id, deliveries) = coordinator.handle.reader_study_launch(text).await?;
         if let Some(d) = deliveries.iter().find(|d| !d.delivered) {
             bail!("study {id}: {} was not reached: {:?}", d.site, d.error);
         }
         for n in &nodes {
-            let d = n.handle.study_join(&id).await?;
+            let d = n.handle.reader_study_join(&id).await?;
             if !d.joined {
                 bail!("a demo site declined {id}: {}", d.reasons.join("; "));
             }
         }
         for n in &nodes {
-            n.handle.study_assign(&id).await?;
+            n.handle.reader_study_assign(&id).await?;
         }
-        let (run, report) = coordinator.handle.study_run_and_report(&id).await?;
+        let (run, report) = coordinator.handle.reader_study_run_and_report(&id).await?;
         let dir = reports.join("studies").join(&id);
         std::fs::create_dir_all(&dir)?;
         let json_path = dir.join("report.json");
@@ -323,7 +323,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
             &html_path,
             crate::reader_studies::report::render_html(&report),
         )?;
-        studies.push(DemoStudy {
+        studies.push(DemoReaderStudy {
             study: id,
             method: report.consensus.method.clone(),
             protocol: report.consensus.protocol.clone(),

@@ -98,10 +98,11 @@ pub enum AuditEvent {
     Membership {
         what: String,
     },
-    /// A study step at this site: launched, joined or declined (with reasons), cases assigned,
-    /// a secure sum completed or aborted, a roster refused by the differencing guard, a
-    /// release received.
-    Study {
+    /// A reader-study step at this site: launched, joined or declined (with reasons), cases
+    /// assigned, a secure sum completed or aborted, a roster refused by the differencing
+    /// guard, a release received. Named `study` in JSON and in the `kind` column.
+    #[serde(rename = "study")]
+    ReaderStudy {
         study: String,
         what: String,
     },
@@ -121,7 +122,7 @@ impl AuditEvent {
             AuditEvent::Checkpoint { .. } => "checkpoint",
             AuditEvent::Cosigned { .. } => "cosigned",
             AuditEvent::Membership { .. } => "membership",
-            AuditEvent::Study { .. } => "study",
+            AuditEvent::ReaderStudy { .. } => "study",
         }
     }
 
@@ -139,7 +140,7 @@ impl AuditEvent {
             AuditEvent::Rejected { from, .. } => Some(from.clone()),
             AuditEvent::Checkpoint { .. }
             | AuditEvent::Membership { .. }
-            | AuditEvent::Study { .. } => None,
+            | AuditEvent::ReaderStudy { .. } => None,
         }
     }
 
@@ -147,7 +148,7 @@ impl AuditEvent {
     pub fn study(&self) -> Option<String> {
         match self {
             AuditEvent::Sent { study, .. } | AuditEvent::Received { study, .. } => study.clone(),
-            AuditEvent::Study { study, .. } => Some(study.clone()),
+            AuditEvent::ReaderStudy { study, .. } => Some(study.clone()),
             _ => None,
         }
     }

@@ -215,7 +215,7 @@ fn kind_of(r: &Request) -> &'static str {
         Request::GetCheckpoint => "checkpoint",
         Request::Witness { .. } => "witness",
         Request::Notice { .. } => "notice",
-        Request::Study(_) => "study",
+        Request::ReaderStudy(_) => "study",
     }
 }
 
@@ -335,7 +335,7 @@ async fn request(s: &Shared, member: &MemberInfo, id: u64, env_bytes: &[u8]) {
                 )
                 .await
             }
-            Request::Study(m) => {
+            Request::ReaderStudy(m) => {
                 crate::reader_studies::network::handle(s, member, id, env.message_hash(), *m).await
             }
             Request::Notice { topic, body } => {

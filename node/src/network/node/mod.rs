@@ -365,7 +365,7 @@ impl AppHandle {
     }
 
     /// Signs a study manifest and announces it to its participants (coordinator).
-    pub async fn study_launch(
+    pub async fn reader_study_launch(
         &self,
         manifest: &str,
     ) -> Result<(String, Vec<crate::reader_studies::network::Delivery>), AppError> {
@@ -373,7 +373,7 @@ impl AppHandle {
     }
 
     /// Applies this site's policy to a study's manifest and tells the coordinator.
-    pub async fn study_join(
+    pub async fn reader_study_join(
         &self,
         id: &str,
     ) -> Result<crate::reader_studies::manifest::JoinDecision, AppError> {
@@ -381,7 +381,7 @@ impl AppHandle {
     }
 
     /// Selects this site's cases for a study and reports the counts to the coordinator.
-    pub async fn study_assign(
+    pub async fn reader_study_assign(
         &self,
         id: &str,
     ) -> Result<crate::reader_studies::local::Assignment, AppError> {
@@ -389,21 +389,21 @@ impl AppHandle {
     }
 
     /// Runs a study's consensus and quality releases (coordinator).
-    pub async fn study_run(
+    pub async fn reader_study_run(
         &self,
         id: &str,
-    ) -> Result<crate::reader_studies::network::StudyRun, AppError> {
+    ) -> Result<crate::reader_studies::network::ReaderStudyRun, AppError> {
         crate::reader_studies::network::run(&self.shared, id).await
     }
 
     /// Runs a study and publishes its report (coordinator): what `study run` does.
-    pub async fn study_run_and_report(
+    pub async fn reader_study_run_and_report(
         &self,
         id: &str,
     ) -> Result<
         (
-            crate::reader_studies::network::StudyRun,
-            crate::reader_studies::report::StudyReport,
+            crate::reader_studies::network::ReaderStudyRun,
+            crate::reader_studies::report::ReaderStudyReport,
         ),
         AppError,
     > {

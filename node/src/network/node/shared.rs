@@ -83,7 +83,7 @@ pub struct Shared {
     /// operators wait on instead of polling.
     pub activity: tokio::sync::watch::Sender<u64>,
     /// Study rounds in flight: round secrets, loaded study data, run progress.
-    pub study: crate::reader_studies::network::StudyState,
+    pub study: crate::reader_studies::network::ReaderStudyState,
 }
 
 /// Unix seconds.
@@ -121,7 +121,7 @@ impl Shared {
             listening,
             peer_checkpoints: Mutex::new(HashMap::new()),
             activity: tokio::sync::watch::channel(0).0,
-            study: crate::reader_studies::network::StudyState::default(),
+            study: crate::reader_studies::network::ReaderStudyState::default(),
         }
     }
 

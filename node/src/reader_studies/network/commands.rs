@@ -27,7 +27,7 @@ pub async fn launch(s: &Shared, text: &str) -> Result<(String, Vec<Delivery>), A
     let signed = SignedManifest::sign(&m.study.id, text, s.site.clone(), &s.signing);
     let new = s
         .store
-        .put_study(StudyRow {
+        .put_reader_study(ReaderStudyRow {
             study: m.study.id.clone(),
             manifest: text.to_string(),
             coordinator: s.site.to_string(),
@@ -64,7 +64,7 @@ pub async fn launch(s: &Shared, text: &str) -> Result<(String, Vec<Delivery>), A
             &to,
             "study-announcement",
             &rel,
-            &Request::Study(Box::new(StudyRequest::Announce {
+            &Request::ReaderStudy(Box::new(ReaderStudyRequest::Announce {
                 manifest: signed.clone(),
             })),
             Some(Duration::from_secs(30)),
@@ -78,14 +78,14 @@ pub async fn launch(s: &Shared, text: &str) -> Result<(String, Vec<Delivery>), A
         };
         let known = s
             .store
-            .study_sites(&m.study.id)
+            .reader_study_sites(&m.study.id)
             .await
             .map_err(store_err)?
             .into_iter()
             .any(|x| x.site == *site && x.status != "announced" && x.status != "unreachable");
         if !known {
             s.store
-                .set_study_site(
+                .set_reader_study_site(
                     &m.study.id,
                     site,
                     if delivered {
@@ -109,7 +109,7 @@ pub async fn launch(s: &Shared, text: &str) -> Result<(String, Vec<Delivery>), A
 }
 
 pub async fn join(s: &Shared, study: &str) -> Result<JoinDecision, AppError> {
-    let row = study_row(s, study).await?;
+    let row = reader_study_row(s, study).await?;
     let m = manifest_of(&row)?;
     let coordinator_roles = if row.coordinator == s.site.as_str() {
         s.body
@@ -129,7 +129,7 @@ pub async fn join(s: &Shared, study: &str) -> Result<JoinDecision, AppError> {
     note(s, study, format!("{status}: {}", d.reasons.join("; "))).await?;
     if row.role == "coordinator" {
         s.store
-            .set_study_site(
+            .set_reader_study_site(
                 study,
                 s.site.as_str(),
                 status,
@@ -140,7 +140,7 @@ pub async fn join(s: &Shared, study: &str) -> Result<JoinDecision, AppError> {
             .map_err(store_err)?;
     } else {
         s.store
-            .set_study_state(study, status, Some(d.reasons.clone()))
+            .set_reader_study_state(study, status, Some(d.reasons.clone()))
             .await
             .map_err(store_err)?;
         let to =
@@ -158,7 +158,7 @@ pub async fn join(s: &Shared, study: &str) -> Result<JoinDecision, AppError> {
             &to,
             "study-decision",
             &rel,
-            &Request::Study(Box::new(StudyRequest::Decision {
+            &Request::ReaderStudy(Box::new(ReaderStudyRequest::Decision {
                 study: study.to_string(),
                 manifest_hash: hash,
                 joined: d.joined,
@@ -172,7 +172,7 @@ pub async fn join(s: &Shared, study: &str) -> Result<JoinDecision, AppError> {
 }
 
 pub async fn assign(s: &Shared, study: &str) -> Result<local::Assignment, AppError> {
-    let row = study_row(s, study).await?;
+    let row = reader_study_row(s, study).await?;
     if !participating(s, &row).await? {
         return Err(AppError::Study(format!(
             "this site has not joined study {study}; run `fedanno study join {study}` first"
@@ -198,7 +198,7 @@ pub async fn assign(s: &Shared, study: &str) -> Result<local::Assignment, AppErr
     let reads: Vec<ReadCount> = a.reads.clone();
     if row.role == "coordinator" {
         s.store
-            .set_study_site(
+            .set_reader_study_site(
                 study,
                 s.site.as_str(),
                 "assigned",
@@ -209,7 +209,7 @@ pub async fn assign(s: &Shared, study: &str) -> Result<local::Assignment, AppErr
             .map_err(store_err)?;
     } else {
         s.store
-            .set_study_state(study, "assigned", None)
+            .set_reader_study_state(study, "assigned", None)
             .await
             .map_err(store_err)?;
         let to =
@@ -224,7 +224,7 @@ pub async fn assign(s: &Shared, study: &str) -> Result<local::Assignment, AppErr
             &to,
             "annotation-metadata",
             &rel,
-            &Request::Study(Box::new(StudyRequest::Progress {
+            &Request::ReaderStudy(Box::new(ReaderStudyRequest::Progress {
                 study: study.to_string(),
                 cases: a.cases,
                 reads,
@@ -239,7 +239,7 @@ pub async fn assign(s: &Shared, study: &str) -> Result<local::Assignment, AppErr
 
 /// What a finished study run released.
 #[derive(Debug, Clone)]
-pub struct StudyRun {
+pub struct ReaderStudyRun {
     pub manifest: Manifest,
     pub consensus: ConsensusOutcome,
     pub quality: Option<QualityOutcome>,
@@ -271,7 +271,7 @@ pub(super) async fn release(
             site,
             "result",
             &rel,
-            &Request::Study(Box::new(StudyRequest::Release {
+            &Request::ReaderStudy(Box::new(ReaderStudyRequest::Release {
                 study: m.study.id.clone(),
                 what: what.to_string(),
                 body: body.clone(),
@@ -292,8 +292,8 @@ pub(super) async fn release(
 }
 
 /// Runs a study end to end at its coordinator: consensus, release, quality.
-pub async fn run(s: &Shared, study: &str) -> Result<StudyRun, AppError> {
-    let row = study_row(s, study).await?;
+pub async fn run(s: &Shared, study: &str) -> Result<ReaderStudyRun, AppError> {
+    let row = reader_study_row(s, study).await?;
     if row.role != "coordinator" {
         return Err(AppError::Study(format!(
             "this site does not coordinate study {study}"
@@ -302,7 +302,7 @@ pub async fn run(s: &Shared, study: &str) -> Result<StudyRun, AppError> {
     let m = manifest_of(&row)?;
     let sites: Vec<SiteId> = s
         .store
-        .study_sites(study)
+        .reader_study_sites(study)
         .await
         .map_err(store_err)?
         .into_iter()
@@ -331,7 +331,7 @@ pub async fn run(s: &Shared, study: &str) -> Result<StudyRun, AppError> {
         );
     }
     s.store
-        .set_study_state(study, "running", None)
+        .set_reader_study_state(study, "running", None)
         .await
         .map_err(store_err)?;
     note(s, study, format!("run started with {} sites", sites.len())).await?;
@@ -339,12 +339,12 @@ pub async fn run(s: &Shared, study: &str) -> Result<StudyRun, AppError> {
     match &result {
         Ok(_) => s
             .store
-            .set_study_state(study, "completed", Some(Vec::new()))
+            .set_reader_study_state(study, "completed", Some(Vec::new()))
             .await
             .map_err(store_err)?,
         Err(e) => {
             s.store
-                .set_study_state(study, "failed", Some(vec![e.to_string()]))
+                .set_reader_study_state(study, "failed", Some(vec![e.to_string()]))
                 .await
                 .map_err(store_err)?;
             note(s, study, format!("run failed: {e}")).await?;
@@ -358,7 +358,7 @@ pub(super) async fn run_inner(
     s: &Shared,
     m: &Manifest,
     sites: Vec<SiteId>,
-) -> Result<StudyRun, AppError> {
+) -> Result<ReaderStudyRun, AppError> {
     let study = m.study.id.clone();
     let mut agg = SecureAggregator::new(s, m, sites);
     let mut one_round_refused = None;
@@ -405,7 +405,7 @@ pub(super) async fn run_inner(
     }
     for site in &sites {
         s.store
-            .set_study_site(
+            .set_reader_study_site(
                 &study,
                 site.as_str(),
                 "contributed",
@@ -427,7 +427,7 @@ pub(super) async fn run_inner(
     };
     update(s, &study, |p| p.phase = "done".into());
     let progress = s.study.progress(&study).unwrap_or_default();
-    Ok(StudyRun {
+    Ok(ReaderStudyRun {
         manifest: m.clone(),
         consensus,
         quality,
@@ -462,7 +462,10 @@ pub async fn dishonest_round(
     sites: Vec<SiteId>,
     exclude: Vec<SiteId>,
 ) -> (Result<Vec<u128>, EmError>, Result<Vec<u128>, EmError>) {
-    let m = match study_row(s, study).await.and_then(|r| manifest_of(&r)) {
+    let m = match reader_study_row(s, study)
+        .await
+        .and_then(|r| manifest_of(&r))
+    {
         Ok(m) => m,
         Err(e) => {
             return (
@@ -482,8 +485,8 @@ pub async fn dishonest_round(
 /// Builds the study report at the coordinator, stores it and sends it to the sites.
 pub async fn finish(
     s: &Shared,
-    run: &StudyRun,
-) -> Result<crate::reader_studies::report::StudyReport, AppError> {
+    run: &ReaderStudyRun,
+) -> Result<crate::reader_studies::report::ReaderStudyReport, AppError> {
     use crate::reader_studies::summary::{RunFacts, SiteFacts};
     let m = &run.manifest;
     let id = m.study.id.clone();
@@ -515,7 +518,7 @@ pub async fn finish(
             _ => {}
         }
     }
-    let rows = s.store.study_sites(&id).await.map_err(store_err)?;
+    let rows = s.store.reader_study_sites(&id).await.map_err(store_err)?;
     let sites = rows
         .iter()
         .map(|r| {
@@ -573,7 +576,7 @@ pub async fn finish(
         crate::reader_studies::summary::build(m, &run.consensus, run.quality.as_ref(), &facts);
     let json = crate::reader_studies::report::to_json(&report).to_string();
     s.store
-        .put_study_result(&id, "report", json.clone())
+        .put_reader_study_result(&id, "report", json.clone())
         .await
         .map_err(store_err)?;
     note(s, &id, "report stored".into()).await?;

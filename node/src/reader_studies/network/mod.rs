@@ -21,7 +21,7 @@ mod participant;
 mod rounds;
 
 pub use commands::{
-    Delivery, StudyRun, assign, dishonest_round, finish, join, launch, publish_report, run,
+    Delivery, ReaderStudyRun, assign, dishonest_round, finish, join, launch, publish_report, run,
 };
 pub(crate) use participant::handle;
 pub use rounds::SecureAggregator;
@@ -33,11 +33,11 @@ use std::time::Duration;
 
 use fedanno_protocol::crypto;
 use fedanno_protocol::ids::SiteId;
+use fedanno_protocol::reader_study::{
+    self as wire_reader_study, ReadCount, ReaderStudyRequest, ReaderStudyResponse, SignedManifest,
+};
 use fedanno_protocol::secagg::{
     self, AbortCertificate, MaskedInput, Roster, RoundKey, SignedRoster, SubmissionStatement,
-};
-use fedanno_protocol::study::{
-    self as wire_study, ReadCount, SignedManifest, StudyRequest, StudyResponse,
 };
 use fedanno_protocol::wire::{Receipt, RefusalReason, Request, Response};
 use ring::rand::SecureRandom;
@@ -53,7 +53,7 @@ use crate::reader_studies::jobs::{
 };
 use crate::reader_studies::local;
 use crate::reader_studies::manifest::{JoinDecision, Manifest};
-use crate::site::store::{StudyRow, SubmissionRow};
+use crate::site::store::{ReaderStudyRow, SubmissionRow};
 
 /// Round secrets kept at once (one per roster in flight).
 pub(super) const MAX_SECRETS: usize = 256;
@@ -61,7 +61,7 @@ pub(super) const MAX_SECRETS: usize = 256;
 pub(super) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Study state of a running node.
-pub struct StudyState {
+pub struct ReaderStudyState {
     secrets: Mutex<HashMap<[u8; 32], StaticSecret>>,
     data: Mutex<HashMap<String, Arc<LocalData>>>,
     progress: Mutex<HashMap<String, RunProgress>>,
@@ -71,7 +71,7 @@ pub struct StudyState {
     inputs_answered: AtomicU32,
 }
 
-impl Default for StudyState {
+impl Default for ReaderStudyState {
     fn default() -> Self {
         Self {
             secrets: Mutex::default(),
@@ -92,7 +92,7 @@ pub struct RunProgress {
     pub dropped: Vec<String>,
 }
 
-impl StudyState {
+impl ReaderStudyState {
     pub fn progress(&self, study: &str) -> Option<RunProgress> {
         self.progress.lock().ok()?.get(study).cloned()
     }
@@ -120,7 +120,7 @@ pub(super) fn hex8(h: &[u8; 32]) -> String {
 pub(super) async fn note(s: &Shared, study: &str, what: String) -> Result<(), AppError> {
     tracing::info!(study = %study, "{what}");
     s.audit
-        .record(AuditEvent::Study {
+        .record(AuditEvent::ReaderStudy {
             study: study.to_string(),
             what,
         })
@@ -162,15 +162,15 @@ pub(super) fn keep_secret(s: &Shared, hash: [u8; 32], secret: StaticSecret) {
     }
 }
 
-pub(super) async fn study_row(s: &Shared, study: &str) -> Result<StudyRow, AppError> {
+pub(super) async fn reader_study_row(s: &Shared, study: &str) -> Result<ReaderStudyRow, AppError> {
     s.store
-        .study(study)
+        .reader_study(study)
         .await
         .map_err(store_err)?
         .ok_or_else(|| AppError::Study(format!("no study {study} at this site")))
 }
 
-pub(super) fn manifest_of(row: &StudyRow) -> Result<Manifest, AppError> {
+pub(super) fn manifest_of(row: &ReaderStudyRow) -> Result<Manifest, AppError> {
     Manifest::parse(&row.manifest).map_err(|e| AppError::Study(e.to_string()))
 }
 
@@ -197,14 +197,18 @@ pub(super) async fn local_data(s: &Shared, m: &Manifest) -> Result<Arc<LocalData
 }
 
 /// Whether this site takes part in a study (joined, at the coordinator too).
-pub(super) async fn participating(s: &Shared, row: &StudyRow) -> Result<bool, AppError> {
+pub(super) async fn participating(s: &Shared, row: &ReaderStudyRow) -> Result<bool, AppError> {
     if row.role == "participant" {
         return Ok(matches!(
             row.state.as_str(),
             "joined" | "assigned" | "completed"
         ));
     }
-    let sites = s.store.study_sites(&row.study).await.map_err(store_err)?;
+    let sites = s
+        .store
+        .reader_study_sites(&row.study)
+        .await
+        .map_err(store_err)?;
     Ok(sites.iter().any(|x| {
         x.site == s.site.as_str()
             && matches!(x.status.as_str(), "joined" | "assigned" | "contributed")

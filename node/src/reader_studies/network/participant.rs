@@ -61,18 +61,18 @@ pub(crate) async fn handle(
     member: &MemberInfo,
     id: u64,
     message_hash: [u8; 32],
-    req: StudyRequest,
+    req: ReaderStudyRequest,
 ) -> Result<(), AppError> {
     match req {
-        StudyRequest::Announce { manifest } => {
+        ReaderStudyRequest::Announce { manifest } => {
             announce(s, member, id, message_hash, manifest).await
         }
-        StudyRequest::Decision {
+        ReaderStudyRequest::Decision {
             study,
             manifest_hash,
             joined,
         } => {
-            let check = |row: &StudyRow| {
+            let check = |row: &ReaderStudyRow| {
                 let m = manifest_of(row).map_err(|e| e.to_string())?;
                 let participant = m
                     .participants
@@ -84,12 +84,15 @@ pub(crate) async fn handle(
                 }
                 Ok(())
             };
-            if study_for(s, member, id, &study, check).await?.is_none() {
+            if reader_study_for(s, member, id, &study, check)
+                .await?
+                .is_none()
+            {
                 return Ok(());
             }
             let status = if joined { "joined" } else { "declined" };
             s.store
-                .set_study_site(
+                .set_reader_study_site(
                     &study,
                     member.site.as_str(),
                     status,
@@ -102,30 +105,33 @@ pub(crate) async fn handle(
             s.bump();
             receipt(s, member, id, message_hash, &study).await
         }
-        StudyRequest::Progress {
+        ReaderStudyRequest::Progress {
             study,
             cases,
             reads,
         } => {
-            let check = |row: &StudyRow| {
+            let check = |row: &ReaderStudyRow| {
                 if row.role != "coordinator" {
                     return Err("progress sent to a non-coordinator".into());
                 }
                 Ok(())
             };
-            if study_for(s, member, id, &study, check).await?.is_none() {
+            if reader_study_for(s, member, id, &study, check)
+                .await?
+                .is_none()
+            {
                 return Ok(());
             }
             let reads = serde_json::to_value(&reads).unwrap_or(serde_json::Value::Null);
             s.store
-                .set_study_site(&study, member.site.as_str(), "assigned", Some(cases), reads)
+                .set_reader_study_site(&study, member.site.as_str(), "assigned", Some(cases), reads)
                 .await
                 .map_err(store_err)?;
             note(s, &study, format!("{} assigned {cases} cases", member.site)).await?;
             s.bump();
             receipt(s, member, id, message_hash, &study).await
         }
-        StudyRequest::Keys { roster } => {
+        ReaderStudyRequest::Keys { roster } => {
             let study = roster.roster.study.clone();
             match round_key(s, Some(member), &roster).await {
                 Ok(key) => {
@@ -140,14 +146,14 @@ pub(crate) async fn handle(
                         id,
                         "secagg-keys",
                         Some(&study),
-                        &Response::Study(StudyResponse::Key { key }),
+                        &Response::ReaderStudy(ReaderStudyResponse::Key { key }),
                     )
                     .await
                 }
                 Err(r) => refusal(s, member, id, &study, r).await,
             }
         }
-        StudyRequest::Input { roster, keys, job } => {
+        ReaderStudyRequest::Input { roster, keys, job } => {
             let study = roster.roster.study.clone();
             let n = s.study.inputs_answered.fetch_add(1, Ordering::SeqCst);
             if n >= s.study.silent_after.load(Ordering::SeqCst) {
@@ -162,14 +168,14 @@ pub(crate) async fn handle(
                         id,
                         "masked-vector",
                         Some(&study),
-                        &Response::Study(StudyResponse::Masked { input }),
+                        &Response::ReaderStudy(ReaderStudyResponse::Masked { input }),
                     )
                     .await
                 }
                 Err(r) => refusal(s, member, id, &study, r).await,
             }
         }
-        StudyRequest::Statement { roster_hash } => {
+        ReaderStudyRequest::Statement { roster_hash } => {
             let submitted = s
                 .store
                 .submitted_under(roster_hash)
@@ -182,18 +188,18 @@ pub(crate) async fn handle(
                 member,
                 id,
                 "secagg-statement",
-                &Response::Study(StudyResponse::Statement { statement }),
+                &Response::ReaderStudy(ReaderStudyResponse::Statement { statement }),
             )
             .await
         }
-        StudyRequest::Release { study, what, body } => {
-            let check = |row: &StudyRow| {
+        ReaderStudyRequest::Release { study, what, body } => {
+            let check = |row: &ReaderStudyRow| {
                 if row.coordinator != member.site.as_str() {
                     return Err("a release from a site that does not coordinate the study".into());
                 }
                 Ok(())
             };
-            let Some(row) = study_for(s, member, id, &study, check).await? else {
+            let Some(row) = reader_study_for(s, member, id, &study, check).await? else {
                 return Ok(());
             };
             match accept_release(s, &row, &what, &body).await {
@@ -206,14 +212,14 @@ pub(crate) async fn handle(
 
 /// The study a coordinator-bound request names, if this site knows it and `check` accepts its
 /// row; otherwise the request is refused as malformed (and `None` returned).
-pub(super) async fn study_for(
+pub(super) async fn reader_study_for(
     s: &Shared,
     member: &MemberInfo,
     id: u64,
     study: &str,
-    check: impl FnOnce(&StudyRow) -> Result<(), String>,
-) -> Result<Option<StudyRow>, AppError> {
-    let Some(row) = s.store.study(study).await.map_err(store_err)? else {
+    check: impl FnOnce(&ReaderStudyRow) -> Result<(), String>,
+) -> Result<Option<ReaderStudyRow>, AppError> {
+    let Some(row) = s.store.reader_study(study).await.map_err(store_err)? else {
         refuse(
             s,
             member,
@@ -317,7 +323,7 @@ pub(super) async fn announce(
             .await;
         }
     };
-    let row = StudyRow {
+    let row = ReaderStudyRow {
         study: study.clone(),
         manifest: manifest.text.clone(),
         coordinator: member.site.to_string(),
@@ -329,7 +335,7 @@ pub(super) async fn announce(
         received_at: 0,
         updated_at: 0,
     };
-    match s.store.put_study(row).await {
+    match s.store.put_reader_study(row).await {
         Ok(new) => {
             if new {
                 note(
@@ -358,7 +364,7 @@ pub(super) async fn announce(
 
 pub(super) async fn accept_release(
     s: &Shared,
-    row: &StudyRow,
+    row: &ReaderStudyRow,
     what: &str,
     body: &[u8],
 ) -> Result<(), AppError> {
@@ -366,10 +372,10 @@ pub(super) async fn accept_release(
     match what {
         "consensus" => {
             let outcome: ConsensusOutcome =
-                wire_study::decode_job(body).map_err(|e| AppError::Study(e.to_string()))?;
+                wire_reader_study::decode_job(body).map_err(|e| AppError::Study(e.to_string()))?;
             store_consensus(s, &m, &outcome).await?;
             s.store
-                .set_study_state(&m.study.id, "completed", None)
+                .set_reader_study_state(&m.study.id, "completed", None)
                 .await
                 .map_err(store_err)?;
         }
@@ -379,7 +385,7 @@ pub(super) async fn accept_release(
             serde_json::from_str::<serde_json::Value>(text)
                 .map_err(|e| AppError::Study(e.to_string()))?;
             s.store
-                .put_study_result(&m.study.id, "report", text.to_string())
+                .put_reader_study_result(&m.study.id, "report", text.to_string())
                 .await
                 .map_err(store_err)?;
             note(s, &m.study.id, "received the study report".into()).await?;
@@ -401,7 +407,7 @@ pub(super) async fn store_consensus(
         .await
         .map_err(store_err)?;
     s.store
-        .put_study_result(
+        .put_reader_study_result(
             &m.study.id,
             "consensus",
             serde_json::to_string(outcome).unwrap_or_default(),
@@ -428,7 +434,7 @@ pub(super) async fn check_roster(
     let r = &signed.roster;
     let row = s
         .store
-        .study(&r.study)
+        .reader_study(&r.study)
         .await
         .map_err(|e| Refusal::Internal(store_err(e)))?
         .ok_or_else(|| Refusal::Malformed("a round of an unknown study".into()))?;
@@ -517,12 +523,12 @@ pub(super) async fn ask_statement(
         site,
         "secagg-statement",
         &rel,
-        &Request::Study(Box::new(StudyRequest::Statement { roster_hash })),
+        &Request::ReaderStudy(Box::new(ReaderStudyRequest::Statement { roster_hash })),
         Some(STATEMENT_TIMEOUT),
     )
     .await?;
     match resp {
-        Response::Study(StudyResponse::Statement { statement }) => {
+        Response::ReaderStudy(ReaderStudyResponse::Statement { statement }) => {
             let key = site_key(s, site).ok_or_else(|| AppError::NotConnected(site.to_string()))?;
             statement
                 .verify(&key)
@@ -616,8 +622,8 @@ pub(super) async fn contribute(
             "the job is not the roster's input".into(),
         ));
     }
-    let job: Job =
-        wire_study::decode_job(job_bytes).map_err(|e| Refusal::Malformed(format!("job: {e}")))?;
+    let job: Job = wire_reader_study::decode_job(job_bytes)
+        .map_err(|e| Refusal::Malformed(format!("job: {e}")))?;
     if job.study != r.study || job.statistic() != r.schema {
         return Err(Refusal::Malformed(
             "the job belongs to another study or schema".into(),

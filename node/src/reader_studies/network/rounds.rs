@@ -36,14 +36,14 @@ impl<'a> SecureAggregator<'a> {
             site,
             "secagg-keys",
             &rel,
-            &Request::Study(Box::new(StudyRequest::Keys {
+            &Request::ReaderStudy(Box::new(ReaderStudyRequest::Keys {
                 roster: signed.clone(),
             })),
             Some(self.timeout),
         )
         .await?;
         match resp {
-            Response::Study(StudyResponse::Key { key }) => {
+            Response::ReaderStudy(ReaderStudyResponse::Key { key }) => {
                 let pk =
                     site_key(s, site).ok_or_else(|| AppError::NotConnected(site.to_string()))?;
                 key.verify(&pk)
@@ -84,7 +84,7 @@ impl<'a> SecureAggregator<'a> {
             site,
             "secagg-keys",
             &rel,
-            &Request::Study(Box::new(StudyRequest::Input {
+            &Request::ReaderStudy(Box::new(ReaderStudyRequest::Input {
                 roster: signed.clone(),
                 keys: keys.to_vec(),
                 job: job.to_vec(),
@@ -93,7 +93,7 @@ impl<'a> SecureAggregator<'a> {
         )
         .await?;
         match resp {
-            Response::Study(StudyResponse::Masked { input }) => {
+            Response::ReaderStudy(ReaderStudyResponse::Masked { input }) => {
                 if input.site != *site
                     || input.roster_hash != signed.roster.hash()
                     || input.values.len() != signed.roster.dim as usize
@@ -249,7 +249,7 @@ impl<'a> SecureAggregator<'a> {
             let _ = self
                 .s
                 .store
-                .set_study_site(study, n, "dropped", None, serde_json::Value::Null)
+                .set_reader_study_site(study, n, "dropped", None, serde_json::Value::Null)
                 .await;
         }
         note(

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::svg::{bar_chart, heatmap, histogram};
 use super::{
-    Col, StudyReport, Table, audit_table, cohen_table, consensus_state, fmt_time, fmt4,
+    Col, ReaderStudyReport, Table, audit_table, cohen_table, consensus_state, fmt_time, fmt4,
     readers_table, sites_table, unit_name,
 };
 
@@ -36,7 +36,7 @@ details>*{display:block}}
 ";
 
 /// The report as a self-contained HTML page.
-pub fn render_html(r: &StudyReport) -> String {
+pub fn render_html(r: &ReaderStudyReport) -> String {
     let c = &r.consensus;
     let mut h = String::with_capacity(16 * 1024);
     let _ = write!(
@@ -127,7 +127,7 @@ pub fn render_html(r: &StudyReport) -> String {
 }
 
 /// Reader performance: table, grouped bars, Dice/HD95 small multiples, confusion heat maps.
-fn readers(h: &mut String, r: &StudyReport) {
+fn readers(h: &mut String, r: &ReaderStudyReport) {
     let cls = r.is_classification();
     h.push_str(r#"<section id="readers"><h2>Reader performance</h2>"#);
     table(h, &readers_table(r));
@@ -211,7 +211,7 @@ fn readers(h: &mut String, r: &StudyReport) {
 }
 
 /// Agreement: the summary statistics, Cohen's pairs as a table and a pairwise heat map.
-fn agreement(h: &mut String, r: &StudyReport) {
+fn agreement(h: &mut String, r: &ReaderStudyReport) {
     h.push_str(r#"<section id="agreement"><h2>Inter-reader agreement</h2>"#);
     let Some(a) = &r.agreement else {
         h.push_str(r#"<p class="note">Agreement was not computed for this study.</p></section>"#);

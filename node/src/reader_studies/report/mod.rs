@@ -1,6 +1,6 @@
 //! The study report: what a federated annotation study released, rendered for people.
 //!
-//! A [`StudyReport`] holds only aggregates (per-site traffic, consensus parameters, per-reader
+//! A [`ReaderStudyReport`] holds only aggregates (per-site traffic, consensus parameters, per-reader
 //! performance, agreement, privacy thresholds, audit checkpoints), never per-case data. This
 //! module is pure: [`to_json`], [`render_text`] (the coordinator's terminal summary) and
 //! [`render_html`] (one self-contained page: inline CSS and SVG, no scripts, no external assets)
@@ -18,7 +18,7 @@ pub use html::render_html;
 pub use text::render_text;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StudyReport {
+pub struct ReaderStudyReport {
     pub study: String,
     pub title: String,
     /// "segmentation" | "classification".
@@ -140,7 +140,7 @@ pub struct AuditRef {
     pub root: String,
 }
 
-impl StudyReport {
+impl ReaderStudyReport {
     /// Whether readers are scored by accuracy and confusion (classification) rather than by
     /// overlap (segmentation).
     pub fn is_classification(&self) -> bool {
@@ -164,7 +164,7 @@ impl Histogram {
 ///
 /// Key order is stable: serde_json's objects are sorted by key in this workspace (its
 /// `preserve_order` feature, which would keep the declared order, is off).
-pub fn to_json(r: &StudyReport) -> Value {
+pub fn to_json(r: &ReaderStudyReport) -> Value {
     // Serialising plain data structs to a Value cannot fail (string keys, no custom impls).
     let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
     for (i, rd) in r.readers.iter().enumerate() {
@@ -327,7 +327,7 @@ struct Table {
     rows: Vec<Vec<String>>,
 }
 
-fn sites_table(r: &StudyReport) -> Table {
+fn sites_table(r: &ReaderStudyReport) -> Table {
     use Col::{Left, Right, Status};
     let rows = r.sites.iter().map(|s| {
         vec![
@@ -355,7 +355,7 @@ fn sites_table(r: &StudyReport) -> Table {
     }
 }
 
-fn readers_table(r: &StudyReport) -> Table {
+fn readers_table(r: &ReaderStudyReport) -> Table {
     use Col::{Left, Right};
     let cls = r.is_classification();
     let mut cols = vec![
@@ -417,7 +417,7 @@ fn cohen_table(a: &Agreement) -> Table {
     }
 }
 
-fn audit_table(r: &StudyReport) -> Table {
+fn audit_table(r: &ReaderStudyReport) -> Table {
     let rows = r
         .audit
         .iter()
@@ -434,7 +434,7 @@ fn audit_table(r: &StudyReport) -> Table {
 }
 
 /// "cases" or "voxels", what a consensus unit is.
-fn unit_name(r: &StudyReport) -> &'static str {
+fn unit_name(r: &ReaderStudyReport) -> &'static str {
     if r.is_classification() {
         "cases"
     } else {

@@ -43,8 +43,8 @@ fn reader(name: &str, kind: &str, sens: f64, spec: f64, dice: f64) -> ReaderPerf
     }
 }
 
-fn segmentation() -> StudyReport {
-    StudyReport {
+fn segmentation() -> ReaderStudyReport {
+    ReaderStudyReport {
         study: "LIDC-fed-07".into(),
         title: "Lung nodule segmentation, three-site pilot".into(),
         task: "segmentation".into(),
@@ -114,7 +114,7 @@ fn segmentation() -> StudyReport {
     }
 }
 
-fn classification() -> StudyReport {
+fn classification() -> ReaderStudyReport {
     let mut r = segmentation();
     r.task = "classification".into();
     r.consensus.method = "dawid-skene".into();
@@ -137,7 +137,7 @@ fn classification() -> StudyReport {
     r
 }
 
-fn empty() -> StudyReport {
+fn empty() -> ReaderStudyReport {
     let mut r = segmentation();
     r.sites.clear();
     r.readers.clear();
@@ -282,7 +282,7 @@ fn json_round_trips_when_finite() {
     }
     seg.readers[2].specificity = None;
     for r in [seg, classification(), empty()] {
-        let back: StudyReport = serde_json::from_value(to_json(&r)).unwrap();
+        let back: ReaderStudyReport = serde_json::from_value(to_json(&r)).unwrap();
         assert_eq!(back, r);
     }
 }
@@ -298,7 +298,7 @@ fn json_round_trips_with_non_finite_values() {
     c.readers[0].confusion.as_mut().unwrap()[0][0] = f64::NAN;
     for r in [r, c] {
         let text = serde_json::to_string(&to_json(&r)).unwrap();
-        let back: StudyReport = serde_json::from_str(&text).unwrap();
+        let back: ReaderStudyReport = serde_json::from_str(&text).unwrap();
         // NaN != NaN: compare the JSON (and the renderings) instead.
         assert_eq!(to_json(&back), to_json(&r));
         assert_eq!(render_text(&back), render_text(&r));
@@ -306,7 +306,7 @@ fn json_round_trips_with_non_finite_values() {
     }
     let mut j = to_json(&segmentation());
     j["readers"][0]["sensitivity"] = "big".into();
-    let e = serde_json::from_value::<StudyReport>(j)
+    let e = serde_json::from_value::<ReaderStudyReport>(j)
         .unwrap_err()
         .to_string();
     assert!(e.contains("\"big\""), "{e}");

@@ -3,13 +3,13 @@
 use std::fmt::Write as _;
 
 use super::{
-    Col, StudyReport, Table, audit_table, cohen_table, consensus_state, fmt_time, fmt4,
+    Col, ReaderStudyReport, Table, audit_table, cohen_table, consensus_state, fmt_time, fmt4,
     readers_table, sites_table, unit_name,
 };
 
 /// The report as aligned plain text. Control characters in report strings are replaced so that
 /// a reader name cannot move the cursor, recolour the terminal or forge a table row.
-pub fn render_text(r: &StudyReport) -> String {
+pub fn render_text(r: &ReaderStudyReport) -> String {
     let c = &r.consensus;
     let mut out = String::new();
     let _ = writeln!(out, "Study {} — {}", clean(&r.study), clean(&r.title));

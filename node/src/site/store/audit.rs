@@ -324,7 +324,7 @@ impl Store {
     }
 }
 
-const SELECT_ROW: &str = "SELECT seq, timestamp, kind, peer, study, body, leaf_hash, root_after, signature FROM audit_entries";
+const SELECT_ROW: &str = "SELECT seq, timestamp, kind, peer, reader_study, body, leaf_hash, root_after, signature FROM audit_entries";
 
 fn raw_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawAuditRow> {
     Ok(RawAuditRow {
@@ -369,7 +369,7 @@ fn select_entries(c: &Connection, f: &AuditFilter) -> Result<Vec<AuditEntry>, Au
         cond("peer =", p.clone().into());
     }
     if let Some(s) = &f.study {
-        cond("study =", s.clone().into());
+        cond("reader_study =", s.clone().into());
     }
     if let Some(t) = f.since {
         cond("timestamp >=", (t.min(i64::MAX as u64) as i64).into());
@@ -527,7 +527,7 @@ fn append_tx(
     let seq_i = i64::try_from(seq).map_err(|_| AuditStoreError::Damaged("log full".into()))?;
     let (kind, peer, study) = (body.event.kind(), body.event.peer(), body.event.study());
     tx.prepare_cached(
-        "INSERT INTO audit_entries (seq, timestamp, kind, peer, study, body, leaf_hash, root_after, signature)
+        "INSERT INTO audit_entries (seq, timestamp, kind, peer, reader_study, body, leaf_hash, root_after, signature)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![

@@ -28,7 +28,7 @@ pub use cases::{CaseError, CaseRef, SeriesGrid, SliceInfo};
 pub use imaging::{
     InsertReport, InstanceRow, NewInstance, OriginalIds, SeriesFilter, SeriesRow, StoreCounts,
 };
-pub use studies::{StudyCaseRow, StudyRow, StudySiteRow, SubmissionRow};
+pub use studies::{ReaderStudyCaseRow, ReaderStudyRow, ReaderStudySiteRow, SubmissionRow};
 
 /// Depth of the job queue in front of the store thread.
 const QUEUE_DEPTH: usize = 64;
@@ -172,6 +172,49 @@ mod tests {
         thread.join();
         let (store, thread) = Store::open(&path, OpenMode::Existing).unwrap();
         assert_eq!(store.schema_version().await.unwrap(), schema::LATEST);
+        drop(store);
+        thread.join();
+    }
+
+    /// A site created before reader studies had their own names keeps its rows: v5 renames
+    /// the v4 tables and columns in place.
+    #[tokio::test]
+    async fn a_v4_database_keeps_its_reader_studies_after_v5() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fedanno.db");
+        {
+            let mut c = Connection::open(&path).unwrap();
+            configure(&c).unwrap();
+            let tx = c.transaction().unwrap();
+            for sql in &schema::MIGRATIONS[..4] {
+                tx.execute_batch(sql).unwrap();
+            }
+            tx.pragma_update(None, "user_version", 4).unwrap();
+            tx.execute_batch(
+                "INSERT INTO patients (id, original_id, issuer, original_name, pseudonym, date_shift_days)
+                     VALUES (1, 'p', '', 'n', 'P-X', 1);
+                 INSERT INTO studies (id, patient, original_uid, pseudo_uid)
+                     VALUES (1, 1, '1.2', '2.25.1');
+                 INSERT INTO study_manifests VALUES ('S-1', 'text', 'site-a', x'00', x'01', 'participant', 'joined', '[]', 5, 6);
+                 INSERT INTO study_cases VALUES ('S-1', '2.25.1', 1, NULL);
+                 INSERT INTO study_results VALUES ('S-1', 'report', '{}', 7);",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let (store, thread) = Store::open(&path, OpenMode::Existing).unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), schema::LATEST);
+        let row = store.reader_study("S-1").await.unwrap().unwrap();
+        assert_eq!(
+            (row.state.as_str(), row.coordinator.as_str()),
+            ("joined", "site-a")
+        );
+        let cases = store.reader_study_cases("S-1").await.unwrap();
+        assert_eq!(cases.len(), 1);
+        assert_eq!(cases[0].dicom_study_id, 1);
+        let report = store.reader_study_result("S-1", "report").await.unwrap();
+        assert_eq!(report.as_deref(), Some("{}"));
+        store.integrity_check().await.unwrap();
         drop(store);
         thread.join();
     }

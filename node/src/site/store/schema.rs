@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // v1: imaging index. `original_*` columns and paths are local-only; `pseudo_*` columns are
     // the only identifiers that may ever be used in anything leaving the site.
     r#"
@@ -166,7 +166,7 @@ const MIGRATIONS: &[&str] = &[
         entry_seq   INTEGER
     );
     "#,
-    // v4: studies (node/src/study). `study_manifests` holds every manifest this site launched or
+    // v4: reader studies (then called studies). `study_manifests` holds every manifest this site launched or
     // was announced, signed by its coordinator, with the site's state and decision;
     // `study_sites` the coordinator's view of each participant; `study_cases` a site's cases
     // assigned to a study; `study_results` released results (JSON); `secagg_submissions` every
@@ -217,6 +217,26 @@ const MIGRATIONS: &[&str] = &[
         created_at   INTEGER NOT NULL
     );
     CREATE INDEX secagg_submissions_input ON secagg_submissions(input);
+    "#,
+    // v5: the research study is a reader study everywhere, and a DICOM study a DICOM study:
+    // the v4 tables and their `study` columns are renamed (SQLite rewrites the foreign keys and
+    // indexes that name them), and a reader study's case rows name their DICOM study
+    // `dicom_study`.
+    r#"
+    ALTER TABLE study_manifests RENAME TO reader_studies;
+    ALTER TABLE reader_studies RENAME COLUMN study TO reader_study;
+    ALTER TABLE study_sites RENAME TO reader_study_sites;
+    ALTER TABLE reader_study_sites RENAME COLUMN study TO reader_study;
+    ALTER TABLE study_cases RENAME TO reader_study_cases;
+    ALTER TABLE reader_study_cases RENAME COLUMN study TO reader_study;
+    ALTER TABLE reader_study_cases RENAME COLUMN study_id TO dicom_study;
+    ALTER TABLE study_results RENAME TO reader_study_results;
+    ALTER TABLE reader_study_results RENAME COLUMN study TO reader_study;
+    ALTER TABLE secagg_submissions RENAME COLUMN study TO reader_study;
+    DROP INDEX audit_entries_study;
+    ALTER TABLE audit_entries RENAME COLUMN study TO reader_study;
+    CREATE INDEX audit_entries_reader_study ON audit_entries(reader_study)
+        WHERE reader_study IS NOT NULL;
     "#,
 ];
 

@@ -15,7 +15,7 @@ fn now() -> i64 {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StudyRow {
+pub struct ReaderStudyRow {
     pub study: String,
     pub manifest: String,
     pub coordinator: String,
@@ -34,7 +34,7 @@ pub struct StudyRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StudySiteRow {
+pub struct ReaderStudySiteRow {
     pub site: String,
     pub status: String,
     pub cases: Option<u64>,
@@ -43,9 +43,9 @@ pub struct StudySiteRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StudyCaseRow {
+pub struct ReaderStudyCaseRow {
     pub case_uid: String,
-    pub study_id: i64,
+    pub dicom_study_id: i64,
     pub series_id: Option<i64>,
 }
 
@@ -56,9 +56,9 @@ pub struct SubmissionRow {
     pub sites: Vec<String>,
 }
 
-fn study_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StudyRow> {
+fn reader_study_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReaderStudyRow> {
     let decision: String = r.get(7)?;
-    Ok(StudyRow {
+    Ok(ReaderStudyRow {
         study: r.get(0)?,
         manifest: r.get(1)?,
         coordinator: r.get(2)?,
@@ -72,16 +72,16 @@ fn study_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StudyRow> {
     })
 }
 
-const STUDY_SELECT: &str = "SELECT study, manifest, coordinator, signature, manifest_hash, role, state, decision, received_at, updated_at FROM study_manifests";
+const READER_STUDY_SELECT: &str = "SELECT reader_study, manifest, coordinator, signature, manifest_hash, role, state, decision, received_at, updated_at FROM reader_studies";
 
 impl Store {
     /// Stores a manifest. A re-announcement of the same signed manifest changes nothing; a
     /// different manifest under a known study id is refused (studies are immutable).
-    pub async fn put_study(&self, row: StudyRow) -> Result<bool, StoreError> {
+    pub async fn put_reader_study(&self, row: ReaderStudyRow) -> Result<bool, StoreError> {
         self.call(move |c| {
             let old: Option<Vec<u8>> = c
                 .query_row(
-                    "SELECT manifest_hash FROM study_manifests WHERE study = ?1",
+                    "SELECT manifest_hash FROM reader_studies WHERE reader_study = ?1",
                     [&row.study],
                     |r| r.get(0),
                 )
@@ -95,7 +95,7 @@ impl Store {
                 None => {
                     let t = now();
                     c.execute(
-                        "INSERT INTO study_manifests (study, manifest, coordinator, signature, manifest_hash, role, state, decision, received_at, updated_at)
+                        "INSERT INTO reader_studies (reader_study, manifest, coordinator, signature, manifest_hash, role, state, decision, received_at, updated_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
                         params![
                             row.study,
@@ -116,27 +116,31 @@ impl Store {
         .await
     }
 
-    pub async fn study(&self, study: &str) -> Result<Option<StudyRow>, StoreError> {
+    pub async fn reader_study(&self, study: &str) -> Result<Option<ReaderStudyRow>, StoreError> {
         let s = study.to_string();
         self.call(move |c| {
-            Ok(
-                c.query_row(&format!("{STUDY_SELECT} WHERE study = ?1"), [&s], study_row)
-                    .optional()?,
+            Ok(c.query_row(
+                &format!("{READER_STUDY_SELECT} WHERE reader_study = ?1"),
+                [&s],
+                reader_study_row,
             )
+            .optional()?)
         })
         .await
     }
 
-    pub async fn studies(&self) -> Result<Vec<StudyRow>, StoreError> {
+    pub async fn reader_studies(&self) -> Result<Vec<ReaderStudyRow>, StoreError> {
         self.call(|c| {
-            let mut st = c.prepare(&format!("{STUDY_SELECT} ORDER BY received_at, study"))?;
-            let rows = st.query_map([], study_row)?;
+            let mut st = c.prepare(&format!(
+                "{READER_STUDY_SELECT} ORDER BY received_at, reader_study"
+            ))?;
+            let rows = st.query_map([], reader_study_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
 
-    pub async fn set_study_state(
+    pub async fn set_reader_study_state(
         &self,
         study: &str,
         state: &str,
@@ -146,11 +150,11 @@ impl Store {
         self.call(move |c| {
             let n = match decision {
                 Some(d) => c.execute(
-                    "UPDATE study_manifests SET state = ?2, decision = ?3, updated_at = ?4 WHERE study = ?1",
+                    "UPDATE reader_studies SET state = ?2, decision = ?3, updated_at = ?4 WHERE reader_study = ?1",
                     params![s, st, serde_json::to_string(&d).unwrap_or_default(), now()],
                 )?,
                 None => c.execute(
-                    "UPDATE study_manifests SET state = ?2, updated_at = ?3 WHERE study = ?1",
+                    "UPDATE reader_studies SET state = ?2, updated_at = ?3 WHERE reader_study = ?1",
                     params![s, st, now()],
                 )?,
             };
@@ -162,7 +166,7 @@ impl Store {
         .await
     }
 
-    pub async fn set_study_site(
+    pub async fn set_reader_study_site(
         &self,
         study: &str,
         site: &str,
@@ -173,10 +177,10 @@ impl Store {
         let (s, si, st) = (study.to_string(), site.to_string(), status.to_string());
         self.call(move |c| {
             c.execute(
-                "INSERT INTO study_sites (study, site, status, cases, reads, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (study, site) DO UPDATE SET status = excluded.status,
-                   cases = coalesce(excluded.cases, study_sites.cases),
-                   reads = CASE WHEN excluded.reads = 'null' THEN study_sites.reads ELSE excluded.reads END,
+                "INSERT INTO reader_study_sites (reader_study, site, status, cases, reads, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (reader_study, site) DO UPDATE SET status = excluded.status,
+                   cases = coalesce(excluded.cases, reader_study_sites.cases),
+                   reads = CASE WHEN excluded.reads = 'null' THEN reader_study_sites.reads ELSE excluded.reads END,
                    updated_at = excluded.updated_at",
                 params![s, si, st, cases.map(|x| x as i64), reads.to_string(), now()],
             )?;
@@ -185,15 +189,18 @@ impl Store {
         .await
     }
 
-    pub async fn study_sites(&self, study: &str) -> Result<Vec<StudySiteRow>, StoreError> {
+    pub async fn reader_study_sites(
+        &self,
+        study: &str,
+    ) -> Result<Vec<ReaderStudySiteRow>, StoreError> {
         let s = study.to_string();
         self.call(move |c| {
             let mut st = c.prepare(
-                "SELECT site, status, cases, reads, updated_at FROM study_sites WHERE study = ?1 ORDER BY site",
+                "SELECT site, status, cases, reads, updated_at FROM reader_study_sites WHERE reader_study = ?1 ORDER BY site",
             )?;
             let rows = st.query_map([&s], |r| {
                 let reads: String = r.get(3)?;
-                Ok(StudySiteRow {
+                Ok(ReaderStudySiteRow {
                     site: r.get(0)?,
                     status: r.get(1)?,
                     cases: r.get::<_, Option<i64>>(2)?.map(|x| x as u64),
@@ -207,19 +214,19 @@ impl Store {
     }
 
     /// Replaces a study's assigned cases.
-    pub async fn assign_study_cases(
+    pub async fn assign_reader_study_cases(
         &self,
         study: &str,
-        cases: Vec<StudyCaseRow>,
+        cases: Vec<ReaderStudyCaseRow>,
     ) -> Result<(), StoreError> {
         let s = study.to_string();
         self.call(move |c| {
             let tx = c.transaction()?;
-            tx.execute("DELETE FROM study_cases WHERE study = ?1", [&s])?;
+            tx.execute("DELETE FROM reader_study_cases WHERE reader_study = ?1", [&s])?;
             for k in &cases {
                 tx.execute(
-                    "INSERT INTO study_cases (study, case_uid, study_id, series_id) VALUES (?1, ?2, ?3, ?4)",
-                    params![s, k.case_uid, k.study_id, k.series_id],
+                    "INSERT INTO reader_study_cases (reader_study, case_uid, dicom_study, series_id) VALUES (?1, ?2, ?3, ?4)",
+                    params![s, k.case_uid, k.dicom_study_id, k.series_id],
                 )?;
             }
             tx.commit()?;
@@ -228,16 +235,19 @@ impl Store {
         .await
     }
 
-    pub async fn study_cases(&self, study: &str) -> Result<Vec<StudyCaseRow>, StoreError> {
+    pub async fn reader_study_cases(
+        &self,
+        study: &str,
+    ) -> Result<Vec<ReaderStudyCaseRow>, StoreError> {
         let s = study.to_string();
         self.call(move |c| {
             let mut st = c.prepare(
-                "SELECT case_uid, study_id, series_id FROM study_cases WHERE study = ?1 ORDER BY case_uid",
+                "SELECT case_uid, dicom_study, series_id FROM reader_study_cases WHERE reader_study = ?1 ORDER BY case_uid",
             )?;
             let rows = st.query_map([&s], |r| {
-                Ok(StudyCaseRow {
+                Ok(ReaderStudyCaseRow {
                     case_uid: r.get(0)?,
-                    study_id: r.get(1)?,
+                    dicom_study_id: r.get(1)?,
                     series_id: r.get(2)?,
                 })
             })?;
@@ -246,7 +256,7 @@ impl Store {
         .await
     }
 
-    pub async fn put_study_result(
+    pub async fn put_reader_study_result(
         &self,
         study: &str,
         what: &str,
@@ -255,8 +265,8 @@ impl Store {
         let (s, w) = (study.to_string(), what.to_string());
         self.call(move |c| {
             c.execute(
-                "INSERT INTO study_results (study, what, body, created_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (study, what) DO UPDATE SET body = excluded.body, created_at = excluded.created_at",
+                "INSERT INTO reader_study_results (reader_study, what, body, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (reader_study, what) DO UPDATE SET body = excluded.body, created_at = excluded.created_at",
                 params![s, w, body, now()],
             )?;
             Ok(())
@@ -264,7 +274,7 @@ impl Store {
         .await
     }
 
-    pub async fn study_result(
+    pub async fn reader_study_result(
         &self,
         study: &str,
         what: &str,
@@ -272,7 +282,7 @@ impl Store {
         let (s, w) = (study.to_string(), what.to_string());
         self.call(move |c| {
             Ok(c.query_row(
-                "SELECT body FROM study_results WHERE study = ?1 AND what = ?2",
+                "SELECT body FROM reader_study_results WHERE reader_study = ?1 AND what = ?2",
                 [&s, &w],
                 |r| r.get(0),
             )
@@ -291,7 +301,7 @@ impl Store {
         let s = study.to_string();
         self.call(move |c| {
             c.execute(
-                "INSERT OR IGNORE INTO secagg_submissions (roster_hash, study, input, attempt, sites, created_at)
+                "INSERT OR IGNORE INTO secagg_submissions (roster_hash, reader_study, input, attempt, sites, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     row.roster_hash.to_vec(),

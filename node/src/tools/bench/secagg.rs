@@ -105,7 +105,7 @@ pub struct SecaggArithmetic {
 }
 
 #[derive(Debug, Serialize)]
-pub struct SecaggDemoStudy {
+pub struct SecaggDemoReaderStudy {
     pub study: String,
     pub method: String,
     pub protocol: String,
@@ -121,7 +121,7 @@ pub struct SecaggDemoStudy {
 pub struct SecaggBench {
     pub network: Vec<SecaggNetwork>,
     pub arithmetic: Vec<SecaggArithmetic>,
-    pub demo: Vec<SecaggDemoStudy>,
+    pub demo: Vec<SecaggDemoReaderStudy>,
     pub demo_seconds: Option<f64>,
 }
 
@@ -370,16 +370,16 @@ async fn secagg_network(n: usize, rounds: usize, dim: usize) -> Result<SecaggNet
                 .replace("id = \"nodule-size-class\"", &format!("id = \"{SECAGG_STUDY}\""));
             let manifest = Manifest::parse(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
             let coord = &nodes[0].handle;
-            let (study, deliveries) = coord.study_launch(&text).await?;
+            let (study, deliveries) = coord.reader_study_launch(&text).await?;
             if let Some(d) = deliveries.iter().find(|d| !d.delivered) {
                 anyhow::bail!("{study}: {} was not reached: {:?}", d.site, d.error);
             }
             for node in &nodes {
-                let d = node.handle.study_join(&study).await?;
+                let d = node.handle.reader_study_join(&study).await?;
                 anyhow::ensure!(d.joined, "a bench site declined: {}", d.reasons.join("; "));
             }
             for node in &nodes {
-                node.handle.study_assign(&study).await?;
+                node.handle.reader_study_assign(&study).await?;
             }
             let setup_seconds = started.elapsed().as_secs_f64();
             let roster: Vec<SiteId> = ids
@@ -615,7 +615,7 @@ fn secagg_arithmetic(n: usize, dim: usize, reps: usize) -> Result<SecaggArithmet
 
 /// Runs `fedanno demo` (defaults: 3 sites × 10 cases of 64×64×32) and reads each study's rounds
 /// and per-site traffic from its report.
-async fn secagg_demo() -> Result<(Vec<SecaggDemoStudy>, f64)> {
+async fn secagg_demo() -> Result<(Vec<SecaggDemoReaderStudy>, f64)> {
     let summary = crate::tools::demo::run(crate::tools::demo::DemoOptions {
         out: None,
         cases: 10,
@@ -645,7 +645,7 @@ async fn secagg_demo() -> Result<(Vec<SecaggDemoStudy>, f64)> {
         }
         let others: Vec<_> = sites.iter().filter(|s| s.0 != coordinator).collect();
         let total: u64 = others.iter().map(|s| s.1 + s.2).sum();
-        out.push(SecaggDemoStudy {
+        out.push(SecaggDemoReaderStudy {
             study: st.study.clone(),
             method: st.method.clone(),
             protocol: st.protocol.clone(),

@@ -14,7 +14,7 @@ mod annotate;
 mod audit;
 mod network;
 pub mod qa;
-mod study;
+mod reader_study;
 
 use crate::site::ingest::{self, IngestOptions};
 use crate::site::store::SeriesFilter;
@@ -159,7 +159,7 @@ pub enum Command {
     /// Federated studies: launch, join, assign, run, report.
     Study {
         #[command(subcommand)]
-        what: study::StudyCommand,
+        what: reader_study::ReaderStudyCommand,
     },
     /// Explain a site policy's decisions.
     Policy {
@@ -490,7 +490,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Consortium { what } => network::run_consortium(&cli.dir, what).await,
         Command::Node { what } => network::run_node(&cli.dir, what).await,
-        Command::Study { what } => study::run(&cli.dir, what).await,
+        Command::Study { what } => reader_study::run(&cli.dir, what).await,
         Command::Demo {
             out,
             cases,

@@ -90,7 +90,7 @@ pub struct ReadCount {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StudyRequest {
+pub enum ReaderStudyRequest {
     /// Coordinator → site: a study to consider.
     Announce { manifest: SignedManifest },
     /// Site → coordinator: joined or declined (a refusal carries nothing else).
@@ -132,25 +132,25 @@ pub enum StudyRequest {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StudyResponse {
+pub enum ReaderStudyResponse {
     Key { key: RoundKey },
     Masked { input: MaskedInput },
     Statement { statement: SubmissionStatement },
     Accepted,
 }
 
-impl StudyRequest {
+impl ReaderStudyRequest {
     /// The study a request belongs to, where it names one.
     pub fn study(&self) -> Option<&str> {
         match self {
-            StudyRequest::Announce { manifest } => Some(&manifest.study),
-            StudyRequest::Decision { study, .. }
-            | StudyRequest::Progress { study, .. }
-            | StudyRequest::Release { study, .. } => Some(study),
-            StudyRequest::Keys { roster } | StudyRequest::Input { roster, .. } => {
+            ReaderStudyRequest::Announce { manifest } => Some(&manifest.study),
+            ReaderStudyRequest::Decision { study, .. }
+            | ReaderStudyRequest::Progress { study, .. }
+            | ReaderStudyRequest::Release { study, .. } => Some(study),
+            ReaderStudyRequest::Keys { roster } | ReaderStudyRequest::Input { roster, .. } => {
                 Some(&roster.roster.study)
             }
-            StudyRequest::Statement { .. } => None,
+            ReaderStudyRequest::Statement { .. } => None,
         }
     }
 }
@@ -198,8 +198,8 @@ mod tests {
         let k = key();
         let big = "x".repeat(MAX_MANIFEST_BYTES + 1);
         let m = SignedManifest::sign("s", &big, SiteId::new("c").unwrap(), &k);
-        let req = StudyRequest::Announce { manifest: m };
+        let req = ReaderStudyRequest::Announce { manifest: m };
         let bytes = codec::encode(&req);
-        assert!(codec::decode::<StudyRequest>(&bytes, usize::MAX / 2).is_err());
+        assert!(codec::decode::<ReaderStudyRequest>(&bytes, usize::MAX / 2).is_err());
     }
 }

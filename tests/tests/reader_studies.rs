@@ -141,19 +141,22 @@ fn pooled_staple(dirs: &[PathBuf]) -> fedanno_stats::staple::StapleResult {
     staple(&pooled, &StapleOptions::default()).unwrap()
 }
 
-async fn run_study(
+async fn run_reader_study(
     members: &[Member],
     manifest: &str,
-) -> (String, fedanno_node::reader_studies::network::StudyRun) {
+) -> (
+    String,
+    fedanno_node::reader_studies::network::ReaderStudyRun,
+) {
     let coord = &members[0].node.handle;
-    let (id, deliveries) = coord.study_launch(manifest).await.unwrap();
+    let (id, deliveries) = coord.reader_study_launch(manifest).await.unwrap();
     assert!(deliveries.iter().all(|d| d.delivered), "{deliveries:?}");
     for m in members {
-        let d = m.node.handle.study_join(&id).await.unwrap();
+        let d = m.node.handle.reader_study_join(&id).await.unwrap();
         assert!(d.joined, "{:?}", d.reasons);
-        m.node.handle.study_assign(&id).await.unwrap();
+        m.node.handle.reader_study_assign(&id).await.unwrap();
     }
-    let (run, _report) = coord.study_run_and_report(&id).await.unwrap();
+    let (run, _report) = coord.reader_study_run_and_report(&id).await.unwrap();
     (id, run)
 }
 
@@ -163,7 +166,7 @@ async fn three_site_studies_equal_the_pooled_computation() {
 
     // Segmentation, iterative protocol: one secure sum per EM iteration.
     let manifest = SEGMENTATION_MANIFEST.replace("protocol = \"auto\"", "protocol = \"iterative\"");
-    let (id, run) = run_study(&members, &manifest).await;
+    let (id, run) = run_reader_study(&members, &manifest).await;
     let pooled = pooled_staple(
         &members
             .iter()
@@ -189,7 +192,13 @@ async fn three_site_studies_equal_the_pooled_computation() {
     // One secure sum per E-step (initial + iterations + 1) and one for the quality release.
     assert_eq!(run.progress.secure_rounds, pooled.iterations + 3);
     // The sites' progress (sealed annotation metadata: counts only) reached the coordinator.
-    let rows = members[0].site.site.store.study_sites(&id).await.unwrap();
+    let rows = members[0]
+        .site
+        .site
+        .store
+        .reader_study_sites(&id)
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 3, "{rows:?}");
     for r in &rows {
         assert_eq!(r.cases, Some(10), "{r:?}");
@@ -213,7 +222,7 @@ async fn three_site_studies_equal_the_pooled_computation() {
             m.site
                 .site
                 .store
-                .study_result(&id, "report")
+                .reader_study_result(&id, "report")
                 .await
                 .unwrap()
                 .is_some()
@@ -224,7 +233,7 @@ async fn three_site_studies_equal_the_pooled_computation() {
     let manifest = SEGMENTATION_MANIFEST
         .replace("id = \"lung-nodules\"", "id = \"lung-nodules-one-round\"")
         .replace("protocol = \"auto\"", "protocol = \"one-round\"");
-    let (_, run1) = run_study(&members, &manifest).await;
+    let (_, run1) = run_reader_study(&members, &manifest).await;
     let ConsensusOutcome::Staple {
         params: p1,
         iterations: i1,
@@ -250,7 +259,7 @@ async fn three_site_studies_equal_the_pooled_computation() {
             "panel = [\"panel-expert\", \"panel-generous\"]",
         )
         .replace("models = [\"brats-model\"]", "models = [\"model-a\"]");
-    let (_, run) = run_study(&members, &manifest).await;
+    let (_, run) = run_reader_study(&members, &manifest).await;
     let mut pooled_hist: Option<LabelPatternHistogram> = None;
     for m in &members {
         let dir = m.synth.join("readers");
@@ -294,7 +303,7 @@ async fn three_site_studies_equal_the_pooled_computation() {
 
     // Classification: Dawid–Skene and agreement over the union of the sites' ratings.
     let manifest = demo::classification_manifest(&["site-a", "site-b", "site-c"]);
-    let (_, run) = run_study(&members, &manifest).await;
+    let (_, run) = run_reader_study(&members, &manifest).await;
     let mut triples: Vec<(String, String, String)> = Vec::new();
     for m in &members {
         let text = std::fs::read_to_string(m.synth.join("ratings.csv")).unwrap();
@@ -350,8 +359,11 @@ async fn a_refusing_site_sends_only_its_decline() {
     )
     .await;
     let coord = &members[0].node.handle;
-    let (id, _) = coord.study_launch(SEGMENTATION_MANIFEST).await.unwrap();
-    let d = members[2].node.handle.study_join(&id).await.unwrap();
+    let (id, _) = coord
+        .reader_study_launch(SEGMENTATION_MANIFEST)
+        .await
+        .unwrap();
+    let d = members[2].node.handle.reader_study_join(&id).await.unwrap();
     assert!(!d.joined);
     assert!(
         d.reasons.iter().any(|r| r.contains("at least 5")),
@@ -359,11 +371,11 @@ async fn a_refusing_site_sends_only_its_decline() {
         d.reasons
     );
     for m in &members[..2] {
-        assert!(m.node.handle.study_join(&id).await.unwrap().joined);
-        m.node.handle.study_assign(&id).await.unwrap();
+        assert!(m.node.handle.reader_study_join(&id).await.unwrap().joined);
+        m.node.handle.reader_study_assign(&id).await.unwrap();
     }
     // Two sites are too few: the run refuses to start.
-    let e = coord.study_run(&id).await.unwrap_err().to_string();
+    let e = coord.reader_study_run(&id).await.unwrap_err().to_string();
     assert!(e.contains("at least 3"), "{e}");
     // What the strict site sent about this study: its decision and nothing else.
     let sent = events(members[2].site.site.store.clone(), "sent", &id).await;
@@ -402,10 +414,10 @@ async fn differencing_is_refused_and_a_silent_site_is_dropped() {
         .replace("protocol = \"auto\"", "protocol = \"iterative\"")
         .replace("round_timeout_secs = 60", "round_timeout_secs = 2");
     let coord = members[0].node.handle.clone();
-    let (id, _) = coord.study_launch(&manifest).await.unwrap();
+    let (id, _) = coord.reader_study_launch(&manifest).await.unwrap();
     for m in &members {
-        assert!(m.node.handle.study_join(&id).await.unwrap().joined);
-        m.node.handle.study_assign(&id).await.unwrap();
+        assert!(m.node.handle.reader_study_join(&id).await.unwrap().joined);
+        m.node.handle.reader_study_assign(&id).await.unwrap();
     }
     // A dishonest coordinator: every site submits, then it claims site-d was silent and
     // retries the same input without it. The honest sites ask site-d, learn that it did
@@ -435,7 +447,7 @@ async fn differencing_is_refused_and_a_silent_site_is_dropped() {
         .await
         .iter()
         .any(
-            |e| matches!(e, AuditEvent::Study { what, .. } if what.contains("differencing guard")),
+            |e| matches!(e, AuditEvent::ReaderStudy { what, .. } if what.contains("differencing guard")),
         );
     assert!(
         guard_noted,
@@ -446,7 +458,7 @@ async fn differencing_is_refused_and_a_silent_site_is_dropped() {
     // hangs. The coordinator waits out the round deadline, drops it, restarts the round with
     // fresh keys, and the study completes with three sites.
     members[3].node.handle.shared.study.go_silent_after(2);
-    let (run, report) = coord.study_run_and_report(&id).await.unwrap();
+    let (run, report) = coord.reader_study_run_and_report(&id).await.unwrap();
     assert_eq!(run.sites, vec!["site-a", "site-b", "site-c"]);
     assert_eq!(run.progress.dropped, vec!["site-d".to_string()]);
     assert_eq!(run.progress.restarts, 1);
@@ -460,7 +472,9 @@ async fn differencing_is_refused_and_a_silent_site_is_dropped() {
     let submitted = events(members[3].site.site.store.clone(), "study", &id)
         .await
         .iter()
-        .filter(|e| matches!(e, AuditEvent::Study { what, .. } if what.starts_with("submitted")))
+        .filter(
+            |e| matches!(e, AuditEvent::ReaderStudy { what, .. } if what.starts_with("submitted")),
+        )
         .count();
     assert_eq!(submitted, 3);
     for m in members {

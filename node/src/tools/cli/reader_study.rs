@@ -10,11 +10,11 @@ use clap::Subcommand;
 use super::print_json;
 use crate::network::control::{self, ControlRequest};
 use crate::reader_studies::Manifest;
-use crate::reader_studies::report::{self, StudyReport};
+use crate::reader_studies::report::{self, ReaderStudyReport};
 use crate::site::Site;
 
 #[derive(Debug, Subcommand)]
-pub enum StudyCommand {
+pub enum ReaderStudyCommand {
     /// Coordinator: sign a manifest and announce it to its participants.
     Launch {
         manifest: PathBuf,
@@ -61,13 +61,14 @@ pub enum StudyCommand {
     },
 }
 
-pub async fn run(dir: &Path, what: StudyCommand) -> Result<ExitCode> {
+pub async fn run(dir: &Path, what: ReaderStudyCommand) -> Result<ExitCode> {
     match what {
-        StudyCommand::Launch { manifest, json } => {
+        ReaderStudyCommand::Launch { manifest, json } => {
             let text = std::fs::read_to_string(&manifest)
                 .with_context(|| format!("cannot read the manifest {}", manifest.display()))?;
             let m = Manifest::parse(&text).with_context(|| format!("{}", manifest.display()))?;
-            let v = control::call(dir, &ControlRequest::StudyLaunch { manifest: text }).await?;
+            let v =
+                control::call(dir, &ControlRequest::ReaderStudyLaunch { manifest: text }).await?;
             if json {
                 print_json(&v)?;
             } else {
@@ -85,9 +86,9 @@ pub async fn run(dir: &Path, what: StudyCommand) -> Result<ExitCode> {
                 }
             }
         }
-        StudyCommand::List { json } => {
+        ReaderStudyCommand::List { json } => {
             let site = Site::open(dir)?;
-            let rows = site.store.studies().await;
+            let rows = site.store.reader_studies().await;
             site.close();
             let rows = rows?;
             if json {
@@ -110,12 +111,12 @@ pub async fn run(dir: &Path, what: StudyCommand) -> Result<ExitCode> {
                 }
             }
         }
-        StudyCommand::Show { id, json } => {
+        ReaderStudyCommand::Show { id, json } => {
             let site = Site::open(dir)?;
             let r = async {
-                let row = site.store.study(&id).await?;
-                let sites = site.store.study_sites(&id).await?;
-                let cases = site.store.study_cases(&id).await?;
+                let row = site.store.reader_study(&id).await?;
+                let sites = site.store.reader_study_sites(&id).await?;
+                let cases = site.store.reader_study_cases(&id).await?;
                 anyhow::Ok((row, sites, cases))
             }
             .await;
@@ -161,8 +162,9 @@ pub async fn run(dir: &Path, what: StudyCommand) -> Result<ExitCode> {
                 }
             }
         }
-        StudyCommand::Join { id, json } => {
-            let v = control::call(dir, &ControlRequest::StudyJoin { study: id.clone() }).await?;
+        ReaderStudyCommand::Join { id, json } => {
+            let v =
+                control::call(dir, &ControlRequest::ReaderStudyJoin { study: id.clone() }).await?;
             if json {
                 print_json(&v)?;
             } else {
@@ -173,8 +175,12 @@ pub async fn run(dir: &Path, what: StudyCommand) -> Result<ExitCode> {
                 }
             }
         }
-        StudyCommand::Assign { id, json } => {
-            let v = control::call(dir, &ControlRequest::StudyAssign { study: id.clone() }).await?;
+        ReaderStudyCommand::Assign { id, json } => {
+            let v = control::call(
+                dir,
+                &ControlRequest::ReaderStudyAssign { study: id.clone() },
+            )
+            .await?;
             if json {
                 print_json(&v)?;
             } else {
@@ -189,19 +195,20 @@ pub async fn run(dir: &Path, what: StudyCommand) -> Result<ExitCode> {
                 }
             }
         }
-        StudyCommand::Run { id, json } => {
-            let v = control::call(dir, &ControlRequest::StudyRun { study: id.clone() }).await?;
+        ReaderStudyCommand::Run { id, json } => {
+            let v =
+                control::call(dir, &ControlRequest::ReaderStudyRun { study: id.clone() }).await?;
             if json {
                 print_json(&v)?;
             } else {
-                let r: StudyReport =
+                let r: ReaderStudyReport =
                     serde_json::from_value(v).context("the node's report does not parse")?;
                 print!("{}", report::render_text(&r));
             }
         }
-        StudyCommand::Report { id, json, html } => {
+        ReaderStudyCommand::Report { id, json, html } => {
             let site = Site::open(dir)?;
-            let body = site.store.study_result(&id, "report").await;
+            let body = site.store.reader_study_result(&id, "report").await;
             site.close();
             let Some(body) = body? else {
                 bail!(
@@ -209,7 +216,7 @@ pub async fn run(dir: &Path, what: StudyCommand) -> Result<ExitCode> {
                 );
             };
             let v: serde_json::Value = serde_json::from_str(&body)?;
-            let r: StudyReport = serde_json::from_value(v.clone())?;
+            let r: ReaderStudyReport = serde_json::from_value(v.clone())?;
             if let Some(path) = &html {
                 std::fs::write(path, report::render_html(&r))
                     .with_context(|| format!("cannot write {}", path.display()))?;

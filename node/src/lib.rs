@@ -8,6 +8,9 @@
 //! 4. [`reader_studies`]: cross-site reader studies, their jobs, rounds and reports;
 //! 5. [`tools`]: the command line, synthetic data, benchmarks and the demo.
 
+#[macro_use]
+pub mod vocabulary;
+
 pub mod annotations;
 pub mod network;
 pub mod reader_studies;

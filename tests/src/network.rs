@@ -214,13 +214,12 @@ fn x25519_public(
 
 /// The full dialable address of a node.
 pub fn address(node: &Node) -> Multiaddr {
-    let a = node.handle.shared.listening[0].clone();
-    a.with(p2p::Protocol::P2p(node.handle.net().peer_id()))
+    node.handle.dial_addrs()[0].clone()
 }
 
 /// Waits (on the node's activity signal) until `cond` holds, or panics after `secs`.
 pub async fn wait_until<F: Fn() -> bool>(node: &Node, secs: u64, what: &str, cond: F) {
-    let mut rx = node.handle.shared.activity.subscribe();
+    let mut rx = node.handle.activity();
     let done = tokio::time::timeout(Duration::from_secs(secs), async {
         loop {
             if cond() {

@@ -31,7 +31,7 @@ async fn events(site: &TestSite, kind: &str) -> Vec<AuditEvent> {
 }
 
 fn members(n: &Node) -> usize {
-    n.handle.shared.members().len()
+    n.handle.members().len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +110,7 @@ async fn three_certified_nodes_exchange_requests_and_gossip_with_matching_audit_
 
     // Gossip: A publishes a signed checkpoint, sealed to the members; B and C receive it.
     let published = tokio::time::timeout(std::time::Duration::from_secs(30), async {
-        let mut rx = na.handle.shared.activity.subscribe();
+        let mut rx = na.handle.activity();
         loop {
             match na.handle.checkpoint().await {
                 Ok(cp) => return cp,
@@ -126,11 +126,7 @@ async fn three_certified_nodes_exchange_requests_and_gossip_with_matching_audit_
     for (n, site) in [(&nb, &b), (&nc, &s3)] {
         wait_until(n, 30, "the checkpoint gossip", || {
             n.handle
-                .shared
-                .peer_checkpoints
-                .lock()
-                .unwrap()
-                .get(&a.id)
+                .witnessed(&a.id)
                 .is_some_and(|cp| cp.size >= published.size)
         })
         .await;
@@ -164,7 +160,7 @@ async fn wait_audit<T>(
     what: &str,
     check: impl Fn(Vec<AuditEvent>) -> Option<T>,
 ) -> T {
-    let mut rx = node.handle.shared.activity.subscribe();
+    let mut rx = node.handle.activity();
     tokio::time::timeout(std::time::Duration::from_secs(30), async {
         loop {
             let all = site
@@ -201,7 +197,7 @@ async fn refused_reason(
             vec![address(na)],
         )
         .await;
-    let peer = ni.handle.net().peer_id().to_string();
+    let peer = ni.handle.peer_id().to_string();
     let reason = wait_audit(a, na, "the refusal", |events| {
         events.into_iter().find_map(|e| match e {
             AuditEvent::Refused { peer: p, reason } if p == peer => Some(reason),
@@ -210,16 +206,16 @@ async fn refused_reason(
     })
     .await;
     // A sent the intruder no request and never counted it a member.
-    let stats = na.handle.net().stats().await.unwrap();
+    let stats = na.handle.net_stats().await.unwrap();
     assert_eq!(
         stats
             .requests_to
-            .get(&ni.handle.net().peer_id())
+            .get(&ni.handle.peer_id())
             .copied()
             .unwrap_or(0),
         0
     );
-    assert!(na.handle.shared.members().iter().all(|m| m.peer_id != peer));
+    assert!(na.handle.members().iter().all(|m| m.peer_id != peer));
     ni.stop().await;
     reason
 }
@@ -309,7 +305,7 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
         .await;
     wait_until(&na, 30, "two members", || members(&na) == 2).await;
     wait_until(&nb, 30, "B's membership", || members(&nb) == 1).await;
-    let pa = na.handle.net().peer_id();
+    let pa = na.handle.peer_id();
 
     let header = |seq: u64, version: u16| Header {
         version,
@@ -334,7 +330,7 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
         .to_bytes()
     };
     let send = |bytes: Vec<u8>| {
-        let net = nb.handle.net().clone();
+        let net = nb.handle.raw_network().clone();
         async move { net.request(pa, bytes).await }
     };
     let refused = |r: Result<Vec<u8>, _>| {
@@ -404,7 +400,7 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
     assert_eq!(n, rejected_before + 6);
 
     // Policy: A's strict policy denies notices; nothing reaches B.
-    let sent_before = na.handle.net().stats().await.unwrap().requests_sent;
+    let sent_before = na.handle.net_stats().await.unwrap().requests_sent;
     let b_received_before = events(&b, "received").await.len();
     let err = na
         .handle
@@ -413,7 +409,7 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
         .unwrap_err();
     assert!(err.to_string().contains("policy denied"), "{err}");
     assert_eq!(
-        na.handle.net().stats().await.unwrap().requests_sent,
+        na.handle.net_stats().await.unwrap().requests_sent,
         sent_before
     );
     assert_eq!(events(&b, "received").await.len(), b_received_before);
@@ -451,23 +447,10 @@ async fn checkpoints_are_signed_and_published_at_intervals() {
         .await;
     // Nobody asks for a checkpoint: A's timer signs and publishes one, and B receives it.
     wait_until(&nb, 60, "a periodic checkpoint from A", || {
-        nb.handle
-            .shared
-            .peer_checkpoints
-            .lock()
-            .unwrap()
-            .contains_key(&a.id)
+        nb.handle.witnessed(&a.id).is_some()
     })
     .await;
-    let cp = nb
-        .handle
-        .shared
-        .peer_checkpoints
-        .lock()
-        .unwrap()
-        .get(&a.id)
-        .cloned()
-        .unwrap();
+    let cp = nb.handle.witnessed(&a.id).unwrap();
     cp.verify(&a.signing_public()).unwrap();
     assert!(!events(&a, "checkpoint").await.is_empty());
     for n in [na, nb] {

@@ -145,8 +145,8 @@ async fn no_canary_leaves_a_site_or_reaches_a_log() {
         sites.push(site);
     }
     for n in &nodes {
-        let shared = n.handle.shared.clone();
-        wait_until(n, 30, "all connected", move || shared.members().len() == 2).await;
+        let handle = n.handle.clone();
+        wait_until(n, 30, "all connected", move || handle.members().len() == 2).await;
     }
     let manifests = [
         SEGMENTATION_MANIFEST.to_string(),

@@ -11,6 +11,7 @@ use fedanno_node::network::audit::AuditEvent;
 use fedanno_node::network::node::Node;
 use fedanno_node::network::policy::Policy;
 use fedanno_node::reader_studies::jobs::{ConsensusOutcome, Job, JobKind, staple_dim};
+use fedanno_node::reader_studies::states::ReleaseKind;
 use fedanno_node::site::store::AuditFilter;
 use fedanno_node::tools::demo::{self, SEGMENTATION_MANIFEST};
 use fedanno_protocol::cert::Role;
@@ -66,9 +67,9 @@ async fn consortium(
     }
     let n = members.len();
     for m in &members {
-        let shared = m.node.handle.shared.clone();
+        let handle = m.node.handle.clone();
         wait_until(&m.node, 30, "every member connected", move || {
-            shared.members().len() + 1 == n
+            handle.members().len() + 1 == n
         })
         .await;
     }
@@ -202,7 +203,7 @@ async fn three_site_studies_equal_the_pooled_computation() {
     assert_eq!(rows.len(), 3, "{rows:?}");
     for r in &rows {
         assert_eq!(r.cases, Some(10), "{r:?}");
-        assert!(r.reads.as_array().is_some_and(|a| !a.is_empty()), "{r:?}");
+        assert!(r.reads.as_ref().is_some_and(|a| !a.is_empty()), "{r:?}");
     }
     // Every site stored the consensus as annotations of the reader `consensus`, and has the
     // report.
@@ -222,7 +223,7 @@ async fn three_site_studies_equal_the_pooled_computation() {
             m.site
                 .site
                 .store
-                .reader_study_result(&id, "report")
+                .reader_study_result(&id, ReleaseKind::Report)
                 .await
                 .unwrap()
                 .is_some()
@@ -431,15 +432,15 @@ async fn differencing_is_refused_and_a_silent_site_is_dropped() {
         kind: JobKind::StapleInit,
     };
     let n_readers = 7;
-    let (honest, second) = fedanno_node::reader_studies::network::dishonest_round(
-        &coord.shared,
-        &id,
-        &job,
-        staple_dim(n_readers),
-        all.clone(),
-        vec![SiteId::new("site-d").unwrap()],
-    )
-    .await;
+    let (honest, second) = coord
+        .dishonest_round(
+            &id,
+            &job,
+            staple_dim(n_readers),
+            all.clone(),
+            vec![SiteId::new("site-d").unwrap()],
+        )
+        .await;
     assert!(honest.is_ok(), "{honest:?}");
     let e = second.unwrap_err().to_string();
     assert!(e.contains("refused"), "{e}");
@@ -457,7 +458,7 @@ async fn differencing_is_refused_and_a_silent_site_is_dropped() {
     // Now site-d goes silent in the middle of the run: it answers two input requests, then
     // hangs. The coordinator waits out the round deadline, drops it, restarts the round with
     // fresh keys, and the study completes with three sites.
-    members[3].node.handle.shared.study.go_silent_after(2);
+    members[3].node.handle.go_silent_after(2);
     let (run, report) = coord.reader_study_run_and_report(&id).await.unwrap();
     assert_eq!(run.sites, vec!["site-a", "site-b", "site-c"]);
     assert_eq!(run.progress.dropped, vec!["site-d".to_string()]);

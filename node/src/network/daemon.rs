@@ -224,15 +224,29 @@ pub async fn run(dir: &Path, cli_listen: Vec<String>, cli_bootstrap: Vec<String>
     result
 }
 
+/// What a node started by code (the demo, benchmarks, tests) may set instead of the site's
+/// files. The default is what `node run` does.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Instead of the site's policy file.
+    pub policy: Option<Policy>,
+    /// Instead of `[network] checkpoint_interval_secs`: `Some(None)` signs checkpoints only on
+    /// demand.
+    pub checkpoint_interval: Option<Option<Duration>>,
+    /// Shown every outbound frame before Noise (see `NetConfig::tap`).
+    pub tap: Option<crate::network::p2p::Tap>,
+}
+
 /// Starts the node of an opened site (membership, keys, policy and audit log from its files).
 pub async fn start_node(
     site: &Site,
     listen: Vec<String>,
     bootstrap: Vec<String>,
+    options: &StartOptions,
 ) -> Result<(Node, AuditLog)> {
     let listen = listen_addrs(&sourced(&listen, "the listen addresses"))?;
     let bootstrap = bootstrap_addrs(&sourced(&bootstrap, "the bootstrap addresses"))?;
-    start_checked(site, listen, bootstrap).await
+    start_checked(site, listen, bootstrap, options).await
 }
 
 /// Starts the node on checked addresses. Membership, keys and policy are loaded (each failure
@@ -241,6 +255,7 @@ async fn start_checked(
     site: &Site,
     listen: Vec<Multiaddr>,
     bootstrap: Vec<Multiaddr>,
+    options: &StartOptions,
 ) -> Result<(Node, AuditLog)> {
     let m = consortium::load_membership(&site.dir)?;
     let keys_dir = site.dir.join(crate::site::config::KEYS_DIR);
@@ -262,7 +277,10 @@ async fn start_checked(
             keys_dir.join(consortium::LIBP2P_KEY_FILE).display()
         );
     }
-    let policy = load_policy(site)?;
+    let policy = match &options.policy {
+        Some(p) => p.clone(),
+        None => load_policy(site)?,
+    };
     let me = site.config.site.id.clone();
     let audit_log = AuditLog::new(
         site.store.clone(),
@@ -295,24 +313,28 @@ async fn start_checked(
         transport: Transport::Tcp,
         net: NetConfig {
             idle_timeout: Duration::from_secs(site.config.network.idle_timeout_secs),
+            tap: options.tap.clone(),
             ..NetConfig::default()
         },
-        checkpoint_interval: Some(Duration::from_secs(
-            site.config.network.checkpoint_interval_secs,
-        )),
+        checkpoint_interval: options
+            .checkpoint_interval
+            .unwrap_or(Some(Duration::from_secs(
+                site.config.network.checkpoint_interval_secs,
+            ))),
     };
     Ok((Node::start(params).await?, audit_log))
 }
 
 async fn run_site(site: &Site, listen: Vec<Multiaddr>, bootstrap: Vec<Multiaddr>) -> Result<()> {
-    let (node, audit_log) = start_checked(site, listen, bootstrap).await?;
+    let (node, audit_log) =
+        start_checked(site, listen, bootstrap, &StartOptions::default()).await?;
     // The control socket exists before the node announces itself: a script that reads the
     // `listening on` line can talk to the node at once.
     let control_listener = control::bind(&site.dir)?;
-    for a in &node.handle.shared.listening {
-        tracing::info!(address = %a, peer_id = %node.handle.net().peer_id(), "node listening");
+    for a in node.handle.listen_addrs() {
+        tracing::info!(address = %a, peer_id = %node.handle.peer_id(), "node listening");
         // The one line operators and scripts read to know where the node is.
-        println!("listening on {a}/p2p/{}", node.handle.net().peer_id());
+        println!("listening on {a}/p2p/{}", node.handle.peer_id());
     }
     let stop = node.shutdown.clone();
     let control = tokio::spawn({

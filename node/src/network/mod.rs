@@ -9,6 +9,7 @@ pub mod audit;
 pub mod consortium;
 pub mod control;
 pub mod daemon;
+pub mod kinds;
 pub mod node;
 pub mod p2p;
 pub mod policy;

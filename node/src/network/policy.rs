@@ -4,41 +4,21 @@
 //! Rules are checked in order; the first rule that matches the message decides; a message no
 //! rule matches is denied. Every decision names the rule and gives its reasons.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+use fedanno_protocol::cert::Role;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
-/// Message kinds a policy can name.
-pub const MESSAGE_KINDS: &[&str] = &[
-    "hello",
-    "checkpoint",
-    "witness",
-    "receipt",
-    "refusal",
-    "notice",
-    "study-announcement",
-    "study-decision",
-    "annotation-metadata",
-    "secagg-keys",
-    "secagg-statement",
-    "masked-vector",
-    "result",
-];
-
-/// Roles a recipient can hold (from its certificate).
-pub const ROLES: &[&str] = &["site", "coordinator", "auditor"];
+use super::kinds::MessageKind;
 
 #[derive(Debug, Error)]
 pub enum PolicyError {
+    /// Not TOML, an unknown key, an unknown message kind or role (serde names it, with its
+    /// line and the known values).
     #[error("policy file is not valid: {0}")]
     Parse(String),
-    #[error("rule {rule:?}: unknown message kind {kind:?} (known: {known})")]
-    UnknownKind {
-        rule: String,
-        kind: String,
-        known: String,
-    },
-    #[error("rule {rule:?}: unknown role {role:?} (known: site, coordinator, auditor)")]
-    UnknownRole { rule: String, role: String },
     #[error("the policy has no rules")]
     Empty,
 }
@@ -50,16 +30,76 @@ pub enum Effect {
     Deny,
 }
 
+/// One entry of a rule's list: `*` (anything) or one named value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pattern<T> {
+    Any,
+    Only(T),
+}
+
+impl<T: PartialEq> Pattern<T> {
+    fn covers(&self, value: &T) -> bool {
+        match self {
+            Pattern::Any => true,
+            Pattern::Only(x) => x == value,
+        }
+    }
+}
+
+impl<T: fmt::Display> Serialize for Pattern<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Pattern::Any => s.serialize_str("*"),
+            Pattern::Only(x) => s.collect_str(x),
+        }
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Pattern<T>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "*" {
+            return Ok(Pattern::Any);
+        }
+        s.parse()
+            .map(Pattern::Only)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A recipient role as a policy names it (`site`, `coordinator`, `auditor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleName(pub Role);
+
+impl fmt::Display for RoleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+impl FromStr for RoleName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse()
+            .map(RoleName)
+            .map_err(|_| format!("unknown role {s:?} (known: site, coordinator, auditor)"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub name: String,
     pub effect: Effect,
     /// Message kinds this rule covers (`*` for all).
-    pub kinds: Vec<String>,
+    pub kinds: Vec<Pattern<MessageKind>>,
     /// Recipient roles this rule covers (`*` for all; a broadcast counts as every role).
-    #[serde(default = "star")]
-    pub to_roles: Vec<String>,
+    #[serde(default = "any")]
+    pub to_roles: Vec<Pattern<RoleName>>,
     /// Statistic kinds covered (for masked vectors and results); empty means any.
     #[serde(default)]
     pub statistics: Vec<String>,
@@ -71,8 +111,8 @@ pub struct Rule {
     pub min_cases: Option<u64>,
 }
 
-fn star() -> Vec<String> {
-    vec!["*".into()]
+fn any() -> Vec<Pattern<RoleName>> {
+    vec![Pattern::Any]
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,9 +128,9 @@ pub struct Policy {
 /// An outbound message as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outbound<'a> {
-    pub kind: &'a str,
+    pub kind: MessageKind,
     /// The recipient's roles; `None` for a broadcast to the consortium.
-    pub to_roles: Option<&'a [String]>,
+    pub to_roles: Option<&'a [Role]>,
     pub statistic: Option<&'a str>,
     /// Sites contributing to the aggregate this message belongs to.
     pub contributing_sites: Option<u32>,
@@ -99,7 +139,7 @@ pub struct Outbound<'a> {
 }
 
 impl<'a> Outbound<'a> {
-    pub fn simple(kind: &'a str, to_roles: Option<&'a [String]>) -> Self {
+    pub fn simple(kind: MessageKind, to_roles: Option<&'a [Role]>) -> Self {
         Outbound {
             kind,
             to_roles,
@@ -118,8 +158,22 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
-fn covers(list: &[String], value: &str) -> bool {
-    list.iter().any(|x| x == "*" || x == value)
+impl Rule {
+    /// Whether the rule applies to `m` (kind, recipient role, statistic); its thresholds are
+    /// checked after.
+    fn matches(&self, m: &Outbound<'_>) -> bool {
+        let kind_ok = self.kinds.iter().any(|k| k.covers(&m.kind));
+        let role_ok = match m.to_roles {
+            None => true,
+            Some(roles) => self.to_roles.iter().any(|p| {
+                matches!(p, Pattern::Any) || roles.iter().any(|r| p.covers(&RoleName(*r)))
+            }),
+        };
+        let statistic_ok = self.statistics.is_empty()
+            || m.statistic
+                .is_some_and(|s| self.statistics.iter().any(|x| x == "*" || x == s));
+        kind_ok && role_ok && statistic_ok
+    }
 }
 
 impl Policy {
@@ -128,116 +182,42 @@ impl Policy {
         if p.rules.is_empty() {
             return Err(PolicyError::Empty);
         }
-        for r in &p.rules {
-            for k in &r.kinds {
-                if k != "*" && !MESSAGE_KINDS.contains(&k.as_str()) {
-                    return Err(PolicyError::UnknownKind {
-                        rule: r.name.clone(),
-                        kind: k.clone(),
-                        known: MESSAGE_KINDS.join(", "),
-                    });
-                }
-            }
-            for role in &r.to_roles {
-                if role != "*" && !ROLES.contains(&role.as_str()) {
-                    return Err(PolicyError::UnknownRole {
-                        rule: r.name.clone(),
-                        role: role.clone(),
-                    });
-                }
-            }
-        }
         Ok(p)
     }
 
-    /// Decides one outbound message.
+    /// Decides one outbound message: the first rule that matches decides; none: denied.
     pub fn decide(&self, m: &Outbound<'_>) -> Decision {
-        for r in &self.rules {
-            if !covers(&r.kinds, m.kind) {
-                continue;
-            }
-            let role_ok = match m.to_roles {
-                None => true,
-                Some(roles) => {
-                    r.to_roles.iter().any(|x| x == "*")
-                        || roles.iter().any(|role| covers(&r.to_roles, role))
-                }
-            };
-            if !role_ok {
-                continue;
-            }
-            if !r.statistics.is_empty() && !m.statistic.is_some_and(|s| covers(&r.statistics, s)) {
-                continue;
-            }
-            let mut reasons = vec![format!("rule {:?} covers {} messages", r.name, m.kind)];
-            if r.effect == Effect::Deny {
-                reasons.push("the rule denies them".into());
-                return Decision {
-                    allowed: false,
-                    rule: r.name.clone(),
-                    reasons,
-                };
-            }
-            if let Some(min) = r.min_sites {
-                match m.contributing_sites {
-                    Some(n) if n >= min => reasons.push(format!("{n} contributing sites ≥ {min}")),
-                    Some(n) => {
-                        reasons.push(format!(
-                            "only {n} contributing sites; the rule requires at least {min}"
-                        ));
-                        return Decision {
-                            allowed: false,
-                            rule: r.name.clone(),
-                            reasons,
-                        };
-                    }
-                    None => {
-                        reasons.push(format!("the number of contributing sites is unknown; the rule requires at least {min}"));
-                        return Decision {
-                            allowed: false,
-                            rule: r.name.clone(),
-                            reasons,
-                        };
-                    }
-                }
-            }
-            if let Some(min) = r.min_cases {
-                match m.cases {
-                    Some(n) if n >= min => reasons.push(format!("{n} cases ≥ {min}")),
-                    Some(n) => {
-                        reasons.push(format!("only {n} cases; the rule requires at least {min}"));
-                        return Decision {
-                            allowed: false,
-                            rule: r.name.clone(),
-                            reasons,
-                        };
-                    }
-                    None => {
-                        reasons.push(format!(
-                            "the number of cases is unknown; the rule requires at least {min}"
-                        ));
-                        return Decision {
-                            allowed: false,
-                            rule: r.name.clone(),
-                            reasons,
-                        };
-                    }
-                }
-            }
-            reasons.push("allowed".into());
+        let Some(r) = self.rules.iter().find(|r| r.matches(m)) else {
             return Decision {
-                allowed: true,
-                rule: r.name.clone(),
-                reasons,
+                allowed: false,
+                rule: "(default)".into(),
+                reasons: vec![format!(
+                    "no rule of policy {:?} allows {} messages to this recipient",
+                    self.name, m.kind
+                )],
             };
-        }
+        };
+        let mut reasons = vec![format!("rule {:?} covers {} messages", r.name, m.kind)];
+        let verdict = match r.effect {
+            Effect::Deny => Err("the rule denies them".to_string()),
+            Effect::Allow => threshold("contributing sites", m.contributing_sites, r.min_sites)
+                .and_then(|a| Ok([a, threshold("cases", m.cases, r.min_cases)?])),
+        };
+        let allowed = match verdict {
+            Ok(met) => {
+                reasons.extend(met.into_iter().flatten());
+                reasons.push("allowed".into());
+                true
+            }
+            Err(why) => {
+                reasons.push(why);
+                false
+            }
+        };
         Decision {
-            allowed: false,
-            rule: "(default)".into(),
-            reasons: vec![format!(
-                "no rule of policy {:?} allows {} messages to this recipient",
-                self.name, m.kind
-            )],
+            allowed,
+            rule: r.name.clone(),
+            reasons,
         }
     }
 
@@ -253,6 +233,23 @@ impl Policy {
     }
 }
 
+/// Checks a rule's minimum: `Ok(None)` when it has none, `Ok(Some(reason))` when met, the
+/// reason it is not met otherwise.
+fn threshold<T: PartialOrd + fmt::Display + Copy>(
+    what: &str,
+    value: Option<T>,
+    min: Option<T>,
+) -> Result<Option<String>, String> {
+    let Some(min) = min else { return Ok(None) };
+    match value {
+        Some(n) if n >= min => Ok(Some(format!("{n} {what} ≥ {min}"))),
+        Some(n) => Err(format!("only {n} {what}; the rule requires at least {min}")),
+        None => Err(format!(
+            "the number of {what} is unknown; the rule requires at least {min}"
+        )),
+    }
+}
+
 /// The default policy text (`policies/research-site.toml`).
 pub const DEFAULT_POLICY: &str = include_str!("../../../policies/research-site.toml");
 
@@ -260,8 +257,8 @@ pub const DEFAULT_POLICY: &str = include_str!("../../../policies/research-site.t
 mod tests {
     use super::*;
 
-    fn roles(r: &[&str]) -> Vec<String> {
-        r.iter().map(|s| s.to_string()).collect()
+    fn roles(r: &[&str]) -> Vec<Role> {
+        r.iter().map(|s| s.parse().unwrap()).collect()
     }
 
     #[test]
@@ -304,14 +301,17 @@ mod tests {
         let aud = roles(&["auditor"]);
         let site = roles(&["site"]);
         let coord = roles(&["site", "coordinator"]);
-        let d = p.decide(&Outbound::simple("notice", Some(&aud)));
+        let d = p.decide(&Outbound::simple(MessageKind::Notice, Some(&aud)));
         assert_eq!(
             (d.allowed, d.rule.as_str()),
             (false, "no notices to auditors")
         );
-        assert!(p.decide(&Outbound::simple("notice", Some(&site))).allowed);
+        assert!(
+            p.decide(&Outbound::simple(MessageKind::Notice, Some(&site)))
+                .allowed
+        );
         let stat = |n, c| Outbound {
-            kind: "masked-vector",
+            kind: MessageKind::MaskedVector,
             to_roles: Some(&coord),
             statistic: Some("staple"),
             contributing_sites: n,
@@ -334,7 +334,7 @@ mod tests {
         };
         assert_eq!(p.decide(&other).rule, "(default)");
         assert!(
-            !p.decide(&Outbound::simple("masked-vector", Some(&site)))
+            !p.decide(&Outbound::simple(MessageKind::MaskedVector, Some(&site)))
                 .allowed
         );
     }
@@ -343,15 +343,14 @@ mod tests {
     fn unknown_kinds_roles_and_keys_are_refused() {
         let bad_kind =
             "name = \"x\"\n[[rule]]\nname = \"r\"\neffect = \"allow\"\nkinds = [\"telepathy\"]\n";
-        assert!(matches!(
-            Policy::parse(bad_kind),
-            Err(PolicyError::UnknownKind { .. })
-        ));
+        let e = Policy::parse(bad_kind).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown message kind \"telepathy\"") && e.contains("masked-vector"),
+            "{e}"
+        );
         let bad_role = "name = \"x\"\n[[rule]]\nname = \"r\"\neffect = \"allow\"\nkinds = [\"notice\"]\nto_roles = [\"king\"]\n";
-        assert!(matches!(
-            Policy::parse(bad_role),
-            Err(PolicyError::UnknownRole { .. })
-        ));
+        let e = Policy::parse(bad_role).unwrap_err().to_string();
+        assert!(e.contains("unknown role \"king\""), "{e}");
         let bad_key = "name = \"x\"\n[[rule]]\nname = \"r\"\neffect = \"allow\"\nkinds = [\"notice\"]\nmin_site = 3\n";
         assert!(matches!(Policy::parse(bad_key), Err(PolicyError::Parse(_))));
         assert!(matches!(

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::network::kinds::MessageKind;
 use crate::network::policy::{Outbound, Policy};
+use fedanno_protocol::cert::Role;
 
 /// Most readers a study may name (binary STAPLE's pattern keys hold 32 raters).
 pub const MAX_READERS: usize = 32;
@@ -450,12 +452,7 @@ impl Manifest {
 
     /// Applies a site's policy to every release the study foresees, assuming the manifest's
     /// thresholds (each actual release is gated again with its real numbers).
-    pub fn evaluate(
-        &self,
-        policy: &Policy,
-        me: &str,
-        coordinator_roles: &[String],
-    ) -> JoinDecision {
+    pub fn evaluate(&self, policy: &Policy, me: &str, coordinator_roles: &[Role]) -> JoinDecision {
         let mut reasons = Vec::new();
         let mut joined = true;
         if !self.participants.sites.iter().any(|s| s == me) {
@@ -464,7 +461,7 @@ impl Manifest {
                 reasons: vec![format!("site {me} is not among the study's participants")],
             };
         }
-        if !coordinator_roles.iter().any(|r| r == "coordinator") {
+        if !coordinator_roles.contains(&Role::Coordinator) {
             return JoinDecision {
                 joined: false,
                 reasons: vec![format!(
@@ -473,7 +470,10 @@ impl Manifest {
                 )],
             };
         }
-        let decision = policy.decide(&Outbound::simple("study-decision", Some(coordinator_roles)));
+        let decision = policy.decide(&Outbound::simple(
+            MessageKind::StudyDecision,
+            Some(coordinator_roles),
+        ));
         if !decision.allowed {
             joined = false;
         }
@@ -488,7 +488,7 @@ impl Manifest {
         ));
         for stat in self.statistics() {
             let d = policy.decide(&Outbound {
-                kind: "masked-vector",
+                kind: MessageKind::MaskedVector,
                 to_roles: Some(coordinator_roles),
                 statistic: Some(stat),
                 contributing_sites: Some(self.privacy.min_sites),
@@ -592,7 +592,7 @@ mod tests {
     #[test]
     fn strict_policy_declines_small_studies_and_research_policy_joins() {
         let m = Manifest::parse(&base()).unwrap();
-        let roles = vec!["site".to_string(), "coordinator".to_string()];
+        let roles = vec![Role::Site, Role::Coordinator];
         let research = Policy::parse(
             &std::fs::read_to_string(
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -620,7 +620,7 @@ mod tests {
         );
         let d = m.evaluate(&research, "site-z", &roles);
         assert!(!d.joined);
-        let d = m.evaluate(&research, "site-a", &["site".to_string()]);
+        let d = m.evaluate(&research, "site-a", &[Role::Site]);
         assert!(!d.joined);
     }
 }

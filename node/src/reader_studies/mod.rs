@@ -7,11 +7,14 @@
 //! round keys, masked vectors, the differencing guard), and the report ([`summary`] builds it
 //! from a run, [`report`] renders it).
 
+mod error;
 pub mod jobs;
 pub mod local;
 pub mod manifest;
 pub mod network;
 pub mod report;
+pub mod states;
 pub mod summary;
 
+pub use error::ReaderStudyError;
 pub use manifest::{Manifest, ManifestError};

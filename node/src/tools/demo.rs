@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use fedanno_protocol::cert::Role;
-use fedanno_protocol::ids::SiteId;
 use serde::Serialize;
 
 use crate::annotations::interchange::{self, Context as ImportContext, ImportOptions};
 use crate::annotations::readers::{ReaderKind, consortium_pseudonym};
-use crate::network::consortium::{self, Root};
-use crate::network::node::Node;
-use crate::site::{self, Site};
+use crate::network::daemon::StartOptions;
+use crate::site::Site;
+use crate::tools::local_consortium::{LocalConsortium, Member};
 use crate::tools::synth::{self, SynthOptions};
 
 /// The segmentation study the demo runs (the shipped template).
@@ -186,26 +185,6 @@ pub struct DemoSummary {
 
 const SITES: [&str; 3] = ["site-a", "site-b", "site-c"];
 
-/// Waits (on the nodes' activity signals, under one deadline) until every node sees every
-/// other as a proven member.
-pub(crate) async fn wait_connected(nodes: &[Node], secs: u64) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    for n in nodes {
-        let mut rx = n.handle.shared.activity.subscribe();
-        loop {
-            if n.handle.shared.members().len() + 1 >= nodes.len() {
-                break;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!("the nodes did not all connect within {secs} s");
-            }
-            let _ = tokio::time::timeout(left, rx.changed()).await;
-        }
-    }
-    Ok(())
-}
-
 pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
     let started = Instant::now();
     let (out, kept) = match &opts.out {
@@ -231,34 +210,23 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
     } else {
         std::env::temp_dir().join(format!("fedanno-demo-{}", std::process::id()))
     };
-    let root_dir = out.join("consortium");
-    consortium::new_root("demo-consortium", &root_dir)?;
-    let mut root = Root::open(&root_dir)?;
-    let mut sites = Vec::new();
-    for (i, id) in SITES.iter().enumerate() {
-        let dir = out.join("sites").join(id);
-        let name = format!("Demo Hospital {}", (b'A' + i as u8) as char);
-        site::init(&dir, &name, Some(id))?;
-        let sid = SiteId::new(*id).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let req = consortium::request(&dir, &sid, &name)?;
-        let roles: Vec<Role> = if i == 0 {
-            vec![Role::Site, Role::Coordinator]
-        } else {
-            vec![Role::Site]
-        };
-        let (cert, _) = root.admit(&req, &roles, 30)?;
-        let cert_path = out.join("consortium").join(format!("{id}.cert"));
-        std::fs::write(&cert_path, cert.to_bytes())?;
-        consortium::join(
-            &dir,
-            &sid,
-            &root_dir.join(consortium::INFO_FILE),
-            &cert_path,
-            Some(&root_dir.join(consortium::CRL_FILE)),
-        )?;
-        let site = Site::open(&dir)?;
+    let members: Vec<Member> = SITES
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Member {
+            id: id.to_string(),
+            name: format!("Demo Hospital {}", (b'A' + i as u8) as char),
+            roles: if i == 0 {
+                vec![Role::Site, Role::Coordinator]
+            } else {
+                vec![Role::Site]
+            },
+        })
+        .collect();
+    let local = LocalConsortium::create(&out, "demo-consortium", &members, 30)?;
+    for (i, (site, id)) in local.sites.iter().zip(SITES).enumerate() {
         prepare_site(
-            &site,
+            site,
             &out.join("synth").join(id),
             opts.cases,
             opts.size,
@@ -268,26 +236,11 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
         )
         .await
         .with_context(|| format!("preparing {id}"))?;
-        sites.push(site);
     }
-    let mut nodes: Vec<Node> = Vec::new();
-    for site in &sites {
-        let bootstrap: Vec<String> = nodes
-            .iter()
-            .filter_map(|n| {
-                let a = n.handle.shared.listening.first()?;
-                Some(format!("{a}/p2p/{}", n.handle.net().peer_id()))
-            })
-            .collect();
-        let (node, _) = crate::network::daemon::start_node(
-            site,
-            vec!["/ip4/127.0.0.1/tcp/0".into()],
-            bootstrap,
-        )
+    let sites = &local.sites;
+    let nodes = local
+        .start(|_| StartOptions::default(), Duration::from_secs(60))
         .await?;
-        nodes.push(node);
-    }
-    wait_connected(&nodes, 60).await?;
     let manifests = [
         SEGMENTATION_MANIFEST.to_string(),
         classification_manifest(&SITES),
@@ -336,7 +289,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
     }
     let mut audit_verified = Vec::new();
     for (site, node) in sites.iter().zip(&nodes) {
-        let v = node.handle.shared.audit.verify().await?;
+        let v = node.handle.verify_audit().await?;
         if !v.ok {
             bail!("the audit log of {} does not verify", site.config.site.id);
         }
@@ -345,8 +298,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
     for n in nodes {
         n.stop().await;
     }
-    let site_dirs = sites.iter().map(|s| s.dir.clone()).collect();
-    for s in sites {
+    let site_dirs = local.sites.iter().map(|s| s.dir.clone()).collect();
+    for s in local.sites {
         s.close();
     }
     let mut summary = DemoSummary {

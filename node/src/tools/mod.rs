@@ -5,5 +5,6 @@
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod local_consortium;
 pub mod logging;
 pub mod synth;

@@ -1,36 +1,52 @@
-//! The node's application actor: it connects the network (`net`), the policy gate (`policy`),
-//! the audit log (`audit`) and the store. Every message that leaves the node goes through
-//! [`outbound`]: policy decides, the decision and the message hash are committed to the audit
-//! log, and only then are the bytes handed to the network. Every message that arrives goes
-//! through [`inbound`]: a peer must first prove membership with a certificate bound to its
-//! peer id ([`membership`]); envelopes are verified (signature, consortium, time window,
-//! replay) and audited before they are acted on; anything else is refused, audited, and the
-//! peer is disconnected.
+//! The node actor: it joins the network ([`crate::network::p2p`]), the policy gate, the audit
+//! log and the store. Every message that leaves goes through `outbound` (policy decides, the
+//! decision and the message are committed to the audit log, then the bytes are handed to the
+//! network); every message that arrives goes through `inbound` (a peer first proves
+//! membership in `membership`; envelopes are opened and audited in `envelopes` before they
+//! are acted on; anything else is refused, audited, and the peer disconnected).
 //!
-//! The actor owns its state in [`Shared`] (short critical sections, never held across an
-//! await); slow work runs in tasks bounded by a semaphore. Outside code talks to it through an
-//! [`AppHandle`] with a bounded command channel.
+//! Layout: `context` (the node's private state, split by concern: `identity`, `members`,
+//! `envelopes`, services, `witness`, reader-study rounds), `inbound`, `outbound`,
+//! `membership`, `witness`, `commands` (what [`AppHandle`] asks), `status`.
+//!
+//! Outside code talks to a running node only through [`AppHandle`]: commands on a bounded
+//! channel for everything that acts, and read-only observations (listen addresses, peer id,
+//! connected members, the activity signal). Slow work runs in tasks bounded by a semaphore;
+//! locks are std locks held for a few statements, never across an await.
 
+mod commands;
+pub(crate) mod context;
+mod envelopes;
+mod identity;
 mod inbound;
+mod members;
 mod membership;
 pub(crate) mod outbound;
-pub(crate) mod shared;
+mod status;
+mod witness;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use fedanno_protocol::cert::{Certificate, CertificateBody, TrustStore};
 use fedanno_protocol::ids::SiteId;
+use fedanno_protocol::wire::{Cosignature, SignedCheckpoint};
 use ring::signature::Ed25519KeyPair;
-use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-use crate::network::audit::{AuditError, AuditLog};
-use crate::network::p2p::{self, Multiaddr, NetConfig, NetError, NetEvent, NetHandle};
+use crate::network::audit::{AuditError, AuditEvent, AuditLog, VerifyReport};
+use crate::network::kinds::MessageKind;
+use crate::network::p2p::{self, Multiaddr, NetConfig, NetError, NetEvent, NetStats, PeerId};
 use crate::network::policy::Policy;
-use crate::site::store::Store;
-pub use shared::{MemberInfo, Shared};
+use crate::reader_studies::ReaderStudyError;
+use crate::site::store::{AuditFilter, Store};
+use commands::AppCommand;
+use context::Context;
+pub(crate) use inbound::issue_receipt;
+pub use members::MemberInfo;
+pub use status::{Status, health_problems};
+pub(crate) use witness::fetch_checkpoint;
 /// The X25519 sealing key types, re-exported so callers need not name the crate.
 pub use x25519_dalek::{PublicKey as SealingPublic, StaticSecret as SealingSecret};
 
@@ -45,7 +61,7 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum AppError {
     #[error("the policy denied sending {kind} to {to}: {reasons}")]
     PolicyDenied {
-        kind: String,
+        kind: MessageKind,
         to: String,
         reasons: String,
     },
@@ -65,7 +81,7 @@ pub enum AppError {
     #[error("the node has stopped")]
     Stopped,
     #[error("study: {0}")]
-    Study(String),
+    ReaderStudy(#[from] ReaderStudyError),
 }
 
 /// Everything a node needs to run.
@@ -89,88 +105,11 @@ pub struct NodeParams {
     pub checkpoint_interval: Option<Duration>,
 }
 
-/// What `node status` shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    pub site: String,
-    pub consortium: String,
-    pub peer_id: String,
-    pub listen: Vec<String>,
-    pub roles: Vec<String>,
-    pub certificate_expires: u64,
-    pub certificate_not_before: u64,
-    pub members_connected: usize,
-    pub audit_size: u64,
-    pub audit_root: String,
-    pub requests_sent: u64,
-    pub bytes_sent: u64,
-    /// The node answers, its certificate is valid now, and its audit log head is readable.
-    pub healthy: bool,
-    /// Why it is not healthy (empty when healthy).
-    pub problems: Vec<String>,
-}
-
-/// What makes a running node unhealthy: a certificate not valid at `now` (Unix seconds), or an
-/// audit log whose head cannot be read. Empty when healthy.
-pub fn health_problems(
-    now: u64,
-    not_before: u64,
-    not_after: u64,
-    audit_head: Result<(), String>,
-) -> Vec<String> {
-    let t = |s: u64| crate::site::calendar::rfc3339(s as i64);
-    let mut problems = Vec::new();
-    if now < not_before {
-        problems.push(format!(
-            "the site's certificate is not valid before {} (this machine's clock says {}): check the clock",
-            t(not_before),
-            t(now)
-        ));
-    }
-    if now >= not_after {
-        problems.push(format!(
-            "the site's certificate expired at {}: install a new one (`fedanno node request`, `fedanno consortium join`) and restart the node",
-            t(not_after)
-        ));
-    }
-    if let Err(e) = audit_head {
-        problems.push(format!("the audit log head cannot be read: {e}"));
-    }
-    problems
-}
-
-pub(crate) enum AppCommand {
-    Status(oneshot::Sender<Result<Status, AppError>>),
-    Peers(oneshot::Sender<Vec<MemberInfo>>),
-    Notice {
-        to: SiteId,
-        topic: String,
-        body: String,
-        reply: oneshot::Sender<Result<(), AppError>>,
-    },
-    Broadcast {
-        topic: String,
-        body: String,
-        reply: oneshot::Sender<Result<(), AppError>>,
-    },
-    Checkpoint {
-        reply: oneshot::Sender<Result<fedanno_protocol::wire::SignedCheckpoint, AppError>>,
-    },
-    Witness {
-        to: SiteId,
-        reply: oneshot::Sender<Result<fedanno_protocol::wire::Cosignature, AppError>>,
-    },
-    GetCheckpoint {
-        from: SiteId,
-        reply: oneshot::Sender<Result<fedanno_protocol::wire::SignedCheckpoint, AppError>>,
-    },
-}
-
 /// A handle to a running node.
 #[derive(Clone)]
 pub struct AppHandle {
     tx: mpsc::Sender<AppCommand>,
-    pub shared: Arc<Shared>,
+    cx: Arc<Context>,
 }
 
 /// A running node: its handle, and the task to await after shutdown.
@@ -178,6 +117,28 @@ pub struct Node {
     pub handle: AppHandle,
     pub task: tokio::task::JoinHandle<()>,
     pub shutdown: watch::Sender<bool>,
+}
+
+/// One above the highest sequence number this site's audit log shows it sent. Every envelope
+/// was committed to the log before it left, so a restart (even a kill -9 within the same
+/// second) cannot reuse one that peers' replay guards have seen.
+async fn next_sequence(store: &Store) -> Result<u64, AppError> {
+    let sent = store
+        .audit_entries(AuditFilter {
+            kind: Some("sent".into()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| AppError::Audit(e.into()))?;
+    let highest = sent
+        .iter()
+        .filter_map(|e| match &e.event {
+            AuditEvent::Sent { sequence, .. } => Some(*sequence),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    Ok(highest.saturating_add(1))
 }
 
 impl Node {
@@ -188,31 +149,8 @@ impl Node {
         for addr in &p.listen {
             listening.push(netw.listen(addr.clone()).await?);
         }
-        // Sequence numbers continue above every one this site has ever sent: each was committed
-        // to the audit log before it left, so a restart (even a kill -9 within the same second)
-        // cannot reuse one that peers' replay guards have seen.
-        let sent = p
-            .store
-            .audit_entries(crate::site::store::AuditFilter {
-                kind: Some("sent".into()),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| AppError::Audit(e.into()))?;
-        let highest = sent
-            .iter()
-            .filter_map(|e| match &e.event {
-                crate::network::audit::AuditEvent::Sent { sequence, .. } => Some(*sequence),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0);
-        let shared = Arc::new(Shared::new(
-            &p,
-            netw.clone(),
-            listening,
-            highest.saturating_add(1),
-        ));
+        let min_sequence = next_sequence(&p.store).await?;
+        let cx = Arc::new(Context::new(&p, netw.clone(), listening, min_sequence));
         for addr in &p.bootstrap {
             // A bootstrap peer that is down is retried by the operator; not fatal.
             if let Err(e) = netw.dial(addr.clone()).await {
@@ -221,15 +159,9 @@ impl Node {
         }
         let (tx, rx) = mpsc::channel(COMMANDS);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(
-            shared.clone(),
-            rx,
-            events,
-            stop_rx,
-            p.checkpoint_interval,
-        ));
+        let task = tokio::spawn(run(cx.clone(), rx, events, stop_rx, p.checkpoint_interval));
         Ok(Node {
-            handle: AppHandle { tx, shared },
+            handle: AppHandle { tx, cx },
             task,
             shutdown: stop_tx,
         })
@@ -243,7 +175,7 @@ impl Node {
 }
 
 async fn run(
-    shared: Arc<Shared>,
+    cx: Arc<Context>,
     mut commands: mpsc::Receiver<AppCommand>,
     mut events: mpsc::Receiver<NetEvent>,
     mut stop: watch::Receiver<bool>,
@@ -259,9 +191,9 @@ async fn run(
         tokio::select! {
             _ = stop.changed() => break,
             _ = checkpoints.tick(), if checkpoint_every.is_some() => {
-                let s = shared.clone();
+                let cx = cx.clone();
                 tasks.spawn(async move {
-                    if let Err(e) = outbound::checkpoint(&s).await {
+                    if let Err(e) = cx.checkpoint().await {
                         tracing::warn!(error = %e, "periodic checkpoint failed");
                     }
                 });
@@ -278,9 +210,9 @@ async fn run(
                         }
                         _ => None,
                     };
-                    let s = shared.clone();
+                    let cx = cx.clone();
                     tasks.spawn(async move {
-                        inbound::handle(&s, ev).await;
+                        inbound::handle(&cx, ev).await;
                         drop(permit);
                     });
                 }
@@ -288,8 +220,8 @@ async fn run(
             },
             cmd = commands.recv() => match cmd {
                 Some(c) => {
-                    let s = shared.clone();
-                    tasks.spawn(async move { outbound::command(&s, c).await });
+                    let cx = cx.clone();
+                    tasks.spawn(async move { commands::execute(&cx, c).await });
                 }
                 None => break,
             },
@@ -301,7 +233,8 @@ async fn run(
 }
 
 impl AppHandle {
-    async fn ask<T>(
+    /// Sends a command to the actor and waits for its answer.
+    pub(crate) async fn ask<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> AppCommand,
     ) -> Result<T, AppError> {
@@ -339,91 +272,122 @@ impl AppHandle {
     }
 
     /// Signs a checkpoint of the audit log now and publishes it.
-    pub async fn checkpoint(&self) -> Result<fedanno_protocol::wire::SignedCheckpoint, AppError> {
-        self.ask(|reply| AppCommand::Checkpoint { reply }).await?
+    pub async fn checkpoint(&self) -> Result<SignedCheckpoint, AppError> {
+        self.ask(AppCommand::Checkpoint).await?
     }
 
     /// Asks a member to co-sign our latest checkpoint.
-    pub async fn witness(
-        &self,
-        to: SiteId,
-    ) -> Result<fedanno_protocol::wire::Cosignature, AppError> {
+    pub async fn witness(&self, to: SiteId) -> Result<Cosignature, AppError> {
         self.ask(|reply| AppCommand::Witness { to, reply }).await?
     }
 
     /// Fetches a member's latest signed checkpoint.
-    pub async fn get_checkpoint(
-        &self,
-        from: SiteId,
-    ) -> Result<fedanno_protocol::wire::SignedCheckpoint, AppError> {
+    pub async fn get_checkpoint(&self, from: SiteId) -> Result<SignedCheckpoint, AppError> {
         self.ask(|reply| AppCommand::GetCheckpoint { from, reply })
             .await?
     }
 
-    pub fn net(&self) -> &NetHandle {
-        &self.shared.net
-    }
-
-    /// Signs a study manifest and announces it to its participants (coordinator).
-    pub async fn reader_study_launch(
+    /// Sends a reader-study command to the actor.
+    pub(crate) async fn reader_study<T>(
         &self,
-        manifest: &str,
-    ) -> Result<(String, Vec<crate::reader_studies::network::Delivery>), AppError> {
-        crate::reader_studies::network::launch(&self.shared, manifest).await
+        make: impl FnOnce(
+            oneshot::Sender<Result<T, AppError>>,
+        ) -> crate::reader_studies::network::Command,
+    ) -> Result<T, AppError> {
+        self.ask(|reply| AppCommand::ReaderStudy(make(reply)))
+            .await?
     }
 
-    /// Applies this site's policy to a study's manifest and tells the coordinator.
-    pub async fn reader_study_join(
+    // Observations: read-only, no command needed.
+
+    /// This site's id.
+    pub fn site(&self) -> &SiteId {
+        self.cx.site()
+    }
+
+    /// The addresses the node listens on.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        self.cx.listening()
+    }
+
+    /// The addresses other nodes dial: each listen address with `/p2p/<peer id>`.
+    pub fn dial_addrs(&self) -> Vec<Multiaddr> {
+        let peer = self.peer_id();
+        self.listen_addrs()
+            .iter()
+            .map(|a| a.clone().with(p2p::Protocol::P2p(peer)))
+            .collect()
+    }
+
+    /// Waits, on the activity signal and never polling, until `done` holds; false when
+    /// `timeout` passes first.
+    pub async fn wait_until(
         &self,
-        id: &str,
-    ) -> Result<crate::reader_studies::manifest::JoinDecision, AppError> {
-        crate::reader_studies::network::join(&self.shared, id).await
+        timeout: Duration,
+        mut done: impl FnMut(&AppHandle) -> bool,
+    ) -> bool {
+        let mut rx = self.activity();
+        tokio::time::timeout(timeout, async {
+            while !done(self) {
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+        .unwrap_or(false)
     }
 
-    /// Selects this site's cases for a study and reports the counts to the coordinator.
-    pub async fn reader_study_assign(
-        &self,
-        id: &str,
-    ) -> Result<crate::reader_studies::local::Assignment, AppError> {
-        crate::reader_studies::network::assign(&self.shared, id).await
+    /// The node's libp2p peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.cx.net().peer_id()
     }
 
-    /// Runs a study's consensus and quality releases (coordinator).
-    pub async fn reader_study_run(
-        &self,
-        id: &str,
-    ) -> Result<crate::reader_studies::network::ReaderStudyRun, AppError> {
-        crate::reader_studies::network::run(&self.shared, id).await
+    /// Connected, proven members (the same as [`AppHandle::peers`], without the actor).
+    pub fn members(&self) -> Vec<MemberInfo> {
+        self.cx.members().all()
     }
 
-    /// Runs a study and publishes its report (coordinator): what `study run` does.
-    pub async fn reader_study_run_and_report(
-        &self,
-        id: &str,
-    ) -> Result<
-        (
-            crate::reader_studies::network::ReaderStudyRun,
-            crate::reader_studies::report::ReaderStudyReport,
-        ),
-        AppError,
-    > {
-        let run = crate::reader_studies::network::run(&self.shared, id).await?;
-        let report = crate::reader_studies::network::finish(&self.shared, &run).await?;
-        Ok((run, report))
+    /// A connected member by site id.
+    pub fn member(&self, site: &SiteId) -> Option<MemberInfo> {
+        self.cx.members().by_site(site)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn health_needs_a_valid_certificate_and_a_readable_audit_log() {
-        use super::health_problems;
-        assert!(health_problems(100, 50, 200, Ok(())).is_empty());
-        let p = health_problems(40, 50, 200, Ok(()));
-        assert!(p.len() == 1 && p[0].contains("not valid before"), "{p:?}");
-        let p = health_problems(200, 50, 200, Ok(()));
-        assert!(p.len() == 1 && p[0].contains("expired"), "{p:?}");
-        let p = health_problems(100, 50, 200, Err("disk I/O error".into()));
-        assert!(p.len() == 1 && p[0].contains("disk I/O error"), "{p:?}");
+    /// The activity signal: bumped on every membership change, accepted gossip, rejection and
+    /// reader-study step. Tests and tools wait on it instead of polling.
+    pub fn activity(&self) -> watch::Receiver<u64> {
+        self.cx.subscribe()
+    }
+
+    /// What the node handed to the network so far.
+    pub async fn net_stats(&self) -> Result<NetStats, AppError> {
+        Ok(self.cx.net().stats().await?)
+    }
+
+    /// The size and root of the node's audit log now.
+    pub async fn audit_head(&self) -> Result<(u64, [u8; 32]), AppError> {
+        Ok(self.cx.audit().head().await?)
+    }
+
+    /// Checks the node's whole audit log (`fedanno audit verify` on a running node).
+    pub async fn verify_audit(&self) -> Result<VerifyReport, AppError> {
+        Ok(self.cx.audit().verify().await?)
+    }
+
+    /// The latest checkpoint `site` published or asked us to co-sign, if any.
+    pub fn witnessed(&self, site: &SiteId) -> Option<SignedCheckpoint> {
+        self.cx.witnessed().latest(site)
+    }
+
+    pub(crate) fn context(&self) -> &Arc<Context> {
+        &self.cx
+    }
+
+    /// Test hook: the raw network handle, to send frames past the node's own checks as an
+    /// attacker would.
+    #[cfg(feature = "test-hooks")]
+    pub fn raw_network(&self) -> &p2p::NetHandle {
+        self.cx.net()
     }
 }

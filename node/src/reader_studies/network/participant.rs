@@ -1,443 +1,424 @@
-//! The site's side of a study: answering announcements, decisions, progress, rosters, inputs,
-//! statements and releases, with every check a contribution needs before it leaves.
+//! The site's side of a reader study: answering announcements, decisions, progress, rosters,
+//! inputs, statements and releases, with every check a contribution needs before it leaves.
 
-use super::*;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
-pub(super) async fn receipt(
-    s: &Shared,
-    member: &MemberInfo,
+use fedanno_protocol::crypto;
+use fedanno_protocol::ids::SiteId;
+use fedanno_protocol::reader_study::{
+    self as wire, ReadCount, ReaderStudyRequest, ReaderStudyResponse, SignedManifest,
+};
+use fedanno_protocol::secagg::{self, MaskedInput, RoundKey, SignedRoster, SubmissionStatement};
+use fedanno_protocol::wire::{RefusalReason, Request, Response};
+
+use super::{ReaderStudyRuntime, Refusal, local_data, new_secret, note, participating};
+use crate::network::kinds::MessageKind;
+use crate::network::node::context::Context;
+use crate::network::node::outbound::Release;
+use crate::network::node::{AppError, MemberInfo, issue_receipt};
+use crate::network::policy::Outbound;
+use crate::reader_studies::ReaderStudyError;
+use crate::reader_studies::jobs::{self, ConsensusOutcome, Job, LocalData};
+use crate::reader_studies::local;
+use crate::reader_studies::manifest::Manifest;
+use crate::reader_studies::states::{ReaderStudyRole, ReaderStudyState, ReleaseKind, SiteStatus};
+use crate::site::store::{ReaderStudyRow, SubmissionRow};
+use fedanno_protocol::cert::Role;
+
+/// How long a site waits for another site's submission statement.
+const STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One request being answered: who sent it, on which request id, with which message hash.
+struct Asked<'a> {
+    cx: &'a Context,
+    member: &'a MemberInfo,
     id: u64,
     message_hash: [u8; 32],
-    study: &str,
-) -> Result<(), AppError> {
-    let (size, root) = s.audit.head().await?;
-    let receipt = Receipt::sign(s.site.clone(), message_hash, size, root, &s.signing);
-    s.audit
-        .record(AuditEvent::ReceiptIssued {
-            to: member.site.clone(),
-            message_hash,
-        })
-        .await?;
-    let rel = Release {
-        study: Some(study),
-        ..Release::default()
-    };
-    outbound::gate_with(s, "receipt", &rel, Some(member)).await?;
-    outbound::respond_gated(
-        s,
-        member,
-        id,
-        "receipt",
-        Some(study),
-        &Response::Receipt { receipt },
-    )
-    .await
 }
 
-pub(super) async fn refuse(
-    s: &Shared,
-    member: &MemberInfo,
-    id: u64,
-    study: Option<&str>,
-    reason: RefusalReason,
-    why: String,
-) -> Result<(), AppError> {
-    if let Some(st) = study {
-        note(
-            s,
-            st,
-            format!("refused a request from {}: {why}", member.site),
-        )
-        .await?;
-    } else {
-        tracing::warn!(from = %member.site, "refused a study request: {why}");
+impl Asked<'_> {
+    /// Answers with a receipt (the message was logged).
+    async fn receipt(&self, study: &str) -> Result<(), AppError> {
+        let r = issue_receipt(self.cx, self.member, self.message_hash).await?;
+        self.cx
+            .respond(
+                self.member,
+                self.id,
+                MessageKind::Receipt,
+                &Release::of(study),
+                &r,
+            )
+            .await
     }
-    outbound::respond(s, member, id, "refusal", &Response::Refused { reason }).await
+
+    /// Refuses with `reason`; the detail is audited under the study when it names one.
+    async fn refuse(
+        &self,
+        study: Option<&str>,
+        reason: RefusalReason,
+        why: String,
+    ) -> Result<(), AppError> {
+        match study {
+            Some(st) => {
+                let what = format!("refused a request from {}: {why}", self.member.site);
+                note(self.cx, st, what).await?
+            }
+            None => tracing::warn!(from = %self.member.site, "refused a study request: {why}"),
+        }
+        let r = Response::Refused { reason };
+        self.cx
+            .respond(
+                self.member,
+                self.id,
+                MessageKind::Refusal,
+                &Release::default(),
+                &r,
+            )
+            .await
+    }
+
+    async fn refusal(&self, study: &str, r: Refusal) -> Result<(), AppError> {
+        let (reason, why) = match r {
+            Refusal::Policy(why) => (RefusalReason::PolicyDenied, why),
+            Refusal::Malformed(why) => (RefusalReason::Malformed, why),
+            Refusal::Internal(e) => (RefusalReason::Busy, e.to_string()),
+        };
+        self.refuse(Some(study), reason, why).await
+    }
+
+    /// The reader study a request names, if this site knows it and `check` accepts its row;
+    /// otherwise the request is refused as malformed (and `None` returned).
+    async fn reader_study(
+        &self,
+        study: &str,
+        check: impl FnOnce(&ReaderStudyRow) -> Result<(), String>,
+    ) -> Result<Option<ReaderStudyRow>, AppError> {
+        let Some(row) = self
+            .cx
+            .store()
+            .reader_study(study)
+            .await
+            .map_err(ReaderStudyError::from)?
+        else {
+            let why = "unknown study".to_string();
+            self.refuse(None, RefusalReason::Malformed, why).await?;
+            return Ok(None);
+        };
+        if let Err(why) = check(&row) {
+            self.refusal(study, Refusal::Malformed(why)).await?;
+            return Ok(None);
+        }
+        Ok(Some(row))
+    }
 }
 
-/// Handles one study request from a proven member.
+/// Handles one reader-study request from a proven member.
 pub(crate) async fn handle(
-    s: &Shared,
+    cx: &Context,
     member: &MemberInfo,
     id: u64,
     message_hash: [u8; 32],
     req: ReaderStudyRequest,
 ) -> Result<(), AppError> {
+    let a = Asked {
+        cx,
+        member,
+        id,
+        message_hash,
+    };
     match req {
-        ReaderStudyRequest::Announce { manifest } => {
-            announce(s, member, id, message_hash, manifest).await
-        }
+        ReaderStudyRequest::Announce { manifest } => announce(&a, manifest).await,
         ReaderStudyRequest::Decision {
             study,
             manifest_hash,
             joined,
-        } => {
-            let check = |row: &ReaderStudyRow| {
-                let m = manifest_of(row).map_err(|e| e.to_string())?;
-                let participant = m
-                    .participants
-                    .sites
-                    .iter()
-                    .any(|x| x == member.site.as_str());
-                if row.role != "coordinator" || row.manifest_hash != manifest_hash || !participant {
-                    return Err("a decision on another manifest or from a non-participant".into());
-                }
-                Ok(())
-            };
-            if reader_study_for(s, member, id, &study, check)
-                .await?
-                .is_none()
-            {
-                return Ok(());
-            }
-            let status = if joined { "joined" } else { "declined" };
-            s.store
-                .set_reader_study_site(
-                    &study,
-                    member.site.as_str(),
-                    status,
-                    None,
-                    serde_json::Value::Null,
-                )
-                .await
-                .map_err(store_err)?;
-            note(s, &study, format!("{} {status}", member.site)).await?;
-            s.bump();
-            receipt(s, member, id, message_hash, &study).await
-        }
+        } => decision(&a, &study, manifest_hash, joined).await,
         ReaderStudyRequest::Progress {
             study,
             cases,
             reads,
-        } => {
-            let check = |row: &ReaderStudyRow| {
-                if row.role != "coordinator" {
-                    return Err("progress sent to a non-coordinator".into());
-                }
-                Ok(())
-            };
-            if reader_study_for(s, member, id, &study, check)
-                .await?
-                .is_none()
-            {
-                return Ok(());
-            }
-            let reads = serde_json::to_value(&reads).unwrap_or(serde_json::Value::Null);
-            s.store
-                .set_reader_study_site(&study, member.site.as_str(), "assigned", Some(cases), reads)
-                .await
-                .map_err(store_err)?;
-            note(s, &study, format!("{} assigned {cases} cases", member.site)).await?;
-            s.bump();
-            receipt(s, member, id, message_hash, &study).await
-        }
-        ReaderStudyRequest::Keys { roster } => {
-            let study = roster.roster.study.clone();
-            match round_key(s, Some(member), &roster).await {
-                Ok(key) => {
-                    let rel = Release {
-                        study: Some(&study),
-                        ..Release::default()
-                    };
-                    outbound::gate_with(s, "secagg-keys", &rel, Some(member)).await?;
-                    outbound::respond_gated(
-                        s,
-                        member,
-                        id,
-                        "secagg-keys",
-                        Some(&study),
-                        &Response::ReaderStudy(ReaderStudyResponse::Key { key }),
-                    )
-                    .await
-                }
-                Err(r) => refusal(s, member, id, &study, r).await,
-            }
-        }
-        ReaderStudyRequest::Input { roster, keys, job } => {
-            let study = roster.roster.study.clone();
-            let n = s.study.inputs_answered.fetch_add(1, Ordering::SeqCst);
-            if n >= s.study.silent_after.load(Ordering::SeqCst) {
-                tracing::warn!(study = %study, "fault injection: not answering an input request");
-                return Ok(());
-            }
-            match contribute(s, Some(member), &roster, &keys, &job).await {
-                Ok((input, _)) => {
-                    outbound::respond_gated(
-                        s,
-                        member,
-                        id,
-                        "masked-vector",
-                        Some(&study),
-                        &Response::ReaderStudy(ReaderStudyResponse::Masked { input }),
-                    )
-                    .await
-                }
-                Err(r) => refusal(s, member, id, &study, r).await,
-            }
-        }
-        ReaderStudyRequest::Statement { roster_hash } => {
-            let submitted = s
-                .store
-                .submitted_under(roster_hash)
-                .await
-                .map_err(store_err)?;
-            let statement =
-                SubmissionStatement::sign_for(roster_hash, s.site.clone(), submitted, &s.signing);
-            outbound::respond(
-                s,
-                member,
-                id,
-                "secagg-statement",
-                &Response::ReaderStudy(ReaderStudyResponse::Statement { statement }),
-            )
-            .await
-        }
+        } => progress(&a, &study, cases, reads).await,
+        ReaderStudyRequest::Keys { roster } => keys(&a, &roster).await,
+        ReaderStudyRequest::Input { roster, keys, job } => input(&a, &roster, &keys, &job).await,
+        ReaderStudyRequest::Statement { roster_hash } => statement(&a, roster_hash).await,
         ReaderStudyRequest::Release { study, what, body } => {
-            let check = |row: &ReaderStudyRow| {
-                if row.coordinator != member.site.as_str() {
-                    return Err("a release from a site that does not coordinate the study".into());
-                }
-                Ok(())
-            };
-            let Some(row) = reader_study_for(s, member, id, &study, check).await? else {
-                return Ok(());
-            };
-            match accept_release(s, &row, &what, &body).await {
-                Ok(()) => receipt(s, member, id, message_hash, &study).await,
-                Err(e) => refusal(s, member, id, &study, Refusal::Malformed(e.to_string())).await,
-            }
+            release(&a, &study, &what, &body).await
         }
     }
 }
 
-/// The study a coordinator-bound request names, if this site knows it and `check` accepts its
-/// row; otherwise the request is refused as malformed (and `None` returned).
-pub(super) async fn reader_study_for(
-    s: &Shared,
-    member: &MemberInfo,
-    id: u64,
+/// The coordinator records a participant's decision.
+async fn decision(
+    a: &Asked<'_>,
     study: &str,
-    check: impl FnOnce(&ReaderStudyRow) -> Result<(), String>,
-) -> Result<Option<ReaderStudyRow>, AppError> {
-    let Some(row) = s.store.reader_study(study).await.map_err(store_err)? else {
-        refuse(
-            s,
-            member,
-            id,
-            None,
-            RefusalReason::Malformed,
-            "unknown study".into(),
-        )
-        .await?;
-        return Ok(None);
-    };
-    if let Err(why) = check(&row) {
-        refusal(s, member, id, study, Refusal::Malformed(why)).await?;
-        return Ok(None);
-    }
-    Ok(Some(row))
-}
-
-pub(super) async fn refusal(
-    s: &Shared,
-    member: &MemberInfo,
-    id: u64,
-    study: &str,
-    r: Refusal,
+    manifest_hash: [u8; 32],
+    joined: bool,
 ) -> Result<(), AppError> {
-    match r {
-        Refusal::Policy(why) => {
-            refuse(s, member, id, Some(study), RefusalReason::PolicyDenied, why).await
+    let site = a.member.site.as_str();
+    let check = |row: &ReaderStudyRow| {
+        let m = Manifest::parse(&row.manifest).map_err(|e| e.to_string())?;
+        let participant = m.participants.sites.iter().any(|x| x == site);
+        if row.role != ReaderStudyRole::Coordinator
+            || row.manifest_hash != manifest_hash
+            || !participant
+        {
+            return Err("a decision on another manifest or from a non-participant".into());
         }
-        Refusal::Malformed(why) => {
-            refuse(s, member, id, Some(study), RefusalReason::Malformed, why).await
+        Ok(())
+    };
+    if a.reader_study(study, check).await?.is_none() {
+        return Ok(());
+    }
+    let status = if joined {
+        SiteStatus::Joined
+    } else {
+        SiteStatus::Declined
+    };
+    a.cx.store()
+        .set_reader_study_site(study, site, status, None, None)
+        .await
+        .map_err(ReaderStudyError::from)?;
+    note(a.cx, study, format!("{site} {status}")).await?;
+    a.cx.bump();
+    a.receipt(study).await
+}
+
+/// The coordinator records a participant's assigned cases and reads.
+async fn progress(
+    a: &Asked<'_>,
+    study: &str,
+    cases: u64,
+    reads: Vec<ReadCount>,
+) -> Result<(), AppError> {
+    let check = |row: &ReaderStudyRow| {
+        if row.role != ReaderStudyRole::Coordinator {
+            return Err("progress sent to a non-coordinator".into());
         }
-        Refusal::Internal(e) => {
-            refuse(
-                s,
-                member,
-                id,
+        Ok(())
+    };
+    if a.reader_study(study, check).await?.is_none() {
+        return Ok(());
+    }
+    let site = a.member.site.as_str();
+    a.cx.store()
+        .set_reader_study_site(study, site, SiteStatus::Assigned, Some(cases), Some(reads))
+        .await
+        .map_err(ReaderStudyError::from)?;
+    note(a.cx, study, format!("{site} assigned {cases} cases")).await?;
+    a.cx.bump();
+    a.receipt(study).await
+}
+
+/// A roster: answer with this site's signed round key.
+async fn keys(a: &Asked<'_>, roster: &SignedRoster) -> Result<(), AppError> {
+    let study = roster.roster.study.as_str();
+    match round_key(a.cx, Some(a.member), roster).await {
+        Ok(key) => {
+            let answer = Response::ReaderStudy(ReaderStudyResponse::Key { key });
+            let kind = MessageKind::SecaggKeys;
+            a.cx.respond(a.member, a.id, kind, &Release::of(study), &answer)
+                .await
+        }
+        Err(r) => a.refusal(study, r).await,
+    }
+}
+
+/// An input request: answer with this site's masked vector.
+async fn input(
+    a: &Asked<'_>,
+    roster: &SignedRoster,
+    keys: &[RoundKey],
+    job: &[u8],
+) -> Result<(), AppError> {
+    let study = roster.roster.study.as_str();
+    #[cfg(feature = "test-hooks")]
+    if a.cx.reader_studies().faults.silent_now() {
+        tracing::warn!(study = %study, "fault injection: not answering an input request");
+        return Ok(());
+    }
+    match contribute(a.cx, Some(a.member), roster, keys, job).await {
+        Ok((input, _)) => {
+            // `contribute` has put the masked vector through the gate and recorded it.
+            let answer = Response::ReaderStudy(ReaderStudyResponse::Masked { input });
+            a.cx.respond_gated(
+                a.member,
+                a.id,
+                MessageKind::MaskedVector,
                 Some(study),
-                RefusalReason::Busy,
-                e.to_string(),
+                &answer,
             )
             .await
         }
+        Err(r) => a.refusal(study, r).await,
     }
 }
 
-pub(super) async fn announce(
-    s: &Shared,
-    member: &MemberInfo,
-    id: u64,
-    message_hash: [u8; 32],
-    manifest: SignedManifest,
-) -> Result<(), AppError> {
-    let study = manifest.study.clone();
-    if manifest.coordinator != member.site || !member.roles.iter().any(|r| r == "coordinator") {
-        return refuse(
-            s,
-            member,
-            id,
-            None,
-            RefusalReason::PolicyDenied,
-            format!(
-                "an announcement of study {study} from a site that is not a certified coordinator"
-            ),
-        )
-        .await;
+/// Another site asks whether this site submitted under a roster.
+async fn statement(a: &Asked<'_>, roster_hash: [u8; 32]) -> Result<(), AppError> {
+    let submitted =
+        a.cx.store()
+            .submitted_under(roster_hash)
+            .await
+            .map_err(ReaderStudyError::from)?;
+    let signing = a.cx.identity().signing();
+    let statement =
+        SubmissionStatement::sign_for(roster_hash, a.cx.site().clone(), submitted, signing);
+    let answer = Response::ReaderStudy(ReaderStudyResponse::Statement { statement });
+    let kind = MessageKind::SecaggStatement;
+    a.cx.respond(a.member, a.id, kind, &Release::default(), &answer)
+        .await
+}
+
+/// The coordinator releases a result (consensus or report) to this site.
+async fn release(a: &Asked<'_>, study: &str, what: &str, body: &[u8]) -> Result<(), AppError> {
+    let coordinator = a.member.site.as_str();
+    let check = |row: &ReaderStudyRow| {
+        if row.coordinator != coordinator {
+            return Err("a release from a site that does not coordinate the study".into());
+        }
+        Ok(())
+    };
+    let Some(row) = a.reader_study(study, check).await? else {
+        return Ok(());
+    };
+    match accept_release(a.cx, &row, what, body).await {
+        Ok(()) => a.receipt(study).await,
+        Err(e) => {
+            let r = Refusal::Malformed(e.to_string());
+            a.refusal(study, r).await
+        }
     }
-    if manifest.verify(&member.signing_key).is_err() {
-        return refuse(
-            s,
-            member,
-            id,
-            None,
-            RefusalReason::Malformed,
-            "a manifest with a bad signature".into(),
-        )
-        .await;
+}
+
+/// A manifest announced by a certified coordinator: checked and stored.
+async fn announce(a: &Asked<'_>, manifest: SignedManifest) -> Result<(), AppError> {
+    let study = manifest.study.clone();
+    let coordinator = &a.member.site;
+    if manifest.coordinator != *coordinator || !a.member.has_role(Role::Coordinator) {
+        let why = format!(
+            "an announcement of study {study} from a site that is not a certified coordinator"
+        );
+        return a.refuse(None, RefusalReason::PolicyDenied, why).await;
+    }
+    if manifest.verify(&a.member.signing_key).is_err() {
+        let why = "a manifest with a bad signature".to_string();
+        return a.refuse(None, RefusalReason::Malformed, why).await;
     }
     let m = match Manifest::parse(&manifest.text) {
-        Ok(m) if m.study.id == study && m.study.coordinator == member.site.as_str() => m,
+        Ok(m) if m.study.id == study && m.study.coordinator == coordinator.as_str() => m,
         Ok(_) => {
-            return refuse(
-                s,
-                member,
-                id,
-                None,
-                RefusalReason::Malformed,
-                "the manifest's id or coordinator differs from its envelope".into(),
-            )
-            .await;
+            let why = "the manifest's id or coordinator differs from its envelope".to_string();
+            return a.refuse(None, RefusalReason::Malformed, why).await;
         }
         Err(e) => {
-            return refuse(
-                s,
-                member,
-                id,
-                None,
-                RefusalReason::Malformed,
-                format!("an invalid manifest: {e}"),
-            )
-            .await;
+            let why = format!("an invalid manifest: {e}");
+            return a.refuse(None, RefusalReason::Malformed, why).await;
         }
     };
     let row = ReaderStudyRow {
         study: study.clone(),
         manifest: manifest.text.clone(),
-        coordinator: member.site.to_string(),
+        coordinator: coordinator.to_string(),
         signature: manifest.signature.to_vec(),
         manifest_hash: manifest.hash().to_vec(),
-        role: "participant".into(),
-        state: "announced".into(),
+        role: ReaderStudyRole::Participant,
+        state: ReaderStudyState::Announced,
         decision: Vec::new(),
         received_at: 0,
         updated_at: 0,
     };
-    match s.store.put_reader_study(row).await {
+    match a.cx.store().put_reader_study(row).await {
         Ok(new) => {
             if new {
-                note(
-                    s,
-                    &study,
-                    format!("announced by {}: {:?}", member.site, m.study.title),
-                )
-                .await?;
+                let what = format!("announced by {coordinator}: {:?}", m.study.title);
+                note(a.cx, &study, what).await?;
             }
-            s.bump();
-            receipt(s, member, id, message_hash, &study).await
+            a.cx.bump();
+            a.receipt(&study).await
         }
         Err(e) => {
-            refuse(
-                s,
-                member,
-                id,
-                Some(&study),
-                RefusalReason::Malformed,
-                e.to_string(),
-            )
-            .await
+            a.refuse(Some(&study), RefusalReason::Malformed, e.to_string())
+                .await
         }
     }
 }
 
-pub(super) async fn accept_release(
-    s: &Shared,
+async fn accept_release(
+    cx: &Context,
     row: &ReaderStudyRow,
     what: &str,
     body: &[u8],
 ) -> Result<(), AppError> {
-    let m = manifest_of(row)?;
-    match what {
-        "consensus" => {
+    let m = Manifest::parse(&row.manifest).map_err(ReaderStudyError::from)?;
+    let bad = |w: String| AppError::from(ReaderStudyError::Release(w));
+    match what
+        .parse::<ReleaseKind>()
+        .map_err(|e| bad(e.to_string()))?
+    {
+        ReleaseKind::Consensus => {
             let outcome: ConsensusOutcome =
-                wire_reader_study::decode_job(body).map_err(|e| AppError::Study(e.to_string()))?;
-            store_consensus(s, &m, &outcome).await?;
-            s.store
-                .set_reader_study_state(&m.study.id, "completed", None)
+                wire::decode_job(body).map_err(|e| bad(e.to_string()))?;
+            store_consensus(cx, &m, &outcome).await?;
+            cx.store()
+                .set_reader_study_state(&m.study.id, ReaderStudyState::Completed, None)
                 .await
-                .map_err(store_err)?;
+                .map_err(ReaderStudyError::from)?;
         }
-        "report" => {
-            let text = std::str::from_utf8(body)
-                .map_err(|_| AppError::Study("a report that is not UTF-8".into()))?;
-            serde_json::from_str::<serde_json::Value>(text)
-                .map_err(|e| AppError::Study(e.to_string()))?;
-            s.store
-                .put_reader_study_result(&m.study.id, "report", text.to_string())
+        ReleaseKind::Report => {
+            let text =
+                std::str::from_utf8(body).map_err(|_| bad("a report that is not UTF-8".into()))?;
+            serde_json::from_str::<serde_json::Value>(text).map_err(|e| bad(e.to_string()))?;
+            cx.store()
+                .put_reader_study_result(&m.study.id, ReleaseKind::Report, text.to_string())
                 .await
-                .map_err(store_err)?;
-            note(s, &m.study.id, "received the study report".into()).await?;
+                .map_err(ReaderStudyError::from)?;
+            note(cx, &m.study.id, "received the study report".into()).await?;
         }
-        other => return Err(AppError::Study(format!("unknown release {other:?}"))),
     }
-    s.bump();
+    cx.bump();
     Ok(())
 }
 
+/// Stores a consensus as annotations of the consensus reader, from the data the rounds used
+/// (loaded once per assignment), not a second read of the store.
 pub(super) async fn store_consensus(
-    s: &Shared,
+    cx: &Context,
     m: &Manifest,
     outcome: &ConsensusOutcome,
 ) -> Result<(), AppError> {
-    // The data the rounds used (loaded once per assignment), not a second read of the store.
-    let data = local_data(s, m).await?;
-    let n = local::store_consensus(&s.store, m, &data, outcome)
+    let data = local_data(cx, m).await?;
+    let n = local::store_consensus(cx.store(), m, &data, outcome)
         .await
-        .map_err(store_err)?;
-    s.store
-        .put_reader_study_result(
-            &m.study.id,
-            "consensus",
-            serde_json::to_string(outcome).unwrap_or_default(),
-        )
+        .map_err(ReaderStudyError::from)?;
+    let json = serde_json::to_string(outcome).unwrap_or_default();
+    cx.store()
+        .put_reader_study_result(&m.study.id, ReleaseKind::Consensus, json)
         .await
-        .map_err(store_err)?;
-    note(
-        s,
-        &m.study.id,
-        format!(
-            "stored the consensus of {n} cases as annotations of reader {}",
-            local::CONSENSUS_READER
-        ),
-    )
-    .await
+        .map_err(ReaderStudyError::from)?;
+    let what = format!(
+        "stored the consensus of {n} cases as annotations of reader {}",
+        local::CONSENSUS_READER
+    );
+    note(cx, &m.study.id, what).await
 }
 
-/// Checks a roster sent by `from` (None: ourselves as coordinator) for a round we take part in.
-pub(super) async fn check_roster(
-    s: &Shared,
+/// Checks a roster sent by `from` (None: ourselves as coordinator) for a round we take part
+/// in, and returns this site's data for it.
+async fn check_roster(
+    cx: &Context,
     from: Option<&MemberInfo>,
     signed: &SignedRoster,
-) -> Result<(Manifest, Arc<LocalData>), Refusal> {
+) -> Result<Arc<LocalData>, Refusal> {
     let r = &signed.roster;
-    let row = s
-        .store
+    let Some(row) = cx
+        .store()
         .reader_study(&r.study)
         .await
-        .map_err(|e| Refusal::Internal(store_err(e)))?
-        .ok_or_else(|| Refusal::Malformed("a round of an unknown study".into()))?;
+        .map_err(ReaderStudyError::from)?
+    else {
+        return Err(Refusal::Malformed("a round of an unknown study".into()));
+    };
     let coordinator_key = match from {
         Some(member) => {
             if row.coordinator != member.site.as_str() || r.coordinator != member.site {
@@ -447,18 +428,18 @@ pub(super) async fn check_roster(
             }
             member.signing_key
         }
-        None => my_key(s),
+        None => cx.identity().public_key(),
     };
     signed
         .verify(&coordinator_key)
         .map_err(|e| Refusal::Malformed(format!("roster: {e}")))?;
-    if r.index_of(&s.site).is_none() {
+    if r.index_of(cx.site()).is_none() {
         return Err(Refusal::Malformed("a roster without this site".into()));
     }
-    if !participating(s, &row).await? {
+    if !participating(cx, &row).await? {
         return Err(Refusal::Policy("this site has not joined the study".into()));
     }
-    let m = manifest_of(&row)?;
+    let m = Manifest::parse(&row.manifest).map_err(ReaderStudyError::from)?;
     if r.min_sites < m.privacy.min_sites || (r.sites.len() as u32) < m.privacy.min_sites {
         return Err(Refusal::Policy(format!(
             "a roster of {} sites below the study's minimum of {}",
@@ -466,96 +447,97 @@ pub(super) async fn check_roster(
             m.privacy.min_sites
         )));
     }
-    let data = local_data(s, &m).await?;
-    Ok((m, data))
+    Ok(local_data(cx, &m).await?)
+}
+
+/// What the gate needs to know about this site's masked vector under a roster.
+fn vector_release<'a>(r: &'a secagg::Roster, statistic: &'a str, cases: u64) -> Release<'a> {
+    Release {
+        reader_study: Some(&r.study),
+        statistic: Some(statistic),
+        contributing_sites: Some(r.sites.len() as u32),
+        cases: Some(cases),
+        seal: false,
+    }
 }
 
 /// The round key for a roster (site side, and the coordinator's own).
 pub(super) async fn round_key(
-    s: &Shared,
+    cx: &Context,
     from: Option<&MemberInfo>,
     signed: &SignedRoster,
 ) -> Result<RoundKey, Refusal> {
-    let (_, data) = check_roster(s, from, signed).await?;
+    let data = check_roster(cx, from, signed).await?;
     let r = &signed.roster;
     if let Some(member) = from {
         // Refuse early when the policy would refuse the masked vector anyway.
-        let roles = Shared::roles_of(member);
-        let d = s.policy.decide(&crate::network::policy::Outbound {
-            kind: "masked-vector",
-            to_roles: Some(&roles),
-            statistic: Some(&r.schema),
-            contributing_sites: Some(r.sites.len() as u32),
-            cases: Some(data.cases()),
+        let rel = vector_release(r, &r.schema, data.cases());
+        let d = cx.policy().decide(&Outbound {
+            kind: MessageKind::MaskedVector,
+            to_roles: Some(&member.roles),
+            statistic: rel.statistic,
+            contributing_sites: rel.contributing_sites,
+            cases: rel.cases,
         });
         if !d.allowed {
-            let rel = Release {
-                study: Some(&r.study),
-                statistic: Some(&r.schema),
-                contributing_sites: Some(r.sites.len() as u32),
-                cases: Some(data.cases()),
-                seal: false,
-            };
             // Audits the decision.
-            let _ = outbound::gate_with(s, "masked-vector", &rel, Some(member)).await;
+            let _ = cx.gate(MessageKind::MaskedVector, &rel, Some(member)).await;
             return Err(Refusal::Policy(d.reasons.join("; ")));
         }
     }
     let secret = new_secret()?;
-    let key = RoundKey::sign(r, s.site.clone(), &secret, &s.signing);
-    keep_secret(s, r.hash(), secret);
+    let key = RoundKey::sign(r, cx.site().clone(), &secret, cx.identity().signing());
+    cx.reader_studies().keep_secret(r.hash(), secret);
     Ok(key)
 }
 
 /// Asks `site` whether it submitted under `roster_hash`; Err when it cannot be asked.
-pub(super) async fn ask_statement(
-    s: &Shared,
+async fn ask_statement(
+    cx: &Context,
     study: &str,
     site: &SiteId,
     roster_hash: [u8; 32],
 ) -> Result<bool, AppError> {
-    let rel = Release {
-        study: Some(study),
-        ..Release::default()
-    };
-    let resp = outbound::request_ex(
-        s,
-        site,
-        "secagg-statement",
-        &rel,
-        &Request::ReaderStudy(Box::new(ReaderStudyRequest::Statement { roster_hash })),
-        Some(STATEMENT_TIMEOUT),
-    )
-    .await?;
-    match resp {
-        Response::ReaderStudy(ReaderStudyResponse::Statement { statement }) => {
-            let key = site_key(s, site).ok_or_else(|| AppError::NotConnected(site.to_string()))?;
-            statement
-                .verify(&key)
-                .map_err(|e| AppError::BadReply(e.to_string()))?;
-            if statement.site != *site || statement.roster_hash != roster_hash {
-                return Err(AppError::BadReply(
-                    "a statement about another roster".into(),
-                ));
-            }
-            Ok(statement.submitted)
-        }
-        _ => Err(AppError::BadReply(
+    let req = Request::ReaderStudy(Box::new(ReaderStudyRequest::Statement { roster_hash }));
+    let kind = MessageKind::SecaggStatement;
+    let resp = cx
+        .request(
+            site,
+            kind,
+            &Release::of(study),
+            &req,
+            Some(STATEMENT_TIMEOUT),
+        )
+        .await?;
+    let Response::ReaderStudy(ReaderStudyResponse::Statement { statement }) = resp else {
+        return Err(AppError::BadReply(
             "unexpected answer to a statement request".into(),
-        )),
+        ));
+    };
+    let key = cx
+        .signing_key_of(site)
+        .ok_or_else(|| AppError::NotConnected(site.to_string()))?;
+    statement
+        .verify(&key)
+        .map_err(|e| AppError::BadReply(e.to_string()))?;
+    if statement.site != *site || statement.roster_hash != roster_hash {
+        return Err(AppError::BadReply(
+            "a statement about another roster".into(),
+        ));
     }
+    Ok(statement.submitted)
 }
 
 /// The roster rule (differencing guard): for one input, never contribute to a roster that
 /// leaves out a site which submitted under an earlier roster.
-pub(super) async fn guard(s: &Shared, signed: &SignedRoster) -> Result<(), Refusal> {
+async fn guard(cx: &Context, signed: &SignedRoster) -> Result<(), Refusal> {
     let r = &signed.roster;
     let h = r.hash();
-    let earlier = s
-        .store
+    let earlier = cx
+        .store()
         .submissions_for(r.input)
         .await
-        .map_err(|e| Refusal::Internal(store_err(e)))?;
+        .map_err(ReaderStudyError::from)?;
     let now_sites: BTreeSet<&str> = r.sites.iter().map(SiteId::as_str).collect();
     for e in earlier {
         if e.roster_hash == h {
@@ -564,126 +546,138 @@ pub(super) async fn guard(s: &Shared, signed: &SignedRoster) -> Result<(), Refus
             ));
         }
         for site in e.sites.iter().filter(|x| !now_sites.contains(x.as_str())) {
-            if site == s.site.as_str() {
+            if site == cx.site().as_str() {
                 continue;
             }
             let Ok(id) = SiteId::new(site.clone()) else {
                 continue;
             };
-            match ask_statement(s, &r.study, &id, e.roster_hash).await {
-                Ok(true) => {
-                    return Err(Refusal::Policy(format!(
-                        "differencing guard: {site} submitted under an earlier roster of this input (attempt {}) and is left out of this one",
-                        e.attempt
-                    )));
-                }
-                Ok(false) => {}
-                Err(err) => {
-                    let certified_silent = signed.previous.as_ref().is_some_and(|c| {
-                        c.roster_hash == e.roster_hash
-                            && !c.submitters().any(|x| x.as_str() == site)
-                    });
-                    if !certified_silent {
-                        return Err(Refusal::Policy(format!(
-                            "differencing guard: cannot confirm that {site} did not submit under an earlier roster ({err})"
-                        )));
-                    }
-                    note(s, &r.study, format!("{site} cannot be asked ({err}); the coordinator's signed abort certificate says it did not submit")).await?;
-                }
-            }
+            left_out(cx, signed, &e, &id).await?;
         }
     }
     Ok(())
 }
 
-/// Computes, masks, gates and records this site's vector for a round. `from` is the
-/// coordinator's member info (None when the coordinator contributes its own data).
-pub(super) async fn contribute(
-    s: &Shared,
-    from: Option<&MemberInfo>,
+/// A site that was in an earlier roster of this input (`earlier`) and is left out of this
+/// one: refuse unless it provably did not submit.
+async fn left_out(
+    cx: &Context,
+    signed: &SignedRoster,
+    earlier: &SubmissionRow,
+    site: &SiteId,
+) -> Result<(), Refusal> {
+    let r = &signed.roster;
+    match ask_statement(cx, &r.study, site, earlier.roster_hash).await {
+        Ok(true) => Err(Refusal::Policy(format!(
+            "differencing guard: {site} submitted under an earlier roster of this input (attempt {}) and is left out of this one",
+            earlier.attempt
+        ))),
+        Ok(false) => Ok(()),
+        Err(err) => {
+            let certified_silent = signed.previous.as_ref().is_some_and(|c| {
+                c.roster_hash == earlier.roster_hash && !c.submitters().any(|x| x == site)
+            });
+            if !certified_silent {
+                return Err(Refusal::Policy(format!(
+                    "differencing guard: cannot confirm that {site} did not submit under an earlier roster ({err})"
+                )));
+            }
+            let what = format!(
+                "{site} cannot be asked ({err}); the coordinator's signed abort certificate says it did not submit"
+            );
+            note(cx, &r.study, what).await?;
+            Ok(())
+        }
+    }
+}
+
+/// Checks the round's key bundle and job, and decodes the job.
+fn check_round(
+    cx: &Context,
     signed: &SignedRoster,
     keys: &[RoundKey],
     job_bytes: &[u8],
-) -> Result<(MaskedInput, u64), Refusal> {
-    let (_, data) = check_roster(s, from, signed).await?;
+) -> Result<Job, Refusal> {
     let r = &signed.roster;
-    let hash = r.hash();
-    let secret = s
-        .study
-        .secrets
-        .lock()
-        .ok()
-        .and_then(|mut m| m.remove(&hash))
-        .ok_or_else(|| Refusal::Malformed("no round key of this site for the roster".into()))?;
-    secagg::verify_key_bundle(r, keys, |site| site_key(s, site))
+    secagg::verify_key_bundle(r, keys, |site| cx.signing_key_of(site))
         .map_err(|e| Refusal::Malformed(format!("key bundle: {e}")))?;
     if crypto::sha256(job_bytes) != r.input {
         return Err(Refusal::Malformed(
             "the job is not the roster's input".into(),
         ));
     }
-    let job: Job = wire_reader_study::decode_job(job_bytes)
-        .map_err(|e| Refusal::Malformed(format!("job: {e}")))?;
+    let job: Job =
+        wire::decode_job(job_bytes).map_err(|e| Refusal::Malformed(format!("job: {e}")))?;
     if job.study != r.study || job.statistic() != r.schema {
         return Err(Refusal::Malformed(
             "the job belongs to another study or schema".into(),
         ));
     }
-    guard(s, signed).await?;
-    let x = {
-        let (job, data) = (job.clone(), data.clone());
-        tokio::task::spawn_blocking(move || jobs::compute(&job, &data))
-            .await
-            .map_err(|e| Refusal::Internal(AppError::Study(e.to_string())))?
-            .map_err(|e| Refusal::Malformed(e.to_string()))?
-    };
-    if x.len() != r.dim as usize {
+    Ok(job)
+}
+
+/// Computes this site's vector for `job` on a blocking thread.
+async fn compute(job: &Job, data: &Arc<LocalData>, dim: u32) -> Result<Vec<u128>, Refusal> {
+    let (job, data) = (job.clone(), data.clone());
+    let x = tokio::task::spawn_blocking(move || jobs::compute(&job, &data))
+        .await
+        .map_err(|e| ReaderStudyError::Task(e.to_string()))?
+        .map_err(|e| Refusal::Malformed(e.to_string()))?;
+    if x.len() != dim as usize {
         return Err(Refusal::Malformed(format!(
-            "this site's vector has {} elements, the roster says {}",
-            x.len(),
-            r.dim
+            "this site's vector has {} elements, the roster says {dim}",
+            x.len()
         )));
     }
-    let masked = secagg::mask_input(&x, r, &s.site, &secret, keys)
+    Ok(x)
+}
+
+/// Computes, masks, gates and records this site's vector for a round. `from` is the
+/// coordinator's member info (None when the coordinator contributes its own data).
+pub(super) async fn contribute(
+    cx: &Context,
+    from: Option<&MemberInfo>,
+    signed: &SignedRoster,
+    keys: &[RoundKey],
+    job_bytes: &[u8],
+) -> Result<(MaskedInput, u64), Refusal> {
+    let data = check_roster(cx, from, signed).await?;
+    let r = &signed.roster;
+    let hash = r.hash();
+    let runtime: &ReaderStudyRuntime = cx.reader_studies();
+    let secret = runtime
+        .take_secret(&hash)
+        .ok_or_else(|| Refusal::Malformed("no round key of this site for the roster".into()))?;
+    let job = check_round(cx, signed, keys, job_bytes)?;
+    guard(cx, signed).await?;
+    let x = compute(&job, &data, r.dim).await?;
+    let masked = secagg::mask_input(&x, r, cx.site(), &secret, keys)
         .map_err(|e| Refusal::Malformed(e.to_string()))?;
     drop(x);
     let cases = data.cases();
     if let Some(member) = from {
-        let rel = Release {
-            study: Some(&r.study),
-            statistic: Some(job.statistic()),
-            contributing_sites: Some(r.sites.len() as u32),
-            cases: Some(cases),
-            seal: false,
-        };
-        if let Err(e) = outbound::gate_with(s, "masked-vector", &rel, Some(member)).await {
+        let rel = vector_release(r, job.statistic(), cases);
+        if let Err(e) = cx.gate(MessageKind::MaskedVector, &rel, Some(member)).await {
             return Err(Refusal::Policy(e.to_string()));
         }
     }
-    s.store
-        .record_submission(
-            &r.study,
-            r.input,
-            SubmissionRow {
-                roster_hash: hash,
-                attempt: r.attempt,
-                sites: r.sites.iter().map(|x| x.to_string()).collect(),
-            },
-        )
+    let row = SubmissionRow {
+        roster_hash: hash,
+        attempt: r.attempt,
+        sites: r.sites.iter().map(|x| x.to_string()).collect(),
+    };
+    cx.store()
+        .record_submission(&r.study, r.input, row)
         .await
-        .map_err(|e| Refusal::Internal(store_err(e)))?;
-    note(
-        s,
-        &r.study,
-        format!(
-            "submitted a masked {} vector ({} elements, {cases} cases) under roster {} (attempt {}, {} sites)",
-            r.schema,
-            r.dim,
-            hex8(&hash),
-            r.attempt,
-            r.sites.len()
-        ),
-    )
-    .await?;
+        .map_err(ReaderStudyError::from)?;
+    let what = format!(
+        "submitted a masked {} vector ({} elements, {cases} cases) under roster {} (attempt {}, {} sites)",
+        r.schema,
+        r.dim,
+        super::hex8(&hash),
+        r.attempt,
+        r.sites.len()
+    );
+    note(cx, &r.study, what).await?;
     Ok((masked, cases))
 }

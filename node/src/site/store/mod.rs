@@ -145,6 +145,17 @@ impl Store {
     }
 }
 
+/// Reads a column that holds a vocabulary name; an unknown name is a conversion error.
+pub(super) fn named<T>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr<Err = crate::vocabulary::Unknown>,
+{
+    let s: String = r.get(i)?;
+    s.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -212,7 +223,10 @@ mod tests {
         let cases = store.reader_study_cases("S-1").await.unwrap();
         assert_eq!(cases.len(), 1);
         assert_eq!(cases[0].dicom_study_id, 1);
-        let report = store.reader_study_result("S-1", "report").await.unwrap();
+        let report = store
+            .reader_study_result("S-1", crate::reader_studies::states::ReleaseKind::Report)
+            .await
+            .unwrap();
         assert_eq!(report.as_deref(), Some("{}"));
         store.integrity_check().await.unwrap();
         drop(store);

@@ -5,7 +5,9 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, named};
+use crate::reader_studies::states::{ReaderStudyRole, ReaderStudyState, ReleaseKind, SiteStatus};
+use fedanno_protocol::reader_study::ReadCount;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -23,10 +25,8 @@ pub struct ReaderStudyRow {
     pub signature: Vec<u8>,
     #[serde(skip)]
     pub manifest_hash: Vec<u8>,
-    /// `coordinator` or `participant`.
-    pub role: String,
-    /// announced | joined | declined | assigned | running | completed | failed
-    pub state: String,
+    pub role: ReaderStudyRole,
+    pub state: ReaderStudyState,
     /// The reasons of the last decision or failure.
     pub decision: Vec<String>,
     pub received_at: i64,
@@ -36,9 +36,10 @@ pub struct ReaderStudyRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReaderStudySiteRow {
     pub site: String,
-    pub status: String,
+    pub status: SiteStatus,
     pub cases: Option<u64>,
-    pub reads: serde_json::Value,
+    /// Reads per reader kind, once the site reported them.
+    pub reads: Option<Vec<ReadCount>>,
     pub updated_at: i64,
 }
 
@@ -64,8 +65,8 @@ fn reader_study_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReaderStudyRow> {
         coordinator: r.get(2)?,
         signature: r.get(3)?,
         manifest_hash: r.get(4)?,
-        role: r.get(5)?,
-        state: r.get(6)?,
+        role: named(r, 5)?,
+        state: named(r, 6)?,
         decision: serde_json::from_str(&decision).unwrap_or_default(),
         received_at: r.get(8)?,
         updated_at: r.get(9)?,
@@ -103,8 +104,8 @@ impl Store {
                             row.coordinator,
                             row.signature,
                             row.manifest_hash,
-                            row.role,
-                            row.state,
+                            row.role.as_str(),
+                            row.state.as_str(),
                             serde_json::to_string(&row.decision).unwrap_or_default(),
                             t
                         ],
@@ -143,10 +144,10 @@ impl Store {
     pub async fn set_reader_study_state(
         &self,
         study: &str,
-        state: &str,
+        state: ReaderStudyState,
         decision: Option<Vec<String>>,
     ) -> Result<(), StoreError> {
-        let (s, st) = (study.to_string(), state.to_string());
+        let (s, st) = (study.to_string(), state.as_str());
         self.call(move |c| {
             let n = match decision {
                 Some(d) => c.execute(
@@ -166,15 +167,21 @@ impl Store {
         .await
     }
 
+    /// Records a participant's status; `cases` and `reads` replace the stored ones only when
+    /// given.
     pub async fn set_reader_study_site(
         &self,
         study: &str,
         site: &str,
-        status: &str,
+        status: SiteStatus,
         cases: Option<u64>,
-        reads: serde_json::Value,
+        reads: Option<Vec<ReadCount>>,
     ) -> Result<(), StoreError> {
-        let (s, si, st) = (study.to_string(), site.to_string(), status.to_string());
+        let (s, si, st) = (study.to_string(), site.to_string(), status.as_str());
+        let reads = reads.map_or_else(
+            || "null".to_string(),
+            |r| serde_json::to_string(&r).unwrap_or_default(),
+        );
         self.call(move |c| {
             c.execute(
                 "INSERT INTO reader_study_sites (reader_study, site, status, cases, reads, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -182,7 +189,7 @@ impl Store {
                    cases = coalesce(excluded.cases, reader_study_sites.cases),
                    reads = CASE WHEN excluded.reads = 'null' THEN reader_study_sites.reads ELSE excluded.reads END,
                    updated_at = excluded.updated_at",
-                params![s, si, st, cases.map(|x| x as i64), reads.to_string(), now()],
+                params![s, si, st, cases.map(|x| x as i64), reads, now()],
             )?;
             Ok(())
         })
@@ -202,9 +209,9 @@ impl Store {
                 let reads: String = r.get(3)?;
                 Ok(ReaderStudySiteRow {
                     site: r.get(0)?,
-                    status: r.get(1)?,
+                    status: named(r, 1)?,
                     cases: r.get::<_, Option<i64>>(2)?.map(|x| x as u64),
-                    reads: serde_json::from_str(&reads).unwrap_or(serde_json::Value::Null),
+                    reads: serde_json::from_str(&reads).unwrap_or(None),
                     updated_at: r.get(4)?,
                 })
             })?;
@@ -259,10 +266,10 @@ impl Store {
     pub async fn put_reader_study_result(
         &self,
         study: &str,
-        what: &str,
+        what: ReleaseKind,
         body: String,
     ) -> Result<(), StoreError> {
-        let (s, w) = (study.to_string(), what.to_string());
+        let (s, w) = (study.to_string(), what.as_str());
         self.call(move |c| {
             c.execute(
                 "INSERT INTO reader_study_results (reader_study, what, body, created_at) VALUES (?1, ?2, ?3, ?4)
@@ -277,13 +284,13 @@ impl Store {
     pub async fn reader_study_result(
         &self,
         study: &str,
-        what: &str,
+        what: ReleaseKind,
     ) -> Result<Option<String>, StoreError> {
-        let (s, w) = (study.to_string(), what.to_string());
+        let (s, w) = (study.to_string(), what.as_str());
         self.call(move |c| {
             Ok(c.query_row(
                 "SELECT body FROM reader_study_results WHERE reader_study = ?1 AND what = ?2",
-                [&s, &w],
+                rusqlite::params![s, w],
                 |r| r.get(0),
             )
             .optional()?)

@@ -301,47 +301,30 @@ impl NetworkBench {
 
 /// Two certified nodes on loopback: times receipted request-response round trips.
 pub async fn network(n: u64) -> Result<NetworkBench> {
-    use crate::network::consortium;
+    use crate::network::daemon::StartOptions;
+    use crate::tools::local_consortium::{LocalConsortium, Member};
     let tmp = std::env::temp_dir().join(format!("fedanno-bench-net-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
-    let root_dir = tmp.join("root");
-    consortium::new_root("bench-consortium", &root_dir)?;
-    let mut root = consortium::Root::open(&root_dir)?;
-    let mut sites = Vec::new();
-    for name in ["bench-a", "bench-b"] {
-        let dir = tmp.join(name);
-        site::init(&dir, name, None)?;
-        let site = Site::open(&dir)?;
-        let req = consortium::request(&site.dir, &site.config.site.id, name)?;
-        let (cert, _) = root.admit(&req, &[fedanno_protocol::cert::Role::Site], 1)?;
-        let cert_path = tmp.join(format!("{name}.cert"));
-        std::fs::write(&cert_path, cert.to_bytes())?;
-        consortium::join(
-            &site.dir,
-            &site.config.site.id,
-            &root_dir.join(consortium::INFO_FILE),
-            &cert_path,
-            None,
-        )?;
-        sites.push(site);
-    }
-    let local = vec!["/ip4/127.0.0.1/tcp/0".to_string()];
-    let (a, _) = crate::network::daemon::start_node(&sites[0], local.clone(), vec![]).await?;
-    let addr = format!(
-        "{}/p2p/{}",
-        a.handle.shared.listening[0],
-        a.handle.net().peer_id()
-    );
-    let (b, _) = crate::network::daemon::start_node(&sites[1], local, vec![addr]).await?;
-    let a_id = sites[0].config.site.id.clone();
-    let mut rx = b.handle.shared.activity.subscribe();
-    tokio::time::timeout(std::time::Duration::from_secs(30), async {
-        while b.handle.shared.member_by_site(&a_id).is_none() {
-            let _ = rx.changed().await;
-        }
-    })
-    .await
-    .context("the nodes did not connect")?;
+    let members: Vec<Member> = ["bench-a", "bench-b"]
+        .iter()
+        .map(|id| Member {
+            id: id.to_string(),
+            name: id.to_string(),
+            roles: vec![fedanno_protocol::cert::Role::Site],
+        })
+        .collect();
+    let local = LocalConsortium::create(&tmp, "bench-consortium", &members, 1)?;
+    let nodes = local
+        .start(
+            |_| StartOptions::default(),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .context("the nodes did not connect")?;
+    let [a, b]: [_; 2] = nodes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("two nodes were started"))?;
+    let a_id = local.sites[0].config.site.id.clone();
     let mut times = Vec::with_capacity(n as usize);
     let t0 = Instant::now();
     for i in 0..n {
@@ -377,7 +360,7 @@ pub async fn network(n: u64) -> Result<NetworkBench> {
     };
     b.stop().await;
     a.stop().await;
-    for s in sites {
+    for s in local.sites {
         s.close();
     }
     let _ = std::fs::remove_dir_all(&tmp);

@@ -6,8 +6,6 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::site::{self, Site};
-
 /// The policy of the benchmark's sites: `policies/research-site.toml`'s rules, with the masked
 /// statistics listed, `bench` among them. The shipped policies are not changed for a benchmark.
 const BENCH_POLICY: &str = r#"
@@ -260,17 +258,15 @@ fn bench_site_ids(n: usize) -> Vec<String> {
 /// `n` sites with tiny data, nodes on loopback TCP, fully connected, all joined and assigned to
 /// the study [`SECAGG_STUDY`]; then `rounds` timed secure sums of `dim`-element bench vectors.
 async fn secagg_network(n: usize, rounds: usize, dim: usize) -> Result<SecaggNetwork> {
-    use crate::network::audit::{AuditEvent, AuditLog};
-    use crate::network::consortium::{self, Root};
-    use crate::network::node::{Node, NodeParams};
-    use crate::network::p2p::{Multiaddr, NetConfig, Protocol, Transport};
+    use crate::network::audit::AuditEvent;
+    use crate::network::consortium;
+    use crate::network::daemon::StartOptions;
     use crate::network::policy::Policy;
     use crate::reader_studies::jobs::{self, Job, JobKind};
-    use crate::reader_studies::manifest::Manifest;
     use crate::site::store::AuditFilter;
-    use fedanno_protocol::cert::Role;
+    use crate::tools::local_consortium::{LocalConsortium, Member};
     use fedanno_protocol::ids::SiteId;
-    use std::sync::Arc;
+    use std::time::Duration;
 
     anyhow::ensure!(
         (3..=256).contains(&n),
@@ -284,40 +280,16 @@ async fn secagg_network(n: usize, rounds: usize, dim: usize) -> Result<SecaggNet
     ));
     std::fs::create_dir_all(&tmp)?;
     let result = async {
-        let root_dir = tmp.join("consortium");
-        consortium::new_root("bench-consortium", &root_dir)?;
-        let mut root = Root::open(&root_dir)?;
         let policy = Policy::parse(BENCH_POLICY).context("the bench policy")?;
         let ids = bench_site_ids(n);
-        let mut sites = Vec::new();
-        let mut nodes: Vec<Node> = Vec::new();
-        let mut addrs: Vec<Multiaddr> = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            let dir = tmp.join("sites").join(id);
-            let name = format!("Bench Hospital {id}");
-            site::init(&dir, &name, Some(id))?;
-            let sid = SiteId::new(id.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let req = consortium::request(&dir, &sid, &name)?;
-            let roles: Vec<Role> = if i == 0 {
-                vec![Role::Site, Role::Coordinator]
-            } else {
-                vec![Role::Site]
-            };
-            let (cert, _) = root.admit(&req, &roles, 1)?;
-            let cert_path = root_dir.join(format!("{id}.cert"));
-            std::fs::write(&cert_path, cert.to_bytes())?;
-            consortium::join(
-                &dir,
-                &sid,
-                &root_dir.join(consortium::INFO_FILE),
-                &cert_path,
-                None,
-            )?;
-            let s = Site::open(&dir)?;
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let members = Member::list(&id_refs, "Bench Hospital");
+        let local = LocalConsortium::create(&tmp, "bench-consortium", &members, 1)?;
+        for (i, (s, id)) in local.sites.iter().zip(&ids).enumerate() {
             // Tiny data: the rounds never read it, but a site only answers a roster of a study
             // it joined, was assigned cases in, and whose minimum number of cases it meets.
             crate::tools::demo::prepare_site(
-                &s,
+                s,
                 &tmp.join("synth").join(id),
                 10,
                 [16, 16, 8],
@@ -327,48 +299,17 @@ async fn secagg_network(n: usize, rounds: usize, dim: usize) -> Result<SecaggNet
             )
             .await
             .with_context(|| format!("preparing {id}"))?;
-            let m = consortium::load_membership(&s.dir)?;
-            let keys = crate::site::identity::load(&s.dir.join(crate::site::config::KEYS_DIR))?;
-            let signing = Arc::new(keys.signing);
-            let audit = AuditLog::new(
-                s.store.clone(),
-                signing.clone(),
-                crate::network::audit::origin(&m.info.name, &sid),
-                sid.clone(),
-            );
-            let node = Node::start(NodeParams {
-                site: sid,
-                consortium: m.info.name.clone(),
-                certificate: m.certificate,
-                certificate_body: m.body,
-                trust: m.trust,
-                signing,
-                sealing: keys.sealing,
-                libp2p_key: consortium::libp2p_key(&s.dir)?,
-                policy: policy.clone(),
-                store: s.store.clone(),
-                audit,
-                listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
-                bootstrap: addrs.clone(),
-                transport: Transport::Tcp,
-                net: NetConfig::default(),
-                checkpoint_interval: None,
-            })
-            .await?;
-            addrs.push(
-                node.handle.shared.listening[0]
-                    .clone()
-                    .with(Protocol::P2p(node.handle.net().peer_id())),
-            );
-            nodes.push(node);
-            sites.push(s);
         }
+        let options = |_| StartOptions {
+            policy: Some(policy.clone()),
+            checkpoint_interval: Some(None),
+            tap: None,
+        };
+        let nodes = local.start(options, Duration::from_secs(120)).await?;
+        let sites = local.sites;
         let run = async {
-            crate::tools::demo::wait_connected(&nodes, 120).await?;
-            let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
             let text = crate::tools::demo::classification_manifest(&id_refs)
                 .replace("id = \"nodule-size-class\"", &format!("id = \"{SECAGG_STUDY}\""));
-            let manifest = Manifest::parse(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
             let coord = &nodes[0].handle;
             let (study, deliveries) = coord.reader_study_launch(&text).await?;
             if let Some(d) = deliveries.iter().find(|d| !d.delivered) {
@@ -395,8 +336,8 @@ async fn secagg_network(n: usize, rounds: usize, dim: usize) -> Result<SecaggNet
             for step in 0..(warmup + rounds) as u32 {
                 if step == warmup as u32 {
                     for node in &nodes {
-                        marks.push(node.handle.shared.audit.head().await?.0);
-                        wire0 += node.handle.net().stats().await?.bytes_sent;
+                        marks.push(node.handle.audit_head().await?.0);
+                        wire0 += node.handle.net_stats().await?.bytes_sent;
                     }
                 }
                 let seed = 0x5ec_a660 + u64::from(step);
@@ -408,16 +349,12 @@ async fn secagg_network(n: usize, rounds: usize, dim: usize) -> Result<SecaggNet
                         seed,
                     },
                 };
-                let before = coord.shared.study.progress(&study).unwrap_or_default();
+                let before = coord.reader_study_progress(&study).unwrap_or_default();
                 let t = Instant::now();
-                let sum = crate::reader_studies::network::SecureAggregator::new(
-                    &coord.shared,
-                    &manifest,
-                    roster.clone(),
-                )
-                .secure_sum(&job, dim)
-                .await
-                .map_err(|e| anyhow::anyhow!("secure sum {step}: {e}"))?;
+                let sum = coord
+                    .secure_sum(&study, job, dim, roster.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("secure sum {step}: {e}"))?;
                 let ms = t.elapsed().as_secs_f64() * 1e3;
                 // Every site's vector is the same; the sum must be n times it, exactly.
                 let x = jobs::bench_vector(dim as u32, seed)?;
@@ -428,7 +365,7 @@ async fn secagg_network(n: usize, rounds: usize, dim: usize) -> Result<SecaggNet
                         "WRONG SUM: secure sum {step} over {n} nodes differs from the plain sum of the sites' vectors in {wrong} of {dim} elements"
                     );
                 }
-                let after = coord.shared.study.progress(&study).unwrap_or_default();
+                let after = coord.reader_study_progress(&study).unwrap_or_default();
                 if step >= warmup as u32 {
                     times.push(ms);
                     restarts += after.restarts - before.restarts;
@@ -438,10 +375,8 @@ async fn secagg_network(n: usize, rounds: usize, dim: usize) -> Result<SecaggNet
             let (mut site_sent, mut site_recv, mut coord_sent, mut coord_recv) = (0, 0, 0, 0);
             let mut wire1 = 0u64;
             for (i, node) in nodes.iter().enumerate() {
-                wire1 += node.handle.net().stats().await?.bytes_sent;
-                let entries = node
-                    .handle
-                    .shared
+                wire1 += node.handle.net_stats().await?.bytes_sent;
+                let entries = sites[i]
                     .store
                     .audit_entries(AuditFilter {
                         study: Some(study.clone()),

@@ -12,7 +12,8 @@ use fedanno_protocol::cert::Role;
 use super::print_json;
 use crate::network::consortium::{self, Root};
 use crate::network::control::{self, ControlRequest};
-use crate::network::policy::{MESSAGE_KINDS, Outbound, Policy, ROLES};
+use crate::network::kinds::MessageKind;
+use crate::network::policy::{Outbound, Policy};
 use crate::site::Site;
 
 #[derive(Debug, Subcommand)]
@@ -321,16 +322,12 @@ pub fn policy_check(path: &std::path::Path, json: bool) -> Result<ExitCode> {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let p = Policy::parse(&text)?;
     let mut rows = Vec::new();
-    for kind in MESSAGE_KINDS {
-        for role in ROLES
-            .iter()
-            .map(|r| Some(vec![r.to_string()]))
-            .chain([None])
-        {
+    for &kind in MessageKind::ALL {
+        for role in Role::ALL.iter().map(|r| Some(vec![*r])).chain([None]) {
             let d = p.decide(&Outbound::simple(kind, role.as_deref()));
             rows.push(serde_json::json!({
                 "kind": kind,
-                "to": role.map_or("broadcast".to_string(), |r| r.join(",")),
+                "to": role.map_or("broadcast".to_string(), |r| r[0].to_string()),
                 "allowed": d.allowed, "rule": d.rule, "reasons": d.reasons,
             }));
         }

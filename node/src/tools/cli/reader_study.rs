@@ -208,7 +208,10 @@ pub async fn run(dir: &Path, what: ReaderStudyCommand) -> Result<ExitCode> {
         }
         ReaderStudyCommand::Report { id, json, html } => {
             let site = Site::open(dir)?;
-            let body = site.store.reader_study_result(&id, "report").await;
+            let body = site
+                .store
+                .reader_study_result(&id, crate::reader_studies::states::ReleaseKind::Report)
+                .await;
             site.close();
             let Some(body) = body? else {
                 bail!(

@@ -1,19 +1,25 @@
-//! Multi-node fixtures: a test consortium (a root key that issues certificates), sites made
-//! with `fedanno init`'s own code, and nodes started on loopback TCP with port 0. Every wait is
-//! on an event (the node's `activity` watch) under a timeout: no sleeps.
+//! Multi-node fixtures. Honest sites form a [`Consortium`]: the node library's own local
+//! consortium (`tools::local_consortium`: the governance commands' code, sites made by
+//! `init`, nodes started the way `node run` starts them) in a temporary directory. An
+//! [`Intruder`] is a node that presents whatever certificate it is handed (forged, expired,
+//! revoked, stolen): what an attacker runs. Every wait is on a node's activity signal under a
+//! timeout: no sleeps.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use fedanno_node::network::audit::{AuditLog, origin};
-use fedanno_node::network::node::{Node, NodeParams};
-use fedanno_node::network::p2p::{self, Keypair, Multiaddr, NetConfig, Transport};
+use fedanno_node::network::audit::{AuditEvent, AuditLog, origin};
+use fedanno_node::network::consortium::{self, Root};
+use fedanno_node::network::daemon::StartOptions;
+use fedanno_node::network::node::{Node, NodeParams, SealingPublic, SealingSecret};
+use fedanno_node::network::p2p::{Keypair, Multiaddr, NetConfig, Transport};
 use fedanno_node::network::policy::Policy;
-use fedanno_node::site::Site;
+use fedanno_node::site::config::KEYS_DIR;
 use fedanno_node::site::identity;
-use fedanno_protocol::cert::{
-    CertRequest, Certificate, CertificateBody, ConsortiumInfo, Role, TrustStore,
-};
+use fedanno_node::site::store::AuditFilter;
+use fedanno_node::site::{self, Site};
+use fedanno_node::tools::local_consortium::{LocalConsortium, Member};
+use fedanno_protocol::cert::{Certificate, CertificateBody, Role, TrustStore};
 use fedanno_protocol::ids::SiteId;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
@@ -27,97 +33,149 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// A consortium root that issues certificates.
-pub struct TestConsortium {
-    pub root: Ed25519KeyPair,
-    pub info: ConsortiumInfo,
-    next_serial: std::sync::atomic::AtomicU64,
-}
+/// How long a cluster of nodes has to connect.
+const CONNECT: Duration = Duration::from_secs(30);
 
-impl TestConsortium {
-    pub fn new(name: &str, seed: u8) -> Self {
-        let root = Ed25519KeyPair::from_seed_unchecked(&[seed; 32])
-            .unwrap_or_else(|e| panic!("root key: {e}"));
-        let info =
-            ConsortiumInfo::new(name, &root).unwrap_or_else(|e| panic!("consortium info: {e:?}"));
-        TestConsortium {
-            root,
-            info,
-            next_serial: 1.into(),
-        }
-    }
-
-    pub fn trust(&self) -> TrustStore {
-        TrustStore::new(self.info.clone())
-    }
-
-    /// Issues a certificate for `site` valid in [not_before, not_after].
-    pub fn issue(
-        &self,
-        site: &TestSite,
-        roles: &[Role],
-        not_before: u64,
-        not_after: u64,
-    ) -> (Certificate, CertificateBody) {
-        let req = CertRequest::new(
-            site.id.clone(),
-            &site.id.to_string(),
-            &site.peer_id_bytes(),
-            site.sealing_public(),
-            &site.signing,
-            now(),
-        );
-        let body = req.verify().unwrap_or_else(|e| panic!("request: {e:?}"));
-        let serial = self
-            .next_serial
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let body = CertificateBody::from_request(
-            &body,
-            &self.info.name,
-            serial,
-            roles,
-            not_before,
-            not_after,
-        );
-        (Certificate::issue(&body, &self.root), body)
-    }
-
-    /// A certificate valid for a day, as `site`.
-    pub fn admit(&self, site: &TestSite, roles: &[Role]) -> (Certificate, CertificateBody) {
-        self.issue(site, roles, now() - 60, now() + 86_400)
-    }
-}
-
-/// A site directory made by `fedanno init`, opened, with its keys loaded.
-pub struct TestSite {
+/// A consortium root and its sites (the first coordinates), in a temporary directory.
+pub struct Consortium {
     pub tmp: tempfile::TempDir,
-    pub id: SiteId,
+    pub local: LocalConsortium,
+}
+
+impl Consortium {
+    /// Sites `ids` (`site-a`, …) with certificates valid for a day.
+    pub fn new(ids: &[&str]) -> Consortium {
+        Self::named(CONSORTIUM, ids)
+    }
+
+    /// [`Consortium::new`] under another consortium name (or the same name with its own root).
+    pub fn named(name: &str, ids: &[&str]) -> Consortium {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let local = LocalConsortium::create(tmp.path(), name, &Member::list(ids, "Test"), 1)
+            .unwrap_or_else(|e| panic!("consortium: {e:#}"));
+        Consortium { tmp, local }
+    }
+
+    pub fn site(&self, i: usize) -> &Site {
+        &self.local.sites[i]
+    }
+
+    pub fn id(&self, i: usize) -> &SiteId {
+        &self.local.sites[i].config.site.id
+    }
+
+    /// A site's keys, to craft what a member could send.
+    pub fn keys(&self, i: usize) -> identity::SiteKeys {
+        identity::load(&self.site(i).dir.join(KEYS_DIR)).unwrap_or_else(|e| panic!("keys: {e}"))
+    }
+
+    /// The consortium root, to issue and revoke certificates.
+    pub fn root(&self) -> Root {
+        Root::open(&self.local.dir.join("consortium")).unwrap_or_else(|e| panic!("root: {e:#}"))
+    }
+
+    /// The trust store every member holds.
+    pub fn trust(&self) -> TrustStore {
+        consortium::load_membership(&self.site(0).dir)
+            .unwrap_or_else(|e| panic!("membership: {e:#}"))
+            .trust
+    }
+
+    /// Starts every site's node (each dialing those before it) with the default policy, and
+    /// waits until all are connected.
+    pub async fn start(&self) -> Vec<Node> {
+        self.start_with(|_| StartOptions::default()).await
+    }
+
+    /// [`Consortium::start`] with `options(i)` for site `i`.
+    pub async fn start_with(&self, options: impl Fn(usize) -> StartOptions) -> Vec<Node> {
+        self.local
+            .start(options, CONNECT)
+            .await
+            .unwrap_or_else(|e| panic!("start: {e:#}"))
+    }
+
+    /// The audit events of one kind that site `i` logged.
+    pub async fn events(&self, i: usize, kind: &str) -> Vec<AuditEvent> {
+        events(self.site(i), kind, None).await
+    }
+}
+
+/// Start options with a given policy.
+pub fn with_policy(policy: Policy) -> StartOptions {
+    StartOptions {
+        policy: Some(policy),
+        ..StartOptions::default()
+    }
+}
+
+/// The audit events of one kind (of one reader study) a site logged.
+pub async fn events(site: &Site, kind: &str, study: Option<&str>) -> Vec<AuditEvent> {
+    site.store
+        .audit_entries(AuditFilter {
+            kind: Some(kind.into()),
+            study: study.map(str::to_string),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("audit entries: {e}"))
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
+}
+
+/// A node that presents whatever certificate it is handed: a site directory with keys, and a
+/// libp2p identity of its own.
+pub struct Intruder {
+    pub tmp: tempfile::TempDir,
     pub site: Site,
     pub signing: Arc<Ed25519KeyPair>,
-    pub sealing: fedanno_node::network::node::SealingSecret,
+    pub sealing: SealingSecret,
     pub libp2p: Keypair,
 }
 
-impl TestSite {
-    pub fn new(name: &str) -> TestSite {
-        let (tmp, site) = crate::temp_site(name);
-        let keys = identity::load(&site.dir.join("keys")).unwrap_or_else(|e| panic!("keys: {e}"));
-        TestSite {
+impl Intruder {
+    pub fn new(id: &str) -> Intruder {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let dir = tmp.path().join("site");
+        site::init(&dir, id, Some(id)).unwrap_or_else(|e| panic!("init: {e}"));
+        let site = Site::open(&dir).unwrap_or_else(|e| panic!("open: {e}"));
+        let keys = identity::load(&dir.join(KEYS_DIR)).unwrap_or_else(|e| panic!("keys: {e}"));
+        Intruder {
             tmp,
-            id: site.config.site.id.clone(),
+            site,
             signing: Arc::new(keys.signing),
             sealing: keys.sealing,
             libp2p: Keypair::generate_ed25519(),
-            site,
         }
     }
 
-    pub fn peer_id_bytes(&self) -> Vec<u8> {
-        self.libp2p.public().to_peer_id().to_bytes()
+    pub fn id(&self) -> &SiteId {
+        &self.site.config.site.id
     }
 
-    pub fn sealing_public(&self) -> [u8; 32] {
-        *x25519_public(&self.sealing).as_bytes()
+    /// A certificate request for this intruder's keys and peer id.
+    pub fn request(&self) -> Vec<u8> {
+        fedanno_protocol::cert::CertRequest::new(
+            self.id().clone(),
+            self.id().as_str(),
+            &self.libp2p.public().to_peer_id().to_bytes(),
+            *SealingPublic::from(&self.sealing).as_bytes(),
+            &self.signing,
+            now(),
+        )
+        .to_bytes()
+    }
+
+    /// A certificate for this intruder from `root`, valid for `days` days from `not_before`.
+    pub fn admitted(
+        &self,
+        root: &mut Root,
+        days: u64,
+        not_before: Option<u64>,
+    ) -> (Certificate, CertificateBody) {
+        root.admit_at(&self.request(), &[Role::Site], days, not_before)
+            .unwrap_or_else(|e| panic!("admit: {e:#}"))
     }
 
     pub fn signing_public(&self) -> [u8; 32] {
@@ -126,56 +184,23 @@ impl TestSite {
         k
     }
 
-    pub fn audit(&self) -> AuditLog {
-        AuditLog::new(
-            self.site.store.clone(),
-            self.signing.clone(),
-            origin(CONSORTIUM, &self.id),
-            self.id.clone(),
-        )
-    }
-
-    /// Starts a node on loopback TCP, port 0.
+    /// Starts a node on loopback that presents `cert` and dials `bootstrap`.
     pub async fn start(
         &self,
         cert: Certificate,
         body: CertificateBody,
         trust: TrustStore,
-        policy: Policy,
         bootstrap: Vec<Multiaddr>,
     ) -> Node {
-        self.start_with(cert, body, trust, policy, bootstrap, None)
-            .await
-    }
-
-    /// Starts a node that also signs and publishes a checkpoint every `checkpoints`.
-    pub async fn start_with(
-        &self,
-        cert: Certificate,
-        body: CertificateBody,
-        trust: TrustStore,
-        policy: Policy,
-        bootstrap: Vec<Multiaddr>,
-        checkpoints: Option<Duration>,
-    ) -> Node {
-        self.start_tapped(cert, body, trust, policy, bootstrap, checkpoints, None)
-            .await
-    }
-
-    /// Starts a node whose every outbound frame is also shown to `tap` (before Noise).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn start_tapped(
-        &self,
-        cert: Certificate,
-        body: CertificateBody,
-        trust: TrustStore,
-        policy: Policy,
-        bootstrap: Vec<Multiaddr>,
-        checkpoints: Option<Duration>,
-        tap: Option<p2p::Tap>,
-    ) -> Node {
+        let id = self.id().clone();
+        let audit = AuditLog::new(
+            self.site.store.clone(),
+            self.signing.clone(),
+            origin(CONSORTIUM, &id),
+            id.clone(),
+        );
         let p = NodeParams {
-            site: self.id.clone(),
+            site: id,
             consortium: CONSORTIUM.to_string(),
             certificate: cert,
             certificate_body: body,
@@ -183,9 +208,9 @@ impl TestSite {
             signing: self.signing.clone(),
             sealing: self.sealing.clone(),
             libp2p_key: self.libp2p.clone(),
-            policy,
+            policy: Policy::default_site(),
             store: self.site.store.clone(),
-            audit: self.audit(),
+            audit,
             listen: vec![
                 "/ip4/127.0.0.1/tcp/0"
                     .parse()
@@ -193,23 +218,13 @@ impl TestSite {
             ],
             bootstrap,
             transport: Transport::Tcp,
-            net: NetConfig {
-                request_timeout: Duration::from_secs(10),
-                tap,
-                ..NetConfig::default()
-            },
-            checkpoint_interval: checkpoints,
+            net: NetConfig::default(),
+            checkpoint_interval: None,
         };
         Node::start(p)
             .await
             .unwrap_or_else(|e| panic!("start: {e}"))
     }
-}
-
-fn x25519_public(
-    s: &fedanno_node::network::node::SealingSecret,
-) -> fedanno_node::network::node::SealingPublic {
-    fedanno_node::network::node::SealingPublic::from(s)
 }
 
 /// The full dialable address of a node.
@@ -219,20 +234,9 @@ pub fn address(node: &Node) -> Multiaddr {
 
 /// Waits (on the node's activity signal) until `cond` holds, or panics after `secs`.
 pub async fn wait_until<F: Fn() -> bool>(node: &Node, secs: u64, what: &str, cond: F) {
-    let mut rx = node.handle.activity();
-    let done = tokio::time::timeout(Duration::from_secs(secs), async {
-        loop {
-            if cond() {
-                return;
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(
-        done.is_ok() && cond(),
-        "timed out after {secs} s waiting for {what}"
-    );
+    let done = node
+        .handle
+        .wait_until(Duration::from_secs(secs), |_| cond())
+        .await;
+    assert!(done, "timed out after {secs} s waiting for {what}");
 }

@@ -6,29 +6,17 @@
 //! under a timeout.
 
 use fedanno_node::network::audit::AuditEvent;
-use fedanno_node::network::node::Node;
+use fedanno_node::network::consortium;
+use fedanno_node::network::daemon::StartOptions;
+use fedanno_node::network::node::{Node, SealingPublic};
 use fedanno_node::network::policy::Policy;
 use fedanno_node::site::store::AuditFilter;
-use fedanno_protocol::cert::{
-    Certificate, CertificateBody, RevocationBody, RevocationList, Revoked, Role,
-};
+use fedanno_protocol::cert::{Certificate, CertificateBody};
 use fedanno_protocol::envelope::{Envelope, Header, PayloadKind};
 use fedanno_protocol::wire::{Frame, RefusalReason, Request};
-use fedanno_tests::network::{CONSORTIUM, TestConsortium, TestSite, address, now, wait_until};
-
-async fn events(site: &TestSite, kind: &str) -> Vec<AuditEvent> {
-    site.site
-        .store
-        .audit_entries(AuditFilter {
-            kind: Some(kind.into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event)
-        .collect()
-}
+use fedanno_tests::network::{
+    CONSORTIUM, Consortium, Intruder, address, now, wait_until, with_policy,
+};
 
 fn members(n: &Node) -> usize {
     n.handle.members().len()
@@ -36,36 +24,9 @@ fn members(n: &Node) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_certified_nodes_exchange_requests_and_gossip_with_matching_audit_entries() {
-    let c = TestConsortium::new(CONSORTIUM, 1);
-    let (a, b, s3) = (
-        TestSite::new("Site A"),
-        TestSite::new("Site B"),
-        TestSite::new("Site C"),
-    );
-    let (ca, ba) = c.admit(&a, &[Role::Site, Role::Coordinator]);
-    let (cb, bb) = c.admit(&b, &[Role::Site]);
-    let (cc, bc) = c.admit(&s3, &[Role::Site]);
-    let na = a
-        .start(ca, ba, c.trust(), Policy::default_site(), vec![])
-        .await;
-    let nb = b
-        .start(
-            cb,
-            bb,
-            c.trust(),
-            Policy::default_site(),
-            vec![address(&na)],
-        )
-        .await;
-    let nc = s3
-        .start(
-            cc,
-            bc,
-            c.trust(),
-            Policy::default_site(),
-            vec![address(&na), address(&nb)],
-        )
-        .await;
+    let c = Consortium::new(&["site-a", "site-b", "site-c"]);
+    let (a, b) = (c.id(0).clone(), c.id(1).clone());
+    let [na, nb, nc]: [Node; 3] = c.start().await.try_into().ok().unwrap();
     for (n, name) in [(&na, "A"), (&nb, "B"), (&nc, "C")] {
         wait_until(n, 30, &format!("{name} to prove two members"), || {
             members(n) == 2
@@ -76,13 +37,14 @@ async fn three_certified_nodes_exchange_requests_and_gossip_with_matching_audit_
     // Request-response: B's notice to A, receipted.
     nb.handle
         .notice(
-            a.id.clone(),
+            a.clone(),
             "maintenance".into(),
             "node restarts at 02:00".into(),
         )
         .await
         .unwrap();
-    let sent: Vec<_> = events(&b, "sent")
+    let sent: Vec<_> = c
+        .events(1, "sent")
         .await
         .into_iter()
         .filter_map(|e| match e {
@@ -97,15 +59,15 @@ async fn three_certified_nodes_exchange_requests_and_gossip_with_matching_audit_
         .collect();
     assert_eq!(sent.len(), 1);
     let (hash, to) = sent[0].clone();
-    assert_eq!(to.as_ref(), Some(&a.id));
-    let received = events(&a, "received").await;
-    assert!(received.iter().any(|e| matches!(e, AuditEvent::Received { kind, message_hash, from, .. } if kind == "notice" && *message_hash == hash && *from == b.id)));
-    assert!(events(&a, "receipt-issued").await.iter().any(
+    assert_eq!(to.as_ref(), Some(&a));
+    let received = c.events(0, "received").await;
+    assert!(received.iter().any(|e| matches!(e, AuditEvent::Received { kind, message_hash, from, .. } if kind == "notice" && *message_hash == hash && *from == b)));
+    assert!(c.events(0, "receipt-issued").await.iter().any(
         |e| matches!(e, AuditEvent::ReceiptIssued { message_hash, .. } if *message_hash == hash)
     ));
-    let receipts = events(&b, "receipt-received").await;
+    let receipts = c.events(1, "receipt-received").await;
     assert!(
-        matches!(&receipts[..], [AuditEvent::ReceiptReceived { from, receipt }] if *from == a.id && receipt.message_hash == hash)
+        matches!(&receipts[..], [AuditEvent::ReceiptReceived { from, receipt }] if *from == a && receipt.message_hash == hash)
     );
 
     // Gossip: A publishes a signed checkpoint, sealed to the members; B and C receive it.
@@ -123,29 +85,29 @@ async fn three_certified_nodes_exchange_requests_and_gossip_with_matching_audit_
     })
     .await
     .expect("a checkpoint was published");
-    for (n, site) in [(&nb, &b), (&nc, &s3)] {
+    for (n, i) in [(&nb, 1), (&nc, 2)] {
         wait_until(n, 30, "the checkpoint gossip", || {
             n.handle
-                .witnessed(&a.id)
+                .witnessed(&a)
                 .is_some_and(|cp| cp.size >= published.size)
         })
         .await;
-        assert!(events(site, "received").await.iter().any(|e| matches!(e, AuditEvent::Received { kind, from, .. } if kind == "checkpoint" && *from == a.id)));
+        assert!(c.events(i, "received").await.iter().any(|e| matches!(e, AuditEvent::Received { kind, from, .. } if kind == "checkpoint" && *from == a)));
     }
 
     // Witnessing: C asks B to co-sign its log's checkpoint.
-    let cos = nc.handle.witness(b.id.clone()).await.unwrap();
-    assert_eq!(cos.witness, b.id);
+    let cos = nc.handle.witness(b.clone()).await.unwrap();
+    assert_eq!(cos.witness, b);
     assert!(
-        events(&s3, "cosigned")
+        c.events(2, "cosigned")
             .await
             .iter()
-            .any(|e| matches!(e, AuditEvent::Cosigned { by, .. } if *by == b.id))
+            .any(|e| matches!(e, AuditEvent::Cosigned { by, .. } if *by == b))
     );
 
     // Every log still verifies.
-    for site in [&a, &b, &s3] {
-        let report = site.audit().verify().await.unwrap();
+    for n in [&na, &nb, &nc] {
+        let report = n.handle.verify_audit().await.unwrap();
         assert!(report.ok, "{report:?}");
     }
     for n in [na, nb, nc] {
@@ -155,7 +117,7 @@ async fn three_certified_nodes_exchange_requests_and_gossip_with_matching_audit_
 
 /// Waits (on A's activity signal) until `check` finds something in A's audit log.
 async fn wait_audit<T>(
-    site: &TestSite,
+    c: &Consortium,
     node: &Node,
     what: &str,
     check: impl Fn(Vec<AuditEvent>) -> Option<T>,
@@ -163,8 +125,8 @@ async fn wait_audit<T>(
     let mut rx = node.handle.activity();
     tokio::time::timeout(std::time::Duration::from_secs(30), async {
         loop {
-            let all = site
-                .site
+            let all = c
+                .site(0)
                 .store
                 .audit_entries(AuditFilter::default())
                 .await
@@ -179,26 +141,18 @@ async fn wait_audit<T>(
     .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
-/// Starts an intruder with the given certificate and returns the refusal A audited for it.
+/// Starts an intruder presenting `cert` and returns the refusal A audited for it.
 async fn refused_reason(
-    a: &TestSite,
+    c: &Consortium,
     na: &Node,
-    intruder: &TestSite,
-    cert: Certificate,
-    body: CertificateBody,
-    c: &TestConsortium,
+    intruder: &Intruder,
+    (cert, body): (Certificate, CertificateBody),
 ) -> String {
     let ni = intruder
-        .start(
-            cert,
-            body,
-            c.trust(),
-            Policy::default_site(),
-            vec![address(na)],
-        )
+        .start(cert, body, c.trust(), vec![address(na)])
         .await;
     let peer = ni.handle.peer_id().to_string();
-    let reason = wait_audit(a, na, "the refusal", |events| {
+    let reason = wait_audit(c, na, "the refusal", |events| {
         events.into_iter().find_map(|e| match e {
             AuditEvent::Refused { peer: p, reason } if p == peer => Some(reason),
             _ => None,
@@ -222,96 +176,71 @@ async fn refused_reason(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncertified_revoked_expired_and_impersonating_nodes_are_refused_and_audited() {
-    let c = TestConsortium::new(CONSORTIUM, 1);
-    let a = TestSite::new("Site A");
-    let (ca, ba) = c.admit(&a, &[Role::Site]);
-    // The site to revoke is admitted first, so its serial is known.
-    let revoked = TestSite::new("Site Revoked");
-    let (cr, br) = c.admit(&revoked, &[Role::Site]);
-    let crl = RevocationList::issue(
-        &RevocationBody {
-            version: 1,
-            consortium: CONSORTIUM.into(),
-            number: 1,
-            issued_at: now(),
-            revoked: vec![Revoked {
-                serial: br.serial,
-                site_id: revoked.id.clone(),
-                reason: "key compromise".into(),
-                revoked_at: now(),
-            }],
-        },
-        &c.root,
-    );
-    let mut trust = c.trust();
-    trust.set_revocations(&crl, now()).unwrap();
-    let na = a.start(ca, ba, trust, Policy::default_site(), vec![]).await;
+    let c = Consortium::new(&["site-a"]);
+    let mut root = c.root();
+    // A certificate that the root then revokes; A installs the revocation list before it
+    // starts.
+    let revoked = Intruder::new("site-revoked");
+    let revoked_cert = revoked.admitted(&mut root, 1, None);
+    root.revoke(Some(revoked_cert.1.serial), None, "key compromise")
+        .unwrap();
+    let info =
+        consortium::read_info(&c.local.dir.join("consortium").join(consortium::INFO_FILE)).unwrap();
+    consortium::install_crl(
+        &c.site(0).dir,
+        &info,
+        &c.local.dir.join("consortium").join(consortium::CRL_FILE),
+    )
+    .unwrap();
+    let [na]: [Node; 1] = c.start().await.try_into().ok().unwrap();
 
     // Uncertified: a certificate from another root with the same consortium name.
-    let rogue_root = TestConsortium::new(CONSORTIUM, 9);
-    let rogue = TestSite::new("Rogue");
-    let (crg, brg) = rogue_root.admit(&rogue, &[Role::Site]);
-    let why = refused_reason(&a, &na, &rogue, crg, brg, &rogue_root).await;
+    let rogue_root = Consortium::named(CONSORTIUM, &["site-rogue-root"]);
+    let rogue = Intruder::new("site-rogue");
+    let rogue_cert = rogue.admitted(&mut rogue_root.root(), 1, None);
+    let why = refused_reason(&c, &na, &rogue, rogue_cert).await;
     assert!(why.to_lowercase().contains("signature"), "{why}");
 
-    let why = refused_reason(&a, &na, &revoked, cr, br, &c).await;
+    let why = refused_reason(&c, &na, &revoked, revoked_cert).await;
     assert!(why.to_lowercase().contains("revoked"), "{why}");
 
-    let expired = TestSite::new("Expired");
-    let (ce, be) = c.issue(&expired, &[Role::Site], now() - 10 * 86_400, now() - 86_400);
-    let why = refused_reason(&a, &na, &expired, ce, be, &c).await;
+    // Expired: valid for nine days from ten days ago.
+    let expired = Intruder::new("site-expired");
+    let expired_cert = expired.admitted(&mut root, 9, Some(now() - 10 * 86_400));
+    let why = refused_reason(&c, &na, &expired, expired_cert).await;
     assert!(why.to_lowercase().contains("expired"), "{why}");
 
     // Impersonation: a node presents another site's (valid) certificate.
-    let victim = TestSite::new("Victim");
-    let (cv, bv) = c.admit(&victim, &[Role::Site]);
-    let thief = TestSite::new("Thief");
-    let why = refused_reason(&a, &na, &thief, cv, bv, &c).await;
+    let victim = Intruder::new("site-victim");
+    let victim_cert = victim.admitted(&mut root, 1, None);
+    let thief = Intruder::new("site-thief");
+    let why = refused_reason(&c, &na, &thief, victim_cert).await;
     assert!(why.to_lowercase().contains("peer"), "{why}");
-    assert!(a.audit().verify().await.unwrap().ok);
+    assert!(na.handle.verify_audit().await.unwrap().ok);
     na.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_never_leave() {
-    let c = TestConsortium::new(CONSORTIUM, 1);
-    let (a, b, s3) = (
-        TestSite::new("Site A"),
-        TestSite::new("Site B"),
-        TestSite::new("Site C"),
-    );
-    let (ca, ba) = c.admit(&a, &[Role::Site]);
-    let (cb, bb) = c.admit(&b, &[Role::Site]);
-    let (cc, bc) = c.admit(&s3, &[Role::Site]);
+    let c = Consortium::new(&["site-a", "site-b", "site-c"]);
+    let (a, b) = (c.id(0).clone(), c.id(1).clone());
     let strict = Policy::parse(include_str!("../../policies/strict-site.toml")).unwrap();
-    let na = a.start(ca, ba, c.trust(), strict, vec![]).await;
-    let nb = b
-        .start(
-            cb,
-            bb,
-            c.trust(),
-            Policy::default_site(),
-            vec![address(&na)],
-        )
+    let nodes = c
+        .start_with(|i| match i {
+            0 => with_policy(strict.clone()),
+            _ => StartOptions::default(),
+        })
         .await;
-    let nc = s3
-        .start(
-            cc,
-            bc,
-            c.trust(),
-            Policy::default_site(),
-            vec![address(&na)],
-        )
-        .await;
-    wait_until(&na, 30, "two members", || members(&na) == 2).await;
-    wait_until(&nb, 30, "B's membership", || members(&nb) == 1).await;
+    let [na, nb, nc]: [Node; 3] = nodes.try_into().ok().unwrap();
     let pa = na.handle.peer_id();
+    let b_signing = c.keys(1).signing;
+    let c_sealing = *SealingPublic::from(&c.keys(2).sealing).as_bytes();
 
     let header = |seq: u64, version: u16| Header {
         version,
         consortium: CONSORTIUM.into(),
-        sender: b.id.clone(),
-        recipient: Some(a.id.clone()),
+        sender: b.clone(),
+        recipient: Some(a.clone()),
         study: None,
         round: 0,
         sequence: seq,
@@ -340,11 +269,11 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
         )
     };
 
-    let good = Envelope::sign(header(u64::MAX / 2, 1), &notice, &b.signing);
+    let good = Envelope::sign(header(u64::MAX / 2, 1), &notice, &b_signing);
     // A well-formed notice from a member is answered (A's strict policy still lets receipts go).
     let ok = send(frame(&good)).await.unwrap();
     assert!(!matches!(Frame::from_bytes(&ok), Ok(Frame::Refused { .. })));
-    let rejected_before = events(&a, "rejected").await.len();
+    let rejected_before = c.events(0, "rejected").await.len();
     // Replayed.
     let replay = send(frame(&good)).await;
     assert!(matches!(
@@ -359,7 +288,7 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
     bytes[mid] ^= 0x40;
     assert!(refused(send(Frame::Envelope { bytes }.to_bytes()).await));
     // Truncated.
-    let mut bytes = Envelope::sign(header(u64::MAX / 2 + 1, 1), &notice, &b.signing).to_bytes();
+    let mut bytes = Envelope::sign(header(u64::MAX / 2 + 1, 1), &notice, &b_signing).to_bytes();
     bytes.truncate(bytes.len() - 10);
     assert!(refused(send(Frame::Envelope { bytes }.to_bytes()).await));
     // Wrong protocol version.
@@ -367,7 +296,7 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
         send(frame(&Envelope::sign(
             header(u64::MAX / 2 + 2, 2),
             &notice,
-            &b.signing
+            &b_signing
         )))
         .await
     ));
@@ -375,36 +304,36 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
     let mut skewed = header(u64::MAX / 2 + 4, 1);
     skewed.timestamp = now() + 3600;
     assert!(refused(
-        send(frame(&Envelope::sign(skewed, &notice, &b.signing))).await
+        send(frame(&Envelope::sign(skewed, &notice, &b_signing))).await
     ));
-    let skew_noted = events(&a, "rejected").await.iter().any(|e| {
+    let skew_noted = c.events(0, "rejected").await.iter().any(|e| {
         matches!(e, AuditEvent::Rejected { reason, .. }
             if reason.contains("clocks of this site and") && reason.contains("NTP"))
     });
-    assert!(skew_noted, "{:?}", events(&a, "rejected").await);
+    assert!(skew_noted, "{:?}", c.events(0, "rejected").await);
     // Sealed to C, addressed to A.
     let sealed = Envelope::seal(
         header(u64::MAX / 2 + 3, 1),
         &notice,
-        &[(s3.id.clone(), s3.sealing_public())],
-        &b.signing,
+        &[(c.id(2).clone(), c_sealing)],
+        &b_signing,
         &ring::rand::SystemRandom::new(),
     )
     .unwrap();
     assert!(refused(send(frame(&sealed)).await));
     // Oversized: the frame codec refuses it (the sending side here; the receiving side refuses a
-    // declared length over the limit before allocating, see net::codec's tests).
+    // declared length over the limit before allocating, see p2p::codec's tests).
     assert!(send(vec![0u8; (4 << 20) + 100]).await.is_err());
     // Six rejections, each audited before its refusal was answered.
-    let n = events(&a, "rejected").await.len();
+    let n = c.events(0, "rejected").await.len();
     assert_eq!(n, rejected_before + 6);
 
     // Policy: A's strict policy denies notices; nothing reaches B.
     let sent_before = na.handle.net_stats().await.unwrap().requests_sent;
-    let b_received_before = events(&b, "received").await.len();
+    let b_received_before = c.events(1, "received").await.len();
     let err = na
         .handle
-        .notice(b.id.clone(), "x".into(), "y".into())
+        .notice(b.clone(), "x".into(), "y".into())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("policy denied"), "{err}");
@@ -412,8 +341,8 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
         na.handle.net_stats().await.unwrap().requests_sent,
         sent_before
     );
-    assert_eq!(events(&b, "received").await.len(), b_received_before);
-    let decisions = events(&a, "policy").await;
+    assert_eq!(c.events(1, "received").await.len(), b_received_before);
+    let decisions = c.events(0, "policy").await;
     assert!(decisions.iter().any(|e| matches!(e, AuditEvent::PolicyDecision { kind, allowed: false, rule, .. } if kind == "notice" && rule == "no notices")), "{decisions:?}");
     for n in [na, nb, nc] {
         n.stop().await;
@@ -422,37 +351,24 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_are_signed_and_published_at_intervals() {
-    let c = TestConsortium::new(CONSORTIUM, 1);
-    let (a, b) = (TestSite::new("Site A"), TestSite::new("Site B"));
-    let (ca, ba) = c.admit(&a, &[Role::Site]);
-    let (cb, bb) = c.admit(&b, &[Role::Site]);
-    let na = a
-        .start_with(
-            ca,
-            ba,
-            c.trust(),
-            Policy::default_site(),
-            vec![],
-            Some(std::time::Duration::from_secs(1)),
-        )
+    let c = Consortium::new(&["site-a", "site-b"]);
+    let a = c.id(0).clone();
+    let nodes = c
+        .start_with(|i| StartOptions {
+            checkpoint_interval: Some((i == 0).then(|| std::time::Duration::from_secs(1))),
+            ..StartOptions::default()
+        })
         .await;
-    let nb = b
-        .start(
-            cb,
-            bb,
-            c.trust(),
-            Policy::default_site(),
-            vec![address(&na)],
-        )
-        .await;
+    let [na, nb]: [Node; 2] = nodes.try_into().ok().unwrap();
     // Nobody asks for a checkpoint: A's timer signs and publishes one, and B receives it.
     wait_until(&nb, 60, "a periodic checkpoint from A", || {
-        nb.handle.witnessed(&a.id).is_some()
+        nb.handle.witnessed(&a).is_some()
     })
     .await;
-    let cp = nb.handle.witnessed(&a.id).unwrap();
-    cp.verify(&a.signing_public()).unwrap();
-    assert!(!events(&a, "checkpoint").await.is_empty());
+    let cp = nb.handle.witnessed(&a).unwrap();
+    let a_key = fedanno_protocol::crypto::public_key(&c.keys(0).signing);
+    cp.verify(&a_key).unwrap();
+    assert!(!c.events(0, "checkpoint").await.is_empty());
     for n in [na, nb] {
         n.stop().await;
     }

@@ -8,12 +8,12 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use fedanno_node::network::daemon::StartOptions;
 use fedanno_node::network::p2p::Tap;
 use fedanno_node::network::policy::Policy;
 use fedanno_node::tools::demo::{self, SEGMENTATION_MANIFEST};
 use fedanno_node::tools::synth::{self, SynthOptions};
-use fedanno_protocol::cert::Role;
-use fedanno_tests::network::{TestConsortium, TestSite, address, wait_until};
+use fedanno_tests::network::{Consortium, with_policy};
 
 const NAME_CANARY: &[u8] = b"CANARYPHI";
 const PIXEL_CANARY: &[u8] = b"PXCANARY";
@@ -86,14 +86,11 @@ async fn no_canary_leaves_a_site_or_reaches_a_log() {
         .with_writer(move || writer.clone())
         .init();
     let wire: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-    let c = TestConsortium::new(fedanno_tests::network::CONSORTIUM, 77);
     let ids = ["site-a", "site-b", "site-c"];
-    let mut sites = Vec::new();
-    let mut nodes = Vec::new();
+    let c = Consortium::new(&ids);
     let mut secrets: Vec<Vec<u8>> = vec![NAME_CANARY.to_vec(), PIXEL_CANARY.to_vec()];
     for (i, id) in ids.iter().enumerate() {
-        let site = TestSite::new(id);
-        let out = site.tmp.path().join("synth");
+        let out = c.tmp.path().join("synth").join(id);
         let readers = demo::site_readers(&demo::local_reader(id));
         synth::generate(&SynthOptions {
             out: out.clone(),
@@ -114,40 +111,20 @@ async fn no_canary_leaves_a_site_or_reaches_a_log() {
                 secrets.push(uid.trim().as_bytes().to_vec());
             }
         }
-        demo::import_synth(&site.site, &out, &readers)
-            .await
-            .unwrap();
-        let roles: &[Role] = if i == 0 {
-            &[Role::Site, Role::Coordinator]
-        } else {
-            &[Role::Site]
-        };
-        let (cert, body) = c.admit(&site, roles);
-        let bootstrap = nodes.iter().map(address).collect();
-        let w = wire.clone();
-        let tap = Tap(Arc::new(move |b: &[u8]| {
-            if let Ok(mut v) = w.lock() {
-                v.push(b.to_vec());
-            }
-        }));
-        let node = site
-            .start_tapped(
-                cert,
-                body,
-                c.trust(),
-                Policy::default_site(),
-                bootstrap,
-                None,
-                Some(tap),
-            )
-            .await;
-        nodes.push(node);
-        sites.push(site);
+        demo::import_synth(c.site(i), &out, &readers).await.unwrap();
     }
-    for n in &nodes {
-        let handle = n.handle.clone();
-        wait_until(n, 30, "all connected", move || handle.members().len() == 2).await;
-    }
+    let w = wire.clone();
+    let tap = Tap(Arc::new(move |b: &[u8]| {
+        if let Ok(mut v) = w.lock() {
+            v.push(b.to_vec());
+        }
+    }));
+    let nodes = c
+        .start_with(|_| StartOptions {
+            tap: Some(tap.clone()),
+            ..with_policy(Policy::default_site())
+        })
+        .await;
     let manifests = [
         SEGMENTATION_MANIFEST.to_string(),
         demo::classification_manifest(&ids),
@@ -176,7 +153,7 @@ async fn no_canary_leaves_a_site_or_reaches_a_log() {
     );
     assert!(contains(&logs, b"lung-nodules"), "the log capture works");
     // The canaries really are in the images the sites ingested.
-    let sample = std::fs::read_dir(sites[0].tmp.path().join("synth/dicom"))
+    let sample = std::fs::read_dir(c.tmp.path().join("synth/site-a/dicom"))
         .unwrap()
         .next()
         .unwrap()

@@ -13,36 +13,30 @@ use fedanno_node::network::policy::Policy;
 use fedanno_node::reader_studies::jobs::{ConsensusOutcome, Job, JobKind, staple_dim};
 use fedanno_node::reader_studies::states::ReleaseKind;
 use fedanno_node::site::store::AuditFilter;
+use fedanno_node::site::store::Store;
 use fedanno_node::tools::demo::{self, SEGMENTATION_MANIFEST};
-use fedanno_protocol::cert::Role;
 use fedanno_protocol::ids::SiteId;
 use fedanno_stats::dawid_skene::{DsOptions, dawid_skene};
 use fedanno_stats::multilabel::{LabelPatternHistogram, MultiLabelOptions, multilabel_staple};
 use fedanno_stats::ratings::LabeledRatings;
 use fedanno_stats::staple::{PatternHistogram, StapleOptions, staple};
-use fedanno_tests::network::{TestConsortium, TestSite, address, wait_until};
+use fedanno_tests::network::{Consortium, with_policy};
 
 struct Member {
-    site: TestSite,
+    id: SiteId,
+    store: Store,
     synth: PathBuf,
     node: Node,
 }
 
-/// `n` sites (the first coordinates), each with `cases` synthetic cases, nodes fully connected.
-async fn consortium(
-    ids: &[&str],
-    cases: usize,
-    policies: &[Policy],
-) -> (TestConsortium, Vec<Member>) {
-    let c = TestConsortium::new(fedanno_tests::network::CONSORTIUM, 61);
-    let mut members: Vec<Member> = Vec::new();
+/// `n` sites (the first coordinates), each with `cases` synthetic cases, nodes fully connected;
+/// site `i` runs `policies[i]` (default: the research policy).
+async fn consortium(ids: &[&str], cases: usize, policies: &[Policy]) -> (Consortium, Vec<Member>) {
+    let c = Consortium::new(ids);
     for (i, id) in ids.iter().enumerate() {
-        let site = TestSite::new(id);
-        assert_eq!(site.id.as_str(), *id);
-        let synth = site.tmp.path().join("synth");
         demo::prepare_site(
-            &site.site,
-            &synth,
+            c.site(i),
+            &c.tmp.path().join("synth").join(id),
             cases,
             [24, 24, 12],
             i as u64 + 1,
@@ -51,28 +45,27 @@ async fn consortium(
         )
         .await
         .unwrap_or_else(|e| panic!("prepare {id}: {e:#}"));
-        let roles: &[Role] = if i == 0 {
-            &[Role::Site, Role::Coordinator]
-        } else {
-            &[Role::Site]
-        };
-        let (cert, body) = c.admit(&site, roles);
-        let bootstrap = members.iter().map(|m| address(&m.node)).collect();
-        let policy = policies
-            .get(i)
-            .cloned()
-            .unwrap_or_else(Policy::default_site);
-        let node = site.start(cert, body, c.trust(), policy, bootstrap).await;
-        members.push(Member { site, synth, node });
     }
-    let n = members.len();
-    for m in &members {
-        let handle = m.node.handle.clone();
-        wait_until(&m.node, 30, "every member connected", move || {
-            handle.members().len() + 1 == n
+    let nodes = c
+        .start_with(|i| {
+            with_policy(
+                policies
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(Policy::default_site),
+            )
         })
         .await;
-    }
+    let members = nodes
+        .into_iter()
+        .enumerate()
+        .map(|(i, node)| Member {
+            id: c.id(i).clone(),
+            store: c.site(i).store.clone(),
+            synth: c.tmp.path().join("synth").join(ids[i]),
+            node,
+        })
+        .collect();
     (c, members)
 }
 
@@ -193,13 +186,7 @@ async fn three_site_studies_equal_the_pooled_computation() {
     // One secure sum per E-step (initial + iterations + 1) and one for the quality release.
     assert_eq!(run.progress.secure_rounds, pooled.iterations + 3);
     // The sites' progress (sealed annotation metadata: counts only) reached the coordinator.
-    let rows = members[0]
-        .site
-        .site
-        .store
-        .reader_study_sites(&id)
-        .await
-        .unwrap();
+    let rows = members[0].store.reader_study_sites(&id).await.unwrap();
     assert_eq!(rows.len(), 3, "{rows:?}");
     for r in &rows {
         assert_eq!(r.cases, Some(10), "{r:?}");
@@ -209,8 +196,6 @@ async fn three_site_studies_equal_the_pooled_computation() {
     // report.
     for m in &members {
         let rows = m
-            .site
-            .site
             .store
             .list_annotations(fedanno_node::site::store::AnnotationFilter {
                 reader: Some("consensus".into()),
@@ -218,11 +203,9 @@ async fn three_site_studies_equal_the_pooled_computation() {
             })
             .await
             .unwrap();
-        assert_eq!(rows.len(), 10, "{}", m.site.id);
+        assert_eq!(rows.len(), 10, "{}", m.id);
         assert!(
-            m.site
-                .site
-                .store
+            m.store
                 .reader_study_result(&id, ReleaseKind::Report)
                 .await
                 .unwrap()
@@ -379,7 +362,7 @@ async fn a_refusing_site_sends_only_its_decline() {
     let e = coord.reader_study_run(&id).await.unwrap_err().to_string();
     assert!(e.contains("at least 3"), "{e}");
     // What the strict site sent about this study: its decision and nothing else.
-    let sent = events(members[2].site.site.store.clone(), "sent", &id).await;
+    let sent = events(members[2].store.clone(), "sent", &id).await;
     let kinds: Vec<String> = sent
         .iter()
         .filter_map(|e| match e {
@@ -444,7 +427,7 @@ async fn differencing_is_refused_and_a_silent_site_is_dropped() {
     assert!(honest.is_ok(), "{honest:?}");
     let e = second.unwrap_err().to_string();
     assert!(e.contains("refused"), "{e}");
-    let guard_noted = events(members[1].site.site.store.clone(), "study", &id)
+    let guard_noted = events(members[1].store.clone(), "study", &id)
         .await
         .iter()
         .any(
@@ -470,7 +453,7 @@ async fn differencing_is_refused_and_a_silent_site_is_dropped() {
             .any(|s| s.site == "site-d" && s.status == "dropped")
     );
     // Site-d submitted exactly two vectors in this run (plus one in the first round above).
-    let submitted = events(members[3].site.site.store.clone(), "study", &id)
+    let submitted = events(members[3].store.clone(), "study", &id)
         .await
         .iter()
         .filter(

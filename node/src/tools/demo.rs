@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use fedanno_protocol::cert::Role;
 use serde::Serialize;
 
 use crate::annotations::interchange::{self, Context as ImportContext, ImportOptions};
 use crate::annotations::readers::{ReaderKind, consortium_pseudonym};
 use crate::network::daemon::StartOptions;
+use crate::network::node::Node;
 use crate::site::Site;
-use crate::tools::local_consortium::{LocalConsortium, Member};
+use crate::tools::local_consortium::{LocalConsortium, Member, launch_everywhere};
 use crate::tools::synth::{self, SynthOptions};
 
 /// The segmentation study the demo runs (the shipped template).
@@ -185,14 +185,15 @@ pub struct DemoSummary {
 
 const SITES: [&str; 3] = ["site-a", "site-b", "site-c"];
 
-pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
-    let started = Instant::now();
-    let (out, kept) = match &opts.out {
+/// Where the demo works and where its reports go: `--out` (kept), or temporary directories
+/// (the reports outlive the work directory).
+fn workspace(out: Option<&Path>) -> Result<(PathBuf, bool, PathBuf)> {
+    let (out, kept) = match out {
         Some(o) => {
             if o.join("sites").exists() {
                 bail!("{} already holds a demo; choose another --out", o.display());
             }
-            (o.clone(), true)
+            (o.to_path_buf(), true)
         }
         None => (
             std::env::temp_dir().join(format!(
@@ -204,26 +205,21 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
         ),
     };
     std::fs::create_dir_all(&out)?;
-    // Reports outlive a temporary demo directory.
     let reports = if kept {
         out.clone()
     } else {
         std::env::temp_dir().join(format!("fedanno-demo-{}", std::process::id()))
     };
-    let members: Vec<Member> = SITES
-        .iter()
-        .enumerate()
-        .map(|(i, id)| Member {
-            id: id.to_string(),
-            name: format!("Demo Hospital {}", (b'A' + i as u8) as char),
-            roles: if i == 0 {
-                vec![Role::Site, Role::Coordinator]
-            } else {
-                vec![Role::Site]
-            },
-        })
-        .collect();
-    let local = LocalConsortium::create(&out, "demo-consortium", &members, 30)?;
+    Ok((out, kept, reports))
+}
+
+/// The demo's three sites, certified, each with its synthetic data ingested and imported.
+async fn demo_sites(out: &Path, opts: &DemoOptions) -> Result<LocalConsortium> {
+    let mut members = Member::list(&SITES, "Demo Hospital");
+    for (i, m) in members.iter_mut().enumerate() {
+        m.name = format!("Demo Hospital {}", (b'A' + i as u8) as char);
+    }
+    let local = LocalConsortium::create(out, "demo-consortium", &members, 30)?;
     for (i, (site, id)) in local.sites.iter().zip(SITES).enumerate() {
         prepare_site(
             site,
@@ -237,7 +233,53 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
         .await
         .with_context(|| format!("preparing {id}"))?;
     }
-    let sites = &local.sites;
+    Ok(local)
+}
+
+/// Runs one reader study on the demo's nodes and writes its report under `reports`.
+async fn demo_study(nodes: &[Node], manifest: &str, reports: &Path) -> Result<DemoReaderStudy> {
+    use crate::reader_studies::report::{render_html, render_text, to_json};
+    let id = launch_everywhere(nodes, manifest).await?;
+    let Some(coordinator) = nodes.first() else {
+        bail!("no demo node started");
+    };
+    let (run, report) = coordinator.handle.reader_study_run_and_report(&id).await?;
+    let dir = reports.join("studies").join(&id);
+    std::fs::create_dir_all(&dir)?;
+    let json_path = dir.join("report.json");
+    let html_path = dir.join("report.html");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&to_json(&report))?)?;
+    std::fs::write(&html_path, render_html(&report))?;
+    Ok(DemoReaderStudy {
+        study: id,
+        method: report.consensus.method.clone(),
+        protocol: report.consensus.protocol.clone(),
+        iterations: run.consensus.iterations(),
+        secure_rounds: run.progress.secure_rounds,
+        report_json: json_path,
+        report_html: html_path,
+        summary: render_text(&report),
+    })
+}
+
+/// Every node's audit log verified: (site, entries).
+async fn verify_logs(nodes: &[Node]) -> Result<Vec<(String, u64)>> {
+    let mut verified = Vec::new();
+    for node in nodes {
+        let v = node.handle.verify_audit().await?;
+        let site = node.handle.site().to_string();
+        if !v.ok {
+            bail!("the audit log of {site} does not verify");
+        }
+        verified.push((site, v.size));
+    }
+    Ok(verified)
+}
+
+pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
+    let started = Instant::now();
+    let (out, kept, reports) = workspace(opts.out.as_deref())?;
+    let local = demo_sites(&out, &opts).await?;
     let nodes = local
         .start(|_| StartOptions::default(), Duration::from_secs(60))
         .await?;
@@ -247,54 +289,9 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
     ];
     let mut studies = Vec::new();
     for text in &manifests {
-        let Some(coordinator) = nodes.first() else {
-            bail!("no demo node started");
-        };
-        let (id, deliveries) = coordinator.handle.reader_study_launch(text).await?;
-        if let Some(d) = deliveries.iter().find(|d| !d.delivered) {
-            bail!("study {id}: {} was not reached: {:?}", d.site, d.error);
-        }
-        for n in &nodes {
-            let d = n.handle.reader_study_join(&id).await?;
-            if !d.joined {
-                bail!("a demo site declined {id}: {}", d.reasons.join("; "));
-            }
-        }
-        for n in &nodes {
-            n.handle.reader_study_assign(&id).await?;
-        }
-        let (run, report) = coordinator.handle.reader_study_run_and_report(&id).await?;
-        let dir = reports.join("studies").join(&id);
-        std::fs::create_dir_all(&dir)?;
-        let json_path = dir.join("report.json");
-        let html_path = dir.join("report.html");
-        std::fs::write(
-            &json_path,
-            serde_json::to_string_pretty(&crate::reader_studies::report::to_json(&report))?,
-        )?;
-        std::fs::write(
-            &html_path,
-            crate::reader_studies::report::render_html(&report),
-        )?;
-        studies.push(DemoReaderStudy {
-            study: id,
-            method: report.consensus.method.clone(),
-            protocol: report.consensus.protocol.clone(),
-            iterations: run.consensus.iterations(),
-            secure_rounds: run.progress.secure_rounds,
-            report_json: json_path,
-            report_html: html_path,
-            summary: crate::reader_studies::report::render_text(&report),
-        });
+        studies.push(demo_study(&nodes, text, &reports).await?);
     }
-    let mut audit_verified = Vec::new();
-    for (site, node) in sites.iter().zip(&nodes) {
-        let v = node.handle.verify_audit().await?;
-        if !v.ok {
-            bail!("the audit log of {} does not verify", site.config.site.id);
-        }
-        audit_verified.push((site.config.site.id.to_string(), v.size));
-    }
+    let audit_verified = verify_logs(&nodes).await?;
     for n in nodes {
         n.stop().await;
     }

@@ -126,3 +126,29 @@ pub async fn wait_connected(nodes: &[Node], within: Duration) -> Result<()> {
     }
     Ok(())
 }
+
+/// Launches a reader study at the first node (its coordinator), then has every node join it
+/// and assign its cases; returns the study's id. Fails if a site is not reached or declines.
+pub async fn launch_everywhere(nodes: &[Node], manifest: &str) -> Result<String> {
+    let Some(coordinator) = nodes.first() else {
+        bail!("no node to launch the study");
+    };
+    let (id, deliveries) = coordinator.handle.reader_study_launch(manifest).await?;
+    if let Some(d) = deliveries.iter().find(|d| !d.delivered) {
+        bail!("study {id}: {} was not reached: {:?}", d.site, d.error);
+    }
+    for n in nodes {
+        let d = n.handle.reader_study_join(&id).await?;
+        if !d.joined {
+            bail!(
+                "{} declined {id}: {}",
+                n.handle.site(),
+                d.reasons.join("; ")
+            );
+        }
+    }
+    for n in nodes {
+        n.handle.reader_study_assign(&id).await?;
+    }
+    Ok(id)
+}

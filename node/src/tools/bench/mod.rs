@@ -2,13 +2,14 @@
 //! measure what users run. Timings are wall clock on a warm page cache; the reference tools are
 //! timed beside them by the scripts in `scripts/` on the same files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::site::ingest::{self, IngestOptions};
+use crate::site::store::SeriesGrid;
 use crate::site::{self, Site};
 use crate::tools::synth::{self, SynthOptions};
 
@@ -140,15 +141,9 @@ impl AnnotateBench {
     }
 }
 
-/// Imports a mask spanning every slice of a synthetic series (a tapering cylinder, so each
-/// slice differs) from NIfTI and from DICOM SEG, timing each step and measuring what is stored.
-pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<AnnotateBench> {
-    use crate::annotations::interchange::export::{self, ExportFormat, ExportRequest, SegIdentity};
-    use crate::annotations::interchange::{self, Context, ImportOptions};
-    use crate::annotations::nifti::{self, NiftiImage};
-    use crate::site::store::AnnotationFilter;
-
-    let tmp = tempdir_or(keep)?;
+/// A site with one synthetic series of `size` ingested, and a panel reader `bench-reader`;
+/// returns the site, the series' pseudonymous UID and its grid.
+async fn bench_site(tmp: &Path, size: [usize; 3]) -> Result<(Site, String, SeriesGrid)> {
     let data = tmp.join("data");
     let opts = SynthOptions {
         out: data.clone(),
@@ -165,17 +160,11 @@ pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<Annotat
     }
     site::init(&site_dir, "Bench Site", None)?;
     let site = Site::open(&site_dir)?;
-    let p = site.pseudonymizer()?;
-    ingest::run(
-        &site.store,
-        &site.config,
-        p.clone(),
-        IngestOptions {
-            paths: vec![data.join("dicom")],
-            progress: false,
-        },
-    )
-    .await?;
+    let ingest = IngestOptions {
+        paths: vec![data.join("dicom")],
+        progress: false,
+    };
+    ingest::run(&site.store, &site.config, site.pseudonymizer()?, ingest).await?;
     let series = site.store.list_series(Default::default(), false).await?;
     let series = series.first().context("no series ingested")?.series.clone();
     let case = site.store.resolve_case(&series).await?;
@@ -186,8 +175,12 @@ pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<Annotat
     site.store
         .add_reader("bench-reader", "panel", None, "R-BENCH".into())
         .await?;
+    Ok((site, series, grid))
+}
 
-    // A cylinder through every slice whose radius shrinks with z.
+/// A mask through every slice of `grid`: a cylinder whose radius shrinks with z, so each
+/// slice differs. Returns the labels and the number of voxels inside.
+fn cylinder(grid: &SeriesGrid) -> (Vec<u8>, u64) {
     let [nx, ny, nz] = [
         grid.columns as usize,
         grid.rows as usize,
@@ -203,14 +196,38 @@ pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<Annotat
             }
         }
     }
-    let mask_voxels = labels.iter().map(|&v| u64::from(v)).sum();
+    let inside = labels.iter().map(|&v| u64::from(v)).sum();
+    (labels, inside)
+}
+
+/// Seconds `f` takes.
+async fn timed<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<f64> {
+    let t = Instant::now();
+    f.await?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Imports a mask spanning every slice of a synthetic series (a tapering cylinder, so each
+/// slice differs) from NIfTI and from DICOM SEG, timing each step and measuring what is stored.
+pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<AnnotateBench> {
+    use crate::annotations::interchange::export::{self, ExportFormat, ExportRequest, SegIdentity};
+    use crate::annotations::interchange::{self, Context, ImportOptions};
+    use crate::annotations::nifti::{self, NiftiImage};
+    use crate::site::store::AnnotationFilter;
+
+    let tmp = tempdir_or(keep)?;
+    let (site, series, grid) = bench_site(&tmp, size).await?;
+    let (labels, mask_voxels) = cylinder(&grid);
     let affine = crate::site::dicom::geometry::nifti_affine(&grid.geometry());
     let mask_path = tmp.join("mask.nii.gz");
-    nifti::write_file(
-        &mask_path,
-        &NiftiImage::from_u8([nx, ny, nz], grid.spacing(), affine, labels)?,
+    let image = NiftiImage::from_u8(
+        grid.dims().map(|d| d as usize),
+        grid.spacing(),
+        affine,
+        labels,
     )?;
-
+    nifti::write_file(&mask_path, &image)?;
+    let p = site.pseudonymizer()?;
     let ctx = Context {
         store: &site.store,
         pseudonymizer: &p,
@@ -221,10 +238,9 @@ pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<Annotat
         scheme: "free".into(),
         ..Default::default()
     };
-    let t = Instant::now();
-    interchange::import(&ctx, std::slice::from_ref(&mask_path), &import_opts).await?;
-    let nifti_s = t.elapsed().as_secs_f64();
-
+    let masks = std::slice::from_ref(&mask_path);
+    let nifti_s =
+        timed(async { Ok(interchange::import(&ctx, masks, &import_opts).await?) }).await?;
     let seg_path = tmp.join("mask-seg.dcm");
     let who = SegIdentity {
         site_name: "Bench Site".into(),
@@ -239,9 +255,7 @@ pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<Annotat
         out: seg_path.clone(),
         deidentified: false,
     };
-    let t = Instant::now();
-    export::export(&site.store, &who, &req).await?;
-    let seg_export_s = t.elapsed().as_secs_f64();
+    let seg_export_s = timed(async { Ok(export::export(&site.store, &who, &req).await?) }).await?;
     // Import the SEG as a second reader's read, so a new version is stored.
     site.store
         .add_reader("bench-seg", "panel", None, "R-BENCHSEG".into())
@@ -250,9 +264,9 @@ pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<Annotat
         reader: Some("bench-seg".into()),
         ..import_opts
     };
-    let t = Instant::now();
-    interchange::import(&ctx, std::slice::from_ref(&seg_path), &seg_opts).await?;
-    let seg_import_s = t.elapsed().as_secs_f64();
+    let segs = std::slice::from_ref(&seg_path);
+    let seg_import_s =
+        timed(async { Ok(interchange::import(&ctx, segs, &seg_opts).await?) }).await?;
     let versions = site
         .store
         .versions(AnnotationFilter::default(), false)

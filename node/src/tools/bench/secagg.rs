@@ -1,10 +1,21 @@
 //! `fedanno bench secagg`: secure-aggregation rounds on real nodes, the arithmetic alone, and
 //! the demo's traffic.
 
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use fedanno_protocol::ids::SiteId;
 use serde::Serialize;
+
+use crate::network::audit::AuditEvent;
+use crate::network::daemon::StartOptions;
+use crate::network::node::Node;
+use crate::network::policy::Policy;
+use crate::reader_studies::jobs::{self, Job, JobKind};
+use crate::site::Site;
+use crate::site::store::AuditFilter;
+use crate::tools::local_consortium::{LocalConsortium, Member, launch_everywhere};
 
 /// The policy of the benchmark's sites: `policies/research-site.toml`'s rules, with the masked
 /// statistics listed, `bench` among them. The shipped policies are not changed for a benchmark.
@@ -255,19 +266,178 @@ fn bench_site_ids(n: usize) -> Vec<String> {
     ids
 }
 
+/// `n` sites with tiny data, certified, and their nodes on loopback TCP, fully connected.
+async fn bench_nodes(tmp: &Path, ids: &[&str]) -> Result<(LocalConsortium, Vec<Node>)> {
+    let policy = Policy::parse(BENCH_POLICY).context("the bench policy")?;
+    let local = LocalConsortium::create(
+        tmp,
+        "bench-consortium",
+        &Member::list(ids, "Bench Hospital"),
+        1,
+    )?;
+    for (i, (s, id)) in local.sites.iter().zip(ids).enumerate() {
+        // Tiny data: the rounds never read it, but a site only answers a roster of a study it
+        // joined, was assigned cases in, and whose minimum number of cases it meets.
+        crate::tools::demo::prepare_site(
+            s,
+            &tmp.join("synth").join(id),
+            10,
+            [16, 16, 8],
+            i as u64 + 1,
+            &format!("{id}-case-"),
+            &crate::tools::demo::local_reader(id),
+        )
+        .await
+        .with_context(|| format!("preparing {id}"))?;
+    }
+    let options = |_| StartOptions {
+        policy: Some(policy.clone()),
+        checkpoint_interval: Some(None),
+        tap: None,
+    };
+    let nodes = local.start(options, Duration::from_secs(120)).await?;
+    Ok((local, nodes))
+}
+
+/// The timed part of the network bench: round times, restarts, and where each node's audit
+/// log and wire counter stood when timing began.
+struct Timed {
+    times: Vec<f64>,
+    restarts: u32,
+    marks: Vec<u64>,
+    wire0: u64,
+}
+
+/// Two warm-up secure sums, then `rounds` timed ones, each checked against the plain sum.
+async fn timed_sums(nodes: &[Node], study: &str, rounds: usize, dim: usize) -> Result<Timed> {
+    let n = nodes.len();
+    let coord = &nodes[0].handle;
+    let roster: Vec<SiteId> = nodes.iter().map(|x| x.handle.site().clone()).collect();
+    let warmup = 2;
+    let mut t = Timed {
+        times: Vec::with_capacity(rounds),
+        restarts: 0,
+        marks: Vec::new(),
+        wire0: 0,
+    };
+    for step in 0..(warmup + rounds) as u32 {
+        if step == warmup as u32 {
+            for node in nodes {
+                t.marks.push(node.handle.audit_head().await?.0);
+                t.wire0 += node.handle.net_stats().await?.bytes_sent;
+            }
+        }
+        let seed = 0x5ec_a660 + u64::from(step);
+        let kind = JobKind::Bench {
+            dim: dim as u32,
+            seed,
+        };
+        let job = Job {
+            study: study.to_string(),
+            step,
+            kind,
+        };
+        let before = coord.reader_study_progress(study).unwrap_or_default();
+        let started = Instant::now();
+        let sum = coord
+            .secure_sum(study, job, dim, roster.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("secure sum {step}: {e}"))?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        // Every site's vector is the same; the sum must be n times it, exactly.
+        let x = jobs::bench_vector(dim as u32, seed)?;
+        let want: Vec<u128> = x.iter().map(|v| v.wrapping_mul(n as u128)).collect();
+        if sum != want {
+            let wrong = sum.iter().zip(&want).filter(|(a, b)| a != b).count();
+            anyhow::bail!(
+                "WRONG SUM: secure sum {step} over {n} nodes differs from the plain sum of the sites' vectors in {wrong} of {dim} elements"
+            );
+        }
+        let after = coord.reader_study_progress(study).unwrap_or_default();
+        if step >= warmup as u32 {
+            t.times.push(ms);
+            t.restarts += after.restarts - before.restarts;
+        }
+    }
+    Ok(t)
+}
+
+/// Bytes a site's audit log says it sent and received in a study since entry `from`.
+async fn audited_traffic(site: &Site, study: &str, from: u64) -> Result<(u64, u64)> {
+    let filter = AuditFilter {
+        study: Some(study.to_string()),
+        from_seq: Some(from),
+        ..Default::default()
+    };
+    let (mut sent, mut recv) = (0u64, 0u64);
+    for e in site.store.audit_entries(filter).await? {
+        match e.event {
+            AuditEvent::Sent { bytes, .. } => sent += bytes,
+            AuditEvent::Received { bytes, .. } => recv += bytes,
+            _ => {}
+        }
+    }
+    Ok((sent, recv))
+}
+
+/// Times the rounds on started nodes and measures their traffic.
+async fn measure(
+    local: &LocalConsortium,
+    nodes: &[Node],
+    rounds: usize,
+    dim: usize,
+    started: Instant,
+) -> Result<SecaggNetwork> {
+    let n = nodes.len();
+    let ids: Vec<&str> = local
+        .sites
+        .iter()
+        .map(|s| s.config.site.id.as_str())
+        .collect();
+    let text = crate::tools::demo::classification_manifest(&ids).replace(
+        "id = \"nodule-size-class\"",
+        &format!("id = \"{SECAGG_STUDY}\""),
+    );
+    let study = launch_everywhere(nodes, &text).await?;
+    let setup_seconds = started.elapsed().as_secs_f64();
+    let mut t = timed_sums(nodes, &study, rounds, dim).await?;
+    // Traffic of the timed rounds, from each site's audit log.
+    let (mut site_sent, mut site_recv, mut coord_sent, mut coord_recv) = (0, 0, 0, 0);
+    let mut wire1 = 0u64;
+    for (i, (node, site)) in nodes.iter().zip(&local.sites).enumerate() {
+        wire1 += node.handle.net_stats().await?.bytes_sent;
+        let (sent, recv) = audited_traffic(site, &study, t.marks[i]).await?;
+        if i == 0 {
+            (coord_sent, coord_recv) = (sent, recv);
+        } else {
+            site_sent += sent;
+            site_recv += recv;
+        }
+    }
+    t.times.sort_by(f64::total_cmp);
+    let per_site = |b: u64| b as f64 / (rounds * (n - 1)) as f64;
+    let per_round = |b: u64| b as f64 / rounds as f64;
+    Ok(SecaggNetwork {
+        nodes: n,
+        dim,
+        rounds,
+        setup_seconds,
+        round_ms_median: quantile(&t.times, 0.5),
+        round_ms_p95: quantile(&t.times, 0.95),
+        round_ms_min: t.times.first().copied().unwrap_or(f64::NAN),
+        round_ms_max: t.times.last().copied().unwrap_or(f64::NAN),
+        site_bytes_sent_per_round: per_site(site_sent),
+        site_bytes_received_per_round: per_site(site_recv),
+        coordinator_bytes_sent_per_round: per_round(coord_sent),
+        coordinator_bytes_received_per_round: per_round(coord_recv),
+        wire_bytes_all_nodes_per_round: per_round(wire1 - t.wire0),
+        restarts: t.restarts,
+    })
+}
+
 /// `n` sites with tiny data, nodes on loopback TCP, fully connected, all joined and assigned to
 /// the study [`SECAGG_STUDY`]; then `rounds` timed secure sums of `dim`-element bench vectors.
 async fn secagg_network(n: usize, rounds: usize, dim: usize) -> Result<SecaggNetwork> {
-    use crate::network::audit::AuditEvent;
-    use crate::network::consortium;
-    use crate::network::daemon::StartOptions;
-    use crate::network::policy::Policy;
-    use crate::reader_studies::jobs::{self, Job, JobKind};
-    use crate::site::store::AuditFilter;
-    use crate::tools::local_consortium::{LocalConsortium, Member};
-    use fedanno_protocol::ids::SiteId;
-    use std::time::Duration;
-
     anyhow::ensure!(
         (3..=256).contains(&n),
         "a round needs 3 to 256 nodes, not {n}"
@@ -276,154 +446,18 @@ async fn secagg_network(n: usize, rounds: usize, dim: usize) -> Result<SecaggNet
     let tmp = std::env::temp_dir().join(format!(
         "fedanno-bench-secagg-{}-{n}-{}",
         std::process::id(),
-        consortium::now()
+        crate::network::consortium::now()
     ));
     std::fs::create_dir_all(&tmp)?;
     let result = async {
-        let policy = Policy::parse(BENCH_POLICY).context("the bench policy")?;
         let ids = bench_site_ids(n);
         let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let members = Member::list(&id_refs, "Bench Hospital");
-        let local = LocalConsortium::create(&tmp, "bench-consortium", &members, 1)?;
-        for (i, (s, id)) in local.sites.iter().zip(&ids).enumerate() {
-            // Tiny data: the rounds never read it, but a site only answers a roster of a study
-            // it joined, was assigned cases in, and whose minimum number of cases it meets.
-            crate::tools::demo::prepare_site(
-                s,
-                &tmp.join("synth").join(id),
-                10,
-                [16, 16, 8],
-                i as u64 + 1,
-                &format!("{id}-case-"),
-                &crate::tools::demo::local_reader(id),
-            )
-            .await
-            .with_context(|| format!("preparing {id}"))?;
-        }
-        let options = |_| StartOptions {
-            policy: Some(policy.clone()),
-            checkpoint_interval: Some(None),
-            tap: None,
-        };
-        let nodes = local.start(options, Duration::from_secs(120)).await?;
-        let sites = local.sites;
-        let run = async {
-            let text = crate::tools::demo::classification_manifest(&id_refs)
-                .replace("id = \"nodule-size-class\"", &format!("id = \"{SECAGG_STUDY}\""));
-            let coord = &nodes[0].handle;
-            let (study, deliveries) = coord.reader_study_launch(&text).await?;
-            if let Some(d) = deliveries.iter().find(|d| !d.delivered) {
-                anyhow::bail!("{study}: {} was not reached: {:?}", d.site, d.error);
-            }
-            for node in &nodes {
-                let d = node.handle.reader_study_join(&study).await?;
-                anyhow::ensure!(d.joined, "a bench site declined: {}", d.reasons.join("; "));
-            }
-            for node in &nodes {
-                node.handle.reader_study_assign(&study).await?;
-            }
-            let setup_seconds = started.elapsed().as_secs_f64();
-            let roster: Vec<SiteId> = ids
-                .iter()
-                .map(|s| SiteId::new(s.clone()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let warmup = 2;
-            let mut marks = Vec::new();
-            let mut wire0 = 0u64;
-            let mut times = Vec::with_capacity(rounds);
-            let mut restarts = 0;
-            for step in 0..(warmup + rounds) as u32 {
-                if step == warmup as u32 {
-                    for node in &nodes {
-                        marks.push(node.handle.audit_head().await?.0);
-                        wire0 += node.handle.net_stats().await?.bytes_sent;
-                    }
-                }
-                let seed = 0x5ec_a660 + u64::from(step);
-                let job = Job {
-                    study: study.clone(),
-                    step,
-                    kind: JobKind::Bench {
-                        dim: dim as u32,
-                        seed,
-                    },
-                };
-                let before = coord.reader_study_progress(&study).unwrap_or_default();
-                let t = Instant::now();
-                let sum = coord
-                    .secure_sum(&study, job, dim, roster.clone())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("secure sum {step}: {e}"))?;
-                let ms = t.elapsed().as_secs_f64() * 1e3;
-                // Every site's vector is the same; the sum must be n times it, exactly.
-                let x = jobs::bench_vector(dim as u32, seed)?;
-                let want: Vec<u128> = x.iter().map(|v| v.wrapping_mul(n as u128)).collect();
-                if sum != want {
-                    let wrong = sum.iter().zip(&want).filter(|(a, b)| a != b).count();
-                    anyhow::bail!(
-                        "WRONG SUM: secure sum {step} over {n} nodes differs from the plain sum of the sites' vectors in {wrong} of {dim} elements"
-                    );
-                }
-                let after = coord.reader_study_progress(&study).unwrap_or_default();
-                if step >= warmup as u32 {
-                    times.push(ms);
-                    restarts += after.restarts - before.restarts;
-                }
-            }
-            // Traffic of the timed rounds, from each site's audit log.
-            let (mut site_sent, mut site_recv, mut coord_sent, mut coord_recv) = (0, 0, 0, 0);
-            let mut wire1 = 0u64;
-            for (i, node) in nodes.iter().enumerate() {
-                wire1 += node.handle.net_stats().await?.bytes_sent;
-                let entries = sites[i]
-                    .store
-                    .audit_entries(AuditFilter {
-                        study: Some(study.clone()),
-                        from_seq: Some(marks[i]),
-                        ..Default::default()
-                    })
-                    .await?;
-                let (mut sent, mut recv) = (0u64, 0u64);
-                for e in entries {
-                    match e.event {
-                        AuditEvent::Sent { bytes, .. } => sent += bytes,
-                        AuditEvent::Received { bytes, .. } => recv += bytes,
-                        _ => {}
-                    }
-                }
-                if i == 0 {
-                    (coord_sent, coord_recv) = (sent, recv);
-                } else {
-                    site_sent += sent;
-                    site_recv += recv;
-                }
-            }
-            times.sort_by(f64::total_cmp);
-            let per_site = |b: u64| b as f64 / (rounds * (n - 1)) as f64;
-            let per_round = |b: u64| b as f64 / rounds as f64;
-            Ok(SecaggNetwork {
-                nodes: n,
-                dim,
-                rounds,
-                setup_seconds,
-                round_ms_median: quantile(&times, 0.5),
-                round_ms_p95: quantile(&times, 0.95),
-                round_ms_min: times.first().copied().unwrap_or(f64::NAN),
-                round_ms_max: times.last().copied().unwrap_or(f64::NAN),
-                site_bytes_sent_per_round: per_site(site_sent),
-                site_bytes_received_per_round: per_site(site_recv),
-                coordinator_bytes_sent_per_round: per_round(coord_sent),
-                coordinator_bytes_received_per_round: per_round(coord_recv),
-                wire_bytes_all_nodes_per_round: per_round(wire1 - wire0),
-                restarts,
-            })
-        }
-        .await;
+        let (local, nodes) = bench_nodes(&tmp, &id_refs).await?;
+        let run = measure(&local, &nodes, rounds, dim, started).await;
         for node in nodes {
             node.stop().await;
         }
-        for s in sites {
+        for s in local.sites {
             s.close();
         }
         run
@@ -437,100 +471,18 @@ async fn secagg_network(n: usize, rounds: usize, dim: usize) -> Result<SecaggNet
 /// signed roster and the key bundle, masks its vector; the coordinator sums. Repeated `reps`
 /// times with fresh keys; the sum is checked against the plain sum every time.
 fn secagg_arithmetic(n: usize, dim: usize, reps: usize) -> Result<SecaggArithmetic> {
-    use fedanno_protocol::crypto;
-    use fedanno_protocol::ids::SiteId;
-    use fedanno_protocol::secagg::{self, Roster, RoundKey, SignedRoster};
-    use ring::rand::SecureRandom;
-    use ring::signature::Ed25519KeyPair;
-    use x25519_dalek::StaticSecret;
-
     anyhow::ensure!(
         (3..=256).contains(&n),
         "a roster has 3 to 256 sites, not {n}"
     );
-    let ids: Vec<SiteId> = (0..n)
-        .map(|i| SiteId::new(format!("site-{i:03}")))
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let signing: Vec<Ed25519KeyPair> = (0..n)
-        .map(|i| {
-            let mut seed = [0u8; 32];
-            seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
-            Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|e| anyhow::anyhow!("site key: {e}"))
-        })
-        .collect::<Result<_>>()?;
-    let publics: Vec<[u8; 32]> = signing.iter().map(crypto::public_key).collect();
-    let coord = &signing[0];
-    let coord_pk = publics[0];
-    let site_key = |s: &SiteId| ids.binary_search(s).ok().map(|i| publics[i]);
-    let rng = ring::rand::SystemRandom::new();
-    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
-    let (mut keys_t, mut verify_t, mut mask_t, mut agg_t) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let sites = arithmetic::Sites::new(n)?;
+    let mut steps: [Vec<f64>; 4] = Default::default();
     for rep in 0..reps {
-        let roster = Roster {
-            study: SECAGG_STUDY.into(),
-            input: crypto::sha256(&(rep as u64).to_le_bytes()),
-            attempt: 0,
-            schema: "bench".into(),
-            dim: dim as u32,
-            sites: ids.clone(),
-            min_sites: 3,
-            coordinator: ids[0].clone(),
-            deadline: u64::MAX,
-        };
-        let signed = SignedRoster::sign(roster.clone(), None, coord);
-        let secrets: Vec<StaticSecret> = (0..n)
-            .map(|_| {
-                let mut b = [0u8; 32];
-                rng.fill(&mut b)
-                    .map_err(|_| anyhow::anyhow!("no randomness"))?;
-                Ok(StaticSecret::from(b))
-            })
-            .collect::<Result<_>>()?;
-        let xs: Vec<Vec<u128>> = (0..n)
-            .map(|i| crate::reader_studies::jobs::bench_vector(dim as u32, (rep * n + i) as u64))
-            .collect::<Result<_, _>>()?;
-        let t = Instant::now();
-        let keys: Vec<RoundKey> = (0..n)
-            .map(|i| RoundKey::sign(&roster, ids[i].clone(), &secrets[i], &signing[i]))
-            .collect();
-        keys_t.push(ms(t));
-        let t = Instant::now();
-        for _ in 0..n {
-            signed
-                .verify(&coord_pk)
-                .map_err(|e| anyhow::anyhow!("roster: {e}"))?;
-            secagg::verify_key_bundle(&roster, &keys, site_key)
-                .map_err(|e| anyhow::anyhow!("key bundle: {e}"))?;
+        for (times, t) in steps.iter_mut().zip(sites.round(rep, dim)?) {
+            times.push(t);
         }
-        verify_t.push(ms(t));
-        let t = Instant::now();
-        let inputs = (0..n)
-            .map(|i| secagg::mask_input(&xs[i], &roster, &ids[i], &secrets[i], &keys))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("mask: {e}"))?;
-        mask_t.push(ms(t));
-        let t = Instant::now();
-        let sum = secagg::aggregate(&roster, &inputs).map_err(|e| anyhow::anyhow!("sum: {e}"))?;
-        agg_t.push(ms(t));
-        let mut want = vec![0u128; dim];
-        for x in &xs {
-            for (w, v) in want.iter_mut().zip(x) {
-                *w = w.wrapping_add(*v);
-            }
-        }
-        anyhow::ensure!(
-            sum == want,
-            "WRONG SUM: the masked sum of {n} sites differs from the plain sum of their vectors"
-        );
     }
-    let (keys_ms, verify_ms, mask_ms, aggregate_ms) = (
-        median(keys_t),
-        median(verify_t),
-        median(mask_t),
-        median(agg_t),
-    );
+    let [keys_ms, verify_ms, mask_ms, aggregate_ms] = steps.map(median);
     let total_ms = keys_ms + verify_ms + mask_ms + aggregate_ms;
     let per_site_ms = (keys_ms + verify_ms + mask_ms) / n as f64;
     Ok(SecaggArithmetic {
@@ -546,6 +498,125 @@ fn secagg_arithmetic(n: usize, dim: usize, reps: usize) -> Result<SecaggArithmet
         parallel_round_ms: per_site_ms + aggregate_ms,
         us_per_ordered_pair: total_ms * 1e3 / (n * (n - 1)) as f64,
     })
+}
+
+/// The secure-aggregation arithmetic of one round, without a network.
+mod arithmetic {
+    use std::time::Instant;
+
+    use anyhow::Result;
+    use fedanno_protocol::crypto;
+    use fedanno_protocol::ids::SiteId;
+    use fedanno_protocol::secagg::{self, Roster, RoundKey, SignedRoster};
+    use ring::rand::SecureRandom;
+    use ring::signature::Ed25519KeyPair;
+    use x25519_dalek::StaticSecret;
+
+    /// `n` sites with fixed signing keys; the first coordinates.
+    pub(super) struct Sites {
+        ids: Vec<SiteId>,
+        signing: Vec<Ed25519KeyPair>,
+        publics: Vec<[u8; 32]>,
+    }
+
+    fn ms(t: Instant) -> f64 {
+        t.elapsed().as_secs_f64() * 1e3
+    }
+
+    impl Sites {
+        pub(super) fn new(n: usize) -> Result<Sites> {
+            let ids: Vec<SiteId> = (0..n)
+                .map(|i| SiteId::new(format!("site-{i:03}")))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let signing: Vec<Ed25519KeyPair> = (0..n)
+                .map(|i| {
+                    let mut seed = [0u8; 32];
+                    seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+                    Ed25519KeyPair::from_seed_unchecked(&seed)
+                        .map_err(|e| anyhow::anyhow!("site key: {e}"))
+                })
+                .collect::<Result<_>>()?;
+            let publics = signing.iter().map(crypto::public_key).collect();
+            Ok(Sites {
+                ids,
+                signing,
+                publics,
+            })
+        }
+
+        fn secrets(&self) -> Result<Vec<StaticSecret>> {
+            let rng = ring::rand::SystemRandom::new();
+            (0..self.ids.len())
+                .map(|_| {
+                    let mut b = [0u8; 32];
+                    rng.fill(&mut b)
+                        .map_err(|_| anyhow::anyhow!("no randomness"))?;
+                    Ok(StaticSecret::from(b))
+                })
+                .collect()
+        }
+
+        /// One round with fresh keys; milliseconds of its four steps (round keys, every
+        /// site's checks, masking, the sum), the sum checked against the plain sum.
+        pub(super) fn round(&self, rep: usize, dim: usize) -> Result<[f64; 4]> {
+            let (ids, n) = (&self.ids, self.ids.len());
+            let roster = Roster {
+                study: super::SECAGG_STUDY.into(),
+                input: crypto::sha256(&(rep as u64).to_le_bytes()),
+                attempt: 0,
+                schema: "bench".into(),
+                dim: dim as u32,
+                sites: ids.clone(),
+                min_sites: 3,
+                coordinator: ids[0].clone(),
+                deadline: u64::MAX,
+            };
+            let signed = SignedRoster::sign(roster.clone(), None, &self.signing[0]);
+            let secrets = self.secrets()?;
+            let xs: Vec<Vec<u128>> = (0..n)
+                .map(|i| {
+                    crate::reader_studies::jobs::bench_vector(dim as u32, (rep * n + i) as u64)
+                })
+                .collect::<Result<_, _>>()?;
+            let t = Instant::now();
+            let keys: Vec<RoundKey> = (0..n)
+                .map(|i| RoundKey::sign(&roster, ids[i].clone(), &secrets[i], &self.signing[i]))
+                .collect();
+            let keys_ms = ms(t);
+            let t = Instant::now();
+            let site_key = |s: &SiteId| ids.binary_search(s).ok().map(|i| self.publics[i]);
+            for _ in 0..n {
+                signed
+                    .verify(&self.publics[0])
+                    .map_err(|e| anyhow::anyhow!("roster: {e}"))?;
+                secagg::verify_key_bundle(&roster, &keys, site_key)
+                    .map_err(|e| anyhow::anyhow!("key bundle: {e}"))?;
+            }
+            let verify_ms = ms(t);
+            let t = Instant::now();
+            let inputs = (0..n)
+                .map(|i| secagg::mask_input(&xs[i], &roster, &ids[i], &secrets[i], &keys))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("mask: {e}"))?;
+            let mask_ms = ms(t);
+            let t = Instant::now();
+            let sum =
+                secagg::aggregate(&roster, &inputs).map_err(|e| anyhow::anyhow!("sum: {e}"))?;
+            let aggregate_ms = ms(t);
+            let mut want = vec![0u128; dim];
+            for x in &xs {
+                for (w, v) in want.iter_mut().zip(x) {
+                    *w = w.wrapping_add(*v);
+                }
+            }
+            anyhow::ensure!(
+                sum == want,
+                "WRONG SUM: the masked sum of {n} sites differs from the plain sum of their vectors"
+            );
+            Ok([keys_ms, verify_ms, mask_ms, aggregate_ms])
+        }
+    }
 }
 
 /// Runs `fedanno demo` (defaults: 3 sites × 10 cases of 64×64×32) and reads each study's rounds

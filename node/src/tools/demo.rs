@@ -325,8 +325,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
         )?;
         studies.push(DemoReaderStudy {
             study: id,
-            method: report.consensus.method.clone(),
-            protocol: report.consensus.protocol.clone(),
+            method: report.consensus.method.as_str().to_owned(),
+            protocol: report.consensus.protocol.as_str().to_owned(),
             iterations: run.consensus.iterations(),
             secure_rounds: run.progress.secure_rounds,
             report_json: json_path,

@@ -398,7 +398,7 @@ pub(super) async fn run_inner(
     )
     .await?;
     update(s, &study, |p| p.phase = "release".into());
-    let body = fedanno_protocol::codec::encode(&consensus);
+    let body = consensus.to_bytes();
     release(s, m, &sites, "consensus", body).await?;
     if sites.contains(&s.site) {
         store_consensus(s, m, &consensus).await?;

@@ -34,7 +34,7 @@ use std::time::Duration;
 use fedanno_protocol::crypto;
 use fedanno_protocol::ids::SiteId;
 use fedanno_protocol::reader_study::{
-    self as wire_reader_study, ReadCount, ReaderStudyRequest, ReaderStudyResponse, SignedManifest,
+    ReadCount, ReaderStudyRequest, ReaderStudyResponse, SignedManifest,
 };
 use fedanno_protocol::secagg::{
     self, AbortCertificate, MaskedInput, Roster, RoundKey, SignedRoster, SubmissionStatement,

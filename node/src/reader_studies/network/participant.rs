@@ -371,8 +371,8 @@ pub(super) async fn accept_release(
     let m = manifest_of(row)?;
     match what {
         "consensus" => {
-            let outcome: ConsensusOutcome =
-                wire_reader_study::decode_job(body).map_err(|e| AppError::Study(e.to_string()))?;
+            let outcome =
+                ConsensusOutcome::from_bytes(body).map_err(|e| AppError::Study(e.to_string()))?;
             store_consensus(s, &m, &outcome).await?;
             s.store
                 .set_reader_study_state(&m.study.id, "completed", None)
@@ -622,9 +622,8 @@ pub(super) async fn contribute(
             "the job is not the roster's input".into(),
         ));
     }
-    let job: Job = wire_reader_study::decode_job(job_bytes)
-        .map_err(|e| Refusal::Malformed(format!("job: {e}")))?;
-    if job.study != r.study || job.statistic() != r.schema {
+    let job = Job::from_bytes(job_bytes).map_err(|e| Refusal::Malformed(format!("job: {e}")))?;
+    if job.study != r.study || job.statistic().as_str() != r.schema {
         return Err(Refusal::Malformed(
             "the job belongs to another study or schema".into(),
         ));
@@ -651,7 +650,7 @@ pub(super) async fn contribute(
     if let Some(member) = from {
         let rel = Release {
             study: Some(&r.study),
-            statistic: Some(job.statistic()),
+            statistic: Some(job.statistic().as_str()),
             contributing_sites: Some(r.sites.len() as u32),
             cases: Some(cases),
             seal: false,

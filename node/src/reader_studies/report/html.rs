@@ -53,7 +53,7 @@ pub fn render_html(r: &ReaderStudyReport) -> String {
         esc(&r.study),
         esc(&r.title),
         esc(&r.study),
-        esc(&r.task),
+        esc(r.task.as_str()),
         fmt_time(r.generated_at),
         esc(&r.coordinator)
     );
@@ -64,7 +64,7 @@ pub fn render_html(r: &ReaderStudyReport) -> String {
     for (k, v) in [
         (
             "Consensus",
-            format!("{} ({})", esc(&c.method), esc(&c.protocol)),
+            format!("{} ({})", c.method.as_str(), c.protocol.as_str()),
         ),
         (
             "Sites",
@@ -109,7 +109,7 @@ pub fn render_html(r: &ReaderStudyReport) -> String {
         h,
         r#"<section id="privacy"><h2>Privacy and protocol</h2><dl class="facts"><dt>Aggregation</dt><dd>{}</dd><dt>Protocol</dt><dd>{} · {} secure rounds</dd><dt>Minimum sites</dt><dd>{}</dd><dt>Minimum cases</dt><dd>{}</dd></dl><h3>Released statistics</h3>{}"#,
         esc(&p.aggregation),
-        esc(&c.protocol),
+        c.protocol.as_str(),
         c.secure_rounds,
         p.min_sites,
         p.min_cases,

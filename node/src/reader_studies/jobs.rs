@@ -213,56 +213,59 @@ impl LocalData {
         }
     }
 
+    /// Raters, labels, cases and histograms of segmentation data (`needs` names the job that
+    /// needs them, for the error on classification data).
+    fn segmentation(
+        &self,
+        needs: &'static str,
+    ) -> Result<(usize, usize, &[SegCase], &Histograms), EmError> {
+        match self {
+            LocalData::Segmentation {
+                n_raters,
+                n_labels,
+                cases,
+                histograms,
+            } => Ok((*n_raters, *n_labels, cases, histograms)),
+            LocalData::Classification { .. } => Err(EmError::Mismatch(needs)),
+        }
+    }
+
     /// The binary pattern histogram of every case, raters embedded at their global positions.
     pub fn binary_histogram(&self) -> Result<&PatternHistogram, EmError> {
-        let LocalData::Segmentation {
-            n_raters,
-            cases,
-            histograms,
-            ..
-        } = self
-        else {
-            return Err(EmError::Mismatch("binary STAPLE needs segmentations"));
-        };
+        let (n_raters, _, cases, histograms) =
+            self.segmentation("binary STAPLE needs segmentations")?;
         if let Some(h) = histograms.binary.get() {
             return Ok(h);
         }
         let mut pooled = PatternHistogram {
-            n_raters: *n_raters,
+            n_raters,
             patterns: Vec::new(),
         };
         for c in cases {
             let refs: Vec<&[u8]> = c.readers.iter().map(|r| r.1.as_slice()).collect();
             let positions: Vec<usize> = c.readers.iter().map(|r| r.0).collect();
             let h = PatternHistogram::from_raters(&refs, 1u8, None)?;
-            pooled.merge(&h.embed(&positions, *n_raters)?)?;
+            pooled.merge(&h.embed(&positions, n_raters)?)?;
         }
         Ok(histograms.binary.get_or_init(|| pooled))
     }
 
     /// The multi-label pattern histogram (every reader present on every case).
     pub fn label_histogram(&self) -> Result<&LabelPatternHistogram, EmError> {
-        let LocalData::Segmentation {
-            n_raters,
-            n_labels,
-            cases,
-            histograms,
-        } = self
-        else {
-            return Err(EmError::Mismatch("multi-label STAPLE needs segmentations"));
-        };
+        let (n_raters, n_labels, cases, histograms) =
+            self.segmentation("multi-label STAPLE needs segmentations")?;
         if let Some(h) = histograms.labels.get() {
             return Ok(h);
         }
         let mut pooled: Option<LabelPatternHistogram> = None;
         for c in cases {
-            if c.readers.len() != *n_raters {
+            if c.readers.len() != n_raters {
                 return Err(EmError::Mismatch(
                     "multi-label STAPLE needs every reader on every case",
                 ));
             }
             let refs: Vec<&[u8]> = c.readers.iter().map(|r| r.1.as_slice()).collect();
-            let h = LabelPatternHistogram::from_raters(&refs, Some(*n_labels))?;
+            let h = LabelPatternHistogram::from_raters(&refs, Some(n_labels))?;
             match pooled.as_mut() {
                 Some(p) => p.merge(&h)?,
                 None => pooled = Some(h),

@@ -17,6 +17,16 @@ pub const MAX_READERS: usize = 32;
 /// Most categories of a classification task or labels of a segmentation task.
 pub const MAX_CATEGORIES: usize = 32;
 
+// Every job and release of a valid study fits the wire's bounds: R raters, at most L + 1 per-label
+// values (labels and background), and confusion tensors of R × (L + 1) × L or R × K × K entries.
+const _: () = {
+    use fedanno_protocol::jobs::{MAX_CLASSES, MAX_PARAMS, MAX_RATERS};
+    let l = MAX_CATEGORIES + 1;
+    assert!(MAX_READERS <= MAX_RATERS && l < MAX_CLASSES);
+    assert!(MAX_READERS * (l + 1) * l <= MAX_PARAMS);
+    assert!(MAX_READERS * MAX_CATEGORIES * MAX_CATEGORIES <= MAX_PARAMS);
+};
+
 #[derive(Debug, Error)]
 pub enum ManifestError {
     #[error("the manifest is not valid TOML for a study: {0}")]
@@ -629,6 +639,13 @@ mod tests {
         assert!(e.contains("reserved"), "{e}");
         let e = Manifest::parse(&format!("{}\nsurprise = 1\n", base())).unwrap_err();
         assert!(matches!(e, ManifestError::Parse(_)), "{e}");
+        let text = base().replace(
+            "[metrics]\nrelease = [",
+            "[metrics]\nrelease = [\"kappa\", ",
+        );
+        assert_ne!(text, base(), "no metrics in the template");
+        let e = Manifest::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("kappa") && e.contains("hd95"), "{e}");
     }
 
     #[test]
@@ -649,22 +666,11 @@ mod tests {
     fn strict_policy_declines_small_studies_and_research_policy_joins() {
         let m = Manifest::parse(&base()).unwrap();
         let roles = vec!["site".to_string(), "coordinator".to_string()];
-        let research = Policy::parse(
-            &std::fs::read_to_string(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../policies/research-site.toml"),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        let strict = Policy::parse(
-            &std::fs::read_to_string(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../policies/strict-site.toml"),
-            )
-            .unwrap(),
-        )
-        .unwrap();
+        let policy = |name: &str| {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+            Policy::parse(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+        };
+        let (research, strict) = (policy("research-site.toml"), policy("strict-site.toml"));
         let d = m.evaluate(&research, "site-a", &roles);
         assert!(d.joined, "{:?}", d.reasons);
         let d = m.evaluate(&strict, "site-a", &roles);

@@ -64,6 +64,15 @@ fn manifest(method: &str, labels: &str, protocol: &str, readers: usize, local: b
     .expect("valid manifest")
 }
 
+/// Runs the consensus from step 0 and checks that the release survives its wire form.
+async fn consensus(m: &Manifest, sites: &[LocalData], one_round: bool) -> (ConsensusOutcome, u32) {
+    let (out, next) = run_consensus(m, &mut Plain(sites), one_round, 0)
+        .await
+        .unwrap();
+    released(&out);
+    (out, next)
+}
+
 fn random_cases(
     rng: &mut XorShift,
     n_raters: usize,
@@ -139,10 +148,7 @@ async fn binary_staple_iterative_and_one_round_equal_pooled() {
             .collect();
         let m = manifest("staple", "\"lesion\"", "iterative", r, false);
         for one_round in [false, true] {
-            let (out, _) = run_consensus(&m, &mut Plain(&sites), one_round, 0)
-                .await
-                .unwrap();
-            released(&out);
+            let (out, _) = consensus(&m, &sites, one_round).await;
             let ConsensusOutcome::Staple {
                 params,
                 iterations,
@@ -179,10 +185,7 @@ async fn multilabel_staple_equals_pooled() {
             .map(|c| seg(r, 4, c))
             .collect();
         let m = manifest("multilabel-staple", "\"a\", \"b\", \"c\"", "auto", r, false);
-        let (out, _) = run_consensus(&m, &mut Plain(&sites), false, 0)
-            .await
-            .unwrap();
-        released(&out);
+        let (out, _) = consensus(&m, &sites, false).await;
         let ConsensusOutcome::Multi {
             params,
             priors,
@@ -219,10 +222,7 @@ async fn dawid_skene_and_agreement_equal_pooled() {
             })
             .collect();
         let m = manifest("dawid-skene", "", "auto", r, false);
-        let (out, next) = run_consensus(&m, &mut Plain(&sites), false, 0)
-            .await
-            .unwrap();
-        released(&out);
+        let (out, next) = consensus(&m, &sites, false).await;
         let ConsensusOutcome::DawidSkene {
             params,
             iterations,
@@ -273,12 +273,8 @@ async fn segmentation_quality_is_additive_and_a_perfect_reader_scores_one() {
         .map(|c| seg(r, 2, c))
         .collect();
     let m = manifest("staple", "\"lesion\"", "iterative", r, false);
-    let (c1, s1) = run_consensus(&m, &mut Plain(&pooled), false, 0)
-        .await
-        .unwrap();
-    let (c2, s2) = run_consensus(&m, &mut Plain(&sites), false, 0)
-        .await
-        .unwrap();
+    let (c1, s1) = consensus(&m, &pooled, false).await;
+    let (c2, s2) = consensus(&m, &sites, false).await;
     assert_eq!(c1, c2);
     let (q1, _) = run_quality(&m, &c1, &mut Plain(&pooled), s1).await.unwrap();
     let (q2, _) = run_quality(&m, &c2, &mut Plain(&sites), s2).await.unwrap();

@@ -7,6 +7,11 @@
 //! drivers of `stats` step for step, and every vector is an exact integer encoding of the
 //! `stats` sufficient statistics, so a federated run equals the pooled one bit for bit (see
 //! the tests, where the aggregator is a plain sum over partitions).
+//!
+//! A job and the released [`ConsensusOutcome`] cross between sites in their wire form
+//! ([`fedanno_protocol::jobs`], plain data whose bytes that crate pins); `wire` converts, and
+//! checks the shapes of what it decodes. The statistics a job releases have typed names
+//! ([`Statistic`]), the same names rosters and site policies use.
 
 use std::collections::HashMap;
 use std::future::Future;

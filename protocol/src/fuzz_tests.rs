@@ -170,3 +170,42 @@ fn mutated_wire_messages_never_panic() {
         }
     }
 }
+
+#[test]
+fn mutated_jobs_and_releases_never_panic_and_decode_canonically() {
+    use crate::jobs::{ConsensusOutcome, Job};
+    let jobs = crate::jobs::tests::jobs();
+    let outcomes = crate::jobs::tests::outcomes();
+    let seeds: Vec<Vec<u8>> = jobs
+        .iter()
+        .map(Job::to_bytes)
+        .chain(outcomes.iter().map(ConsensusOutcome::to_bytes))
+        .collect();
+    let mut rng = XorShift::new(0x10b5);
+    let mut decoded = 0;
+    for i in 0..ROUNDS {
+        let Some(seed) = seeds.get(i % seeds.len()) else {
+            continue;
+        };
+        let m = rng.mutate(seed);
+        // Whatever decodes is the one canonical encoding of its value.
+        if let Ok(j) = Job::from_bytes(&m) {
+            decoded += 1;
+            assert_eq!(j.to_bytes(), m, "job mutation {i}");
+            if &m != seed {
+                assert_ne!(j.input_id(), crate::crypto::sha256(seed));
+            }
+        }
+        if let Ok(o) = ConsensusOutcome::from_bytes(&m) {
+            decoded += 1;
+            assert_eq!(o.to_bytes(), m, "release mutation {i}");
+        }
+    }
+    for _ in 0..ROUNDS / 4 {
+        let len = rng.below(200);
+        let g: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let _ = Job::from_bytes(&g);
+        let _ = ConsensusOutcome::from_bytes(&g);
+    }
+    assert!(decoded > 0);
+}

@@ -23,6 +23,7 @@ pub mod codec;
 pub mod crypto;
 pub mod envelope;
 pub mod ids;
+pub mod jobs;
 pub mod limits;
 pub mod merkle;
 pub mod reader_study;

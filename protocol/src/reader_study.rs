@@ -6,13 +6,14 @@
 //! (the signed roster, the key bundle and the job; the site answers with its masked vector).
 //! `Statement` is asked by a site of another site: "did you submit under this roster?", the
 //! check that stops a coordinator from differencing two rosters (design-notes §3.3).
-//! The job is opaque here (postcard bytes the node defines); its SHA-256 is the roster's
-//! `input`, so a site knows exactly which computation a roster aggregates.
+//! The job travels as bytes here; its form is [`crate::jobs::Job`] (and a consensus release's
+//! body is a [`crate::jobs::ConsensusOutcome`]). The job's SHA-256 is the roster's `input`, so a
+//! site knows exactly which computation a roster aggregates.
 
 use ring::signature::Ed25519KeyPair;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, CodecError, bounded, byte_array};
+use crate::codec::{self, bounded, byte_array};
 use crate::crypto;
 use crate::ids::SiteId;
 use crate::limits::{MAX_NAME_LEN, MAX_TEXT};
@@ -153,11 +154,6 @@ impl ReaderStudyRequest {
             ReaderStudyRequest::Statement { .. } => None,
         }
     }
-}
-
-/// Decodes a job body with its limit.
-pub fn decode_job<T: serde::de::DeserializeOwned + Serialize>(b: &[u8]) -> Result<T, CodecError> {
-    codec::decode(b, MAX_JOB_BYTES)
 }
 
 #[cfg(test)]

@@ -7,6 +7,11 @@
 //! drivers of `stats` step for step, and every vector is an exact integer encoding of the
 //! `stats` sufficient statistics, so a federated run equals the pooled one bit for bit (see
 //! the tests, where the aggregator is a plain sum over partitions).
+//!
+//! A job and the released [`ConsensusOutcome`] cross between sites in their wire form
+//! ([`fedanno_protocol::jobs`], plain data whose bytes that crate pins); `wire` converts, and
+//! checks the shapes of what it decodes. The statistics a job releases have typed names
+//! ([`Statistic`]), the same names rosters and site policies use.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,7 +20,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::manifest::{Manifest, Method, Protocol};
+use super::manifest::{Manifest, Method, Metric, Protocol};
 use fedanno_stats::StatsError;
 use fedanno_stats::agreement::AgreementStats;
 use fedanno_stats::dawid_skene::{self, DsParams, DsStats};
@@ -29,10 +34,16 @@ use fedanno_stats::staple::{self, PatternHistogram, StapleParams, StapleStats};
 use fedanno_stats::surface::{self, Definition, Grid};
 
 mod compute;
+mod drivers;
 mod layout;
+mod statistic;
+mod wire;
 
 pub use compute::{bench_vector, compute, consensus_map, ds_labels};
+pub use drivers::{run_consensus, run_quality, wants_one_round};
 pub use layout::*;
+pub use statistic::{Statistic, UnknownStatistic};
+pub use wire::WireError;
 
 /// Most raters for the one-round STAPLE histogram (3^R cells: absent, background, foreground).
 pub const ONE_ROUND_MAX_RATERS: usize = 10;
@@ -68,8 +79,9 @@ pub enum EmError {
     Refused(String),
 }
 
-/// One computation every site performs for one secure sum.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One computation every site performs for one secure sum. Its bytes are those of its wire
+/// form ([`fedanno_protocol::jobs::Job`]): [`Job::to_bytes`], [`Job::from_bytes`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub study: String,
     /// Position in the study's sequence of sums (makes every job's bytes distinct).
@@ -77,7 +89,7 @@ pub struct Job {
     pub kind: JobKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum JobKind {
     /// Binary STAPLE: the initial (vote-fraction) E-step.
     StapleInit,
@@ -122,7 +134,7 @@ pub enum JobKind {
 }
 
 /// The released consensus model a site turns into its local consensus masks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SegConsensus {
     Staple(StapleParams),
     Multi {
@@ -132,28 +144,19 @@ pub enum SegConsensus {
 }
 
 impl Job {
-    /// The policy's statistic name for this job's vector.
-    pub fn statistic(&self) -> &'static str {
+    /// The statistic this job's vector releases (the roster's schema, what the policy sees).
+    pub fn statistic(&self) -> Statistic {
         match self.kind {
-            JobKind::StapleInit | JobKind::StapleStep { .. } => "staple",
-            JobKind::StapleHistogram => "staple-pattern-histogram",
+            JobKind::StapleInit | JobKind::StapleStep { .. } => Statistic::Staple,
+            JobKind::StapleHistogram => Statistic::StaplePatternHistogram,
             JobKind::MultiSeed | JobKind::MultiStep { .. } | JobKind::MultiCounts { .. } => {
-                "multilabel-staple"
+                Statistic::MultilabelStaple
             }
-            JobKind::DsInit | JobKind::DsStep { .. } => "dawid-skene",
-            JobKind::SegQuality { .. } => "segmentation-metrics",
-            JobKind::LabelQuality { .. } => "agreement",
-            JobKind::Bench { .. } => "bench",
+            JobKind::DsInit | JobKind::DsStep { .. } => Statistic::DawidSkene,
+            JobKind::SegQuality { .. } => Statistic::SegmentationMetrics,
+            JobKind::LabelQuality { .. } => Statistic::Agreement,
+            JobKind::Bench { .. } => Statistic::Bench,
         }
-    }
-
-    pub fn to_bytes(&self) -> Vec<u8> {
-        fedanno_protocol::codec::encode(self)
-    }
-
-    /// The roster's input id: SHA-256 of the job's canonical bytes.
-    pub fn input_id(&self) -> [u8; 32] {
-        fedanno_protocol::crypto::sha256(&self.to_bytes())
     }
 }
 
@@ -215,56 +218,59 @@ impl LocalData {
         }
     }
 
+    /// Raters, labels, cases and histograms of segmentation data (`needs` names the job that
+    /// needs them, for the error on classification data).
+    fn segmentation(
+        &self,
+        needs: &'static str,
+    ) -> Result<(usize, usize, &[SegCase], &Histograms), EmError> {
+        match self {
+            LocalData::Segmentation {
+                n_raters,
+                n_labels,
+                cases,
+                histograms,
+            } => Ok((*n_raters, *n_labels, cases, histograms)),
+            LocalData::Classification { .. } => Err(EmError::Mismatch(needs)),
+        }
+    }
+
     /// The binary pattern histogram of every case, raters embedded at their global positions.
     pub fn binary_histogram(&self) -> Result<&PatternHistogram, EmError> {
-        let LocalData::Segmentation {
-            n_raters,
-            cases,
-            histograms,
-            ..
-        } = self
-        else {
-            return Err(EmError::Mismatch("binary STAPLE needs segmentations"));
-        };
+        let (n_raters, _, cases, histograms) =
+            self.segmentation("binary STAPLE needs segmentations")?;
         if let Some(h) = histograms.binary.get() {
             return Ok(h);
         }
         let mut pooled = PatternHistogram {
-            n_raters: *n_raters,
+            n_raters,
             patterns: Vec::new(),
         };
         for c in cases {
             let refs: Vec<&[u8]> = c.readers.iter().map(|r| r.1.as_slice()).collect();
             let positions: Vec<usize> = c.readers.iter().map(|r| r.0).collect();
             let h = PatternHistogram::from_raters(&refs, 1u8, None)?;
-            pooled.merge(&h.embed(&positions, *n_raters)?)?;
+            pooled.merge(&h.embed(&positions, n_raters)?)?;
         }
         Ok(histograms.binary.get_or_init(|| pooled))
     }
 
     /// The multi-label pattern histogram (every reader present on every case).
     pub fn label_histogram(&self) -> Result<&LabelPatternHistogram, EmError> {
-        let LocalData::Segmentation {
-            n_raters,
-            n_labels,
-            cases,
-            histograms,
-        } = self
-        else {
-            return Err(EmError::Mismatch("multi-label STAPLE needs segmentations"));
-        };
+        let (n_raters, n_labels, cases, histograms) =
+            self.segmentation("multi-label STAPLE needs segmentations")?;
         if let Some(h) = histograms.labels.get() {
             return Ok(h);
         }
         let mut pooled: Option<LabelPatternHistogram> = None;
         for c in cases {
-            if c.readers.len() != *n_raters {
+            if c.readers.len() != n_raters {
                 return Err(EmError::Mismatch(
                     "multi-label STAPLE needs every reader on every case",
                 ));
             }
             let refs: Vec<&[u8]> = c.readers.iter().map(|r| r.1.as_slice()).collect();
-            let h = LabelPatternHistogram::from_raters(&refs, Some(*n_labels))?;
+            let h = LabelPatternHistogram::from_raters(&refs, Some(n_labels))?;
             match pooled.as_mut() {
                 Some(p) => p.merge(&h)?,
                 None => pooled = Some(h),
@@ -288,8 +294,10 @@ pub trait Aggregator {
     ) -> impl Future<Output = Result<Vec<u128>, EmError>> + Send;
 }
 
-/// The study's consensus, as released.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The study's consensus, as released. Its bytes are those of its wire form
+/// ([`fedanno_protocol::jobs::ConsensusOutcome`]): [`ConsensusOutcome::to_bytes`],
+/// [`ConsensusOutcome::from_bytes`]; it serialises to JSON (serde) for the site's own records.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum ConsensusOutcome {
     Staple {
         params: StapleParams,
@@ -331,244 +339,18 @@ impl ConsensusOutcome {
             | ConsensusOutcome::DawidSkene { converged, .. } => *converged,
         }
     }
-}
 
-struct Steps<'a, A> {
-    agg: &'a mut A,
-    study: String,
-    step: u32,
-}
-
-impl<A: Aggregator> Steps<'_, A> {
-    async fn sum(&mut self, kind: JobKind, dim: usize) -> Result<Vec<u128>, EmError> {
-        let job = Job {
-            study: self.study.clone(),
-            step: self.step,
-            kind,
-        };
-        self.step += 1;
-        let v = self.agg.sum(&job, dim).await?;
-        if v.len() != dim {
-            return Err(EmError::Dim {
-                got: v.len(),
-                expected: dim,
-            });
+    /// The model a site's consensus masks follow (segmentation consensus only).
+    pub fn seg_consensus(&self) -> Option<SegConsensus> {
+        match self {
+            ConsensusOutcome::Staple { params, .. } => Some(SegConsensus::Staple(params.clone())),
+            ConsensusOutcome::Multi { params, priors, .. } => Some(SegConsensus::Multi {
+                params: params.clone(),
+                priors: priors.clone(),
+            }),
+            ConsensusOutcome::DawidSkene { .. } => None,
         }
-        Ok(v)
     }
-}
-
-/// Whether a manifest's binary STAPLE runs as one round.
-pub fn wants_one_round(m: &Manifest) -> bool {
-    m.consensus.method == Method::Staple
-        && match m.consensus.protocol {
-            Protocol::OneRound => true,
-            Protocol::Iterative => false,
-            Protocol::Auto => m.all_readers().len() <= ONE_ROUND_MAX_RATERS,
-        }
-}
-
-/// Runs the study's consensus EM through the aggregator. `one_round` picks the one-round
-/// STAPLE protocol (callers fall back to iterative when a site's policy refuses it).
-pub async fn run_consensus<A: Aggregator>(
-    m: &Manifest,
-    agg: &mut A,
-    one_round: bool,
-    first_step: u32,
-) -> Result<(ConsensusOutcome, u32), EmError> {
-    let r = m.all_readers().len();
-    let max_iterations = m.consensus.max_iterations.max(1);
-    let mut s = Steps {
-        agg,
-        study: m.study.id.clone(),
-        step: first_step,
-    };
-    let outcome = match m.consensus.method {
-        Method::Staple if one_round => {
-            if r > ONE_ROUND_MAX_RATERS {
-                return Err(EmError::Mismatch(
-                    "too many raters for the one-round histogram",
-                ));
-            }
-            let v = s.sum(JobKind::StapleHistogram, histogram_dim(r)).await?;
-            let mut patterns: Vec<(u64, u64)> = v
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| **c > 0)
-                .map(|(i, &c)| (ternary_key(i, r), c as u64))
-                .collect();
-            patterns.sort_unstable();
-            let hist = PatternHistogram {
-                n_raters: r,
-                patterns,
-            };
-            let res = staple::staple(
-                &hist,
-                &staple::StapleOptions {
-                    confidence_weight: 1.0,
-                    max_iterations,
-                },
-            )?;
-            let units = hist
-                .patterns
-                .iter()
-                .filter(|p| p.0 >> 32 != 0)
-                .map(|p| p.1)
-                .sum();
-            ConsensusOutcome::Staple {
-                params: res.params,
-                iterations: res.iterations,
-                converged: res.converged,
-                voxels_ge_half: res.voxels_ge_half,
-                probability_sum: res.probability_sum,
-                units,
-                one_round: true,
-            }
-        }
-        Method::Staple => {
-            let dim = staple_dim(r);
-            let mut stats = staple_from(&s.sum(JobKind::StapleInit, dim).await?, r);
-            let mut params = staple::initial_params(&stats, 1.0);
-            let mut iteration = 0u32;
-            let mut done = false;
-            loop {
-                let next = staple::m_step(&stats, &params);
-                stats = staple_from(
-                    &s.sum(
-                        JobKind::StapleStep {
-                            params: next.clone(),
-                        },
-                        dim,
-                    )
-                    .await?,
-                    r,
-                );
-                let stop = iteration > 0 && staple::converged(&next, &params);
-                params = next;
-                if stop {
-                    done = true;
-                    break;
-                }
-                if iteration.saturating_add(1) >= max_iterations {
-                    iteration += 1;
-                    break;
-                }
-                iteration += 1;
-            }
-            ConsensusOutcome::Staple {
-                params,
-                iterations: iteration,
-                converged: done,
-                voxels_ge_half: stats.ge_half,
-                probability_sum: stats.probability_sum(),
-                units: stats.units,
-                one_round: false,
-            }
-        }
-        Method::MultilabelStaple => {
-            let l = m.task.labels.len() + 1;
-            let seed = multi_seed_from(
-                &s.sum(JobKind::MultiSeed, multi_seed_dim(r, l)).await?,
-                r,
-                l,
-            );
-            let priors = seed.priors();
-            let mut params = seed.confusion();
-            let mut iteration = 0u32;
-            let mut converged = false;
-            let dim = r * (l + 1) * l;
-            loop {
-                let mass = s
-                    .sum(
-                        JobKind::MultiStep {
-                            params: params.clone(),
-                            priors: priors.clone(),
-                        },
-                        dim,
-                    )
-                    .await?;
-                let next = multilabel::m_step(&MultiLabelStats {
-                    n_raters: r,
-                    n_labels: l,
-                    mass,
-                });
-                let change = next.max_change(&params);
-                params = next;
-                if change < 1e-5 {
-                    converged = true;
-                    break;
-                }
-                iteration += 1;
-                if iteration >= max_iterations {
-                    break;
-                }
-            }
-            let counts = s
-                .sum(
-                    JobKind::MultiCounts {
-                        params: params.clone(),
-                        priors: priors.clone(),
-                    },
-                    l + 1,
-                )
-                .await?;
-            ConsensusOutcome::Multi {
-                params,
-                priors,
-                iterations: iteration,
-                converged,
-                label_counts: counts.into_iter().map(|c| c as u64).collect(),
-            }
-        }
-        Method::DawidSkene => {
-            let k = m.task.categories.len();
-            let dim = ds_dim(r, k);
-            let mut params =
-                dawid_skene::m_step(&ds_from(&s.sum(JobKind::DsInit, dim).await?, r, k));
-            let mut iterations = 0;
-            let mut converged = false;
-            while iterations < max_iterations {
-                let st = ds_from(
-                    &s.sum(
-                        JobKind::DsStep {
-                            params: params.clone(),
-                        },
-                        dim,
-                    )
-                    .await?,
-                    r,
-                    k,
-                );
-                let next = dawid_skene::m_step(&st);
-                iterations += 1;
-                let change = next.max_change(&params);
-                params = next;
-                if change < 1e-10 {
-                    converged = true;
-                    break;
-                }
-            }
-            let last = ds_from(
-                &s.sum(
-                    JobKind::DsStep {
-                        params: params.clone(),
-                    },
-                    dim,
-                )
-                .await?,
-                r,
-                k,
-            );
-            ConsensusOutcome::DawidSkene {
-                log_likelihood: last.log_likelihood(),
-                units: last.units,
-                params,
-                iterations,
-                converged,
-            }
-        }
-    };
-    Ok((outcome, s.step))
 }
 
 /// One reader's released quality figures.
@@ -624,94 +406,6 @@ pub struct QualityOutcome {
     /// Classification only: cases per consensus category and the agreement statistics.
     pub consensus_counts: Vec<u64>,
     pub agreement: Option<AgreementStats>,
-}
-
-/// Releases the per-reader quality statistics against the consensus.
-pub async fn run_quality<A: Aggregator>(
-    m: &Manifest,
-    consensus: &ConsensusOutcome,
-    agg: &mut A,
-    first_step: u32,
-) -> Result<(QualityOutcome, u32), EmError> {
-    let r = m.all_readers().len();
-    let mut s = Steps {
-        agg,
-        study: m.study.id.clone(),
-        step: first_step,
-    };
-    let out = match consensus {
-        ConsensusOutcome::Staple { params, .. } => {
-            let kind = JobKind::SegQuality {
-                consensus: SegConsensus::Staple(params.clone()),
-                hd95: m.metrics.release.iter().any(|x| x == "hd95"),
-            };
-            seg_outcome(&s.sum(kind, seg_quality_dim(r)).await?, r)
-        }
-        ConsensusOutcome::Multi { params, priors, .. } => {
-            let kind = JobKind::SegQuality {
-                consensus: SegConsensus::Multi {
-                    params: params.clone(),
-                    priors: priors.clone(),
-                },
-                hd95: m.metrics.release.iter().any(|x| x == "hd95"),
-            };
-            seg_outcome(&s.sum(kind, seg_quality_dim(r)).await?, r)
-        }
-        ConsensusOutcome::DawidSkene { params, .. } => {
-            let k = params.k;
-            let v = s
-                .sum(
-                    JobKind::LabelQuality {
-                        params: params.clone(),
-                    },
-                    label_quality_dim(r, k),
-                )
-                .await?;
-            let mut w = Words::new(&v);
-            let readers = (0..r)
-                .map(|_| ReaderQuality {
-                    confusion: w.take64(k * k),
-                    ..ReaderQuality::default()
-                })
-                .collect();
-            let consensus_counts = w.take64(k);
-            let rest: Vec<u128> = w.take(agreement_dim(r, k));
-            QualityOutcome {
-                readers,
-                consensus_counts,
-                agreement: Some(agreement_from(&rest, r, k)),
-            }
-        }
-    };
-    Ok((out, s.step))
-}
-
-fn seg_outcome(v: &[u128], r: usize) -> QualityOutcome {
-    let mut w = Words::new(v);
-    let readers = (0..r)
-        .map(|_| {
-            // Fields in layout order: struct fields evaluate top to bottom.
-            ReaderQuality {
-                cases: w.u64(),
-                tp: w.u64(),
-                fp: w.u64(),
-                fn_: w.u64(),
-                tn: w.u64(),
-                dice_sum: w.next(),
-                dice_sq_sum: w.next(),
-                dice_cases: w.u64(),
-                dice_histogram: w.take64(DICE_BINS),
-                hd95_histogram: w.take64(HD_EDGES.len() - 1),
-                hd95_undefined: w.u64(),
-                confusion: Vec::new(),
-            }
-        })
-        .collect();
-    QualityOutcome {
-        readers,
-        consensus_counts: Vec::new(),
-        agreement: None,
-    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,11 @@ use thiserror::Error;
 use super::jobs::{ConsensusOutcome, LocalData, SegCase, SegConsensus, consensus_map, ds_labels};
 use super::manifest::{Manifest, TaskKind};
 use crate::annotations::codec;
-use crate::annotations::model::{Content, Label, Segment, Segmentation};
-use crate::site::store::{AnnotationFilter, NewVersion, ReaderStudyCaseRow, Store, StoreError};
+use crate::annotations::model::{Content, Kind, Label, Segment, Segmentation};
+use crate::annotations::readers::{ReaderKind, consortium_pseudonym};
+use crate::site::store::{
+    AnnotationFilter, NewVersion, ReaderRow, ReaderStudyCaseRow, Store, StoreError, VersionRow,
+};
 use fedanno_stats::ratings::Ratings;
 
 /// The reader whose annotations hold a study's consensus.
@@ -31,15 +34,32 @@ pub enum LocalError {
     Other(String),
 }
 
-fn kind_of(m: &Manifest) -> &'static str {
+/// The annotation kind a study's readers produce.
+fn annotation_kind(m: &Manifest) -> Kind {
     match m.task.kind {
-        TaskKind::Segmentation => "segmentation",
-        TaskKind::Classification => "label",
+        TaskKind::Segmentation => Kind::Segmentation,
+        TaskKind::Classification => Kind::Label,
     }
 }
 
-/// A candidate case: study id, series id, the study readers who annotated it.
-type CaseReaders = (i64, Option<i64>, BTreeSet<String>);
+fn case_problem(case: &str, problem: String) -> LocalError {
+    LocalError::Case {
+        case: case.to_owned(),
+        problem,
+    }
+}
+
+/// Turns an error about one case into a [`LocalError::Case`].
+fn at_case<E: ToString>(case: &str) -> impl FnOnce(E) -> LocalError + '_ {
+    move |e| case_problem(case, e.to_string())
+}
+
+/// A candidate case: its DICOM study and series, and the study readers who annotated it.
+struct Candidate {
+    study_id: i64,
+    series_id: Option<i64>,
+    readers: BTreeSet<String>,
+}
 
 /// What `study assign` selected.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -52,18 +72,52 @@ pub struct Assignment {
 /// Selects this site's cases for a study: series (or studies, for labels without a series) of
 /// the manifest's modality that at least one of the study's readers here has annotated.
 pub async fn assign(store: &Store, m: &Manifest, me: &str) -> Result<Assignment, LocalError> {
+    let limit = if m.cases.max_per_site == 0 {
+        usize::MAX
+    } else {
+        m.cases.max_per_site as usize
+    };
+    let chosen: Vec<(String, Candidate)> = candidates(store, m, me)
+        .await?
+        .into_iter()
+        .take(limit)
+        .collect();
+    let rows: Vec<ReaderStudyCaseRow> = chosen
+        .iter()
+        .map(|(uid, c)| ReaderStudyCaseRow {
+            case_uid: uid.clone(),
+            dicom_study_id: c.study_id,
+            series_id: c.series_id,
+        })
+        .collect();
+    store.assign_reader_study_cases(&m.study.id, rows).await?;
+    let used: BTreeSet<String> = chosen
+        .iter()
+        .flat_map(|c| c.1.readers.iter().cloned())
+        .collect();
+    Ok(Assignment {
+        cases: chosen.len() as u64,
+        reads: read_counts(m, &chosen),
+        readers: used.into_iter().collect(),
+    })
+}
+
+/// Every case of the manifest's modality that a study reader here has annotated, by uid.
+async fn candidates(
+    store: &Store,
+    m: &Manifest,
+    me: &str,
+) -> Result<BTreeMap<String, Candidate>, LocalError> {
     let readers: BTreeSet<String> = m.readers_at(me).into_iter().collect();
-    let kinds: BTreeMap<String, &'static str> = m.reader_list().into_iter().collect();
     let rows = store
         .list_annotations(AnnotationFilter {
-            kind: Some(kind_of(m).into()),
+            kind: Some(annotation_kind(m).as_str().into()),
             purpose: Some("read".into()),
             ..Default::default()
         })
         .await?;
-    // case uid -> (study id, series id, readers)
-    let mut cases: BTreeMap<String, CaseReaders> = BTreeMap::new();
-    let mut modality_ok: BTreeMap<String, bool> = BTreeMap::new();
+    let mut cases: BTreeMap<String, Candidate> = BTreeMap::new();
+    let mut checked: BTreeSet<String> = BTreeSet::new();
     for row in rows {
         if !readers.contains(&row.reader) {
             continue;
@@ -74,73 +128,56 @@ pub async fn assign(store: &Store, m: &Manifest, me: &str) -> Result<Assignment,
             continue;
         }
         let uid = row.series.clone().unwrap_or_else(|| row.study.clone());
-        if !modality_ok.contains_key(&uid) {
-            let case = store
-                .resolve_case(&uid)
-                .await
-                .map_err(|e| LocalError::Case {
-                    case: uid.clone(),
-                    problem: e.to_string(),
-                })?;
-            let ok = match (case.series_id, &m.cases.modality) {
-                (Some(id), Some(want)) => {
-                    let g = store.series_grid(id).await.map_err(|e| LocalError::Case {
-                        case: uid.clone(),
-                        problem: e.to_string(),
-                    })?;
-                    g.modality.eq_ignore_ascii_case(want)
-                }
-                _ => true,
-            };
-            modality_ok.insert(uid.clone(), ok);
-            if ok {
-                cases.insert(
-                    uid.clone(),
-                    (case.study_id, case.series_id, BTreeSet::new()),
-                );
-            }
+        if checked.insert(uid.clone())
+            && let Some(c) = of_modality(store, m, &uid).await?
+        {
+            cases.insert(uid.clone(), c);
         }
-        if let Some(entry) = cases.get_mut(&uid) {
-            entry.2.insert(row.reader.clone());
+        if let Some(c) = cases.get_mut(&uid) {
+            c.readers.insert(row.reader.clone());
         }
     }
-    let limit = if m.cases.max_per_site == 0 {
-        usize::MAX
-    } else {
-        m.cases.max_per_site as usize
-    };
-    let chosen: Vec<(String, CaseReaders)> = cases.into_iter().take(limit).collect();
+    Ok(cases)
+}
+
+/// The case named `uid`, if it is of the manifest's modality (any case, without one).
+async fn of_modality(
+    store: &Store,
+    m: &Manifest,
+    uid: &str,
+) -> Result<Option<Candidate>, LocalError> {
+    let case = store.resolve_case(uid).await.map_err(at_case(uid))?;
+    if let (Some(id), Some(want)) = (case.series_id, &m.cases.modality) {
+        let grid = store.series_grid(id).await.map_err(at_case(uid))?;
+        if !grid.modality.eq_ignore_ascii_case(want) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(Candidate {
+        study_id: case.study_id,
+        series_id: case.series_id,
+        readers: BTreeSet::new(),
+    }))
+}
+
+/// Readers and reads of the chosen cases by reader kind (in the kinds' name order).
+fn read_counts(m: &Manifest, chosen: &[(String, Candidate)]) -> Vec<ReadCount> {
+    let kinds: BTreeMap<String, ReaderKind> = m.reader_list().into_iter().collect();
     let mut reads: BTreeMap<&'static str, (BTreeSet<String>, u64)> = BTreeMap::new();
-    for (_, (_, _, rs)) in &chosen {
-        for r in rs {
-            let kind = kinds.get(r).copied().unwrap_or("local");
-            let e = reads.entry(kind).or_default();
-            e.0.insert(r.clone());
-            e.1 += 1;
-        }
+    for r in chosen.iter().flat_map(|c| &c.1.readers) {
+        let kind = kinds.get(r).copied().unwrap_or(ReaderKind::Local);
+        let e = reads.entry(kind.as_str()).or_default();
+        e.0.insert(r.clone());
+        e.1 += 1;
     }
-    let rows: Vec<ReaderStudyCaseRow> = chosen
-        .iter()
-        .map(|(uid, (study_id, series_id, _))| ReaderStudyCaseRow {
-            case_uid: uid.clone(),
-            dicom_study_id: *study_id,
-            series_id: *series_id,
+    reads
+        .into_iter()
+        .map(|(kind, (rs, n))| ReadCount {
+            kind: kind.to_string(),
+            readers: rs.len() as u64,
+            reads: n,
         })
-        .collect();
-    store.assign_reader_study_cases(&m.study.id, rows).await?;
-    let used: BTreeSet<String> = chosen.iter().flat_map(|c| c.1.2.iter().cloned()).collect();
-    Ok(Assignment {
-        cases: chosen.len() as u64,
-        reads: reads
-            .into_iter()
-            .map(|(kind, (rs, n))| ReadCount {
-                kind: kind.to_string(),
-                readers: rs.len() as u64,
-                reads: n,
-            })
-            .collect(),
-        readers: used.into_iter().collect(),
-    })
+        .collect()
 }
 
 fn category_index(categories: &[String], value: &str) -> Option<u32> {
@@ -154,142 +191,196 @@ fn category_index(categories: &[String], value: &str) -> Option<u32> {
         .map(|i| i as u32)
 }
 
-/// Loads the study readers' head annotations of the assigned cases, in the study's rater order.
-pub async fn load(store: &Store, m: &Manifest, me: &str) -> Result<LocalData, LocalError> {
-    let all = m.all_readers();
-    let index: BTreeMap<&str, usize> = all
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.as_str(), i))
-        .collect();
-    let here: BTreeSet<String> = m.readers_at(me).into_iter().collect();
-    let cases = store.reader_study_cases(&m.study.id).await?;
-    match m.task.kind {
-        TaskKind::Segmentation => {
-            let n_labels = m.task.labels.len() + 1;
-            let mut out = Vec::with_capacity(cases.len());
-            for c in &cases {
-                let Some(series_id) = c.series_id else {
-                    continue;
-                };
-                let grid = store
-                    .series_grid(series_id)
-                    .await
-                    .map_err(|e| LocalError::Case {
-                        case: c.case_uid.clone(),
-                        problem: e.to_string(),
-                    })?;
-                let dims = grid.dims().map(|d| d as usize);
-                let versions = store
-                    .versions(
-                        AnnotationFilter {
-                            series_id: Some(series_id),
-                            kind: Some("segmentation".into()),
-                            purpose: Some("read".into()),
-                            ..Default::default()
-                        },
-                        true,
-                    )
-                    .await?;
-                let mut readers = Vec::new();
-                for v in versions {
-                    if !here.contains(&v.reader) {
-                        continue;
-                    }
-                    let Some(&ri) = index.get(v.reader.as_str()) else {
-                        continue;
-                    };
-                    let Content::Segmentation(s) =
-                        codec::decode(&codec::decompress(&v.content)?, &v.content_hash)?
-                    else {
-                        continue;
-                    };
-                    if s.dims.map(|d| d as usize) != dims {
-                        return Err(LocalError::Case {
-                            case: c.case_uid.clone(),
-                            problem: format!(
-                                "reader {}'s mask is not on the series grid",
-                                v.reader
-                            ),
-                        });
-                    }
-                    if s.labels.iter().any(|&l| l as usize >= n_labels) {
-                        return Err(LocalError::Case {
-                            case: c.case_uid.clone(),
-                            problem: format!(
-                                "reader {}'s mask has labels beyond the study's {} labels",
-                                v.reader,
-                                n_labels - 1
-                            ),
-                        });
-                    }
-                    readers.push((ri, s.labels));
-                }
-                readers.sort_by_key(|r| r.0);
-                if !readers.is_empty() {
-                    out.push(SegCase {
-                        id: c.case_uid.clone(),
-                        dims,
-                        spacing: grid.spacing(),
-                        readers,
-                    });
-                }
-            }
-            Ok(LocalData::Segmentation {
-                n_raters: all.len(),
-                n_labels,
-                cases: out,
-                histograms: Default::default(),
-            })
-        }
-        TaskKind::Classification => {
-            let k = m.task.categories.len();
-            let mut ratings = Ratings::new(cases.len(), all.len(), k);
-            for (u, c) in cases.iter().enumerate() {
-                let versions = store
-                    .versions(
-                        AnnotationFilter {
-                            study_id: Some(c.dicom_study_id),
-                            series_id: c.series_id,
-                            kind: Some("label".into()),
-                            purpose: Some("read".into()),
-                            ..Default::default()
-                        },
-                        true,
-                    )
-                    .await?;
-                for v in versions {
-                    if !here.contains(&v.reader) || v.series_id != c.series_id {
-                        continue;
-                    }
-                    let Some(&ri) = index.get(v.reader.as_str()) else {
-                        continue;
-                    };
-                    let Content::Label(l) =
-                        codec::decode(&codec::decompress(&v.content)?, &v.content_hash)?
-                    else {
-                        continue;
-                    };
-                    if m.task.scheme.as_ref().is_some_and(|s| *s != l.scheme) {
-                        continue;
-                    }
-                    let cat = category_index(&m.task.categories, &l.category).ok_or_else(|| {
-                        LocalError::Case {
-                            case: c.case_uid.clone(),
-                            problem: format!(
-                                "reader {} chose {:?}, which is not one of the study's categories",
-                                v.reader, l.category
-                            ),
-                        }
-                    })?;
-                    ratings
-                        .set(u, ri, Some(cat))
-                        .map_err(|e| LocalError::Other(e.to_string()))?;
-                }
-            }
-            Ok(LocalData::Classification { ratings })
+/// The study's raters as this site sees them.
+struct Raters {
+    /// Every reader's rater index (the study's rater order).
+    index: BTreeMap<String, usize>,
+    /// The readers whose annotations this site contributes.
+    here: BTreeSet<String>,
+}
+
+impl Raters {
+    fn new(m: &Manifest, me: &str) -> Self {
+        Raters {
+            index: m
+                .all_readers()
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (r, i))
+                .collect(),
+            here: m.readers_at(me).into_iter().collect(),
         }
     }
+
+    /// The rater index of a reader who reads for the study here.
+    fn of(&self, reader: &str) -> Option<usize> {
+        if !self.here.contains(reader) {
+            return None;
+        }
+        self.index.get(reader).copied()
+    }
+}
+
+/// Head versions of the readers' reads of one kind.
+fn reads(kind: Kind, study_id: Option<i64>, series_id: Option<i64>) -> AnnotationFilter {
+    AnnotationFilter {
+        study_id,
+        series_id,
+        kind: Some(kind.as_str().into()),
+        purpose: Some("read".into()),
+        ..Default::default()
+    }
+}
+
+/// A stored version's content, checked against its hash.
+fn content(v: &VersionRow) -> Result<Content, LocalError> {
+    Ok(codec::decode(
+        &codec::decompress(&v.content)?,
+        &v.content_hash,
+    )?)
+}
+
+/// Loads the study readers' head annotations of the assigned cases, in the study's rater order.
+pub async fn load(store: &Store, m: &Manifest, me: &str) -> Result<LocalData, LocalError> {
+    let raters = Raters::new(m, me);
+    let cases = store.reader_study_cases(&m.study.id).await?;
+    match m.task.kind {
+        TaskKind::Segmentation => load_segmentations(store, m, &raters, &cases).await,
+        TaskKind::Classification => load_ratings(store, m, &raters, &cases).await,
+    }
+}
+
+async fn load_segmentations(
+    store: &Store,
+    m: &Manifest,
+    raters: &Raters,
+    cases: &[ReaderStudyCaseRow],
+) -> Result<LocalData, LocalError> {
+    let n_labels = m.task.labels.len() + 1;
+    let mut out = Vec::with_capacity(cases.len());
+    for c in cases {
+        let Some(series_id) = c.series_id else {
+            continue;
+        };
+        if let Some(case) = seg_case(store, raters, c, series_id, n_labels).await? {
+            out.push(case);
+        }
+    }
+    Ok(LocalData::Segmentation {
+        n_raters: raters.index.len(),
+        n_labels,
+        cases: out,
+        histograms: Default::default(),
+    })
+}
+
+/// One case's masks by the study's readers here (`None` when nobody here read it).
+async fn seg_case(
+    store: &Store,
+    raters: &Raters,
+    c: &ReaderStudyCaseRow,
+    series_id: i64,
+    n_labels: usize,
+) -> Result<Option<SegCase>, LocalError> {
+    let grid = store
+        .series_grid(series_id)
+        .await
+        .map_err(at_case(&c.case_uid))?;
+    let dims = grid.dims().map(|d| d as usize);
+    let versions = store
+        .versions(reads(Kind::Segmentation, None, Some(series_id)), true)
+        .await?;
+    let mut readers = Vec::new();
+    for v in versions {
+        let Some(ri) = raters.of(&v.reader) else {
+            continue;
+        };
+        let Content::Segmentation(s) = content(&v)? else {
+            continue;
+        };
+        let problem = if s.dims.map(|d| d as usize) != dims {
+            Some(format!(
+                "reader {}'s mask is not on the series grid",
+                v.reader
+            ))
+        } else if s.labels.iter().any(|&l| l as usize >= n_labels) {
+            Some(format!(
+                "reader {}'s mask has labels beyond the study's {} labels",
+                v.reader,
+                n_labels - 1
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(case_problem(&c.case_uid, problem));
+        }
+        readers.push((ri, s.labels));
+    }
+    readers.sort_by_key(|r| r.0);
+    Ok((!readers.is_empty()).then(|| SegCase {
+        id: c.case_uid.clone(),
+        dims,
+        spacing: grid.spacing(),
+        readers,
+    }))
+}
+
+async fn load_ratings(
+    store: &Store,
+    m: &Manifest,
+    raters: &Raters,
+    cases: &[ReaderStudyCaseRow],
+) -> Result<LocalData, LocalError> {
+    let k = m.task.categories.len();
+    let mut ratings = Ratings::new(cases.len(), raters.index.len(), k);
+    for (u, c) in cases.iter().enumerate() {
+        let versions = store
+            .versions(
+                reads(Kind::Label, Some(c.dicom_study_id), c.series_id),
+                true,
+            )
+            .await?;
+        for v in versions {
+            if v.series_id != c.series_id {
+                continue;
+            }
+            let Some(ri) = raters.of(&v.reader) else {
+                continue;
+            };
+            let Content::Label(l) = content(&v)? else {
+                continue;
+            };
+            if let Some(cat) = rating(m, c, &v.reader, &l)? {
+                ratings
+                    .set(u, ri, Some(cat))
+                    .map_err(|e| LocalError::Other(e.to_string()))?;
+            }
+        }
+    }
+    Ok(LocalData::Classification { ratings })
+}
+
+/// A reader's label as a category index (`None` for a label of another scheme).
+fn rating(
+    m: &Manifest,
+    c: &ReaderStudyCaseRow,
+    reader: &str,
+    l: &Label,
+) -> Result<Option<u32>, LocalError> {
+    if m.task.scheme.as_ref().is_some_and(|s| *s != l.scheme) {
+        return Ok(None);
+    }
+    let cat = category_index(&m.task.categories, &l.category).ok_or_else(|| {
+        case_problem(
+            &c.case_uid,
+            format!(
+                "reader {reader} chose {:?}, which is not one of the study's categories",
+                l.category
+            ),
+        )
+    })?;
+    Ok(Some(cat))
 }
 
 /// Stores the released consensus for every assigned case of `data` (what [`load`] gave for
@@ -301,99 +392,37 @@ pub async fn store_consensus(
     data: &LocalData,
     outcome: &ConsensusOutcome,
 ) -> Result<u64, LocalError> {
-    let reader = match store.reader(CONSENSUS_READER).await {
-        Ok(r) => r,
-        Err(_) => {
-            use crate::annotations::readers::{ReaderKind, consortium_pseudonym};
-            store
-                .add_reader(
-                    CONSENSUS_READER,
-                    ReaderKind::Model.as_str(),
-                    None,
-                    consortium_pseudonym(ReaderKind::Model, CONSENSUS_READER),
-                )
-                .await
-                .map_err(|e| LocalError::Other(e.to_string()))?
-        }
-    };
+    let reader = consensus_reader(store).await?;
     let cases = store.reader_study_cases(&m.study.id).await?;
-    let mut versions = Vec::new();
     let reason = format!(
         "consensus of study {} ({})",
         m.study.id,
         m.consensus.method.as_str()
     );
-    let mut push = |content: Content, c: &ReaderStudyCaseRow| {
-        let encoded = codec::encode(&content);
-        let scheme = match &content {
-            Content::Label(l) => l.scheme.clone(),
-            _ => String::new(),
-        };
-        versions.push(NewVersion {
-            reader: reader.db_id,
-            kind: content.kind().as_str(),
-            series: c.series_id,
-            study: c.dicom_study_id,
-            scheme,
-            purpose: "read",
-            author: format!("study {}", m.study.id),
-            reason: reason.clone(),
-            source: format!("study:{}", m.study.id),
-            content_hash: codec::hash(&encoded),
-            content: codec::compress(&encoded),
-            summary: content.summary().to_string(),
-        });
-    };
-    match (data, outcome) {
-        (
-            LocalData::Segmentation {
-                cases: seg,
-                n_labels,
-                ..
-            },
-            ConsensusOutcome::Staple { params, .. },
-        ) => {
-            let cons = SegConsensus::Staple(params.clone());
-            save_seg(&cons, seg, &cases, *n_labels, m, &mut push)?;
-        }
-        (
-            LocalData::Segmentation {
-                cases: seg,
-                n_labels,
-                ..
-            },
-            ConsensusOutcome::Multi { params, priors, .. },
-        ) => {
-            let cons = SegConsensus::Multi {
-                params: params.clone(),
-                priors: priors.clone(),
+    let versions: Vec<NewVersion> = consensus_contents(m, data, outcome, &cases)?
+        .into_iter()
+        .map(|(content, c)| {
+            let encoded = codec::encode(&content);
+            let scheme = match &content {
+                Content::Label(l) => l.scheme.clone(),
+                _ => String::new(),
             };
-            save_seg(&cons, seg, &cases, *n_labels, m, &mut push)?;
-        }
-        (LocalData::Classification { ratings }, ConsensusOutcome::DawidSkene { params, .. }) => {
-            let labels = ds_labels(params, ratings)?;
-            for (c, l) in cases.iter().zip(labels) {
-                let Some(l) = l else { continue };
-                let Some(category) = m.task.categories.get(l as usize) else {
-                    continue;
-                };
-                push(
-                    Content::Label(Label {
-                        scheme: m.task.scheme.clone().unwrap_or_else(|| "free".into()),
-                        category: category.clone(),
-                        confidence: None,
-                        comment: None,
-                    }),
-                    c,
-                );
+            NewVersion {
+                reader: reader.db_id,
+                kind: content.kind().as_str(),
+                series: c.series_id,
+                study: c.dicom_study_id,
+                scheme,
+                purpose: "read",
+                author: format!("study {}", m.study.id),
+                reason: reason.clone(),
+                source: format!("study:{}", m.study.id),
+                content_hash: codec::hash(&encoded),
+                content: codec::compress(&encoded),
+                summary: content.summary().to_string(),
             }
-        }
-        _ => {
-            return Err(LocalError::Other(
-                "the consensus does not fit the study's task".into(),
-            ));
-        }
-    }
+        })
+        .collect();
     let n = versions.len() as u64;
     if !versions.is_empty() {
         store
@@ -404,39 +433,94 @@ pub async fn store_consensus(
     Ok(n)
 }
 
-fn save_seg(
+/// The reader `consensus`, added as a model reader the first time.
+async fn consensus_reader(store: &Store) -> Result<ReaderRow, LocalError> {
+    if let Ok(r) = store.reader(CONSENSUS_READER).await {
+        return Ok(r);
+    }
+    store
+        .add_reader(
+            CONSENSUS_READER,
+            ReaderKind::Model.as_str(),
+            None,
+            consortium_pseudonym(ReaderKind::Model, CONSENSUS_READER),
+        )
+        .await
+        .map_err(|e| LocalError::Other(e.to_string()))
+}
+
+/// The consensus annotation of every assigned case the released model decides, with its case.
+fn consensus_contents<'c>(
+    m: &Manifest,
+    data: &LocalData,
+    outcome: &ConsensusOutcome,
+    cases: &'c [ReaderStudyCaseRow],
+) -> Result<Vec<(Content, &'c ReaderStudyCaseRow)>, LocalError> {
+    match (data, outcome.seg_consensus(), outcome) {
+        (
+            LocalData::Segmentation {
+                cases: seg,
+                n_labels,
+                ..
+            },
+            Some(cons),
+            _,
+        ) => seg_contents(m, &cons, seg, cases, *n_labels),
+        (LocalData::Classification { ratings }, _, ConsensusOutcome::DawidSkene { params, .. }) => {
+            let labels = ds_labels(params, ratings)?;
+            let scheme = m.task.scheme.clone().unwrap_or_else(|| "free".into());
+            Ok(cases
+                .iter()
+                .zip(labels)
+                .filter_map(|(c, l)| {
+                    let category = m.task.categories.get(l? as usize)?;
+                    let label = Label {
+                        scheme: scheme.clone(),
+                        category: category.clone(),
+                        confidence: None,
+                        comment: None,
+                    };
+                    Some((Content::Label(label), c))
+                })
+                .collect())
+        }
+        _ => Err(LocalError::Other(
+            "the consensus does not fit the study's task".into(),
+        )),
+    }
+}
+
+fn seg_contents<'c>(
+    m: &Manifest,
     cons: &SegConsensus,
     seg: &[SegCase],
-    cases: &[ReaderStudyCaseRow],
+    cases: &'c [ReaderStudyCaseRow],
     n_labels: usize,
-    m: &Manifest,
-    push: &mut impl FnMut(Content, &ReaderStudyCaseRow),
-) -> Result<(), LocalError> {
+) -> Result<Vec<(Content, &'c ReaderStudyCaseRow)>, LocalError> {
     let rows: BTreeMap<&str, &ReaderStudyCaseRow> =
         cases.iter().map(|c| (c.case_uid.as_str(), c)).collect();
+    let segments: Vec<Segment> = m
+        .task
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Segment {
+            value: (i + 1) as u8,
+            name: name.clone(),
+        })
+        .collect();
+    let mut out = Vec::new();
     for case in seg {
         let Some(row) = rows.get(case.id.as_str()).copied() else {
             continue;
         };
         let labels = consensus_map(cons, case, n_labels)?;
-        let segments = m
-            .task
-            .labels
-            .iter()
-            .enumerate()
-            .map(|(i, name)| Segment {
-                value: (i + 1) as u8,
-                name: name.clone(),
-            })
-            .collect();
-        push(
-            Content::Segmentation(Segmentation {
-                dims: case.dims.map(|d| d as u32),
-                segments,
-                labels,
-            }),
-            row,
-        );
+        let content = Content::Segmentation(Segmentation {
+            dims: case.dims.map(|d| d as u32),
+            segments: segments.clone(),
+            labels,
+        });
+        out.push((content, row));
     }
-    Ok(())
+    Ok(out)
 }

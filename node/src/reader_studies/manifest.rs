@@ -8,6 +8,8 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::jobs::Statistic;
+use crate::annotations::readers::ReaderKind;
 use crate::network::kinds::MessageKind;
 use crate::network::policy::{Outbound, Policy};
 use fedanno_protocol::cert::Role;
@@ -16,6 +18,16 @@ use fedanno_protocol::cert::Role;
 pub const MAX_READERS: usize = 32;
 /// Most categories of a classification task or labels of a segmentation task.
 pub const MAX_CATEGORIES: usize = 32;
+
+// Every job and release of a valid study fits the wire's bounds: R raters, at most L + 1 per-label
+// values (labels and background), and confusion tensors of R × (L + 1) × L or R × K × K entries.
+const _: () = {
+    use fedanno_protocol::jobs::{MAX_CLASSES, MAX_PARAMS, MAX_RATERS};
+    let l = MAX_CATEGORIES + 1;
+    assert!(MAX_READERS <= MAX_RATERS && l < MAX_CLASSES);
+    assert!(MAX_READERS * (l + 1) * l <= MAX_PARAMS);
+    assert!(MAX_READERS * MAX_CATEGORIES * MAX_CATEGORIES <= MAX_PARAMS);
+};
 
 #[derive(Debug, Error)]
 pub enum ManifestError {
@@ -71,6 +83,15 @@ pub enum TaskKind {
     Classification,
 }
 
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Segmentation => "segmentation",
+            TaskKind::Classification => "classification",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Task {
@@ -120,12 +141,17 @@ pub enum Method {
 }
 
 impl Method {
-    pub fn as_str(self) -> &'static str {
+    /// The statistic the method's EM releases (its name is the method's name).
+    pub fn statistic(self) -> Statistic {
         match self {
-            Method::Staple => "staple",
-            Method::MultilabelStaple => "multilabel-staple",
-            Method::DawidSkene => "dawid-skene",
+            Method::Staple => Statistic::Staple,
+            Method::MultilabelStaple => Statistic::MultilabelStaple,
+            Method::DawidSkene => Statistic::DawidSkene,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.statistic().as_str()
     }
 }
 
@@ -140,6 +166,16 @@ pub enum Protocol {
     Iterative,
     /// One secure sum of the rater-pattern histogram; every site iterates locally.
     OneRound,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Auto => "auto",
+            Protocol::Iterative => "iterative",
+            Protocol::OneRound => "one-round",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,13 +193,43 @@ fn default_max_iterations() -> u32 {
     10_000
 }
 
+/// A quality figure a study may release after its consensus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    /// Sensitivity and specificity, or the confusion against the consensus.
+    Performance,
+    Dice,
+    Hd95,
+    /// Inter-reader agreement (classification).
+    Agreement,
+}
+
+impl Metric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Performance => "performance",
+            Metric::Dice => "dice",
+            Metric::Hd95 => "hd95",
+            Metric::Agreement => "agreement",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     /// Released after consensus: `performance` (sensitivity/specificity or confusion),
     /// `dice`, `hd95`, `agreement`.
     #[serde(default = "default_metrics")]
-    pub release: Vec<String>,
+    pub release: Vec<Metric>,
+}
+
+impl MetricsSection {
+    /// Whether the study releases `metric`.
+    pub fn releases(&self, metric: Metric) -> bool {
+        self.release.contains(&metric)
+    }
 }
 
 impl Default for MetricsSection {
@@ -174,11 +240,9 @@ impl Default for MetricsSection {
     }
 }
 
-fn default_metrics() -> Vec<String> {
-    vec!["performance".into(), "dice".into(), "agreement".into()]
+fn default_metrics() -> Vec<Metric> {
+    vec![Metric::Performance, Metric::Dice, Metric::Agreement]
 }
-
-pub const METRICS: [&str; 4] = ["performance", "dice", "hd95", "agreement"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,6 +298,10 @@ fn valid_id(s: &str) -> bool {
         && !s.starts_with('-')
 }
 
+fn valid_site(s: &str) -> bool {
+    fedanno_protocol::ids::SiteId::new(s.to_owned()).is_ok()
+}
+
 fn distinct(list: &[String]) -> bool {
     list.iter().collect::<BTreeSet<_>>().len() == list.len()
 }
@@ -246,6 +314,26 @@ impl Manifest {
     }
 
     fn validate(&self) -> Result<(), ManifestError> {
+        self.validate_study()?;
+        match self.task.kind {
+            TaskKind::Segmentation => self.validate_segmentation()?,
+            TaskKind::Classification => self.validate_classification()?,
+        }
+        if self.task.labels.iter().any(|l| l.trim().is_empty()) || !distinct(&self.task.labels) {
+            return Err(invalid("task.labels", "labels must be distinct and named"));
+        }
+        self.validate_readers()?;
+        self.validate_sites()?;
+        if self.deadlines.round_timeout_secs == 0 || self.deadlines.round_timeout_secs > 86_400 {
+            return Err(invalid(
+                "deadlines.round_timeout_secs",
+                "between 1 and 86400",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_study(&self) -> Result<(), ManifestError> {
         if !valid_id(&self.study.id) {
             return Err(invalid(
                 "study.id",
@@ -255,61 +343,59 @@ impl Manifest {
         if self.study.title.trim().is_empty() {
             return Err(invalid("study.title", "must not be empty"));
         }
-        if fedanno_protocol::ids::SiteId::new(self.study.coordinator.clone()).is_err() {
+        if !valid_site(&self.study.coordinator) {
             return Err(invalid("study.coordinator", "not a valid site id"));
         }
-        match self.task.kind {
-            TaskKind::Segmentation => {
-                if self.task.labels.is_empty() || self.task.labels.len() > MAX_CATEGORIES {
-                    return Err(invalid(
-                        "task.labels",
-                        format!("a segmentation task names 1-{MAX_CATEGORIES} labels"),
-                    ));
-                }
-                if !self.task.categories.is_empty() {
-                    return Err(invalid(
-                        "task.categories",
-                        "categories belong to classification tasks",
-                    ));
-                }
-                match (self.consensus.method, self.task.labels.len()) {
-                    (Method::DawidSkene, _) => {
-                        return Err(invalid(
-                            "consensus.method",
-                            "dawid-skene is for classification tasks",
-                        ));
-                    }
-                    (Method::Staple, n) if n != 1 => {
-                        return Err(invalid(
-                            "consensus.method",
-                            "binary staple takes one label; use multilabel-staple",
-                        ));
-                    }
-                    _ => {}
-                }
-            }
-            TaskKind::Classification => {
-                let n = self.task.categories.len();
-                if !(2..=MAX_CATEGORIES).contains(&n) || !distinct(&self.task.categories) {
-                    return Err(invalid(
-                        "task.categories",
-                        format!(
-                            "a classification task names 2-{MAX_CATEGORIES} distinct ordered categories"
-                        ),
-                    ));
-                }
-                if self.consensus.method != Method::DawidSkene {
-                    return Err(invalid(
-                        "consensus.method",
-                        "classification tasks use dawid-skene",
-                    ));
-                }
-            }
+        Ok(())
+    }
+
+    fn validate_segmentation(&self) -> Result<(), ManifestError> {
+        if self.task.labels.is_empty() || self.task.labels.len() > MAX_CATEGORIES {
+            return Err(invalid(
+                "task.labels",
+                format!("a segmentation task names 1-{MAX_CATEGORIES} labels"),
+            ));
         }
-        if self.task.labels.iter().any(|l| l.trim().is_empty()) || !distinct(&self.task.labels) {
-            return Err(invalid("task.labels", "labels must be distinct and named"));
+        if !self.task.categories.is_empty() {
+            return Err(invalid(
+                "task.categories",
+                "categories belong to classification tasks",
+            ));
         }
-        let readers = self.all_readers();
+        match (self.consensus.method, self.task.labels.len()) {
+            (Method::DawidSkene, _) => Err(invalid(
+                "consensus.method",
+                "dawid-skene is for classification tasks",
+            )),
+            (Method::Staple, n) if n != 1 => Err(invalid(
+                "consensus.method",
+                "binary staple takes one label; use multilabel-staple",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn validate_classification(&self) -> Result<(), ManifestError> {
+        let n = self.task.categories.len();
+        if !(2..=MAX_CATEGORIES).contains(&n) || !distinct(&self.task.categories) {
+            return Err(invalid(
+                "task.categories",
+                format!(
+                    "a classification task names 2-{MAX_CATEGORIES} distinct ordered categories"
+                ),
+            ));
+        }
+        if self.consensus.method != Method::DawidSkene {
+            return Err(invalid(
+                "consensus.method",
+                "classification tasks use dawid-skene",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_readers(&self) -> Result<(), ManifestError> {
+        let readers = self.reader_list();
         if readers.is_empty() {
             return Err(invalid("readers", "name at least one reader"));
         }
@@ -320,20 +406,17 @@ impl Manifest {
             ));
         }
         let mut seen = BTreeSet::new();
-        for r in self.reader_list() {
-            if !seen.insert(r.0.clone()) {
-                return Err(invalid(
-                    "readers",
-                    format!("reader {:?} is named twice", r.0),
-                ));
+        for (r, _) in &readers {
+            if !seen.insert(r) {
+                return Err(invalid("readers", format!("reader {r:?} is named twice")));
             }
-            if r.0.is_empty() || r.0.len() > 64 || r.0.chars().any(char::is_control) {
+            if r.is_empty() || r.len() > 64 || r.chars().any(char::is_control) {
                 return Err(invalid(
                     "readers",
                     "reader ids are 1-64 printable characters",
                 ));
             }
-            if r.0 == super::local::CONSENSUS_READER {
+            if r == super::local::CONSENSUS_READER {
                 return Err(invalid(
                     "readers",
                     "\"consensus\" is reserved for the study's consensus annotations",
@@ -346,6 +429,10 @@ impl Manifest {
                 "multi-label STAPLE needs every reader on every case; local readers read one site only",
             ));
         }
+        Ok(())
+    }
+
+    fn validate_sites(&self) -> Result<(), ManifestError> {
         if self.privacy.min_sites < fedanno_protocol::secagg::MIN_ROSTER as u32 {
             return Err(invalid(
                 "privacy.min_sites",
@@ -353,11 +440,7 @@ impl Manifest {
             ));
         }
         let sites = &self.participants.sites;
-        if !distinct(sites)
-            || sites
-                .iter()
-                .any(|s| fedanno_protocol::ids::SiteId::new(s.clone()).is_err())
-        {
+        if !distinct(sites) || !sites.iter().all(|s| valid_site(s)) {
             return Err(invalid(
                 "participants.sites",
                 "distinct valid site ids, please",
@@ -373,49 +456,32 @@ impl Manifest {
                 ),
             ));
         }
-        for s in self.readers.local.keys() {
-            if !sites.contains(s) {
-                return Err(invalid(
-                    "readers.local",
-                    format!("site {s:?} is not a participant"),
-                ));
-            }
+        match self.readers.local.keys().find(|s| !sites.contains(s)) {
+            Some(s) => Err(invalid(
+                "readers.local",
+                format!("site {s:?} is not a participant"),
+            )),
+            None => Ok(()),
         }
-        for m in &self.metrics.release {
-            if !METRICS.contains(&m.as_str()) {
-                return Err(invalid(
-                    "metrics.release",
-                    format!("unknown metric {m:?} (known: {})", METRICS.join(", ")),
-                ));
-            }
-        }
-        if self.deadlines.round_timeout_secs == 0 || self.deadlines.round_timeout_secs > 86_400 {
-            return Err(invalid(
-                "deadlines.round_timeout_secs",
-                "between 1 and 86400",
-            ));
-        }
-        Ok(())
     }
 
     /// Every reader with its kind, in the study's rater order: sorted by id (as the offline
     /// `--readers-dir` pool orders them, so federated and pooled runs index raters alike).
-    pub fn reader_list(&self) -> Vec<(String, &'static str)> {
-        let mut v: Vec<(String, &'static str)> = self
-            .readers
+    pub fn reader_list(&self) -> Vec<(String, ReaderKind)> {
+        let r = &self.readers;
+        let mut v: Vec<(String, ReaderKind)> = r
             .panel
             .iter()
-            .map(|r| (r.clone(), "panel"))
-            .chain(self.readers.models.iter().map(|r| (r.clone(), "model")))
+            .map(|id| (id.clone(), ReaderKind::Panel))
+            .chain(r.models.iter().map(|id| (id.clone(), ReaderKind::Model)))
             .chain(
-                self.readers
-                    .local
+                r.local
                     .values()
                     .flatten()
-                    .map(|r| (r.clone(), "local")),
+                    .map(|id| (id.clone(), ReaderKind::Local)),
             )
             .collect();
-        v.sort();
+        v.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
         v
     }
 
@@ -430,22 +496,22 @@ impl Manifest {
         self.reader_list()
             .into_iter()
             .filter(|(r, kind)| {
-                *kind != "local" || self.readers.local.get(site).is_some_and(|l| l.contains(r))
+                *kind != ReaderKind::Local
+                    || self.readers.local.get(site).is_some_and(|l| l.contains(r))
             })
             .map(|r| r.0)
             .collect()
     }
 
-    /// The statistic names the policy sees for this study's releases.
-    pub fn statistics(&self) -> Vec<&'static str> {
-        let mut v = vec![self.consensus.method.as_str()];
-        if self.metrics.release.iter().any(|m| m != "agreement") {
-            v.push("segmentation-metrics");
+    /// The statistics this study's releases carry (what the policy sees).
+    pub fn statistics(&self) -> Vec<Statistic> {
+        let release = &self.metrics.release;
+        let mut v = vec![self.consensus.method.statistic()];
+        if release.iter().any(|m| *m != Metric::Agreement) {
+            v.push(Statistic::SegmentationMetrics);
         }
-        if self.metrics.release.iter().any(|m| m == "agreement")
-            && self.task.kind == TaskKind::Classification
-        {
-            v.push("agreement");
+        if self.metrics.releases(Metric::Agreement) && self.task.kind == TaskKind::Classification {
+            v.push(Statistic::Agreement);
         }
         v
     }
@@ -490,7 +556,7 @@ impl Manifest {
             let d = policy.decide(&Outbound {
                 kind: MessageKind::MaskedVector,
                 to_roles: Some(coordinator_roles),
-                statistic: Some(stat),
+                statistic: Some(stat.as_str()),
                 contributing_sites: Some(self.privacy.min_sites),
                 cases: Some(self.privacy.min_cases),
             });
@@ -573,6 +639,13 @@ mod tests {
         assert!(e.contains("reserved"), "{e}");
         let e = Manifest::parse(&format!("{}\nsurprise = 1\n", base())).unwrap_err();
         assert!(matches!(e, ManifestError::Parse(_)), "{e}");
+        let text = base().replace(
+            "[metrics]\nrelease = [",
+            "[metrics]\nrelease = [\"kappa\", ",
+        );
+        assert_ne!(text, base(), "no metrics in the template");
+        let e = Manifest::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("kappa") && e.contains("hd95"), "{e}");
     }
 
     #[test]
@@ -593,22 +666,11 @@ mod tests {
     fn strict_policy_declines_small_studies_and_research_policy_joins() {
         let m = Manifest::parse(&base()).unwrap();
         let roles = vec![Role::Site, Role::Coordinator];
-        let research = Policy::parse(
-            &std::fs::read_to_string(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../policies/research-site.toml"),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        let strict = Policy::parse(
-            &std::fs::read_to_string(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../policies/strict-site.toml"),
-            )
-            .unwrap(),
-        )
-        .unwrap();
+        let policy = |name: &str| {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+            Policy::parse(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+        };
+        let (research, strict) = (policy("research-site.toml"), policy("strict-site.toml"));
         let d = m.evaluate(&research, "site-a", &roles);
         assert!(d.joined, "{:?}", d.reasons);
         let d = m.evaluate(&strict, "site-a", &roles);

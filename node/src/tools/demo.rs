@@ -252,8 +252,8 @@ async fn demo_study(nodes: &[Node], manifest: &str, reports: &Path) -> Result<De
     std::fs::write(&html_path, render_html(&report))?;
     Ok(DemoReaderStudy {
         study: id,
-        method: report.consensus.method.clone(),
-        protocol: report.consensus.protocol.clone(),
+        method: report.consensus.method.as_str().to_owned(),
+        protocol: report.consensus.protocol.as_str().to_owned(),
         iterations: run.consensus.iterations(),
         secure_rounds: run.progress.secure_rounds,
         report_json: json_path,

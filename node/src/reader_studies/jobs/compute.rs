@@ -147,73 +147,77 @@ pub(super) fn seg_quality(
     hd95: bool,
     data: &LocalData,
 ) -> Result<Vec<u128>, EmError> {
-    let LocalData::Segmentation {
-        n_raters,
-        n_labels,
-        cases,
-        ..
-    } = data
-    else {
-        return Err(EmError::Mismatch("segmentation metrics need segmentations"));
-    };
-    let mut v = vec![0u128; seg_quality_dim(*n_raters)];
+    let (n_raters, n_labels, cases, _) =
+        data.segmentation("segmentation metrics need segmentations")?;
+    let mut v = vec![0u128; seg_quality_dim(n_raters)];
     for case in cases {
-        let truth = consensus_map(consensus, case, *n_labels)?;
+        let truth = consensus_map(consensus, case, n_labels)?;
         let grid = case.grid();
         for (r, labels) in &case.readers {
+            let cells = reader_quality(&truth, labels, hd95.then_some(&grid))?;
             let base = r * SEG_QUALITY_PER_READER;
-            let (mut tp, mut fp, mut fneg, mut tn) = (0u64, 0u64, 0u64, 0u64);
-            for (&t, &x) in truth.iter().zip(labels) {
-                match (t != 0, x != 0) {
-                    (true, true) if t == x => tp += 1,
-                    (true, true) => {
-                        fp += 1;
-                        fneg += 1;
-                    }
-                    (false, true) => fp += 1,
-                    (true, false) => fneg += 1,
-                    (false, false) => tn += 1,
-                }
-            }
-            let cell = |i: usize| base + i;
-            let mut add = |i: usize, x: u128| {
-                if let Some(c) = v.get_mut(cell(i)) {
+            for (i, x) in cells.into_iter().enumerate() {
+                if let Some(c) = v.get_mut(base + i) {
                     *c += x;
-                }
-            };
-            add(0, 1);
-            add(1, u128::from(tp));
-            add(2, u128::from(fp));
-            add(3, u128::from(fneg));
-            add(4, u128::from(tn));
-            let den = 2 * tp + fp + fneg;
-            if den > 0 {
-                let d = (2 * tp) as f64 / den as f64;
-                add(5, u128::from(quantize_unit(d)));
-                add(6, u128::from(quantize_unit(d * d)));
-                add(7, 1);
-                add(8 + dice_bin(d), 1);
-            }
-            if hd95 {
-                let slot = 8 + DICE_BINS;
-                let truth_fg = |x: u8| x != 0;
-                let (a, b) = surface::surface_distances(
-                    &truth,
-                    labels,
-                    &grid,
-                    truth_fg,
-                    Definition::SurfaceDistance,
-                )?;
-                let m = surface::summarize(&a, &b, Definition::SurfaceDistance, 1.0);
-                if m.hd95.is_finite() {
-                    add(slot + hd_bin(m.hd95), 1);
-                } else {
-                    add(slot + HD_EDGES.len() - 1, 1);
                 }
             }
         }
     }
     Ok(v)
+}
+
+/// One reader's quality cells for one case ([`SEG_QUALITY_PER_READER`] of them, in layout
+/// order); the HD95 cells only with a grid.
+fn reader_quality(
+    truth: &[u8],
+    labels: &[u8],
+    grid: Option<&Grid>,
+) -> Result<[u128; SEG_QUALITY_PER_READER], EmError> {
+    let mut cells = [0u128; SEG_QUALITY_PER_READER];
+    let (mut tp, mut fp, mut fneg, mut tn) = (0u64, 0u64, 0u64, 0u64);
+    for (&t, &x) in truth.iter().zip(labels) {
+        match (t != 0, x != 0) {
+            (true, true) if t == x => tp += 1,
+            (true, true) => {
+                fp += 1;
+                fneg += 1;
+            }
+            (false, true) => fp += 1,
+            (true, false) => fneg += 1,
+            (false, false) => tn += 1,
+        }
+    }
+    let mut add = |i: usize, x: u128| {
+        if let Some(c) = cells.get_mut(i) {
+            *c += x;
+        }
+    };
+    add(0, 1);
+    add(1, u128::from(tp));
+    add(2, u128::from(fp));
+    add(3, u128::from(fneg));
+    add(4, u128::from(tn));
+    let den = 2 * tp + fp + fneg;
+    if den > 0 {
+        let d = (2 * tp) as f64 / den as f64;
+        add(5, u128::from(quantize_unit(d)));
+        add(6, u128::from(quantize_unit(d * d)));
+        add(7, 1);
+        add(8 + dice_bin(d), 1);
+    }
+    if let Some(grid) = grid {
+        let slot = 8 + DICE_BINS;
+        let truth_fg = |x: u8| x != 0;
+        let (a, b) =
+            surface::surface_distances(truth, labels, grid, truth_fg, Definition::SurfaceDistance)?;
+        let m = surface::summarize(&a, &b, Definition::SurfaceDistance, 1.0);
+        if m.hd95.is_finite() {
+            add(slot + hd_bin(m.hd95), 1);
+        } else {
+            add(slot + HD_EDGES.len() - 1, 1);
+        }
+    }
+    Ok(cells)
 }
 
 /// Per-unit Dawid–Skene consensus labels under `params` (ties and unrated units: `None`).

@@ -14,6 +14,13 @@ impl Aggregator for Plain<'_> {
         dim: usize,
     ) -> impl Future<Output = Result<Vec<u128>, EmError>> + Send {
         let r = (|| {
+            // Every site decodes the job from its bytes, as a real round does.
+            let job =
+                &Job::from_bytes(&job.to_bytes()).map_err(|e| EmError::Aggregate(e.to_string()))?;
+            assert_eq!(
+                job.input_id(),
+                fedanno_protocol::crypto::sha256(&job.to_bytes())
+            );
             let mut acc = vec![0u128; dim];
             for d in self.0 {
                 let v = compute(job, d)?;
@@ -55,6 +62,15 @@ fn manifest(method: &str, labels: &str, protocol: &str, readers: usize, local: b
         panel.join(", ")
     ))
     .expect("valid manifest")
+}
+
+/// Runs the consensus from step 0 and checks that the release survives its wire form.
+async fn consensus(m: &Manifest, sites: &[LocalData], one_round: bool) -> (ConsensusOutcome, u32) {
+    let (out, next) = run_consensus(m, &mut Plain(sites), one_round, 0)
+        .await
+        .unwrap();
+    released(&out);
+    (out, next)
 }
 
 fn random_cases(
@@ -132,9 +148,7 @@ async fn binary_staple_iterative_and_one_round_equal_pooled() {
             .collect();
         let m = manifest("staple", "\"lesion\"", "iterative", r, false);
         for one_round in [false, true] {
-            let (out, _) = run_consensus(&m, &mut Plain(&sites), one_round, 0)
-                .await
-                .unwrap();
+            let (out, _) = consensus(&m, &sites, one_round).await;
             let ConsensusOutcome::Staple {
                 params,
                 iterations,
@@ -171,9 +185,7 @@ async fn multilabel_staple_equals_pooled() {
             .map(|c| seg(r, 4, c))
             .collect();
         let m = manifest("multilabel-staple", "\"a\", \"b\", \"c\"", "auto", r, false);
-        let (out, _) = run_consensus(&m, &mut Plain(&sites), false, 0)
-            .await
-            .unwrap();
+        let (out, _) = consensus(&m, &sites, false).await;
         let ConsensusOutcome::Multi {
             params,
             priors,
@@ -210,9 +222,7 @@ async fn dawid_skene_and_agreement_equal_pooled() {
             })
             .collect();
         let m = manifest("dawid-skene", "", "auto", r, false);
-        let (out, next) = run_consensus(&m, &mut Plain(&sites), false, 0)
-            .await
-            .unwrap();
+        let (out, next) = consensus(&m, &sites, false).await;
         let ConsensusOutcome::DawidSkene {
             params,
             iterations,
@@ -263,12 +273,8 @@ async fn segmentation_quality_is_additive_and_a_perfect_reader_scores_one() {
         .map(|c| seg(r, 2, c))
         .collect();
     let m = manifest("staple", "\"lesion\"", "iterative", r, false);
-    let (c1, s1) = run_consensus(&m, &mut Plain(&pooled), false, 0)
-        .await
-        .unwrap();
-    let (c2, s2) = run_consensus(&m, &mut Plain(&sites), false, 0)
-        .await
-        .unwrap();
+    let (c1, s1) = consensus(&m, &pooled, false).await;
+    let (c2, s2) = consensus(&m, &sites, false).await;
     assert_eq!(c1, c2);
     let (q1, _) = run_quality(&m, &c1, &mut Plain(&pooled), s1).await.unwrap();
     let (q2, _) = run_quality(&m, &c2, &mut Plain(&sites), s2).await.unwrap();
@@ -324,7 +330,7 @@ fn bench_job_is_deterministic_of_the_right_length_and_ignores_the_data() {
             readers: vec![(0, vec![0, 1])],
         }],
     );
-    assert_eq!(job(1000, 7).statistic(), "bench");
+    assert_eq!(job(1000, 7).statistic(), Statistic::Bench);
     let v = compute(&job(1000, 7), &empty).unwrap();
     assert_eq!(v.len(), 1000);
     assert_eq!(v, compute(&job(1000, 7), &empty).unwrap());
@@ -348,5 +354,136 @@ fn bench_job_is_deterministic_of_the_right_length_and_ignores_the_data() {
     assert!(matches!(
         compute(&job(u32::MAX, 1), &empty),
         Err(EmError::Mismatch(_))
+    ));
+}
+
+/// Every consensus the drivers release survives its wire form unchanged.
+fn released(out: &ConsensusOutcome) {
+    assert_eq!(
+        ConsensusOutcome::from_bytes(&out.to_bytes()).as_ref(),
+        Ok(out)
+    );
+}
+
+#[test]
+fn jobs_and_releases_keep_their_bytes() {
+    // The bytes of the protocol's golden vectors (protocol/src/jobs/tests.rs), from the
+    // statistics types through the conversion.
+    let staple = StapleParams {
+        prior: 0.25,
+        sensitivity: vec![0.5, 1.0],
+        specificity: vec![0.75, 2.0],
+    };
+    let job = Job {
+        study: "lung".into(),
+        step: 300,
+        kind: JobKind::StapleStep {
+            params: staple.clone(),
+        },
+    };
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    assert_eq!(
+        hex(&job.to_bytes()),
+        "046c756e67ac0201000000000000d03f02000000000000e03f000000000000f03f02000000000000e83f0000000000000040"
+    );
+    assert_eq!(Job::from_bytes(&job.to_bytes()), Ok(job.clone()));
+    assert_eq!(job.statistic(), Statistic::Staple);
+    let ds = DsParams {
+        k: 2,
+        n_raters: 1,
+        class_priors: vec![0.5, 0.5],
+        confusion: vec![1.0, 0.0, 0.25, 0.75],
+    };
+    let out = ConsensusOutcome::DawidSkene {
+        params: ds,
+        iterations: 200,
+        converged: true,
+        log_likelihood: -2.0,
+        units: 120,
+    };
+    assert_eq!(
+        hex(&out.to_bytes()),
+        "02020102000000000000e03f000000000000e03f04000000000000f03f0000000000000000000000000000d03f000000000000e83fc8010100000000000000c078"
+    );
+    released(&out);
+}
+
+#[test]
+fn jobs_and_releases_of_inconsistent_shape_are_refused() {
+    let job = |kind| Job {
+        study: "s".into(),
+        step: 1,
+        kind,
+    };
+    let refused = |j: Job| {
+        assert!(
+            matches!(Job::from_bytes(&j.to_bytes()), Err(WireError::Shape(_))),
+            "{j:?}"
+        );
+    };
+    refused(job(JobKind::StapleStep {
+        params: StapleParams {
+            prior: 0.5,
+            sensitivity: vec![0.5, 0.5],
+            specificity: vec![0.5],
+        },
+    }));
+    let multi = MultiLabelParams {
+        n_raters: 2,
+        n_labels: 2,
+        confusion: vec![0.5; 2 * 3 * 2],
+    };
+    let mut short = multi.clone();
+    short.confusion.pop();
+    refused(job(JobKind::MultiStep {
+        params: short,
+        priors: vec![0.5, 0.5],
+    }));
+    refused(job(JobKind::MultiCounts {
+        params: multi.clone(),
+        priors: vec![1.0],
+    }));
+    let mut huge = multi.clone();
+    huge.n_raters = usize::MAX;
+    refused(job(JobKind::SegQuality {
+        consensus: SegConsensus::Multi {
+            params: huge,
+            priors: vec![0.5, 0.5],
+        },
+        hd95: false,
+    }));
+    let ds = DsParams {
+        k: 3,
+        n_raters: 1,
+        class_priors: vec![0.5; 3],
+        confusion: vec![0.5; 8],
+    };
+    refused(job(JobKind::DsStep { params: ds.clone() }));
+    let ds = DsParams {
+        k: 1 << 31,
+        n_raters: 1 << 31,
+        ..ds
+    };
+    refused(job(JobKind::LabelQuality { params: ds }));
+    let out = ConsensusOutcome::Multi {
+        params: multi.clone(),
+        priors: vec![0.5, 0.5],
+        iterations: 1,
+        converged: true,
+        label_counts: vec![1, 2],
+    };
+    assert!(matches!(
+        ConsensusOutcome::from_bytes(&out.to_bytes()),
+        Err(WireError::Shape(_))
+    ));
+    // Well-formed ones pass, and garbage is a codec error, not a panic.
+    let ok = job(JobKind::MultiCounts {
+        params: multi,
+        priors: vec![0.5, 0.5],
+    });
+    assert_eq!(Job::from_bytes(&ok.to_bytes()), Ok(ok));
+    assert!(matches!(
+        Job::from_bytes(&[0xff; 9]),
+        Err(WireError::Codec(_))
     ));
 }

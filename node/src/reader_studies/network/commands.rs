@@ -544,7 +544,7 @@ async fn run_rounds(
     );
     note(cx, study, what).await?;
     update(cx, study, |p| p.phase = RunPhase::Release);
-    let body = fedanno_protocol::codec::encode(&consensus);
+    let body = consensus.to_bytes();
     release(cx, m, &sites, ReleaseKind::Consensus, body).await?;
     if sites.contains(cx.site()) {
         store_consensus(cx, m, &consensus).await?;

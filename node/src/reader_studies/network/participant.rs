@@ -7,7 +7,7 @@ use std::sync::Arc;
 use fedanno_protocol::crypto;
 use fedanno_protocol::ids::SiteId;
 use fedanno_protocol::reader_study::{
-    self as wire, ReadCount, ReaderStudyRequest, ReaderStudyResponse, SignedManifest,
+    ReadCount, ReaderStudyRequest, ReaderStudyResponse, SignedManifest,
 };
 use fedanno_protocol::secagg::{self, MaskedInput, RoundKey, SignedRoster, SubmissionStatement};
 use fedanno_protocol::wire::{RefusalReason, Request, Response};
@@ -357,8 +357,7 @@ async fn accept_release(
         .map_err(|e| bad(e.to_string()))?
     {
         ReleaseKind::Consensus => {
-            let outcome: ConsensusOutcome =
-                wire::decode_job(body).map_err(|e| bad(e.to_string()))?;
+            let outcome = ConsensusOutcome::from_bytes(body).map_err(|e| bad(e.to_string()))?;
             store_consensus(cx, &m, &outcome).await?;
             cx.store()
                 .set_reader_study_state(&m.study.id, ReaderStudyState::Completed, None)
@@ -606,9 +605,8 @@ fn check_round(
             "the job is not the roster's input".into(),
         ));
     }
-    let job: Job =
-        wire::decode_job(job_bytes).map_err(|e| Refusal::Malformed(format!("job: {e}")))?;
-    if job.study != r.study || job.statistic() != r.schema {
+    let job = Job::from_bytes(job_bytes).map_err(|e| Refusal::Malformed(format!("job: {e}")))?;
+    if job.study != r.study || job.statistic().as_str() != r.schema {
         return Err(Refusal::Malformed(
             "the job belongs to another study or schema".into(),
         ));
@@ -656,7 +654,7 @@ pub(super) async fn contribute(
     drop(x);
     let cases = data.cases();
     if let Some(member) = from {
-        let rel = vector_release(r, job.statistic(), cases);
+        let rel = vector_release(r, job.statistic().as_str(), cases);
         if let Err(e) = cx.gate(MessageKind::MaskedVector, &rel, Some(member)).await {
             return Err(Refusal::Policy(e.to_string()));
         }

@@ -37,7 +37,6 @@ details>*{display:block}}
 
 /// The report as a self-contained HTML page.
 pub fn render_html(r: &ReaderStudyReport) -> String {
-    let c = &r.consensus;
     let mut h = String::with_capacity(16 * 1024);
     let _ = write!(
         h,
@@ -53,18 +52,33 @@ pub fn render_html(r: &ReaderStudyReport) -> String {
         esc(&r.study),
         esc(&r.title),
         esc(&r.study),
-        esc(&r.task),
+        esc(r.task.as_str()),
         fmt_time(r.generated_at),
         esc(&r.coordinator)
     );
+    summary(&mut h, r);
+    h.push_str(r#"<section id="sites"><h2>Sites</h2>"#);
+    table(&mut h, &sites_table(r));
+    h.push_str("</section>\n");
+    readers(&mut h, r);
+    agreement(&mut h, r);
+    privacy(&mut h, r);
+    h.push_str("\n<section id=\"audit\"><h2>Audit checkpoints</h2>");
+    table(&mut h, &audit_table(r));
+    h.push_str("</section>\n</main></body></html>\n");
+    h
+}
 
+/// The consensus at a glance, and its parameters on demand.
+fn summary(h: &mut String, r: &ReaderStudyReport) {
+    let c = &r.consensus;
     h.push_str(r#"<section id="summary"><h2>Summary</h2><dl class="facts">"#);
     let contributed = r.sites.iter().filter(|s| s.status == "contributed").count();
     let unit = unit_name(r);
     for (k, v) in [
         (
             "Consensus",
-            format!("{} ({})", esc(&c.method), esc(&c.protocol)),
+            format!("{} ({})", c.method.as_str(), c.protocol.as_str()),
         ),
         (
             "Sites",
@@ -96,21 +110,17 @@ pub fn render_html(r: &ReaderStudyReport) -> String {
         );
     }
     h.push_str("</section>\n");
+}
 
-    h.push_str(r#"<section id="sites"><h2>Sites</h2>"#);
-    table(&mut h, &sites_table(r));
-    h.push_str("</section>\n");
-
-    readers(&mut h, r);
-    agreement(&mut h, r);
-
+/// Thresholds, protocol, what was released, and the notes.
+fn privacy(h: &mut String, r: &ReaderStudyReport) {
     let p = &r.privacy;
     let _ = write!(
         h,
         r#"<section id="privacy"><h2>Privacy and protocol</h2><dl class="facts"><dt>Aggregation</dt><dd>{}</dd><dt>Protocol</dt><dd>{} · {} secure rounds</dd><dt>Minimum sites</dt><dd>{}</dd><dt>Minimum cases</dt><dd>{}</dd></dl><h3>Released statistics</h3>{}"#,
         esc(&p.aggregation),
-        esc(&c.protocol),
-        c.secure_rounds,
+        r.consensus.protocol.as_str(),
+        r.consensus.secure_rounds,
         p.min_sites,
         p.min_cases,
         list(&p.released),
@@ -119,45 +129,24 @@ pub fn render_html(r: &ReaderStudyReport) -> String {
         let _ = write!(h, "<h3>Notes</h3>{}", list(&p.notes));
     }
     h.push_str(r#"<p class="note">Only aggregates are released; no per-case data appears in this report.</p></section>"#);
-
-    h.push_str("\n<section id=\"audit\"><h2>Audit checkpoints</h2>");
-    table(&mut h, &audit_table(r));
-    h.push_str("</section>\n</main></body></html>\n");
-    h
 }
 
 /// Reader performance: table, grouped bars, Dice/HD95 small multiples, confusion heat maps.
 fn readers(h: &mut String, r: &ReaderStudyReport) {
-    let cls = r.is_classification();
     h.push_str(r#"<section id="readers"><h2>Reader performance</h2>"#);
     table(h, &readers_table(r));
     if !r.readers.is_empty() {
-        let third = if cls { "accuracy" } else { "Dice (pooled)" };
-        let bars: Vec<(&str, Vec<Option<f64>>)> = r
-            .readers
-            .iter()
-            .map(|p| {
-                let v = if cls { p.accuracy } else { p.dice_pooled };
-                (p.reader.as_str(), vec![p.sensitivity, p.specificity, v])
-            })
-            .collect();
-        let title = format!("Sensitivity, specificity and {third} per reader (0–1)");
-        let _ = write!(
-            h,
-            "<figure>{}<figcaption>{}.</figcaption></figure>",
-            bar_chart(&title, &["sensitivity", "specificity", third], &bars),
-            esc(&title)
-        );
+        reader_bars(h, r);
     }
-    for (name, pick, what) in [
-        ("Dice distribution per reader", 0, "Dice"),
-        ("HD95 distribution per reader (mm)", 1, "HD95"),
+    for (name, what) in [
+        ("Dice distribution per reader", "Dice"),
+        ("HD95 distribution per reader (mm)", "HD95"),
     ] {
         let charts: Vec<String> = r
             .readers
             .iter()
             .filter_map(|p| {
-                let hist = if pick == 0 {
+                let hist = if what == "Dice" {
                     &p.dice_histogram
                 } else {
                     &p.hd95_histogram
@@ -174,6 +163,33 @@ fn readers(h: &mut String, r: &ReaderStudyReport) {
             );
         }
     }
+    confusion_maps(h, r);
+    h.push_str("</section>\n");
+}
+
+/// Sensitivity, specificity and accuracy (classification) or Dice, grouped per reader.
+fn reader_bars(h: &mut String, r: &ReaderStudyReport) {
+    let cls = r.is_classification();
+    let third = if cls { "accuracy" } else { "Dice (pooled)" };
+    let bars: Vec<(&str, Vec<Option<f64>>)> = r
+        .readers
+        .iter()
+        .map(|p| {
+            let v = if cls { p.accuracy } else { p.dice_pooled };
+            (p.reader.as_str(), vec![p.sensitivity, p.specificity, v])
+        })
+        .collect();
+    let title = format!("Sensitivity, specificity and {third} per reader (0–1)");
+    let _ = write!(
+        h,
+        "<figure>{}<figcaption>{}.</figcaption></figure>",
+        bar_chart(&title, &["sensitivity", "specificity", third], &bars),
+        esc(&title)
+    );
+}
+
+/// One heat map per reader with a confusion matrix, labelled with the agreement's categories.
+fn confusion_maps(h: &mut String, r: &ReaderStudyReport) {
     let cats = r
         .agreement
         .as_ref()
@@ -207,7 +223,6 @@ fn readers(h: &mut String, r: &ReaderStudyReport) {
     if !first {
         h.push_str("</div>");
     }
-    h.push_str("</section>\n");
 }
 
 /// Agreement: the summary statistics, Cohen's pairs as a table and a pairwise heat map.

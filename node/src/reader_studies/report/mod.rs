@@ -14,6 +14,9 @@ mod text;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::manifest::{Method, Protocol, TaskKind};
+use crate::annotations::readers::ReaderKind;
+
 pub use html::render_html;
 pub use text::render_text;
 
@@ -22,7 +25,7 @@ pub struct ReaderStudyReport {
     pub study: String,
     pub title: String,
     /// "segmentation" | "classification".
-    pub task: String,
+    pub task: TaskKind,
     /// Unix seconds.
     pub generated_at: u64,
     pub coordinator: String,
@@ -48,10 +51,10 @@ pub struct SiteSummary {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConsensusSummary {
-    /// staple | multilabel-staple | dawid-skene | majority.
-    pub method: String,
+    /// staple | multilabel-staple | dawid-skene.
+    pub method: Method,
     /// iterative | one-round.
-    pub protocol: String,
+    pub protocol: Protocol,
     pub secure_rounds: u32,
     pub iterations: u32,
     pub converged: bool,
@@ -68,7 +71,7 @@ pub struct ConsensusSummary {
 pub struct ReaderPerformance {
     pub reader: String,
     /// panel | model | local.
-    pub kind: String,
+    pub kind: ReaderKind,
     pub cases: u64,
     #[serde(default, deserialize_with = "json_num::opt")]
     pub sensitivity: Option<f64>,
@@ -144,7 +147,7 @@ impl ReaderStudyReport {
     /// Whether readers are scored by accuracy and confusion (classification) rather than by
     /// overlap (segmentation).
     pub fn is_classification(&self) -> bool {
-        self.task == "classification"
+        self.task == TaskKind::Classification
     }
 }
 
@@ -373,7 +376,7 @@ fn readers_table(r: &ReaderStudyReport) -> Table {
     let rows = r.readers.iter().map(|p| {
         let mut row = vec![
             p.reader.clone(),
-            p.kind.clone(),
+            p.kind.as_str().to_owned(),
             p.cases.to_string(),
             fmt4(p.sensitivity),
             fmt4(p.specificity),

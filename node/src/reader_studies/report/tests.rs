@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::annotations::readers::ReaderKind;
 
 const HOSTILE: &str = r#"<script>alert(1)</script>&"'"#;
 
@@ -20,10 +21,10 @@ fn site(name: &str, status: &str, reason: Option<&str>) -> SiteSummary {
     }
 }
 
-fn reader(name: &str, kind: &str, sens: f64, spec: f64, dice: f64) -> ReaderPerformance {
+fn reader(name: &str, kind: ReaderKind, sens: f64, spec: f64, dice: f64) -> ReaderPerformance {
     ReaderPerformance {
         reader: name.into(),
-        kind: kind.into(),
+        kind,
         cases: 120,
         sensitivity: Some(sens),
         specificity: Some(spec),
@@ -47,7 +48,7 @@ fn segmentation() -> ReaderStudyReport {
     ReaderStudyReport {
         study: "LIDC-fed-07".into(),
         title: "Lung nodule segmentation, three-site pilot".into(),
-        task: "segmentation".into(),
+        task: TaskKind::Segmentation,
         generated_at: 1_735_732_800,
         coordinator: "site-charite".into(),
         sites: vec![
@@ -56,8 +57,8 @@ fn segmentation() -> ReaderStudyReport {
             site("site-amc", "dropped", Some("timed out in round 9")),
         ],
         consensus: ConsensusSummary {
-            method: "staple".into(),
-            protocol: "iterative".into(),
+            method: Method::Staple,
+            protocol: Protocol::Iterative,
             secure_rounds: 28,
             iterations: 14,
             converged: true,
@@ -68,9 +69,9 @@ fn segmentation() -> ReaderStudyReport {
             parameters: json!({"prior": 0.0132, "sensitivity": {"R1": 0.91}}),
         },
         readers: vec![
-            reader("R1", "panel", 0.9134, 0.9991, 0.8712),
-            reader("R2", "panel", 0.8821, 0.9993, 0.8459),
-            reader("nnU-Net v2", "model", 0.9012, 0.9987, 0.5),
+            reader("R1", ReaderKind::Panel, 0.9134, 0.9991, 0.8712),
+            reader("R2", ReaderKind::Panel, 0.8821, 0.9993, 0.8459),
+            reader("nnU-Net v2", ReaderKind::Model, 0.9012, 0.9987, 0.5),
         ],
         agreement: Some(Agreement {
             categories: vec!["background".into(), "nodule".into()],
@@ -116,8 +117,8 @@ fn segmentation() -> ReaderStudyReport {
 
 fn classification() -> ReaderStudyReport {
     let mut r = segmentation();
-    r.task = "classification".into();
-    r.consensus.method = "dawid-skene".into();
+    r.task = TaskKind::Classification;
+    r.consensus.method = Method::DawidSkene;
     r.consensus.units = 120;
     r.agreement.as_mut().unwrap().categories =
         vec!["BI-RADS 1".into(), "BI-RADS 2".into(), "BI-RADS 4".into()];

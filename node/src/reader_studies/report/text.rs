@@ -16,11 +16,11 @@ pub fn render_text(r: &ReaderStudyReport) -> String {
     let _ = writeln!(
         out,
         "task: {}   coordinator: {}",
-        clean(&r.task),
+        clean(r.task.as_str()),
         clean(&r.coordinator)
     );
     let _ = writeln!(out, "generated: {}", fmt_time(r.generated_at));
-    let (method, protocol, state) = (clean(&c.method), clean(&c.protocol), consensus_state(c));
+    let (method, protocol, state) = (c.method.as_str(), c.protocol.as_str(), consensus_state(c));
     let _ = writeln!(out, "consensus: {method} ({protocol}), {}", clean(&state));
     let _ = writeln!(
         out,

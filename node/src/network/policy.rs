@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
 use super::kinds::MessageKind;
+use crate::reader_studies::jobs::Statistic;
 
 #[derive(Debug, Error)]
 pub enum PolicyError {
@@ -102,7 +103,7 @@ pub struct Rule {
     pub to_roles: Vec<Pattern<RoleName>>,
     /// Statistic kinds covered (for masked vectors and results); empty means any.
     #[serde(default)]
-    pub statistics: Vec<String>,
+    pub statistics: Vec<Pattern<Statistic>>,
     /// Minimum number of contributing sites for an aggregate to be released.
     #[serde(default)]
     pub min_sites: Option<u32>,
@@ -131,7 +132,7 @@ pub struct Outbound<'a> {
     pub kind: MessageKind,
     /// The recipient's roles; `None` for a broadcast to the consortium.
     pub to_roles: Option<&'a [Role]>,
-    pub statistic: Option<&'a str>,
+    pub statistic: Option<Statistic>,
     /// Sites contributing to the aggregate this message belongs to.
     pub contributing_sites: Option<u32>,
     /// Cases behind this site's contribution.
@@ -171,7 +172,7 @@ impl Rule {
         };
         let statistic_ok = self.statistics.is_empty()
             || m.statistic
-                .is_some_and(|s| self.statistics.iter().any(|x| x == "*" || x == s));
+                .is_some_and(|s| self.statistics.iter().any(|p| p.covers(&s)));
         kind_ok && role_ok && statistic_ok
     }
 }
@@ -313,7 +314,7 @@ mod tests {
         let stat = |n, c| Outbound {
             kind: MessageKind::MaskedVector,
             to_roles: Some(&coord),
-            statistic: Some("staple"),
+            statistic: Some(Statistic::Staple),
             contributing_sites: n,
             cases: c,
         };
@@ -329,7 +330,7 @@ mod tests {
         assert!(!p.decide(&stat(None, Some(50))).allowed);
         // Wrong statistic or wrong role: no rule matches, default deny.
         let other = Outbound {
-            statistic: Some("kappa"),
+            statistic: Some(Statistic::DawidSkene),
             ..stat(Some(5), Some(50))
         };
         assert_eq!(p.decide(&other).rule, "(default)");

@@ -42,7 +42,7 @@ mod wire;
 pub use compute::{bench_vector, compute, consensus_map, ds_labels};
 pub use drivers::{run_consensus, run_quality, wants_one_round};
 pub use layout::*;
-pub use statistic::{Statistic, UnknownStatistic};
+pub use statistic::Statistic;
 pub use wire::WireError;
 
 /// Most raters for the one-round STAPLE histogram (3^R cells: absent, background, foreground).

@@ -556,7 +556,7 @@ impl Manifest {
             let d = policy.decide(&Outbound {
                 kind: MessageKind::MaskedVector,
                 to_roles: Some(coordinator_roles),
-                statistic: Some(stat.as_str()),
+                statistic: Some(stat),
                 contributing_sites: Some(self.privacy.min_sites),
                 cases: Some(self.privacy.min_cases),
             });

@@ -15,13 +15,14 @@ use super::members::MemberInfo;
 use crate::network::audit::AuditEvent;
 use crate::network::kinds::MessageKind;
 use crate::network::policy::Outbound;
+use crate::reader_studies::jobs::Statistic;
 
 /// What the policy needs to know about a reader-study release beyond its kind, and the reader
 /// study it belongs to (carried in the envelope header and the audit entries).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Release<'a> {
     pub reader_study: Option<&'a str>,
-    pub statistic: Option<&'a str>,
+    pub statistic: Option<Statistic>,
     pub contributing_sites: Option<u32>,
     pub cases: Option<u64>,
     /// Seal the payload to the recipient (AEAD under a key only it can derive), on top of the

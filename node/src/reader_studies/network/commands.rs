@@ -428,7 +428,7 @@ async fn release(
 ) -> Result<(), AppError> {
     let rel = Release {
         reader_study: Some(&m.study.id),
-        statistic: Some(m.consensus.method.as_str()),
+        statistic: Some(m.consensus.method.statistic()),
         contributing_sites: Some(sites.len() as u32),
         cases: None,
         seal: false,

@@ -19,7 +19,7 @@ use crate::network::node::outbound::Release;
 use crate::network::node::{AppError, MemberInfo, issue_receipt};
 use crate::network::policy::Outbound;
 use crate::reader_studies::ReaderStudyError;
-use crate::reader_studies::jobs::{self, ConsensusOutcome, Job, LocalData};
+use crate::reader_studies::jobs::{self, ConsensusOutcome, Job, LocalData, Statistic};
 use crate::reader_studies::local;
 use crate::reader_studies::manifest::Manifest;
 use crate::reader_studies::states::{ReaderStudyRole, ReaderStudyState, ReleaseKind, SiteStatus};
@@ -450,7 +450,7 @@ async fn check_roster(
 }
 
 /// What the gate needs to know about this site's masked vector under a roster.
-fn vector_release<'a>(r: &'a secagg::Roster, statistic: &'a str, cases: u64) -> Release<'a> {
+fn vector_release(r: &secagg::Roster, statistic: Statistic, cases: u64) -> Release<'_> {
     Release {
         reader_study: Some(&r.study),
         statistic: Some(statistic),
@@ -470,7 +470,11 @@ pub(super) async fn round_key(
     let r = &signed.roster;
     if let Some(member) = from {
         // Refuse early when the policy would refuse the masked vector anyway.
-        let rel = vector_release(r, &r.schema, data.cases());
+        let statistic = r
+            .schema
+            .parse()
+            .map_err(|e: crate::vocabulary::Unknown| Refusal::Malformed(format!("roster: {e}")))?;
+        let rel = vector_release(r, statistic, data.cases());
         let d = cx.policy().decide(&Outbound {
             kind: MessageKind::MaskedVector,
             to_roles: Some(&member.roles),
@@ -654,7 +658,7 @@ pub(super) async fn contribute(
     drop(x);
     let cases = data.cases();
     if let Some(member) = from {
-        let rel = vector_release(r, job.statistic().as_str(), cases);
+        let rel = vector_release(r, job.statistic(), cases);
         if let Err(e) = cx.gate(MessageKind::MaskedVector, &rel, Some(member)).await {
             return Err(Refusal::Policy(e.to_string()));
         }

@@ -1,4 +1,5 @@
-//! RFC 6962 / RFC 9162 Merkle tree hashing and proofs, and the C2SP tlog-checkpoint text.
+//! RFC 6962 / RFC 9162 Merkle tree hashing and proofs, and the C2SP tlog-checkpoint text and
+//! signed-note signature line (the one place both are written).
 //!
 //! This module owns the math of the audit log and nothing else: it does no I/O and keeps no
 //! state. Proofs are built from a [`SubtreeSource`] that answers "what is the root of the
@@ -315,18 +316,8 @@ pub fn note_signature_line(name: &str, public_key: &[u8; 32], signature: &[u8; 6
 
 /// Standard base64 with padding (RFC 4648 §4), as C2SP notes use.
 pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let sym = |v: u32| char::from(ALPHABET.get((v & 63) as usize).copied().unwrap_or(b'='));
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let v = (b(0) << 16) | (b(1) << 8) | b(2);
-        out.push(sym(v >> 18));
-        out.push(sym(v >> 12));
-        out.push(if chunk.len() > 1 { sym(v >> 6) } else { '=' });
-        out.push(if chunk.len() > 2 { sym(v) } else { '=' });
-    }
-    out
+    use ::base64::Engine as _;
+    ::base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 fn to_hash(bytes: &[u8]) -> Hash {

@@ -30,9 +30,9 @@ fn base64_rfc4648_vectors() {
         ("fooba", "Zm9vYmE="),
         ("foobar", "Zm9vYmFy"),
     ] {
-        assert_eq!(base64(i.as_bytes()), o);
+        assert_eq!(merkle::base64(i.as_bytes()), o);
     }
-    assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
+    assert_eq!(merkle::base64(&[0xfb, 0xff]), "+/8=");
 }
 
 #[test]

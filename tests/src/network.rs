@@ -19,13 +19,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 
 pub const CONSORTIUM: &str = "test-consortium";
 
-/// Unix seconds now.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use fedanno_node::site::clock::now;
 
 /// A consortium root that issues certificates.
 pub struct TestConsortium {

@@ -18,7 +18,6 @@ pub mod verify;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use fedanno_protocol::ids::SiteId;
 use fedanno_protocol::merkle::{self, Hash};
@@ -26,6 +25,7 @@ use ring::signature::Ed25519KeyPair;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::site::clock::now;
 use crate::site::store::Store;
 pub use crate::site::store::{
     AuditEntry, AuditFilter, AuditStoreError, RawAuditRow, RawCheckpointRow, RawNode,
@@ -100,14 +100,6 @@ pub fn read_public_key(path: &Path) -> Result<[u8; 32], AuditError> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     hexser::parse_hex::<32>(&text).ok_or_else(|| err("not 64 hex digits".into()))
-}
-
-/// Now, in Unix seconds.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl AuditLog {

@@ -86,13 +86,7 @@ pub struct Shared {
     pub study: crate::reader_studies::network::ReaderStudyState,
 }
 
-/// Unix seconds.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::site::clock::now;
 
 impl Shared {
     pub(super) fn new(

@@ -1,6 +1,6 @@
 //! Serde helpers for fixed-size byte strings: raw bytes in binary formats (postcard encodes
 //! them exactly as `[u8; N]` would, with no length prefix), lower-case hex in human-readable
-//! ones (JSON exports).
+//! ones (JSON exports); and the JSON form of the protocol receipt an entry holds ([`receipt`]).
 
 use serde::de::{Error as _, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
@@ -87,5 +87,68 @@ pub mod opt_hash {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
         Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+/// The protocol's receipt inside an audit entry: its own (postcard) encoding in binary formats,
+/// so an entry's bytes are the receipt's wire bytes; hashes and signature as hex in
+/// human-readable ones, like every other hash of an entry (JSON exports).
+pub mod receipt {
+    use fedanno_protocol::ids::SiteId;
+    use fedanno_protocol::wire::Receipt;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// How a receipt reads in JSON.
+    #[derive(Serialize, Deserialize)]
+    struct Json {
+        receiver: SiteId,
+        #[serde(with = "super::hash")]
+        message_hash: [u8; 32],
+        log_size: u64,
+        #[serde(with = "super::hash")]
+        log_root: [u8; 32],
+        #[serde(with = "super::sig")]
+        signature: [u8; 64],
+    }
+
+    pub fn serialize<S: Serializer>(r: &Receipt, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return r.serialize(s);
+        }
+        let Receipt {
+            receiver,
+            message_hash,
+            log_size,
+            log_root,
+            signature,
+        } = r.clone();
+        Json {
+            receiver,
+            message_hash,
+            log_size,
+            log_root,
+            signature,
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Receipt, D::Error> {
+        if !d.is_human_readable() {
+            return Receipt::deserialize(d);
+        }
+        let Json {
+            receiver,
+            message_hash,
+            log_size,
+            log_root,
+            signature,
+        } = Json::deserialize(d)?;
+        Ok(Receipt {
+            receiver,
+            message_hash,
+            log_size,
+            log_root,
+            signature,
+        })
     }
 }

@@ -268,7 +268,7 @@ async fn request(s: &Shared, member: &MemberInfo, id: u64, env_bytes: &[u8]) {
                 .await
             }
             Request::GetCheckpoint => {
-                let cp = s.audit.checkpoint().await?.to_wire();
+                let cp = s.audit.checkpoint().await?;
                 outbound::respond(
                     s,
                     member,

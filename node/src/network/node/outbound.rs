@@ -175,7 +175,7 @@ pub async fn request_ex(
         s.audit
             .record(AuditEvent::ReceiptReceived {
                 from: member.site.clone(),
-                receipt: receipt.into(),
+                receipt: receipt.clone(),
             })
             .await?;
     }
@@ -239,7 +239,7 @@ pub async fn publish(s: &Shared, kind: &str, g: &Gossip) -> Result<(), AppError>
 
 /// Signs a checkpoint of our audit log and publishes it to the members.
 pub async fn checkpoint(s: &Shared) -> Result<SignedCheckpoint, AppError> {
-    let cp = s.audit.checkpoint().await?.to_wire();
+    let cp = s.audit.checkpoint().await?;
     if !s.members().is_empty() {
         publish(
             s,
@@ -318,7 +318,7 @@ pub(super) async fn command(s: &Shared, c: AppCommand) {
         }
         AppCommand::Witness { to, reply } => {
             let r = async {
-                let cp = s.audit.checkpoint().await?.to_wire();
+                let cp = s.audit.checkpoint().await?;
                 match request(
                     s,
                     &to,

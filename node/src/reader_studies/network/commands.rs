@@ -537,7 +537,6 @@ pub async fn finish(
     let mut audit = Vec::new();
     let hex = |b: &[u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     let cp = s.audit.checkpoint().await?;
-    let cp = cp.to_wire();
     audit.push(crate::reader_studies::report::AuditRef {
         site: s.site.to_string(),
         size: cp.size,

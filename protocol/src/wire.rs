@@ -2,8 +2,9 @@
 //! signed audit artefacts they carry: checkpoints, co-signatures and receipts.
 //!
 //! Messages are versioned by the envelope header (`PROTOCOL_VERSION`); new variants are only ever
-//! appended, so a variant's postcard index never changes within a version. Every free-text field
-//! is bounded at decode ([`MAX_TEXT`]).
+//! appended, so a variant's postcard index never changes within a version. (Version 2 removed
+//! the unused `Request::Hello`, `Response::Hello` and `Response::Ack`, renumbering the variants
+//! after them.) Every free-text field is bounded at decode ([`MAX_TEXT`]).
 //!
 //! Checkpoints use the C2SP tlog-checkpoint text (`<origin>\n<size>\n<base64 root>\n`) signed bare
 //! with Ed25519, as in a C2SP signed note, so standard note verifiers accept them
@@ -43,11 +44,10 @@ pub enum RefusalReason {
     Busy,
 }
 
-/// Request-response, point to point.
+/// Request-response, point to point. (Membership is proven by [`Frame::Hello`], before any
+/// request.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// Membership proof, the first thing after connecting (both directions).
-    Hello { certificate: Certificate },
     /// Ask a peer for its latest signed audit checkpoint.
     GetCheckpoint,
     /// Ask a peer to co-sign our checkpoint.
@@ -65,16 +65,12 @@ pub enum Request {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    Hello {
-        certificate: Certificate,
-    },
     Checkpoint {
         checkpoint: SignedCheckpoint,
     },
     Cosigned {
         cosignature: Cosignature,
     },
-    Ack,
     Refused {
         reason: RefusalReason,
     },

@@ -211,7 +211,6 @@ async fn received(s: &Shared, o: &Opened, kind: &str, bytes: u64) -> Result<(), 
 
 fn kind_of(r: &Request) -> &'static str {
     match r {
-        Request::Hello { .. } => "hello",
         Request::GetCheckpoint => "checkpoint",
         Request::Witness { .. } => "witness",
         Request::Notice { .. } => "notice",
@@ -255,18 +254,6 @@ async fn request(s: &Shared, member: &MemberInfo, id: u64, env_bytes: &[u8]) {
     }
     let answer = async {
         match req {
-            Request::Hello { .. } => {
-                outbound::respond(
-                    s,
-                    member,
-                    id,
-                    "refusal",
-                    &Response::Refused {
-                        reason: RefusalReason::Unsupported,
-                    },
-                )
-                .await
-            }
             Request::GetCheckpoint => {
                 let cp = s.audit.checkpoint().await?;
                 outbound::respond(

@@ -302,7 +302,7 @@ pub(super) async fn command(s: &Shared, c: AppCommand) {
         } => {
             let r = async {
                 match request(s, &to, "notice", &Request::Notice { topic, body }).await? {
-                    Response::Receipt { .. } | Response::Ack => Ok(()),
+                    Response::Receipt { .. } => Ok(()),
                     Response::Refused { reason } => Err(AppError::Refused(format!("{reason:?}"))),
                     _ => Err(AppError::BadReply("unexpected response to a notice".into())),
                 }

@@ -19,6 +19,17 @@ fn checkpoint() -> SignedCheckpoint {
     )
 }
 
+/// site-b's receipt for a message, signed with key 3.
+fn receipt() -> Receipt {
+    Receipt::sign(
+        site("site-b"),
+        sha256(b"msg"),
+        42,
+        sha256(b"b-root"),
+        &ed25519_key(3),
+    )
+}
+
 #[test]
 fn base64_rfc4648_vectors() {
     for (i, o) in [
@@ -56,13 +67,7 @@ fn golden_vectors() {
         hex(&co.signature),
         "40a7323b9ba83a644691330d2a038e1472c9783a349d6c9a44ed114aa3629c77d2988e76c35a3719535ec64e697dc8bfdc302700323918660196346940103703"
     );
-    let r = Receipt::sign(
-        site("site-b"),
-        sha256(b"msg"),
-        42,
-        sha256(b"b-root"),
-        &ed25519_key(3),
-    );
+    let r = receipt();
     assert_eq!(
         hex(&r.signature),
         "6332dd32e96c292d77386b46696adedcd18cec134aff47dfeb3133b52e9ec211952a9d1d92ed587103106735c1acd467cb56faf08e27d5470dec60126f614a07"
@@ -141,13 +146,7 @@ fn checkpoints_cosignatures_receipts_verify_and_refuse_tampering() {
     };
     assert_eq!(fake.verify(&cp, &pk_a), Err(WireError::BadSignature));
 
-    let r = Receipt::sign(
-        site("site-b"),
-        sha256(b"msg"),
-        42,
-        sha256(b"b-root"),
-        &ed25519_key(3),
-    );
+    let r = receipt();
     r.verify(&pk_b).unwrap();
     assert_eq!(r.verify(&pk_a), Err(WireError::BadSignature));
     for f in [

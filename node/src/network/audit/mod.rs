@@ -252,16 +252,21 @@ impl AuditLog {
     }
 }
 
+/// `size`, or the log's size now.
+async fn size_or_current(store: &Store, size: Option<u64>) -> Result<u64, AuditError> {
+    Ok(match size {
+        Some(s) => s,
+        None => store.audit_head().await?.0,
+    })
+}
+
 /// [`AuditLog::prove_inclusion`] without a signing key (auditors).
 pub async fn prove_inclusion(
     store: &Store,
     seq: u64,
     size: Option<u64>,
 ) -> Result<InclusionProof, AuditError> {
-    let size = match size {
-        Some(s) => s,
-        None => store.audit_head().await?.0,
-    };
+    let size = size_or_current(store, size).await?;
     let proof = store.audit_inclusion_proof(seq, size).await?;
     let root = store.audit_root_at(size).await?;
     let entry = store
@@ -287,10 +292,7 @@ pub async fn prove_consistency(
     old: u64,
     new: Option<u64>,
 ) -> Result<ConsistencyProof, AuditError> {
-    let new = match new {
-        Some(s) => s,
-        None => store.audit_head().await?.0,
-    };
+    let new = size_or_current(store, new).await?;
     let proof = store.audit_consistency_proof(old, new).await?;
     let old_root = store.audit_root_at(old).await?;
     let new_root = store.audit_root_at(new).await?;
@@ -313,12 +315,16 @@ mod tests {
     use crate::site::store::OpenMode;
     use ring::rand::SystemRandom;
 
+    fn new_key() -> Arc<Ed25519KeyPair> {
+        let pk8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        Arc::new(Ed25519KeyPair::from_pkcs8(pk8.as_ref()).unwrap())
+    }
+
     #[tokio::test]
     async fn record_checkpoint_prove_and_verify() {
         let dir = tempfile::tempdir().unwrap();
         let (store, thread) = Store::open(&dir.path().join("db"), OpenMode::Create).unwrap();
-        let pk8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-        let key = Arc::new(Ed25519KeyPair::from_pkcs8(pk8.as_ref()).unwrap());
+        let key = new_key();
         let site = SiteId::new("site-a").unwrap();
         let log = AuditLog::new(store.clone(), key, origin("demo", &site), site.clone());
         assert_eq!(log.origin(), "fedanno.demo/site-a");
@@ -353,8 +359,7 @@ mod tests {
             Err(AuditError::Store(AuditStoreError::OutOfRange { .. }))
         ));
         // A verifier with another key names entry 0.
-        let other = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-        let other = crypto::public_key(&Ed25519KeyPair::from_pkcs8(other.as_ref()).unwrap());
+        let other = crypto::public_key(&new_key());
         let r = verify::verify(&store, &other, &site).await.unwrap();
         assert_eq!(r.problem.unwrap().seq, Some(0));
         drop((log, store));
@@ -365,8 +370,7 @@ mod tests {
     async fn a_log_keeps_the_origin_of_its_first_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let (store, thread) = Store::open(&dir.path().join("db"), OpenMode::Create).unwrap();
-        let pk8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-        let key = Arc::new(Ed25519KeyPair::from_pkcs8(pk8.as_ref()).unwrap());
+        let key = new_key();
         let site = SiteId::new("site-a").unwrap();
         let other = SiteId::new("site-b").unwrap();
         // No checkpoint yet: the consortium joined, else the fixed unjoined origin.

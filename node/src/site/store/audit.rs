@@ -133,6 +133,15 @@ impl RawCheckpointRow {
 }
 
 impl Store {
+    /// Runs `f` on the store thread (one job, so one transaction at most).
+    async fn audit_job<T, F>(&self, f: F) -> Result<T, AuditStoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, AuditStoreError> + Send + 'static,
+    {
+        self.call(move |c| Ok(f(c))).await?
+    }
+
     /// Appends `event` as the next entry, signs the new tree head with `signer`, and commits
     /// (fsync) before answering. Only then may the caller act on the event (send the bytes).
     pub async fn audit_append(
@@ -141,8 +150,8 @@ impl Store {
         timestamp: u64,
         signer: Arc<Ed25519KeyPair>,
     ) -> Result<AuditEntry, AuditStoreError> {
-        self.call(move |c| Ok(append_tx(c, event, timestamp, &signer, None)))
-            .await?
+        self.audit_job(move |c| append_tx(c, event, timestamp, &signer, None))
+            .await
     }
 
     /// Appends the `checkpoint` entry for `cp` and stores `cp`, in one transaction.
@@ -152,37 +161,33 @@ impl Store {
         timestamp: u64,
         signer: Arc<Ed25519KeyPair>,
     ) -> Result<AuditEntry, AuditStoreError> {
-        self.call(move |c| {
+        self.audit_job(move |c| {
             let event = AuditEvent::Checkpoint {
                 size: cp.size,
                 root: cp.root,
             };
-            Ok(append_tx(c, event, timestamp, &signer, Some(&cp)))
+            append_tx(c, event, timestamp, &signer, Some(&cp))
         })
-        .await?
+        .await
     }
 
     /// Size and root of the log now.
     pub async fn audit_head(&self) -> Result<(u64, Hash), AuditStoreError> {
-        self.call(|c| {
-            Ok((|| {
-                let size = log_size(c)?;
-                let root = StoredTree::new(c).root_at(size)?;
-                Ok((size, root))
-            })())
+        self.audit_job(|c| {
+            let size = log_size(c)?;
+            let root = StoredTree::new(c).root_at(size)?;
+            Ok((size, root))
         })
-        .await?
+        .await
     }
 
     /// Root of the tree of the first `size` entries (`size` ≤ the log's size).
     pub async fn audit_root_at(&self, size: u64) -> Result<Hash, AuditStoreError> {
-        self.call(move |c| {
-            Ok((|| {
-                check_size(c, size)?;
-                StoredTree::new(c).root_at(size)
-            })())
+        self.audit_job(move |c| {
+            check_size(c, size)?;
+            StoredTree::new(c).root_at(size)
         })
-        .await?
+        .await
     }
 
     /// Entries matching `filter`, in seq order.
@@ -190,24 +195,22 @@ impl Store {
         &self,
         filter: AuditFilter,
     ) -> Result<Vec<AuditEntry>, AuditStoreError> {
-        self.call(move |c| Ok(select_entries(c, &filter))).await?
+        self.audit_job(move |c| select_entries(c, &filter)).await
     }
 
     /// One entry.
     pub async fn audit_entry(&self, seq: u64) -> Result<Option<AuditEntry>, AuditStoreError> {
-        self.call(move |c| {
-            Ok((|| {
-                let row = c
-                    .query_row(
-                        &format!("{SELECT_ROW} WHERE seq = ?1"),
-                        [seq as i64],
-                        raw_row,
-                    )
-                    .optional()?;
-                row.map(decode_row).transpose()
-            })())
+        self.audit_job(move |c| {
+            let row = c
+                .query_row(
+                    &format!("{SELECT_ROW} WHERE seq = ?1"),
+                    [seq as i64],
+                    raw_row,
+                )
+                .optional()?;
+            row.map(decode_row).transpose()
         })
-        .await?
+        .await
     }
 
     /// Stores a checkpoint without an entry (e.g. one received from a witness round trip).
@@ -216,11 +219,8 @@ impl Store {
         cp: &SignedCheckpoint,
     ) -> Result<(), AuditStoreError> {
         let cp = cp.clone();
-        self.call(move |c| {
-            insert_checkpoint(c, &cp, None)?;
-            Ok(Ok(()))
-        })
-        .await?
+        self.audit_job(move |c| Ok(insert_checkpoint(c, &cp, None)?))
+            .await
     }
 
     /// Every stored checkpoint, oldest first.
@@ -241,14 +241,12 @@ impl Store {
         seq: u64,
         size: u64,
     ) -> Result<Vec<Hash>, AuditStoreError> {
-        self.call(move |c| {
-            Ok((|| {
-                check_size(c, size)?;
-                merkle::inclusion_proof_from(&mut StoredTree::new(c), seq, size)
-                    .map_err(|e| proof_error(e, size))
-            })())
+        self.audit_job(move |c| {
+            check_size(c, size)?;
+            merkle::inclusion_proof_from(&mut StoredTree::new(c), seq, size)
+                .map_err(|e| proof_error(e, size))
         })
-        .await?
+        .await
     }
 
     /// Consistency proof between the trees of the first `old` and `new` entries.
@@ -257,14 +255,12 @@ impl Store {
         old: u64,
         new: u64,
     ) -> Result<Vec<Hash>, AuditStoreError> {
-        self.call(move |c| {
-            Ok((|| {
-                check_size(c, new)?;
-                merkle::consistency_proof_from(&mut StoredTree::new(c), old, new)
-                    .map_err(|e| proof_error(e, new))
-            })())
+        self.audit_job(move |c| {
+            check_size(c, new)?;
+            merkle::consistency_proof_from(&mut StoredTree::new(c), old, new)
+                .map_err(|e| proof_error(e, new))
         })
-        .await?
+        .await
     }
 
     /// Up to `limit` rows with `seq >= from`, as stored.
@@ -273,16 +269,16 @@ impl Store {
         from: i64,
         limit: u32,
     ) -> Result<Vec<RawAuditRow>, AuditStoreError> {
-        self.call(move |c| {
+        self.audit_job(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "{SELECT_ROW} WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
             ))?;
             let rows = stmt
                 .query_map(params![from, limit], raw_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Ok(rows))
+            Ok(rows)
         })
-        .await?
+        .await
     }
 
     /// Up to `limit` stored interior nodes after `(level, idx)`, in (level, idx) order.
@@ -291,7 +287,7 @@ impl Store {
         after: Option<(i64, i64)>,
         limit: u32,
     ) -> Result<Vec<RawNode>, AuditStoreError> {
-        self.call(move |c| {
+        self.audit_job(move |c| {
             let (l, i) = after.unwrap_or((i64::MIN, i64::MIN));
             let mut stmt = c.prepare_cached(
                 "SELECT level, idx, hash FROM audit_nodes WHERE (level, idx) > (?1, ?2)
@@ -306,14 +302,14 @@ impl Store {
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Ok(rows))
+            Ok(rows)
         })
-        .await?
+        .await
     }
 
     /// Every stored checkpoint row, as stored.
     pub async fn audit_raw_checkpoints(&self) -> Result<Vec<RawCheckpointRow>, AuditStoreError> {
-        self.call(|c| {
+        self.audit_job(|c| {
             let mut stmt = c.prepare(
                 "SELECT id, origin, size, root, timestamp, signer, signature, entry_seq
                  FROM audit_checkpoints ORDER BY id",
@@ -332,9 +328,9 @@ impl Store {
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Ok(rows))
+            Ok(rows)
         })
-        .await?
+        .await
     }
 }
 

@@ -2,7 +2,8 @@
 //! tampering with the SQLite file (edited body, edited body and hash, deleted row, swapped
 //! rows, forged rows at the end and in the middle, edited checkpoint, truncated tail) makes
 //! `audit verify` exit 1 naming the entry; `log` filters; `export` parses back; proofs verify;
-//! kill -9 during a burst of appends loses no committed entry.
+//! kill -9 during a burst of appends loses no committed entry; `audit checkpoint` and a running
+//! node sign under the log's one origin, and a checkpoint under another is refused.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use fedanno_node::network::audit::{AuditEvent, EntryBody};
+use fedanno_protocol::ids::SiteId;
 use fedanno_protocol::merkle::{self, Hash};
+use fedanno_protocol::wire::SignedCheckpoint;
 use ring::rand::SystemRandom;
 use ring::signature::Ed25519KeyPair;
 use rusqlite::{Connection, params};
@@ -629,4 +632,136 @@ fn usage_errors_exit_2() {
     let (ok, text, j) = verify(&site);
     assert!(ok, "{text}");
     assert_eq!(j["size"], 0);
+}
+
+/// `init`, `node request`, `consortium admit` and `consortium join`: a site of `root`.
+fn joined_site(tmp: &Path, root: &Path) -> PathBuf {
+    let site = tmp.join("site");
+    let s = site.to_str().unwrap();
+    run_ok(&["init", "--dir", s, "--site-name", "Origin Site"]);
+    let req = tmp.join("site.req");
+    let cert = tmp.join("site.cert");
+    run_ok(&[
+        "--dir",
+        s,
+        "node",
+        "request",
+        "--out",
+        req.to_str().unwrap(),
+    ]);
+    run_ok(&[
+        "consortium",
+        "admit",
+        "--root",
+        root.to_str().unwrap(),
+        "--request",
+        req.to_str().unwrap(),
+        "--roles",
+        "site",
+        "--out",
+        cert.to_str().unwrap(),
+    ]);
+    run_ok(&[
+        "--dir",
+        s,
+        "consortium",
+        "join",
+        root.join("consortium.info").to_str().unwrap(),
+        cert.to_str().unwrap(),
+        root.join("crl.bin").to_str().unwrap(),
+    ]);
+    site
+}
+
+/// Asks a `node run` on `site` for a checkpoint (`node checkpoint`), then stops it.
+fn node_checkpoint(site: &Path) -> Value {
+    let s = site.to_str().unwrap();
+    let mut node = bin()
+        .args([
+            "--dir",
+            s,
+            "node",
+            "run",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    // Blocks until the node prints its address, or fails when it exits first.
+    let listening = lines.find(|l| l.as_ref().is_ok_and(|l| l.contains("listening on")));
+    assert!(listening.is_some(), "the node exited before listening");
+    let cp = json_of(&run_ok(&["--dir", s, "node", "checkpoint"]));
+    run_ok(&["--dir", s, "node", "stop"]);
+    assert!(node.wait().unwrap().success());
+    cp
+}
+
+#[test]
+fn cli_and_node_checkpoints_share_the_one_origin_of_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    run_ok(&[
+        "consortium",
+        "new",
+        "--name",
+        "origin-test",
+        "--out",
+        root.to_str().unwrap(),
+    ]);
+    let site = joined_site(tmp.path(), &root);
+    let s = site.to_str().unwrap();
+    let from_cli = json_of(&run_ok(&["--dir", s, "audit", "checkpoint", "--json"]));
+    let id = from_cli["signer"].as_str().unwrap().to_string();
+    let origin = format!("fedanno.origin-test/{id}");
+    assert_eq!(from_cli["origin"], origin.as_str());
+    let from_node = node_checkpoint(&site);
+    assert_eq!(from_node["origin"], origin.as_str());
+    // And once more from the CLI, after the node ran.
+    let again = json_of(&run_ok(&["--dir", s, "audit", "checkpoint", "--json"]));
+    assert_eq!(again["origin"], origin.as_str());
+
+    let (ok, text, j) = verify(&site);
+    assert!(ok, "{text}");
+    assert_eq!(j["origin"], origin.as_str());
+    assert!(j["checkpoints_checked"].as_u64().unwrap() >= 3, "{j}");
+
+    // A checkpoint correctly signed with the site's own key, of a true head of the log, but
+    // under another origin: the log now has two origins, and verify names the checkpoint.
+    let keys = fedanno_node::site::identity::load(&site.join("keys")).unwrap();
+    let size = from_cli["size"].as_u64().unwrap();
+    let forged = SignedCheckpoint::sign(
+        &format!("fedanno.local/{id}"),
+        size,
+        hex32(from_cli["root"].as_str().unwrap()),
+        1_700_000_000,
+        SiteId::new(id.clone()).unwrap(),
+        &keys.signing,
+    );
+    let c = db(&site);
+    c.execute(
+        "INSERT INTO audit_checkpoints (origin, size, root, timestamp, signer, signature, entry_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+        params![
+            forged.origin,
+            size as i64,
+            &forged.root[..],
+            1_700_000_000i64,
+            id,
+            &forged.signature[..]
+        ],
+    )
+    .unwrap();
+    let cp_id = c.last_insert_rowid();
+    let (ok, text, j) = verify(&site);
+    assert!(!ok, "a checkpoint under a second origin verified: {text}");
+    assert_eq!(j["problem"]["checkpoint"], cp_id, "{j}");
+    assert!(
+        text.contains(&format!("checkpoint {cp_id}"))
+            && text.contains(&format!("fedanno.local/{id}"))
+            && text.contains("one log has one origin"),
+        "{text}"
+    );
 }

@@ -10,7 +10,7 @@ use crate::envelope::Envelope;
 use crate::envelope::tests::{NOW, header, open_as, seal_secret, sealed_to, sign_key};
 use crate::ids::SiteId;
 use crate::testkit::{XorShift, ed25519_key};
-use crate::wire::{Gossip, Request, Response, SignedCheckpoint};
+use crate::wire::{Frame, Gossip, Request, Response, SignedCheckpoint};
 
 const ROUNDS: usize = 20_000;
 
@@ -128,7 +128,7 @@ fn mutated_wire_messages_never_panic() {
     );
     let pk = crate::crypto::public_key(&ed25519_key(2));
     let seeds: Vec<Vec<u8>> = vec![
-        Request::Hello {
+        Frame::Hello {
             certificate: cert(2),
         }
         .to_bytes(),
@@ -167,6 +167,9 @@ fn mutated_wire_messages_never_panic() {
         }
         if let Ok(Gossip::Checkpoint { checkpoint }) = Gossip::from_bytes(&m) {
             let _ = checkpoint.verify(&pk);
+        }
+        if let Ok(Frame::Hello { certificate }) = Frame::from_bytes(&m) {
+            let _ = certificate.verify(&consortium(), CERT_NOW);
         }
     }
 }

@@ -36,5 +36,6 @@ mod fuzz_tests;
 mod testkit;
 
 /// Version of the wire protocol. Every message carries it; a peer speaking another version is
-/// refused rather than guessed at.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// refused rather than guessed at. Version 2: `wire::Request` and `wire::Response` lost their
+/// unused `Hello`/`Ack` variants, renumbering the variants after them.
+pub const PROTOCOL_VERSION: u16 = 2;

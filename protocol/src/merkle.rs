@@ -1,4 +1,5 @@
-//! RFC 6962 / RFC 9162 Merkle tree hashing and proofs, and the C2SP tlog-checkpoint text.
+//! RFC 6962 / RFC 9162 Merkle tree hashing and proofs, and the C2SP tlog-checkpoint text and
+//! signed-note signature line (the one place both are written).
 //!
 //! This module owns the math of the audit log and nothing else: it does no I/O and keeps no
 //! state. Proofs are built from a [`SubtreeSource`] that answers "what is the root of the
@@ -100,26 +101,12 @@ pub fn inclusion_proof_from<S: SubtreeSource>(
         return Err(ProofError::IndexOutOfRange { index, size });
     }
     // Walk from the root down to the leaf, collecting siblings; the proof lists them upwards.
-    let mut out = Vec::new();
-    let (mut start, mut n, mut m) = (0u64, size, index);
-    while n > 1 {
-        let k = split_point(n);
-        if m < k {
-            out.push(
-                source
-                    .subtree_root(start + k, n - k)
-                    .map_err(ProofError::Source)?,
-            );
-            n = k;
-        } else {
-            out.push(source.subtree_root(start, k).map_err(ProofError::Source)?);
-            start += k;
-            n -= k;
-            m -= k;
-        }
+    let mut walk = Descent::new(size, index);
+    while walk.n > 1 {
+        walk.step(source, walk.m < split_point(walk.n))?;
     }
-    out.reverse();
-    Ok(out)
+    walk.out.reverse();
+    Ok(walk.out)
 }
 
 /// [`consistency_proof`] between sizes `old_size` and `new_size` of a tree known through
@@ -139,33 +126,64 @@ pub fn consistency_proof_from<S: SubtreeSource>(
         return Ok(Vec::new());
     }
     // SUBPROOF(m, D[start..start+n], b), unrolled: every step adds one hash, collected top-down.
-    let mut out = Vec::new();
-    let (mut start, mut n, mut m, mut whole_old_tree) = (0u64, new_size, old_size, true);
-    loop {
-        if m == n {
-            if !whole_old_tree {
-                out.push(source.subtree_root(start, n).map_err(ProofError::Source)?);
-            }
-            break;
-        }
-        let k = split_point(n);
-        if m <= k {
-            out.push(
-                source
-                    .subtree_root(start + k, n - k)
-                    .map_err(ProofError::Source)?,
-            );
-            n = k;
-        } else {
-            out.push(source.subtree_root(start, k).map_err(ProofError::Source)?);
-            start += k;
-            n -= k;
-            m -= k;
-            whole_old_tree = false;
+    let mut walk = Descent::new(new_size, old_size);
+    let mut whole_old_tree = true;
+    while walk.m != walk.n {
+        let left = walk.m <= split_point(walk.n);
+        whole_old_tree &= left;
+        walk.step(source, left)?;
+    }
+    if !whole_old_tree {
+        let root = source.subtree_root(walk.start, walk.n);
+        walk.out.push(root.map_err(ProofError::Source)?);
+    }
+    walk.out.reverse();
+    Ok(walk.out)
+}
+
+/// A walk from the root of a tree of `n` leaves down towards leaf (or size) `m`, as RFC 6962's
+/// PATH and SUBPROOF recurse: the subtree `start .. start + n` it is in, `m` relative to it,
+/// and the sibling roots collected on the way (top-down).
+struct Descent {
+    start: u64,
+    n: u64,
+    m: u64,
+    out: Vec<Hash>,
+}
+
+impl Descent {
+    fn new(n: u64, m: u64) -> Self {
+        Self {
+            start: 0,
+            n,
+            m,
+            out: Vec::new(),
         }
     }
-    out.reverse();
-    Ok(out)
+
+    /// One level down: into the left half (`left`), collecting the right half's root, or into
+    /// the right half, collecting the left half's root.
+    fn step<S: SubtreeSource>(
+        &mut self,
+        source: &mut S,
+        left: bool,
+    ) -> Result<(), ProofError<S::Error>> {
+        let k = split_point(self.n);
+        let sibling = if left {
+            source.subtree_root(self.start + k, self.n - k)
+        } else {
+            source.subtree_root(self.start, k)
+        };
+        self.out.push(sibling.map_err(ProofError::Source)?);
+        if left {
+            self.n = k;
+        } else {
+            self.start += k;
+            self.n -= k;
+            self.m -= k;
+        }
+        Ok(())
+    }
 }
 
 /// RFC 9162 §2.1.3.2: does `proof` show that `leaf` is leaf `index` of the tree of `size`
@@ -315,18 +333,8 @@ pub fn note_signature_line(name: &str, public_key: &[u8; 32], signature: &[u8; 6
 
 /// Standard base64 with padding (RFC 4648 §4), as C2SP notes use.
 pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let sym = |v: u32| char::from(ALPHABET.get((v & 63) as usize).copied().unwrap_or(b'='));
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let v = (b(0) << 16) | (b(1) << 8) | b(2);
-        out.push(sym(v >> 18));
-        out.push(sym(v >> 12));
-        out.push(if chunk.len() > 1 { sym(v >> 6) } else { '=' });
-        out.push(if chunk.len() > 2 { sym(v) } else { '=' });
-    }
-    out
+    use ::base64::Engine as _;
+    ::base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 fn to_hash(bytes: &[u8]) -> Hash {

@@ -2,8 +2,9 @@
 //! signed audit artefacts they carry: checkpoints, co-signatures and receipts.
 //!
 //! Messages are versioned by the envelope header (`PROTOCOL_VERSION`); new variants are only ever
-//! appended, so a variant's postcard index never changes within a version. Every free-text field
-//! is bounded at decode ([`MAX_TEXT`]).
+//! appended, so a variant's postcard index never changes within a version. (Version 2 removed
+//! the unused `Request::Hello`, `Response::Hello` and `Response::Ack`, renumbering the variants
+//! after them.) Every free-text field is bounded at decode ([`MAX_TEXT`]).
 //!
 //! Checkpoints use the C2SP tlog-checkpoint text (`<origin>\n<size>\n<base64 root>\n`) signed bare
 //! with Ed25519, as in a C2SP signed note, so standard note verifiers accept them
@@ -19,6 +20,7 @@ use crate::codec::{self, CodecError, bounded, byte_array};
 use crate::crypto::{self, DOMAIN_COSIGN, DOMAIN_RECEIPT};
 use crate::ids::SiteId;
 use crate::limits::{MAX_ENVELOPE_BYTES, MAX_GOSSIP_BYTES, MAX_TEXT};
+use crate::merkle;
 
 /// Why a wire message or a signed artefact was refused. Never contains payload bytes.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -42,11 +44,10 @@ pub enum RefusalReason {
     Busy,
 }
 
-/// Request-response, point to point.
+/// Request-response, point to point. (Membership is proven by [`Frame::Hello`], before any
+/// request.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// Membership proof, the first thing after connecting (both directions).
-    Hello { certificate: Certificate },
     /// Ask a peer for its latest signed audit checkpoint.
     GetCheckpoint,
     /// Ask a peer to co-sign our checkpoint.
@@ -64,16 +65,12 @@ pub enum Request {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    Hello {
-        certificate: Certificate,
-    },
     Checkpoint {
         checkpoint: SignedCheckpoint,
     },
     Cosigned {
         cosignature: Cosignature,
     },
-    Ack,
     Refused {
         reason: RefusalReason,
     },
@@ -154,7 +151,7 @@ pub struct SignedCheckpoint {
 impl SignedCheckpoint {
     /// The checkpoint body: `{origin}\n{size}\n{base64 root}\n`.
     pub fn text(&self) -> String {
-        checkpoint_text(&self.origin, self.size, &self.root)
+        merkle::checkpoint_text(&self.origin, self.size, &self.root)
     }
 
     pub fn sign(
@@ -165,7 +162,11 @@ impl SignedCheckpoint {
         signer: SiteId,
         key: &Ed25519KeyPair,
     ) -> Self {
-        let signature = crypto::sign(key, b"", checkpoint_text(origin, size, &root).as_bytes());
+        let signature = crypto::sign(
+            key,
+            b"",
+            merkle::checkpoint_text(origin, size, &root).as_bytes(),
+        );
         Self {
             origin: origin.to_owned(),
             size,
@@ -188,23 +189,13 @@ impl SignedCheckpoint {
         }
     }
 
-    /// The checkpoint as a C2SP signed note, with the origin as the key name:
-    /// text, a blank line, and `— <origin> <base64(key id ‖ signature)>`, where the key id is
-    /// the first 4 bytes of SHA-256(name ‖ "\n" ‖ 0x01 ‖ key).
+    /// The checkpoint as a C2SP signed note, with the origin as the key name: text, a blank
+    /// line, and the signature line ([`merkle::note_signature_line`]).
     pub fn to_signed_note(&self, key: &[u8; 32]) -> String {
-        let mut id_input = Vec::with_capacity(self.origin.len() + 34);
-        id_input.extend_from_slice(self.origin.as_bytes());
-        id_input.push(b'\n');
-        id_input.push(0x01);
-        id_input.extend_from_slice(key);
-        let id = crypto::sha256(&id_input);
-        let mut sig = id.get(..4).unwrap_or_default().to_vec();
-        sig.extend_from_slice(&self.signature);
         format!(
-            "{}\n\u{2014} {} {}\n",
+            "{}\n{}",
             self.text(),
-            self.origin,
-            base64(&sig)
+            merkle::note_signature_line(&self.origin, key, &self.signature)
         )
     }
 }
@@ -213,10 +204,6 @@ impl SignedCheckpoint {
 /// and no NUL, which keeps the bare-signed text out of every `fedanno-*\0` signature domain).
 pub fn valid_origin(origin: &str) -> bool {
     !origin.is_empty() && origin.len() <= MAX_TEXT && !origin.chars().any(char::is_control)
-}
-
-fn checkpoint_text(origin: &str, size: u64, root: &[u8; 32]) -> String {
-    format!("{origin}\n{size}\n{}\n", base64(root))
 }
 
 /// A witness's co-signature of a checkpoint, over
@@ -307,22 +294,6 @@ impl Receipt {
             Err(WireError::BadSignature)
         }
     }
-}
-
-/// RFC 4648 base64 (standard alphabet, padded), as the C2SP formats use.
-pub fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let sym = |v: u32| A.get((v & 63) as usize).map_or('=', |&c| char::from(c));
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
-        let n = (b(0) << 16) | (b(1) << 8) | b(2);
-        out.push(sym(n >> 18));
-        out.push(sym(n >> 12));
-        out.push(if chunk.len() > 1 { sym(n >> 6) } else { '=' });
-        out.push(if chunk.len() > 2 { sym(n) } else { '=' });
-    }
-    out
 }
 
 #[cfg(test)]

@@ -25,13 +25,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 
 pub const CONSORTIUM: &str = "test-consortium";
 
-/// Unix seconds now.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use fedanno_node::site::clock::now;
 
 /// How long a cluster of nodes has to connect.
 const CONNECT: Duration = Duration::from_secs(30);

@@ -11,6 +11,7 @@ use fedanno_node::network::daemon::StartOptions;
 use fedanno_node::network::node::{Node, SealingPublic};
 use fedanno_node::network::policy::Policy;
 use fedanno_node::site::store::AuditFilter;
+use fedanno_protocol::PROTOCOL_VERSION;
 use fedanno_protocol::cert::{Certificate, CertificateBody};
 use fedanno_protocol::envelope::{Envelope, Header, PayloadKind};
 use fedanno_protocol::wire::{Frame, RefusalReason, Request};
@@ -269,7 +270,7 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
         )
     };
 
-    let good = Envelope::sign(header(u64::MAX / 2, 1), &notice, &b_signing);
+    let good = Envelope::sign(header(u64::MAX / 2, PROTOCOL_VERSION), &notice, &b_signing);
     // A well-formed notice from a member is answered (A's strict policy still lets receipts go).
     let ok = send(frame(&good)).await.unwrap();
     assert!(!matches!(Frame::from_bytes(&ok), Ok(Frame::Refused { .. })));
@@ -288,20 +289,25 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
     bytes[mid] ^= 0x40;
     assert!(refused(send(Frame::Envelope { bytes }.to_bytes()).await));
     // Truncated.
-    let mut bytes = Envelope::sign(header(u64::MAX / 2 + 1, 1), &notice, &b_signing).to_bytes();
+    let mut bytes = Envelope::sign(
+        header(u64::MAX / 2 + 1, PROTOCOL_VERSION),
+        &notice,
+        &b_signing,
+    )
+    .to_bytes();
     bytes.truncate(bytes.len() - 10);
     assert!(refused(send(Frame::Envelope { bytes }.to_bytes()).await));
-    // Wrong protocol version.
+    // Wrong protocol version (the next one).
     assert!(refused(
         send(frame(&Envelope::sign(
-            header(u64::MAX / 2 + 2, 2),
+            header(u64::MAX / 2 + 2, PROTOCOL_VERSION + 1),
             &notice,
             &b_signing
         )))
         .await
     ));
     // A clock an hour ahead: refused, and the audited reason names the skew and what to do.
-    let mut skewed = header(u64::MAX / 2 + 4, 1);
+    let mut skewed = header(u64::MAX / 2 + 4, PROTOCOL_VERSION);
     skewed.timestamp = now() + 3600;
     assert!(refused(
         send(frame(&Envelope::sign(skewed, &notice, &b_signing))).await
@@ -313,7 +319,7 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
     assert!(skew_noted, "{:?}", c.events(0, "rejected").await);
     // Sealed to C, addressed to A.
     let sealed = Envelope::seal(
-        header(u64::MAX / 2 + 3, 1),
+        header(u64::MAX / 2 + 3, PROTOCOL_VERSION),
         &notice,
         &[(c.id(2).clone(), c_sealing)],
         &b_signing,

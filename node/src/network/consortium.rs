@@ -27,13 +27,7 @@ pub const SITE_DIR: &str = "consortium";
 pub const CERT_FILE: &str = "certificate.bin";
 pub const LIBP2P_KEY_FILE: &str = "libp2p.key";
 
-/// Unix seconds.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::site::clock::now;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::network::audit::{self, AuditEvent, AuditLog};
+use crate::network::audit::{AuditEvent, AuditLog};
 use crate::network::consortium;
 use crate::network::control;
 use crate::network::node::{Node, NodeParams};
@@ -282,12 +282,13 @@ async fn start_checked(
         None => load_policy(site)?,
     };
     let me = site.config.site.id.clone();
-    let audit_log = AuditLog::new(
+    let audit_log = AuditLog::open(
         site.store.clone(),
         signing.clone(),
-        audit::origin(&m.info.name, &me),
         me.clone(),
-    );
+        Some(&m.info.name),
+    )
+    .await?;
     audit_log
         .record(AuditEvent::Membership {
             what: format!(

@@ -4,9 +4,10 @@
 //! opening a site for the other commands. Below it: the configuration ([`config`]), the keys
 //! ([`identity`]), the SQLite store ([`store`], the only module that names rusqlite, one
 //! thread), DICOM reading, pseudonymisation and writing ([`dicom`], the only module that names
-//! the DICOM crates), header ingest ([`ingest`]) and day arithmetic ([`calendar`]).
+//! the DICOM crates), header ingest ([`ingest`]), day arithmetic ([`calendar`]) and the wall clock ([`clock`]).
 
 pub mod calendar;
+pub mod clock;
 pub mod config;
 pub mod dicom;
 pub mod identity;

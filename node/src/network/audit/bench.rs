@@ -3,7 +3,6 @@
 //! fresh site (or the one in `--keep DIR`, which is reused and grown).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -11,8 +10,6 @@ use fedanno_protocol::ids::SiteId;
 use serde::Serialize;
 
 use super::{AuditEvent, AuditLog};
-use crate::site::config::KEYS_DIR;
-use crate::site::identity;
 use crate::site::{self, Site};
 
 #[derive(Debug, Serialize)]
@@ -79,16 +76,10 @@ pub async fn run(
         site::init(&site_dir, "Bench Site", None)?;
     }
     let site = Site::open(&site_dir)?;
-    let keys = identity::load(&site_dir.join(KEYS_DIR))?;
-    let id = site.config.site.id.clone();
-    let log = AuditLog::new(
-        site.store.clone(),
-        Arc::new(keys.signing),
-        super::origin("bench", &id),
-        id,
-    );
-    let result = measure(&log, entries, &mut on_commit).await;
-    drop(log);
+    let result = match AuditLog::open_site(&site).await {
+        Ok(log) => measure(&log, entries, &mut on_commit).await,
+        Err(e) => Err(e),
+    };
     site.close();
     if temporary {
         let _ = std::fs::remove_dir_all(&root);

@@ -11,6 +11,7 @@
 //! Callers must keep it that way: `reason`/`what` strings are written by our code, not copied
 //! from DICOM.
 
+use fedanno_protocol::codec::{self, CodecError};
 use fedanno_protocol::ids::SiteId;
 use fedanno_protocol::merkle::Hash;
 use serde::{Deserialize, Serialize};
@@ -61,10 +62,7 @@ pub enum AuditEvent {
         reasons: Vec<String>,
     },
     /// A connection or membership refusal (`peer`: a PeerId text or a SiteId).
-    Refused {
-        peer: String,
-        reason: String,
-    },
+    Refused { peer: String, reason: String },
     /// A message that failed envelope checks.
     Rejected {
         from: String,
@@ -79,6 +77,7 @@ pub enum AuditEvent {
     },
     ReceiptReceived {
         from: SiteId,
+        #[serde(with = "hexser::receipt")]
         receipt: Receipt,
     },
     /// This node signed a checkpoint of its own log at `size` with `root`.
@@ -95,17 +94,12 @@ pub enum AuditEvent {
         root: Hash,
     },
     /// Consortium joined, revocation list updated, …
-    Membership {
-        what: String,
-    },
+    Membership { what: String },
     /// A reader-study step at this site: launched, joined or declined (with reasons), cases
     /// assigned, a secure sum completed or aborted, a roster refused by the differencing
     /// guard, a release received. Named `study` in JSON and in the `kind` column.
     #[serde(rename = "study")]
-    ReaderStudy {
-        study: String,
-        what: String,
-    },
+    ReaderStudy { study: String, what: String },
 }
 
 impl AuditEvent {
@@ -189,7 +183,10 @@ impl EntryBody {
 
     /// The canonical bytes (postcard).
     pub fn encode(&self) -> Result<Vec<u8>, BodyError> {
-        let bytes = postcard::to_stdvec(self).map_err(|_| BodyError::Malformed)?;
+        let bytes = codec::encode(self);
+        if bytes.is_empty() {
+            return Err(BodyError::Malformed);
+        }
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err(BodyError::TooLarge { len: bytes.len() });
         }
@@ -201,20 +198,19 @@ impl EntryBody {
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err(BodyError::TooLarge { len: bytes.len() });
         }
+        // The version leads the body, so an unknown one is named before the rest is read.
         let (version, _) =
             postcard::take_from_bytes::<u16>(bytes).map_err(|_| BodyError::Malformed)?;
         if version != ENTRY_VERSION {
             return Err(BodyError::UnsupportedVersion(version));
         }
-        let (body, rest) =
-            postcard::take_from_bytes::<EntryBody>(bytes).map_err(|_| BodyError::Malformed)?;
-        if !rest.is_empty() {
-            return Err(BodyError::Malformed);
-        }
-        if postcard::to_stdvec(&body).map_err(|_| BodyError::Malformed)? != bytes {
-            return Err(BodyError::NotCanonical);
-        }
-        Ok(body)
+        codec::decode(bytes, MAX_ENTRY_BYTES).map_err(|e| match e {
+            CodecError::NonCanonical => BodyError::NotCanonical,
+            CodecError::Oversized { len, .. } => BodyError::TooLarge { len },
+            CodecError::Truncated | CodecError::TrailingBytes { .. } | CodecError::Malformed => {
+                BodyError::Malformed
+            }
+        })
     }
 }
 
@@ -315,6 +311,31 @@ mod tests {
         let mut expected = vec![0x01, 0x02, 0xac, 0x02, 0x07, 0x02];
         expected.extend([0xab; 32]);
         assert_eq!(body.encode().unwrap(), expected);
+    }
+
+    #[test]
+    fn golden_bytes_and_json_of_a_receipt_entry() {
+        // Pinning the encoding of an entry that embeds a receipt: a change here needs a new
+        // ENTRY_VERSION.
+        let body = EntryBody::new(3, 100, samples().swap_remove(6));
+        let mut expected = vec![0x01, 0x03, 0x64, 0x06];
+        expected.extend(b"\x06site-b\x06site-b");
+        expected.extend([2; 32]);
+        expected.push(5);
+        expected.extend([3; 32]);
+        expected.extend([4; 64]);
+        assert_eq!(body.encode().unwrap(), expected);
+        assert_eq!(EntryBody::decode(&expected).unwrap(), body);
+        // JSON (audit log, export) shows the receipt's hashes and signature as hex.
+        let j = serde_json::to_value(&body.event).unwrap();
+        let r = &j["receipt_received"]["receipt"];
+        assert_eq!(r["message_hash"], "02".repeat(32));
+        assert_eq!(r["log_root"], "03".repeat(32));
+        assert_eq!(r["signature"], "04".repeat(64));
+        assert_eq!(r["receiver"], "site-b");
+        assert_eq!(r["log_size"], 5);
+        let back: AuditEvent = serde_json::from_value(j).unwrap();
+        assert_eq!(back, body.event);
     }
 
     #[test]

@@ -1,20 +1,17 @@
-//! Serde helpers for fixed-size byte strings: raw bytes in binary formats (postcard encodes
-//! them exactly as `[u8; N]` would, with no length prefix), lower-case hex in human-readable
-//! ones (JSON exports).
+//! Serde helpers for fixed-size byte strings: raw bytes in binary formats (the protocol's
+//! `codec::byte_array`: postcard encodes them exactly as `[u8; N]` would, with no length
+//! prefix), lower-case hex in human-readable ones (JSON exports); and the JSON form of the
+//! protocol receipt an entry holds ([`receipt`]).
 
-use serde::de::{Error as _, SeqAccess, Visitor};
-use serde::ser::SerializeTuple;
+use fedanno_protocol::codec::byte_array;
+use serde::de::Error as _;
 use serde::{Deserializer, Serializer};
 
-fn ser_fixed<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+fn ser_fixed<S: Serializer, const N: usize>(bytes: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
     if s.is_human_readable() {
         s.serialize_str(&crate::site::identity::hex(bytes))
     } else {
-        let mut t = s.serialize_tuple(bytes.len())?;
-        for b in bytes {
-            t.serialize_element(b)?;
-        }
-        t.end()
+        byte_array::serialize(bytes, s)
     }
 }
 
@@ -23,23 +20,7 @@ fn de_fixed<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], 
         let s: String = serde::Deserialize::deserialize(d)?;
         parse_hex::<N>(&s).ok_or_else(|| D::Error::custom(format!("expected {N} hex bytes")))
     } else {
-        struct V<const N: usize>;
-        impl<'de, const N: usize> Visitor<'de> for V<N> {
-            type Value = [u8; N];
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                write!(f, "{N} bytes")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; N], A::Error> {
-                let mut out = [0u8; N];
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = seq
-                        .next_element()?
-                        .ok_or_else(|| A::Error::invalid_length(i, &self))?;
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_tuple(N, V::<N>)
+        byte_array::deserialize(d)
     }
 }
 
@@ -87,5 +68,68 @@ pub mod opt_hash {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
         Ok(Option::<W>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+/// The protocol's receipt inside an audit entry: its own (postcard) encoding in binary formats,
+/// so an entry's bytes are the receipt's wire bytes; hashes and signature as hex in
+/// human-readable ones, like every other hash of an entry (JSON exports).
+pub mod receipt {
+    use fedanno_protocol::ids::SiteId;
+    use fedanno_protocol::wire::Receipt;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// How a receipt reads in JSON.
+    #[derive(Serialize, Deserialize)]
+    struct Json {
+        receiver: SiteId,
+        #[serde(with = "super::hash")]
+        message_hash: [u8; 32],
+        log_size: u64,
+        #[serde(with = "super::hash")]
+        log_root: [u8; 32],
+        #[serde(with = "super::sig")]
+        signature: [u8; 64],
+    }
+
+    pub fn serialize<S: Serializer>(r: &Receipt, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return r.serialize(s);
+        }
+        let Receipt {
+            receiver,
+            message_hash,
+            log_size,
+            log_root,
+            signature,
+        } = r.clone();
+        Json {
+            receiver,
+            message_hash,
+            log_size,
+            log_root,
+            signature,
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Receipt, D::Error> {
+        if !d.is_human_readable() {
+            return Receipt::deserialize(d);
+        }
+        let Json {
+            receiver,
+            message_hash,
+            log_size,
+            log_root,
+            signature,
+        } = Json::deserialize(d)?;
+        Ok(Receipt {
+            receiver,
+            message_hash,
+            log_size,
+            log_root,
+            signature,
+        })
     }
 }

@@ -6,6 +6,13 @@
 //! [`AuditLog`] handle the rest of the node records through, and verification ([`verify`]).
 //! The Merkle math is `fedanno_protocol::merkle` (pure); SQL lives only in the store.
 //!
+//! **One origin per log.** Every checkpoint of a site's log carries the same C2SP origin
+//! ([`log_origin`]): the origin of the log's first checkpoint once it has one; before that,
+//! `fedanno.<consortium>/<site>` for the consortium the site joined, or the fixed
+//! `fedanno.local/<site>` for a site that has joined none. The daemon, `fedanno audit
+//! checkpoint` and `fedanno bench audit` all open the log through [`AuditLog::open`], and
+//! `audit verify` refuses a checkpoint of the site under any other origin.
+//!
 //! It must not: put PHI into an entry (ids, pseudonyms, hashes and reasons only), re-encode a
 //! body before hashing it, or let a caller send bytes before [`AuditLog::record`] returned
 //! `Ok` (the entry is committed with fsync by then).
@@ -18,14 +25,19 @@ pub mod verify;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use fedanno_protocol::crypto;
 use fedanno_protocol::ids::SiteId;
 use fedanno_protocol::merkle::{self, Hash};
 use ring::signature::Ed25519KeyPair;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::network::consortium;
+use crate::site::Site;
+use crate::site::clock::now;
+use crate::site::config::KEYS_DIR;
+use crate::site::identity;
 use crate::site::store::Store;
 pub use crate::site::store::{
     AuditEntry, AuditFilter, AuditStoreError, RawAuditRow, RawCheckpointRow, RawNode,
@@ -92,6 +104,40 @@ pub fn origin(consortium: &str, site: &SiteId) -> String {
     format!("fedanno.{consortium}/{site}")
 }
 
+/// What stands for the consortium in the origin of a site that has joined none.
+pub const UNJOINED: &str = "local";
+
+/// The one origin of `site`'s log in `store` (see the module notes): its first own stored
+/// checkpoint's origin, else [`origin`] of `consortium` (the one the site joined), else of
+/// [`UNJOINED`].
+pub async fn log_origin(
+    store: &Store,
+    site: &SiteId,
+    consortium: Option<&str>,
+) -> Result<String, AuditError> {
+    let first = store
+        .audit_raw_checkpoints()
+        .await?
+        .into_iter()
+        .find(|row| row.is_own(site));
+    Ok(match first {
+        Some(row) => row.origin,
+        None => origin(consortium.unwrap_or(UNJOINED), site),
+    })
+}
+
+/// The name of the consortium the site in `site_dir` joined (`consortium join` installed its
+/// certificate and `consortium/consortium.info`, the files the daemon loads), or `None`.
+pub fn joined_consortium(site_dir: &Path) -> anyhow::Result<Option<String>> {
+    let dir = site_dir.join(consortium::SITE_DIR);
+    if !dir.join(consortium::CERT_FILE).exists() {
+        return Ok(None);
+    }
+    Ok(Some(
+        consortium::read_info(&dir.join(consortium::INFO_FILE))?.name,
+    ))
+}
+
 /// Reads a site's public signing key: `<keys>/signing.pub`, 64 hex digits.
 pub fn read_public_key(path: &Path) -> Result<[u8; 32], AuditError> {
     let err = |reason: String| AuditError::PublicKey {
@@ -102,15 +148,36 @@ pub fn read_public_key(path: &Path) -> Result<[u8; 32], AuditError> {
     hexser::parse_hex::<32>(&text).ok_or_else(|| err("not 64 hex digits".into()))
 }
 
-/// Now, in Unix seconds.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl AuditLog {
+    /// The site's log under its one origin ([`log_origin`]); `consortium` is the one the site
+    /// joined, if any.
+    pub async fn open(
+        store: Store,
+        signer: Arc<Ed25519KeyPair>,
+        site: SiteId,
+        consortium: Option<&str>,
+    ) -> Result<Self, AuditError> {
+        let origin = log_origin(&store, &site, consortium).await?;
+        Ok(Self::new(store, signer, origin, site))
+    }
+
+    /// The log of the site in `site`'s directory, signed with its key, under its one origin
+    /// (for the consortium it joined, if any): what `fedanno audit checkpoint` and `fedanno
+    /// bench audit` sign with. The daemon opens the same log with [`AuditLog::open`].
+    pub async fn open_site(site: &Site) -> anyhow::Result<Self> {
+        let keys = identity::load(&site.dir.join(KEYS_DIR))?;
+        let consortium = joined_consortium(&site.dir)?;
+        Ok(Self::open(
+            site.store.clone(),
+            Arc::new(keys.signing),
+            site.config.site.id.clone(),
+            consortium.as_deref(),
+        )
+        .await?)
+    }
+
+    /// A log under an origin the caller chose (tests and tools; a site's own log is opened
+    /// with [`AuditLog::open`]).
     pub fn new(store: Store, signer: Arc<Ed25519KeyPair>, origin: String, site: SiteId) -> Self {
         Self {
             store,
@@ -125,7 +192,7 @@ impl AuditLog {
     }
 
     pub fn public_key(&self) -> [u8; 32] {
-        checkpoint::public_key(&self.signer)
+        crypto::public_key(&self.signer)
     }
 
     /// Appends `event`. When this returns `Ok`, the entry is committed (fsync); only then may
@@ -185,16 +252,21 @@ impl AuditLog {
     }
 }
 
+/// `size`, or the log's size now.
+async fn size_or_current(store: &Store, size: Option<u64>) -> Result<u64, AuditError> {
+    Ok(match size {
+        Some(s) => s,
+        None => store.audit_head().await?.0,
+    })
+}
+
 /// [`AuditLog::prove_inclusion`] without a signing key (auditors).
 pub async fn prove_inclusion(
     store: &Store,
     seq: u64,
     size: Option<u64>,
 ) -> Result<InclusionProof, AuditError> {
-    let size = match size {
-        Some(s) => s,
-        None => store.audit_head().await?.0,
-    };
+    let size = size_or_current(store, size).await?;
     let proof = store.audit_inclusion_proof(seq, size).await?;
     let root = store.audit_root_at(size).await?;
     let entry = store
@@ -220,10 +292,7 @@ pub async fn prove_consistency(
     old: u64,
     new: Option<u64>,
 ) -> Result<ConsistencyProof, AuditError> {
-    let new = match new {
-        Some(s) => s,
-        None => store.audit_head().await?.0,
-    };
+    let new = size_or_current(store, new).await?;
     let proof = store.audit_consistency_proof(old, new).await?;
     let old_root = store.audit_root_at(old).await?;
     let new_root = store.audit_root_at(new).await?;
@@ -246,12 +315,16 @@ mod tests {
     use crate::site::store::OpenMode;
     use ring::rand::SystemRandom;
 
+    fn new_key() -> Arc<Ed25519KeyPair> {
+        let pk8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        Arc::new(Ed25519KeyPair::from_pkcs8(pk8.as_ref()).unwrap())
+    }
+
     #[tokio::test]
     async fn record_checkpoint_prove_and_verify() {
         let dir = tempfile::tempdir().unwrap();
         let (store, thread) = Store::open(&dir.path().join("db"), OpenMode::Create).unwrap();
-        let pk8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-        let key = Arc::new(Ed25519KeyPair::from_pkcs8(pk8.as_ref()).unwrap());
+        let key = new_key();
         let site = SiteId::new("site-a").unwrap();
         let log = AuditLog::new(store.clone(), key, origin("demo", &site), site.clone());
         assert_eq!(log.origin(), "fedanno.demo/site-a");
@@ -286,11 +359,49 @@ mod tests {
             Err(AuditError::Store(AuditStoreError::OutOfRange { .. }))
         ));
         // A verifier with another key names entry 0.
-        let other = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-        let other = checkpoint::public_key(&Ed25519KeyPair::from_pkcs8(other.as_ref()).unwrap());
+        let other = crypto::public_key(&new_key());
         let r = verify::verify(&store, &other, &site).await.unwrap();
         assert_eq!(r.problem.unwrap().seq, Some(0));
         drop((log, store));
+        thread.join();
+    }
+
+    #[tokio::test]
+    async fn a_log_keeps_the_origin_of_its_first_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, thread) = Store::open(&dir.path().join("db"), OpenMode::Create).unwrap();
+        let key = new_key();
+        let site = SiteId::new("site-a").unwrap();
+        let other = SiteId::new("site-b").unwrap();
+        // No checkpoint yet: the consortium joined, else the fixed unjoined origin.
+        assert_eq!(
+            log_origin(&store, &site, Some("c1")).await.unwrap(),
+            "fedanno.c1/site-a"
+        );
+        assert_eq!(
+            log_origin(&store, &site, None).await.unwrap(),
+            "fedanno.local/site-a"
+        );
+        // Another site's checkpoint kept here does not decide this log's origin.
+        let foreign = SignedCheckpoint::sign("fedanno.c9/site-b", 0, [0; 32], 1, other, &key);
+        store.audit_store_checkpoint(&foreign).await.unwrap();
+        let log = AuditLog::open(store.clone(), key.clone(), site.clone(), None)
+            .await
+            .unwrap();
+        assert_eq!(log.origin(), "fedanno.local/site-a");
+        log.checkpoint().await.unwrap();
+        // Joining a consortium later does not give the log a second origin.
+        let later = AuditLog::open(store.clone(), key, site.clone(), Some("c1"))
+            .await
+            .unwrap();
+        assert_eq!(later.origin(), "fedanno.local/site-a");
+        later.checkpoint().await.unwrap();
+        let r = later.verify().await.unwrap();
+        assert!(r.ok, "{:?}", r.problem);
+        assert_eq!(r.checkpoints_checked, 2);
+        assert_eq!(r.foreign_checkpoints, 1);
+        assert_eq!(r.origin.as_deref(), Some("fedanno.local/site-a"));
+        drop((log, later, store));
         thread.join();
     }
 }

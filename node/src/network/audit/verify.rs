@@ -8,8 +8,8 @@
 //! agree with the body, the recomputed tree head equals the stored one and the site's
 //! signature over that head verifies (else the row was forged or rewritten), and a
 //! `checkpoint`/`cosigned` entry names a root the log really had. Then every stored interior
-//! node, then every stored checkpoint of this site (signature with `keys/signing.pub`, size not
-//! beyond the log, root equal to the recomputed one).
+//! node, then every stored checkpoint of this site (signature with `keys/signing.pub`, the
+//! log's one origin, size not beyond the log, root equal to the recomputed one).
 //!
 //! What no local check can see: entries removed from the end after the latest checkpoint that
 //! left the site (witnessed by a peer) — hence checkpoints and co-signatures.
@@ -20,10 +20,10 @@ use fedanno_protocol::ids::SiteId;
 use fedanno_protocol::merkle::{self, Hash};
 use serde::Serialize;
 
-use super::checkpoint::{self, SignedCheckpoint};
+use super::checkpoint;
 use super::event::{AuditEvent, EntryBody};
 use super::{AuditError, hexser};
-use crate::site::store::{RawAuditRow, Store};
+use crate::site::store::{RawAuditRow, RawCheckpointRow, RawNode, Store};
 
 /// Rows read per store job.
 const CHUNK: u32 = 4096;
@@ -51,6 +51,8 @@ pub struct VerifyReport {
     pub checkpoints_checked: u64,
     /// Checkpoints signed by other sites (kept, not checked here).
     pub foreign_checkpoints: u64,
+    /// The one origin of this site's checkpoints (that of the first), if it has any.
+    pub origin: Option<String>,
     /// Size of the largest valid checkpoint of this site.
     pub latest_checkpoint: Option<u64>,
     /// Entries after the latest checkpoint: protected by their own signatures, but their
@@ -59,19 +61,16 @@ pub struct VerifyReport {
     pub problem: Option<Problem>,
 }
 
+/// A pass over one part of the log: `Ok(Err(problem))` names the first thing found wrong.
+type Checked = Result<Result<(), Problem>, AuditError>;
+
 /// Verifies the log in `store` against the site's Ed25519 public key.
 pub async fn verify(
     store: &Store,
     public_key: &[u8; 32],
     site: &SiteId,
 ) -> Result<VerifyReport, AuditError> {
-    let mut v = Verifier {
-        key: *public_key,
-        leaves: Vec::new(),
-        roots: Vec::new(),
-        peaks: Vec::new(),
-        checkpoint_events: HashMap::new(),
-    };
+    let mut v = Verifier::new(*public_key);
     let mut report = VerifyReport {
         ok: false,
         size: 0,
@@ -80,34 +79,33 @@ pub async fn verify(
         nodes_checked: 0,
         checkpoints_checked: 0,
         foreign_checkpoints: 0,
+        origin: None,
         latest_checkpoint: None,
         entries_after_latest_checkpoint: 0,
         problem: None,
     };
-    let finish = |mut report: VerifyReport, v: &Verifier, problem: Option<Problem>| {
-        report.size = v.leaves.len() as u64;
-        report.entries_checked = v.leaves.len() as u64;
-        report.root = v.root_at(v.leaves.len() as u64);
-        report.ok = problem.is_none();
-        report.problem = problem;
-        report
-    };
-
-    // 1. Entries.
-    let mut from = 0i64;
-    loop {
-        let rows = store.audit_raw_entries(from, CHUNK).await?;
-        let Some(last) = rows.last() else { break };
-        from = last.seq.saturating_add(1);
-        for row in &rows {
-            if let Err(p) = v.entry(row) {
-                return Ok(finish(report, &v, Some(p)));
-            }
-        }
+    let mut problem = v.check_entries(store).await?.err();
+    if problem.is_none() {
+        problem = check_nodes(store, &v, &mut report).await?.err();
     }
-    let size = v.leaves.len() as u64;
+    if problem.is_none() {
+        problem = check_checkpoints(store, &v, site, &mut report).await?.err();
+    }
+    report.size = v.size();
+    report.entries_checked = v.size();
+    report.root = v.root_at(v.size());
+    report.ok = problem.is_none();
+    if report.ok {
+        report.entries_after_latest_checkpoint =
+            report.size - report.latest_checkpoint.unwrap_or(0);
+    }
+    report.problem = problem;
+    Ok(report)
+}
 
-    // 2. Interior nodes.
+/// Second pass: every stored interior node against the tree recomputed from the bodies, none
+/// missing, none extra.
+async fn check_nodes(store: &Store, v: &Verifier, report: &mut VerifyReport) -> Checked {
     let levels = v.levels();
     let mut expected = levels
         .iter()
@@ -125,128 +123,82 @@ pub async fn verify(
         let Some(last) = nodes.last() else { break };
         after = Some((last.level, last.idx));
         for n in &nodes {
-            // Expected nodes before this stored one are missing.
-            if let Some(&(l, i, _)) = expected.peek()
-                && (l, i) < (n.level, n.idx)
-            {
-                return Ok(finish(report, &v, Some(node_problem(l, i, "is missing"))));
+            if let Err(p) = check_node(&mut expected, n, v.size()) {
+                return Ok(Err(p));
             }
-            match expected.peek() {
-                Some(&(l, i, h)) if (l, i) == (n.level, n.idx) => {
-                    if n.hash.as_slice() != h.as_slice() {
-                        let p =
-                            node_problem(l, i, "differs from the one recomputed from the bodies");
-                        return Ok(finish(report, &v, Some(p)));
-                    }
-                    expected.next();
-                    report.nodes_checked += 1;
-                }
-                _ => {
-                    let p = node_problem(
-                        n.level,
-                        n.idx,
-                        &format!(
-                            "is stored but a log of {size} entries has no such node (entries deleted from the end?)"
-                        ),
-                    );
-                    return Ok(finish(report, &v, Some(p)));
-                }
-            }
+            report.nodes_checked += 1;
         }
     }
-    if let Some((l, i, _)) = expected.next() {
-        return Ok(finish(report, &v, Some(node_problem(l, i, "is missing"))));
-    }
+    Ok(match expected.next() {
+        Some((l, i, _)) => Err(node_problem(l, i, "is missing")),
+        None => Ok(()),
+    })
+}
 
-    // 3. Checkpoints.
+/// One stored node against the next expected ones (`(level, idx, hash)` in stored order).
+fn check_node(
+    expected: &mut std::iter::Peekable<impl Iterator<Item = (i64, i64, Hash)>>,
+    n: &RawNode,
+    size: u64,
+) -> Result<(), Problem> {
+    match expected.peek() {
+        // Expected nodes before this stored one are missing.
+        Some(&(l, i, _)) if (l, i) < (n.level, n.idx) => Err(node_problem(l, i, "is missing")),
+        Some(&(l, i, h)) if (l, i) == (n.level, n.idx) => {
+            if n.hash.as_slice() != h.as_slice() {
+                return Err(node_problem(
+                    l,
+                    i,
+                    "differs from the one recomputed from the bodies",
+                ));
+            }
+            expected.next();
+            Ok(())
+        }
+        _ => Err(node_problem(
+            n.level,
+            n.idx,
+            &format!(
+                "is stored but a log of {size} entries has no such node (entries deleted from the end?)"
+            ),
+        )),
+    }
+}
+
+/// Third pass: every stored checkpoint of this site, and every `checkpoint` entry's stored
+/// checkpoint.
+async fn check_checkpoints(
+    store: &Store,
+    v: &Verifier,
+    site: &SiteId,
+    report: &mut VerifyReport,
+) -> Checked {
     let mut unmatched = v.checkpoint_events.clone();
     for row in store.audit_raw_checkpoints().await? {
-        // A checkpoint recorded by one of our entries is ours, whatever its signer column says.
-        if row.signer != site.as_str() && row.entry_seq.is_none() {
+        if !row.is_own(site) {
             report.foreign_checkpoints += 1;
             continue;
         }
-        let bad = |what: String| Problem {
-            seq: row.entry_seq.and_then(|s| u64::try_from(s).ok()),
-            checkpoint: Some(row.id),
-            what: format!(
-                "checkpoint {}{}: {what}",
-                row.id,
-                row.entry_seq
-                    .map(|s| format!(" (recorded by entry {s})"))
-                    .unwrap_or_default()
-            ),
+        let cp_size = match v.check_checkpoint(&row, &mut report.origin) {
+            Ok(s) => s,
+            Err(p) => return Ok(Err(p)),
         };
-        let (Ok(cp_size), Some(root), Ok(signature)) = (
-            u64::try_from(row.size),
-            hexser_hash(&row.root),
-            <[u8; 64]>::try_from(row.signature.as_slice()),
-        ) else {
-            return Ok(finish(report, &v, Some(bad("malformed row".into()))));
-        };
-        let cp = SignedCheckpoint {
-            origin: row.origin.clone(),
-            size: cp_size,
-            root,
-            timestamp: u64::try_from(row.timestamp).unwrap_or(0),
-            signature,
-            signer: site.clone(),
-        };
-        if cp.verify(public_key).is_err() {
-            let p = bad("its signature does not verify with the site's public key: the stored checkpoint was edited or is not this site's".into());
-            return Ok(finish(report, &v, Some(p)));
-        }
-        if cp_size > size {
-            let p = Problem {
-                seq: Some(size),
-                checkpoint: Some(row.id),
-                what: format!(
-                    "checkpoint {} is signed for {cp_size} entries but the log has {size}: entries {size}..{} were deleted",
-                    row.id,
-                    cp_size - 1
-                ),
-            };
-            return Ok(finish(report, &v, Some(p)));
-        }
-        if v.root_at(cp_size) != root {
-            let p = bad(format!(
-                "the log's root at size {cp_size} differs from the signed one: an entry below {cp_size} was changed"
-            ));
-            return Ok(finish(report, &v, Some(p)));
-        }
-        if let Some(seq) = row.entry_seq {
-            let recorded = usize::try_from(seq)
-                .ok()
-                .and_then(|s| v.checkpoint_events.get(&s));
-            if recorded != Some(&(cp_size, root)) {
-                let p = bad(format!(
-                    "entry {seq} does not record this checkpoint (size {cp_size})"
-                ));
-                return Ok(finish(report, &v, Some(p)));
-            }
-            if let Ok(s) = usize::try_from(seq) {
-                unmatched.remove(&s);
-            }
+        if let Some(seq) = row.entry_seq.and_then(|s| usize::try_from(s).ok()) {
+            unmatched.remove(&seq);
         }
         report.checkpoints_checked += 1;
         report.latest_checkpoint = Some(report.latest_checkpoint.unwrap_or(0).max(cp_size));
     }
-    if let Some((&seq, &(cp_size, _))) = unmatched.iter().min_by_key(|(s, _)| **s) {
-        let p = Problem {
+    Ok(match unmatched.iter().min_by_key(|(s, _)| **s) {
+        Some((&seq, &(cp_size, _))) => Err(Problem {
             seq: Some(seq as u64),
             checkpoint: None,
             what: format!(
                 "entry {seq} records a checkpoint of size {cp_size} but its signed checkpoint is not stored (deleted)"
             ),
-        };
-        return Ok(finish(report, &v, Some(p)));
-    }
-    report.entries_after_latest_checkpoint = size - report.latest_checkpoint.unwrap_or(0);
-    Ok(finish(report, &v, None))
-}
-
-fn hexser_hash(b: &[u8]) -> Option<Hash> {
-    b.try_into().ok()
+        }),
+        None => Ok(()),
+    })
 }
 
 fn node_problem(level: i64, idx: i64, what: &str) -> Problem {
@@ -282,6 +234,21 @@ struct Verifier {
 }
 
 impl Verifier {
+    fn new(key: [u8; 32]) -> Self {
+        Self {
+            key,
+            leaves: Vec::new(),
+            roots: Vec::new(),
+            peaks: Vec::new(),
+            checkpoint_events: HashMap::new(),
+        }
+    }
+
+    /// Entries verified so far.
+    fn size(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
     fn root_at(&self, size: u64) -> Hash {
         match size.checked_sub(1) {
             None => merkle::empty_root(),
@@ -293,43 +260,60 @@ impl Verifier {
         }
     }
 
+    /// First pass: every entry, in seq order.
+    async fn check_entries(&mut self, store: &Store) -> Checked {
+        let mut from = 0i64;
+        loop {
+            let rows = store.audit_raw_entries(from, CHUNK).await?;
+            let Some(last) = rows.last() else { break };
+            from = last.seq.saturating_add(1);
+            for row in &rows {
+                if let Err(p) = self.entry(row) {
+                    return Ok(Err(p));
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
     fn entry(&mut self, row: &RawAuditRow) -> Result<(), Problem> {
-        let seq = self.leaves.len() as u64;
+        let seq = self.size();
         let bad = |what: String| Problem {
             seq: Some(seq),
             checkpoint: None,
             what: format!("entry {seq}: {what}"),
         };
-        if row.seq != seq as i64 {
-            return Err(bad(format!(
-                "is missing: the next stored entry is {} (entries were deleted)",
-                row.seq
-            )));
-        }
-        let leaf = merkle::leaf_hash(&row.body);
-        if row.leaf_hash.as_slice() != leaf.as_slice() {
+        let (leaf, body) = entry_body(row, seq).map_err(bad)?;
+        let root = self.extend(leaf);
+        if row.root_after.as_slice() != root.as_slice() {
             return Err(bad(
-                "its body does not match its stored leaf hash: the entry was edited".into(),
+                "the stored tree head after it differs from the recomputed one (rows inserted, removed or rewritten)".into(),
             ));
         }
-        let body = EntryBody::decode(&row.body).map_err(|e| bad(format!("{e}")))?;
-        if body.seq != seq {
-            return Err(bad(format!(
-                "holds the body of entry {}: rows were swapped, moved or inserted",
-                body.seq
-            )));
+        if !checkpoint::verify_head(&self.key, seq + 1, &root, &row.signature) {
+            return Err(bad(
+                "its signature does not verify with the site's public key: the row was forged or rewritten".into(),
+            ));
         }
-        let ev = &body.event;
-        if row.timestamp != body.timestamp as i64
-            || row.kind != ev.kind()
-            || row.peer != ev.peer()
-            || row.study != ev.study()
+        if let AuditEvent::Checkpoint { size, root: r }
+        | AuditEvent::Cosigned { size, root: r, .. } = &body.event
         {
-            return Err(bad(
-                "its timestamp/kind/peer/study columns differ from what its body says".into(),
-            ));
+            if *size > seq || self.root_at(*size) != *r {
+                return Err(bad(format!(
+                    "records a checkpoint of size {size} whose root is not the log's root at that size"
+                )));
+            }
+            if matches!(body.event, AuditEvent::Checkpoint { .. }) {
+                self.checkpoint_events.insert(seq as usize, (*size, *r));
+            }
         }
-        // Extend the tree.
+        self.leaves.push(leaf);
+        self.roots.push(root);
+        Ok(())
+    }
+
+    /// Adds `leaf` to the peaks of the tree and returns the new root.
+    fn extend(&mut self, leaf: Hash) -> Hash {
         let (mut level, mut h) = (0u32, leaf);
         while let Some(&(pl, ph)) = self.peaks.last() {
             if pl != level {
@@ -341,34 +325,72 @@ impl Verifier {
         }
         self.peaks.push((level, h));
         let hashes: Vec<Hash> = self.peaks.iter().map(|p| p.1).collect();
-        let root = merkle::fold_subtrees(&hashes).unwrap_or_else(merkle::empty_root);
-        if row.root_after.as_slice() != root.as_slice() {
-            return Err(bad(
-                "the stored tree head after it differs from the recomputed one (rows inserted, removed or rewritten)".into(),
-            ));
+        merkle::fold_subtrees(&hashes).unwrap_or_else(merkle::empty_root)
+    }
+
+    /// One stored checkpoint of this site against the recomputed log: its signature, its
+    /// origin (the log's one origin: that of its first checkpoint, kept in `origin`), its size
+    /// and root, and the entry that recorded it. Returns its size.
+    fn check_checkpoint(
+        &self,
+        row: &RawCheckpointRow,
+        origin: &mut Option<String>,
+    ) -> Result<u64, Problem> {
+        let bad = |what: String| Problem {
+            seq: row.entry_seq.and_then(|s| u64::try_from(s).ok()),
+            checkpoint: Some(row.id),
+            what: format!(
+                "checkpoint {}{}: {what}",
+                row.id,
+                row.entry_seq
+                    .map(|s| format!(" (recorded by entry {s})"))
+                    .unwrap_or_default()
+            ),
+        };
+        let cp = row
+            .checkpoint()
+            .map_err(|what| bad(format!("malformed row ({what})")))?;
+        if cp.verify(&self.key).is_err() {
+            return Err(bad("its signature does not verify with the site's public key: the stored checkpoint was edited or is not this site's".into()));
         }
-        if !checkpoint::verify_head(&self.key, seq + 1, &root, &row.signature) {
-            return Err(bad(
-                "its signature does not verify with the site's public key: the row was forged or rewritten".into(),
-            ));
+        let origin = origin.get_or_insert_with(|| cp.origin.clone());
+        if cp.origin != *origin {
+            return Err(bad(format!(
+                "it is signed under origin {:?}, but this log's checkpoints are under {origin:?}: one log has one origin",
+                cp.origin
+            )));
         }
-        match ev {
-            AuditEvent::Checkpoint { size, root: r }
-            | AuditEvent::Cosigned { size, root: r, .. } => {
-                if *size > seq || self.root_at(*size) != *r {
-                    return Err(bad(format!(
-                        "records a checkpoint of size {size} whose root is not the log's root at that size"
-                    )));
-                }
-                if matches!(ev, AuditEvent::Checkpoint { .. }) {
-                    self.checkpoint_events.insert(seq as usize, (*size, *r));
-                }
+        let size = self.size();
+        if cp.size > size {
+            return Err(Problem {
+                seq: Some(size),
+                checkpoint: Some(row.id),
+                what: format!(
+                    "checkpoint {} is signed for {} entries but the log has {size}: entries {size}..{} were deleted",
+                    row.id,
+                    cp.size,
+                    cp.size - 1
+                ),
+            });
+        }
+        if self.root_at(cp.size) != cp.root {
+            return Err(bad(format!(
+                "the log's root at size {} differs from the signed one: an entry below {} was changed",
+                cp.size, cp.size
+            )));
+        }
+        if let Some(seq) = row.entry_seq {
+            let recorded = usize::try_from(seq)
+                .ok()
+                .and_then(|s| self.checkpoint_events.get(&s));
+            if recorded != Some(&(cp.size, cp.root)) {
+                return Err(bad(format!(
+                    "entry {seq} does not record this checkpoint (size {})",
+                    cp.size
+                )));
             }
-            _ => {}
         }
-        self.leaves.push(leaf);
-        self.roots.push(root);
-        Ok(())
+        Ok(cp.size)
     }
 
     /// Every level of the tree over the verified leaves: levels[l][i] covers leaves
@@ -386,4 +408,35 @@ impl Verifier {
         }
         levels
     }
+}
+
+/// The checks of one stored entry that need only its row: its position, leaf hash, body and
+/// filter columns. Returns its leaf hash and decoded body.
+fn entry_body(row: &RawAuditRow, seq: u64) -> Result<(Hash, EntryBody), String> {
+    if row.seq != seq as i64 {
+        return Err(format!(
+            "is missing: the next stored entry is {} (entries were deleted)",
+            row.seq
+        ));
+    }
+    let leaf = merkle::leaf_hash(&row.body);
+    if row.leaf_hash.as_slice() != leaf.as_slice() {
+        return Err("its body does not match its stored leaf hash: the entry was edited".into());
+    }
+    let body = EntryBody::decode(&row.body).map_err(|e| format!("{e}"))?;
+    if body.seq != seq {
+        return Err(format!(
+            "holds the body of entry {}: rows were swapped, moved or inserted",
+            body.seq
+        ));
+    }
+    let ev = &body.event;
+    if row.timestamp != body.timestamp as i64
+        || row.kind != ev.kind()
+        || row.peer != ev.peer()
+        || row.study != ev.study()
+    {
+        return Err("its timestamp/kind/peer/study columns differ from what its body says".into());
+    }
+    Ok((leaf, body))
 }

@@ -18,8 +18,8 @@ use super::AppError;
 use super::context::Context;
 use super::members::MemberInfo;
 use crate::network::audit::AuditEvent;
-use crate::network::audit::now;
 use crate::network::kinds::Arrival;
+use crate::site::clock::now;
 
 /// The sequence counter of our envelopes and the replay guard of our peers'.
 pub(crate) struct Envelopes {

@@ -107,7 +107,6 @@ async fn refuse_non_member(cx: &Context, peer: PeerId, id: u64) {
 /// How the audit log names a request that arrived.
 fn arrival_of(r: &Request) -> Arrival {
     match r {
-        Request::Hello { .. } => Arrival::Kind(MessageKind::Hello),
         Request::GetCheckpoint => Arrival::Kind(MessageKind::Checkpoint),
         Request::Witness { .. } => Arrival::Kind(MessageKind::Witness),
         Request::Notice { .. } => Arrival::Kind(MessageKind::Notice),
@@ -160,15 +159,8 @@ async fn answer(
 ) -> Result<(), AppError> {
     let none = Release::default();
     match req {
-        Request::Hello { .. } => {
-            let r = Response::Refused {
-                reason: RefusalReason::Unsupported,
-            };
-            cx.respond(member, id, MessageKind::Refusal, &none, &r)
-                .await
-        }
         Request::GetCheckpoint => {
-            let checkpoint = cx.audit().checkpoint().await?.to_wire();
+            let checkpoint = cx.audit().checkpoint().await?;
             let r = Response::Checkpoint { checkpoint };
             cx.respond(member, id, MessageKind::Checkpoint, &none, &r)
                 .await

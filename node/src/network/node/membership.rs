@@ -12,9 +12,10 @@ use super::context::Context;
 use super::members::MemberInfo;
 use super::outbound::Release;
 use super::{AppError, HELLO_TIMEOUT};
-use crate::network::audit::{AuditEvent, now};
+use crate::network::audit::AuditEvent;
 use crate::network::kinds::MessageKind;
 use crate::network::p2p::PeerId;
+use crate::site::clock::now;
 
 /// Checks a certificate presented on `peer`'s connection.
 fn check(cx: &Context, peer: &PeerId, cert: &Certificate) -> Result<MemberInfo, String> {

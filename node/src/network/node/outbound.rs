@@ -155,7 +155,7 @@ impl Context {
             self.audit()
                 .record(AuditEvent::ReceiptReceived {
                     from: member.site.clone(),
-                    receipt: receipt.into(),
+                    receipt: receipt.clone(),
                 })
                 .await?;
         }
@@ -218,7 +218,7 @@ impl Context {
 
     /// Signs a checkpoint of our audit log and publishes it to the members.
     pub(crate) async fn checkpoint(&self) -> Result<SignedCheckpoint, AppError> {
-        let cp = self.audit().checkpoint().await?.to_wire();
+        let cp = self.audit().checkpoint().await?;
         if self.members().len() > 0 {
             let g = Gossip::Checkpoint {
                 checkpoint: cp.clone(),

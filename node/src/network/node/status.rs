@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::AppError;
 use super::context::Context;
-use crate::network::audit::now;
+use crate::site::clock::now;
 use crate::site::identity::hex;
 
 /// What `node status` shows.

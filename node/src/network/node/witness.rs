@@ -12,8 +12,9 @@ use super::AppError;
 use super::context::Context;
 use super::members::MemberInfo;
 use super::outbound::Release;
-use crate::network::audit::{AuditEvent, now};
+use crate::network::audit::AuditEvent;
 use crate::network::kinds::MessageKind;
+use crate::site::clock::now;
 
 /// The latest checkpoint of each member (what we witness). In memory only.
 #[derive(Default)]
@@ -89,7 +90,7 @@ pub(super) async fn cosign(
 
 /// Asks `to` to co-sign our latest checkpoint; audits and returns its verified co-signature.
 pub(super) async fn ask_cosignature(cx: &Context, to: &SiteId) -> Result<Cosignature, AppError> {
-    let cp = cx.audit().checkpoint().await?.to_wire();
+    let cp = cx.audit().checkpoint().await?;
     let req = Request::Witness {
         checkpoint: cp.clone(),
     };

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::participant::store_consensus;
 use super::rounds::SecureAggregator;
 use super::{RunProgress, known, note, participating, site_id, update};
-use crate::network::audit::{AuditEvent, now};
+use crate::network::audit::AuditEvent;
 use crate::network::kinds::MessageKind;
 use crate::network::node::context::Context;
 use crate::network::node::outbound::Release;
@@ -28,6 +28,7 @@ use crate::reader_studies::states::{
     ReaderStudyRole, ReaderStudyState, ReleaseKind, RunPhase, SiteStatus,
 };
 use crate::reader_studies::summary::{self, RunFacts, SiteFacts};
+use crate::site::clock::now;
 use crate::site::identity::hex;
 use crate::site::store::{AuditFilter, ReaderStudyRow};
 
@@ -614,7 +615,7 @@ async fn traffic(cx: &Context, study: &str) -> Result<HashMap<String, (u64, u64,
 
 /// Every site's audit log head: ours, and each other site's signed checkpoint.
 async fn audit_heads(cx: &Context, sites: &[String]) -> Result<Vec<AuditRef>, AppError> {
-    let cp = cx.audit().checkpoint().await?.to_wire();
+    let cp = cx.audit().checkpoint().await?;
     let mut heads = vec![AuditRef {
         site: cx.site().to_string(),
         size: cp.size,

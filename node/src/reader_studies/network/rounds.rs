@@ -13,7 +13,6 @@ use fedanno_protocol::wire::{RefusalReason, Request, Response};
 
 use super::participant::{contribute, round_key};
 use super::{hex8, note, update};
-use crate::network::audit::now;
 use crate::network::kinds::MessageKind;
 use crate::network::node::AppError;
 use crate::network::node::context::Context;
@@ -21,6 +20,7 @@ use crate::network::node::outbound::Release;
 use crate::reader_studies::jobs::{Aggregator, EmError, Job};
 use crate::reader_studies::manifest::Manifest;
 use crate::reader_studies::states::SiteStatus;
+use crate::site::clock::now;
 
 /// Runs secure sums over the study's sites, dropping silent ones and restarting the round.
 pub struct SecureAggregator<'a> {

@@ -7,13 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use super::{Store, StoreError};
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use crate::site::clock::now_i64 as now;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReaderRow {

@@ -107,7 +107,41 @@ pub struct RawCheckpointRow {
     pub entry_seq: Option<i64>,
 }
 
+impl RawCheckpointRow {
+    /// The stored checkpoint as the protocol's type (the row is its fields, column for
+    /// column); `Err` says what is malformed.
+    pub fn checkpoint(&self) -> Result<SignedCheckpoint, &'static str> {
+        Ok(SignedCheckpoint {
+            origin: self.origin.clone(),
+            size: u64::try_from(self.size).map_err(|_| "negative size")?,
+            root: to_hash(&self.root).ok_or("root is not 32 bytes")?,
+            timestamp: u64::try_from(self.timestamp).unwrap_or(0),
+            signature: self
+                .signature
+                .as_slice()
+                .try_into()
+                .map_err(|_| "signature is not 64 bytes")?,
+            signer: SiteId::new(self.signer.clone()).map_err(|_| "bad signer")?,
+        })
+    }
+
+    /// Whether this is a checkpoint of `site`'s own log: signed by it, or recorded by one of
+    /// the log's entries (whatever its signer column says).
+    pub fn is_own(&self, site: &SiteId) -> bool {
+        self.signer == site.as_str() || self.entry_seq.is_some()
+    }
+}
+
 impl Store {
+    /// Runs `f` on the store thread (one job, so one transaction at most).
+    async fn audit_job<T, F>(&self, f: F) -> Result<T, AuditStoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, AuditStoreError> + Send + 'static,
+    {
+        self.call(move |c| Ok(f(c))).await?
+    }
+
     /// Appends `event` as the next entry, signs the new tree head with `signer`, and commits
     /// (fsync) before answering. Only then may the caller act on the event (send the bytes).
     pub async fn audit_append(
@@ -116,8 +150,8 @@ impl Store {
         timestamp: u64,
         signer: Arc<Ed25519KeyPair>,
     ) -> Result<AuditEntry, AuditStoreError> {
-        self.call(move |c| Ok(append_tx(c, event, timestamp, &signer, None)))
-            .await?
+        self.audit_job(move |c| append_tx(c, event, timestamp, &signer, None))
+            .await
     }
 
     /// Appends the `checkpoint` entry for `cp` and stores `cp`, in one transaction.
@@ -127,37 +161,33 @@ impl Store {
         timestamp: u64,
         signer: Arc<Ed25519KeyPair>,
     ) -> Result<AuditEntry, AuditStoreError> {
-        self.call(move |c| {
+        self.audit_job(move |c| {
             let event = AuditEvent::Checkpoint {
                 size: cp.size,
                 root: cp.root,
             };
-            Ok(append_tx(c, event, timestamp, &signer, Some(&cp)))
+            append_tx(c, event, timestamp, &signer, Some(&cp))
         })
-        .await?
+        .await
     }
 
     /// Size and root of the log now.
     pub async fn audit_head(&self) -> Result<(u64, Hash), AuditStoreError> {
-        self.call(|c| {
-            Ok((|| {
-                let size = log_size(c)?;
-                let root = StoredTree::new(c).root_at(size)?;
-                Ok((size, root))
-            })())
+        self.audit_job(|c| {
+            let size = log_size(c)?;
+            let root = StoredTree::new(c).root_at(size)?;
+            Ok((size, root))
         })
-        .await?
+        .await
     }
 
     /// Root of the tree of the first `size` entries (`size` ≤ the log's size).
     pub async fn audit_root_at(&self, size: u64) -> Result<Hash, AuditStoreError> {
-        self.call(move |c| {
-            Ok((|| {
-                check_size(c, size)?;
-                StoredTree::new(c).root_at(size)
-            })())
+        self.audit_job(move |c| {
+            check_size(c, size)?;
+            StoredTree::new(c).root_at(size)
         })
-        .await?
+        .await
     }
 
     /// Entries matching `filter`, in seq order.
@@ -165,24 +195,22 @@ impl Store {
         &self,
         filter: AuditFilter,
     ) -> Result<Vec<AuditEntry>, AuditStoreError> {
-        self.call(move |c| Ok(select_entries(c, &filter))).await?
+        self.audit_job(move |c| select_entries(c, &filter)).await
     }
 
     /// One entry.
     pub async fn audit_entry(&self, seq: u64) -> Result<Option<AuditEntry>, AuditStoreError> {
-        self.call(move |c| {
-            Ok((|| {
-                let row = c
-                    .query_row(
-                        &format!("{SELECT_ROW} WHERE seq = ?1"),
-                        [seq as i64],
-                        raw_row,
-                    )
-                    .optional()?;
-                row.map(decode_row).transpose()
-            })())
+        self.audit_job(move |c| {
+            let row = c
+                .query_row(
+                    &format!("{SELECT_ROW} WHERE seq = ?1"),
+                    [seq as i64],
+                    raw_row,
+                )
+                .optional()?;
+            row.map(decode_row).transpose()
         })
-        .await?
+        .await
     }
 
     /// Stores a checkpoint without an entry (e.g. one received from a witness round trip).
@@ -191,31 +219,17 @@ impl Store {
         cp: &SignedCheckpoint,
     ) -> Result<(), AuditStoreError> {
         let cp = cp.clone();
-        self.call(move |c| {
-            insert_checkpoint(c, &cp, None)?;
-            Ok(Ok(()))
-        })
-        .await?
+        self.audit_job(move |c| Ok(insert_checkpoint(c, &cp, None)?))
+            .await
     }
 
     /// Every stored checkpoint, oldest first.
     pub async fn audit_checkpoints(&self) -> Result<Vec<SignedCheckpoint>, AuditStoreError> {
         let rows = self.audit_raw_checkpoints().await?;
-        rows.into_iter()
+        rows.iter()
             .map(|r| {
-                let bad =
-                    |what: &str| AuditStoreError::Damaged(format!("checkpoint {}: {what}", r.id));
-                Ok(SignedCheckpoint {
-                    origin: r.origin.clone(),
-                    size: u64::try_from(r.size).map_err(|_| bad("negative size"))?,
-                    root: to_hash(&r.root).ok_or_else(|| bad("root is not 32 bytes"))?,
-                    timestamp: u64::try_from(r.timestamp).unwrap_or(0),
-                    signature: r
-                        .signature
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| bad("signature is not 64 bytes"))?,
-                    signer: SiteId::new(r.signer.clone()).map_err(|_| bad("bad signer"))?,
+                r.checkpoint().map_err(|what| {
+                    AuditStoreError::Damaged(format!("checkpoint {}: {what}", r.id))
                 })
             })
             .collect()
@@ -227,14 +241,12 @@ impl Store {
         seq: u64,
         size: u64,
     ) -> Result<Vec<Hash>, AuditStoreError> {
-        self.call(move |c| {
-            Ok((|| {
-                check_size(c, size)?;
-                merkle::inclusion_proof_from(&mut StoredTree::new(c), seq, size)
-                    .map_err(|e| proof_error(e, size))
-            })())
+        self.audit_job(move |c| {
+            check_size(c, size)?;
+            merkle::inclusion_proof_from(&mut StoredTree::new(c), seq, size)
+                .map_err(|e| proof_error(e, size))
         })
-        .await?
+        .await
     }
 
     /// Consistency proof between the trees of the first `old` and `new` entries.
@@ -243,14 +255,12 @@ impl Store {
         old: u64,
         new: u64,
     ) -> Result<Vec<Hash>, AuditStoreError> {
-        self.call(move |c| {
-            Ok((|| {
-                check_size(c, new)?;
-                merkle::consistency_proof_from(&mut StoredTree::new(c), old, new)
-                    .map_err(|e| proof_error(e, new))
-            })())
+        self.audit_job(move |c| {
+            check_size(c, new)?;
+            merkle::consistency_proof_from(&mut StoredTree::new(c), old, new)
+                .map_err(|e| proof_error(e, new))
         })
-        .await?
+        .await
     }
 
     /// Up to `limit` rows with `seq >= from`, as stored.
@@ -259,16 +269,16 @@ impl Store {
         from: i64,
         limit: u32,
     ) -> Result<Vec<RawAuditRow>, AuditStoreError> {
-        self.call(move |c| {
+        self.audit_job(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "{SELECT_ROW} WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
             ))?;
             let rows = stmt
                 .query_map(params![from, limit], raw_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Ok(rows))
+            Ok(rows)
         })
-        .await?
+        .await
     }
 
     /// Up to `limit` stored interior nodes after `(level, idx)`, in (level, idx) order.
@@ -277,7 +287,7 @@ impl Store {
         after: Option<(i64, i64)>,
         limit: u32,
     ) -> Result<Vec<RawNode>, AuditStoreError> {
-        self.call(move |c| {
+        self.audit_job(move |c| {
             let (l, i) = after.unwrap_or((i64::MIN, i64::MIN));
             let mut stmt = c.prepare_cached(
                 "SELECT level, idx, hash FROM audit_nodes WHERE (level, idx) > (?1, ?2)
@@ -292,14 +302,14 @@ impl Store {
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Ok(rows))
+            Ok(rows)
         })
-        .await?
+        .await
     }
 
     /// Every stored checkpoint row, as stored.
     pub async fn audit_raw_checkpoints(&self) -> Result<Vec<RawCheckpointRow>, AuditStoreError> {
-        self.call(|c| {
+        self.audit_job(|c| {
             let mut stmt = c.prepare(
                 "SELECT id, origin, size, root, timestamp, signer, signature, entry_seq
                  FROM audit_checkpoints ORDER BY id",
@@ -318,9 +328,9 @@ impl Store {
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Ok(rows))
+            Ok(rows)
         })
-        .await?
+        .await
     }
 }
 
@@ -491,18 +501,47 @@ fn append_tx(
 ) -> Result<AuditEntry, AuditStoreError> {
     let tx = c.transaction()?;
     let seq = log_size(&tx)?;
+    let body = EntryBody::new(seq, timestamp, event);
+    let bytes = body.encode()?;
+    let leaf = merkle::leaf_hash(&bytes);
+    let (root_after, new_nodes) = grow_tree(&tx, seq, leaf)?;
+    let signature = checkpoint::sign_head(signer, seq + 1, &root_after);
+    let entry = AuditEntry {
+        seq,
+        timestamp,
+        kind: body.event.kind().to_string(),
+        peer: body.event.peer(),
+        study: body.event.study(),
+        event: body.event,
+        leaf_hash: leaf,
+        root_after,
+    };
+    let seq_i = insert_entry(&tx, &entry, &bytes, &signature, &new_nodes)?;
+    if let Some(cp) = checkpoint {
+        insert_checkpoint(&tx, cp, Some(seq_i))?;
+    }
+    tx.commit()?;
+    Ok(entry)
+}
+
+/// A complete subtree: (level, index, hash).
+type Subtree = (u32, u64, Hash);
+
+/// Adds leaf `seq` to the stored tree of `seq` entries: merges it with the equal-sized peaks
+/// (each merge is a new complete subtree). Returns the root after it and the new subtrees.
+fn grow_tree(
+    c: &Connection,
+    seq: u64,
+    leaf: Hash,
+) -> Result<(Hash, Vec<Subtree>), AuditStoreError> {
     // The peaks of the current tree: one complete subtree per set bit of `seq`.
-    let mut peaks: Vec<(u32, u64, Hash)> = {
-        let mut t = StoredTree::new(&tx);
+    let mut peaks: Vec<Subtree> = {
+        let mut t = StoredTree::new(c);
         merkle::complete_subtrees(0, seq)
             .into_iter()
             .map(|(l, i)| t.node(l, i).map(|h| (l, i, h)))
             .collect::<Result<_, _>>()?
     };
-    let body = EntryBody::new(seq, timestamp, event);
-    let bytes = body.encode()?;
-    let leaf = merkle::leaf_hash(&bytes);
-    // Merge the new leaf with equal-sized peaks; each merge is a new complete subtree.
     let (mut level, mut idx, mut h) = (0u32, seq, leaf);
     let mut new_nodes = Vec::new();
     while idx & 1 == 1 {
@@ -522,46 +561,41 @@ fn append_tx(
     }
     peaks.push((level, idx, h));
     let hashes: Vec<Hash> = peaks.iter().map(|p| p.2).collect();
-    let root_after = merkle::fold_subtrees(&hashes).unwrap_or_else(merkle::empty_root);
-    let signature = checkpoint::sign_head(signer, seq + 1, &root_after);
-    let seq_i = i64::try_from(seq).map_err(|_| AuditStoreError::Damaged("log full".into()))?;
-    let (kind, peer, study) = (body.event.kind(), body.event.peer(), body.event.study());
-    tx.prepare_cached(
+    let root = merkle::fold_subtrees(&hashes).unwrap_or_else(merkle::empty_root);
+    Ok((root, new_nodes))
+}
+
+/// Inserts the row of `e` (with its stored `body` and head `signature`) and the new interior
+/// nodes. Returns the row's seq.
+fn insert_entry(
+    c: &Connection,
+    e: &AuditEntry,
+    body: &[u8],
+    signature: &[u8; 64],
+    new_nodes: &[Subtree],
+) -> Result<i64, AuditStoreError> {
+    let seq = i64::try_from(e.seq).map_err(|_| AuditStoreError::Damaged("log full".into()))?;
+    c.prepare_cached(
         "INSERT INTO audit_entries (seq, timestamp, kind, peer, reader_study, body, leaf_hash, root_after, signature)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
-        seq_i,
-        timestamp.min(i64::MAX as u64) as i64,
-        kind,
-        peer,
-        study,
-        bytes,
-        &leaf[..],
-        &root_after[..],
+        seq,
+        e.timestamp.min(i64::MAX as u64) as i64,
+        e.kind,
+        e.peer,
+        e.study,
+        body,
+        &e.leaf_hash[..],
+        &e.root_after[..],
         &signature[..]
     ])?;
-    {
-        let mut ins =
-            tx.prepare_cached("INSERT INTO audit_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
-        for (l, i, h) in &new_nodes {
-            ins.execute(params![l, *i as i64, &h[..]])?;
-        }
+    let mut ins =
+        c.prepare_cached("INSERT INTO audit_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?;
+    for (l, i, h) in new_nodes {
+        ins.execute(params![l, *i as i64, &h[..]])?;
     }
-    if let Some(cp) = checkpoint {
-        insert_checkpoint(&tx, cp, Some(seq_i))?;
-    }
-    tx.commit()?;
-    Ok(AuditEntry {
-        seq,
-        timestamp,
-        kind: kind.to_string(),
-        peer,
-        study,
-        event: body.event,
-        leaf_hash: leaf,
-        root_after,
-    })
+    Ok(seq)
 }
 
 fn insert_checkpoint(
@@ -629,7 +663,7 @@ mod tests {
             assert_eq!(e.seq, i);
             leaves.push(e.leaf_hash);
             assert_eq!(e.root_after, merkle::root(&leaves));
-            let pk = checkpoint::public_key(&k);
+            let pk = fedanno_protocol::crypto::public_key(&k);
             let row = &store.audit_raw_entries(i as i64, 1).await.unwrap()[0];
             assert!(checkpoint::verify_head(
                 &pk,

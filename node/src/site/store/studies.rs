@@ -7,14 +7,8 @@ use serde::Serialize;
 
 use super::{Store, StoreError, named};
 use crate::reader_studies::states::{ReaderStudyRole, ReaderStudyState, ReleaseKind, SiteStatus};
+use crate::site::clock::now_i64 as now;
 use fedanno_protocol::reader_study::ReadCount;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReaderStudyRow {

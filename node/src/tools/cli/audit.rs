@@ -3,20 +3,19 @@
 //! key `keys/signing.pub` (an auditor's copy works); `checkpoint` needs the secret key.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::print_json;
-use crate::network::audit::{self, AuditEntry, AuditFilter, AuditLog};
+use crate::network::audit::{self, AuditEntry, AuditFilter, AuditLog, VerifyReport};
 use crate::site::Site;
 use crate::site::calendar;
 use crate::site::config::KEYS_DIR;
-use crate::site::identity::{self, SIGNING_PUB_FILE, hex};
+use crate::site::identity::{SIGNING_PUB_FILE, hex};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -116,119 +115,15 @@ impl FilterArgs {
 
 pub async fn run(site: &Site, what: AuditCommand) -> Result<ExitCode> {
     match what {
-        AuditCommand::Verify { public_key, json } => {
-            let path = public_key.unwrap_or_else(|| site.dir.join(KEYS_DIR).join(SIGNING_PUB_FILE));
-            let key = audit::read_public_key(&path)?;
-            let r = audit::verify::verify(&site.store, &key, &site.config.site.id).await?;
-            if json {
-                print_json(&r)?;
-            } else if let Some(p) = &r.problem {
-                println!(
-                    "Audit log FAILED{}: {}",
-                    p.seq.map(|s| format!(" at entry {s}")).unwrap_or_default(),
-                    p.what
-                );
-                println!(
-                    "  {} entries verified before it (root {})",
-                    r.entries_checked,
-                    hex(&r.root)
-                );
-            } else {
-                println!(
-                    "Audit log OK: {} entries, root {}; {} interior nodes, {} checkpoints of this site{}{}.",
-                    r.size,
-                    hex(&r.root),
-                    r.nodes_checked,
-                    r.checkpoints_checked,
-                    r.latest_checkpoint
-                        .map(|s| format!(" (latest at size {s})"))
-                        .unwrap_or_default(),
-                    if r.foreign_checkpoints > 0 {
-                        format!(", {} from other sites not checked", r.foreign_checkpoints)
-                    } else {
-                        String::new()
-                    }
-                );
-                if r.entries_after_latest_checkpoint > 0 {
-                    println!(
-                        "  {} entries after the latest checkpoint are signed one by one; removing them from the end would only show against a checkpoint a peer holds.",
-                        r.entries_after_latest_checkpoint
-                    );
-                }
-            }
-            Ok(if r.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
-        AuditCommand::Log { filter, json } => {
-            let entries = site.store.audit_entries(filter.to_filter()?).await?;
-            if json {
-                let v: Vec<_> = entries.iter().map(entry_json).collect();
-                print_json(&v)?;
-            } else if entries.is_empty() {
-                println!("No audit entries match.");
-            } else {
-                println!(
-                    "{:>7} {:<20} {:<16} {:<20} {:<12} EVENT",
-                    "SEQ", "TIME (UTC)", "KIND", "PEER", "STUDY"
-                );
-                for e in &entries {
-                    println!(
-                        "{:>7} {:<20} {:<16} {:<20} {:<12} {}",
-                        e.seq,
-                        calendar::rfc3339(e.timestamp as i64),
-                        e.kind,
-                        e.peer.as_deref().unwrap_or("-"),
-                        e.study.as_deref().unwrap_or("-"),
-                        serde_json::to_string(&e.event)?
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        AuditCommand::Verify { public_key, json } => verify(site, public_key, json).await,
+        AuditCommand::Log { filter, json } => log(site, &filter, json).await,
         AuditCommand::Export {
             format,
             out,
             filter,
             json,
-        } => {
-            let entries = site.store.audit_entries(filter.to_filter()?).await?;
-            let text = match format {
-                ExportFormat::Jsonl => export_jsonl(&entries)?,
-                ExportFormat::Csv => export_csv(&entries)?,
-            };
-            let tmp = out.with_extension("tmp-export");
-            std::fs::File::create(&tmp)
-                .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()))
-                .and_then(|_| std::fs::rename(&tmp, &out))
-                .with_context(|| format!("writing {}", out.display()))?;
-            if json {
-                print_json(&json!({"entries": entries.len(), "out": out.display().to_string()}))?;
-            } else {
-                println!("Wrote {} audit entries to {}", entries.len(), out.display());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        AuditCommand::Checkpoint { json } => {
-            let log = open_log(site)?;
-            let cp = log.checkpoint().await?;
-            if json {
-                print_json(&json!({
-                    "origin": cp.origin,
-                    "size": cp.size,
-                    "root": hex(&cp.root),
-                    "timestamp": cp.timestamp,
-                    "signer": cp.signer.as_str(),
-                    "signature": hex(&cp.signature),
-                    "note": cp.note(&log.public_key()),
-                }))?;
-            } else {
-                print!("{}", cp.note(&log.public_key()));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => export(site, format, &out, &filter, json).await,
+        AuditCommand::Checkpoint { json } => checkpoint(site, json).await,
         AuditCommand::Prove {
             seq,
             from_size,
@@ -249,17 +144,132 @@ pub async fn run(site: &Site, what: AuditCommand) -> Result<ExitCode> {
     }
 }
 
-/// The site's audit log with its signing key.
-fn open_log(site: &Site) -> Result<AuditLog> {
-    let keys = identity::load(&site.dir.join(KEYS_DIR))?;
-    let id = site.config.site.id.clone();
-    // MERGE NOTE: "local" becomes the consortium name once the site has joined one.
-    Ok(AuditLog::new(
-        site.store.clone(),
-        Arc::new(keys.signing),
-        audit::origin("local", &id),
-        id,
-    ))
+/// `audit verify`: exit 1 when the log has a problem.
+async fn verify(site: &Site, public_key: Option<PathBuf>, json: bool) -> Result<ExitCode> {
+    let path = public_key.unwrap_or_else(|| site.dir.join(KEYS_DIR).join(SIGNING_PUB_FILE));
+    let key = audit::read_public_key(&path)?;
+    let r = audit::verify::verify(&site.store, &key, &site.config.site.id).await?;
+    if json {
+        print_json(&r)?;
+    } else {
+        print_verify(&r);
+    }
+    Ok(if r.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_verify(r: &VerifyReport) {
+    if let Some(p) = &r.problem {
+        println!(
+            "Audit log FAILED{}: {}",
+            p.seq.map(|s| format!(" at entry {s}")).unwrap_or_default(),
+            p.what
+        );
+        println!(
+            "  {} entries verified before it (root {})",
+            r.entries_checked,
+            hex(&r.root)
+        );
+        return;
+    }
+    println!(
+        "Audit log OK: {} entries, root {}; {} interior nodes, {} checkpoints of this site{}{}.",
+        r.size,
+        hex(&r.root),
+        r.nodes_checked,
+        r.checkpoints_checked,
+        match (r.latest_checkpoint, &r.origin) {
+            (Some(s), Some(o)) => format!(" (latest at size {s}, origin {o})"),
+            _ => String::new(),
+        },
+        if r.foreign_checkpoints > 0 {
+            format!(", {} from other sites not checked", r.foreign_checkpoints)
+        } else {
+            String::new()
+        }
+    );
+    if r.entries_after_latest_checkpoint > 0 {
+        println!(
+            "  {} entries after the latest checkpoint are signed one by one; removing them from the end would only show against a checkpoint a peer holds.",
+            r.entries_after_latest_checkpoint
+        );
+    }
+}
+
+async fn log(site: &Site, filter: &FilterArgs, json: bool) -> Result<ExitCode> {
+    let entries = site.store.audit_entries(filter.to_filter()?).await?;
+    if json {
+        let v: Vec<_> = entries.iter().map(entry_json).collect();
+        print_json(&v)?;
+    } else if entries.is_empty() {
+        println!("No audit entries match.");
+    } else {
+        println!(
+            "{:>7} {:<20} {:<16} {:<20} {:<12} EVENT",
+            "SEQ", "TIME (UTC)", "KIND", "PEER", "STUDY"
+        );
+        for e in &entries {
+            println!(
+                "{:>7} {:<20} {:<16} {:<20} {:<12} {}",
+                e.seq,
+                calendar::rfc3339(e.timestamp as i64),
+                e.kind,
+                e.peer.as_deref().unwrap_or("-"),
+                e.study.as_deref().unwrap_or("-"),
+                serde_json::to_string(&e.event)?
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn export(
+    site: &Site,
+    format: ExportFormat,
+    out: &Path,
+    filter: &FilterArgs,
+    json: bool,
+) -> Result<ExitCode> {
+    let entries = site.store.audit_entries(filter.to_filter()?).await?;
+    let text = match format {
+        ExportFormat::Jsonl => export_jsonl(&entries)?,
+        ExportFormat::Csv => export_csv(&entries)?,
+    };
+    let tmp = out.with_extension("tmp-export");
+    std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, out))
+        .with_context(|| format!("writing {}", out.display()))?;
+    if json {
+        print_json(&json!({"entries": entries.len(), "out": out.display().to_string()}))?;
+    } else {
+        println!("Wrote {} audit entries to {}", entries.len(), out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `audit checkpoint`: signs under the log's one origin, as the daemon does.
+async fn checkpoint(site: &Site, json: bool) -> Result<ExitCode> {
+    let log = AuditLog::open_site(site).await?;
+    let cp = log.checkpoint().await?;
+    let note = cp.to_signed_note(&log.public_key());
+    if json {
+        print_json(&json!({
+            "origin": cp.origin,
+            "size": cp.size,
+            "root": hex(&cp.root),
+            "timestamp": cp.timestamp,
+            "signer": cp.signer.as_str(),
+            "signature": hex(&cp.signature),
+            "note": note,
+        }))?;
+    } else {
+        print!("{note}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn entry_json(e: &AuditEntry) -> serde_json::Value {

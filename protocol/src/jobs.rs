@@ -17,20 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, CodecError, bounded};
 use crate::crypto;
 use crate::limits::MAX_NAME_LEN;
-use crate::reader_study::MAX_JOB_BYTES;
-
-/// Most raters (readers) in one job's parameters: a study names at most 32 readers, because
-/// binary STAPLE's pattern keys hold 32 raters.
-pub const MAX_RATERS: usize = 32;
-
-/// Most entries of a per-class vector (class priors, label priors, label counts): a study has at
-/// most 32 labels plus background, or 32 categories.
-pub const MAX_CLASSES: usize = 64;
-
-/// Most entries of a flattened confusion tensor: multi-label STAPLE has R × (L + 1) × L entries,
-/// at most 32 × 34 × 33 = 35 904; Dawid–Skene R × K × K, at most 32 × 32 × 32 = 32 768. At 8 bytes
-/// each this stays well below [`MAX_JOB_BYTES`].
-pub const MAX_PARAMS: usize = 1 << 16;
+pub use crate::limits::{MAX_CLASSES, MAX_JOB_BYTES, MAX_PARAMS, MAX_RATERS};
 
 /// Binary STAPLE parameters: the prior, and one sensitivity and one specificity per rater.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,8 @@
 //! Explicit size limits, in one place (rustls style): every decoder in fedanno checks a declared
 //! length against one of these before allocating. Nothing here is hidden elsewhere, with one
 //! exception: the secure-aggregation limits (`MAX_DIM`, `MAX_ROSTER`, `MIN_ROSTER` and the
-//! message sizes) are part of [`crate::secagg`]'s public API and live there.
+//! message sizes) are part of [`crate::secagg`]'s public API and live there. The reader-study
+//! limits below are re-exported by [`crate::reader_study`] and [`crate::jobs`].
 
 /// Longest site identifier, in bytes.
 pub const MAX_SITE_ID_LEN: usize = 32;
@@ -57,3 +58,27 @@ pub const MAX_REPLAY_SENDERS: usize = 4096;
 
 /// Most roles one certificate may carry (each role at most once).
 pub const MAX_ROLES: usize = 3;
+
+// Reader studies: manifests, progress, jobs and releases.
+
+/// Largest manifest text.
+pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
+/// Largest job or release body.
+pub const MAX_JOB_BYTES: usize = 1024 * 1024;
+/// Most reader kinds in a progress report.
+pub const MAX_READ_COUNTS: usize = 16;
+/// Most round keys in a bundle (the roster limit).
+pub const MAX_KEYS: usize = crate::secagg::MAX_ROSTER;
+
+/// Most raters (readers) in one job's parameters: a study names at most 32 readers, because
+/// binary STAPLE's pattern keys hold 32 raters.
+pub const MAX_RATERS: usize = 32;
+
+/// Most entries of a per-class vector (class priors, label priors, label counts): a study has at
+/// most 32 labels plus background, or 32 categories.
+pub const MAX_CLASSES: usize = 64;
+
+/// Most entries of a flattened confusion tensor: multi-label STAPLE has R × (L + 1) × L entries,
+/// at most 32 × 34 × 33 = 35 904; Dawid–Skene R × K × K, at most 32 × 32 × 32 = 32 768. At 8 bytes
+/// each this stays well below [`MAX_JOB_BYTES`].
+pub const MAX_PARAMS: usize = 1 << 16;

@@ -22,14 +22,7 @@ use crate::wire::WireError;
 
 /// Signature domain of study manifests.
 pub const DOMAIN_MANIFEST: &[u8] = b"fedanno-study-manifest-v1\0";
-/// Largest manifest text.
-pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
-/// Largest job or release body.
-pub const MAX_JOB_BYTES: usize = 1024 * 1024;
-/// Most reader kinds in a progress report.
-pub const MAX_READ_COUNTS: usize = 16;
-/// Most round keys in a bundle (the roster limit).
-pub const MAX_KEYS: usize = crate::secagg::MAX_ROSTER;
+pub use crate::limits::{MAX_JOB_BYTES, MAX_KEYS, MAX_MANIFEST_BYTES, MAX_READ_COUNTS};
 
 /// A study manifest (TOML text) signed by its coordinator.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,6 +17,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 
+use crate::site::clock::now;
 use crate::site::identity;
 
 pub const INFO_FILE: &str = "consortium.info";
@@ -26,8 +27,6 @@ pub const CRL_FILE: &str = "crl.bin";
 pub const SITE_DIR: &str = "consortium";
 pub const CERT_FILE: &str = "certificate.bin";
 pub const LIBP2P_KEY_FILE: &str = "libp2p.key";
-
-pub use crate::site::clock::now;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -199,7 +199,7 @@ fn workspace(out: Option<&Path>) -> Result<(PathBuf, bool, PathBuf)> {
             std::env::temp_dir().join(format!(
                 "fedanno-demo-work-{}-{}",
                 std::process::id(),
-                crate::network::consortium::now()
+                crate::site::clock::now()
             )),
             false,
         ),

@@ -446,7 +446,7 @@ async fn secagg_network(n: usize, rounds: usize, dim: usize) -> Result<SecaggNet
     let tmp = std::env::temp_dir().join(format!(
         "fedanno-bench-secagg-{}-{n}-{}",
         std::process::id(),
-        crate::network::consortium::now()
+        crate::site::clock::now()
     ));
     std::fs::create_dir_all(&tmp)?;
     let result = async {

@@ -1,10 +1,16 @@
 //! Masks for the offline QA commands: NIfTI files, DICOM SEGs placed on the grid their frames
 //! span, and `--readers-dir` corpora (one EM pooled over every case of every directory).
 
-use super::*;
-// ---------------------------------------------------------------------------------------------
-// Masks
-// ---------------------------------------------------------------------------------------------
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use fedanno_stats::surface::Grid;
+
+use super::staple::{Votes, read_votes};
+use super::usage;
+use crate::annotations::interchange::masks::looks_like_dicom;
+use crate::annotations::nifti::{self, NiftiImage, NiftiLimits, VoxelData};
 
 /// A mask read from a NIfTI file, as labels 0..=255.
 pub(super) struct Mask {
@@ -82,6 +88,17 @@ impl Mask {
     pub(super) fn image(&self, data: VoxelData) -> Result<NiftiImage> {
         Ok(NiftiImage::new(self.dim, self.pixdim, self.affine, data)?)
     }
+}
+
+/// Writes an image on `grid`'s grid to a NIfTI file.
+pub(super) fn write_image(path: &Path, grid: &Mask, data: VoxelData) -> Result<()> {
+    let img = grid.image(data)?;
+    nifti::write_file(path, &img).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The masks' labels, one slice per rater.
+pub(super) fn label_slices(masks: &[Mask]) -> Vec<&[u8]> {
+    masks.iter().map(|m| m.labels.as_slice()).collect()
 }
 
 /// The voxel values as labels, without copying a uint8 image.

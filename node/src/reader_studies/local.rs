@@ -42,7 +42,7 @@ fn kind_of(m: &Manifest) -> &'static str {
 type CaseReaders = (i64, Option<i64>, BTreeSet<String>);
 
 /// What `study assign` selected.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Assignment {
     pub cases: u64,
     pub reads: Vec<ReadCount>,

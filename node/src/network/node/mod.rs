@@ -90,7 +90,7 @@ pub struct NodeParams {
 }
 
 /// What `node status` shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Status {
     pub site: String,
     pub consortium: String,

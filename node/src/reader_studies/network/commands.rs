@@ -4,7 +4,7 @@ use super::participant::store_consensus;
 use super::*;
 
 /// What `study launch` reports per participant.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Delivery {
     pub site: String,
     pub delivered: bool,

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use serde::Serialize;
 
-use super::print_json;
+use super::{Sorted, exit_code, print_json, with_site};
 use crate::network::consortium;
-use crate::network::control::{self, ControlRequest};
-use crate::site::Site;
+use crate::network::control;
+use crate::network::node::Status;
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
@@ -60,91 +61,89 @@ pub enum NodeCommand {
 }
 
 pub async fn run(dir: &Path, cmd: NodeCommand) -> Result<ExitCode> {
-    let print = |v: serde_json::Value, json: bool| -> Result<()> {
-        if json {
-            print_json(&v)
-        } else {
-            println!("{}", serde_json::to_string_pretty(&v)?);
-            Ok(())
-        }
-    };
     match cmd {
-        NodeCommand::Request { out } => {
-            let site = Site::open(dir)?;
-            let bytes =
-                consortium::request(&site.dir, &site.config.site.id, &site.config.site.name);
-            let id = site.config.site.id.clone();
-            site.close();
-            std::fs::write(&out, bytes?)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            println!(
-                "Wrote the certificate request of site {id} to {}; send it to the consortium.",
-                out.display()
-            );
-        }
+        NodeCommand::Request { out } => request(dir, &out).await?,
         NodeCommand::Run { listen, bootstrap } => {
             crate::network::daemon::run(dir, listen, bootstrap).await?
         }
-        NodeCommand::Status { json } => return node_status(dir, json).await,
-        NodeCommand::Peers { json } => {
-            print(control::call(dir, &ControlRequest::Peers).await?, json)?
-        }
+        NodeCommand::Status { json } => return status(dir, json).await,
+        // The members are printed as JSON, with or without --json.
+        NodeCommand::Peers { json: _ } => print_json(&Sorted(&control::peers(dir).await?))?,
         NodeCommand::Notice { to, topic, body } => {
-            control::call(
-                dir,
-                &ControlRequest::Notice {
-                    to: to.clone(),
-                    topic,
-                    body,
-                },
-            )
-            .await?;
+            control::notice(dir, to.clone(), topic, body).await?;
             println!("Notice delivered to {to}, receipt verified.");
         }
-        NodeCommand::Checkpoint => print(
-            control::call(dir, &ControlRequest::Checkpoint).await?,
-            false,
-        )?,
+        NodeCommand::Checkpoint => print_json(&Sorted(&control::checkpoint(dir).await?))?,
         NodeCommand::Witness { to } => {
-            control::call(dir, &ControlRequest::Witness { to: to.clone() }).await?;
+            control::witness(dir, to.clone()).await?;
             println!("{to} co-signed this site's checkpoint.");
         }
         NodeCommand::Stop => {
-            control::call(dir, &ControlRequest::Stop).await?;
+            control::stop(dir).await?;
             println!("The node is stopping.");
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+async fn request(dir: &Path, out: &Path) -> Result<()> {
+    let (bytes, id) = with_site(dir, async |site| {
+        let c = &site.config.site;
+        Ok((consortium::request(&site.dir, &c.id, &c.name), c.id.clone()))
+    })
+    .await?;
+    std::fs::write(out, bytes?).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "Wrote the certificate request of site {id} to {}; send it to the consortium.",
+        out.display()
+    );
+    Ok(())
+}
+
+/// What `node status` prints: the node's status, with `"running": true` under `--json`.
+#[derive(Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    status: &'a Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    running: Option<bool>,
+}
+
+/// What `node status --json` prints when no node answers.
+#[derive(Serialize)]
+struct NotRunning {
+    running: bool,
+    healthy: bool,
+    error: String,
+}
+
 /// `node status`: prints the status (`--json`: one object; when no node answers,
 /// `{"running": false, "healthy": false, "error": …}`) and exits 1 unless the node answers and
 /// is healthy.
-async fn node_status(dir: &Path, json: bool) -> Result<ExitCode> {
-    let mut v = match control::call(dir, &ControlRequest::Status).await {
-        Ok(v) => v,
+async fn status(dir: &Path, json: bool) -> Result<ExitCode> {
+    let status = match control::status(dir).await {
+        Ok(s) => s,
         Err(e) => {
+            let error = format!("{e:#}");
             if json {
-                print_json(&serde_json::json!({
-                    "running": false, "healthy": false, "error": format!("{e:#}"),
+                print_json(&Sorted(&NotRunning {
+                    running: false,
+                    healthy: false,
+                    error: error.clone(),
                 }))?;
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {error}");
             return Ok(ExitCode::from(1));
         }
     };
-    let healthy = v["healthy"].as_bool() == Some(true);
-    if json {
-        v["running"] = serde_json::Value::Bool(true);
-        print_json(&v)?;
-    } else {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    }
-    if !healthy {
-        for p in v["problems"].as_array().into_iter().flatten() {
-            eprintln!("unhealthy: {}", p.as_str().unwrap_or_default());
+    print_json(&Sorted(&Shown {
+        status: &status,
+        running: json.then_some(true),
+    }))?;
+    if !status.healthy {
+        for p in &status.problems {
+            eprintln!("unhealthy: {p}");
         }
-        return Ok(ExitCode::from(1));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(status.healthy))
 }

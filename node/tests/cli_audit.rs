@@ -4,43 +4,20 @@
 //! `audit verify` exit 1 naming the entry; `log` filters; `export` parses back; proofs verify;
 //! kill -9 during a burst of appends loses no committed entry.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::{bin, json_of, run, run_ok};
 use fedanno_node::network::audit::{AuditEvent, EntryBody};
 use fedanno_protocol::merkle::{self, Hash};
 use ring::rand::SystemRandom;
 use ring::signature::Ed25519KeyPair;
 use rusqlite::{Connection, params};
 use serde_json::Value;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fedanno"));
-    c.env_remove("FEDANNO_DIR").env_remove("FEDANNO_LOG");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().unwrap()
-}
-
-fn run_ok(args: &[&str]) -> Output {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "fedanno {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
 
 /// A site with `n` `sent` entries, a checkpoint after them, and 3 more `sent` entries…
 /// Layout: entries 0..n (sent), n (checkpoint, from the bench), then one more checkpoint n+1.

@@ -1,36 +1,17 @@
 //! The `fedanno` binary end to end: init, synth, ingest and cases, including corrupt inputs,
 //! a privacy canary across headers, database and logs, and kill -9 in the middle of an ingest.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::{bin, json_of, run_ok};
 use fedanno_node::site::dicom::write::{CtSlice, write_ct_slice};
 use serde_json::Value;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fedanno"));
-    c.env_remove("FEDANNO_DIR").env_remove("FEDANNO_LOG");
-    c
-}
-
-fn run_ok(args: &[&str]) -> Output {
-    let out = bin().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "fedanno {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
 
 fn init(dir: &Path) {
     run_ok(&[

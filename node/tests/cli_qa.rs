@@ -2,49 +2,18 @@
 //! to one EM on the concatenated volumes, with absent readers as missing decisions), `--out`
 //! maps, and the errors and exit codes of bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{run_err, run_json, run_ok, s};
 use fedanno_node::annotations::nifti::{self, NiftiLimits, VoxelData};
 use fedanno_stats::staple::{PatternHistogram, StapleOptions, staple};
 use serde_json::Value;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fedanno"));
-    c.env_remove("FEDANNO_DIR").env_remove("FEDANNO_LOG");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("the binary runs")
-}
-
-fn run_json(args: &[&str]) -> Value {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "fedanno {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
-
-/// Runs a command that must fail with `code`, and returns its stderr.
-fn run_err(args: &[&str], code: i32) -> String {
-    let out = run(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "fedanno {args:?}: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
-
 /// `fedanno synth` into `out` (masks under `out/readers/<reader>/<case>.nii.gz`).
 fn synth(out: &Path, cases: &str, size: &str, prefix: &str, seed: &str) {
-    let o = run(&[
+    run_ok(&[
         "synth",
         "--out",
         s(out),
@@ -58,7 +27,6 @@ fn synth(out: &Path, cases: &str, size: &str, prefix: &str, seed: &str) {
         seed,
         "--json",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// The entries of a directory, sorted, without the sidecar JSON files `synth` writes beside

@@ -148,18 +148,7 @@ fn nifti_round_trip_versions_history_and_idempotence() {
     // Export is voxel-for-voxel identical, on the same grid.
     let series = s.series("case-0001");
     let out = s.path("export.nii.gz");
-    s.ok(&[
-        "annotate",
-        "export",
-        "--case",
-        &series,
-        "--reader",
-        "panel-expert",
-        "--format",
-        "nifti",
-        "--out",
-        &s.p(&out),
-    ]);
+    s.export(&series, "panel-expert", "nifti", &out, &[]);
     let (orig_img, orig) = read_labels(&m1);
     let (back_img, back) = read_labels(&out);
     assert_eq!(orig, back);
@@ -214,34 +203,10 @@ fn nifti_round_trip_versions_history_and_idempotence() {
     assert_eq!(h[1]["change"]["segments"][0]["removed"], 1);
     // Any version can be exported.
     let old = s.path("v1.nii");
-    s.ok(&[
-        "annotate",
-        "export",
-        "--case",
-        &series,
-        "--reader",
-        "panel-expert",
-        "--version",
-        "1",
-        "--format",
-        "nifti",
-        "--out",
-        &s.p(&old),
-    ]);
+    s.export(&series, "panel-expert", "nifti", &old, &["--version", "1"]);
     assert_eq!(read_labels(&old).1, orig);
     let new = s.path("v2-back.nii");
-    s.ok(&[
-        "annotate",
-        "export",
-        "--case",
-        &series,
-        "--reader",
-        "panel-expert",
-        "--format",
-        "nifti",
-        "--out",
-        &s.p(&new),
-    ]);
+    s.export(&series, "panel-expert", "nifti", &new, &[]);
     assert_eq!(read_labels(&new).1, edited);
 }
 
@@ -257,6 +222,14 @@ fn bad_masks_are_clear_errors_and_store_nothing() {
         nifti::write_file(&p, &img).unwrap();
         p
     };
+    // Imports a file as r1's mask of the series, which must fail: the error.
+    let refused = |extra: &[&str], file: &Path| {
+        let file = s.p(file);
+        let mut args = vec!["annotate", "import", "--reader", "r1", "--series", &series];
+        args.extend_from_slice(extra);
+        args.push(&file);
+        s.fails(&args)
+    };
     // Wrong dimensions: a mask of the other case's grid would match; use a cropped grid.
     let small = NiftiImage::from_u8(
         [24, 20, 5],
@@ -265,15 +238,7 @@ fn bad_masks_are_clear_errors_and_store_nothing() {
         labels[..24 * 20 * 5].to_vec(),
     )
     .unwrap();
-    let e = s.fails(&[
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        &series,
-        &s.p(&write("small.nii.gz", small)),
-    ]);
+    let e = refused(&[], &write("small.nii.gz", small));
     assert!(
         e.contains("dimensions") && e.contains("24x20x5") && e.contains("24x20x6"),
         "{e}"
@@ -282,15 +247,7 @@ fn bad_masks_are_clear_errors_and_store_nothing() {
     let mut affine = img.affine;
     affine[2][2] = 2.5;
     let spaced = NiftiImage::from_u8(img.dim, [0.8, 0.8, 2.5], affine, labels.clone()).unwrap();
-    let e = s.fails(&[
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        &series,
-        &s.p(&write("spacing.nii.gz", spaced)),
-    ]);
+    let e = refused(&[], &write("spacing.nii.gz", spaced));
     assert!(
         e.contains("spacing") && e.contains("2.5000") && e.contains("2.0000"),
         "{e}"
@@ -299,59 +256,25 @@ fn bad_masks_are_clear_errors_and_store_nothing() {
     let mut affine = img.affine;
     affine[0][3] += 1.0;
     let shifted = NiftiImage::from_u8(img.dim, img.pixdim, affine, labels.clone()).unwrap();
-    let e = s.fails(&[
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        &series,
-        &s.p(&write("shift.nii.gz", shifted)),
-    ]);
+    let e = refused(&[], &write("shift.nii.gz", shifted));
     assert!(e.contains("origin"), "{e}");
     // Flipped orientation.
     let mut affine = img.affine;
     affine[2][2] = -affine[2][2];
     let flipped = NiftiImage::from_u8(img.dim, img.pixdim, affine, labels.clone()).unwrap();
-    let e = s.fails(&[
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        &series,
-        &s.p(&write("flip.nii.gz", flipped)),
-    ]);
+    let e = refused(&[], &write("flip.nii.gz", flipped));
     assert!(e.contains("orientation"), "{e}");
     // A label value outside the declared segments.
     let mut odd = labels.clone();
     odd[0] = 7;
     let odd = NiftiImage::from_u8(img.dim, img.pixdim, img.affine, odd).unwrap();
-    let e = s.fails(&[
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        &series,
-        "--segments",
-        "1=nodule",
-        &s.p(&write("odd.nii.gz", odd)),
-    ]);
+    let e = refused(&["--segments", "1=nodule"], &write("odd.nii.gz", odd));
     assert!(e.contains("value 7") && e.contains("1=nodule"), "{e}");
     // A truncated file.
     let bytes = std::fs::read(&good).unwrap();
     let trunc = s.path("trunc.nii.gz");
     std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
-    let e = s.fails(&[
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        &series,
-        &s.p(&trunc),
-    ]);
+    let e = refused(&[], &trunc);
     assert!(e.contains("trunc.nii.gz"), "{e}");
     // An unknown series; an unknown reader.
     let e = s.fails(&[
@@ -616,19 +539,7 @@ fn segmentation_disagreements_use_dice() {
         "local-resident",
     ]);
     let out = s.path("decision.nii.gz");
-    s.ok(&[
-        "annotate",
-        "export",
-        "--case",
-        &series,
-        "--reader",
-        "chief",
-        "--adjudication",
-        "--format",
-        "nifti",
-        "--out",
-        &s.p(&out),
-    ]);
+    s.export(&series, "chief", "nifti", &out, &["--adjudication"]);
     assert_eq!(
         read_labels(&out).1,
         read_labels(&s.mask("local-resident", "case-0001")).1

@@ -47,6 +47,15 @@ fn db(site: &Path) -> Connection {
     Connection::open(site.join("fedanno.db")).unwrap()
 }
 
+/// A site with a log of `n` entries (`site_with_log`) and its database, to tamper with; the
+/// temporary directory lives as long as the first element.
+fn log_to_tamper(n: u64) -> (tempfile::TempDir, PathBuf, Connection) {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = site_with_log(tmp.path(), n);
+    let c = db(&site);
+    (tmp, site, c)
+}
+
 fn verify(site: &Path) -> (bool, String, Value) {
     let out = run(&["--dir", site.to_str().unwrap(), "audit", "verify", "--json"]);
     let human = run(&["--dir", site.to_str().unwrap(), "audit", "verify"]);
@@ -200,9 +209,7 @@ fn hex32(s: &str) -> Hash {
 
 #[test]
 fn edited_body_byte_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    let c = db(&site);
+    let (_tmp, site, c) = log_to_tamper(20);
     let mut body: Vec<u8> = c
         .query_row("SELECT body FROM audit_entries WHERE seq = 7", [], |r| {
             r.get(0)
@@ -217,9 +224,7 @@ fn edited_body_byte_is_named() {
 
 #[test]
 fn edited_body_with_recomputed_leaf_hash_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    let c = db(&site);
+    let (_tmp, site, c) = log_to_tamper(20);
     // A careful forger re-encodes a different event for seq 7 and fixes the leaf hash.
     let body = forged_body(7);
     c.execute(
@@ -232,19 +237,15 @@ fn edited_body_with_recomputed_leaf_hash_is_named() {
 
 #[test]
 fn deleted_row_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    db(&site)
-        .execute("DELETE FROM audit_entries WHERE seq = 5", [])
+    let (_tmp, site, c) = log_to_tamper(20);
+    c.execute("DELETE FROM audit_entries WHERE seq = 5", [])
         .unwrap();
     assert_fails_at(&site, 5, "is missing");
 }
 
 #[test]
 fn swapped_rows_are_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    let c = db(&site);
+    let (_tmp, site, c) = log_to_tamper(20);
     c.execute_batch(
         "UPDATE audit_entries SET seq = -1 WHERE seq = 3;
          UPDATE audit_entries SET seq = 3 WHERE seq = 9;
@@ -256,9 +257,7 @@ fn swapped_rows_are_named() {
 
 #[test]
 fn forged_row_at_the_end_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    let c = db(&site);
+    let (_tmp, site, c) = log_to_tamper(20);
     let mut leaves = leaf_hashes(&c);
     let seq = leaves.len() as u64; // 22
     let body = forged_body(seq);
@@ -278,9 +277,7 @@ fn forged_row_at_the_end_is_named() {
 
 #[test]
 fn forged_row_inserted_in_the_middle_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    let c = db(&site);
+    let (_tmp, site, c) = log_to_tamper(20);
     let leaves = leaf_hashes(&c);
     // Make room at 10 by moving every later row one up, then insert a well-formed entry 10.
     c.execute_batch(
@@ -303,9 +300,7 @@ fn forged_row_inserted_in_the_middle_is_named() {
 
 #[test]
 fn edited_checkpoint_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    let c = db(&site);
+    let (_tmp, site, c) = log_to_tamper(20);
     // The second checkpoint was recorded by entry 21 and signs size 21.
     let (id, entry): (i64, i64) = c
         .query_row(
@@ -548,23 +543,19 @@ fn kill_9_during_appends_loses_no_committed_entry() {
 
 #[test]
 fn edited_filter_column_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 10);
+    let (_tmp, site, c) = log_to_tamper(10);
     // Hiding an entry from `audit log --peer` by editing its peer column is caught.
-    db(&site)
-        .execute(
-            "UPDATE audit_entries SET peer = 'elsewhere' WHERE seq = 4",
-            [],
-        )
-        .unwrap();
+    c.execute(
+        "UPDATE audit_entries SET peer = 'elsewhere' WHERE seq = 4",
+        [],
+    )
+    .unwrap();
     assert_fails_at(&site, 4, "columns differ from what its body says");
 }
 
 #[test]
 fn edited_or_deleted_tree_node_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    let c = db(&site);
+    let (_tmp, site, c) = log_to_tamper(20);
     // Node (level 2, index 1) covers entries 4..=7: proofs through it would be wrong.
     c.execute(
         "UPDATE audit_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 1",

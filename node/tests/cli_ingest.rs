@@ -9,9 +9,14 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{bin, json_of, run_ok};
+use common::{bin, json_of, run_ok, s};
 use fedanno_node::site::dicom::write::{CtSlice, write_ct_slice};
 use serde_json::Value;
+
+/// `ingest PATH --json` at the site, which must succeed.
+fn ingest_json(site: &Path, path: &Path) -> Value {
+    json_of(&run_ok(&["--dir", s(site), "ingest", s(path), "--json"]))
+}
 
 fn init(dir: &Path) {
     run_ok(&[
@@ -43,13 +48,7 @@ fn synthetic_series_comes_back_with_exact_geometry() {
     ]);
     let synth = json_of(&s);
     assert_eq!(synth["dicom_files"], 14);
-    let ing = json_of(&run_ok(&[
-        "--dir",
-        site.to_str().unwrap(),
-        "ingest",
-        data.join("dicom").to_str().unwrap(),
-        "--json",
-    ]));
+    let ing = ingest_json(&site, &data.join("dicom"));
     assert_eq!(
         (
             ing["files_seen"].as_u64(),
@@ -112,13 +111,7 @@ fn synthetic_series_comes_back_with_exact_geometry() {
         assert!((got - want).abs() < 1e-6, "{:?}", truth.pixdim);
     }
     // Idempotent re-ingest.
-    let again = json_of(&run_ok(&[
-        "--dir",
-        site.to_str().unwrap(),
-        "ingest",
-        data.to_str().unwrap(),
-        "--json",
-    ]));
+    let again = ingest_json(&site, &data);
     assert_eq!(
         (
             again["instances_ingested"].as_u64(),
@@ -340,14 +333,7 @@ fn corrupt_inputs_are_each_reported_and_skipped() {
     // An empty file.
     std::fs::write(data.join("empty.dcm"), b"").unwrap();
 
-    let out = run_ok(&[
-        "--dir",
-        site.to_str().unwrap(),
-        "ingest",
-        data.to_str().unwrap(),
-        "--json",
-    ]);
-    let r = json_of(&out);
+    let r = ingest_json(&site, &data);
     assert_eq!(
         (r["files_seen"].as_u64(), r["instances_ingested"].as_u64()),
         (Some(6), Some(1))
@@ -474,13 +460,7 @@ fn kill_9_during_ingest_loses_nothing_committed_and_resumes() {
         );
     }
     // Resume: every file ends up present exactly once, and every series has its grid.
-    let r = json_of(&run_ok(&[
-        "--dir",
-        site.to_str().unwrap(),
-        "ingest",
-        data.join("dicom").to_str().unwrap(),
-        "--json",
-    ]));
+    let r = ingest_json(&site, &data.join("dicom"));
     assert_eq!(
         r["instances_ingested"].as_u64().unwrap() + r["already_present"].as_u64().unwrap(),
         files

@@ -6,10 +6,27 @@
 
 mod common;
 
-use common::{audit_entries, bin, consortium, joined_site, ok, start};
+use std::path::Path;
+
+use common::{Running, audit_entries, bin, consortium, joined_site, ok, s, start};
 use serde_json::Value;
 
 const LOOPBACK_ANY: &str = "/ip4/127.0.0.1/tcp/0";
+
+/// `node run -v` on loopback, bootstrapping to `bootstrap` when given.
+fn start_node(dir: &Path, bootstrap: Option<&str>) -> Running {
+    let mut args = vec!["-v", "--listen", LOOPBACK_ANY];
+    args.extend(bootstrap.iter().flat_map(|b| ["--bootstrap", *b]));
+    start(dir, &[], &args)
+}
+
+/// A receipted notice from the site at `from` to alpha.
+fn notice(from: &Path, body: &str) {
+    let args = [
+        "node", "notice", "--to", "alpha", "--topic", "t", "--body", body,
+    ];
+    ok(&[&["--dir", s(from)][..], &args[..]].concat());
+}
 
 #[test]
 fn nodes_as_processes_rejoin_after_kill_9_without_losing_audit_entries() {
@@ -19,25 +36,10 @@ fn nodes_as_processes_rejoin_after_kill_9_without_losing_audit_entries() {
     let (a, _) = joined_site(tmp.path(), "alpha", &root);
     let (b, _) = joined_site(tmp.path(), "beta", &root);
 
-    let na = start(&a, &[], &["-v", "--listen", LOOPBACK_ANY]);
-    let nb = start(
-        &b,
-        &[],
-        &["-v", "--listen", LOOPBACK_ANY, "--bootstrap", &na.address],
-    );
+    let na = start_node(&a, None);
+    let nb = start_node(&b, Some(&na.address));
     nb.wait_log("member proved its certificate", 30);
-    ok(&[
-        "--dir",
-        b.to_str().unwrap(),
-        "node",
-        "notice",
-        "--to",
-        "alpha",
-        "--topic",
-        "t",
-        "--body",
-        "before the crash",
-    ]);
+    notice(&b, "before the crash");
     let status: Value = serde_json::from_str(&ok(&[
         "--dir",
         a.to_str().unwrap(),
@@ -54,24 +56,9 @@ fn nodes_as_processes_rejoin_after_kill_9_without_losing_audit_entries() {
     let mut na = na;
     na.child.kill().unwrap();
     na.child.wait().unwrap();
-    let na = start(
-        &a,
-        &[],
-        &["-v", "--listen", LOOPBACK_ANY, "--bootstrap", &nb.address],
-    );
+    let na = start_node(&a, Some(&nb.address));
     na.wait_log("member proved its certificate", 30);
-    ok(&[
-        "--dir",
-        b.to_str().unwrap(),
-        "node",
-        "notice",
-        "--to",
-        "alpha",
-        "--topic",
-        "t",
-        "--body",
-        "after the restart",
-    ]);
+    notice(&b, "after the restart");
 
     na.stop(&a);
     nb.stop(&b);

@@ -38,18 +38,7 @@ impl Site {
 
     fn export_nifti(&self, series: &str, reader: &str) -> Vec<u8> {
         let out = self.path(&format!("{reader}-export.nii.gz"));
-        self.ok(&[
-            "annotate",
-            "export",
-            "--case",
-            series,
-            "--reader",
-            reader,
-            "--format",
-            "nifti",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        self.export(series, reader, "nifti", &out, &[]);
         nifti::read_file(&out, &Default::default())
             .unwrap()
             .to_labels_u8()
@@ -295,22 +284,8 @@ fn our_seg_round_trips_exactly_at_odd_sizes_local_and_deidentified() {
         assert_eq!(first[0]["version"], 1);
         for deid in [false, true] {
             let out = s.path(if deid { "deid.dcm" } else { "local.dcm" });
-            let mut args = vec![
-                "annotate",
-                "export",
-                "--case",
-                &series,
-                "--reader",
-                "r1",
-                "--format",
-                "seg",
-                "--out",
-                out.to_str().unwrap(),
-            ];
-            if deid {
-                args.push("--deidentified");
-            }
-            s.ok(&args);
+            let extra: &[&str] = if deid { &["--deidentified"] } else { &[] };
+            s.export(&series, "r1", "seg", &out, extra);
             // Bits read back by our reader (odd sizes: frames are not byte-aligned).
             let obj = seg::read_seg(&out, &SegLimits::default()).unwrap();
             assert_eq!((obj.rows, obj.columns), (u32::from(rows), u32::from(cols)));
@@ -394,18 +369,7 @@ fn offline_metrics_read_dicom_seg_like_nifti() {
         let imported = s.json(&["annotate", "import", "--reader", r, nii.to_str().unwrap()]);
         let series = imported[0]["series"].as_str().unwrap().to_string();
         let seg = s.path(&format!("{r}.dcm"));
-        s.ok(&[
-            "annotate",
-            "export",
-            "--case",
-            &series,
-            "--reader",
-            r,
-            "--format",
-            "seg",
-            "--out",
-            seg.to_str().unwrap(),
-        ]);
+        s.export(&series, r, "seg", &seg, &[]);
         segs.push(seg);
         niftis.push(nii);
     }

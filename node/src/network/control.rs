@@ -81,9 +81,13 @@ impl ControlAnswer<serde_json::Value> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {
     pub site: SiteId,
+    /// The name its certificate request gave.
     pub display_name: String,
+    /// Its roles in the consortium (site, coordinator, auditor).
     pub roles: Vec<String>,
+    /// The libp2p peer id it proved on the connection.
     pub peer_id: String,
+    /// Its certificate: serial number and expiry (Unix seconds).
     pub serial: u64,
     pub certificate_expires: u64,
 }

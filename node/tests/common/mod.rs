@@ -136,6 +136,25 @@ impl Site {
         json_of(&self.ok(&a))
     }
 
+    /// `annotate export` of `reader`'s annotation of `case` as `format` into `out`, with extra
+    /// arguments (`--version N`, `--adjudication`, `--deidentified`).
+    pub fn export(&self, case: &str, reader: &str, format: &str, out: &Path, extra: &[&str]) {
+        let mut args = vec![
+            "annotate",
+            "export",
+            "--case",
+            case,
+            "--reader",
+            reader,
+            "--format",
+            format,
+            "--out",
+            s(out),
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+    }
+
     /// The stderr of a command that must fail (exit code 1).
     pub fn fails(&self, args: &[&str]) -> String {
         expect_exit(args, &self.run(args), 1)

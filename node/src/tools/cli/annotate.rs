@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::emit;
+use super::{emit, print_rows};
 use crate::annotations::curation;
 use crate::annotations::interchange::export::{self, ExportFormat, ExportRequest, SegIdentity};
 use crate::annotations::interchange::{self, Context, ImportOptions};
@@ -264,15 +264,12 @@ async fn list(site: &Site, case: Option<String>, reader: Option<String>, json: b
     }
     let rows = site.store.list_annotations(f).await?;
     emit(json, &rows, |rows| {
-        if rows.is_empty() {
-            println!("No annotations yet. Import some with `fedanno annotate import`.");
-            return;
-        }
-        println!(
+        let empty = "No annotations yet. Import some with `fedanno annotate import`.";
+        let header = format!(
             "{:<46} {:<13} {:<18} {:<13} {:>4} {:<10} SUMMARY",
             "CASE", "KIND", "READER", "PURPOSE", "VER", "STATE"
         );
-        for r in rows {
+        print_rows(rows, empty, Some(&header), |r| {
             println!(
                 "{:<46} {:<13} {:<18} {:<13} {:>4} {:<10} {}",
                 r.series.as_deref().unwrap_or(&r.study),
@@ -283,15 +280,12 @@ async fn list(site: &Site, case: Option<String>, reader: Option<String>, json: b
                 r.review_state,
                 r.summary
             );
-        }
+        });
     })
 }
 
 fn print_history(case: &str, h: &[curation::HistoryEntry]) {
-    if h.is_empty() {
-        println!("No annotations of {case}.");
-    }
-    for e in h {
+    print_rows(h, &format!("No annotations of {case}."), None, |e| {
         println!(
             "{} {} by {} v{} ({}) at {} by {}: {} [{}] {}",
             e.kind,
@@ -305,14 +299,11 @@ fn print_history(case: &str, h: &[curation::HistoryEntry]) {
             &e.content_hash[..12.min(e.content_hash.len())],
             serde_json::to_string(&e.change).unwrap_or_default()
         );
-    }
+    });
 }
 
 fn print_disagreements(d: &[curation::Disagreement]) {
-    if d.is_empty() {
-        println!("No disagreements above the threshold.");
-    }
-    for x in d {
+    print_rows(d, "No disagreements above the threshold.", None, |x| {
         println!(
             "{} {} readers {:?} min Dice {} {}",
             x.kind,
@@ -321,7 +312,7 @@ fn print_disagreements(d: &[curation::Disagreement]) {
             x.min_dice.map_or("-".into(), |v| format!("{v:.4}")),
             if x.adjudicated { "(adjudicated)" } else { "" }
         );
-    }
+    });
 }
 
 /// What `annotate review --json` prints.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::{emit, with_site};
+use super::{emit, print_rows, with_site};
 use crate::site::store::{SeriesFilter, SeriesRow};
 
 #[derive(Debug, clap::Args)]
@@ -38,15 +38,12 @@ pub async fn run(dir: &Path, args: CasesArgs) -> Result<ExitCode> {
 }
 
 fn print_cases(rows: &[SeriesRow], show_identifiers: bool) {
-    if rows.is_empty() {
-        println!("No series indexed yet. Run `fedanno ingest PATH`.");
-        return;
-    }
-    println!(
+    let header = format!(
         "{:<46} {:<8} {:<13} {:>5} {:<13} {:<22} {:<28} {:<10}",
         "SERIES", "MODALITY", "KIND", "INST", "GRID", "SPACING (mm)", "PATIENT", "DATE"
     );
-    for r in rows {
+    let empty = "No series indexed yet. Run `fedanno ingest PATH`.";
+    print_rows(rows, empty, Some(&header), |r| {
         let grid = match (r.columns, r.rows, r.slices) {
             (Some(c), Some(rw), Some(s)) => format!("{c}x{rw}x{s}"),
             _ => "-".into(),
@@ -77,5 +74,5 @@ fn print_cases(rows: &[SeriesRow], show_identifiers: bool) {
                 o.study_date.as_deref().unwrap_or("-")
             );
         }
-    }
+    });
 }

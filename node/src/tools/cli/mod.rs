@@ -184,8 +184,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Synth(args) => synth::run(args).await,
         Command::Audit { what } => with_site(dir, async |site| audit::run(site, what).await).await,
-        Command::Metrics { what } => qa::run_metrics(what).await,
-        Command::Consensus { what } => qa::run_consensus(what).await,
+        Command::Metrics { what } => qa::run(move || qa::metrics::run(what)).await,
+        Command::Consensus { what } => qa::run(move || qa::consensus::run(what)).await,
         Command::Consortium { what } => consortium::run(dir, what).await,
         Command::Node { what } => node::run(dir, what).await,
         Command::Demo(args) => demo::run(args).await,
@@ -234,6 +234,18 @@ impl<T: Serialize + ?Sized> Serialize for Sorted<'_, T> {
             .map_err(serde::ser::Error::custom)?
             .serialize(s)
     }
+}
+
+/// Prints `empty` when there are no rows; else the `header` line, if any, and each row.
+fn print_rows<T>(rows: &[T], empty: &str, header: Option<&str>, row: impl FnMut(&T)) {
+    if rows.is_empty() {
+        println!("{empty}");
+        return;
+    }
+    if let Some(h) = header {
+        println!("{h}");
+    }
+    rows.iter().for_each(row);
 }
 
 /// 0 when `ok`, else 1.

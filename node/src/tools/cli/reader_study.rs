@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
-use super::{Sorted, emit, with_site};
+use super::{Sorted, emit, print_rows, with_site};
 use crate::network::control::{self, Published};
 use crate::reader_studies::Manifest;
 use crate::reader_studies::report::{self, ReaderStudyReport};
@@ -124,15 +124,11 @@ async fn launch(dir: &Path, manifest: &Path, json: bool) -> Result<()> {
 async fn list(dir: &Path, json: bool) -> Result<()> {
     let rows = with_site(dir, async |site| Ok(site.store.reader_studies().await?)).await?;
     emit(json, &rows, |rows| {
-        if rows.is_empty() {
-            println!("No studies.");
-            return;
-        }
-        println!(
+        let header = format!(
             "{:<24} {:<12} {:<12} {:<16} TITLE",
             "STUDY", "ROLE", "STATE", "COORDINATOR"
         );
-        for r in rows {
+        print_rows(rows, "No studies.", Some(&header), |r| {
             let title = Manifest::parse(&r.manifest)
                 .map(|m| m.study.title)
                 .unwrap_or_default();
@@ -140,7 +136,7 @@ async fn list(dir: &Path, json: bool) -> Result<()> {
                 "{:<24} {:<12} {:<12} {:<16} {title}",
                 r.study, r.role, r.state, r.coordinator
             );
-        }
+        });
     })
 }
 

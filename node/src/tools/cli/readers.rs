@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::Subcommand;
 
-use super::emit;
+use super::{emit, print_rows};
 use crate::annotations::readers::{self, ReaderKind};
 use crate::site::Site;
 
@@ -41,14 +41,9 @@ pub async fn run(site: &Site, cmd: ReadersCommand) -> Result<ExitCode> {
         ReadersCommand::List { json } => {
             let rows = site.store.readers().await?;
             emit(json, &rows, |rows| {
-                if rows.is_empty() {
-                    println!(
-                        "No readers yet. Add one with `fedanno readers add ID --kind local|panel|model`."
-                    );
-                    return;
-                }
-                println!("{:<24} {:<8} {:<28} NAME", "READER", "KIND", "PSEUDONYM");
-                for r in rows {
+                let empty = "No readers yet. Add one with `fedanno readers add ID --kind local|panel|model`.";
+                let header = format!("{:<24} {:<8} {:<28} NAME", "READER", "KIND", "PSEUDONYM");
+                print_rows(rows, empty, Some(&header), |r| {
                     println!(
                         "{:<24} {:<8} {:<28} {}",
                         r.id,
@@ -56,7 +51,7 @@ pub async fn run(site: &Site, cmd: ReadersCommand) -> Result<ExitCode> {
                         r.pseudonym,
                         r.name.as_deref().unwrap_or_default()
                     );
-                }
+                });
             })?;
         }
     }

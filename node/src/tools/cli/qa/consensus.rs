@@ -2,7 +2,6 @@
 //! consensus labels of categorical ratings by Dawid–Skene or majority vote (`labels`).
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
@@ -15,7 +14,7 @@ use super::masks::{MaskInput, parse_label_value};
 use super::multilabel::multilabel_cmd;
 use super::ratings::load_ratings;
 use super::staple::staple_cmd;
-use super::{blocking, finish, matrix, num, nums};
+use super::{matrix, num, nums};
 use crate::tools::cli::emit;
 
 /// `fedanno consensus …`.
@@ -76,12 +75,8 @@ pub enum LabelMethod {
     Majority,
 }
 
-/// Runs a `consensus` command.
-pub async fn run_consensus(what: ConsensusCommand) -> Result<ExitCode> {
-    finish(blocking(move || consensus(what)).await)
-}
-
-fn consensus(what: ConsensusCommand) -> Result<()> {
+/// Runs a `consensus` command (on a blocking thread: `qa::run`).
+pub fn run(what: ConsensusCommand) -> Result<()> {
     match what {
         ConsensusCommand::Staple {
             raters,

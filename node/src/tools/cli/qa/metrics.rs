@@ -2,7 +2,6 @@
 //! statistics of categorical ratings (`agreement`).
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use clap::{Subcommand, ValueEnum};
@@ -13,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::masks::read_masks;
 use super::ratings::load_ratings;
-use super::{blocking, finish, num, show, usage};
+use super::{num, show, usage};
 use crate::tools::cli::emit;
 
 /// `fedanno metrics …`.
@@ -70,12 +69,8 @@ impl From<DefinitionArg> for Definition {
     }
 }
 
-/// Runs a `metrics` command.
-pub async fn run_metrics(what: MetricsCommand) -> Result<ExitCode> {
-    finish(blocking(move || metrics(what)).await)
-}
-
-fn metrics(what: MetricsCommand) -> Result<()> {
+/// Runs a `metrics` command (on a blocking thread: `qa::run`).
+pub fn run(what: MetricsCommand) -> Result<()> {
     match what {
         MetricsCommand::Seg {
             reference,

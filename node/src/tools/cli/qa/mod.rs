@@ -15,15 +15,15 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-mod consensus;
+pub mod consensus;
 mod masks;
-mod metrics;
+pub mod metrics;
 mod multilabel;
 mod ratings;
 mod staple;
 
-pub use consensus::{ConsensusCommand, LabelMethod, run_consensus};
-pub use metrics::{DefinitionArg, MetricsCommand, run_metrics};
+pub use consensus::{ConsensusCommand, LabelMethod};
+pub use metrics::{DefinitionArg, MetricsCommand};
 
 /// A usage error found after parsing (exit code 2).
 #[derive(Debug)]
@@ -41,15 +41,12 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Usage(msg.into()))
 }
 
-/// Runs CPU-bound work off the runtime's workers.
-async fn blocking(f: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
-    tokio::task::spawn_blocking(f)
+/// Runs an offline QA command (CPU-bound) off the runtime's workers. A usage error exits 2;
+/// other errors go to the caller (exit code 1).
+pub async fn run(command: impl FnOnce() -> Result<()> + Send + 'static) -> Result<ExitCode> {
+    let r = tokio::task::spawn_blocking(command)
         .await
-        .context("the computation stopped unexpectedly")?
-}
-
-/// Maps a usage error to exit code 2; other errors go to the caller (exit code 1).
-fn finish(r: Result<()>) -> Result<ExitCode> {
+        .context("the computation stopped unexpectedly")?;
     match r {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if e.is::<Usage>() => {

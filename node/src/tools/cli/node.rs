@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::{Sorted, exit_code, print_json, with_site};
+use super::{Sorted, emit, exit_code, print_json, with_site};
 use crate::network::consortium;
 use crate::network::control;
 use crate::network::node::Status;
@@ -125,13 +125,13 @@ async fn status(dir: &Path, json: bool) -> Result<ExitCode> {
         Ok(s) => s,
         Err(e) => {
             let error = format!("{e:#}");
-            if json {
-                print_json(&Sorted(&NotRunning {
-                    running: false,
-                    healthy: false,
-                    error: error.clone(),
-                }))?;
-            }
+            let down = NotRunning {
+                running: false,
+                healthy: false,
+                error: error.clone(),
+            };
+            // With --json, the JSON; no text (the error goes to stderr).
+            emit(json, &Sorted(&down), |_| ())?;
             eprintln!("error: {error}");
             return Ok(ExitCode::from(1));
         }

@@ -8,6 +8,7 @@ use clap::{Subcommand, ValueEnum};
 use fedanno_stats::dawid_skene::{DsOptions, dawid_skene};
 use fedanno_stats::majority::majority_vote;
 use fedanno_stats::ratings::LabeledRatings;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::masks::{MaskInput, parse_label_value};
@@ -15,7 +16,7 @@ use super::multilabel::multilabel_cmd;
 use super::ratings::load_ratings;
 use super::staple::staple_cmd;
 use super::{matrix, num, nums};
-use crate::tools::cli::emit;
+use crate::tools::cli::{Sorted, emit};
 
 /// `fedanno consensus …`.
 #[derive(Debug, Subcommand)]
@@ -118,10 +119,24 @@ fn labels_cmd(
 ) -> Result<()> {
     let lr = load_ratings(path, categories)?;
     let out = match method {
-        LabelMethod::Majority => majority_json(&lr),
-        LabelMethod::DawidSkene => dawid_skene_json(&lr)?,
+        LabelMethod::Majority => majority(&lr),
+        LabelMethod::DawidSkene => dawid_skene_labels(&lr)?,
     };
-    emit(json, &out, |out| print_labels(&lr, out))
+    emit(json, &Sorted(&out), |Sorted(out)| print_labels(&lr, out))
+}
+
+/// The §9 JSON of `consensus labels` (printed with sorted keys). The EM's numbers are null for
+/// a majority vote.
+#[derive(Serialize)]
+struct ConsensusLabels {
+    method: &'static str,
+    categories: Vec<String>,
+    iterations: Option<u32>,
+    class_priors: Option<Value>,
+    confusion: Option<Map<String, Value>>,
+    /// Unit -> category (null: undecided).
+    labels: Map<String, Value>,
+    log_likelihood: Option<Value>,
 }
 
 /// A category index as its name (null: undecided).
@@ -130,31 +145,31 @@ fn category(lr: &LabeledRatings, c: Option<u32>) -> Value {
         .map_or(Value::Null, |s| json!(s))
 }
 
-/// The §9 JSON of `consensus labels --method majority`.
-fn majority_json(lr: &LabeledRatings) -> Value {
-    let labels: Map<String, Value> = lr
-        .units
+/// Unit -> category name.
+fn labels(
+    lr: &LabeledRatings,
+    categories: impl Iterator<Item = Option<u32>>,
+) -> Map<String, Value> {
+    lr.units
         .iter()
         .cloned()
-        .zip(
-            majority_vote(&lr.ratings)
-                .into_iter()
-                .map(|c| category(lr, c)),
-        )
-        .collect();
-    json!({
-        "method": "majority",
-        "categories": lr.categories,
-        "iterations": Value::Null,
-        "class_priors": Value::Null,
-        "confusion": Value::Null,
-        "labels": labels,
-        "log_likelihood": Value::Null,
-    })
+        .zip(categories.map(|c| category(lr, c)))
+        .collect()
 }
 
-/// The §9 JSON of `consensus labels --method dawid-skene`.
-fn dawid_skene_json(lr: &LabeledRatings) -> Result<Value> {
+fn majority(lr: &LabeledRatings) -> ConsensusLabels {
+    ConsensusLabels {
+        method: "majority",
+        categories: lr.categories.clone(),
+        iterations: None,
+        class_priors: None,
+        confusion: None,
+        labels: labels(lr, majority_vote(&lr.ratings).into_iter()),
+        log_likelihood: None,
+    }
+}
+
+fn dawid_skene_labels(lr: &LabeledRatings) -> Result<ConsensusLabels> {
     let r = dawid_skene(&lr.ratings, &DsOptions::default())?;
     if !r.converged {
         tracing::warn!(
@@ -168,39 +183,32 @@ fn dawid_skene_json(lr: &LabeledRatings) -> Result<Value> {
         .enumerate()
         .map(|(i, id)| (id.clone(), matrix(&r.params.rater_confusion(i))))
         .collect();
-    let labels: Map<String, Value> = lr
-        .units
-        .iter()
-        .cloned()
-        .zip(r.labels.iter().map(|&l| category(lr, l)))
-        .collect();
-    Ok(json!({
-        "method": "dawid-skene",
-        "categories": lr.categories,
-        "iterations": r.iterations,
-        "class_priors": nums(&r.params.class_priors),
-        "confusion": confusion,
-        "labels": labels,
-        "log_likelihood": num(r.log_likelihood),
-    }))
+    Ok(ConsensusLabels {
+        method: "dawid-skene",
+        categories: lr.categories.clone(),
+        iterations: Some(r.iterations),
+        class_priors: Some(nums(&r.params.class_priors)),
+        confusion: Some(confusion),
+        labels: labels(lr, r.labels.iter().copied()),
+        log_likelihood: Some(num(r.log_likelihood)),
+    })
 }
 
-fn print_labels(lr: &LabeledRatings, out: &Value) {
+fn print_labels(lr: &LabeledRatings, out: &ConsensusLabels) {
     println!(
         "{} consensus of {} units by {} raters, categories {}",
-        out["method"].as_str().unwrap_or("?"),
+        out.method,
         lr.units.len(),
         lr.raters.len(),
         lr.categories.join(",")
     );
-    if let Some(it) = out["iterations"].as_u64() {
-        println!(
-            "{it} iterations, log-likelihood {}, class priors {}",
-            out["log_likelihood"], out["class_priors"]
-        );
+    if let (Some(it), Some(ll), Some(priors)) =
+        (out.iterations, &out.log_likelihood, &out.class_priors)
+    {
+        println!("{it} iterations, log-likelihood {ll}, class priors {priors}");
     }
     for u in &lr.units {
-        let l = &out["labels"][u.as_str()];
-        println!("{u},{}", l.as_str().unwrap_or("undecided"));
+        let l = out.labels.get(u).and_then(Value::as_str);
+        println!("{u},{}", l.unwrap_or("undecided"));
     }
 }

@@ -2,91 +2,46 @@
 //! import with geometry and scheme checks, exact round trips, versions and history, review,
 //! the adjudication queue and adjudication decisions. DICOM SEG has its own test file.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{run_ok, s};
 use fedanno_node::annotations::nifti::{self, NiftiImage};
 use serde_json::Value;
 
+/// A site with `cases` synthetic 24x20x6 CT series ingested, and their synthetic data
+/// (`fedanno synth`) beside it.
 struct Site {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
+    site: common::Site,
     data: PathBuf,
 }
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fedanno"));
-    c.env_remove("FEDANNO_DIR").env_remove("FEDANNO_LOG");
-    c
+impl std::ops::Deref for Site {
+    type Target = common::Site;
+
+    fn deref(&self) -> &common::Site {
+        &self.site
+    }
 }
 
 impl Site {
-    /// A site with `cases` synthetic 24x20x6 CT series ingested.
     fn new(cases: usize) -> Site {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("site");
-        let data = tmp.path().join("data");
-        let s = Site {
-            _tmp: tmp,
-            dir,
-            data,
-        };
-        s.ok(&["init", "--site-name", "Annot Site"]);
-        let out = bin()
-            .args([
-                "synth",
-                "--out",
-                s.data.to_str().unwrap(),
-                "--cases",
-                &cases.to_string(),
-                "--size",
-                "24x20x6",
-                "--seed",
-                "5",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        s.ok(&["ingest", s.data.join("dicom").to_str().unwrap()]);
-        s
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        bin()
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "fedanno {args:?}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        let out = self.ok(&a);
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "expected failure of {args:?}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let site = common::Site::init("Annot Site");
+        let data = site.path("data");
+        run_ok(&[
+            "synth",
+            "--out",
+            s(&data),
+            "--cases",
+            &cases.to_string(),
+            "--size",
+            "24x20x6",
+            "--seed",
+            "5",
+        ]);
+        site.ok(&["ingest", s(&data.join("dicom"))]);
+        Site { site, data }
     }
 
     fn mask(&self, reader: &str, case: &str) -> PathBuf {
@@ -192,19 +147,8 @@ fn nifti_round_trip_versions_history_and_idempotence() {
 
     // Export is voxel-for-voxel identical, on the same grid.
     let series = s.series("case-0001");
-    let out = s._tmp.path().join("export.nii.gz");
-    s.ok(&[
-        "annotate",
-        "export",
-        "--case",
-        &series,
-        "--reader",
-        "panel-expert",
-        "--format",
-        "nifti",
-        "--out",
-        &s.p(&out),
-    ]);
+    let out = s.path("export.nii.gz");
+    s.export(&series, "panel-expert", "nifti", &out, &[]);
     let (orig_img, orig) = read_labels(&m1);
     let (back_img, back) = read_labels(&out);
     assert_eq!(orig, back);
@@ -225,7 +169,7 @@ fn nifti_round_trip_versions_history_and_idempotence() {
     for i in &bg {
         edited[*i] = 1; // three voxels added
     }
-    let v2 = s._tmp.path().join("v2.nii.gz");
+    let v2 = s.path("v2.nii.gz");
     nifti::write_file(
         &v2,
         &NiftiImage::from_u8(
@@ -258,35 +202,11 @@ fn nifti_round_trip_versions_history_and_idempotence() {
     assert_eq!(h[1]["change"]["segments"][0]["added"], 3);
     assert_eq!(h[1]["change"]["segments"][0]["removed"], 1);
     // Any version can be exported.
-    let old = s._tmp.path().join("v1.nii");
-    s.ok(&[
-        "annotate",
-        "export",
-        "--case",
-        &series,
-        "--reader",
-        "panel-expert",
-        "--version",
-        "1",
-        "--format",
-        "nifti",
-        "--out",
-        &s.p(&old),
-    ]);
+    let old = s.path("v1.nii");
+    s.export(&series, "panel-expert", "nifti", &old, &["--version", "1"]);
     assert_eq!(read_labels(&old).1, orig);
-    let new = s._tmp.path().join("v2-back.nii");
-    s.ok(&[
-        "annotate",
-        "export",
-        "--case",
-        &series,
-        "--reader",
-        "panel-expert",
-        "--format",
-        "nifti",
-        "--out",
-        &s.p(&new),
-    ]);
+    let new = s.path("v2-back.nii");
+    s.export(&series, "panel-expert", "nifti", &new, &[]);
     assert_eq!(read_labels(&new).1, edited);
 }
 
@@ -298,9 +218,17 @@ fn bad_masks_are_clear_errors_and_store_nothing() {
     let good = s.mask("panel-expert", "case-0001");
     let (img, labels) = read_labels(&good);
     let write = |name: &str, img: NiftiImage| {
-        let p = s._tmp.path().join(name);
+        let p = s.path(name);
         nifti::write_file(&p, &img).unwrap();
         p
+    };
+    // Imports a file as r1's mask of the series, which must fail: the error.
+    let refused = |extra: &[&str], file: &Path| {
+        let file = s.p(file);
+        let mut args = vec!["annotate", "import", "--reader", "r1", "--series", &series];
+        args.extend_from_slice(extra);
+        args.push(&file);
+        s.fails(&args)
     };
     // Wrong dimensions: a mask of the other case's grid would match; use a cropped grid.
     let small = NiftiImage::from_u8(
@@ -310,15 +238,7 @@ fn bad_masks_are_clear_errors_and_store_nothing() {
         labels[..24 * 20 * 5].to_vec(),
     )
     .unwrap();
-    let e = s.fails(&[
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        &series,
-        &s.p(&write("small.nii.gz", small)),
-    ]);
+    let e = refused(&[], &write("small.nii.gz", small));
     assert!(
         e.contains("dimensions") && e.contains("24x20x5") && e.contains("24x20x6"),
         "{e}"
@@ -327,15 +247,7 @@ fn bad_masks_are_clear_errors_and_store_nothing() {
     let mut affine = img.affine;
     affine[2][2] = 2.5;
     let spaced = NiftiImage::from_u8(img.dim, [0.8, 0.8, 2.5], affine, labels.clone()).unwrap();
-    let e = s.fails(&[
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        &series,
-        &s.p(&write("spacing.nii.gz", spaced)),
-    ]);
+    let e = refused(&[], &write("spacing.nii.gz", spaced));
     assert!(
         e.contains("spacing") && e.contains("2.5000") && e.contains("2.0000"),
         "{e}"
@@ -344,59 +256,25 @@ fn bad_masks_are_clear_errors_and_store_nothing() {
     let mut affine = img.affine;
     affine[0][3] += 1.0;
     let shifted = NiftiImage::from_u8(img.dim, img.pixdim, affine, labels.clone()).unwrap();
-    let e = s.fails(&[
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        &series,
-        &s.p(&write("shift.nii.gz", shifted)),
-    ]);
+    let e = refused(&[], &write("shift.nii.gz", shifted));
     assert!(e.contains("origin"), "{e}");
     // Flipped orientation.
     let mut affine = img.affine;
     affine[2][2] = -affine[2][2];
     let flipped = NiftiImage::from_u8(img.dim, img.pixdim, affine, labels.clone()).unwrap();
-    let e = s.fails(&[
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        &series,
-        &s.p(&write("flip.nii.gz", flipped)),
-    ]);
+    let e = refused(&[], &write("flip.nii.gz", flipped));
     assert!(e.contains("orientation"), "{e}");
     // A label value outside the declared segments.
     let mut odd = labels.clone();
     odd[0] = 7;
     let odd = NiftiImage::from_u8(img.dim, img.pixdim, img.affine, odd).unwrap();
-    let e = s.fails(&[
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        &series,
-        "--segments",
-        "1=nodule",
-        &s.p(&write("odd.nii.gz", odd)),
-    ]);
+    let e = refused(&["--segments", "1=nodule"], &write("odd.nii.gz", odd));
     assert!(e.contains("value 7") && e.contains("1=nodule"), "{e}");
     // A truncated file.
     let bytes = std::fs::read(&good).unwrap();
-    let trunc = s._tmp.path().join("trunc.nii.gz");
+    let trunc = s.path("trunc.nii.gz");
     std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
-    let e = s.fails(&[
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        &series,
-        &s.p(&trunc),
-    ]);
+    let e = refused(&[], &trunc);
     assert!(e.contains("trunc.nii.gz"), "{e}");
     // An unknown series; an unknown reader.
     let e = s.fails(&[
@@ -442,7 +320,7 @@ fn labels_from_csv_and_json_with_schemes_review_and_adjudication() {
     ]);
     assert_eq!(r.as_array().unwrap().len(), 12);
     // Atomic: a file with one category outside the scheme stores nothing.
-    let bad = s._tmp.path().join("bad.csv");
+    let bad = s.path("bad.csv");
     let series1 = s.series("case-0001");
     std::fs::write(
         &bad,
@@ -453,7 +331,7 @@ fn labels_from_csv_and_json_with_schemes_review_and_adjudication() {
     assert!(e.contains("category \"9\" is not in scheme likert5"), "{e}");
     assert_eq!(s.annotation_count(), 12);
     // BI-RADS with confidence, case-insensitive category.
-    let birads = s._tmp.path().join("birads.csv");
+    let birads = s.path("birads.csv");
     std::fs::write(
         &birads,
         format!("unit,rater,value,confidence\n{series1},chief,4a,4\n"),
@@ -464,11 +342,11 @@ fn labels_from_csv_and_json_with_schemes_review_and_adjudication() {
     assert_eq!(r[0]["summary"]["confidence"], 4);
 
     // CSV export round-trips: re-import changes nothing.
-    let out = s._tmp.path().join("labels.csv");
+    let out = s.path("labels.csv");
     s.ok(&["annotate", "export", "--format", "csv", "--out", &s.p(&out)]);
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(text.lines().count(), 1 + 13);
-    let json_out = s._tmp.path().join("labels.json");
+    let json_out = s.path("labels.json");
     s.ok(&[
         "annotate",
         "export",
@@ -487,7 +365,7 @@ fn labels_from_csv_and_json_with_schemes_review_and_adjudication() {
     );
 
     // Boxes from JSON, checked against the grid.
-    let boxes = s._tmp.path().join("boxes.json");
+    let boxes = s.path("boxes.json");
     std::fs::write(
         &boxes,
         format!(r#"{{"boxes": [{{"series": "{series1}", "rater": "chief", "boxes": [{{"label": "nodule", "min": [1, 2, 0], "max": [5, 6, 3], "confidence": 5}}]}}]}}"#),
@@ -495,7 +373,7 @@ fn labels_from_csv_and_json_with_schemes_review_and_adjudication() {
     .unwrap();
     let r = s.json(&["annotate", "import", &s.p(&boxes)]);
     assert_eq!(r[0]["kind"], "boxes");
-    let outside = s._tmp.path().join("outside.json");
+    let outside = s.path("outside.json");
     std::fs::write(
         &outside,
         format!(r#"{{"boxes": [{{"series": "{series1}", "rater": "chief", "boxes": [{{"label": "nodule", "min": [0, 0, 0], "max": [24, 1, 1], "confidence": null}}]}}]}}"#),
@@ -541,7 +419,7 @@ fn labels_from_csv_and_json_with_schemes_review_and_adjudication() {
         (Value::from("approved"), Value::from("submitted"))
     );
     // Two label annotations of one reader on one case (two schemes): the review must name one.
-    let extra = s._tmp.path().join("extra.csv");
+    let extra = s.path("extra.csv");
     std::fs::write(&extra, format!("unit,rater,value\n{series1},model-a,2\n")).unwrap();
     s.ok(&["annotate", "import", "--scheme", "birads", &s.p(&extra)]);
     let e = review("model-a", "label", "submitted");
@@ -660,20 +538,8 @@ fn segmentation_disagreements_use_dice() {
         "--accept",
         "local-resident",
     ]);
-    let out = s._tmp.path().join("decision.nii.gz");
-    s.ok(&[
-        "annotate",
-        "export",
-        "--case",
-        &series,
-        "--reader",
-        "chief",
-        "--adjudication",
-        "--format",
-        "nifti",
-        "--out",
-        &s.p(&out),
-    ]);
+    let out = s.path("decision.nii.gz");
+    s.export(&series, "chief", "nifti", &out, &["--adjudication"]);
     assert_eq!(
         read_labels(&out).1,
         read_labels(&s.mask("local-resident", "case-0001")).1

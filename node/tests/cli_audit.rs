@@ -5,11 +5,14 @@
 //! kill -9 during a burst of appends loses no committed entry; `audit checkpoint` and a running
 //! node sign under the log's one origin, and a checkpoint under another is refused.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::{bin, json_of, run, run_ok};
 use fedanno_node::network::audit::{AuditEvent, EntryBody};
 use fedanno_protocol::ids::SiteId;
 use fedanno_protocol::merkle::{self, Hash};
@@ -18,32 +21,6 @@ use ring::rand::SystemRandom;
 use ring::signature::Ed25519KeyPair;
 use rusqlite::{Connection, params};
 use serde_json::Value;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fedanno"));
-    c.env_remove("FEDANNO_DIR").env_remove("FEDANNO_LOG");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().unwrap()
-}
-
-fn run_ok(args: &[&str]) -> Output {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "fedanno {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
 
 /// A site with `n` `sent` entries, a checkpoint after them, and 3 more `sent` entries…
 /// Layout: entries 0..n (sent), n (checkpoint, from the bench), then one more checkpoint n+1.
@@ -71,6 +48,15 @@ fn site_with_log(tmp: &Path, n: u64) -> PathBuf {
 
 fn db(site: &Path) -> Connection {
     Connection::open(site.join("fedanno.db")).unwrap()
+}
+
+/// A site with a log of `n` entries (`site_with_log`) and its database, to tamper with; the
+/// temporary directory lives as long as the first element.
+fn log_to_tamper(n: u64) -> (tempfile::TempDir, PathBuf, Connection) {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = site_with_log(tmp.path(), n);
+    let c = db(&site);
+    (tmp, site, c)
 }
 
 fn verify(site: &Path) -> (bool, String, Value) {
@@ -226,9 +212,7 @@ fn hex32(s: &str) -> Hash {
 
 #[test]
 fn edited_body_byte_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    let c = db(&site);
+    let (_tmp, site, c) = log_to_tamper(20);
     let mut body: Vec<u8> = c
         .query_row("SELECT body FROM audit_entries WHERE seq = 7", [], |r| {
             r.get(0)
@@ -243,9 +227,7 @@ fn edited_body_byte_is_named() {
 
 #[test]
 fn edited_body_with_recomputed_leaf_hash_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    let c = db(&site);
+    let (_tmp, site, c) = log_to_tamper(20);
     // A careful forger re-encodes a different event for seq 7 and fixes the leaf hash.
     let body = forged_body(7);
     c.execute(
@@ -258,19 +240,15 @@ fn edited_body_with_recomputed_leaf_hash_is_named() {
 
 #[test]
 fn deleted_row_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    db(&site)
-        .execute("DELETE FROM audit_entries WHERE seq = 5", [])
+    let (_tmp, site, c) = log_to_tamper(20);
+    c.execute("DELETE FROM audit_entries WHERE seq = 5", [])
         .unwrap();
     assert_fails_at(&site, 5, "is missing");
 }
 
 #[test]
 fn swapped_rows_are_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    let c = db(&site);
+    let (_tmp, site, c) = log_to_tamper(20);
     c.execute_batch(
         "UPDATE audit_entries SET seq = -1 WHERE seq = 3;
          UPDATE audit_entries SET seq = 3 WHERE seq = 9;
@@ -282,9 +260,7 @@ fn swapped_rows_are_named() {
 
 #[test]
 fn forged_row_at_the_end_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    let c = db(&site);
+    let (_tmp, site, c) = log_to_tamper(20);
     let mut leaves = leaf_hashes(&c);
     let seq = leaves.len() as u64; // 22
     let body = forged_body(seq);
@@ -304,9 +280,7 @@ fn forged_row_at_the_end_is_named() {
 
 #[test]
 fn forged_row_inserted_in_the_middle_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    let c = db(&site);
+    let (_tmp, site, c) = log_to_tamper(20);
     let leaves = leaf_hashes(&c);
     // Make room at 10 by moving every later row one up, then insert a well-formed entry 10.
     c.execute_batch(
@@ -329,9 +303,7 @@ fn forged_row_inserted_in_the_middle_is_named() {
 
 #[test]
 fn edited_checkpoint_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    let c = db(&site);
+    let (_tmp, site, c) = log_to_tamper(20);
     // The second checkpoint was recorded by entry 21 and signs size 21.
     let (id, entry): (i64, i64) = c
         .query_row(
@@ -574,23 +546,19 @@ fn kill_9_during_appends_loses_no_committed_entry() {
 
 #[test]
 fn edited_filter_column_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 10);
+    let (_tmp, site, c) = log_to_tamper(10);
     // Hiding an entry from `audit log --peer` by editing its peer column is caught.
-    db(&site)
-        .execute(
-            "UPDATE audit_entries SET peer = 'elsewhere' WHERE seq = 4",
-            [],
-        )
-        .unwrap();
+    c.execute(
+        "UPDATE audit_entries SET peer = 'elsewhere' WHERE seq = 4",
+        [],
+    )
+    .unwrap();
     assert_fails_at(&site, 4, "columns differ from what its body says");
 }
 
 #[test]
 fn edited_or_deleted_tree_node_is_named() {
-    let tmp = tempfile::tempdir().unwrap();
-    let site = site_with_log(tmp.path(), 20);
-    let c = db(&site);
+    let (_tmp, site, c) = log_to_tamper(20);
     // Node (level 2, index 1) covers entries 4..=7: proofs through it would be wrong.
     c.execute(
         "UPDATE audit_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 1",

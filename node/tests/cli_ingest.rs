@@ -1,35 +1,21 @@
 //! The `fedanno` binary end to end: init, synth, ingest and cases, including corrupt inputs,
 //! a privacy canary across headers, database and logs, and kill -9 in the middle of an ingest.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::{bin, json_of, run_ok, s};
 use fedanno_node::site::dicom::write::{CtSlice, write_ct_slice};
 use serde_json::Value;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fedanno"));
-    c.env_remove("FEDANNO_DIR").env_remove("FEDANNO_LOG");
-    c
-}
-
-fn run_ok(args: &[&str]) -> Output {
-    let out = bin().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "fedanno {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+/// `ingest PATH --json` at the site, which must succeed.
+fn ingest_json(site: &Path, path: &Path) -> Value {
+    json_of(&run_ok(&["--dir", s(site), "ingest", s(path), "--json"]))
 }
 
 fn init(dir: &Path) {
@@ -62,13 +48,7 @@ fn synthetic_series_comes_back_with_exact_geometry() {
     ]);
     let synth = json_of(&s);
     assert_eq!(synth["dicom_files"], 14);
-    let ing = json_of(&run_ok(&[
-        "--dir",
-        site.to_str().unwrap(),
-        "ingest",
-        data.join("dicom").to_str().unwrap(),
-        "--json",
-    ]));
+    let ing = ingest_json(&site, &data.join("dicom"));
     assert_eq!(
         (
             ing["files_seen"].as_u64(),
@@ -131,13 +111,7 @@ fn synthetic_series_comes_back_with_exact_geometry() {
         assert!((got - want).abs() < 1e-6, "{:?}", truth.pixdim);
     }
     // Idempotent re-ingest.
-    let again = json_of(&run_ok(&[
-        "--dir",
-        site.to_str().unwrap(),
-        "ingest",
-        data.to_str().unwrap(),
-        "--json",
-    ]));
+    let again = ingest_json(&site, &data);
     assert_eq!(
         (
             again["instances_ingested"].as_u64(),
@@ -359,14 +333,7 @@ fn corrupt_inputs_are_each_reported_and_skipped() {
     // An empty file.
     std::fs::write(data.join("empty.dcm"), b"").unwrap();
 
-    let out = run_ok(&[
-        "--dir",
-        site.to_str().unwrap(),
-        "ingest",
-        data.to_str().unwrap(),
-        "--json",
-    ]);
-    let r = json_of(&out);
+    let r = ingest_json(&site, &data);
     assert_eq!(
         (r["files_seen"].as_u64(), r["instances_ingested"].as_u64()),
         (Some(6), Some(1))
@@ -493,13 +460,7 @@ fn kill_9_during_ingest_loses_nothing_committed_and_resumes() {
         );
     }
     // Resume: every file ends up present exactly once, and every series has its grid.
-    let r = json_of(&run_ok(&[
-        "--dir",
-        site.to_str().unwrap(),
-        "ingest",
-        data.join("dicom").to_str().unwrap(),
-        "--json",
-    ]));
+    let r = ingest_json(&site, &data.join("dicom"));
     assert_eq!(
         r["instances_ingested"].as_u64().unwrap() + r["already_present"].as_u64().unwrap(),
         files

@@ -6,67 +6,14 @@
 //! not yet valid, a second node on the same site). Waits read the processes' own output under
 //! timeouts; nothing sleeps.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{Receiver, sync_channel};
-use std::time::{Duration, Instant};
 
+use common::{
+    admit, audit_entries, bin, consortium, joined_site, ok, run_to_end, s, start, wait_line,
+};
 use serde_json::Value;
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fedanno"));
-    for var in [
-        "FEDANNO_DIR",
-        "FEDANNO_LOG",
-        "FEDANNO_LOG_FORMAT",
-        "FEDANNO_LISTEN",
-        "FEDANNO_BOOTSTRAP",
-        "FEDANNO_POLICY",
-        "FEDANNO_CHECKPOINT_INTERVAL_SECS",
-        "FEDANNO_IDLE_TIMEOUT_SECS",
-    ] {
-        c.env_remove(var);
-    }
-    c
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = bin().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "fedanno {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// Runs a command that must end by itself (a refused `node run`) and returns its output; kills
-/// it and fails the test if it is still running after `secs`.
-fn run_to_end(mut c: Command, secs: u64) -> Output {
-    let child = c
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = sync_channel(1);
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("the command did not end within {secs} s: {c:?}");
-        }
-    }
-}
 
 /// `node run` on `dir` with `env`, which must fail: returns its stderr.
 fn refused(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
@@ -91,81 +38,6 @@ fn assert_mentions(text: &str, needles: &[&str]) {
     }
 }
 
-struct Running {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-    address: String,
-}
-
-fn lines(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = sync_channel(4096);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_line(rx: &Receiver<String>, needle: &str, secs: u64, seen: &mut Vec<String>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if l.contains(needle) => return l,
-            Ok(l) => seen.push(l),
-            Err(_) => panic!("timed out waiting for {needle:?}; saw {seen:#?}"),
-        }
-    }
-}
-
-/// Starts `node run` and returns once it printed its address.
-fn start(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Running {
-    let mut c = bin();
-    c.args(["--dir", s(dir), "node", "run"]).args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = lines(child.stdout.take().unwrap());
-    let stderr = lines(child.stderr.take().unwrap());
-    let mut r = Running {
-        child,
-        stdout,
-        stderr,
-        address: String::new(),
-    };
-    let line = wait_line(&r.stdout, "listening on", 60, &mut Vec::new());
-    r.address = line.trim_start_matches("listening on ").trim().to_string();
-    r
-}
-
-impl Running {
-    fn stop(mut self, dir: &Path) {
-        ok(&["--dir", s(dir), "node", "stop"]);
-        let (tx, rx) = sync_channel(1);
-        let pid = self.child.id();
-        std::thread::spawn(move || {
-            let _ = tx.send(self.child.wait());
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(status) => assert!(status.unwrap().success()),
-            Err(_) => {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                panic!("the node did not stop");
-            }
-        }
-    }
-}
-
 /// A consortium root and one joined site `name` (roles `site`), with its request kept so
 /// more certificates can be issued for it.
 struct Fixture {
@@ -179,46 +51,22 @@ impl Fixture {
     fn new(name: &str) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("root");
-        ok(&["consortium", "new", "--name", "ops-test", "--out", s(&root)]);
-        let dir = tmp.path().join(name);
-        ok(&["init", "--dir", s(&dir), "--site-name", name]);
+        consortium("ops-test", &root);
+        let (dir, joined) = joined_site(tmp.path(), name, &root);
+        assert_mentions(&joined, &["Joined consortium ops-test", "/p2p/12D3KooW"]);
         let req = tmp.path().join(format!("{name}.req"));
-        ok(&["--dir", s(&dir), "node", "request", "--out", s(&req)]);
-        let f = Fixture {
+        Fixture {
             tmp,
             root,
             dir,
             req,
-        };
-        let cert = f.issue("valid", &[]);
-        let out = ok(&[
-            "--dir",
-            s(&f.dir),
-            "consortium",
-            "join",
-            s(&f.root.join("consortium.info")),
-            s(&cert),
-            s(&f.root.join("crl.bin")),
-        ]);
-        assert_mentions(&out, &["Joined consortium ops-test", "/p2p/12D3KooW"]);
-        f
+        }
     }
 
     /// Issues a certificate for the site with extra `consortium admit` arguments.
     fn issue(&self, label: &str, extra: &[&str]) -> PathBuf {
         let cert = self.tmp.path().join(format!("{label}.cert"));
-        let mut args = vec![
-            "consortium",
-            "admit",
-            "--root",
-            s(&self.root),
-            "--request",
-            s(&self.req),
-            "--out",
-            s(&cert),
-        ];
-        args.extend_from_slice(extra);
-        ok(&args);
+        admit(&self.root, &self.req, &cert, extra);
         cert
     }
 
@@ -423,12 +271,8 @@ fn every_misconfiguration_is_named_with_what_to_do() {
     std::fs::write(f.installed_cert(), &valid).unwrap();
 
     // Nothing above wrote an audit entry: every check runs before the node starts.
-    let log: Value =
-        serde_json::from_str(&ok(&["--dir", s(&f.dir), "audit", "log", "--json"])).unwrap();
-    let n = log
-        .as_array()
-        .map_or_else(|| log["entries"].as_array().map_or(0, Vec::len), Vec::len);
-    assert_eq!(n, 0, "{log}");
+    let log = audit_entries(&f.dir);
+    assert_eq!(log.len(), 0, "{log:?}");
 
     // Repaired, the node runs and is healthy; a second node on the same site is refused.
     let node = start(&f.dir, &any, &[]);

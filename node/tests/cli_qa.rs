@@ -2,49 +2,18 @@
 //! to one EM on the concatenated volumes, with absent readers as missing decisions), `--out`
 //! maps, and the errors and exit codes of bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{run_err, run_json, run_ok, s};
 use fedanno_node::annotations::nifti::{self, NiftiLimits, VoxelData};
 use fedanno_stats::staple::{PatternHistogram, StapleOptions, staple};
 use serde_json::Value;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fedanno"));
-    c.env_remove("FEDANNO_DIR").env_remove("FEDANNO_LOG");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("the binary runs")
-}
-
-fn run_json(args: &[&str]) -> Value {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "fedanno {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
-
-/// Runs a command that must fail with `code`, and returns its stderr.
-fn run_err(args: &[&str], code: i32) -> String {
-    let out = run(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "fedanno {args:?}: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
-
 /// `fedanno synth` into `out` (masks under `out/readers/<reader>/<case>.nii.gz`).
 fn synth(out: &Path, cases: &str, size: &str, prefix: &str, seed: &str) {
-    let o = run(&[
+    run_ok(&[
         "synth",
         "--out",
         s(out),
@@ -58,7 +27,6 @@ fn synth(out: &Path, cases: &str, size: &str, prefix: &str, seed: &str) {
         seed,
         "--json",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// The entries of a directory, sorted, without the sidecar JSON files `synth` writes beside
@@ -78,42 +46,33 @@ fn labels(p: &Path) -> (Vec<u8>, [usize; 3]) {
     (img.to_labels_u8().expect("labels"), img.dim)
 }
 
+/// The distinct file names of `paths`, sorted.
+fn distinct_names(paths: impl IntoIterator<Item = PathBuf>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for p in paths {
+        let n = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+            .to_owned();
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names.sort();
+    names
+}
+
 /// One reader's masks, case by case (`None`: no mask for that case).
 type ReaderMasks = Vec<Option<Vec<u8>>>;
 
 /// Per reader (sorted by name): every case's mask of the given readers dirs stacked along z
 /// (cases in dir order, then by name), `None` where the reader has no mask for the case.
 fn stacked(dirs: &[&Path]) -> (Vec<String>, Vec<ReaderMasks>, [usize; 3]) {
-    let mut readers: Vec<String> = Vec::new();
-    for d in dirs {
-        for r in sorted_dir(d) {
-            let name = r
-                .file_name()
-                .and_then(|n| n.to_str())
-                .expect("name")
-                .to_owned();
-            if !readers.contains(&name) {
-                readers.push(name);
-            }
-        }
-    }
-    readers.sort();
+    let readers = distinct_names(dirs.iter().flat_map(|d| sorted_dir(d)));
     let mut cases: Vec<(PathBuf, String)> = Vec::new();
     for d in dirs {
-        let mut names: Vec<String> = Vec::new();
-        for r in sorted_dir(d) {
-            for f in sorted_dir(&r) {
-                let n = f
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .expect("name")
-                    .to_owned();
-                if !names.contains(&n) {
-                    names.push(n);
-                }
-            }
-        }
-        names.sort();
+        let names = distinct_names(sorted_dir(d).iter().flat_map(|r| sorted_dir(r)));
         cases.extend(names.into_iter().map(|n| (d.to_path_buf(), n)));
     }
     let mut dim = [0; 3];
@@ -147,17 +106,17 @@ fn readers_dirs_pool_into_one_em_with_absent_readers_missing() {
     synth(&a, "2", "24x20x6", "a-", "5");
     synth(&b, "1", "24x20x6", "b-", "6");
     let (ra, rb) = (a.join("readers"), b.join("readers"));
+    // `consensus METHOD` pooled over both readers dirs, with extra arguments.
+    let pool = |method: &str, extra: &[&str]| {
+        let mut args = vec!["consensus", method, "--readers-dir", s(&ra)];
+        args.extend_from_slice(&["--readers-dir", s(&rb)]);
+        args.extend_from_slice(extra);
+        args.push("--json");
+        run_json(&args)
+    };
 
     // All readers present: the pool equals one STAPLE on the cases stacked along z.
-    let pooled = run_json(&[
-        "consensus",
-        "staple",
-        "--readers-dir",
-        s(&ra),
-        "--readers-dir",
-        s(&rb),
-        "--json",
-    ]);
+    let pooled = pool("staple", &[]);
     let (readers, masks, dim) = stacked(&[&ra, &rb]);
     assert!(readers.len() >= 2);
     assert_eq!(pooled["cases"], 3);
@@ -205,15 +164,7 @@ fn readers_dirs_pool_into_one_em_with_absent_readers_missing() {
     }
     args[1] = "multilabel";
     let whole_ml = run_json(&args);
-    let pooled_ml = run_json(&[
-        "consensus",
-        "multilabel",
-        "--readers-dir",
-        s(&ra),
-        "--readers-dir",
-        s(&rb),
-        "--json",
-    ]);
+    let pooled_ml = pool("multilabel", &[]);
     for key in [
         "labels",
         "priors",
@@ -226,17 +177,7 @@ fn readers_dirs_pool_into_one_em_with_absent_readers_missing() {
 
     // --out writes one probability map per case on the case's grid.
     let out_dir = tmp.path().join("maps");
-    run_json(&[
-        "consensus",
-        "staple",
-        "--readers-dir",
-        s(&ra),
-        "--readers-dir",
-        s(&rb),
-        "--out",
-        s(&out_dir),
-        "--json",
-    ]);
+    pool("staple", &["--out", s(&out_dir)]);
     let maps = sorted_dir(&out_dir);
     assert_eq!(maps.len(), 3);
     let img = nifti::read_file(&maps[0], &NiftiLimits::default()).expect("map");
@@ -251,15 +192,7 @@ fn readers_dirs_pool_into_one_em_with_absent_readers_missing() {
     let gone = ra.join(&readers[0]).join("a-0001.nii.gz");
     assert!(gone.is_file(), "synth names its cases <prefix>0001…");
     std::fs::remove_file(&gone).expect("removed");
-    let partial = run_json(&[
-        "consensus",
-        "staple",
-        "--readers-dir",
-        s(&ra),
-        "--readers-dir",
-        s(&rb),
-        "--json",
-    ]);
+    let partial = pool("staple", &[]);
     let (_, masks, _) = stacked(&[&ra, &rb]);
     let filled: Vec<Vec<u8>> = masks
         .iter()

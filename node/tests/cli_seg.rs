@@ -3,9 +3,11 @@
 //! SEG export round-trips exactly (locally and de-identified), including 5×5 frames whose 1-bit
 //! packing is not byte-aligned; a SEG of an unknown series stores nothing.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{run, run_json, run_ok};
 use fedanno_node::annotations::nifti::{self, NiftiImage};
 use fedanno_node::site::dicom::seg::{self, SegLimits};
 use fedanno_node::site::dicom::write::{CtSlice, write_ct_slice};
@@ -15,62 +17,28 @@ fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/dicom")
 }
 
-struct Site {
-    tmp: tempfile::TempDir,
-    dir: PathBuf,
+/// A site with the local readers r1 and r2.
+struct Site(common::Site);
+
+impl std::ops::Deref for Site {
+    type Target = common::Site;
+
+    fn deref(&self) -> &common::Site {
+        &self.0
+    }
 }
 
 impl Site {
     fn new() -> Site {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("site");
-        let s = Site { tmp, dir };
-        s.ok(&["init", "--site-name", "Seg Site"]);
+        let s = common::Site::init("Seg Site");
         s.ok(&["readers", "add", "r1", "--kind", "local"]);
         s.ok(&["readers", "add", "r2", "--kind", "local"]);
-        s
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_fedanno"));
-        c.env_remove("FEDANNO_DIR").env_remove("FEDANNO_LOG");
-        c.arg("--dir").arg(&self.dir).args(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "fedanno {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        serde_json::from_slice(&self.ok(&a).stdout).unwrap()
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
+        Site(s)
     }
 
     fn export_nifti(&self, series: &str, reader: &str) -> Vec<u8> {
         let out = self.path(&format!("{reader}-export.nii.gz"));
-        self.ok(&[
-            "annotate",
-            "export",
-            "--case",
-            series,
-            "--reader",
-            reader,
-            "--format",
-            "nifti",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        self.export(series, reader, "nifti", &out, &[]);
         nifti::read_file(&out, &Default::default())
             .unwrap()
             .to_labels_u8()
@@ -316,22 +284,8 @@ fn our_seg_round_trips_exactly_at_odd_sizes_local_and_deidentified() {
         assert_eq!(first[0]["version"], 1);
         for deid in [false, true] {
             let out = s.path(if deid { "deid.dcm" } else { "local.dcm" });
-            let mut args = vec![
-                "annotate",
-                "export",
-                "--case",
-                &series,
-                "--reader",
-                "r1",
-                "--format",
-                "seg",
-                "--out",
-                out.to_str().unwrap(),
-            ];
-            if deid {
-                args.push("--deidentified");
-            }
-            s.ok(&args);
+            let extra: &[&str] = if deid { &["--deidentified"] } else { &[] };
+            s.export(&series, "r1", "seg", &out, extra);
             // Bits read back by our reader (odd sizes: frames are not byte-aligned).
             let obj = seg::read_seg(&out, &SegLimits::default()).unwrap();
             assert_eq!((obj.rows, obj.columns), (u32::from(rows), u32::from(cols)));
@@ -395,21 +349,17 @@ fn seg_of_an_unknown_series_stores_nothing() {
 fn offline_metrics_read_dicom_seg_like_nifti() {
     let s = Site::new();
     let data = s.path("syn");
-    let out = Command::new(env!("CARGO_BIN_EXE_fedanno"))
-        .args([
-            "synth",
-            "--out",
-            data.to_str().unwrap(),
-            "--cases",
-            "1",
-            "--size",
-            "40x36x10",
-            "--seed",
-            "4",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    run_ok(&[
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--cases",
+        "1",
+        "--size",
+        "40x36x10",
+        "--seed",
+        "4",
+    ]);
     s.ok(&["ingest", data.join("dicom").to_str().unwrap()]);
     let mut segs = Vec::new();
     let mut niftis = Vec::new();
@@ -419,38 +369,18 @@ fn offline_metrics_read_dicom_seg_like_nifti() {
         let imported = s.json(&["annotate", "import", "--reader", r, nii.to_str().unwrap()]);
         let series = imported[0]["series"].as_str().unwrap().to_string();
         let seg = s.path(&format!("{r}.dcm"));
-        s.ok(&[
-            "annotate",
-            "export",
-            "--case",
-            &series,
-            "--reader",
-            r,
-            "--format",
-            "seg",
-            "--out",
-            seg.to_str().unwrap(),
-        ]);
+        s.export(&series, r, "seg", &seg, &[]);
         segs.push(seg);
         niftis.push(nii);
     }
     let metrics = |a: &Path, b: &Path| -> Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_fedanno"))
-            .args([
-                "metrics",
-                "seg",
-                a.to_str().unwrap(),
-                b.to_str().unwrap(),
-                "--json",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        run_json(&[
+            "metrics",
+            "seg",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--json",
+        ])
     };
     let from_nifti = metrics(&niftis[0], &niftis[1]);
     let from_seg = metrics(&segs[0], &segs[1]);
@@ -473,14 +403,11 @@ fn offline_metrics_read_dicom_seg_like_nifti() {
         assert!((a - b).abs() < 1e-6, "{key}: {a} vs {b}");
     }
     // A SEG and a NIfTI mask together are refused: they need not share a grid.
-    let out = Command::new(env!("CARGO_BIN_EXE_fedanno"))
-        .args([
-            "metrics",
-            "seg",
-            segs[0].to_str().unwrap(),
-            niftis[1].to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = run(&[
+        "metrics",
+        "seg",
+        segs[0].to_str().unwrap(),
+        niftis[1].to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
 }

@@ -3,8 +3,9 @@
 //! case directory, and its JSON output is compared with the reference values under the path
 //! and tolerance rules of `tests/data/oracle/README.md`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::{Map, Value};
 
@@ -134,11 +135,7 @@ fn run_check(dir: &Path, check: &Value) -> Vec<String> {
         return vec!["check without cmd".into()];
     };
     let args: Vec<&str> = cmd.iter().filter_map(Value::as_str).collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_fedanno"))
-        .args(&args)
-        .current_dir(dir)
-        .env_remove("FEDANNO_DIR")
-        .output();
+    let out = common::bin().args(&args).current_dir(dir).output();
     let out = match out {
         Ok(o) => o,
         Err(e) => return vec![format!("cannot run fedanno: {e}")],

@@ -1,8 +1,9 @@
 //! The local control endpoint of a running node: a Unix socket `<site>/control.sock` (mode
 //! 0600, so only the site's operator account can use it) speaking one JSON request and one JSON
-//! answer per line. `fedanno node status|peers|notice|checkpoint|stop` are its clients. It
-//! reaches the node only through the app's handle, so everything it triggers still passes the
-//! policy gate and the audit log.
+//! answer per line. Every request has a typed answer, defined here and used by both ends: the
+//! server below and the client functions (`status`, `peers`, …) that `fedanno node …` and
+//! `fedanno study …` call. It reaches the node only through the app's handle, so everything it
+//! triggers still passes the policy gate and the audit log.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -10,12 +11,17 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use fedanno_protocol::ids::SiteId;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
-use crate::network::node::AppHandle;
+use crate::network::node::{AppHandle, MemberInfo, Status};
+use crate::reader_studies::local::Assignment;
+use crate::reader_studies::manifest::JoinDecision;
+use crate::reader_studies::network::Delivery;
+use crate::reader_studies::report::{self, ReaderStudyReport};
 
 pub const SOCKET: &str = "control.sock";
 /// Longest request line accepted.
@@ -50,54 +56,141 @@ pub enum ControlRequest {
     },
 }
 
+/// The answer line: `{"ok": true, "result": …}`, or `{"ok": false, "result": null, "error": …}`.
+/// `T` is the request's answer type (below); the server and its clients share these types, so
+/// both ends agree on every field at compile time.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ControlAnswer {
+pub struct ControlAnswer<T> {
     pub ok: bool,
-    #[serde(default)]
-    pub result: serde_json::Value,
+    pub result: Option<T>,
     #[serde(default)]
     pub error: Option<String>,
 }
 
+impl ControlAnswer<serde_json::Value> {
+    fn failed(error: String) -> Self {
+        ControlAnswer {
+            ok: false,
+            result: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// A member the node has proven on a connection of this run (`node peers`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub site: SiteId,
+    /// The name its certificate request gave.
+    pub display_name: String,
+    /// Its roles in the consortium (site, coordinator, auditor).
+    pub roles: Vec<String>,
+    /// The libp2p peer id it proved on the connection.
+    pub peer_id: String,
+    /// Its certificate: serial number and expiry (Unix seconds).
+    pub serial: u64,
+    pub certificate_expires: u64,
+}
+
+impl From<&MemberInfo> for Peer {
+    fn from(m: &MemberInfo) -> Self {
+        Peer {
+            site: m.site.clone(),
+            display_name: m.display_name.clone(),
+            roles: m.roles.iter().map(|r| r.as_str().to_string()).collect(),
+            peer_id: m.peer_id.clone(),
+            serial: m.serial,
+            certificate_expires: m.certificate_expires,
+        }
+    }
+}
+
+/// A notice was delivered and its receipt verified (`node notice`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    pub delivered: bool,
+}
+
+/// The checkpoint just signed (`node checkpoint`): its origin, size and C2SP text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointSigned {
+    pub origin: String,
+    pub size: u64,
+    pub text: String,
+}
+
+/// The node is stopping (`node stop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stopping {
+    pub stopping: bool,
+}
+
+/// A launched study and the announcement's delivery to each participant (`study launch`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Launched {
+    pub study: String,
+    pub participants: Vec<Delivery>,
+}
+
+/// The report a study run published (`study run`), in the report's own JSON form (non-finite
+/// numbers as strings, `report::to_json`), which reads back into the same report.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Published(pub ReaderStudyReport);
+
+impl Serialize for Published {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        report::to_json(&self.0).serialize(s)
+    }
+}
+
+/// Runs one request; its answer, serialised, is the `result` of the answer line.
 async fn answer(
     h: &AppHandle,
     req: ControlRequest,
     stop: &watch::Sender<bool>,
 ) -> Result<serde_json::Value> {
+    fn value(v: impl Serialize) -> Result<serde_json::Value> {
+        Ok(serde_json::to_value(v)?)
+    }
     let site = |s: String| SiteId::new(s).map_err(|e| anyhow::anyhow!("{e}"));
-    Ok(match req {
-        ControlRequest::Status => serde_json::to_value(h.status().await?)?,
-        ControlRequest::Peers => serde_json::to_value(h.peers().await?)?,
+    match req {
+        ControlRequest::Status => value(h.status().await?),
+        ControlRequest::Peers => {
+            let peers: Vec<Peer> = h.peers().await?.iter().map(Peer::from).collect();
+            value(peers)
+        }
         ControlRequest::Notice { to, topic, body } => {
             h.notice(site(to)?, topic, body).await?;
-            serde_json::json!({"delivered": true})
+            value(Delivered { delivered: true })
         }
         ControlRequest::Checkpoint => {
             let cp = h.checkpoint().await?;
-            serde_json::json!({"origin": cp.origin, "size": cp.size, "text": cp.text()})
+            value(CheckpointSigned {
+                text: cp.text(),
+                origin: cp.origin,
+                size: cp.size,
+            })
         }
-        ControlRequest::Witness { to } => {
-            serde_json::to_value(h.witness(site(to)?).await?.witness)?
-        }
+        ControlRequest::Witness { to } => value(h.witness(site(to)?).await?.witness),
         ControlRequest::Stop => {
             let _ = stop.send(true);
-            serde_json::json!({"stopping": true})
+            value(Stopping { stopping: true })
         }
         ControlRequest::ReaderStudyLaunch { manifest } => {
-            let (study, deliveries) = h.reader_study_launch(&manifest).await?;
-            serde_json::json!({"study": study, "participants": deliveries})
+            let (study, participants) = h.reader_study_launch(&manifest).await?;
+            value(Launched {
+                study,
+                participants,
+            })
         }
-        ControlRequest::ReaderStudyJoin { study } => {
-            serde_json::to_value(h.reader_study_join(&study).await?)?
-        }
-        ControlRequest::ReaderStudyAssign { study } => {
-            serde_json::to_value(h.reader_study_assign(&study).await?)?
-        }
+        ControlRequest::ReaderStudyJoin { study } => value(h.reader_study_join(&study).await?),
+        ControlRequest::ReaderStudyAssign { study } => value(h.reader_study_assign(&study).await?),
         ControlRequest::ReaderStudyRun { study } => {
             let (_, report) = h.reader_study_run_and_report(&study).await?;
-            crate::reader_studies::report::to_json(&report)
+            value(Published(report))
         }
-    })
+    }
 }
 
 async fn connection(stream: UnixStream, h: AppHandle, stop: watch::Sender<bool>) -> Result<()> {
@@ -110,20 +203,12 @@ async fn connection(stream: UnixStream, h: AppHandle, stop: watch::Sender<bool>)
         Ok(req) => match answer(&h, req, &stop).await {
             Ok(result) => ControlAnswer {
                 ok: true,
-                result,
+                result: Some(result),
                 error: None,
             },
-            Err(e) => ControlAnswer {
-                ok: false,
-                result: serde_json::Value::Null,
-                error: Some(format!("{e:#}")),
-            },
+            Err(e) => ControlAnswer::failed(format!("{e:#}")),
         },
-        Err(e) => ControlAnswer {
-            ok: false,
-            result: serde_json::Value::Null,
-            error: Some(format!("bad request: {e}")),
-        },
+        Err(e) => ControlAnswer::failed(format!("bad request: {e}")),
     };
     let mut out = serde_json::to_vec(&reply)?;
     out.push(b'\n');
@@ -182,8 +267,66 @@ pub async fn serve_on(
     Ok(())
 }
 
-/// Sends one request to a running node.
-pub async fn call(site_dir: &Path, req: &ControlRequest) -> Result<serde_json::Value> {
+/// Whether a node answers on the site's control socket (whatever its status).
+pub async fn answers(site_dir: &Path) -> bool {
+    call::<serde::de::IgnoredAny>(site_dir, &ControlRequest::Status)
+        .await
+        .is_ok()
+}
+
+/// `node status`.
+pub async fn status(site_dir: &Path) -> Result<Status> {
+    call(site_dir, &ControlRequest::Status).await
+}
+
+/// `node peers`.
+pub async fn peers(site_dir: &Path) -> Result<Vec<Peer>> {
+    call(site_dir, &ControlRequest::Peers).await
+}
+
+/// `node notice`.
+pub async fn notice(site_dir: &Path, to: String, topic: String, body: String) -> Result<Delivered> {
+    call(site_dir, &ControlRequest::Notice { to, topic, body }).await
+}
+
+/// `node checkpoint`.
+pub async fn checkpoint(site_dir: &Path) -> Result<CheckpointSigned> {
+    call(site_dir, &ControlRequest::Checkpoint).await
+}
+
+/// `node witness`: the member that co-signed.
+pub async fn witness(site_dir: &Path, to: String) -> Result<SiteId> {
+    call(site_dir, &ControlRequest::Witness { to }).await
+}
+
+/// `node stop`.
+pub async fn stop(site_dir: &Path) -> Result<Stopping> {
+    call(site_dir, &ControlRequest::Stop).await
+}
+
+/// `study launch`.
+pub async fn reader_study_launch(site_dir: &Path, manifest: String) -> Result<Launched> {
+    call(site_dir, &ControlRequest::ReaderStudyLaunch { manifest }).await
+}
+
+/// `study join`.
+pub async fn reader_study_join(site_dir: &Path, study: String) -> Result<JoinDecision> {
+    call(site_dir, &ControlRequest::ReaderStudyJoin { study }).await
+}
+
+/// `study assign`.
+pub async fn reader_study_assign(site_dir: &Path, study: String) -> Result<Assignment> {
+    call(site_dir, &ControlRequest::ReaderStudyAssign { study }).await
+}
+
+/// `study run`: answers when the study is done.
+pub async fn reader_study_run(site_dir: &Path, study: String) -> Result<Published> {
+    call(site_dir, &ControlRequest::ReaderStudyRun { study }).await
+}
+
+/// Sends one request to a running node and reads its answer as `T` (the request's answer type
+/// above; the typed functions pair each request with it).
+async fn call<T: DeserializeOwned>(site_dir: &Path, req: &ControlRequest) -> Result<T> {
     let path = site_dir.join(SOCKET);
     let stream = tokio::time::timeout(Duration::from_secs(5), UnixStream::connect(&path))
         .await
@@ -211,14 +354,77 @@ pub async fn call(site_dir: &Path, req: &ControlRequest) -> Result<serde_json::V
     )
     .await
     .with_context(|| format!("the node did not answer within {} s", limit.as_secs()))??;
-    let a: ControlAnswer =
-        serde_json::from_str(&reply).context("malformed answer from the node")?;
-    if !a.ok {
-        bail!(
+    decode(&reply)
+}
+
+/// Reads an answer line as `T`, or as the node's refusal.
+fn decode<T: DeserializeOwned>(line: &str) -> Result<T> {
+    let a: ControlAnswer<T> =
+        serde_json::from_str(line).context("malformed answer from the node")?;
+    match a {
+        ControlAnswer {
+            ok: true,
+            result: Some(result),
+            ..
+        } => Ok(result),
+        ControlAnswer { ok: true, .. } => bail!("the node's answer holds no result"),
+        ControlAnswer { error, .. } => bail!(
             "{}",
-            a.error
-                .unwrap_or_else(|| "the node refused the request".into())
-        );
+            error.unwrap_or_else(|| "the node refused the request".into())
+        ),
     }
-    Ok(a.result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An answer line as the server writes it.
+    fn line<T: Serialize>(result: T) -> String {
+        let a = ControlAnswer {
+            ok: true,
+            result: Some(serde_json::to_value(result).unwrap()),
+            error: None,
+        };
+        serde_json::to_string(&a).unwrap()
+    }
+
+    #[test]
+    fn answers_read_back_as_their_types() {
+        let launched = Launched {
+            study: "s1".into(),
+            participants: vec![Delivery {
+                site: "b".into(),
+                delivered: false,
+                error: Some("unreachable".into()),
+            }],
+        };
+        let got: Launched = decode(&line(&launched)).unwrap();
+        assert_eq!(got.study, "s1");
+        assert_eq!(got.participants[0].error.as_deref(), Some("unreachable"));
+        let d: JoinDecision = decode(&line(JoinDecision {
+            joined: true,
+            reasons: vec!["ok".into()],
+        }))
+        .unwrap();
+        assert!(d.joined);
+        let w: SiteId = decode(&line(SiteId::new("site-b").unwrap())).unwrap();
+        assert_eq!(w.as_str(), "site-b");
+        // Whatever the status holds, the node answers.
+        let any: serde::de::IgnoredAny = decode(&line(Stopping { stopping: true })).unwrap();
+        let _ = any;
+    }
+
+    #[test]
+    fn a_refusal_or_a_misshapen_answer_is_an_error() {
+        let refused =
+            serde_json::to_string(&ControlAnswer::failed("no such study".into())).unwrap();
+        assert_eq!(
+            decode::<JoinDecision>(&refused).unwrap_err().to_string(),
+            "no such study"
+        );
+        // An answer of another shape does not read as null fields.
+        assert!(decode::<JoinDecision>(&line(Stopping { stopping: true })).is_err());
+        assert!(decode::<Stopping>("{\"ok\": true, \"result\": null}").is_err());
+    }
 }

@@ -167,10 +167,7 @@ fn check_ports_free(addrs: &[Multiaddr], list: &[Sourced]) -> Result<()> {
 /// addresses, `cli_bootstrap` adds to the configured bootstrap peers; the `FEDANNO_*`
 /// environment overrides (`config::ENV_OVERRIDES`) rank between the flags and config.toml.
 pub async fn run(dir: &Path, cli_listen: Vec<String>, cli_bootstrap: Vec<String>) -> Result<()> {
-    if control::call(dir, &control::ControlRequest::Status)
-        .await
-        .is_ok()
-    {
+    if control::answers(dir).await {
         bail!(
             "a node is already running for the site {} (its control socket answers): stop it with `fedanno node stop`, or give this node its own site directory",
             dir.display()

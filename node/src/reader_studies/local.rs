@@ -62,7 +62,7 @@ struct Candidate {
 }
 
 /// What `study assign` selected.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Assignment {
     pub cases: u64,
     pub reads: Vec<ReadCount>,

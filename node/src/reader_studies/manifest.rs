@@ -284,7 +284,7 @@ fn default_round_timeout() -> u64 {
 }
 
 /// A site's decision on a manifest, with the reasons.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinDecision {
     pub joined: bool,
     pub reasons: Vec<String>,

@@ -1,6 +1,6 @@
 //! What `node status` shows, and when a running node is healthy.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::AppError;
 use super::context::Context;
@@ -8,7 +8,7 @@ use crate::site::clock::now;
 use crate::site::identity::hex;
 
 /// What `node status` shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     pub site: String,
     pub consortium: String,

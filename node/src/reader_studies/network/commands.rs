@@ -198,7 +198,7 @@ impl AppHandle {
 }
 
 /// What `study launch` reports per participant.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Delivery {
     pub site: String,
     pub delivered: bool,

@@ -1,10 +1,16 @@
 //! Masks for the offline QA commands: NIfTI files, DICOM SEGs placed on the grid their frames
 //! span, and `--readers-dir` corpora (one EM pooled over every case of every directory).
 
-use super::*;
-// ---------------------------------------------------------------------------------------------
-// Masks
-// ---------------------------------------------------------------------------------------------
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use fedanno_stats::surface::Grid;
+
+use super::staple::{Votes, read_votes};
+use super::usage;
+use crate::annotations::interchange::masks::looks_like_dicom;
+use crate::annotations::nifti::{self, NiftiImage, NiftiLimits, VoxelData};
 
 /// A mask read from a NIfTI file, as labels 0..=255.
 pub(super) struct Mask {
@@ -82,6 +88,17 @@ impl Mask {
     pub(super) fn image(&self, data: VoxelData) -> Result<NiftiImage> {
         Ok(NiftiImage::new(self.dim, self.pixdim, self.affine, data)?)
     }
+}
+
+/// Writes an image on `grid`'s grid to a NIfTI file.
+pub(super) fn write_image(path: &Path, grid: &Mask, data: VoxelData) -> Result<()> {
+    let img = grid.image(data)?;
+    nifti::write_file(path, &img).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The masks' labels, one slice per rater.
+pub(super) fn label_slices(masks: &[Mask]) -> Vec<&[u8]> {
+    masks.iter().map(|m| m.labels.as_slice()).collect()
 }
 
 /// The voxel values as labels, without copying a uint8 image.
@@ -193,56 +210,20 @@ pub(super) struct ReaderCorpus {
     pub(super) cases: Vec<Case>,
 }
 
+/// The masks of one `--readers-dir` DIR: case -> reader -> mask path.
+type DirCases = BTreeMap<String, BTreeMap<String, PathBuf>>;
+
 impl ReaderCorpus {
     pub(super) fn scan(dirs: &[PathBuf]) -> Result<Self> {
-        // Per DIR: case -> reader -> path.
-        let mut per_dir: Vec<BTreeMap<String, BTreeMap<String, PathBuf>>> = Vec::new();
-        let mut readers = BTreeSet::new();
-        for dir in dirs {
-            let mut cases: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
-            let entries = std::fs::read_dir(dir)
-                .with_context(|| format!("reading the readers directory {}", dir.display()))?;
-            for entry in entries {
-                let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
-                let path = entry.path();
-                if !path.is_dir() {
-                    continue;
-                }
-                let reader = utf8_name(&path)?;
-                let files = std::fs::read_dir(&path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                for file in files {
-                    let file = file.with_context(|| format!("reading {}", path.display()))?;
-                    let fp = file.path();
-                    if !fp.is_file() {
-                        continue;
-                    }
-                    let name = utf8_name(&fp)?;
-                    let Some(case) = name
-                        .strip_suffix(".nii.gz")
-                        .or_else(|| name.strip_suffix(".nii"))
-                    else {
-                        continue;
-                    };
-                    let slot = cases.entry(case.to_owned()).or_default();
-                    if slot.insert(reader.clone(), fp.clone()).is_some() {
-                        bail!(
-                            "reader {reader} has two masks for case {case} in {}",
-                            dir.display()
-                        );
-                    }
-                    readers.insert(reader.clone());
-                }
-            }
-            if cases.is_empty() {
-                bail!(
-                    "{} holds no masks (expected DIR/<reader>/<case>.nii.gz)",
-                    dir.display()
-                );
-            }
-            per_dir.push(cases);
-        }
-        let readers: Vec<String> = readers.into_iter().collect();
+        let per_dir = dirs
+            .iter()
+            .map(|d| scan_dir(d))
+            .collect::<Result<Vec<_>>>()?;
+        let readers: BTreeSet<&String> = per_dir
+            .iter()
+            .flat_map(|cases| cases.values().flat_map(BTreeMap::keys))
+            .collect();
+        let readers: Vec<String> = readers.into_iter().cloned().collect();
         let index: BTreeMap<&str, usize> = readers
             .iter()
             .enumerate()
@@ -314,6 +295,56 @@ impl ReaderCorpus {
             .with_context(|| format!("creating the output directory {}", out.display()))?;
         Ok(paths)
     }
+}
+
+/// Reads one `DIR/<reader>/<case>.nii[.gz]` tree.
+fn scan_dir(dir: &Path) -> Result<DirCases> {
+    let mut cases = DirCases::new();
+    let what = || format!("reading the readers directory {}", dir.display());
+    for path in list(dir, what, Path::is_dir)? {
+        let reader = utf8_name(&path)?;
+        for fp in list(
+            &path,
+            || format!("reading {}", path.display()),
+            Path::is_file,
+        )? {
+            let name = utf8_name(&fp)?;
+            let Some(case) = name
+                .strip_suffix(".nii.gz")
+                .or_else(|| name.strip_suffix(".nii"))
+            else {
+                continue;
+            };
+            let slot = cases.entry(case.to_owned()).or_default();
+            if slot.insert(reader.clone(), fp.clone()).is_some() {
+                bail!(
+                    "reader {reader} has two masks for case {case} in {}",
+                    dir.display()
+                );
+            }
+        }
+    }
+    if cases.is_empty() {
+        bail!(
+            "{} holds no masks (expected DIR/<reader>/<case>.nii.gz)",
+            dir.display()
+        );
+    }
+    Ok(cases)
+}
+
+/// The entries of `dir` that `keep` accepts; `what` describes a failure to list it.
+fn list(dir: &Path, what: impl Fn() -> String, keep: fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(what)? {
+        let path = entry
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        if keep(&path) {
+            out.push(path);
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn utf8_name(path: &Path) -> Result<String> {

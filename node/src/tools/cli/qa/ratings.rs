@@ -1,21 +1,23 @@
 //! Ratings for the offline QA commands: `metrics agreement` and `consensus labels` on CSV
 //! `unit,rater,value` tables.
 
-use super::*;
+use std::collections::BTreeSet;
+use std::path::Path;
 
-// ---------------------------------------------------------------------------------------------
-// Ratings: metrics agreement, consensus labels
-// ---------------------------------------------------------------------------------------------
+use anyhow::{Context, Result, bail};
+use fedanno_stats::ratings::{LabeledRatings, RatingsError, default_categories};
+
+use super::usage;
 
 /// Ratings read from a CSV file, with the line number of every triple.
-pub(super) struct RatingsFile {
+struct RatingsFile {
     triples: Vec<(String, String, String)>,
     lines: Vec<usize>,
 }
 
 /// Reads `unit,rater,value` CSV (RFC 4180 quoting on one line; blank lines skipped; a row with
 /// an empty value is a missing rating).
-pub(super) fn read_ratings_csv(path: &Path) -> Result<RatingsFile> {
+fn read_ratings_csv(path: &Path) -> Result<RatingsFile> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut lines = text.lines().enumerate();
@@ -149,180 +151,4 @@ pub(super) fn load_ratings(path: &Path, categories: Option<Vec<String>>) -> Resu
             }
         }
     })
-}
-
-pub(super) fn agreement_cmd(
-    path: &Path,
-    categories: Option<Vec<String>>,
-    json: bool,
-) -> Result<()> {
-    let lr = load_ratings(path, categories)?;
-    let values = lr.numeric_categories();
-    let rep = agreement(&lr.ratings, values.as_deref());
-    let id = |i: usize| lr.raters.get(i).map_or("?", String::as_str);
-    let pairs: Vec<Value> = rep
-        .cohen_pairwise
-        .iter()
-        .map(|p| {
-            json!({
-                "raters": [id(p.raters[0]), id(p.raters[1])],
-                "n_items": p.kappa.n_items,
-                "kappa": num(p.kappa.kappa),
-                "kappa_linear": num(p.kappa.kappa_linear),
-                "kappa_quadratic": num(p.kappa.kappa_quadratic),
-            })
-        })
-        .collect();
-    let a = rep.krippendorff_alpha;
-    // Interval and ratio alpha need numeric categories; without them they are null.
-    let valued = |x: f64| {
-        if values.is_some() {
-            num(x)
-        } else {
-            Value::Null
-        }
-    };
-    let out = json!({
-        "units": rep.units,
-        "raters": rep.raters,
-        "percent_agreement": num(rep.percent_agreement),
-        "cohen_pairwise": pairs,
-        "fleiss_kappa": num(rep.fleiss_kappa),
-        "fleiss_units": rep.fleiss_units,
-        "krippendorff_alpha": {
-            "nominal": num(a.nominal),
-            "ordinal": num(a.ordinal),
-            "interval": valued(a.interval),
-            "ratio": valued(a.ratio),
-        },
-    });
-    if json {
-        return print_json(&out);
-    }
-    println!(
-        "{} units, {} raters, categories {}",
-        rep.units,
-        rep.raters,
-        lr.categories.join(",")
-    );
-    println!("percent agreement {}", show(rep.percent_agreement));
-    println!(
-        "Fleiss' kappa {} ({} complete units)",
-        show(rep.fleiss_kappa),
-        rep.fleiss_units
-    );
-    println!(
-        "Krippendorff's alpha: nominal {}  ordinal {}  interval {}  ratio {}",
-        show(a.nominal),
-        show(a.ordinal),
-        if values.is_some() {
-            show(a.interval)
-        } else {
-            "-".into()
-        },
-        if values.is_some() {
-            show(a.ratio)
-        } else {
-            "-".into()
-        }
-    );
-    println!(
-        "{:<16} {:<16} {:>7} {:>10} {:>10} {:>10}",
-        "RATER A", "RATER B", "ITEMS", "KAPPA", "LINEAR", "QUADRATIC"
-    );
-    for p in &rep.cohen_pairwise {
-        println!(
-            "{:<16} {:<16} {:>7} {:>10} {:>10} {:>10}",
-            id(p.raters[0]),
-            id(p.raters[1]),
-            p.kappa.n_items,
-            show(p.kappa.kappa),
-            show(p.kappa.kappa_linear),
-            show(p.kappa.kappa_quadratic)
-        );
-    }
-    Ok(())
-}
-
-pub(super) fn labels_cmd(
-    path: &Path,
-    method: LabelMethod,
-    categories: Option<Vec<String>>,
-    json: bool,
-) -> Result<()> {
-    let lr = load_ratings(path, categories)?;
-    let cat = |c: Option<u32>| {
-        c.and_then(|c| lr.categories.get(c as usize))
-            .map_or(Value::Null, |s| json!(s))
-    };
-    let out = match method {
-        LabelMethod::Majority => {
-            let labels: Map<String, Value> = lr
-                .units
-                .iter()
-                .cloned()
-                .zip(majority_vote(&lr.ratings).into_iter().map(cat))
-                .collect();
-            json!({
-                "method": "majority",
-                "categories": lr.categories,
-                "iterations": Value::Null,
-                "class_priors": Value::Null,
-                "confusion": Value::Null,
-                "labels": labels,
-                "log_likelihood": Value::Null,
-            })
-        }
-        LabelMethod::DawidSkene => {
-            let r = dawid_skene(&lr.ratings, &DsOptions::default())?;
-            if !r.converged {
-                tracing::warn!(
-                    iterations = r.iterations,
-                    "Dawid–Skene stopped at the iteration limit before converging"
-                );
-            }
-            let confusion: Map<String, Value> = lr
-                .raters
-                .iter()
-                .enumerate()
-                .map(|(i, id)| (id.clone(), matrix(&r.params.rater_confusion(i))))
-                .collect();
-            let labels: Map<String, Value> = lr
-                .units
-                .iter()
-                .cloned()
-                .zip(r.labels.iter().map(|l| cat(*l)))
-                .collect();
-            json!({
-                "method": "dawid-skene",
-                "categories": lr.categories,
-                "iterations": r.iterations,
-                "class_priors": nums(&r.params.class_priors),
-                "confusion": confusion,
-                "labels": labels,
-                "log_likelihood": num(r.log_likelihood),
-            })
-        }
-    };
-    if json {
-        return print_json(&out);
-    }
-    println!(
-        "{} consensus of {} units by {} raters, categories {}",
-        out["method"].as_str().unwrap_or("?"),
-        lr.units.len(),
-        lr.raters.len(),
-        lr.categories.join(",")
-    );
-    if let Some(it) = out["iterations"].as_u64() {
-        println!(
-            "{it} iterations, log-likelihood {}, class priors {}",
-            out["log_likelihood"], out["class_priors"]
-        );
-    }
-    for u in &lr.units {
-        let l = &out["labels"][u.as_str()];
-        println!("{u},{}", l.as_str().unwrap_or("undecided"));
-    }
-    Ok(())
 }

@@ -9,8 +9,8 @@ mod annotations;
 mod audit;
 mod cases;
 mod imaging;
+mod reader_studies;
 mod schema;
-mod studies;
 
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -28,7 +28,7 @@ pub use cases::{CaseError, CaseRef, SeriesGrid, SliceInfo};
 pub use imaging::{
     InsertReport, InstanceRow, NewInstance, OriginalIds, SeriesFilter, SeriesRow, StoreCounts,
 };
-pub use studies::{ReaderStudyCaseRow, ReaderStudyRow, ReaderStudySiteRow, SubmissionRow};
+pub use reader_studies::{ReaderStudyCaseRow, ReaderStudyRow, ReaderStudySiteRow, SubmissionRow};
 
 /// Depth of the job queue in front of the store thread.
 const QUEUE_DEPTH: usize = 64;

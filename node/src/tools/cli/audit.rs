@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 
-use super::print_json;
+use super::{emit, exit_code, print_json, print_rows};
 use crate::network::audit::{self, AuditEntry, AuditFilter, AuditLog, VerifyReport};
 use crate::site::Site;
 use crate::site::calendar;
@@ -149,16 +149,8 @@ async fn verify(site: &Site, public_key: Option<PathBuf>, json: bool) -> Result<
     let path = public_key.unwrap_or_else(|| site.dir.join(KEYS_DIR).join(SIGNING_PUB_FILE));
     let key = audit::read_public_key(&path)?;
     let r = audit::verify::verify(&site.store, &key, &site.config.site.id).await?;
-    if json {
-        print_json(&r)?;
-    } else {
-        print_verify(&r);
-    }
-    Ok(if r.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    emit(json, &r, print_verify)?;
+    Ok(exit_code(r.ok))
 }
 
 fn print_verify(r: &VerifyReport) {
@@ -201,17 +193,13 @@ fn print_verify(r: &VerifyReport) {
 
 async fn log(site: &Site, filter: &FilterArgs, json: bool) -> Result<ExitCode> {
     let entries = site.store.audit_entries(filter.to_filter()?).await?;
-    if json {
-        let v: Vec<_> = entries.iter().map(entry_json).collect();
-        print_json(&v)?;
-    } else if entries.is_empty() {
-        println!("No audit entries match.");
-    } else {
-        println!(
+    let v: Vec<_> = entries.iter().map(entry_json).collect();
+    emit(json, &v, |_| {
+        let header = format!(
             "{:>7} {:<20} {:<16} {:<20} {:<12} EVENT",
             "SEQ", "TIME (UTC)", "KIND", "PEER", "STUDY"
         );
-        for e in &entries {
+        print_rows(&entries, "No audit entries match.", Some(&header), |e| {
             println!(
                 "{:>7} {:<20} {:<16} {:<20} {:<12} {}",
                 e.seq,
@@ -219,10 +207,10 @@ async fn log(site: &Site, filter: &FilterArgs, json: bool) -> Result<ExitCode> {
                 e.kind,
                 e.peer.as_deref().unwrap_or("-"),
                 e.study.as_deref().unwrap_or("-"),
-                serde_json::to_string(&e.event)?
-            );
-        }
-    }
+                serde_json::to_string(&e.event).unwrap_or_default()
+            )
+        })
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -243,11 +231,10 @@ async fn export(
         .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()))
         .and_then(|_| std::fs::rename(&tmp, out))
         .with_context(|| format!("writing {}", out.display()))?;
-    if json {
-        print_json(&json!({"entries": entries.len(), "out": out.display().to_string()}))?;
-    } else {
-        println!("Wrote {} audit entries to {}", entries.len(), out.display());
-    }
+    let wrote = json!({"entries": entries.len(), "out": out.display().to_string()});
+    emit(json, &wrote, |_| {
+        println!("Wrote {} audit entries to {}", entries.len(), out.display())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -256,19 +243,16 @@ async fn checkpoint(site: &Site, json: bool) -> Result<ExitCode> {
     let log = AuditLog::open_site(site).await?;
     let cp = log.checkpoint().await?;
     let note = cp.to_signed_note(&log.public_key());
-    if json {
-        print_json(&json!({
-            "origin": cp.origin,
-            "size": cp.size,
-            "root": hex(&cp.root),
-            "timestamp": cp.timestamp,
-            "signer": cp.signer.as_str(),
-            "signature": hex(&cp.signature),
-            "note": note,
-        }))?;
-    } else {
-        print!("{note}");
-    }
+    let v = json!({
+        "origin": cp.origin,
+        "size": cp.size,
+        "root": hex(&cp.root),
+        "timestamp": cp.timestamp,
+        "signer": cp.signer.as_str(),
+        "signature": hex(&cp.signature),
+        "note": note,
+    });
+    emit(json, &v, |_| print!("{note}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

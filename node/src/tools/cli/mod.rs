@@ -237,7 +237,7 @@ impl<T: Serialize + ?Sized> Serialize for Sorted<'_, T> {
 }
 
 /// Prints `empty` when there are no rows; else the `header` line, if any, and each row.
-fn print_rows<T>(rows: &[T], empty: &str, header: Option<&str>, row: impl FnMut(&T)) {
+pub(crate) fn print_rows<T>(rows: &[T], empty: &str, header: Option<&str>, row: impl FnMut(&T)) {
     if rows.is_empty() {
         println!("{empty}");
         return;
@@ -249,7 +249,7 @@ fn print_rows<T>(rows: &[T], empty: &str, header: Option<&str>, row: impl FnMut(
 }
 
 /// 0 when `ok`, else 1.
-fn exit_code(ok: bool) -> ExitCode {
+pub(crate) fn exit_code(ok: bool) -> ExitCode {
     if ok {
         ExitCode::SUCCESS
     } else {

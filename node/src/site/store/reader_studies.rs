@@ -1,4 +1,4 @@
-//! Store jobs for studies: manifests and states, the coordinator's view of participants, a
+//! Store jobs for reader studies: manifests and states, the coordinator's view of participants, a
 //! site's assigned cases, released results, and the secure-aggregation submissions behind the
 //! roster rule.
 

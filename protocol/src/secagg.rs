@@ -1,4 +1,4 @@
-//! SA-v1 secure aggregation (design-notes §3.3–3.5): full-graph pairwise masking over a signed
+//! SA-v1 secure aggregation (ARCHITECTURE.md, "Secure aggregation"): full-graph pairwise masking over a signed
 //! roster, with restart-on-dropout and the differencing guards.
 //!
 //! One round, for one [`Roster`] (signed by the coordinator as a [`SignedRoster`]):

@@ -74,7 +74,7 @@ pub enum Response {
     Refused {
         reason: RefusalReason,
     },
-    /// The receiver's signed receipt for the request (design-notes §7.2).
+    /// The receiver's signed receipt for the request (ARCHITECTURE.md, "Audit log").
     Receipt {
         receipt: Receipt,
     },
@@ -250,7 +250,7 @@ fn cosign_message(checkpoint: &SignedCheckpoint, timestamp: u64) -> Vec<u8> {
     m
 }
 
-/// The receiver's signed commitment that it logged a message (design-notes §7.2), over
+/// The receiver's signed commitment that it logged a message (ARCHITECTURE.md, "Audit log"), over
 /// `"fedanno-receipt-v1\0" ‖ postcard(receiver, message_hash, log_size, log_root)`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {

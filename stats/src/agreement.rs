@@ -396,7 +396,7 @@ pub struct KrippendorffAlphas {
     pub ratio: f64,
 }
 
-/// The finalised agreement report (DESIGN.md §9 `metrics agreement`). Non-finite values are
+/// The finalised agreement report (`metrics agreement`, README.md "Offline QA commands"). Non-finite values are
 /// f64 NaN/inf; the JSON writer maps them to strings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgreementReport {

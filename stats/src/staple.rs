@@ -2,8 +2,8 @@
 //! histogram, federated by fixed-point sufficient statistics.
 //!
 //! Owns the binary rater model (global prior g, sensitivity p_r, specificity q_r), the pattern
-//! histogram, the E-step/M-step decomposition and the pooled driver. ITK rules (design-notes
-//! §1.3): W⁰ = vote fraction; g = mean(W⁰) × confidence weight, fixed; each iteration runs the
+//! histogram, the E-step/M-step decomposition and the pooled driver. ITK rules (ARCHITECTURE.md,
+//! "STAPLE (binary)"): W⁰ = vote fraction; g = mean(W⁰) × confidence weight, fixed; each iteration runs the
 //! M-step first, then the E-step; the loop stops at the first iteration k > 0 where every rater
 //! has (Δp)² ≤ 1e-14 and (Δq)² ≤ 1e-14, and `iterations` is that k (ITK ElapsedIterations).
 //! Additions: a zero denominator keeps the previous p or q (both start at 1), and a rater may be

@@ -83,7 +83,7 @@ pub enum Command {
         #[command(subcommand)]
         what: audit::AuditCommand,
     },
-    /// Segmentation metrics and agreement statistics from files (offline, DESIGN.md §9).
+    /// Segmentation metrics and agreement statistics from files (offline; README.md, "Offline QA commands").
     Metrics {
         #[command(subcommand)]
         what: qa::MetricsCommand,

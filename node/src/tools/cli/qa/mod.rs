@@ -1,4 +1,4 @@
-//! The offline QA commands of DESIGN.md §9: `metrics seg`, `metrics agreement`,
+//! The offline QA commands (README.md, "Offline QA commands"): `metrics seg`, `metrics agreement`,
 //! `consensus staple`, `consensus multilabel` and `consensus labels`.
 //!
 //! Owns the file side of the quality engine: reading masks (NIfTI) and ratings (CSV), checking

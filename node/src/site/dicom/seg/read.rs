@@ -86,56 +86,19 @@ fn parse_seg(obj: &Obj, pixels: &[u8], limits: &SegLimits) -> Result<SegObject, 
         .and_then(|it| text(it, tags::SERIES_INSTANCE_UID));
 
     let segmentation_type = read_segmentation_type(obj)?;
-    let (bits, name) = match segmentation_type {
-        SegmentationType::Binary => (1u16, "BitsAllocated"),
-        SegmentationType::Fractional { .. } => (8u16, "BitsAllocated"),
-    };
-    if int::<u16>(obj, tags::BITS_ALLOCATED, "BitsAllocated")? != Some(bits) {
-        return Err(SegError::Invalid(name));
-    }
-    if let Some(spp) = int::<u16>(obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?
-        && spp != 1
-    {
-        return Err(SegError::Invalid("SamplesPerPixel"));
-    }
-    let rows = int::<u16>(obj, tags::ROWS, "Rows")?.ok_or(SegError::Missing("Rows"))?;
-    let columns = int::<u16>(obj, tags::COLUMNS, "Columns")?.ok_or(SegError::Missing("Columns"))?;
-    if rows == 0 || columns == 0 {
-        return Err(SegError::Invalid("Rows/Columns"));
-    }
-    let (rows, columns) = (u32::from(rows), u32::from(columns));
-    let frames = int::<u64>(obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames")?.unwrap_or(1);
-    if frames == 0 {
-        return Err(SegError::Invalid("NumberOfFrames"));
-    }
-    if frames > u64::from(limits.max_frames) {
-        return Err(SegError::TooManyFrames {
-            frames,
-            cap: limits.max_frames,
-        });
-    }
-    let plane = u64::from(rows) * u64::from(columns);
-    let voxels = plane.saturating_mul(frames);
-    if voxels > limits.max_voxels {
-        return Err(SegError::TooManyVoxels {
-            rows,
-            columns,
-            frames,
-            cap: limits.max_voxels,
-        });
-    }
-    let plane = usize::try_from(plane).map_err(|_| SegError::Alloc(plane))?;
-    let n_frames = usize::try_from(frames).map_err(|_| SegError::Alloc(voxels))?;
-
+    let size = FrameSize::read(obj, segmentation_type, limits)?;
     let segments = read_segments(obj)?;
-
     let have = pixels.len() as u64;
     let need = match segmentation_type {
-        SegmentationType::Binary => voxels.div_ceil(8),
-        SegmentationType::Fractional { .. } => voxels,
+        SegmentationType::Binary => size.voxels.div_ceil(8),
+        SegmentationType::Fractional { .. } => size.voxels,
     };
     if have < need {
-        return Err(SegError::PixelDataTooShort { have, need, frames });
+        return Err(SegError::PixelDataTooShort {
+            have,
+            need,
+            frames: size.frames,
+        });
     }
 
     let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
@@ -144,13 +107,48 @@ fn parse_seg(obj: &Obj, pixels: &[u8], limits: &SegLimits) -> Result<SegObject, 
         .map_err(|_| SegError::Invalid("PerFrameFunctionalGroupsSequence"))?
         .and_then(|e| e.items())
         .ok_or(SegError::Missing("PerFrameFunctionalGroupsSequence"))?;
-    if per_frame.len() < n_frames {
+    if per_frame.len() < size.n_frames {
         return Err(SegError::PerFrameItemsMissing {
             items: per_frame.len(),
-            frames,
+            frames: size.frames,
         });
     }
-    let first = per_frame.first();
+    let (pixel_spacing, orientation) = plane_geometry(per_frame.first(), shared)?;
+    let frames = FrameReader {
+        shared,
+        segments: &segments,
+        segmentation_type,
+        pixels,
+        plane: size.plane,
+    };
+    let out_frames = per_frame
+        .iter()
+        .take(size.n_frames)
+        .enumerate()
+        .map(|(k, item)| frames.read(k, item))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    Ok(SegObject {
+        sop_instance_uid,
+        series_uid,
+        study_uid,
+        referenced_series_uid,
+        frame_of_reference_uid,
+        segmentation_type,
+        rows: size.rows,
+        columns: size.columns,
+        pixel_spacing,
+        orientation,
+        segments,
+        frames: out_frames,
+    })
+}
+
+/// PixelSpacing and ImageOrientationPatient of the first frame (its functional groups, else
+/// the shared ones).
+type PlaneGeometry = (Option<[f64; 2]>, Option<[f64; 6]>);
+
+fn plane_geometry(first: Option<&Obj>, shared: Option<&Obj>) -> Result<PlaneGeometry, SegError> {
     let pixel_spacing = group_item(first, shared, tags::PIXEL_MEASURES_SEQUENCE)
         .map(|it| floats::<2>(it, tags::PIXEL_SPACING, "PixelSpacing"))
         .transpose()?
@@ -165,11 +163,90 @@ fn parse_seg(obj: &Obj, pixels: &[u8], limits: &SegLimits) -> Result<SegObject, 
         })
         .transpose()?
         .flatten();
+    Ok((pixel_spacing, orientation))
+}
 
-    let mut out_frames = Vec::with_capacity(n_frames);
-    for (k, item) in per_frame.iter().take(n_frames).enumerate() {
+/// Frame size and count of a SEG, checked against [`SegLimits`].
+struct FrameSize {
+    rows: u32,
+    columns: u32,
+    /// NumberOfFrames (1 when absent).
+    frames: u64,
+    /// Frames · rows · columns.
+    voxels: u64,
+    plane: usize,
+    n_frames: usize,
+}
+
+impl FrameSize {
+    fn read(
+        obj: &Obj,
+        segmentation_type: SegmentationType,
+        limits: &SegLimits,
+    ) -> Result<FrameSize, SegError> {
+        let bits = match segmentation_type {
+            SegmentationType::Binary => 1u16,
+            SegmentationType::Fractional { .. } => 8u16,
+        };
+        if int::<u16>(obj, tags::BITS_ALLOCATED, "BitsAllocated")? != Some(bits) {
+            return Err(SegError::Invalid("BitsAllocated"));
+        }
+        if let Some(spp) = int::<u16>(obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?
+            && spp != 1
+        {
+            return Err(SegError::Invalid("SamplesPerPixel"));
+        }
+        let rows = int::<u16>(obj, tags::ROWS, "Rows")?.ok_or(SegError::Missing("Rows"))?;
+        let columns =
+            int::<u16>(obj, tags::COLUMNS, "Columns")?.ok_or(SegError::Missing("Columns"))?;
+        if rows == 0 || columns == 0 {
+            return Err(SegError::Invalid("Rows/Columns"));
+        }
+        let (rows, columns) = (u32::from(rows), u32::from(columns));
+        let frames = int::<u64>(obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames")?.unwrap_or(1);
+        if frames == 0 {
+            return Err(SegError::Invalid("NumberOfFrames"));
+        }
+        if frames > u64::from(limits.max_frames) {
+            return Err(SegError::TooManyFrames {
+                frames,
+                cap: limits.max_frames,
+            });
+        }
+        let plane = u64::from(rows) * u64::from(columns);
+        let voxels = plane.saturating_mul(frames);
+        if voxels > limits.max_voxels {
+            return Err(SegError::TooManyVoxels {
+                rows,
+                columns,
+                frames,
+                cap: limits.max_voxels,
+            });
+        }
+        Ok(FrameSize {
+            rows,
+            columns,
+            frames,
+            voxels,
+            plane: usize::try_from(plane).map_err(|_| SegError::Alloc(plane))?,
+            n_frames: usize::try_from(frames).map_err(|_| SegError::Alloc(voxels))?,
+        })
+    }
+}
+
+/// Reads one frame: its per-frame functional groups (else the shared ones) and its pixels.
+struct FrameReader<'a> {
+    shared: Option<&'a Obj>,
+    segments: &'a [SegmentInfo],
+    segmentation_type: SegmentationType,
+    pixels: &'a [u8],
+    plane: usize,
+}
+
+impl FrameReader<'_> {
+    fn read(&self, k: usize, item: &Obj) -> Result<SegFrame, SegError> {
         let item = Some(item);
-        let segment_number = group_item(item, shared, tags::SEGMENT_IDENTIFICATION_SEQUENCE)
+        let segment_number = group_item(item, self.shared, tags::SEGMENT_IDENTIFICATION_SEQUENCE)
             .map(|it| {
                 int::<u16>(
                     it,
@@ -180,7 +257,7 @@ fn parse_seg(obj: &Obj, pixels: &[u8], limits: &SegLimits) -> Result<SegObject, 
             .transpose()?
             .flatten()
             .ok_or(SegError::Missing("ReferencedSegmentNumber"))?;
-        if !segments.iter().any(|s| s.number == segment_number) {
+        if !self.segments.iter().any(|s| s.number == segment_number) {
             return Err(SegError::UnknownSegment {
                 frame: k,
                 segment: segment_number,
@@ -189,45 +266,37 @@ fn parse_seg(obj: &Obj, pixels: &[u8], limits: &SegLimits) -> Result<SegObject, 
         let referenced_sop_instance_uid = group_item(item, None, tags::DERIVATION_IMAGE_SEQUENCE)
             .and_then(|d| first_item(d, tags::SOURCE_IMAGE_SEQUENCE))
             .and_then(|s| text(s, tags::REFERENCED_SOP_INSTANCE_UID));
-        let position = group_item(item, shared, tags::PLANE_POSITION_SEQUENCE)
+        let position = group_item(item, self.shared, tags::PLANE_POSITION_SEQUENCE)
             .map(|it| floats::<3>(it, tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient"))
             .transpose()?
             .flatten();
-        let data = match segmentation_type {
-            SegmentationType::Binary => unpack_frame(pixels, k, plane)?,
+        Ok(SegFrame {
+            segment_number,
+            referenced_sop_instance_uid,
+            position,
+            data: self.pixels_of(k)?,
+        })
+    }
+
+    /// Frame `k`'s pixels: unpacked bits, or bytes no greater than the maximum fractional value.
+    fn pixels_of(&self, k: usize) -> Result<Vec<u8>, SegError> {
+        match self.segmentation_type {
+            SegmentationType::Binary => unpack_frame(self.pixels, k, self.plane),
             SegmentationType::Fractional { max_value, .. } => {
-                let start = k.checked_mul(plane).ok_or(SegError::Invalid("PixelData"))?;
-                let bytes = pixels
-                    .get(start..start.saturating_add(plane))
+                let start = k
+                    .checked_mul(self.plane)
+                    .ok_or(SegError::Invalid("PixelData"))?;
+                let bytes = self
+                    .pixels
+                    .get(start..start.saturating_add(self.plane))
                     .ok_or(SegError::Invalid("PixelData"))?;
                 if bytes.iter().any(|&v| v > max_value) {
                     return Err(SegError::ValueAboveMaximum(k));
                 }
-                bytes.to_vec()
+                Ok(bytes.to_vec())
             }
-        };
-        out_frames.push(SegFrame {
-            segment_number,
-            referenced_sop_instance_uid,
-            position,
-            data,
-        });
+        }
     }
-
-    Ok(SegObject {
-        sop_instance_uid,
-        series_uid,
-        study_uid,
-        referenced_series_uid,
-        frame_of_reference_uid,
-        segmentation_type,
-        rows,
-        columns,
-        pixel_spacing,
-        orientation,
-        segments,
-        frames: out_frames,
-    })
 }
 
 fn read_segmentation_type(obj: &Obj) -> Result<SegmentationType, SegError> {

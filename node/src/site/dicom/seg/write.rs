@@ -11,10 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
-use dicom_dictionary_std::{tags, uids};
+use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
-use dicom_object::meta::FileMetaTableBuilder;
 
 use super::bits::pack_frames;
 use super::validate::validate_write;
@@ -23,29 +22,20 @@ use super::{
     CodedConcept, Obj, SEGMENTATION_STORAGE, SegError, SegSource, SegWrite, SegmentInfo,
     SegmentationType, SourceSlice,
 };
-use crate::site::dicom::write::{ds, ds_multi};
+use crate::site::dicom::write::{ds, ds_multi, elem, multi_cs, us, with_file_meta};
 
 /// Writes a SEG referencing `w.source` to `path` atomically (a temporary file in the same
 /// directory, synced, then renamed). Frames are written only for (segment, slice) pairs with a
 /// non-zero voxel, ordered by segment then slice; one empty frame when every volume is empty.
 pub fn write_seg(path: &Path, w: &SegWrite<'_>) -> Result<(), SegError> {
     let obj = build_seg(w)?;
-    let file = obj
-        .with_meta(
-            FileMetaTableBuilder::new()
-                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
-                .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-                .implementation_version_name(IMPLEMENTATION_VERSION),
-        )
-        .map_err(|_| SegError::Encode("file meta group"))?;
+    let file = with_file_meta(obj).map_err(|_| SegError::Encode("file meta group"))?;
     let mut bytes = Vec::new();
     file.write_all(&mut bytes)
         .map_err(|_| SegError::Encode("data set"))?;
     write_atomic(path, &bytes)
 }
 
-const IMPLEMENTATION_CLASS_UID: &str = "2.25.209453617470125155930476421585536305025";
-const IMPLEMENTATION_VERSION: &str = "FEDANNO_0_1";
 /// ManufacturerModelName of written SEGs (Enhanced General Equipment).
 const MODEL_NAME: &str = "fedanno";
 
@@ -153,24 +143,24 @@ fn pixel_data(
 fn sop_common(w: &SegWrite<'_>) -> Vec<InMemElement> {
     vec![
         cs(tags::SPECIFIC_CHARACTER_SET, "ISO_IR 192"),
-        st(tags::INSTANCE_CREATION_DATE, VR::DA, &w.content_date),
-        st(tags::INSTANCE_CREATION_TIME, VR::TM, &w.content_time),
-        st(tags::SOP_CLASS_UID, VR::UI, SEGMENTATION_STORAGE),
-        st(tags::SOP_INSTANCE_UID, VR::UI, &w.sop_instance_uid),
+        elem(tags::INSTANCE_CREATION_DATE, VR::DA, &w.content_date),
+        elem(tags::INSTANCE_CREATION_TIME, VR::TM, &w.content_time),
+        elem(tags::SOP_CLASS_UID, VR::UI, SEGMENTATION_STORAGE),
+        elem(tags::SOP_INSTANCE_UID, VR::UI, &w.sop_instance_uid),
     ]
 }
 
 /// Patient (with the de-identification attributes when the source was de-identified).
 fn patient_module(src: &SegSource) -> Vec<InMemElement> {
     let mut el = vec![
-        st(tags::PATIENT_NAME, VR::PN, &src.patient_name),
-        st(tags::PATIENT_ID, VR::LO, &src.patient_id),
-        st(tags::PATIENT_BIRTH_DATE, VR::DA, &src.patient_birth_date),
+        elem(tags::PATIENT_NAME, VR::PN, &src.patient_name),
+        elem(tags::PATIENT_ID, VR::LO, &src.patient_id),
+        elem(tags::PATIENT_BIRTH_DATE, VR::DA, &src.patient_birth_date),
         cs(tags::PATIENT_SEX, &src.patient_sex),
     ];
     if let Some(method) = &src.deidentification_method {
-        el.push(st(tags::PATIENT_IDENTITY_REMOVED, VR::CS, "YES"));
-        el.push(st(tags::DEIDENTIFICATION_METHOD, VR::LO, method));
+        el.push(elem(tags::PATIENT_IDENTITY_REMOVED, VR::CS, "YES"));
+        el.push(elem(tags::DEIDENTIFICATION_METHOD, VR::LO, method));
     }
     el
 }
@@ -178,44 +168,44 @@ fn patient_module(src: &SegSource) -> Vec<InMemElement> {
 /// General Study: the source's study.
 fn general_study(src: &SegSource) -> Vec<InMemElement> {
     vec![
-        st(tags::STUDY_DATE, VR::DA, &src.study_date),
-        st(tags::STUDY_TIME, VR::TM, &src.study_time),
-        st(tags::ACCESSION_NUMBER, VR::SH, &src.accession_number),
-        st(
+        elem(tags::STUDY_DATE, VR::DA, &src.study_date),
+        elem(tags::STUDY_TIME, VR::TM, &src.study_time),
+        elem(tags::ACCESSION_NUMBER, VR::SH, &src.accession_number),
+        elem(
             tags::REFERRING_PHYSICIAN_NAME,
             VR::PN,
             &src.referring_physician,
         ),
-        st(tags::STUDY_INSTANCE_UID, VR::UI, &src.study_uid),
-        st(tags::STUDY_ID, VR::SH, &src.study_id),
+        elem(tags::STUDY_INSTANCE_UID, VR::UI, &src.study_uid),
+        elem(tags::STUDY_ID, VR::SH, &src.study_id),
     ]
 }
 
 /// General Series, Segmentation Series and Frame of Reference (the source's).
 fn series_modules(w: &SegWrite<'_>) -> Vec<InMemElement> {
     vec![
-        st(tags::SERIES_DATE, VR::DA, &w.content_date),
-        st(tags::SERIES_TIME, VR::TM, &w.content_time),
+        elem(tags::SERIES_DATE, VR::DA, &w.content_date),
+        elem(tags::SERIES_TIME, VR::TM, &w.content_time),
         cs(tags::MODALITY, "SEG"),
-        st(tags::SERIES_DESCRIPTION, VR::LO, &w.series_description),
-        st(tags::SERIES_INSTANCE_UID, VR::UI, &w.series_uid),
-        st(tags::SERIES_NUMBER, VR::IS, &w.series_number.to_string()),
-        st(
+        elem(tags::SERIES_DESCRIPTION, VR::LO, &w.series_description),
+        elem(tags::SERIES_INSTANCE_UID, VR::UI, &w.series_uid),
+        elem(tags::SERIES_NUMBER, VR::IS, &w.series_number.to_string()),
+        elem(
             tags::FRAME_OF_REFERENCE_UID,
             VR::UI,
             &w.source.frame_of_reference_uid,
         ),
-        st(tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
+        elem(tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
     ]
 }
 
 /// General Equipment and Enhanced General Equipment.
 fn equipment_modules(w: &SegWrite<'_>) -> Vec<InMemElement> {
     vec![
-        st(tags::MANUFACTURER, VR::LO, &w.manufacturer),
-        st(tags::MANUFACTURER_MODEL_NAME, VR::LO, MODEL_NAME),
-        st(tags::DEVICE_SERIAL_NUMBER, VR::LO, "0"),
-        st(tags::SOFTWARE_VERSIONS, VR::LO, &w.software_version),
+        elem(tags::MANUFACTURER, VR::LO, &w.manufacturer),
+        elem(tags::MANUFACTURER_MODEL_NAME, VR::LO, MODEL_NAME),
+        elem(tags::DEVICE_SERIAL_NUMBER, VR::LO, "0"),
+        elem(tags::SOFTWARE_VERSIONS, VR::LO, &w.software_version),
     ]
 }
 
@@ -226,7 +216,7 @@ fn common_instance_reference(src: &SegSource) -> Vec<InMemElement> {
         tags::REFERENCED_SERIES_SEQUENCE,
         vec![item(vec![
             seq(tags::REFERENCED_INSTANCE_SEQUENCE, instances),
-            st(tags::SERIES_INSTANCE_UID, VR::UI, &src.series_uid),
+            elem(tags::SERIES_INSTANCE_UID, VR::UI, &src.series_uid),
         ])],
     )]
 }
@@ -234,8 +224,8 @@ fn common_instance_reference(src: &SegSource) -> Vec<InMemElement> {
 /// ReferencedSOPClassUID and ReferencedSOPInstanceUID of a source slice.
 fn sop_reference(s: &SourceSlice) -> Vec<InMemElement> {
     vec![
-        st(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &s.sop_class_uid),
-        st(
+        elem(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &s.sop_class_uid),
+        elem(
             tags::REFERENCED_SOP_INSTANCE_UID,
             VR::UI,
             &s.sop_instance_uid,
@@ -276,8 +266,8 @@ fn segmentation_image(w: &SegWrite<'_>) -> Vec<InMemElement> {
             },
         ),
         cs(tags::CONTENT_LABEL, &w.content_label),
-        st(tags::CONTENT_DESCRIPTION, VR::LO, ""),
-        st(tags::CONTENT_CREATOR_NAME, VR::PN, &w.content_creator),
+        elem(tags::CONTENT_DESCRIPTION, VR::LO, ""),
+        elem(tags::CONTENT_CREATOR_NAME, VR::PN, &w.content_creator),
         cs(tags::PRESENTATION_LUT_SHAPE, "IDENTITY"),
     ];
     match w.segmentation_type {
@@ -307,7 +297,7 @@ fn multi_frame_dimension(w: &SegWrite<'_>) -> Vec<InMemElement> {
     vec![
         seq(
             tags::DIMENSION_ORGANIZATION_SEQUENCE,
-            vec![item(vec![st(
+            vec![item(vec![elem(
                 tags::DIMENSION_ORGANIZATION_UID,
                 VR::UI,
                 &dim_uid,
@@ -351,17 +341,17 @@ fn multi_frame_functional_groups(
         slice_spacing(depths)
     };
     let mut pixel_measures = vec![
-        st(tags::SLICE_THICKNESS, VR::DS, &ds(src.slice_thickness)),
-        st(tags::PIXEL_SPACING, VR::DS, &ds_multi(&src.pixel_spacing)),
+        elem(tags::SLICE_THICKNESS, VR::DS, &ds(src.slice_thickness)),
+        elem(tags::PIXEL_SPACING, VR::DS, &ds_multi(&src.pixel_spacing)),
     ];
     if let Some(gap) = spacing_between {
-        pixel_measures.push(st(tags::SPACING_BETWEEN_SLICES, VR::DS, &ds(gap)));
+        pixel_measures.push(elem(tags::SPACING_BETWEEN_SLICES, VR::DS, &ds(gap)));
     }
     let shared = item(vec![
         seq(tags::PIXEL_MEASURES_SEQUENCE, vec![item(pixel_measures)]),
         seq(
             tags::PLANE_ORIENTATION_SEQUENCE,
-            vec![item(vec![st(
+            vec![item(vec![elem(
                 tags::IMAGE_ORIENTATION_PATIENT,
                 VR::DS,
                 &ds_multi(&src.orientation),
@@ -374,10 +364,10 @@ fn multi_frame_functional_groups(
         per_frame.push(frame_item(f, slice)?);
     }
     Ok(vec![
-        st(tags::CONTENT_DATE, VR::DA, &w.content_date),
-        st(tags::CONTENT_TIME, VR::TM, &w.content_time),
-        st(tags::INSTANCE_NUMBER, VR::IS, "1"),
-        st(tags::NUMBER_OF_FRAMES, VR::IS, &n_frames.to_string()),
+        elem(tags::CONTENT_DATE, VR::DA, &w.content_date),
+        elem(tags::CONTENT_TIME, VR::TM, &w.content_time),
+        elem(tags::INSTANCE_NUMBER, VR::IS, "1"),
+        elem(tags::NUMBER_OF_FRAMES, VR::IS, &n_frames.to_string()),
         seq(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![shared]),
         seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame),
     ])
@@ -427,7 +417,7 @@ fn segment_item(s: &SegmentInfo) -> Obj {
             vec![code_item(&s.category)],
         ),
         us(tags::SEGMENT_NUMBER, s.number),
-        st(tags::SEGMENT_LABEL, VR::LO, &s.label),
+        elem(tags::SEGMENT_LABEL, VR::LO, &s.label),
         cs(tags::SEGMENT_ALGORITHM_TYPE, s.algorithm_type.as_str()),
         seq(
             tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE,
@@ -435,7 +425,7 @@ fn segment_item(s: &SegmentInfo) -> Obj {
         ),
     ];
     if let Some(name) = &s.algorithm_name {
-        el.push(st(tags::SEGMENT_ALGORITHM_NAME, VR::LO, name));
+        el.push(elem(tags::SEGMENT_ALGORITHM_NAME, VR::LO, name));
     }
     item(el)
 }
@@ -475,7 +465,7 @@ fn frame_item(f: &OutFrame<'_>, slice: &SourceSlice) -> Result<Obj, SegError> {
         ),
         seq(
             tags::PLANE_POSITION_SEQUENCE,
-            vec![item(vec![st(
+            vec![item(vec![elem(
                 tags::IMAGE_POSITION_PATIENT,
                 VR::DS,
                 &ds_multi(&slice.position),
@@ -490,7 +480,7 @@ fn frame_item(f: &OutFrame<'_>, slice: &SourceSlice) -> Result<Obj, SegError> {
 
 fn dimension_index(org_uid: &str, pointer: Tag, group: Tag, label: &str) -> Obj {
     item(vec![
-        st(tags::DIMENSION_ORGANIZATION_UID, VR::UI, org_uid),
+        elem(tags::DIMENSION_ORGANIZATION_UID, VR::UI, org_uid),
         DataElement::new(
             tags::DIMENSION_INDEX_POINTER,
             VR::AT,
@@ -501,33 +491,20 @@ fn dimension_index(org_uid: &str, pointer: Tag, group: Tag, label: &str) -> Obj 
             VR::AT,
             PrimitiveValue::Tags(vec![group].into()),
         ),
-        st(tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label),
+        elem(tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label),
     ])
 }
 
 fn code_item(c: &CodedConcept) -> Obj {
     item(vec![
-        st(tags::CODE_VALUE, VR::SH, &c.value),
-        st(tags::CODING_SCHEME_DESIGNATOR, VR::SH, &c.scheme),
-        st(tags::CODE_MEANING, VR::LO, &c.meaning),
+        elem(tags::CODE_VALUE, VR::SH, &c.value),
+        elem(tags::CODING_SCHEME_DESIGNATOR, VR::SH, &c.scheme),
+        elem(tags::CODE_MEANING, VR::LO, &c.meaning),
     ])
 }
 
-fn st(tag: Tag, vr: VR, v: &str) -> InMemElement {
-    DataElement::new(tag, vr, PrimitiveValue::from(v))
-}
-
-fn us(tag: Tag, v: u16) -> InMemElement {
-    DataElement::new(tag, VR::US, PrimitiveValue::from(v))
-}
-
 pub(super) fn cs(tag: Tag, v: &str) -> InMemElement {
-    st(tag, VR::CS, v)
-}
-
-fn multi_cs(tag: Tag, vs: &[&str]) -> InMemElement {
-    let strs: Vec<String> = vs.iter().map(|s| (*s).to_owned()).collect();
-    DataElement::new(tag, VR::CS, PrimitiveValue::Strs(strs.into()))
+    elem(tag, VR::CS, v)
 }
 
 pub(super) fn seq(tag: Tag, items: Vec<Obj>) -> InMemElement {

@@ -151,62 +151,79 @@ pub async fn disagreements(store: &Store, min_dice: f64) -> Result<Vec<Disagreem
             .iter()
             .map(|v| Ok((v.reader.clone(), content_of(v)?)))
             .collect::<Result<_, ExportError>>()?;
-        let mut details = Vec::new();
-        let mut min: Option<f64> = None;
-        let mut disagree = false;
-        for i in 0..contents.len() {
-            for j in i + 1..contents.len() {
-                match (&contents[i].1, &contents[j].1) {
-                    (Content::Segmentation(a), Content::Segmentation(b)) if a.dims == b.dims => {
-                        let mut values: Vec<u8> = a
-                            .segments
-                            .iter()
-                            .chain(&b.segments)
-                            .map(|s| s.value)
-                            .collect();
-                        values.sort_unstable();
-                        values.dedup();
-                        for value in values {
-                            let d = dice(&a.labels, &b.labels, value);
-                            if d.is_finite() {
-                                min = Some(min.map_or(d, |m: f64| m.min(d)));
-                                disagree |= d < min_dice;
-                            }
-                            details.push(serde_json::json!({
-                                "readers": [contents[i].0, contents[j].0], "segment": value,
-                                "dice": if d.is_finite() { serde_json::json!(d) } else { serde_json::json!("NaN") },
-                            }));
-                        }
-                    }
-                    (Content::Label(a), Content::Label(b)) => {
-                        if a.category != b.category {
-                            disagree = true;
-                            details.push(serde_json::json!({
-                                "readers": [contents[i].0, contents[j].0], "categories": [a.category, b.category],
-                            }));
-                        }
-                    }
-                    _ => {
-                        disagree = true;
-                        details.push(serde_json::json!({ "readers": [contents[i].0, contents[j].0], "grid": "differs" }));
-                    }
-                }
-            }
-        }
-        if disagree {
+        let c = compare(&contents, min_dice);
+        if c.disagree {
             let adjudicated = decided.contains(&(study.clone(), series.clone(), kind.clone()));
             out.push(Disagreement {
                 kind,
                 study,
                 series,
-                min_dice: min,
-                details,
+                min_dice: c.min_dice,
+                details: c.details,
                 readers: contents.into_iter().map(|(r, _)| r).collect(),
                 adjudicated,
             });
         }
     }
     Ok(out)
+}
+
+/// How the readers of one case compare.
+struct Comparison {
+    disagree: bool,
+    min_dice: Option<f64>,
+    details: Vec<serde_json::Value>,
+}
+
+/// Compares every pair of (reader, content): Dice per segment of segmentations on one grid,
+/// categories of labels; any other pair disagrees.
+fn compare(contents: &[(String, Content)], min_dice: f64) -> Comparison {
+    let mut c = Comparison {
+        disagree: false,
+        min_dice: None,
+        details: Vec::new(),
+    };
+    for (i, (ra, a)) in contents.iter().enumerate() {
+        for (rb, b) in contents.iter().skip(i + 1) {
+            match (a, b) {
+                (Content::Segmentation(a), Content::Segmentation(b)) if a.dims == b.dims => {
+                    let mut values: Vec<u8> = a
+                        .segments
+                        .iter()
+                        .chain(&b.segments)
+                        .map(|s| s.value)
+                        .collect();
+                    values.sort_unstable();
+                    values.dedup();
+                    for value in values {
+                        let d = dice(&a.labels, &b.labels, value);
+                        if d.is_finite() {
+                            c.min_dice = Some(c.min_dice.map_or(d, |m: f64| m.min(d)));
+                            c.disagree |= d < min_dice;
+                        }
+                        c.details.push(serde_json::json!({
+                            "readers": [ra, rb], "segment": value,
+                            "dice": if d.is_finite() { serde_json::json!(d) } else { serde_json::json!("NaN") },
+                        }));
+                    }
+                }
+                (Content::Label(a), Content::Label(b)) => {
+                    if a.category != b.category {
+                        c.disagree = true;
+                        c.details.push(serde_json::json!({
+                            "readers": [ra, rb], "categories": [a.category, b.category],
+                        }));
+                    }
+                }
+                _ => {
+                    c.disagree = true;
+                    c.details
+                        .push(serde_json::json!({ "readers": [ra, rb], "grid": "differs" }));
+                }
+            }
+        }
+    }
+    c
 }
 
 /// Records `adjudicator`'s decision to accept `accepted`'s latest version of a case.

@@ -247,7 +247,45 @@ pub async fn import_seg(
         }
     };
     let (case, grid) = series_grid_of(ctx, opts, path, &series_name).await?;
-    // A SEG exported with --deidentified references the pseudonymous instance UIDs.
+    let slices = seg_slices(&seg_obj, &grid).map_err(|m| ImportError::file(path, m))?;
+    let volumes =
+        seg::frames_to_volumes(&seg_obj, &slices, grid.orientation, grid.rows, grid.columns)
+            .map_err(|e| ImportError::file(path, e.to_string()))?;
+    let labels =
+        seg::label_map(&seg_obj, &volumes).map_err(|e| ImportError::file(path, e.to_string()))?;
+    let segments = match &opts.segments {
+        Some(declared) => declared.clone(),
+        None => volumes
+            .iter()
+            .map(|(number, _)| Segment {
+                // label_map accepted every number as 1..=255.
+                value: u8::try_from(*number).unwrap_or_default(),
+                name: seg_obj
+                    .segments
+                    .iter()
+                    .find(|s| s.number == *number)
+                    .map_or_else(|| format!("segment-{number}"), |s| s.label.clone()),
+            })
+            .collect(),
+    };
+    save_segmentation(
+        ctx,
+        path,
+        opts,
+        &reader,
+        case,
+        grid.dims(),
+        segments,
+        labels,
+        "dicom-seg",
+    )
+    .await
+}
+
+/// The slices of `grid` for mapping the frames of `seg_obj`, by the instance UIDs the SEG
+/// references (pseudonymous for a SEG exported with --deidentified, else original). The series
+/// must have per-slice instances and the SEG its pixel spacing.
+fn seg_slices(seg_obj: &seg::SegObject, grid: &SeriesGrid) -> Result<Vec<SliceRef>, String> {
     let pseudonymous = seg_obj.referenced_series_uid.as_deref() == Some(grid.pseudo_uid.as_str());
     let slices: Vec<SliceRef> = grid
         .slice_list
@@ -262,56 +300,20 @@ pub async fn import_seg(
         })
         .collect();
     if slices.len() != grid.slices as usize {
-        return Err(ImportError::file(
-            path,
-            format!(
-                "series {} has no per-slice instances to map SEG frames onto",
-                grid.pseudo_uid
-            ),
+        return Err(format!(
+            "series {} has no per-slice instances to map SEG frames onto",
+            grid.pseudo_uid
         ));
     }
     if let Some(ps) = seg_obj.pixel_spacing
         && (0..2).any(|i| (ps[i] - grid.pixel_spacing[i]).abs() > GRID_TOLERANCE_MM)
     {
-        return Err(ImportError::file(
-            path,
-            format!(
-                "SEG pixel spacing {:.4}x{:.4} mm does not match series {} ({:.4}x{:.4} mm)",
-                ps[0], ps[1], grid.pseudo_uid, grid.pixel_spacing[0], grid.pixel_spacing[1]
-            ),
+        return Err(format!(
+            "SEG pixel spacing {:.4}x{:.4} mm does not match series {} ({:.4}x{:.4} mm)",
+            ps[0], ps[1], grid.pseudo_uid, grid.pixel_spacing[0], grid.pixel_spacing[1]
         ));
     }
-    let volumes =
-        seg::frames_to_volumes(&seg_obj, &slices, grid.orientation, grid.rows, grid.columns)
-            .map_err(|e| ImportError::file(path, e.to_string()))?;
-    let labels =
-        seg::label_map(&seg_obj, &volumes).map_err(|e| ImportError::file(path, e.to_string()))?;
-    let mut segments = Vec::new();
-    for (number, _) in &volumes {
-        // label_map accepted every number as 1..=255.
-        let value = u8::try_from(*number).unwrap_or_default();
-        let name = seg_obj
-            .segments
-            .iter()
-            .find(|s| s.number == *number)
-            .map_or_else(|| format!("segment-{number}"), |s| s.label.clone());
-        segments.push(Segment { value, name });
-    }
-    if let Some(declared) = &opts.segments {
-        segments = declared.clone();
-    }
-    save_segmentation(
-        ctx,
-        path,
-        opts,
-        &reader,
-        case,
-        grid.dims(),
-        segments,
-        labels,
-        "dicom-seg",
-    )
-    .await
+    Ok(slices)
 }
 
 /// Checks a label map and saves it as the reader's new segmentation version (one transaction).
@@ -377,57 +379,7 @@ pub fn export_seg(e: &SegExport<'_>, out: &Path) -> Result<(), String> {
             g.pseudo_uid
         ));
     }
-    let pick = |orig: &str, pseudo: &str| {
-        if e.deidentified {
-            pseudo.to_string()
-        } else {
-            orig.to_string()
-        }
-    };
-    let for_uid = match (&g.for_original_uid, &g.for_pseudo_uid) {
-        (Some(o), Some(p)) => pick(o, p),
-        _ => derived_uid(&["frame-of-reference", &g.pseudo_uid]),
-    };
-    let source = SegSource {
-        deidentification_method: e
-            .deidentified
-            .then(|| crate::site::dicom::deid::SCHEME.to_string()),
-        patient_name: if e.deidentified {
-            format!("ANON^{}", g.patient_pseudonym)
-        } else {
-            g.patient_original_name.clone()
-        },
-        patient_id: pick(&g.patient_original_id, &g.patient_pseudonym),
-        patient_birth_date: String::new(),
-        patient_sex: String::new(),
-        study_uid: pick(&g.study_original_uid, &g.study_pseudo_uid),
-        study_date: if e.deidentified {
-            g.study_pseudo_date.clone()
-        } else {
-            g.study_original_date.clone()
-        }
-        .unwrap_or_default(),
-        study_time: String::new(),
-        study_id: String::new(),
-        accession_number: String::new(),
-        referring_physician: String::new(),
-        series_uid: pick(&g.original_uid, &g.pseudo_uid),
-        frame_of_reference_uid: for_uid,
-        rows: g.rows,
-        columns: g.columns,
-        pixel_spacing: g.pixel_spacing,
-        slice_thickness: g.slice_spacing.unwrap_or(1.0),
-        orientation: g.orientation,
-        slices: g
-            .slice_list
-            .iter()
-            .map(|s| SourceSlice {
-                sop_class_uid: s.sop_class_uid.clone(),
-                sop_instance_uid: pick(&s.original_uid, &s.pseudo_uid),
-                position: s.position,
-            })
-            .collect(),
-    };
+    let source = seg_source(e);
     let segments: Vec<SegmentInfo> = e
         .seg
         .segments
@@ -481,4 +433,61 @@ pub fn export_seg(e: &SegExport<'_>, out: &Path) -> Result<(), String> {
         content_time: time,
     };
     seg::write_seg(out, &w).map_err(|err| err.to_string())
+}
+
+/// The source series a SEG references: original identifiers, or pseudonymous ones when
+/// `e.deidentified` (with the de-identification method and an `ANON^` patient name).
+fn seg_source(e: &SegExport<'_>) -> SegSource {
+    let g = e.grid;
+    let pick = |orig: &str, pseudo: &str| {
+        if e.deidentified {
+            pseudo.to_string()
+        } else {
+            orig.to_string()
+        }
+    };
+    let for_uid = match (&g.for_original_uid, &g.for_pseudo_uid) {
+        (Some(o), Some(p)) => pick(o, p),
+        _ => derived_uid(&["frame-of-reference", &g.pseudo_uid]),
+    };
+    SegSource {
+        deidentification_method: e
+            .deidentified
+            .then(|| crate::site::dicom::deid::SCHEME.to_string()),
+        patient_name: if e.deidentified {
+            format!("ANON^{}", g.patient_pseudonym)
+        } else {
+            g.patient_original_name.clone()
+        },
+        patient_id: pick(&g.patient_original_id, &g.patient_pseudonym),
+        patient_birth_date: String::new(),
+        patient_sex: String::new(),
+        study_uid: pick(&g.study_original_uid, &g.study_pseudo_uid),
+        study_date: if e.deidentified {
+            g.study_pseudo_date.clone()
+        } else {
+            g.study_original_date.clone()
+        }
+        .unwrap_or_default(),
+        study_time: String::new(),
+        study_id: String::new(),
+        accession_number: String::new(),
+        referring_physician: String::new(),
+        series_uid: pick(&g.original_uid, &g.pseudo_uid),
+        frame_of_reference_uid: for_uid,
+        rows: g.rows,
+        columns: g.columns,
+        pixel_spacing: g.pixel_spacing,
+        slice_thickness: g.slice_spacing.unwrap_or(1.0),
+        orientation: g.orientation,
+        slices: g
+            .slice_list
+            .iter()
+            .map(|s| SourceSlice {
+                sop_class_uid: s.sop_class_uid.clone(),
+                sop_instance_uid: pick(&s.original_uid, &s.pseudo_uid),
+                position: s.position,
+            })
+            .collect(),
+    }
 }

@@ -10,7 +10,7 @@ use thiserror::Error;
 use super::jobs::{ConsensusOutcome, LocalData, SegCase, SegConsensus, consensus_map, ds_labels};
 use super::manifest::{Manifest, TaskKind};
 use crate::annotations::codec;
-use crate::annotations::model::{Content, Label, Segment, Segmentation};
+use crate::annotations::model::{Content, Kind, Label, Purpose, Segment, Segmentation};
 use crate::site::store::{AnnotationFilter, NewVersion, ReaderStudyCaseRow, Store, StoreError};
 use fedanno_stats::ratings::Ratings;
 
@@ -31,10 +31,10 @@ pub enum LocalError {
     Other(String),
 }
 
-fn kind_of(m: &Manifest) -> &'static str {
+fn kind_of(m: &Manifest) -> Kind {
     match m.task.kind {
-        TaskKind::Segmentation => "segmentation",
-        TaskKind::Classification => "label",
+        TaskKind::Segmentation => Kind::Segmentation,
+        TaskKind::Classification => Kind::Label,
     }
 }
 
@@ -56,8 +56,8 @@ pub async fn assign(store: &Store, m: &Manifest, me: &str) -> Result<Assignment,
     let kinds: BTreeMap<String, &'static str> = m.reader_list().into_iter().collect();
     let rows = store
         .list_annotations(AnnotationFilter {
-            kind: Some(kind_of(m).into()),
-            purpose: Some("read".into()),
+            kind: Some(kind_of(m)),
+            purpose: Some(Purpose::Read),
             ..Default::default()
         })
         .await?;
@@ -184,8 +184,8 @@ pub async fn load(store: &Store, m: &Manifest, me: &str) -> Result<LocalData, Lo
                     .versions(
                         AnnotationFilter {
                             series_id: Some(series_id),
-                            kind: Some("segmentation".into()),
-                            purpose: Some("read".into()),
+                            kind: Some(Kind::Segmentation),
+                            purpose: Some(Purpose::Read),
                             ..Default::default()
                         },
                         true,
@@ -251,8 +251,8 @@ pub async fn load(store: &Store, m: &Manifest, me: &str) -> Result<LocalData, Lo
                         AnnotationFilter {
                             study_id: Some(c.dicom_study_id),
                             series_id: c.series_id,
-                            kind: Some("label".into()),
-                            purpose: Some("read".into()),
+                            kind: Some(Kind::Label),
+                            purpose: Some(Purpose::Read),
                             ..Default::default()
                         },
                         true,
@@ -308,7 +308,7 @@ pub async fn store_consensus(
             store
                 .add_reader(
                     CONSENSUS_READER,
-                    ReaderKind::Model.as_str(),
+                    ReaderKind::Model,
                     None,
                     consortium_pseudonym(ReaderKind::Model, CONSENSUS_READER),
                 )
@@ -331,11 +331,11 @@ pub async fn store_consensus(
         };
         versions.push(NewVersion {
             reader: reader.db_id,
-            kind: content.kind().as_str(),
+            kind: content.kind(),
             series: c.series_id,
             study: c.dicom_study_id,
             scheme,
-            purpose: "read",
+            purpose: Purpose::Read,
             author: format!("study {}", m.study.id),
             reason: reason.clone(),
             source: format!("study:{}", m.study.id),

@@ -10,7 +10,7 @@ use thiserror::Error;
 use super::masks;
 use super::tables::{JsonBoxes, JsonLabel, TableFile};
 use crate::annotations::codec::{self, CodecError};
-use crate::annotations::model::{Content, Kind};
+use crate::annotations::model::{Content, Kind, Purpose};
 use crate::site::store::{AnnotationFilter, CaseError, Store, StoreError, VersionRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -61,7 +61,7 @@ pub struct ExportReport {
 #[derive(Debug, Serialize)]
 pub struct ExportedVersion {
     pub reader: String,
-    pub kind: String,
+    pub kind: Kind,
     pub study: String,
     pub series: Option<String>,
     pub version: i64,
@@ -80,15 +80,12 @@ async fn filter_for(
 ) -> Result<AnnotationFilter, ExportError> {
     let mut f = AnnotationFilter {
         reader: req.reader.clone(),
-        kind: kind.map(|k| k.as_str().to_string()),
-        purpose: Some(
-            if req.adjudication {
-                "adjudication"
-            } else {
-                "read"
-            }
-            .into(),
-        ),
+        kind,
+        purpose: Some(if req.adjudication {
+            Purpose::Adjudication
+        } else {
+            Purpose::Read
+        }),
         ..Default::default()
     };
     if let Some(c) = &req.case {
@@ -102,7 +99,7 @@ async fn filter_for(
 fn describe(v: &VersionRow) -> ExportedVersion {
     ExportedVersion {
         reader: v.reader.clone(),
-        kind: v.kind.clone(),
+        kind: v.kind,
         study: v.study.clone(),
         series: v.series.clone(),
         version: v.version,
@@ -153,7 +150,7 @@ async fn export_mask(
         return Err(ExportError::Ambiguous(rows.len()));
     }
     let v = rows.pop().ok_or(ExportError::NotFound {
-        what: "segmentation",
+        what: Kind::Segmentation.as_str(),
         filter,
     })?;
     let Content::Segmentation(seg) = content_of(&v)? else {
@@ -206,7 +203,7 @@ async fn export_table(store: &Store, req: &ExportRequest) -> Result<ExportReport
     let rows: Vec<VersionRow> = pick(store, f, req.version)
         .await?
         .into_iter()
-        .filter(|v| v.kind != "segmentation")
+        .filter(|v| v.kind != Kind::Segmentation)
         .collect();
     let mut table = TableFile::default();
     let mut csv = String::from("unit,rater,value,confidence\n");

@@ -334,12 +334,7 @@ async fn save_segmentation(
         source,
     })?;
     let v = new_version(&Content::Segmentation(seg), reader, &case, opts, source);
-    save(
-        ctx,
-        path,
-        vec![(v, "segmentation", reader.id.clone(), case)],
-    )
-    .await
+    save(ctx, path, vec![(v, reader.id.clone(), case)]).await
 }
 
 /// A deterministic `2.25.` UID for an exported object, from what it is made of: re-exporting

@@ -70,7 +70,6 @@ pub async fn import_csv(
         let content = label_content(path, &opts.scheme, row.value, row.confidence, None)?;
         batch.push((
             new_version(&content, &reader, &case, opts, "csv"),
-            "label",
             reader.id.clone(),
             case,
         ));
@@ -215,7 +214,6 @@ pub async fn import_json(
         let content = label_content(path, &scheme, &l.category, l.confidence, l.comment.clone())?;
         batch.push((
             new_version(&content, &reader, &case, opts, "json"),
-            "label",
             reader.id.clone(),
             case,
         ));
@@ -245,7 +243,6 @@ pub async fn import_json(
             })?;
         batch.push((
             new_version(&content, &reader, &case, opts, "json"),
-            "boxes",
             reader.id.clone(),
             case,
         ));

@@ -3,10 +3,14 @@
 //! to the head version makes no new version. A multi-item import is saved in one transaction,
 //! so a file lands whole or not at all.
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use super::{Store, StoreError};
+use crate::annotations::model::{Kind, Purpose};
+use crate::annotations::readers::ReaderKind;
+use crate::annotations::review::ReviewState;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -14,6 +18,28 @@ fn now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+/// Vocabulary columns hold their words (`as_str`); a word outside the vocabulary reads as an
+/// error naming the allowed ones.
+macro_rules! sql_word {
+    ($($t:ty),+) => {$(
+        impl ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $t {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                value
+                    .as_str()?
+                    .parse()
+                    .map_err(|e| FromSqlError::Other(Box::new(e)))
+            }
+        }
+    )+};
+}
+sql_word!(Kind, Purpose, ReviewState, ReaderKind);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReaderRow {
@@ -38,8 +64,8 @@ pub enum AnnotationStoreError {
     )]
     Transition {
         version: i64,
-        from: String,
-        to: String,
+        from: ReviewState,
+        to: ReviewState,
     },
     #[error("no such annotation version")]
     NoVersion,
@@ -57,11 +83,11 @@ impl From<rusqlite::Error> for AnnotationStoreError {
 #[derive(Debug, Clone)]
 pub struct NewVersion {
     pub reader: i64,
-    pub kind: &'static str,
+    pub kind: Kind,
     pub series: Option<i64>,
     pub study: i64,
     pub scheme: String,
-    pub purpose: &'static str,
+    pub purpose: Purpose,
     pub author: String,
     pub reason: String,
     pub source: String,
@@ -84,13 +110,13 @@ pub struct AnnotationRow {
     pub annotation: i64,
     pub reader: String,
     pub reader_kind: String,
-    pub kind: String,
-    pub purpose: String,
+    pub kind: Kind,
+    pub purpose: Purpose,
     pub scheme: String,
     pub study: String,
     pub series: Option<String>,
     pub version: i64,
-    pub review_state: String,
+    pub review_state: ReviewState,
     pub author: String,
     pub created_at: i64,
     pub content_hash: String,
@@ -105,8 +131,8 @@ pub struct VersionRow {
     pub version: i64,
     pub parent_version: Option<i64>,
     pub reader: String,
-    pub kind: String,
-    pub purpose: String,
+    pub kind: Kind,
+    pub purpose: Purpose,
     pub scheme: String,
     pub study: String,
     pub series: Option<String>,
@@ -117,7 +143,7 @@ pub struct VersionRow {
     pub source: String,
     pub content_hash: String,
     pub content: Vec<u8>,
-    pub review_state: String,
+    pub review_state: ReviewState,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -125,8 +151,8 @@ pub struct AnnotationFilter {
     pub reader: Option<String>,
     pub study_id: Option<i64>,
     pub series_id: Option<i64>,
-    pub kind: Option<String>,
-    pub purpose: Option<String>,
+    pub kind: Option<Kind>,
+    pub purpose: Option<Purpose>,
 }
 
 fn save_one(tx: &Transaction<'_>, v: &NewVersion) -> Result<SaveOutcome, rusqlite::Error> {
@@ -220,12 +246,18 @@ fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRow> {
 
 fn filter_sql(f: &AnnotationFilter) -> (&'static str, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value as V;
-    let opt_s = |s: &Option<String>| s.clone().map_or(V::Null, V::Text);
+    let opt_s = |s: Option<&str>| s.map_or(V::Null, |s| V::Text(s.to_string()));
     let opt_i = |i: Option<i64>| i.map_or(V::Null, V::Integer);
     (
         "(?1 IS NULL OR r.reader_id = ?1) AND (?2 IS NULL OR a.study = ?2) AND (?3 IS NULL OR a.series = ?3)
          AND (?4 IS NULL OR a.kind = ?4) AND (?5 IS NULL OR a.purpose = ?5)",
-        vec![opt_s(&f.reader), opt_i(f.study_id), opt_i(f.series_id), opt_s(&f.kind), opt_s(&f.purpose)],
+        vec![
+            opt_s(f.reader.as_deref()),
+            opt_i(f.study_id),
+            opt_i(f.series_id),
+            opt_s(f.kind.map(Kind::as_str)),
+            opt_s(f.purpose.map(Purpose::as_str)),
+        ],
     )
 }
 
@@ -248,11 +280,11 @@ impl Store {
     pub async fn add_reader(
         &self,
         id: &str,
-        kind: &str,
+        kind: ReaderKind,
         name: Option<String>,
         pseudonym: String,
     ) -> Result<ReaderRow, AnnotationStoreError> {
-        let (id, kind) = (id.to_string(), kind.to_string());
+        let id = id.to_string();
         self.call(move |c| {
             let tx = c.transaction()?;
             if reader_by_id(&tx, &id)?.is_some() {
@@ -372,24 +404,23 @@ impl Store {
     pub async fn review(
         &self,
         version_id: i64,
-        to: crate::annotations::review::ReviewState,
+        to: ReviewState,
         actor: String,
         comment: String,
     ) -> Result<(), AnnotationStoreError> {
         self.call(move |c| {
             let tx = c.transaction()?;
-            let from: Option<String> = tx
+            let from: Option<ReviewState> = tx
                 .query_row("SELECT review_state FROM annotation_versions WHERE id = ?1", [version_id], |r| r.get(0))
                 .optional()?;
             let Some(from) = from else { return Ok(Err(AnnotationStoreError::NoVersion)) };
-            let allowed = crate::annotations::review::ReviewState::parse(&from).is_some_and(|s| s.can_move_to(to));
-            if !allowed {
-                return Ok(Err(AnnotationStoreError::Transition { version: version_id, from, to: to.as_str().into() }));
+            if !from.can_move_to(to) {
+                return Ok(Err(AnnotationStoreError::Transition { version: version_id, from, to }));
             }
-            tx.execute("UPDATE annotation_versions SET review_state = ?2 WHERE id = ?1", params![version_id, to.as_str()])?;
+            tx.execute("UPDATE annotation_versions SET review_state = ?2 WHERE id = ?1", params![version_id, to])?;
             tx.execute(
                 "INSERT INTO review_events (version, from_state, to_state, actor, at, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![version_id, from, to.as_str(), actor, now(), comment],
+                params![version_id, from, to, actor, now(), comment],
             )?;
             tx.commit()?;
             Ok(Ok(()))

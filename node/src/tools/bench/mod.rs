@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::annotations::readers::ReaderKind;
 use crate::site::ingest::{self, IngestOptions};
 use crate::site::{self, Site};
 use crate::tools::synth::{self, SynthOptions};
@@ -184,7 +185,7 @@ pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<Annotat
         .series_grid(case.series_id.context("series")?)
         .await?;
     site.store
-        .add_reader("bench-reader", "panel", None, "R-BENCH".into())
+        .add_reader("bench-reader", ReaderKind::Panel, None, "R-BENCH".into())
         .await?;
 
     // A cylinder through every slice whose radius shrinks with z.
@@ -244,7 +245,7 @@ pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<Annotat
     let seg_export_s = t.elapsed().as_secs_f64();
     // Import the SEG as a second reader's read, so a new version is stored.
     site.store
-        .add_reader("bench-seg", "panel", None, "R-BENCHSEG".into())
+        .add_reader("bench-seg", ReaderKind::Panel, None, "R-BENCHSEG".into())
         .await?;
     let seg_opts = ImportOptions {
         reader: Some("bench-seg".into()),

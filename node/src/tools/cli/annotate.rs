@@ -177,10 +177,7 @@ pub async fn run_readers(site: &Site, cmd: ReadersCommand) -> Result<ExitCode> {
                 ReaderKind::Local => site.pseudonymizer()?.local_reader(&id),
                 ReaderKind::Panel | ReaderKind::Model => readers::consortium_pseudonym(kind, &id),
             };
-            let r = site
-                .store
-                .add_reader(&id, kind.as_str(), name, pseudonym)
-                .await?;
+            let r = site.store.add_reader(&id, kind, name, pseudonym).await?;
             if json {
                 print_json(&r)?;
             } else {
@@ -383,7 +380,7 @@ pub async fn run_annotate(site: &Site, cmd: AnnotateCommand) -> Result<ExitCode>
                 reader: Some(reader.clone()),
                 study_id: Some(c.study_id),
                 series_id: c.series_id,
-                kind: Some(kind.clone()),
+                kind: Some(kind.parse()?),
                 purpose: None,
             };
             let rows = site.store.versions(f, version.is_none()).await?;
@@ -442,7 +439,8 @@ pub async fn run_annotate(site: &Site, cmd: AnnotateCommand) -> Result<ExitCode>
             reason,
             json,
         } => {
-            let o = curation::accept(&site.store, &case, &kind, &reader, &accept, reason).await?;
+            let o = curation::accept(&site.store, &case, kind.parse()?, &reader, &accept, reason)
+                .await?;
             if json {
                 print_json(&o)?;
             } else {

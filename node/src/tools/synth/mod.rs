@@ -20,6 +20,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::annotations::nifti::{self, NiftiImage};
+use crate::annotations::readers::ReaderKind;
 use crate::site::dicom::geometry::{self, SeriesGeometry};
 use crate::site::dicom::write::{CtSlice, write_ct_slice};
 use rng::{Rng, voxel_noise};
@@ -45,7 +46,7 @@ pub struct SynthOptions {
 pub struct ReaderProfile {
     pub id: String,
     /// `panel`, `model` or `local` (DESIGN.md §1).
-    pub kind: String,
+    pub kind: ReaderKind,
     /// Outward (+) or inward (−) shift of every drawn boundary, mm.
     pub boundary_bias_mm: f64,
     /// Uniform per-voxel jitter of the boundary, ± mm.
@@ -61,9 +62,10 @@ pub struct ReaderProfile {
 }
 
 pub fn default_readers() -> Vec<ReaderProfile> {
-    let r = |id: &str, kind: &str, bias, noise, miss, fp, acc, rb| ReaderProfile {
+    use ReaderKind::{Local, Model, Panel};
+    let r = |id: &str, kind, bias, noise, miss, fp, acc, rb| ReaderProfile {
         id: id.into(),
-        kind: kind.into(),
+        kind,
         boundary_bias_mm: bias,
         boundary_noise_mm: noise,
         miss_probability: miss,
@@ -72,10 +74,10 @@ pub fn default_readers() -> Vec<ReaderProfile> {
         rating_bias: rb,
     };
     vec![
-        r("panel-expert", "panel", 0.0, 0.3, 0.0, 0.0, 0.95, 0),
-        r("panel-generous", "panel", 1.0, 0.5, 0.0, 0.15, 0.8, 1),
-        r("model-a", "model", -0.8, 0.2, 0.15, 0.05, 0.85, -1),
-        r("local-resident", "local", 0.0, 1.2, 0.1, 0.3, 0.65, 0),
+        r("panel-expert", Panel, 0.0, 0.3, 0.0, 0.0, 0.95, 0),
+        r("panel-generous", Panel, 1.0, 0.5, 0.0, 0.15, 0.8, 1),
+        r("model-a", Model, -0.8, 0.2, 0.15, 0.05, 0.85, -1),
+        r("local-resident", Local, 0.0, 1.2, 0.1, 0.3, 0.65, 0),
     ]
 }
 
@@ -84,11 +86,15 @@ pub fn default_readers() -> Vec<ReaderProfile> {
 pub fn readers_with_local(local: &str) -> Result<Vec<ReaderProfile>, SynthError> {
     let ok = crate::annotations::readers::valid_reader_id(local);
     let mut readers = default_readers();
-    if !ok || readers.iter().any(|r| r.kind != "local" && r.id == local) {
+    if !ok
+        || readers
+            .iter()
+            .any(|r| r.kind != ReaderKind::Local && r.id == local)
+    {
         return Err(SynthError::Reader(local.to_string()));
     }
     for r in &mut readers {
-        if r.kind == "local" {
+        if r.kind == ReaderKind::Local {
             r.id = local.to_string();
         }
     }

@@ -345,13 +345,11 @@ fn read_segments(obj: &Obj) -> Result<Vec<SegmentInfo>, SegError> {
             return Err(SegError::DuplicateSegment(number));
         }
         let label = text(it, tags::SEGMENT_LABEL).ok_or(SegError::Missing("SegmentLabel"))?;
-        let algorithm_type = match text(it, tags::SEGMENT_ALGORITHM_TYPE).as_deref() {
-            Some("MANUAL") => AlgorithmType::Manual,
-            Some("SEMIAUTOMATIC") => AlgorithmType::Semiautomatic,
-            Some("AUTOMATIC") => AlgorithmType::Automatic,
-            Some(_) => return Err(SegError::Invalid("SegmentAlgorithmType")),
-            None => return Err(SegError::Missing("SegmentAlgorithmType")),
-        };
+        let algorithm_type = text(it, tags::SEGMENT_ALGORITHM_TYPE)
+            .ok_or(SegError::Missing("SegmentAlgorithmType"))
+            .and_then(|t| {
+                AlgorithmType::from_code(&t).ok_or(SegError::Invalid("SegmentAlgorithmType"))
+            })?;
         let algorithm_name = text(it, tags::SEGMENT_ALGORITHM_NAME);
         let category = coded(it, tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE)
             .ok_or(SegError::Missing("SegmentedPropertyCategoryCodeSequence"))?;

@@ -1,0 +1,149 @@
+//! Fixed vocabularies: enums whose every value is one word, the same in the database, in JSON
+//! and on the command line. [`vocabulary!`] declares one: the enum with `as_str`, `ALL`,
+//! `parse`, [`FromStr`](std::str::FromStr) (an [`UnknownWord`] naming the allowed words),
+//! `Display` (the word, honouring width and alignment) and serde as the same words. The store
+//! reads and writes them as these words (`site::store::annotations`).
+
+/// A word that is not in a vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?} (allowed: {allowed})")]
+pub struct UnknownWord {
+    /// What the vocabulary names, e.g. "annotation purpose".
+    pub what: &'static str,
+    pub value: String,
+    /// The allowed words, comma-separated.
+    pub allowed: String,
+}
+
+/// Declares a vocabulary enum: `vocabulary! { #[attrs] pub enum Name("what it names") {
+/// Variant = "word", … } }`. Attributes (doc comments, extra derives such as
+/// `clap::ValueEnum`) pass through to the enum and its variants.
+macro_rules! vocabulary {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident ($what:literal) {
+            $( $(#[$vmeta:meta])* $variant:ident = $word:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
+            serde::Serialize, serde::Deserialize,
+        )]
+        $vis enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $word)] $variant ),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The word stored and printed.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word),+
+                }
+            }
+
+            /// The value a word names, if any (see [`std::str::FromStr`] for an error).
+            pub fn parse(s: &str) -> Option<Self> {
+                s.parse().ok()
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::annotations::vocabulary::UnknownWord;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($word => Ok($name::$variant),)+
+                    _ => Err($crate::annotations::vocabulary::UnknownWord {
+                        what: $what,
+                        value: s.to_string(),
+                        allowed: [$($word),+].join(", "),
+                    }),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use vocabulary;
+
+#[cfg(test)]
+mod tests {
+    use crate::annotations::model::{Kind, Purpose};
+    use crate::annotations::readers::ReaderKind;
+    use crate::annotations::review::ReviewState;
+
+    /// Every word round-trips through `as_str`, `FromStr`, `Display` and serde unchanged.
+    fn round_trips<T>(all: &[T])
+    where
+        T: Copy
+            + PartialEq
+            + std::fmt::Debug
+            + std::fmt::Display
+            + std::str::FromStr
+            + serde::Serialize
+            + serde::de::DeserializeOwned,
+    {
+        for &v in all {
+            let word = v.to_string();
+            assert_eq!(word.parse::<T>().ok(), Some(v));
+            assert_eq!(serde_json::to_string(&v).unwrap(), format!("{word:?}"));
+            assert_eq!(serde_json::from_str::<T>(&format!("{word:?}")).unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn words_are_stable() {
+        round_trips(Purpose::ALL);
+        round_trips(Kind::ALL);
+        round_trips(ReviewState::ALL);
+        round_trips(ReaderKind::ALL);
+        let words = |all: &[&str]| all.join(",");
+        assert_eq!(
+            words(&Purpose::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>()),
+            "read,adjudication"
+        );
+        assert_eq!(
+            words(&Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>()),
+            "segmentation,boxes,label"
+        );
+        assert_eq!(
+            words(
+                &ReviewState::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+            ),
+            "draft,submitted,approved,rejected"
+        );
+        assert_eq!(
+            words(
+                &ReaderKind::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+            ),
+            "local,panel,model"
+        );
+    }
+
+    #[test]
+    fn unknown_words_name_the_allowed_ones() {
+        let e = "reading".parse::<Purpose>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown annotation purpose \"reading\" (allowed: read, adjudication)"
+        );
+        assert!(serde_json::from_str::<Kind>("\"mask\"").is_err());
+        assert_eq!(Kind::parse("mask"), None);
+        assert_eq!(format!("[{:<6}]", Purpose::Read), "[read  ]");
+    }
+}

@@ -2,7 +2,8 @@
 //! and boxes as CSV or JSON. Units in tables are pseudonymous UIDs, which `annotate import`
 //! resolves again.
 
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 
 use serde::Serialize;
 use thiserror::Error;
@@ -11,6 +12,7 @@ use super::masks;
 use super::tables::{JsonBoxes, JsonLabel, TableFile};
 use crate::annotations::codec::{self, CodecError};
 use crate::annotations::model::{Content, Kind, Purpose};
+use crate::site::files::{AtomicWriteError, write_atomic};
 use crate::site::store::{AnnotationFilter, CaseError, Store, StoreError, VersionRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -237,7 +239,13 @@ async fn export_table(store: &Store, req: &ExportRequest) -> Result<ExportReport
     } else {
         serde_json::to_string_pretty(&table).map_err(|e| ExportError::Usage(e.to_string()))?
     };
-    write_atomic(&req.out, text.as_bytes())?;
+    write_atomic(&req.out, |f| f.write_all(text.as_bytes())).map_err(|e| ExportError::Write {
+        path: req.out.clone(),
+        message: match e {
+            AtomicWriteError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        },
+    })?;
     Ok(report(req, &rows))
 }
 
@@ -248,16 +256,6 @@ fn report(req: &ExportRequest, rows: &[VersionRow]) -> ExportReport {
         annotations: rows.len(),
         versions: rows.iter().map(describe).collect(),
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
-    let err = |e: std::io::Error| ExportError::Write {
-        path: path.into(),
-        message: e.to_string(),
-    };
-    let tmp = path.with_extension("tmp-export");
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
 }
 
 /// Who writes exported SEG objects (equipment and content creator attributes).

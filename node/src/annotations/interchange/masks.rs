@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Context, ImportError, ImportOptions, ImportedItem, new_version, resolve, save};
+use super::{Context, ImportError, ImportOptions, ImportedItem, new_version, save, series_grid_of};
 use crate::annotations::model::{Content, Segment, Segmentation};
 use crate::annotations::nifti::{self, NiftiImage, NiftiLimits};
 use crate::site::dicom::geometry;
@@ -125,32 +125,7 @@ async fn series_of(
             s.series
         }
     };
-    series_grid_of(ctx, opts, path, &name).await
-}
-
-/// Resolves a series name (through `--case-map`) and returns the case and its grid.
-async fn series_grid_of(
-    ctx: &Context<'_>,
-    opts: &ImportOptions,
-    path: &Path,
-    name: &str,
-) -> Result<(CaseRef, SeriesGrid), ImportError> {
-    let case = resolve(ctx, opts, path, name).await?;
-    let Some(series_id) = case.series_id else {
-        return Err(ImportError::file(
-            path,
-            format!("{name} names a study; a mask needs a series"),
-        ));
-    };
-    let grid = ctx
-        .store
-        .series_grid(series_id)
-        .await
-        .map_err(|source| ImportError::Case {
-            path: path.into(),
-            source,
-        })?;
-    Ok((case, grid))
+    series_grid_of(ctx, opts, path, &name, "a mask needs").await
 }
 
 /// The `--reader` a mask is imported for (masks name no reader themselves).
@@ -166,6 +141,22 @@ async fn mask_reader(
     Ok(ctx.store.reader(reader_id).await?)
 }
 
+/// Runs a file reader on the blocking pool; its errors name the file.
+async fn read_blocking<T, E>(
+    path: &Path,
+    read: impl FnOnce(&Path) -> Result<T, E> + Send + 'static,
+) -> Result<T, ImportError>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || read(&p))
+        .await
+        .map_err(|e| ImportError::file(path, e.to_string()))?
+        .map_err(|e| ImportError::file(path, e.to_string()))
+}
+
 /// Imports one NIfTI mask as a new segmentation version of `--reader`.
 pub async fn import_nifti(
     ctx: &Context<'_>,
@@ -174,28 +165,14 @@ pub async fn import_nifti(
 ) -> Result<Vec<ImportedItem>, ImportError> {
     let reader = mask_reader(ctx, opts, path).await?;
     let (case, grid) = series_of(ctx, opts, path).await?;
-    let p = path.to_path_buf();
-    let img = tokio::task::spawn_blocking(move || nifti::read_file(&p, &NiftiLimits::default()))
-        .await
-        .map_err(|e| ImportError::file(path, e.to_string()))?
-        .map_err(|e| ImportError::file(path, e.to_string()))?;
+    let img = read_blocking(path, |p| nifti::read_file(p, &NiftiLimits::default())).await?;
     check_grid(&img, &grid).map_err(|m| ImportError::file(path, m))?;
     let labels = img
         .to_labels_u8()
         .map_err(|e| ImportError::file(path, e.to_string()))?;
     let segments = segments_for(&labels, &opts.segments);
-    save_segmentation(
-        ctx,
-        path,
-        opts,
-        &reader,
-        case,
-        grid.dims(),
-        segments,
-        labels,
-        "nifti",
-    )
-    .await
+    let map = (case, grid.dims(), segments, labels);
+    save_segmentation(ctx, path, opts, &reader, map, "nifti").await
 }
 
 /// Writes a segmentation as a NIfTI label map on its series grid.
@@ -231,11 +208,7 @@ pub async fn import_seg(
     opts: &ImportOptions,
 ) -> Result<Vec<ImportedItem>, ImportError> {
     let reader = mask_reader(ctx, opts, path).await?;
-    let p = path.to_path_buf();
-    let seg_obj = tokio::task::spawn_blocking(move || seg::read_seg(&p, &SegLimits::default()))
-        .await
-        .map_err(|e| ImportError::file(path, e.to_string()))?
-        .map_err(|e| ImportError::file(path, e.to_string()))?;
+    let seg_obj = read_blocking(path, |p| seg::read_seg(p, &SegLimits::default())).await?;
     let series_name = match (&opts.series, &seg_obj.referenced_series_uid) {
         (Some(s), _) => s.clone(),
         (None, Some(s)) => s.clone(),
@@ -246,7 +219,7 @@ pub async fn import_seg(
             ));
         }
     };
-    let (case, grid) = series_grid_of(ctx, opts, path, &series_name).await?;
+    let (case, grid) = series_grid_of(ctx, opts, path, &series_name, "a mask needs").await?;
     let slices = seg_slices(&seg_obj, &grid).map_err(|m| ImportError::file(path, m))?;
     let volumes =
         seg::frames_to_volumes(&seg_obj, &slices, grid.orientation, grid.rows, grid.columns)
@@ -268,18 +241,8 @@ pub async fn import_seg(
             })
             .collect(),
     };
-    save_segmentation(
-        ctx,
-        path,
-        opts,
-        &reader,
-        case,
-        grid.dims(),
-        segments,
-        labels,
-        "dicom-seg",
-    )
-    .await
+    let map = (case, grid.dims(), segments, labels);
+    save_segmentation(ctx, path, opts, &reader, map, "dicom-seg").await
 }
 
 /// The slices of `grid` for mapping the frames of `seg_obj`, by the instance UIDs the SEG
@@ -316,17 +279,16 @@ fn seg_slices(seg_obj: &seg::SegObject, grid: &SeriesGrid) -> Result<Vec<SliceRe
     Ok(slices)
 }
 
+/// A label map of a case: the case, its grid size, the declared segments and the labels.
+type LabelMap = (CaseRef, [u32; 3], Vec<Segment>, Vec<u8>);
+
 /// Checks a label map and saves it as the reader's new segmentation version (one transaction).
-#[allow(clippy::too_many_arguments)]
 async fn save_segmentation(
     ctx: &Context<'_>,
     path: &Path,
     opts: &ImportOptions,
     reader: &crate::site::store::ReaderRow,
-    case: CaseRef,
-    dims: [u32; 3],
-    segments: Vec<Segment>,
-    labels: Vec<u8>,
+    (case, dims, segments, labels): LabelMap,
     source: &str,
 ) -> Result<Vec<ImportedItem>, ImportError> {
     let seg = Segmentation::new(dims, segments, labels).map_err(|source| ImportError::Model {

@@ -19,7 +19,7 @@ use crate::annotations::codec;
 use crate::annotations::model::{Content, Kind, ModelError, Purpose, Segment};
 use crate::annotations::schemes::SchemeError;
 use crate::site::store::{
-    AnnotationStoreError, CaseError, CaseRef, NewVersion, ReaderRow, Store, StoreError,
+    AnnotationStoreError, CaseError, CaseRef, NewVersion, ReaderRow, SeriesGrid, Store, StoreError,
 };
 
 #[derive(Debug, Error)]
@@ -143,6 +143,33 @@ pub(crate) async fn resolve(
             path: path.into(),
             source,
         })
+}
+
+/// Resolves a series name (through the alias map) and returns the case and its grid; a study
+/// is refused with "`name` names a study; `needs` a series".
+pub(crate) async fn series_grid_of(
+    ctx: &Context<'_>,
+    opts: &ImportOptions,
+    path: &Path,
+    name: &str,
+    needs: &str,
+) -> Result<(CaseRef, SeriesGrid), ImportError> {
+    let case = resolve(ctx, opts, path, name).await?;
+    let Some(series_id) = case.series_id else {
+        return Err(ImportError::file(
+            path,
+            format!("{name} names a study; {needs} a series"),
+        ));
+    };
+    let grid = ctx
+        .store
+        .series_grid(series_id)
+        .await
+        .map_err(|source| ImportError::Case {
+            path: path.into(),
+            source,
+        })?;
+    Ok((case, grid))
 }
 
 /// Turns content into a version to save.

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Context, ImportError, ImportOptions, ImportedItem, new_version, resolve, save};
+use super::{
+    Context, ImportError, ImportOptions, ImportedItem, new_version, resolve, save, series_grid_of,
+};
 use crate::annotations::model::{Content, VoxelBox};
 use crate::annotations::schemes;
 use crate::site::store::ReaderRow;
@@ -221,21 +223,7 @@ pub async fn import_json(
     for b in &file.boxes {
         let rater = rater_of(&b.rater)?;
         let reader = reader_for(ctx, &mut readers, &rater).await?;
-        let case = resolve(ctx, opts, path, &b.series).await?;
-        let Some(series_id) = case.series_id else {
-            return Err(ImportError::file(
-                path,
-                format!("{} names a study; boxes need a series", b.series),
-            ));
-        };
-        let grid = ctx
-            .store
-            .series_grid(series_id)
-            .await
-            .map_err(|source| ImportError::Case {
-                path: path.into(),
-                source,
-            })?;
+        let (case, grid) = series_grid_of(ctx, opts, path, &b.series, "boxes need").await?;
         let content =
             Content::boxes(grid.dims(), b.boxes.clone()).map_err(|source| ImportError::Model {
                 path: path.into(),

@@ -261,18 +261,23 @@ fn filter_sql(f: &AnnotationFilter) -> (&'static str, Vec<rusqlite::types::Value
     )
 }
 
+const READER_SELECT: &str =
+    "SELECT id, reader_id, kind, display_name, pseudonym, created_at FROM readers";
+
+fn reader_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReaderRow> {
+    Ok(ReaderRow {
+        db_id: r.get(0)?,
+        id: r.get(1)?,
+        kind: r.get(2)?,
+        name: r.get(3)?,
+        pseudonym: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}
+
 fn reader_by_id(c: &Connection, id: &str) -> Result<Option<ReaderRow>, rusqlite::Error> {
-    c.prepare_cached("SELECT id, reader_id, kind, display_name, pseudonym, created_at FROM readers WHERE reader_id = ?1")?
-        .query_row([id], |r| {
-            Ok(ReaderRow {
-                db_id: r.get(0)?,
-                id: r.get(1)?,
-                kind: r.get(2)?,
-                name: r.get(3)?,
-                pseudonym: r.get(4)?,
-                created_at: r.get(5)?,
-            })
-        })
+    c.prepare_cached(&format!("{READER_SELECT} WHERE reader_id = ?1"))?
+        .query_row([id], reader_row)
         .optional()
 }
 
@@ -303,19 +308,8 @@ impl Store {
 
     pub async fn readers(&self) -> Result<Vec<ReaderRow>, StoreError> {
         self.call(|c| {
-            let mut st = c.prepare(
-                "SELECT id, reader_id, kind, display_name, pseudonym, created_at FROM readers ORDER BY kind, reader_id",
-            )?;
-            let rows = st.query_map([], |r| {
-                Ok(ReaderRow {
-                    db_id: r.get(0)?,
-                    id: r.get(1)?,
-                    kind: r.get(2)?,
-                    name: r.get(3)?,
-                    pseudonym: r.get(4)?,
-                    created_at: r.get(5)?,
-                })
-            })?;
+            let mut st = c.prepare(&format!("{READER_SELECT} ORDER BY kind, reader_id"))?;
+            let rows = st.query_map([], reader_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await

@@ -3,11 +3,9 @@
 //! references to every source slice), encoded as Explicit VR Little Endian and written
 //! atomically. Every input is checked first by `validate`.
 
-use std::fs::{self, File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
@@ -23,6 +21,7 @@ use super::{
     SegmentationType, SourceSlice,
 };
 use crate::site::dicom::write::{ds, ds_multi, elem, multi_cs, us, with_file_meta};
+use crate::site::files::write_atomic;
 
 /// Writes a SEG referencing `w.source` to `path` atomically (a temporary file in the same
 /// directory, synced, then renamed). Frames are written only for (segment, slice) pairs with a
@@ -33,7 +32,7 @@ pub fn write_seg(path: &Path, w: &SegWrite<'_>) -> Result<(), SegError> {
     let mut bytes = Vec::new();
     file.write_all(&mut bytes)
         .map_err(|_| SegError::Encode("data set"))?;
-    write_atomic(path, &bytes)
+    write_atomic(path, |f| f.write_all(&bytes)).map_err(|e| SegError::Io(e.kind()))
 }
 
 /// ManufacturerModelName of written SEGs (Enhanced General Equipment).
@@ -295,13 +294,9 @@ fn segmentation_image(w: &SegWrite<'_>) -> Vec<InMemElement> {
 fn multi_frame_dimension(w: &SegWrite<'_>) -> Vec<InMemElement> {
     let dim_uid = derived_uid(&w.sop_instance_uid, "dimension-organization");
     vec![
-        seq(
+        single(
             tags::DIMENSION_ORGANIZATION_SEQUENCE,
-            vec![item(vec![elem(
-                tags::DIMENSION_ORGANIZATION_UID,
-                VR::UI,
-                &dim_uid,
-            )])],
+            elem(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dim_uid),
         ),
         cs(tags::DIMENSION_ORGANIZATION_TYPE, "3D"),
         seq(
@@ -349,13 +344,13 @@ fn multi_frame_functional_groups(
     }
     let shared = item(vec![
         seq(tags::PIXEL_MEASURES_SEQUENCE, vec![item(pixel_measures)]),
-        seq(
+        single(
             tags::PLANE_ORIENTATION_SEQUENCE,
-            vec![item(vec![elem(
+            elem(
                 tags::IMAGE_ORIENTATION_PATIENT,
                 VR::DS,
                 &ds_multi(&src.orientation),
-            )])],
+            ),
         ),
     ]);
     let mut per_frame = Vec::with_capacity(frames.len());
@@ -455,25 +450,25 @@ fn frame_item(f: &OutFrame<'_>, slice: &SourceSlice) -> Result<Obj, SegError> {
     ]);
     Ok(item(vec![
         seq(tags::DERIVATION_IMAGE_SEQUENCE, vec![derivation]),
-        seq(
+        single(
             tags::FRAME_CONTENT_SEQUENCE,
-            vec![item(vec![DataElement::new(
+            DataElement::new(
                 tags::DIMENSION_INDEX_VALUES,
                 VR::UL,
                 PrimitiveValue::U32(vec![u32::from(f.segment), z].into()),
-            )])],
+            ),
         ),
-        seq(
+        single(
             tags::PLANE_POSITION_SEQUENCE,
-            vec![item(vec![elem(
+            elem(
                 tags::IMAGE_POSITION_PATIENT,
                 VR::DS,
                 &ds_multi(&slice.position),
-            )])],
+            ),
         ),
-        seq(
+        single(
             tags::SEGMENT_IDENTIFICATION_SEQUENCE,
-            vec![item(vec![us(tags::REFERENCED_SEGMENT_NUMBER, f.segment)])],
+            us(tags::REFERENCED_SEGMENT_NUMBER, f.segment),
         ),
     ]))
 }
@@ -511,6 +506,11 @@ pub(super) fn seq(tag: Tag, items: Vec<Obj>) -> InMemElement {
     DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
 }
 
+/// A sequence of one item holding one element.
+fn single(tag: Tag, element: InMemElement) -> InMemElement {
+    seq(tag, vec![item(vec![element])])
+}
+
 fn item(elements: Vec<InMemElement>) -> Obj {
     InMemDicomObject::from_element_iter(elements)
 }
@@ -524,35 +524,4 @@ fn derived_uid(base: &str, purpose: &str) -> String {
     };
     let v = (u128::from(half(1)) << 64) | u128::from(half(2));
     format!("2.25.{}", v.max(1))
-}
-
-/// Writes `bytes` to a new temporary file next to `path`, syncs it and renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SegError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .ok_or(SegError::Io(std::io::ErrorKind::InvalidInput))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f: File = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(SegError::Io(e.kind()));
-    }
-    Ok(())
 }

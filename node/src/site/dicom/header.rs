@@ -387,7 +387,7 @@ fn classify(e: &dicom_object::ReadError) -> &'static str {
 
 /// Text value of an element, padding trimmed. Elements with VR UN (implicit private or
 /// unrecognised) are decoded from their bytes rather than rendered as numbers.
-fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+pub(super) fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     let e: &InMemElement = obj.element_opt(tag).ok().flatten()?;
     let s = if e.vr() == dicom_core::VR::UN {
         let b = e.to_bytes().ok()?;
@@ -445,7 +445,7 @@ fn items(obj: &InMemDicomObject, tag: Tag) -> Option<&[InMemDicomObject]> {
     obj.element_opt(tag).ok().flatten().and_then(|e| e.items())
 }
 
-fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
+pub(super) fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
     items(obj, tag).and_then(|i| i.first())
 }
 

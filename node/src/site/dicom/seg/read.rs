@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use dicom_core::{PrimitiveValue, Tag, VR};
+use dicom_core::{PrimitiveValue, Tag};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::OpenFileOptions;
 use dicom_object::file::ReadPreamble;
@@ -19,6 +19,7 @@ use super::{
     AlgorithmType, CodedConcept, Obj, SEGMENTATION_STORAGE, SegError, SegFrame, SegLimits,
     SegObject, SegmentInfo, SegmentationType,
 };
+use crate::site::dicom::header;
 use crate::site::dicom::prescan::{self, ScanLimits};
 
 /// Reads a whole SEG file (attributes and frames). The SOP class must be Segmentation Storage
@@ -409,14 +410,7 @@ fn pixel_value(buf: &[u8], at: usize, explicit: bool) -> Result<&[u8], SegError>
 
 /// The trimmed text of an element (UN decoded as UTF-8); `None` when absent or empty.
 pub(super) fn text(obj: &Obj, tag: Tag) -> Option<String> {
-    let elem = obj.element_opt(tag).ok()??;
-    let s = if elem.vr() == VR::UN {
-        String::from_utf8_lossy(&elem.to_bytes().ok()?).into_owned()
-    } else {
-        elem.to_str().ok()?.into_owned()
-    };
-    let s = s.trim_matches(|c: char| c == ' ' || c == '\0');
-    (!s.is_empty()).then(|| s.to_owned())
+    header::text(obj, tag).filter(|s| !s.is_empty())
 }
 
 /// An integer element; `Ok(None)` when absent or empty, an error when not an integer in range.
@@ -466,9 +460,7 @@ pub(super) fn floats<const N: usize>(
     }
 }
 
-pub(super) fn first_item(obj: &Obj, tag: Tag) -> Option<&Obj> {
-    obj.element_opt(tag).ok()??.items()?.first()
-}
+pub(super) use header::first_item;
 
 /// The first item of functional group `seq`, from the per-frame item, else the shared one.
 fn group_item<'a>(frame: Option<&'a Obj>, shared: Option<&'a Obj>, seq: Tag) -> Option<&'a Obj> {

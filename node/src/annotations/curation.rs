@@ -8,14 +8,15 @@ use serde::Serialize;
 
 use crate::annotations::diff::{self, Diff};
 use crate::annotations::interchange::export::{ExportError, content_of};
-use crate::annotations::model::Content;
+use crate::annotations::model::{Content, Kind, Purpose};
+use crate::annotations::review::ReviewState;
 use crate::site::store::{AnnotationFilter, NewVersion, SaveOutcome, Store, VersionRow};
 
 #[derive(Debug, Serialize)]
 pub struct HistoryEntry {
     pub reader: String,
-    pub kind: String,
-    pub purpose: String,
+    pub kind: Kind,
+    pub purpose: Purpose,
     pub scheme: String,
     pub study: String,
     pub series: Option<String>,
@@ -25,7 +26,7 @@ pub struct HistoryEntry {
     pub created_at: i64,
     pub reason: String,
     pub source: String,
-    pub review_state: String,
+    pub review_state: ReviewState,
     pub content_hash: String,
     pub change: Diff,
 }
@@ -78,7 +79,7 @@ pub async fn history(
 /// A case on the adjudication queue.
 #[derive(Debug, Serialize)]
 pub struct Disagreement {
-    pub kind: String,
+    pub kind: Kind,
     pub study: String,
     pub series: Option<String>,
     /// Segmentations: the lowest pairwise Dice over segments and reader pairs.
@@ -111,16 +112,16 @@ pub async fn disagreements(store: &Store, min_dice: f64) -> Result<Vec<Disagreem
     let heads = store
         .versions(
             AnnotationFilter {
-                purpose: Some("read".into()),
+                purpose: Some(Purpose::Read),
                 ..Default::default()
             },
             true,
         )
         .await?;
-    let decided: std::collections::HashSet<(String, Option<String>, String)> = store
+    let decided: std::collections::HashSet<(String, Option<String>, Kind)> = store
         .versions(
             AnnotationFilter {
-                purpose: Some("adjudication".into()),
+                purpose: Some(Purpose::Adjudication),
                 ..Default::default()
             },
             true,
@@ -129,78 +130,37 @@ pub async fn disagreements(store: &Store, min_dice: f64) -> Result<Vec<Disagreem
         .into_iter()
         .map(|v| (v.study, v.series, v.kind))
         .collect();
-    let mut groups: BTreeMap<(String, Option<String>, String, String), Vec<VersionRow>> =
-        BTreeMap::new();
+    // Cases in the order of their study, series, kind word and scheme.
+    type Group = (String, Option<String>, &'static str, String, Kind);
+    let mut groups: BTreeMap<Group, Vec<VersionRow>> = BTreeMap::new();
     for v in heads {
-        groups
-            .entry((
-                v.study.clone(),
-                v.series.clone(),
-                v.kind.clone(),
-                v.scheme.clone(),
-            ))
-            .or_default()
-            .push(v);
+        let key = (
+            v.study.clone(),
+            v.series.clone(),
+            v.kind.as_str(),
+            v.scheme.clone(),
+            v.kind,
+        );
+        groups.entry(key).or_default().push(v);
     }
     let mut out = Vec::new();
-    for ((study, series, kind, _scheme), versions) in groups {
-        if versions.len() < 2 || kind == "boxes" {
+    for ((study, series, _, _scheme, kind), versions) in groups {
+        if versions.len() < 2 || kind == Kind::Boxes {
             continue;
         }
         let contents: Vec<(String, Content)> = versions
             .iter()
             .map(|v| Ok((v.reader.clone(), content_of(v)?)))
             .collect::<Result<_, ExportError>>()?;
-        let mut details = Vec::new();
-        let mut min: Option<f64> = None;
-        let mut disagree = false;
-        for i in 0..contents.len() {
-            for j in i + 1..contents.len() {
-                match (&contents[i].1, &contents[j].1) {
-                    (Content::Segmentation(a), Content::Segmentation(b)) if a.dims == b.dims => {
-                        let mut values: Vec<u8> = a
-                            .segments
-                            .iter()
-                            .chain(&b.segments)
-                            .map(|s| s.value)
-                            .collect();
-                        values.sort_unstable();
-                        values.dedup();
-                        for value in values {
-                            let d = dice(&a.labels, &b.labels, value);
-                            if d.is_finite() {
-                                min = Some(min.map_or(d, |m: f64| m.min(d)));
-                                disagree |= d < min_dice;
-                            }
-                            details.push(serde_json::json!({
-                                "readers": [contents[i].0, contents[j].0], "segment": value,
-                                "dice": if d.is_finite() { serde_json::json!(d) } else { serde_json::json!("NaN") },
-                            }));
-                        }
-                    }
-                    (Content::Label(a), Content::Label(b)) => {
-                        if a.category != b.category {
-                            disagree = true;
-                            details.push(serde_json::json!({
-                                "readers": [contents[i].0, contents[j].0], "categories": [a.category, b.category],
-                            }));
-                        }
-                    }
-                    _ => {
-                        disagree = true;
-                        details.push(serde_json::json!({ "readers": [contents[i].0, contents[j].0], "grid": "differs" }));
-                    }
-                }
-            }
-        }
-        if disagree {
-            let adjudicated = decided.contains(&(study.clone(), series.clone(), kind.clone()));
+        let c = compare(&contents, min_dice);
+        if c.disagree {
+            let adjudicated = decided.contains(&(study.clone(), series.clone(), kind));
             out.push(Disagreement {
                 kind,
                 study,
                 series,
-                min_dice: min,
-                details,
+                min_dice: c.min_dice,
+                details: c.details,
                 readers: contents.into_iter().map(|(r, _)| r).collect(),
                 adjudicated,
             });
@@ -209,11 +169,69 @@ pub async fn disagreements(store: &Store, min_dice: f64) -> Result<Vec<Disagreem
     Ok(out)
 }
 
+/// How the readers of one case compare.
+struct Comparison {
+    disagree: bool,
+    min_dice: Option<f64>,
+    details: Vec<serde_json::Value>,
+}
+
+/// Compares every pair of (reader, content): Dice per segment of segmentations on one grid,
+/// categories of labels; any other pair disagrees.
+fn compare(contents: &[(String, Content)], min_dice: f64) -> Comparison {
+    let mut c = Comparison {
+        disagree: false,
+        min_dice: None,
+        details: Vec::new(),
+    };
+    for (i, (ra, a)) in contents.iter().enumerate() {
+        for (rb, b) in contents.iter().skip(i + 1) {
+            match (a, b) {
+                (Content::Segmentation(a), Content::Segmentation(b)) if a.dims == b.dims => {
+                    let mut values: Vec<u8> = a
+                        .segments
+                        .iter()
+                        .chain(&b.segments)
+                        .map(|s| s.value)
+                        .collect();
+                    values.sort_unstable();
+                    values.dedup();
+                    for value in values {
+                        let d = dice(&a.labels, &b.labels, value);
+                        if d.is_finite() {
+                            c.min_dice = Some(c.min_dice.map_or(d, |m: f64| m.min(d)));
+                            c.disagree |= d < min_dice;
+                        }
+                        c.details.push(serde_json::json!({
+                            "readers": [ra, rb], "segment": value,
+                            "dice": if d.is_finite() { serde_json::json!(d) } else { serde_json::json!("NaN") },
+                        }));
+                    }
+                }
+                (Content::Label(a), Content::Label(b)) => {
+                    if a.category != b.category {
+                        c.disagree = true;
+                        c.details.push(serde_json::json!({
+                            "readers": [ra, rb], "categories": [a.category, b.category],
+                        }));
+                    }
+                }
+                _ => {
+                    c.disagree = true;
+                    c.details
+                        .push(serde_json::json!({ "readers": [ra, rb], "grid": "differs" }));
+                }
+            }
+        }
+    }
+    c
+}
+
 /// Records `adjudicator`'s decision to accept `accepted`'s latest version of a case.
 pub async fn accept(
     store: &Store,
     case: &str,
-    kind: &str,
+    kind: Kind,
     adjudicator: &str,
     accepted: &str,
     reason: Option<String>,
@@ -227,25 +245,25 @@ pub async fn accept(
         reader: Some(accepted.to_string()),
         study_id: Some(c.study_id),
         series_id: c.series_id,
-        kind: Some(kind.to_string()),
-        purpose: Some("read".into()),
+        kind: Some(kind),
+        purpose: Some(Purpose::Read),
     };
     let mut heads = store.versions(f, true).await?;
     if heads.len() > 1 {
         return Err(ExportError::Ambiguous(heads.len()));
     }
     let v = heads.pop().ok_or(ExportError::NotFound {
-        what: "read",
+        what: Purpose::Read.as_str(),
         filter: format!("case {case}, reader {accepted}"),
     })?;
     let content = content_of(&v)?;
     let new = NewVersion {
         reader: adj.db_id,
-        kind: content.kind().as_str(),
+        kind: content.kind(),
         series: c.series_id,
         study: c.study_id,
         scheme: v.scheme.clone(),
-        purpose: "adjudication",
+        purpose: Purpose::Adjudication,
         author: adj.id.clone(),
         reason: reason.unwrap_or_else(|| format!("accepted {accepted}'s version {}", v.version)),
         source: format!("adjudication:{accepted}:v{}", v.version),

@@ -2,7 +2,8 @@
 //! as. The model is pure (no I/O): what an annotation is ([`model`]), its canonical encoding,
 //! compression and content hash ([`codec`]), the category schemes labels are checked against
 //! ([`schemes`]), what changed between two versions ([`diff`]), the review state machine
-//! ([`review`]) and reader kinds and pseudonyms ([`readers`]). Files: NIfTI ([`nifti`]), and
+//! ([`review`]) and reader kinds and pseudonyms ([`readers`]), their vocabularies declared with
+//! the crate's `vocabulary!`. Files: NIfTI ([`nifti`]), and
 //! every import and export of masks, boxes and labels ([`interchange`]; DICOM SEG itself is in
 //! `site::dicom::seg`, where the DICOM crates live). [`curation`]: history with diffs, the
 //! adjudication queue and decisions. Storage lives in `site::store::annotations`.

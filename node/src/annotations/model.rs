@@ -7,31 +7,21 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Kinds of annotation, as stored and printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    Segmentation,
-    Boxes,
-    Label,
+vocabulary! {
+    /// Kinds of annotation, as stored and printed.
+    pub enum Kind("annotation kind") {
+        Segmentation = "segmentation",
+        Boxes = "boxes",
+        Label = "label",
+    }
 }
 
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Segmentation => "segmentation",
-            Kind::Boxes => "boxes",
-            Kind::Label => "label",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        match s {
-            "segmentation" => Some(Kind::Segmentation),
-            "boxes" => Some(Kind::Boxes),
-            "label" => Some(Kind::Label),
-            _ => None,
-        }
+vocabulary! {
+    /// Why an annotation exists, as stored and printed: a reader's own read, or an adjudicating
+    /// reader's decision.
+    pub enum Purpose("annotation purpose") {
+        Read = "read",
+        Adjudication = "adjudication",
     }
 }
 

@@ -6,26 +6,15 @@
 
 use ring::digest;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReaderKind {
-    /// Reads only this site's cases.
-    Local,
-    /// A consortium reading panel member (reads at several sites).
-    Panel,
-    /// An AI model deployed at every site.
-    Model,
-}
-
-impl ReaderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReaderKind::Local => "local",
-            ReaderKind::Panel => "panel",
-            ReaderKind::Model => "model",
-        }
+vocabulary! {
+    #[derive(clap::ValueEnum)]
+    pub enum ReaderKind("reader kind") {
+        /// Reads only this site's cases.
+        Local = "local",
+        /// A consortium reading panel member (reads at several sites).
+        Panel = "panel",
+        /// An AI model deployed at every site.
+        Model = "model",
     }
 }
 

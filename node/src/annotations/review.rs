@@ -1,37 +1,16 @@
 //! Review states of an annotation version: draft → submitted → approved or rejected. A rejected
 //! or approved version is final; a correction is a new version, which starts as a draft.
 
-use serde::Serialize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReviewState {
-    Draft,
-    Submitted,
-    Approved,
-    Rejected,
+vocabulary! {
+    pub enum ReviewState("review state") {
+        Draft = "draft",
+        Submitted = "submitted",
+        Approved = "approved",
+        Rejected = "rejected",
+    }
 }
 
 impl ReviewState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReviewState::Draft => "draft",
-            ReviewState::Submitted => "submitted",
-            ReviewState::Approved => "approved",
-            ReviewState::Rejected => "rejected",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "draft" => Some(ReviewState::Draft),
-            "submitted" => Some(ReviewState::Submitted),
-            "approved" => Some(ReviewState::Approved),
-            "rejected" => Some(ReviewState::Rejected),
-            _ => None,
-        }
-    }
-
     /// Whether a version may move from `self` to `to`.
     pub fn can_move_to(self, to: ReviewState) -> bool {
         use ReviewState::*;

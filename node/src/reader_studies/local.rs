@@ -10,7 +10,7 @@ use thiserror::Error;
 use super::jobs::{ConsensusOutcome, LocalData, SegCase, SegConsensus, consensus_map, ds_labels};
 use super::manifest::{Manifest, TaskKind};
 use crate::annotations::codec;
-use crate::annotations::model::{Content, Kind, Label, Segment, Segmentation};
+use crate::annotations::model::{Content, Kind, Label, Purpose, Segment, Segmentation};
 use crate::annotations::readers::{ReaderKind, consortium_pseudonym};
 use crate::site::store::{
     AnnotationFilter, NewVersion, ReaderRow, ReaderStudyCaseRow, Store, StoreError, VersionRow,
@@ -111,8 +111,8 @@ async fn candidates(
     let readers: BTreeSet<String> = m.readers_at(me).into_iter().collect();
     let rows = store
         .list_annotations(AnnotationFilter {
-            kind: Some(annotation_kind(m).as_str().into()),
-            purpose: Some("read".into()),
+            kind: Some(annotation_kind(m)),
+            purpose: Some(Purpose::Read),
             ..Default::default()
         })
         .await?;
@@ -226,8 +226,8 @@ fn reads(kind: Kind, study_id: Option<i64>, series_id: Option<i64>) -> Annotatio
     AnnotationFilter {
         study_id,
         series_id,
-        kind: Some(kind.as_str().into()),
-        purpose: Some("read".into()),
+        kind: Some(kind),
+        purpose: Some(Purpose::Read),
         ..Default::default()
     }
 }
@@ -409,11 +409,11 @@ pub async fn store_consensus(
             };
             NewVersion {
                 reader: reader.db_id,
-                kind: content.kind().as_str(),
+                kind: content.kind(),
                 series: c.series_id,
                 study: c.dicom_study_id,
                 scheme,
-                purpose: "read",
+                purpose: Purpose::Read,
                 author: format!("study {}", m.study.id),
                 reason: reason.clone(),
                 source: format!("study:{}", m.study.id),
@@ -441,7 +441,7 @@ async fn consensus_reader(store: &Store) -> Result<ReaderRow, LocalError> {
     store
         .add_reader(
             CONSENSUS_READER,
-            ReaderKind::Model.as_str(),
+            ReaderKind::Model,
             None,
             consortium_pseudonym(ReaderKind::Model, CONSENSUS_READER),
         )

@@ -121,68 +121,12 @@ pub async fn run(
         files_seen: files.len() as u64,
         ..Default::default()
     };
-    let limits = HeaderLimits {
-        max_file_bytes: config.ingest.max_file_bytes,
-        max_header_bytes: config.ingest.max_header_bytes,
-        max_element_bytes: config.ingest.max_element_bytes,
-        max_voxels: config.ingest.max_voxels_per_instance,
-    };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.ingest.threads)
-        .thread_name(|i| format!("fedanno-ingest-{i}"))
-        .build()
-        .map_err(|e| IngestError::Workers(e.to_string()))?;
-    let batch_size = config.ingest.batch_size;
-    let dates = config.deid.dates;
-    let bar = progress_bar(opts.progress, files.len() as u64);
-
     // Parsing and pseudonymising run on the worker pool; the store inserts batch n while the
     // pool parses batch n + 1. The channel holds at most two batches.
-    let (tx, mut rx) = mpsc::channel::<Vec<Parsed>>(2);
-    let producer = tokio::task::spawn_blocking(move || {
-        pool.install(|| {
-            for chunk in files.chunks(batch_size) {
-                let parsed: Vec<Parsed> = chunk
-                    .par_iter()
-                    .map(|path| parse_one(path, &limits, &pseudonymizer, dates))
-                    .collect();
-                if tx.blocking_send(parsed).is_err() {
-                    break;
-                }
-            }
-        })
-    });
-
-    let mut series = HashSet::new();
-    let mut studies = HashSet::new();
-    while let Some(batch) = rx.recv().await {
-        let files_in_batch = batch.len() as u64;
-        let mut rows = Vec::with_capacity(batch.len());
-        for p in batch {
-            match p {
-                Parsed::Ok(row) => {
-                    series.insert(row.series_pseudo_uid.clone());
-                    studies.insert(row.study_pseudo_uid.clone());
-                    rows.push(*row);
-                }
-                Parsed::Skipped(s) => {
-                    tracing::debug!(reason = %s.reason, "skipped a file that is not a readable DICOM instance");
-                    report.skipped.push(s);
-                }
-            }
-        }
-        let r = store.insert_instances(rows).await?;
-        report.instances_ingested += r.inserted;
-        report.already_present += r.already_present;
-        if let Some(bar) = &bar {
-            bar.inc(files_in_batch);
-        }
-        tracing::debug!(
-            inserted = r.inserted,
-            already_present = r.already_present,
-            "batch committed"
-        );
-    }
+    let (tx, rx) = mpsc::channel::<Vec<Parsed>>(2);
+    let producer = spawn_parsers(config, pseudonymizer, files, tx)?;
+    let bar = progress_bar(opts.progress, report.files_seen);
+    let (series, studies) = store_batches(store, rx, &mut report, bar.as_ref()).await?;
     producer
         .await
         .map_err(|e| IngestError::Workers(e.to_string()))?;
@@ -190,8 +134,8 @@ pub async fn run(
         bar.finish_and_clear();
     }
     let refreshed = store.refresh_geometry().await?;
-    report.series = series.len() as u64;
-    report.studies = studies.len() as u64;
+    report.series = series;
+    report.studies = studies;
     report.seconds = started.elapsed().as_secs_f64();
     report.files_per_second = if report.seconds > 0.0 {
         report.files_seen as f64 / report.seconds
@@ -213,6 +157,83 @@ pub async fn run(
         "ingest finished"
     );
     Ok(report)
+}
+
+/// Parses `files` in batches on a worker pool of `config.ingest.threads`, sending each batch to
+/// `tx`; stops early when the receiver is gone.
+fn spawn_parsers(
+    config: &Config,
+    pseudonymizer: Arc<Pseudonymizer>,
+    files: Vec<PathBuf>,
+    tx: mpsc::Sender<Vec<Parsed>>,
+) -> Result<tokio::task::JoinHandle<()>, IngestError> {
+    let limits = HeaderLimits {
+        max_file_bytes: config.ingest.max_file_bytes,
+        max_header_bytes: config.ingest.max_header_bytes,
+        max_element_bytes: config.ingest.max_element_bytes,
+        max_voxels: config.ingest.max_voxels_per_instance,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.ingest.threads)
+        .thread_name(|i| format!("fedanno-ingest-{i}"))
+        .build()
+        .map_err(|e| IngestError::Workers(e.to_string()))?;
+    let batch_size = config.ingest.batch_size;
+    let dates = config.deid.dates;
+    Ok(tokio::task::spawn_blocking(move || {
+        pool.install(|| {
+            for chunk in files.chunks(batch_size) {
+                let parsed: Vec<Parsed> = chunk
+                    .par_iter()
+                    .map(|path| parse_one(path, &limits, &pseudonymizer, dates))
+                    .collect();
+                if tx.blocking_send(parsed).is_err() {
+                    break;
+                }
+            }
+        })
+    }))
+}
+
+/// Inserts every parsed batch (one transaction each) and records skipped files in `report`.
+/// Returns the number of distinct series and studies read.
+async fn store_batches(
+    store: &Store,
+    mut rx: mpsc::Receiver<Vec<Parsed>>,
+    report: &mut IngestReport,
+    bar: Option<&indicatif::ProgressBar>,
+) -> Result<(u64, u64), IngestError> {
+    let mut series = HashSet::new();
+    let mut studies = HashSet::new();
+    while let Some(batch) = rx.recv().await {
+        let files_in_batch = batch.len() as u64;
+        let mut rows = Vec::with_capacity(batch.len());
+        for p in batch {
+            match p {
+                Parsed::Ok(row) => {
+                    series.insert(row.series_pseudo_uid.clone());
+                    studies.insert(row.study_pseudo_uid.clone());
+                    rows.push(*row);
+                }
+                Parsed::Skipped(s) => {
+                    tracing::debug!(reason = %s.reason, "skipped a file that is not a readable DICOM instance");
+                    report.skipped.push(s);
+                }
+            }
+        }
+        let r = store.insert_instances(rows).await?;
+        report.instances_ingested += r.inserted;
+        report.already_present += r.already_present;
+        if let Some(bar) = bar {
+            bar.inc(files_in_batch);
+        }
+        tracing::debug!(
+            inserted = r.inserted,
+            already_present = r.already_present,
+            "batch committed"
+        );
+    }
+    Ok((series.len() as u64, studies.len() as u64))
 }
 
 enum Parsed {

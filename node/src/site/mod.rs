@@ -4,16 +4,19 @@
 //! opening a site for the other commands. Below it: the configuration ([`config`]), the keys
 //! ([`identity`]), the SQLite store ([`store`], the only module that names rusqlite, one
 //! thread), DICOM reading, pseudonymisation and writing ([`dicom`], the only module that names
-//! the DICOM crates), header ingest ([`ingest`]), day arithmetic ([`calendar`]) and the wall clock ([`clock`]).
+//! the DICOM crates), header ingest ([`ingest`]), day arithmetic ([`calendar`]), the wall clock
+//! ([`clock`]) and atomic file writes ([`files`]).
 
 pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod dicom;
+pub mod files;
 pub mod identity;
 pub mod ingest;
 pub mod store;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -85,13 +88,16 @@ pub fn init(dir: &Path, name: &str, id: Option<&str>) -> Result<InitReport, Site
     drop(store);
     thread.join();
     // config.toml last: its presence marks a complete site.
-    let tmp = dir.join(".config.toml.tmp");
-    std::fs::write(&tmp, config.to_documented_toml())
-        .and_then(|_| std::fs::rename(&tmp, &config_path))
-        .map_err(|source| SiteError::Create {
+    let text = config.to_documented_toml();
+    files::write_atomic(&config_path, |f| f.write_all(text.as_bytes())).map_err(|e| {
+        SiteError::Create {
             path: config_path.clone(),
-            source,
-        })?;
+            source: match e {
+                files::AtomicWriteError::Io { source, .. } => source,
+                other => std::io::Error::new(other.kind(), other),
+            },
+        }
+    })?;
     Ok(InitReport {
         dir: dir.display().to_string(),
         site_id: config.site.id.to_string(),

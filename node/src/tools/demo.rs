@@ -76,7 +76,7 @@ pub async fn prepare_site(
 pub fn site_readers(local: &str) -> Vec<synth::ReaderProfile> {
     let mut readers = synth::default_readers();
     for r in &mut readers {
-        if r.kind == "local" {
+        if r.kind == ReaderKind::Local {
             r.id = local.to_string();
         }
     }
@@ -98,21 +98,19 @@ pub async fn import_synth(site: &Site, out: &Path, readers: &[synth::ReaderProfi
     )
     .await?;
     for r in readers {
-        let (kind, pseudonym) = match r.kind.as_str() {
-            "panel" => (
+        let (kind, pseudonym) = match r.kind {
+            ReaderKind::Panel => (
                 ReaderKind::Panel,
                 consortium_pseudonym(ReaderKind::Panel, &r.id),
             ),
-            "model" => (
+            ReaderKind::Model => (
                 ReaderKind::Model,
                 consortium_pseudonym(ReaderKind::Model, &r.id),
             ),
             _ => (ReaderKind::Local, p.local_reader(&r.id)),
         };
         if site.store.reader(&r.id).await.is_err() {
-            site.store
-                .add_reader(&r.id, kind.as_str(), None, pseudonym)
-                .await?;
+            site.store.add_reader(&r.id, kind, None, pseudonym).await?;
         }
     }
     let ctx = ImportContext {

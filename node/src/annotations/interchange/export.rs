@@ -2,7 +2,8 @@
 //! and boxes as CSV or JSON. Units in tables are pseudonymous UIDs, which `annotate import`
 //! resolves again.
 
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 
 use serde::Serialize;
 use thiserror::Error;
@@ -10,7 +11,8 @@ use thiserror::Error;
 use super::masks;
 use super::tables::{JsonBoxes, JsonLabel, TableFile};
 use crate::annotations::codec::{self, CodecError};
-use crate::annotations::model::{Content, Kind};
+use crate::annotations::model::{Content, Kind, Purpose};
+use crate::site::files::{AtomicWriteError, write_atomic};
 use crate::site::store::{AnnotationFilter, CaseError, Store, StoreError, VersionRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -61,7 +63,7 @@ pub struct ExportReport {
 #[derive(Debug, Serialize)]
 pub struct ExportedVersion {
     pub reader: String,
-    pub kind: String,
+    pub kind: Kind,
     pub study: String,
     pub series: Option<String>,
     pub version: i64,
@@ -80,15 +82,12 @@ async fn filter_for(
 ) -> Result<AnnotationFilter, ExportError> {
     let mut f = AnnotationFilter {
         reader: req.reader.clone(),
-        kind: kind.map(|k| k.as_str().to_string()),
-        purpose: Some(
-            if req.adjudication {
-                "adjudication"
-            } else {
-                "read"
-            }
-            .into(),
-        ),
+        kind,
+        purpose: Some(if req.adjudication {
+            Purpose::Adjudication
+        } else {
+            Purpose::Read
+        }),
         ..Default::default()
     };
     if let Some(c) = &req.case {
@@ -102,7 +101,7 @@ async fn filter_for(
 fn describe(v: &VersionRow) -> ExportedVersion {
     ExportedVersion {
         reader: v.reader.clone(),
-        kind: v.kind.clone(),
+        kind: v.kind,
         study: v.study.clone(),
         series: v.series.clone(),
         version: v.version,
@@ -123,135 +122,140 @@ async fn pick(
     })
 }
 
+/// Exports the requested versions: one segmentation as a mask, or labels and boxes as a table.
 pub async fn export(
     store: &Store,
     who: &SegIdentity,
     req: &ExportRequest,
 ) -> Result<ExportReport, ExportError> {
     match req.format {
-        ExportFormat::Nifti | ExportFormat::Seg => {
-            if req.case.is_none() {
-                return Err(ExportError::Usage(
-                    "--case is required for mask export".into(),
-                ));
-            }
-            let f = filter_for(store, req, Some(Kind::Segmentation)).await?;
-            let filter = format!("case {:?}, reader {:?}", req.case, req.reader);
-            let mut rows = pick(store, f, req.version).await?;
-            if rows.len() > 1 {
-                return Err(ExportError::Ambiguous(rows.len()));
-            }
-            let v = rows.pop().ok_or(ExportError::NotFound {
-                what: "segmentation",
-                filter,
-            })?;
-            let Content::Segmentation(seg) = content_of(&v)? else {
-                return Err(ExportError::Usage(
-                    "the version is not a segmentation".into(),
-                ));
-            };
-            let series_id = v
-                .series_id
-                .ok_or_else(|| ExportError::Usage("segmentation without a series".into()))?;
-            let grid = store.series_grid(series_id).await?;
-            let out = req.out.clone();
-            let result = if req.format == ExportFormat::Nifti {
-                masks::export_nifti(&seg, &grid, &out)
-            } else {
-                let reader = store
-                    .reader(&v.reader)
-                    .await
-                    .map_err(|e| ExportError::Usage(e.to_string()))?;
-                let creator = if req.deidentified {
-                    reader.pseudonym
-                } else {
-                    reader.id
-                };
-                let e = masks::SegExport {
-                    seg: &seg,
-                    grid: &grid,
-                    version: &v,
-                    creator: &creator,
-                    who,
-                    deidentified: req.deidentified,
-                };
-                masks::export_seg(&e, &out)
-            };
-            result.map_err(|message| ExportError::Write {
-                path: out.clone(),
-                message,
-            })?;
-            Ok(ExportReport {
-                out: out.display().to_string(),
-                format: format!("{:?}", req.format).to_lowercase(),
-                annotations: 1,
-                versions: vec![describe(&v)],
-            })
-        }
-        ExportFormat::Csv | ExportFormat::Json => {
-            let kind = if req.format == ExportFormat::Csv {
-                Some(Kind::Label)
-            } else {
-                None
-            };
-            let f = filter_for(store, req, kind).await?;
-            let rows: Vec<VersionRow> = pick(store, f, req.version)
-                .await?
-                .into_iter()
-                .filter(|v| v.kind != "segmentation")
-                .collect();
-            let mut table = TableFile::default();
-            let mut csv = String::from("unit,rater,value,confidence\n");
-            for v in &rows {
-                let unit = v.series.clone().unwrap_or_else(|| v.study.clone());
-                match content_of(v)? {
-                    Content::Label(l) => {
-                        let conf = l.confidence.map(|c| c.to_string()).unwrap_or_default();
-                        csv.push_str(&format!("{unit},{},{},{conf}\n", v.reader, l.category));
-                        table.labels.push(JsonLabel {
-                            unit,
-                            rater: Some(v.reader.clone()),
-                            scheme: Some(l.scheme),
-                            category: l.category,
-                            confidence: l.confidence,
-                            comment: l.comment,
-                        });
-                    }
-                    Content::Boxes { boxes, .. } => {
-                        table.boxes.push(JsonBoxes {
-                            series: unit,
-                            rater: Some(v.reader.clone()),
-                            boxes,
-                        });
-                    }
-                    Content::Segmentation(_) => {}
-                }
-            }
-            let text = if req.format == ExportFormat::Csv {
-                csv
-            } else {
-                serde_json::to_string_pretty(&table)
-                    .map_err(|e| ExportError::Usage(e.to_string()))?
-            };
-            write_atomic(&req.out, text.as_bytes())?;
-            Ok(ExportReport {
-                out: req.out.display().to_string(),
-                format: format!("{:?}", req.format).to_lowercase(),
-                annotations: rows.len(),
-                versions: rows.iter().map(describe).collect(),
-            })
-        }
+        ExportFormat::Nifti | ExportFormat::Seg => export_mask(store, who, req).await,
+        ExportFormat::Csv | ExportFormat::Json => export_table(store, req).await,
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
-    let err = |e: std::io::Error| ExportError::Write {
-        path: path.into(),
-        message: e.to_string(),
+/// Exports one segmentation version of `--case` as NIfTI or DICOM SEG on its series grid.
+async fn export_mask(
+    store: &Store,
+    who: &SegIdentity,
+    req: &ExportRequest,
+) -> Result<ExportReport, ExportError> {
+    if req.case.is_none() {
+        return Err(ExportError::Usage(
+            "--case is required for mask export".into(),
+        ));
+    }
+    let f = filter_for(store, req, Some(Kind::Segmentation)).await?;
+    let filter = format!("case {:?}, reader {:?}", req.case, req.reader);
+    let mut rows = pick(store, f, req.version).await?;
+    if rows.len() > 1 {
+        return Err(ExportError::Ambiguous(rows.len()));
+    }
+    let v = rows.pop().ok_or(ExportError::NotFound {
+        what: Kind::Segmentation.as_str(),
+        filter,
+    })?;
+    let Content::Segmentation(seg) = content_of(&v)? else {
+        return Err(ExportError::Usage(
+            "the version is not a segmentation".into(),
+        ));
     };
-    let tmp = path.with_extension("tmp-export");
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    let series_id = v
+        .series_id
+        .ok_or_else(|| ExportError::Usage("segmentation without a series".into()))?;
+    let grid = store.series_grid(series_id).await?;
+    let out = req.out.clone();
+    let result = if req.format == ExportFormat::Nifti {
+        masks::export_nifti(&seg, &grid, &out)
+    } else {
+        let reader = store
+            .reader(&v.reader)
+            .await
+            .map_err(|e| ExportError::Usage(e.to_string()))?;
+        let creator = if req.deidentified {
+            reader.pseudonym
+        } else {
+            reader.id
+        };
+        let e = masks::SegExport {
+            seg: &seg,
+            grid: &grid,
+            version: &v,
+            creator: &creator,
+            who,
+            deidentified: req.deidentified,
+        };
+        masks::export_seg(&e, &out)
+    };
+    result.map_err(|message| ExportError::Write {
+        path: out.clone(),
+        message,
+    })?;
+    Ok(report(req, &[v]))
+}
+
+/// Exports the matching labels (CSV) or labels and boxes (JSON).
+async fn export_table(store: &Store, req: &ExportRequest) -> Result<ExportReport, ExportError> {
+    let kind = if req.format == ExportFormat::Csv {
+        Some(Kind::Label)
+    } else {
+        None
+    };
+    let f = filter_for(store, req, kind).await?;
+    let rows: Vec<VersionRow> = pick(store, f, req.version)
+        .await?
+        .into_iter()
+        .filter(|v| v.kind != Kind::Segmentation)
+        .collect();
+    let mut table = TableFile::default();
+    let mut csv = String::from("unit,rater,value,confidence\n");
+    for v in &rows {
+        let unit = v.series.clone().unwrap_or_else(|| v.study.clone());
+        match content_of(v)? {
+            Content::Label(l) => {
+                let conf = l.confidence.map(|c| c.to_string()).unwrap_or_default();
+                csv.push_str(&format!("{unit},{},{},{conf}\n", v.reader, l.category));
+                table.labels.push(JsonLabel {
+                    unit,
+                    rater: Some(v.reader.clone()),
+                    scheme: Some(l.scheme),
+                    category: l.category,
+                    confidence: l.confidence,
+                    comment: l.comment,
+                });
+            }
+            Content::Boxes { boxes, .. } => {
+                table.boxes.push(JsonBoxes {
+                    series: unit,
+                    rater: Some(v.reader.clone()),
+                    boxes,
+                });
+            }
+            Content::Segmentation(_) => {}
+        }
+    }
+    let text = if req.format == ExportFormat::Csv {
+        csv
+    } else {
+        serde_json::to_string_pretty(&table).map_err(|e| ExportError::Usage(e.to_string()))?
+    };
+    write_atomic(&req.out, |f| f.write_all(text.as_bytes())).map_err(|e| ExportError::Write {
+        path: req.out.clone(),
+        message: match e {
+            AtomicWriteError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        },
+    })?;
+    Ok(report(req, &rows))
+}
+
+fn report(req: &ExportRequest, rows: &[VersionRow]) -> ExportReport {
+    ExportReport {
+        out: req.out.display().to_string(),
+        format: format!("{:?}", req.format).to_lowercase(),
+        annotations: rows.len(),
+        versions: rows.iter().map(describe).collect(),
+    }
 }
 
 /// Who writes exported SEG objects (equipment and content creator attributes).

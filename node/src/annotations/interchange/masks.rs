@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Context, ImportError, ImportOptions, ImportedItem, new_version, resolve, save};
+use super::{Context, ImportError, ImportOptions, ImportedItem, new_version, save, series_grid_of};
 use crate::annotations::model::{Content, Segment, Segmentation};
 use crate::annotations::nifti::{self, NiftiImage, NiftiLimits};
 use crate::site::dicom::geometry;
@@ -125,32 +125,7 @@ async fn series_of(
             s.series
         }
     };
-    series_grid_of(ctx, opts, path, &name).await
-}
-
-/// Resolves a series name (through `--case-map`) and returns the case and its grid.
-async fn series_grid_of(
-    ctx: &Context<'_>,
-    opts: &ImportOptions,
-    path: &Path,
-    name: &str,
-) -> Result<(CaseRef, SeriesGrid), ImportError> {
-    let case = resolve(ctx, opts, path, name).await?;
-    let Some(series_id) = case.series_id else {
-        return Err(ImportError::file(
-            path,
-            format!("{name} names a study; a mask needs a series"),
-        ));
-    };
-    let grid = ctx
-        .store
-        .series_grid(series_id)
-        .await
-        .map_err(|source| ImportError::Case {
-            path: path.into(),
-            source,
-        })?;
-    Ok((case, grid))
+    series_grid_of(ctx, opts, path, &name, "a mask needs").await
 }
 
 /// The `--reader` a mask is imported for (masks name no reader themselves).
@@ -166,6 +141,22 @@ async fn mask_reader(
     Ok(ctx.store.reader(reader_id).await?)
 }
 
+/// Runs a file reader on the blocking pool; its errors name the file.
+async fn read_blocking<T, E>(
+    path: &Path,
+    read: impl FnOnce(&Path) -> Result<T, E> + Send + 'static,
+) -> Result<T, ImportError>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || read(&p))
+        .await
+        .map_err(|e| ImportError::file(path, e.to_string()))?
+        .map_err(|e| ImportError::file(path, e.to_string()))
+}
+
 /// Imports one NIfTI mask as a new segmentation version of `--reader`.
 pub async fn import_nifti(
     ctx: &Context<'_>,
@@ -174,28 +165,14 @@ pub async fn import_nifti(
 ) -> Result<Vec<ImportedItem>, ImportError> {
     let reader = mask_reader(ctx, opts, path).await?;
     let (case, grid) = series_of(ctx, opts, path).await?;
-    let p = path.to_path_buf();
-    let img = tokio::task::spawn_blocking(move || nifti::read_file(&p, &NiftiLimits::default()))
-        .await
-        .map_err(|e| ImportError::file(path, e.to_string()))?
-        .map_err(|e| ImportError::file(path, e.to_string()))?;
+    let img = read_blocking(path, |p| nifti::read_file(p, &NiftiLimits::default())).await?;
     check_grid(&img, &grid).map_err(|m| ImportError::file(path, m))?;
     let labels = img
         .to_labels_u8()
         .map_err(|e| ImportError::file(path, e.to_string()))?;
     let segments = segments_for(&labels, &opts.segments);
-    save_segmentation(
-        ctx,
-        path,
-        opts,
-        &reader,
-        case,
-        grid.dims(),
-        segments,
-        labels,
-        "nifti",
-    )
-    .await
+    let map = (case, grid.dims(), segments, labels);
+    save_segmentation(ctx, path, opts, &reader, map, "nifti").await
 }
 
 /// Writes a segmentation as a NIfTI label map on its series grid.
@@ -231,11 +208,7 @@ pub async fn import_seg(
     opts: &ImportOptions,
 ) -> Result<Vec<ImportedItem>, ImportError> {
     let reader = mask_reader(ctx, opts, path).await?;
-    let p = path.to_path_buf();
-    let seg_obj = tokio::task::spawn_blocking(move || seg::read_seg(&p, &SegLimits::default()))
-        .await
-        .map_err(|e| ImportError::file(path, e.to_string()))?
-        .map_err(|e| ImportError::file(path, e.to_string()))?;
+    let seg_obj = read_blocking(path, |p| seg::read_seg(p, &SegLimits::default())).await?;
     let series_name = match (&opts.series, &seg_obj.referenced_series_uid) {
         (Some(s), _) => s.clone(),
         (None, Some(s)) => s.clone(),
@@ -246,8 +219,36 @@ pub async fn import_seg(
             ));
         }
     };
-    let (case, grid) = series_grid_of(ctx, opts, path, &series_name).await?;
-    // A SEG exported with --deidentified references the pseudonymous instance UIDs.
+    let (case, grid) = series_grid_of(ctx, opts, path, &series_name, "a mask needs").await?;
+    let slices = seg_slices(&seg_obj, &grid).map_err(|m| ImportError::file(path, m))?;
+    let volumes =
+        seg::frames_to_volumes(&seg_obj, &slices, grid.orientation, grid.rows, grid.columns)
+            .map_err(|e| ImportError::file(path, e.to_string()))?;
+    let labels =
+        seg::label_map(&seg_obj, &volumes).map_err(|e| ImportError::file(path, e.to_string()))?;
+    let segments = match &opts.segments {
+        Some(declared) => declared.clone(),
+        None => volumes
+            .iter()
+            .map(|(number, _)| Segment {
+                // label_map accepted every number as 1..=255.
+                value: u8::try_from(*number).unwrap_or_default(),
+                name: seg_obj
+                    .segments
+                    .iter()
+                    .find(|s| s.number == *number)
+                    .map_or_else(|| format!("segment-{number}"), |s| s.label.clone()),
+            })
+            .collect(),
+    };
+    let map = (case, grid.dims(), segments, labels);
+    save_segmentation(ctx, path, opts, &reader, map, "dicom-seg").await
+}
+
+/// The slices of `grid` for mapping the frames of `seg_obj`, by the instance UIDs the SEG
+/// references (pseudonymous for a SEG exported with --deidentified, else original). The series
+/// must have per-slice instances and the SEG its pixel spacing.
+fn seg_slices(seg_obj: &seg::SegObject, grid: &SeriesGrid) -> Result<Vec<SliceRef>, String> {
     let pseudonymous = seg_obj.referenced_series_uid.as_deref() == Some(grid.pseudo_uid.as_str());
     let slices: Vec<SliceRef> = grid
         .slice_list
@@ -262,69 +263,32 @@ pub async fn import_seg(
         })
         .collect();
     if slices.len() != grid.slices as usize {
-        return Err(ImportError::file(
-            path,
-            format!(
-                "series {} has no per-slice instances to map SEG frames onto",
-                grid.pseudo_uid
-            ),
+        return Err(format!(
+            "series {} has no per-slice instances to map SEG frames onto",
+            grid.pseudo_uid
         ));
     }
     if let Some(ps) = seg_obj.pixel_spacing
         && (0..2).any(|i| (ps[i] - grid.pixel_spacing[i]).abs() > GRID_TOLERANCE_MM)
     {
-        return Err(ImportError::file(
-            path,
-            format!(
-                "SEG pixel spacing {:.4}x{:.4} mm does not match series {} ({:.4}x{:.4} mm)",
-                ps[0], ps[1], grid.pseudo_uid, grid.pixel_spacing[0], grid.pixel_spacing[1]
-            ),
+        return Err(format!(
+            "SEG pixel spacing {:.4}x{:.4} mm does not match series {} ({:.4}x{:.4} mm)",
+            ps[0], ps[1], grid.pseudo_uid, grid.pixel_spacing[0], grid.pixel_spacing[1]
         ));
     }
-    let volumes =
-        seg::frames_to_volumes(&seg_obj, &slices, grid.orientation, grid.rows, grid.columns)
-            .map_err(|e| ImportError::file(path, e.to_string()))?;
-    let labels =
-        seg::label_map(&seg_obj, &volumes).map_err(|e| ImportError::file(path, e.to_string()))?;
-    let mut segments = Vec::new();
-    for (number, _) in &volumes {
-        // label_map accepted every number as 1..=255.
-        let value = u8::try_from(*number).unwrap_or_default();
-        let name = seg_obj
-            .segments
-            .iter()
-            .find(|s| s.number == *number)
-            .map_or_else(|| format!("segment-{number}"), |s| s.label.clone());
-        segments.push(Segment { value, name });
-    }
-    if let Some(declared) = &opts.segments {
-        segments = declared.clone();
-    }
-    save_segmentation(
-        ctx,
-        path,
-        opts,
-        &reader,
-        case,
-        grid.dims(),
-        segments,
-        labels,
-        "dicom-seg",
-    )
-    .await
+    Ok(slices)
 }
 
+/// A label map of a case: the case, its grid size, the declared segments and the labels.
+type LabelMap = (CaseRef, [u32; 3], Vec<Segment>, Vec<u8>);
+
 /// Checks a label map and saves it as the reader's new segmentation version (one transaction).
-#[allow(clippy::too_many_arguments)]
 async fn save_segmentation(
     ctx: &Context<'_>,
     path: &Path,
     opts: &ImportOptions,
     reader: &crate::site::store::ReaderRow,
-    case: CaseRef,
-    dims: [u32; 3],
-    segments: Vec<Segment>,
-    labels: Vec<u8>,
+    (case, dims, segments, labels): LabelMap,
     source: &str,
 ) -> Result<Vec<ImportedItem>, ImportError> {
     let seg = Segmentation::new(dims, segments, labels).map_err(|source| ImportError::Model {
@@ -332,12 +296,7 @@ async fn save_segmentation(
         source,
     })?;
     let v = new_version(&Content::Segmentation(seg), reader, &case, opts, source);
-    save(
-        ctx,
-        path,
-        vec![(v, "segmentation", reader.id.clone(), case)],
-    )
-    .await
+    save(ctx, path, vec![(v, reader.id.clone(), case)]).await
 }
 
 /// A deterministic `2.25.` UID for an exported object, from what it is made of: re-exporting
@@ -377,57 +336,7 @@ pub fn export_seg(e: &SegExport<'_>, out: &Path) -> Result<(), String> {
             g.pseudo_uid
         ));
     }
-    let pick = |orig: &str, pseudo: &str| {
-        if e.deidentified {
-            pseudo.to_string()
-        } else {
-            orig.to_string()
-        }
-    };
-    let for_uid = match (&g.for_original_uid, &g.for_pseudo_uid) {
-        (Some(o), Some(p)) => pick(o, p),
-        _ => derived_uid(&["frame-of-reference", &g.pseudo_uid]),
-    };
-    let source = SegSource {
-        deidentification_method: e
-            .deidentified
-            .then(|| crate::site::dicom::deid::SCHEME.to_string()),
-        patient_name: if e.deidentified {
-            format!("ANON^{}", g.patient_pseudonym)
-        } else {
-            g.patient_original_name.clone()
-        },
-        patient_id: pick(&g.patient_original_id, &g.patient_pseudonym),
-        patient_birth_date: String::new(),
-        patient_sex: String::new(),
-        study_uid: pick(&g.study_original_uid, &g.study_pseudo_uid),
-        study_date: if e.deidentified {
-            g.study_pseudo_date.clone()
-        } else {
-            g.study_original_date.clone()
-        }
-        .unwrap_or_default(),
-        study_time: String::new(),
-        study_id: String::new(),
-        accession_number: String::new(),
-        referring_physician: String::new(),
-        series_uid: pick(&g.original_uid, &g.pseudo_uid),
-        frame_of_reference_uid: for_uid,
-        rows: g.rows,
-        columns: g.columns,
-        pixel_spacing: g.pixel_spacing,
-        slice_thickness: g.slice_spacing.unwrap_or(1.0),
-        orientation: g.orientation,
-        slices: g
-            .slice_list
-            .iter()
-            .map(|s| SourceSlice {
-                sop_class_uid: s.sop_class_uid.clone(),
-                sop_instance_uid: pick(&s.original_uid, &s.pseudo_uid),
-                position: s.position,
-            })
-            .collect(),
-    };
+    let source = seg_source(e);
     let segments: Vec<SegmentInfo> = e
         .seg
         .segments
@@ -481,4 +390,61 @@ pub fn export_seg(e: &SegExport<'_>, out: &Path) -> Result<(), String> {
         content_time: time,
     };
     seg::write_seg(out, &w).map_err(|err| err.to_string())
+}
+
+/// The source series a SEG references: original identifiers, or pseudonymous ones when
+/// `e.deidentified` (with the de-identification method and an `ANON^` patient name).
+fn seg_source(e: &SegExport<'_>) -> SegSource {
+    let g = e.grid;
+    let pick = |orig: &str, pseudo: &str| {
+        if e.deidentified {
+            pseudo.to_string()
+        } else {
+            orig.to_string()
+        }
+    };
+    let for_uid = match (&g.for_original_uid, &g.for_pseudo_uid) {
+        (Some(o), Some(p)) => pick(o, p),
+        _ => derived_uid(&["frame-of-reference", &g.pseudo_uid]),
+    };
+    SegSource {
+        deidentification_method: e
+            .deidentified
+            .then(|| crate::site::dicom::deid::SCHEME.to_string()),
+        patient_name: if e.deidentified {
+            format!("ANON^{}", g.patient_pseudonym)
+        } else {
+            g.patient_original_name.clone()
+        },
+        patient_id: pick(&g.patient_original_id, &g.patient_pseudonym),
+        patient_birth_date: String::new(),
+        patient_sex: String::new(),
+        study_uid: pick(&g.study_original_uid, &g.study_pseudo_uid),
+        study_date: if e.deidentified {
+            g.study_pseudo_date.clone()
+        } else {
+            g.study_original_date.clone()
+        }
+        .unwrap_or_default(),
+        study_time: String::new(),
+        study_id: String::new(),
+        accession_number: String::new(),
+        referring_physician: String::new(),
+        series_uid: pick(&g.original_uid, &g.pseudo_uid),
+        frame_of_reference_uid: for_uid,
+        rows: g.rows,
+        columns: g.columns,
+        pixel_spacing: g.pixel_spacing,
+        slice_thickness: g.slice_spacing.unwrap_or(1.0),
+        orientation: g.orientation,
+        slices: g
+            .slice_list
+            .iter()
+            .map(|s| SourceSlice {
+                sop_class_uid: s.sop_class_uid.clone(),
+                sop_instance_uid: pick(&s.original_uid, &s.pseudo_uid),
+                position: s.position,
+            })
+            .collect(),
+    }
 }

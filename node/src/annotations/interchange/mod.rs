@@ -16,10 +16,10 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::annotations::codec;
-use crate::annotations::model::{Content, ModelError, Segment};
+use crate::annotations::model::{Content, Kind, ModelError, Purpose, Segment};
 use crate::annotations::schemes::SchemeError;
 use crate::site::store::{
-    AnnotationStoreError, CaseError, CaseRef, NewVersion, ReaderRow, Store, StoreError,
+    AnnotationStoreError, CaseError, CaseRef, NewVersion, ReaderRow, SeriesGrid, Store, StoreError,
 };
 
 #[derive(Debug, Error)]
@@ -71,7 +71,7 @@ pub struct ImportOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportedItem {
     pub file: String,
-    pub kind: &'static str,
+    pub kind: Kind,
     pub reader: String,
     pub study: String,
     pub series: Option<String>,
@@ -145,6 +145,33 @@ pub(crate) async fn resolve(
         })
 }
 
+/// Resolves a series name (through the alias map) and returns the case and its grid; a study
+/// is refused with "`name` names a study; `needs` a series".
+pub(crate) async fn series_grid_of(
+    ctx: &Context<'_>,
+    opts: &ImportOptions,
+    path: &Path,
+    name: &str,
+    needs: &str,
+) -> Result<(CaseRef, SeriesGrid), ImportError> {
+    let case = resolve(ctx, opts, path, name).await?;
+    let Some(series_id) = case.series_id else {
+        return Err(ImportError::file(
+            path,
+            format!("{name} names a study; {needs} a series"),
+        ));
+    };
+    let grid = ctx
+        .store
+        .series_grid(series_id)
+        .await
+        .map_err(|source| ImportError::Case {
+            path: path.into(),
+            source,
+        })?;
+    Ok((case, grid))
+}
+
 /// Turns content into a version to save.
 pub(crate) fn new_version(
     content: &Content,
@@ -160,14 +187,14 @@ pub(crate) fn new_version(
     };
     NewVersion {
         reader: reader.db_id,
-        kind: content.kind().as_str(),
+        kind: content.kind(),
         series: case.series_id,
         study: case.study_id,
         scheme,
         purpose: if opts.adjudication {
-            "adjudication"
+            Purpose::Adjudication
         } else {
-            "read"
+            Purpose::Read
         },
         author: opts.author.clone().unwrap_or_else(|| reader.id.clone()),
         reason: if opts.reason.is_empty() {
@@ -215,11 +242,11 @@ pub async fn import(
 pub(crate) async fn save(
     ctx: &Context<'_>,
     path: &Path,
-    batch: Vec<(NewVersion, &'static str, String, CaseRef)>,
+    batch: Vec<(NewVersion, String, CaseRef)>,
 ) -> Result<Vec<ImportedItem>, ImportError> {
     let described: Vec<_> = batch
         .iter()
-        .map(|(v, kind, reader, case)| (*kind, reader.clone(), case.clone(), v.summary.clone()))
+        .map(|(v, reader, case)| (v.kind, reader.clone(), case.clone(), v.summary.clone()))
         .collect();
     let outcomes = ctx
         .store

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Context, ImportError, ImportOptions, ImportedItem, new_version, resolve, save};
+use super::{
+    Context, ImportError, ImportOptions, ImportedItem, new_version, resolve, save, series_grid_of,
+};
 use crate::annotations::model::{Content, VoxelBox};
 use crate::annotations::schemes;
 use crate::site::store::ReaderRow;
@@ -48,29 +50,8 @@ pub async fn import_csv(
 ) -> Result<Vec<ImportedItem>, ImportError> {
     let text = read_text(path)?;
     let mut lines = text.lines().enumerate();
-    let header: Vec<String> = lines
-        .next()
-        .map(|(_, h)| {
-            h.split(',')
-                .map(|c| c.trim().to_ascii_lowercase())
-                .collect()
-        })
-        .unwrap_or_default();
-    let with_conf = match header
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["unit", "rater", "value"] => false,
-        ["unit", "rater", "value", "confidence"] => true,
-        _ => {
-            return Err(ImportError::file(
-                path,
-                "header must be unit,rater,value[,confidence]",
-            ));
-        }
-    };
+    let columns = csv_columns(lines.next().map(|(_, h)| h).unwrap_or_default())
+        .ok_or_else(|| ImportError::file(path, "header must be unit,rater,value[,confidence]"))?;
     let mut readers = HashMap::new();
     let mut batch = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -79,11 +60,58 @@ pub async fn import_csv(
             continue;
         }
         let at = |m: String| ImportError::file(path, format!("line {}: {m}", i + 1));
+        let row = CsvRow::parse(line, columns, opts).map_err(at)?;
+        let reader = reader_for(ctx, &mut readers, row.rater).await?;
+        let case = resolve(ctx, opts, path, row.unit).await?;
+        if !seen.insert((row.rater.to_string(), case.study_id, case.series_id)) {
+            return Err(at(format!(
+                "unit {:?} is rated twice by {:?}",
+                row.unit, row.rater
+            )));
+        }
+        let content = label_content(path, &opts.scheme, row.value, row.confidence, None)?;
+        batch.push((
+            new_version(&content, &reader, &case, opts, "csv"),
+            reader.id.clone(),
+            case,
+        ));
+    }
+    save(ctx, path, batch).await
+}
+
+/// The number of columns a CSV header names: `unit,rater,value` (3) or with `confidence` (4).
+fn csv_columns(header: &str) -> Option<usize> {
+    let names: Vec<String> = header
+        .split(',')
+        .map(|c| c.trim().to_ascii_lowercase())
+        .collect();
+    match names
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["unit", "rater", "value"] => Some(3),
+        ["unit", "rater", "value", "confidence"] => Some(4),
+        _ => None,
+    }
+}
+
+/// One CSV row; an empty rater is `--reader`, which every rater must match when given.
+struct CsvRow<'a> {
+    unit: &'a str,
+    rater: &'a str,
+    value: &'a str,
+    confidence: Option<u8>,
+}
+
+impl<'a> CsvRow<'a> {
+    fn parse(line: &'a str, columns: usize, opts: &'a ImportOptions) -> Result<Self, String> {
         let cols: Vec<&str> = line.split(',').map(str::trim).collect();
-        let (unit, rater, value, conf) = match (cols.as_slice(), with_conf) {
-            ([u, r, v], false) => (*u, *r, *v, ""),
-            ([u, r, v, c], true) => (*u, *r, *v, *c),
-            _ => return Err(at(format!("expected {} columns", header.len()))),
+        let (unit, rater, value, conf) = match (cols.as_slice(), columns) {
+            ([u, r, v], 3) => (*u, *r, *v, ""),
+            ([u, r, v, c], 4) => (*u, *r, *v, *c),
+            _ => return Err(format!("expected {columns} columns")),
         };
         let rater = if rater.is_empty() {
             opts.reader.as_deref().unwrap_or("")
@@ -93,41 +121,41 @@ pub async fn import_csv(
         if let Some(only) = &opts.reader
             && rater != only
         {
-            return Err(at(format!("rater {rater:?} is not the --reader {only:?}")));
+            return Err(format!("rater {rater:?} is not the --reader {only:?}"));
         }
         let confidence = if conf.is_empty() {
             None
         } else {
             Some(
                 conf.parse::<u8>()
-                    .map_err(|_| at(format!("confidence {conf:?} is not 1 to 5")))?,
+                    .map_err(|_| format!("confidence {conf:?} is not 1 to 5"))?,
             )
         };
-        let reader = reader_for(ctx, &mut readers, rater).await?;
-        let case = resolve(ctx, opts, path, unit).await?;
-        if !seen.insert((rater.to_string(), case.study_id, case.series_id)) {
-            return Err(at(format!("unit {unit:?} is rated twice by {rater:?}")));
-        }
-        let category =
-            schemes::check(&opts.scheme, value).map_err(|source| ImportError::Scheme {
-                path: path.into(),
-                source,
-            })?;
-        let content =
-            Content::label(&opts.scheme, &category, confidence, None).map_err(|source| {
-                ImportError::Model {
-                    path: path.into(),
-                    source,
-                }
-            })?;
-        batch.push((
-            new_version(&content, &reader, &case, opts, "csv"),
-            "label",
-            reader.id.clone(),
-            case,
-        ));
+        Ok(CsvRow {
+            unit,
+            rater,
+            value,
+            confidence,
+        })
     }
-    save(ctx, path, batch).await
+}
+
+/// A label of `scheme`, its category checked against the scheme.
+fn label_content(
+    path: &Path,
+    scheme: &str,
+    value: &str,
+    confidence: Option<u8>,
+    comment: Option<String>,
+) -> Result<Content, ImportError> {
+    let category = schemes::check(scheme, value).map_err(|source| ImportError::Scheme {
+        path: path.into(),
+        source,
+    })?;
+    Content::label(scheme, &category, confidence, comment).map_err(|source| ImportError::Model {
+        path: path.into(),
+        source,
+    })
 }
 
 /// JSON import format.
@@ -185,20 +213,9 @@ pub async fn import_json(
         let reader = reader_for(ctx, &mut readers, &rater).await?;
         let case = resolve(ctx, opts, path, &l.unit).await?;
         let scheme = l.scheme.clone().unwrap_or_else(|| opts.scheme.clone());
-        let category =
-            schemes::check(&scheme, &l.category).map_err(|source| ImportError::Scheme {
-                path: path.into(),
-                source,
-            })?;
-        let content = Content::label(&scheme, &category, l.confidence, l.comment.clone()).map_err(
-            |source| ImportError::Model {
-                path: path.into(),
-                source,
-            },
-        )?;
+        let content = label_content(path, &scheme, &l.category, l.confidence, l.comment.clone())?;
         batch.push((
             new_version(&content, &reader, &case, opts, "json"),
-            "label",
             reader.id.clone(),
             case,
         ));
@@ -206,21 +223,7 @@ pub async fn import_json(
     for b in &file.boxes {
         let rater = rater_of(&b.rater)?;
         let reader = reader_for(ctx, &mut readers, &rater).await?;
-        let case = resolve(ctx, opts, path, &b.series).await?;
-        let Some(series_id) = case.series_id else {
-            return Err(ImportError::file(
-                path,
-                format!("{} names a study; boxes need a series", b.series),
-            ));
-        };
-        let grid = ctx
-            .store
-            .series_grid(series_id)
-            .await
-            .map_err(|source| ImportError::Case {
-                path: path.into(),
-                source,
-            })?;
+        let (case, grid) = series_grid_of(ctx, opts, path, &b.series, "boxes need").await?;
         let content =
             Content::boxes(grid.dims(), b.boxes.clone()).map_err(|source| ImportError::Model {
                 path: path.into(),
@@ -228,7 +231,6 @@ pub async fn import_json(
             })?;
         batch.push((
             new_version(&content, &reader, &case, opts, "json"),
-            "boxes",
             reader.id.clone(),
             case,
         ));

@@ -76,10 +76,74 @@ impl Fields<'_> {
     getter!(f32, f32, 4);
     getter!(f64, f64, 8);
 
-    fn f32_as_f64(&self, off: usize) -> Result<f64, NiftiError> {
-        self.f32(off).map(f64::from)
+    /// A signed integer of `width` bytes (2, 4 or 8).
+    fn int(&self, off: usize, width: usize) -> Result<i64, NiftiError> {
+        match width {
+            2 => self.i16(off).map(i64::from),
+            4 => self.i32(off).map(i64::from),
+            _ => self.i64(off),
+        }
+    }
+
+    /// A float of `width` bytes (4 or 8).
+    fn float(&self, off: usize, width: usize) -> Result<f64, NiftiError> {
+        match width {
+            4 => self.f32(off).map(f64::from),
+            _ => self.f64(off),
+        }
     }
 }
+
+/// Where a header version keeps the fields fedanno reads, and their widths. Fields that follow
+/// each other are found from the first: `scl_inter` after `scl_slope`, `sform_code` after
+/// `qform_code`, `qoffset` after `quatern`, the rows of `srow` one after another.
+struct Layout {
+    version: u8,
+    magic: usize,
+    datatype: usize,
+    dim: usize,
+    dim_width: usize,
+    pixdim: usize,
+    float_width: usize,
+    vox_offset: usize,
+    scl_slope: usize,
+    qform_code: usize,
+    code_width: usize,
+    quatern: usize,
+    srow: usize,
+}
+
+const NIFTI1: Layout = Layout {
+    version: 1,
+    magic: 344,
+    datatype: 70,
+    dim: 40,
+    dim_width: 2,
+    pixdim: 76,
+    float_width: 4,
+    vox_offset: 108,
+    scl_slope: 112,
+    qform_code: 252,
+    code_width: 2,
+    quatern: 256,
+    srow: 280,
+};
+
+const NIFTI2: Layout = Layout {
+    version: 2,
+    magic: 4,
+    datatype: 12,
+    dim: 16,
+    dim_width: 8,
+    pixdim: 104,
+    float_width: 8,
+    vox_offset: 168,
+    scl_slope: 176,
+    qform_code: 344,
+    code_width: 4,
+    quatern: 352,
+    srow: 400,
+};
 
 pub(super) fn parse_header(b: &[u8]) -> Result<Header, NiftiError> {
     let len = u64::try_from(b.len()).unwrap_or(u64::MAX);
@@ -88,113 +152,95 @@ pub(super) fn parse_header(b: &[u8]) -> Result<Header, NiftiError> {
         .get(..4)
         .and_then(|s| <[u8; 4]>::try_from(s).ok())
         .ok_or(too_short(NIFTI1_HEADER_BYTES))?;
-    let (version, endian) = match (i32::from_le_bytes(first), i32::from_be_bytes(first)) {
-        (348, _) => (1, Endian::Little),
-        (540, _) => (2, Endian::Little),
-        (_, 348) => (1, Endian::Big),
-        (_, 540) => (2, Endian::Big),
+    let (layout, endian) = match (i32::from_le_bytes(first), i32::from_be_bytes(first)) {
+        (348, _) => (&NIFTI1, Endian::Little),
+        (540, _) => (&NIFTI2, Endian::Little),
+        (_, 348) => (&NIFTI1, Endian::Big),
+        (_, 540) => (&NIFTI2, Endian::Big),
         _ if b.len() < NIFTI1_HEADER_BYTES => return Err(too_short(NIFTI1_HEADER_BYTES)),
         _ => return Err(NiftiError::UnknownHeaderSize),
     };
-    let f = Fields { b, endian };
-    if version == 1 {
-        if b.len() < NIFTI1_HEADER_BYTES {
-            return Err(too_short(NIFTI1_HEADER_BYTES));
-        }
-        parse_nifti1(&f)
+    let header_bytes = if layout.version == 1 {
+        NIFTI1_HEADER_BYTES
     } else {
-        if b.len() < NIFTI2_HEADER_BYTES {
-            return Err(too_short(NIFTI2_HEADER_BYTES));
-        }
-        parse_nifti2(&f)
+        NIFTI2_HEADER_BYTES
+    };
+    if b.len() < header_bytes {
+        return Err(too_short(header_bytes));
     }
+    parse_fields(&Fields { b, endian }, layout)
 }
 
-fn parse_nifti1(f: &Fields<'_>) -> Result<Header, NiftiError> {
-    match &f.raw::<4>(344)? {
-        b"n+1\0" => {}
-        b"ni1\0" => return Err(NiftiError::PairNotSupported),
-        _ => return Err(NiftiError::BadMagic { version: 1 }),
-    }
-    let mut dim = [0i64; 8];
-    for (i, d) in dim.iter_mut().enumerate() {
-        *d = i64::from(f.i16(40 + 2 * i)?);
-    }
-    let mut pixdim = [0f64; 8];
-    for (i, p) in pixdim.iter_mut().enumerate() {
-        *p = f.f32_as_f64(76 + 4 * i)?;
-    }
-    let raw_offset = f.f32_as_f64(108)?;
-    let vox_offset = vox_offset_from_float(raw_offset, NIFTI1_HEADER_BYTES)?;
-    let mut srow = [[0f64; 4]; 3];
-    for (r, row) in srow.iter_mut().enumerate() {
-        for (c, v) in row.iter_mut().enumerate() {
-            *v = f.f32_as_f64(280 + 16 * r + 4 * c)?;
-        }
-    }
-    Ok(Header {
-        endian: f.endian,
-        dim,
-        datatype: i32::from(f.i16(70)?),
-        pixdim,
-        vox_offset,
-        scl_slope: f.f32_as_f64(112)?,
-        scl_inter: f.f32_as_f64(116)?,
-        qform_code: i32::from(f.i16(252)?),
-        sform_code: i32::from(f.i16(254)?),
-        quatern: [f.f32_as_f64(256)?, f.f32_as_f64(260)?, f.f32_as_f64(264)?],
-        qoffset: [f.f32_as_f64(268)?, f.f32_as_f64(272)?, f.f32_as_f64(276)?],
-        srow,
-    })
-}
-
-fn parse_nifti2(f: &Fields<'_>) -> Result<Header, NiftiError> {
-    // The 8-byte magic is "n+2\0\r\n\x1a\n"; only the first 4 bytes are checked, as the
+fn parse_fields(f: &Fields<'_>, l: &Layout) -> Result<Header, NiftiError> {
+    // NIfTI-2's 8-byte magic is "n+2\0\r\n\x1a\n"; only the first 4 bytes are checked, as the
     // rest is a line-ending canary that some converters mangle.
-    match &f.raw::<4>(4)? {
-        b"n+2\0" => {}
-        b"ni2\0" => return Err(NiftiError::PairNotSupported),
-        _ => return Err(NiftiError::BadMagic { version: 2 }),
+    let digit = b'0' + l.version;
+    match f.raw::<4>(l.magic)? {
+        [b'n', b'+', d, 0] if d == digit => {}
+        [b'n', b'i', d, 0] if d == digit => return Err(NiftiError::PairNotSupported),
+        _ => return Err(NiftiError::BadMagic { version: l.version }),
     }
+    let (fw, cw) = (l.float_width, l.code_width);
     let mut dim = [0i64; 8];
     for (i, d) in dim.iter_mut().enumerate() {
-        *d = f.i64(16 + 8 * i)?;
+        *d = f.int(l.dim + l.dim_width * i, l.dim_width)?;
     }
     let mut pixdim = [0f64; 8];
     for (i, p) in pixdim.iter_mut().enumerate() {
-        *p = f.f64(104 + 8 * i)?;
+        *p = f.float(l.pixdim + fw * i, fw)?;
     }
-    let raw_offset = f.i64(168)?;
-    let vox_offset = match u64::try_from(raw_offset) {
-        Ok(0) => NIFTI2_HEADER_BYTES as u64 + 4,
-        Ok(v) if v >= NIFTI2_HEADER_BYTES as u64 => v,
-        _ => {
-            return Err(NiftiError::BadVoxOffset {
-                value: raw_offset as f64,
-                header_bytes: NIFTI2_HEADER_BYTES,
-            });
-        }
+    let vox_offset = if l.version == 1 {
+        vox_offset_from_float(f.f32(l.vox_offset).map(f64::from)?, NIFTI1_HEADER_BYTES)?
+    } else {
+        vox_offset_from_int(f.i64(l.vox_offset)?)?
     };
     let mut srow = [[0f64; 4]; 3];
     for (r, row) in srow.iter_mut().enumerate() {
         for (c, v) in row.iter_mut().enumerate() {
-            *v = f.f64(400 + 32 * r + 8 * c)?;
+            *v = f.float(l.srow + 4 * fw * r + fw * c, fw)?;
         }
     }
+    let three = |at: usize| -> Result<[f64; 3], NiftiError> {
+        Ok([
+            f.float(at, fw)?,
+            f.float(at + fw, fw)?,
+            f.float(at + 2 * fw, fw)?,
+        ])
+    };
+    let code = |at: usize| -> Result<i32, NiftiError> {
+        if cw == 2 {
+            f.i16(at).map(i32::from)
+        } else {
+            f.i32(at)
+        }
+    };
     Ok(Header {
         endian: f.endian,
         dim,
-        datatype: i32::from(f.i16(12)?),
+        datatype: i32::from(f.i16(l.datatype)?),
         pixdim,
         vox_offset,
-        scl_slope: f.f64(176)?,
-        scl_inter: f.f64(184)?,
-        qform_code: f.i32(344)?,
-        sform_code: f.i32(348)?,
-        quatern: [f.f64(352)?, f.f64(360)?, f.f64(368)?],
-        qoffset: [f.f64(376)?, f.f64(384)?, f.f64(392)?],
+        scl_slope: f.float(l.scl_slope, fw)?,
+        scl_inter: f.float(l.scl_slope + fw, fw)?,
+        qform_code: code(l.qform_code)?,
+        sform_code: code(l.qform_code + cw)?,
+        quatern: three(l.quatern)?,
+        qoffset: three(l.quatern + 3 * fw)?,
         srow,
     })
+}
+
+/// NIfTI-2 stores `vox_offset` as an integer: 0 means right after the header and its 4
+/// extension-flag bytes; anything else must lie at or after the header.
+fn vox_offset_from_int(value: i64) -> Result<u64, NiftiError> {
+    match u64::try_from(value) {
+        Ok(0) => Ok(NIFTI2_HEADER_BYTES as u64 + 4),
+        Ok(v) if v >= NIFTI2_HEADER_BYTES as u64 => Ok(v),
+        _ => Err(NiftiError::BadVoxOffset {
+            value: value as f64,
+            header_bytes: NIFTI2_HEADER_BYTES,
+        }),
+    }
 }
 
 /// NIfTI-1 stores `vox_offset` as a float. 0 (seen in old single-file writers) means "right after
@@ -231,29 +277,19 @@ impl Out<'_> {
             dst.copy_from_slice(bytes);
         }
     }
-    fn i16(&mut self, off: usize, v: i16) {
-        let b = if self.endian == Endian::Big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
+    /// A number's bytes in the header's byte order.
+    fn num<const N: usize>(&mut self, off: usize, le: [u8; N], be: [u8; N]) {
+        let b = if self.endian == Endian::Big { be } else { le };
         self.put(off, &b);
+    }
+    fn i16(&mut self, off: usize, v: i16) {
+        self.num(off, v.to_le_bytes(), v.to_be_bytes());
     }
     fn i32(&mut self, off: usize, v: i32) {
-        let b = if self.endian == Endian::Big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.put(off, &b);
+        self.num(off, v.to_le_bytes(), v.to_be_bytes());
     }
     fn f32(&mut self, off: usize, v: f32) {
-        let b = if self.endian == Endian::Big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        };
-        self.put(off, &b);
+        self.num(off, v.to_le_bytes(), v.to_be_bytes());
     }
 }
 

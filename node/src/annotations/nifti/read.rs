@@ -185,6 +185,51 @@ pub(super) fn diag_affine(p: [f64; 3]) -> [[f64; 4]; 4] {
     ]
 }
 
+/// Moves `r` to the voxel data at `offset`, `consumed` bytes (`head`) having been read: returns
+/// the part of `head` that is already data. `Err(None)` when the input ends before `offset`.
+fn skip_to_data<'h, R: Read>(
+    r: &mut R,
+    head: &'h [u8],
+    consumed: u64,
+    offset: u64,
+) -> Result<&'h [u8], Option<io::Error>> {
+    if offset < consumed {
+        return Ok(usize::try_from(offset)
+            .ok()
+            .and_then(|o| head.get(o..))
+            .unwrap_or_default());
+    }
+    let skip = offset - consumed;
+    let skipped = io::copy(&mut r.take(skip), &mut io::sink()).or_else(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            Ok(0)
+        } else {
+            Err(Some(e))
+        }
+    })?;
+    if skipped < skip {
+        return Err(None);
+    }
+    Ok(&[])
+}
+
+/// `scl_slope` and `scl_inter` as applied: (0, 0) when the slope is not finite, an intercept
+/// that is not finite as 0.
+fn scaling(h: &Header) -> (f64, f64) {
+    if h.scl_slope.is_finite() {
+        (
+            h.scl_slope,
+            if h.scl_inter.is_finite() {
+                h.scl_inter
+            } else {
+                0.0
+            },
+        )
+    } else {
+        (0.0, 0.0)
+    }
+}
+
 /// Reads up to `buf.len()` bytes; returns how many were read (fewer only at end of input).
 /// A decoder's "unexpected end of file" counts as the end of input.
 fn fill<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
@@ -302,25 +347,8 @@ pub(super) fn read_stream<R: Read>(
 
     // Position at the voxel data: part of it may already be in `head_buf`.
     let consumed = u64::try_from(got).unwrap_or(u64::MAX);
-    let leftover: &[u8] = if lay.offset < consumed {
-        usize::try_from(lay.offset)
-            .ok()
-            .and_then(|o| head.get(o..))
-            .unwrap_or_default()
-    } else {
-        let skip = lay.offset - consumed;
-        let skipped = io::copy(&mut (&mut r).take(skip), &mut io::sink()).or_else(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                Ok(0)
-            } else {
-                Err(read_err(e))
-            }
-        })?;
-        if skipped < skip {
-            return Err(truncated(0));
-        }
-        &[]
-    };
+    let leftover = skip_to_data(&mut r, head, consumed, lay.offset)
+        .map_err(|e| e.map_or_else(|| truncated(0), read_err))?;
     let mut src = leftover.chain(&mut r);
     let capacity = if known_len.is_some() {
         lay.count
@@ -339,18 +367,7 @@ pub(super) fn read_stream<R: Read>(
         io::copy(&mut src.take(GZIP_SLACK_BYTES), &mut io::sink()).map_err(read_err)?;
     }
 
-    let (scl_slope, scl_inter) = if header.scl_slope.is_finite() {
-        (
-            header.scl_slope,
-            if header.scl_inter.is_finite() {
-                header.scl_inter
-            } else {
-                0.0
-            },
-        )
-    } else {
-        (0.0, 0.0)
-    };
+    let (scl_slope, scl_inter) = scaling(&header);
     Ok(NiftiImage {
         dim: lay.dim,
         pixdim,

@@ -2,16 +2,15 @@
 //! atomically, through a temporary file in the same folder that is synced and renamed;
 //! [`write_bytes`] gives the same bytes in memory. The header itself is encoded in `header`.
 
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use super::header::{Endian, NIFTI1_VOX_OFFSET, encode_nifti1_header};
 use super::{CHUNK_BYTES, NiftiError, NiftiImage, VoxelData};
+use crate::site::files::{AtomicWriteError, write_atomic};
 
 /// Writes a single-file NIfTI-1 (gzip-compressed if the name ends in `.gz`), atomically: the
 /// bytes go to a temporary file in the same folder, which is synced and renamed over `path`.
@@ -25,64 +24,27 @@ pub fn write_file(path: &Path, img: &NiftiImage) -> Result<(), NiftiError> {
     let gzip = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
-    let io_err = |action: &'static str| {
-        move |source| NiftiError::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        }
-    };
-
-    let Some(name) = path.file_name() else {
-        return Err(NiftiError::NoFileName {
-            path: path.to_path_buf(),
-        });
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(
-        ".{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(io_err("create"))?;
-
-    let written = (|| -> io::Result<()> {
+    write_atomic(path, |file| {
         let mut out = BufWriter::new(file);
-        let file = if gzip {
+        if gzip {
             let mut enc = GzEncoder::new(out, Compression::default());
             write_nifti1(&mut enc, &header, &img.data, Endian::Little)?;
             out = enc.finish()?;
-            out.into_inner().map_err(io::IntoInnerError::into_error)?
         } else {
             write_nifti1(&mut out, &header, &img.data, Endian::Little)?;
-            out.into_inner().map_err(io::IntoInnerError::into_error)?
-        };
-        file.sync_all()
-    })();
-    let renamed = written
-        .map_err(io_err("write"))
-        .and_then(|()| fs::rename(&tmp, path).map_err(io_err("replace")));
-    if let Err(e) = renamed {
-        // Best effort: the temporary file is ours and useless now.
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    // Best effort: persist the rename itself.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+        }
+        out.flush()
+    })
+    .map_err(|e| match e {
+        AtomicWriteError::NoFileName => NiftiError::NoFileName {
+            path: path.to_path_buf(),
+        },
+        AtomicWriteError::Io { action, source } => NiftiError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        },
+    })
 }
 
 /// The bytes [`write_file`] would write (gzip-compressed if `gzip`).

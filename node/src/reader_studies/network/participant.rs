@@ -473,7 +473,9 @@ pub(super) async fn round_key(
         let statistic = r
             .schema
             .parse()
-            .map_err(|e: crate::vocabulary::Unknown| Refusal::Malformed(format!("roster: {e}")))?;
+            .map_err(|e: crate::vocabulary::UnknownWord| {
+                Refusal::Malformed(format!("roster: {e}"))
+            })?;
         let rel = vector_release(r, statistic, data.cases());
         let d = cx.policy().decide(&Outbound {
             kind: MessageKind::MaskedVector,

@@ -204,7 +204,41 @@ fn parse(
     let series_uid = required(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?;
     let modality = required(tags::MODALITY, "Modality")?;
     let kind = classify_sop_class(&sop_class_uid, &modality);
+    let (rows, columns, frames) = image_size(obj, kind, limits)?;
+    let g = Geometry::read(obj, frames)?;
+    Ok(InstanceHeader {
+        sop_class_uid,
+        sop_instance_uid,
+        study_uid,
+        series_uid,
+        frame_of_reference_uid: text(obj, tags::FRAME_OF_REFERENCE_UID).filter(|s| !s.is_empty()),
+        patient_id: text(obj, tags::PATIENT_ID).unwrap_or_default(),
+        issuer_of_patient_id: text(obj, tags::ISSUER_OF_PATIENT_ID).unwrap_or_default(),
+        patient_name: text(obj, tags::PATIENT_NAME).unwrap_or_default(),
+        study_date: text(obj, tags::STUDY_DATE).filter(|s| !s.is_empty()),
+        modality,
+        kind,
+        transfer_syntax,
+        series_number: int(obj, tags::SERIES_NUMBER),
+        instance_number: int(obj, tags::INSTANCE_NUMBER),
+        rows,
+        columns,
+        frames,
+        pixel_spacing: g.pixel_spacing,
+        orientation: g.orientation,
+        position: g.position,
+        frame_positions: g.frame_positions,
+        file_size,
+    })
+}
 
+/// Rows, Columns and NumberOfFrames; images and segmentations must have a frame size and stay
+/// within the voxel cap.
+fn image_size(
+    obj: &InMemDicomObject,
+    kind: ObjectKind,
+    limits: &HeaderLimits,
+) -> Result<(Option<u32>, Option<u32>, u32), HeaderError> {
     let rows = uint(obj, tags::ROWS, "Rows")?;
     let columns = uint(obj, tags::COLUMNS, "Columns")?;
     let frames = match text(obj, tags::NUMBER_OF_FRAMES) {
@@ -235,28 +269,56 @@ fn parse(
         }
     }
     let frames = u32::try_from(frames).map_err(|_| HeaderError::Invalid("NumberOfFrames"))?;
+    Ok((rows, columns, frames))
+}
 
-    // Geometry: top level first, then the shared / per-frame functional groups of enhanced
-    // multi-frame objects.
-    let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
-    let pixel_spacing = floats::<2>(obj, tags::PIXEL_SPACING, "PixelSpacing")?.or(match shared {
-        Some(s) => nested_floats::<2>(s, tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING)?,
-        None => None,
-    });
-    let orientation = floats::<6>(
-        obj,
-        tags::IMAGE_ORIENTATION_PATIENT,
-        "ImageOrientationPatient",
-    )?
-    .or(match shared {
-        Some(s) => nested_floats::<6>(
-            s,
-            tags::PLANE_ORIENTATION_SEQUENCE,
+/// Plane geometry: top level first, then the shared / per-frame functional groups of enhanced
+/// multi-frame objects.
+struct Geometry {
+    pixel_spacing: Option<[f64; 2]>,
+    orientation: Option<[f64; 6]>,
+    position: Option<[f64; 3]>,
+    frame_positions: Vec<[f64; 3]>,
+}
+
+impl Geometry {
+    fn read(obj: &InMemDicomObject, frames: u32) -> Result<Geometry, HeaderError> {
+        let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
+        let pixel_spacing =
+            floats::<2>(obj, tags::PIXEL_SPACING, "PixelSpacing")?.or(match shared {
+                Some(s) => {
+                    nested_floats::<2>(s, tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING)?
+                }
+                None => None,
+            });
+        let orientation = floats::<6>(
+            obj,
             tags::IMAGE_ORIENTATION_PATIENT,
-        )?,
-        None => None,
-    });
-    let mut frame_positions = Vec::new();
+            "ImageOrientationPatient",
+        )?
+        .or(match shared {
+            Some(s) => nested_floats::<6>(
+                s,
+                tags::PLANE_ORIENTATION_SEQUENCE,
+                tags::IMAGE_ORIENTATION_PATIENT,
+            )?,
+            None => None,
+        });
+        let frame_positions = frame_positions(obj, frames)?;
+        let position = floats::<3>(obj, tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient")?
+            .or_else(|| frame_positions.first().copied());
+        Ok(Geometry {
+            pixel_spacing,
+            orientation,
+            position,
+            frame_positions,
+        })
+    }
+}
+
+/// The position of every frame of a multi-frame object, or none unless every frame has one.
+fn frame_positions(obj: &InMemDicomObject, frames: u32) -> Result<Vec<[f64; 3]>, HeaderError> {
+    let mut out = Vec::new();
     if frames > 1
         && let Some(per_frame) = items(obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
     {
@@ -267,44 +329,18 @@ fn parse(
                 tags::PLANE_POSITION_SEQUENCE,
                 tags::IMAGE_POSITION_PATIENT,
             )? {
-                Some(p) => frame_positions.push(p),
+                Some(p) => out.push(p),
                 None => {
-                    frame_positions.clear();
+                    out.clear();
                     break;
                 }
             }
         }
-        if frame_positions.len() != frames as usize {
-            frame_positions.clear();
+        if out.len() != frames as usize {
+            out.clear();
         }
     }
-    let position = floats::<3>(obj, tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient")?
-        .or_else(|| frame_positions.first().copied());
-
-    Ok(InstanceHeader {
-        sop_class_uid,
-        sop_instance_uid,
-        study_uid,
-        series_uid,
-        frame_of_reference_uid: text(obj, tags::FRAME_OF_REFERENCE_UID).filter(|s| !s.is_empty()),
-        patient_id: text(obj, tags::PATIENT_ID).unwrap_or_default(),
-        issuer_of_patient_id: text(obj, tags::ISSUER_OF_PATIENT_ID).unwrap_or_default(),
-        patient_name: text(obj, tags::PATIENT_NAME).unwrap_or_default(),
-        study_date: text(obj, tags::STUDY_DATE).filter(|s| !s.is_empty()),
-        modality,
-        kind,
-        transfer_syntax,
-        series_number: int(obj, tags::SERIES_NUMBER),
-        instance_number: int(obj, tags::INSTANCE_NUMBER),
-        rows,
-        columns,
-        frames,
-        pixel_spacing,
-        orientation,
-        position,
-        frame_positions,
-        file_size,
-    })
+    Ok(out)
 }
 
 fn classify_sop_class(uid: &str, modality: &str) -> ObjectKind {
@@ -351,7 +387,7 @@ fn classify(e: &dicom_object::ReadError) -> &'static str {
 
 /// Text value of an element, padding trimmed. Elements with VR UN (implicit private or
 /// unrecognised) are decoded from their bytes rather than rendered as numbers.
-fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+pub(super) fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     let e: &InMemElement = obj.element_opt(tag).ok().flatten()?;
     let s = if e.vr() == dicom_core::VR::UN {
         let b = e.to_bytes().ok()?;
@@ -409,7 +445,7 @@ fn items(obj: &InMemDicomObject, tag: Tag) -> Option<&[InMemDicomObject]> {
     obj.element_opt(tag).ok().flatten().and_then(|e| e.items())
 }
 
-fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
+pub(super) fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
     items(obj, tag).and_then(|i| i.first())
 }
 

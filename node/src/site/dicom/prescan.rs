@@ -96,6 +96,13 @@ impl Frame {
             Frame::Fragments { .. } => None,
         }
     }
+
+    /// The encoding of what the container holds.
+    fn encoding(&self) -> Encoding {
+        match *self {
+            Frame::Sequence { enc, .. } | Frame::Item { enc, .. } | Frame::Fragments { enc } => enc,
+        }
+    }
 }
 
 /// Scans `buf`. `complete` says whether `buf` holds the whole file: if it does not, a structure
@@ -281,124 +288,37 @@ impl Scanner<'_> {
     fn data_set(&mut self, enc: Encoding) -> Result<Option<usize>, PrescanError> {
         let mut stack: Vec<Frame> = Vec::new();
         loop {
-            // Close containers whose defined length ends here.
-            while let Some(end) = stack.last().and_then(Frame::end) {
-                match self.pos.cmp(&end) {
-                    std::cmp::Ordering::Less => break,
-                    std::cmp::Ordering::Equal => {
-                        stack.pop();
-                    }
-                    std::cmp::Ordering::Greater => {
-                        return Err(PrescanError::Malformed {
-                            group: 0,
-                            element: 0,
-                        });
-                    }
-                }
-            }
+            close_ended(&mut stack, self.pos)?;
             if self.pos >= self.buf.len() {
-                if !self.complete {
-                    return Err(PrescanError::NeedMore);
-                }
-                if stack.is_empty() {
-                    return Ok(None);
-                }
-                return Err(PrescanError::Truncated {
-                    group: 0,
-                    element: 0,
-                });
+                return if !self.complete {
+                    Err(PrescanError::NeedMore)
+                } else if stack.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(PrescanError::Truncated {
+                        group: 0,
+                        element: 0,
+                    })
+                };
             }
-            let cur_enc = match stack.last() {
-                Some(
-                    Frame::Sequence { enc, .. }
-                    | Frame::Item { enc, .. }
-                    | Frame::Fragments { enc },
-                ) => *enc,
-                None => enc,
-            };
+            let cur_enc = stack.last().map_or(enc, Frame::encoding);
             let h = self.header(cur_enc)?;
-            let (g, e) = (h.tag.0, h.tag.1);
-            let malformed = PrescanError::Malformed {
-                group: g,
-                element: e,
-            };
             if stack.is_empty() && (h.tag == Tag(0x7FE0, 0x0010) || h.tag == Tag(0xFFFC, 0xFFFC)) {
                 return Ok(Some(self.pos));
             }
-            if g == 0xFFFE {
-                match e {
-                    0xE000 => {
-                        let in_fragments = matches!(stack.last(), Some(Frame::Fragments { .. }));
-                        let in_sequence = matches!(stack.last(), Some(Frame::Sequence { .. }));
-                        if in_fragments {
-                            if h.len == UNDEFINED {
-                                return Err(malformed);
-                            }
-                            self.pos = self.check_len(&h)?;
-                        } else if in_sequence {
-                            let end = if h.len == UNDEFINED {
-                                self.pos += h.header_len;
-                                None
-                            } else {
-                                self.check_len(&h)?;
-                                self.pos += h.header_len;
-                                Some(self.pos + h.len as usize)
-                            };
-                            self.push(&mut stack, Frame::Item { end, enc: cur_enc })?;
-                        } else {
-                            return Err(malformed);
-                        }
-                    }
-                    0xE00D => {
-                        match stack.pop() {
-                            Some(Frame::Item { end: None, .. }) => {}
-                            _ => return Err(malformed),
-                        }
-                        self.pos += h.header_len;
-                    }
-                    0xE0DD => {
-                        match stack.pop() {
-                            Some(Frame::Sequence { end: None, .. } | Frame::Fragments { .. }) => {}
-                            _ => return Err(malformed),
-                        }
-                        self.pos += h.header_len;
-                    }
-                    _ => return Err(malformed),
-                }
-                continue;
-            }
-            if matches!(
+            if h.tag.0 == 0xFFFE {
+                self.item_or_delimiter(&h, &mut stack, cur_enc)?;
+            } else if matches!(
                 stack.last(),
                 Some(Frame::Fragments { .. } | Frame::Sequence { .. })
             ) {
                 // Only items may appear directly inside a sequence or fragment list.
-                return Err(malformed);
-            }
-            if h.len == UNDEFINED {
+                return Err(malformed(h.tag));
+            } else if h.len == UNDEFINED {
                 self.pos += h.header_len;
-                let frame = match h.vr {
-                    Some(VR::SQ) => Frame::Sequence {
-                        end: None,
-                        enc: cur_enc,
-                    },
-                    // CP-246: an undefined-length UN is a sequence in implicit VR little endian.
-                    Some(VR::UN) if h.tag != Tag(0x7FE0, 0x0010) => Frame::Sequence {
-                        end: None,
-                        enc: Encoding::ImplicitLe,
-                    },
-                    // Encapsulated pixel data (nested, e.g. in an icon image).
-                    Some(VR::OB | VR::OW | VR::UN) => Frame::Fragments { enc: cur_enc },
-                    // Implicit VR with an unknown tag: only a sequence may have undefined length.
-                    None if cur_enc == Encoding::ImplicitLe => Frame::Sequence {
-                        end: None,
-                        enc: cur_enc,
-                    },
-                    _ => return Err(malformed),
-                };
+                let frame = undefined_length_frame(&h, cur_enc)?;
                 self.push(&mut stack, frame)?;
-                continue;
-            }
-            if h.vr == Some(VR::SQ) {
+            } else if h.vr == Some(VR::SQ) {
                 // A defined-length sequence: bound it, then walk its items.
                 let _ = self.check_len(&h)?;
                 self.pos += h.header_len;
@@ -410,10 +330,57 @@ impl Scanner<'_> {
                         enc: cur_enc,
                     },
                 )?;
-                continue;
+            } else {
+                self.pos = self.check_len(&h)?;
             }
-            self.pos = self.check_len(&h)?;
         }
+    }
+
+    /// An item (of a sequence, or a fragment of encapsulated data) or a delimitation item.
+    fn item_or_delimiter(
+        &mut self,
+        h: &Header,
+        stack: &mut Vec<Frame>,
+        cur_enc: Encoding,
+    ) -> Result<(), PrescanError> {
+        match h.tag.1 {
+            0xE000 => match stack.last() {
+                Some(Frame::Fragments { .. }) => {
+                    if h.len == UNDEFINED {
+                        return Err(malformed(h.tag));
+                    }
+                    self.pos = self.check_len(h)?;
+                }
+                Some(Frame::Sequence { .. }) => {
+                    let end = if h.len == UNDEFINED {
+                        self.pos += h.header_len;
+                        None
+                    } else {
+                        self.check_len(h)?;
+                        self.pos += h.header_len;
+                        Some(self.pos + h.len as usize)
+                    };
+                    self.push(stack, Frame::Item { end, enc: cur_enc })?;
+                }
+                _ => return Err(malformed(h.tag)),
+            },
+            0xE00D => {
+                match stack.pop() {
+                    Some(Frame::Item { end: None, .. }) => {}
+                    _ => return Err(malformed(h.tag)),
+                }
+                self.pos += h.header_len;
+            }
+            0xE0DD => {
+                match stack.pop() {
+                    Some(Frame::Sequence { end: None, .. } | Frame::Fragments { .. }) => {}
+                    _ => return Err(malformed(h.tag)),
+                }
+                self.pos += h.header_len;
+            }
+            _ => return Err(malformed(h.tag)),
+        }
+        Ok(())
     }
 
     fn push(&self, stack: &mut Vec<Frame>, f: Frame) -> Result<(), PrescanError> {
@@ -423,6 +390,50 @@ impl Scanner<'_> {
         stack.push(f);
         Ok(())
     }
+}
+
+fn malformed(tag: Tag) -> PrescanError {
+    PrescanError::Malformed {
+        group: tag.0,
+        element: tag.1,
+    }
+}
+
+/// Pops the containers whose defined length ends at `pos`; a position past an end is malformed.
+fn close_ended(stack: &mut Vec<Frame>, pos: usize) -> Result<(), PrescanError> {
+    while let Some(end) = stack.last().and_then(Frame::end) {
+        match pos.cmp(&end) {
+            std::cmp::Ordering::Less => break,
+            std::cmp::Ordering::Equal => {
+                stack.pop();
+            }
+            std::cmp::Ordering::Greater => return Err(malformed(Tag(0, 0))),
+        }
+    }
+    Ok(())
+}
+
+/// The container an undefined-length element opens.
+fn undefined_length_frame(h: &Header, cur_enc: Encoding) -> Result<Frame, PrescanError> {
+    Ok(match h.vr {
+        Some(VR::SQ) => Frame::Sequence {
+            end: None,
+            enc: cur_enc,
+        },
+        // CP-246: an undefined-length UN is a sequence in implicit VR little endian.
+        Some(VR::UN) if h.tag != Tag(0x7FE0, 0x0010) => Frame::Sequence {
+            end: None,
+            enc: Encoding::ImplicitLe,
+        },
+        // Encapsulated pixel data (nested, e.g. in an icon image).
+        Some(VR::OB | VR::OW | VR::UN) => Frame::Fragments { enc: cur_enc },
+        // Implicit VR with an unknown tag: only a sequence may have undefined length.
+        None if cur_enc == Encoding::ImplicitLe => Frame::Sequence {
+            end: None,
+            enc: cur_enc,
+        },
+        _ => return Err(malformed(h.tag)),
+    })
 }
 
 fn has_long_length(vr: VR) -> bool {

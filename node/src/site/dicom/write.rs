@@ -4,10 +4,11 @@
 
 use std::path::Path;
 
-use dicom_core::{DataElement, PrimitiveValue, VR, dicom_value};
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::InMemDicomObject;
+use dicom_object::mem::InMemElement;
 use dicom_object::meta::FileMetaTableBuilder;
+use dicom_object::{FileDicomObject, InMemDicomObject, WithMetaError};
 use thiserror::Error;
 
 /// Every attribute of one synthetic CT slice. Identifying fields are free text so tests can
@@ -67,6 +68,38 @@ pub(crate) fn ds_multi(vs: &[f64]) -> String {
     vs.iter().map(|v| ds(*v)).collect::<Vec<_>>().join("\\")
 }
 
+/// A text element (any string VR).
+pub(crate) fn elem(tag: Tag, vr: VR, v: &str) -> InMemElement {
+    DataElement::new(tag, vr, PrimitiveValue::from(v))
+}
+
+/// An unsigned short (US) element.
+pub(crate) fn us(tag: Tag, v: u16) -> InMemElement {
+    DataElement::new(tag, VR::US, PrimitiveValue::from(v))
+}
+
+/// A multi-valued code string (CS) element.
+pub(crate) fn multi_cs(tag: Tag, vs: &[&str]) -> InMemElement {
+    let strs: Vec<String> = vs.iter().map(|s| (*s).to_owned()).collect();
+    DataElement::new(tag, VR::CS, PrimitiveValue::Strs(strs.into()))
+}
+
+/// Implementation Class UID and Version Name of the files written.
+const IMPLEMENTATION_CLASS_UID: &str = "2.25.209453617470125155930476421585536305025";
+const IMPLEMENTATION_VERSION: &str = "FEDANNO_0_1";
+
+/// `obj` with a file meta group: Explicit VR Little Endian, this implementation.
+pub(crate) fn with_file_meta(
+    obj: InMemDicomObject,
+) -> Result<FileDicomObject<InMemDicomObject>, WithMetaError> {
+    obj.with_meta(
+        FileMetaTableBuilder::new()
+            .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+            .implementation_version_name(IMPLEMENTATION_VERSION),
+    )
+}
+
 /// Writes one CT slice to `path`.
 pub fn write_ct_slice(path: &Path, s: &CtSlice<'_>) -> Result<(), WriteError> {
     let expected = usize::from(s.rows) * usize::from(s.columns);
@@ -80,87 +113,86 @@ pub fn write_ct_slice(path: &Path, s: &CtSlice<'_>) -> Result<(), WriteError> {
     for v in s.pixels {
         pixel_bytes.extend_from_slice(&v.to_le_bytes());
     }
-    let str_el = |tag, vr, v: &str| DataElement::new(tag, vr, PrimitiveValue::from(v));
+    let obj = InMemDicomObject::from_element_iter(
+        ct_patient_study_series(s)
+            .into_iter()
+            .chain(ct_image(s, pixel_bytes)),
+    );
+    let file = with_file_meta(obj).map_err(|_| WriteError::Meta)?;
+    file.write_to_file(path)
+        .map_err(|e| WriteError::Write(e.to_string()))
+}
+
+/// SOP Common, Patient, General Study, General Series and General Equipment of a CT slice.
+fn ct_patient_study_series(s: &CtSlice<'_>) -> Vec<InMemElement> {
+    vec![
+        elem(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100"),
+        elem(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
+        elem(tags::SOP_INSTANCE_UID, VR::UI, s.sop_instance_uid),
+        elem(tags::STUDY_DATE, VR::DA, s.study_date),
+        elem(tags::SERIES_DATE, VR::DA, s.study_date),
+        elem(tags::STUDY_TIME, VR::TM, "120000"),
+        elem(tags::ACCESSION_NUMBER, VR::SH, s.accession_number),
+        elem(tags::MODALITY, VR::CS, "CT"),
+        elem(tags::MANUFACTURER, VR::LO, "fedanno synth"),
+        elem(tags::INSTITUTION_NAME, VR::LO, s.institution_name),
+        elem(tags::REFERRING_PHYSICIAN_NAME, VR::PN, ""),
+        elem(tags::STUDY_DESCRIPTION, VR::LO, s.study_description),
+        elem(tags::SERIES_DESCRIPTION, VR::LO, "synthetic chest CT"),
+        elem(tags::PATIENT_NAME, VR::PN, s.patient_name),
+        elem(tags::PATIENT_ID, VR::LO, s.patient_id),
+        elem(tags::PATIENT_BIRTH_DATE, VR::DA, s.patient_birth_date),
+        elem(tags::PATIENT_SEX, VR::CS, "O"),
+        elem(tags::BODY_PART_EXAMINED, VR::CS, "CHEST"),
+        elem(tags::PATIENT_POSITION, VR::CS, "HFS"),
+        elem(tags::STUDY_INSTANCE_UID, VR::UI, s.study_uid),
+        elem(tags::SERIES_INSTANCE_UID, VR::UI, s.series_uid),
+        elem(tags::STUDY_ID, VR::SH, "1"),
+        elem(tags::SERIES_NUMBER, VR::IS, &s.series_number.to_string()),
+    ]
+}
+
+/// Frame of Reference, Image Plane, Image Pixel and CT Image of a CT slice.
+fn ct_image(s: &CtSlice<'_>, pixel_bytes: Vec<u8>) -> Vec<InMemElement> {
     let normal = super::geometry::normal(&s.orientation);
     let slice_location =
         s.position[0] * normal[0] + s.position[1] * normal[1] + s.position[2] * normal[2];
-    let obj = InMemDicomObject::from_element_iter([
-        str_el(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100"),
-        DataElement::new(
-            tags::IMAGE_TYPE,
-            VR::CS,
-            dicom_value!(Strs, ["ORIGINAL", "PRIMARY", "AXIAL"]),
-        ),
-        str_el(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
-        str_el(tags::SOP_INSTANCE_UID, VR::UI, s.sop_instance_uid),
-        str_el(tags::STUDY_DATE, VR::DA, s.study_date),
-        str_el(tags::SERIES_DATE, VR::DA, s.study_date),
-        str_el(tags::STUDY_TIME, VR::TM, "120000"),
-        str_el(tags::ACCESSION_NUMBER, VR::SH, s.accession_number),
-        str_el(tags::MODALITY, VR::CS, "CT"),
-        str_el(tags::MANUFACTURER, VR::LO, "fedanno synth"),
-        str_el(tags::INSTITUTION_NAME, VR::LO, s.institution_name),
-        str_el(tags::REFERRING_PHYSICIAN_NAME, VR::PN, ""),
-        str_el(tags::STUDY_DESCRIPTION, VR::LO, s.study_description),
-        str_el(tags::SERIES_DESCRIPTION, VR::LO, "synthetic chest CT"),
-        str_el(tags::PATIENT_NAME, VR::PN, s.patient_name),
-        str_el(tags::PATIENT_ID, VR::LO, s.patient_id),
-        str_el(tags::PATIENT_BIRTH_DATE, VR::DA, s.patient_birth_date),
-        str_el(tags::PATIENT_SEX, VR::CS, "O"),
-        str_el(tags::BODY_PART_EXAMINED, VR::CS, "CHEST"),
-        str_el(tags::SLICE_THICKNESS, VR::DS, &ds(s.slice_thickness)),
-        str_el(tags::KVP, VR::DS, "120"),
-        str_el(tags::PATIENT_POSITION, VR::CS, "HFS"),
-        str_el(tags::STUDY_INSTANCE_UID, VR::UI, s.study_uid),
-        str_el(tags::SERIES_INSTANCE_UID, VR::UI, s.series_uid),
-        str_el(tags::STUDY_ID, VR::SH, "1"),
-        str_el(tags::SERIES_NUMBER, VR::IS, &s.series_number.to_string()),
-        str_el(
+    vec![
+        multi_cs(tags::IMAGE_TYPE, &["ORIGINAL", "PRIMARY", "AXIAL"]),
+        elem(tags::SLICE_THICKNESS, VR::DS, &ds(s.slice_thickness)),
+        elem(tags::KVP, VR::DS, "120"),
+        elem(
             tags::INSTANCE_NUMBER,
             VR::IS,
             &s.instance_number.to_string(),
         ),
-        str_el(tags::IMAGE_POSITION_PATIENT, VR::DS, &ds_multi(&s.position)),
-        str_el(
+        elem(tags::IMAGE_POSITION_PATIENT, VR::DS, &ds_multi(&s.position)),
+        elem(
             tags::IMAGE_ORIENTATION_PATIENT,
             VR::DS,
             &ds_multi(&s.orientation),
         ),
-        str_el(
+        elem(
             tags::FRAME_OF_REFERENCE_UID,
             VR::UI,
             s.frame_of_reference_uid,
         ),
-        str_el(tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
-        str_el(tags::SLICE_LOCATION, VR::DS, &ds(slice_location)),
-        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
-        str_el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
-        DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(s.rows)),
-        DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(s.columns)),
-        str_el(tags::PIXEL_SPACING, VR::DS, &ds_multi(&s.pixel_spacing)),
-        DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
-        DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16)),
-        DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16)),
-        DataElement::new(
-            tags::PIXEL_REPRESENTATION,
-            VR::US,
-            PrimitiveValue::from(1u16),
-        ),
-        str_el(tags::RESCALE_INTERCEPT, VR::DS, "0"),
-        str_el(tags::RESCALE_SLOPE, VR::DS, "1"),
-        str_el(tags::RESCALE_TYPE, VR::LO, "HU"),
+        elem(tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
+        elem(tags::SLICE_LOCATION, VR::DS, &ds(slice_location)),
+        us(tags::SAMPLES_PER_PIXEL, 1),
+        elem(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+        us(tags::ROWS, s.rows),
+        us(tags::COLUMNS, s.columns),
+        elem(tags::PIXEL_SPACING, VR::DS, &ds_multi(&s.pixel_spacing)),
+        us(tags::BITS_ALLOCATED, 16),
+        us(tags::BITS_STORED, 16),
+        us(tags::HIGH_BIT, 15),
+        us(tags::PIXEL_REPRESENTATION, 1),
+        elem(tags::RESCALE_INTERCEPT, VR::DS, "0"),
+        elem(tags::RESCALE_SLOPE, VR::DS, "1"),
+        elem(tags::RESCALE_TYPE, VR::LO, "HU"),
         DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::from(pixel_bytes)),
-    ]);
-    let file = obj
-        .with_meta(
-            FileMetaTableBuilder::new()
-                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
-                .implementation_class_uid("2.25.209453617470125155930476421585536305025")
-                .implementation_version_name("FEDANNO_0_1"),
-        )
-        .map_err(|_| WriteError::Meta)?;
-    file.write_to_file(path)
-        .map_err(|e| WriteError::Write(e.to_string()))
+    ]
 }
 
 #[cfg(test)]

@@ -7,7 +7,12 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use super::{Store, StoreError};
+use crate::annotations::model::{Kind, Purpose};
+use crate::annotations::readers::ReaderKind;
+use crate::annotations::review::ReviewState;
 use crate::site::clock::now_i64 as now;
+
+sql_word!(Kind, Purpose, ReviewState, ReaderKind);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReaderRow {
@@ -32,8 +37,8 @@ pub enum AnnotationStoreError {
     )]
     Transition {
         version: i64,
-        from: String,
-        to: String,
+        from: ReviewState,
+        to: ReviewState,
     },
     #[error("no such annotation version")]
     NoVersion,
@@ -51,11 +56,11 @@ impl From<rusqlite::Error> for AnnotationStoreError {
 #[derive(Debug, Clone)]
 pub struct NewVersion {
     pub reader: i64,
-    pub kind: &'static str,
+    pub kind: Kind,
     pub series: Option<i64>,
     pub study: i64,
     pub scheme: String,
-    pub purpose: &'static str,
+    pub purpose: Purpose,
     pub author: String,
     pub reason: String,
     pub source: String,
@@ -78,13 +83,13 @@ pub struct AnnotationRow {
     pub annotation: i64,
     pub reader: String,
     pub reader_kind: String,
-    pub kind: String,
-    pub purpose: String,
+    pub kind: Kind,
+    pub purpose: Purpose,
     pub scheme: String,
     pub study: String,
     pub series: Option<String>,
     pub version: i64,
-    pub review_state: String,
+    pub review_state: ReviewState,
     pub author: String,
     pub created_at: i64,
     pub content_hash: String,
@@ -99,8 +104,8 @@ pub struct VersionRow {
     pub version: i64,
     pub parent_version: Option<i64>,
     pub reader: String,
-    pub kind: String,
-    pub purpose: String,
+    pub kind: Kind,
+    pub purpose: Purpose,
     pub scheme: String,
     pub study: String,
     pub series: Option<String>,
@@ -111,7 +116,7 @@ pub struct VersionRow {
     pub source: String,
     pub content_hash: String,
     pub content: Vec<u8>,
-    pub review_state: String,
+    pub review_state: ReviewState,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -119,8 +124,8 @@ pub struct AnnotationFilter {
     pub reader: Option<String>,
     pub study_id: Option<i64>,
     pub series_id: Option<i64>,
-    pub kind: Option<String>,
-    pub purpose: Option<String>,
+    pub kind: Option<Kind>,
+    pub purpose: Option<Purpose>,
 }
 
 fn save_one(tx: &Transaction<'_>, v: &NewVersion) -> Result<SaveOutcome, rusqlite::Error> {
@@ -214,27 +219,38 @@ fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRow> {
 
 fn filter_sql(f: &AnnotationFilter) -> (&'static str, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value as V;
-    let opt_s = |s: &Option<String>| s.clone().map_or(V::Null, V::Text);
+    let opt_s = |s: Option<&str>| s.map_or(V::Null, |s| V::Text(s.to_string()));
     let opt_i = |i: Option<i64>| i.map_or(V::Null, V::Integer);
     (
         "(?1 IS NULL OR r.reader_id = ?1) AND (?2 IS NULL OR a.study = ?2) AND (?3 IS NULL OR a.series = ?3)
          AND (?4 IS NULL OR a.kind = ?4) AND (?5 IS NULL OR a.purpose = ?5)",
-        vec![opt_s(&f.reader), opt_i(f.study_id), opt_i(f.series_id), opt_s(&f.kind), opt_s(&f.purpose)],
+        vec![
+            opt_s(f.reader.as_deref()),
+            opt_i(f.study_id),
+            opt_i(f.series_id),
+            opt_s(f.kind.map(Kind::as_str)),
+            opt_s(f.purpose.map(Purpose::as_str)),
+        ],
     )
 }
 
+const READER_SELECT: &str =
+    "SELECT id, reader_id, kind, display_name, pseudonym, created_at FROM readers";
+
+fn reader_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReaderRow> {
+    Ok(ReaderRow {
+        db_id: r.get(0)?,
+        id: r.get(1)?,
+        kind: r.get(2)?,
+        name: r.get(3)?,
+        pseudonym: r.get(4)?,
+        created_at: r.get(5)?,
+    })
+}
+
 fn reader_by_id(c: &Connection, id: &str) -> Result<Option<ReaderRow>, rusqlite::Error> {
-    c.prepare_cached("SELECT id, reader_id, kind, display_name, pseudonym, created_at FROM readers WHERE reader_id = ?1")?
-        .query_row([id], |r| {
-            Ok(ReaderRow {
-                db_id: r.get(0)?,
-                id: r.get(1)?,
-                kind: r.get(2)?,
-                name: r.get(3)?,
-                pseudonym: r.get(4)?,
-                created_at: r.get(5)?,
-            })
-        })
+    c.prepare_cached(&format!("{READER_SELECT} WHERE reader_id = ?1"))?
+        .query_row([id], reader_row)
         .optional()
 }
 
@@ -242,11 +258,11 @@ impl Store {
     pub async fn add_reader(
         &self,
         id: &str,
-        kind: &str,
+        kind: ReaderKind,
         name: Option<String>,
         pseudonym: String,
     ) -> Result<ReaderRow, AnnotationStoreError> {
-        let (id, kind) = (id.to_string(), kind.to_string());
+        let id = id.to_string();
         self.call(move |c| {
             let tx = c.transaction()?;
             if reader_by_id(&tx, &id)?.is_some() {
@@ -265,19 +281,8 @@ impl Store {
 
     pub async fn readers(&self) -> Result<Vec<ReaderRow>, StoreError> {
         self.call(|c| {
-            let mut st = c.prepare(
-                "SELECT id, reader_id, kind, display_name, pseudonym, created_at FROM readers ORDER BY kind, reader_id",
-            )?;
-            let rows = st.query_map([], |r| {
-                Ok(ReaderRow {
-                    db_id: r.get(0)?,
-                    id: r.get(1)?,
-                    kind: r.get(2)?,
-                    name: r.get(3)?,
-                    pseudonym: r.get(4)?,
-                    created_at: r.get(5)?,
-                })
-            })?;
+            let mut st = c.prepare(&format!("{READER_SELECT} ORDER BY kind, reader_id"))?;
+            let rows = st.query_map([], reader_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
@@ -366,24 +371,23 @@ impl Store {
     pub async fn review(
         &self,
         version_id: i64,
-        to: crate::annotations::review::ReviewState,
+        to: ReviewState,
         actor: String,
         comment: String,
     ) -> Result<(), AnnotationStoreError> {
         self.call(move |c| {
             let tx = c.transaction()?;
-            let from: Option<String> = tx
+            let from: Option<ReviewState> = tx
                 .query_row("SELECT review_state FROM annotation_versions WHERE id = ?1", [version_id], |r| r.get(0))
                 .optional()?;
             let Some(from) = from else { return Ok(Err(AnnotationStoreError::NoVersion)) };
-            let allowed = crate::annotations::review::ReviewState::parse(&from).is_some_and(|s| s.can_move_to(to));
-            if !allowed {
-                return Ok(Err(AnnotationStoreError::Transition { version: version_id, from, to: to.as_str().into() }));
+            if !from.can_move_to(to) {
+                return Ok(Err(AnnotationStoreError::Transition { version: version_id, from, to }));
             }
-            tx.execute("UPDATE annotation_versions SET review_state = ?2 WHERE id = ?1", params![version_id, to.as_str()])?;
+            tx.execute("UPDATE annotation_versions SET review_state = ?2 WHERE id = ?1", params![version_id, to])?;
             tx.execute(
                 "INSERT INTO review_events (version, from_state, to_state, actor, at, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![version_id, from, to.as_str(), actor, now(), comment],
+                params![version_id, from, to, actor, now(), comment],
             )?;
             tx.commit()?;
             Ok(Ok(()))

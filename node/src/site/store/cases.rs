@@ -5,6 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use super::imaging::from_json;
 use super::{Store, StoreError};
 
 /// A resolved case: always a study, and a series when the name was a series UID.
@@ -118,83 +119,36 @@ pub(super) fn resolve(conn: &Connection, name: &str) -> Result<Option<CaseRef>, 
         .optional()?)
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(s: Option<String>) -> Option<T> {
-    s.and_then(|s| serde_json::from_str(&s).ok())
-}
-
 pub(super) fn grid(
     conn: &Connection,
     series_id: i64,
 ) -> Result<Result<SeriesGrid, CaseError>, StoreError> {
-    type Row = (
-        (
-            i64,
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-        ),
-        (
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            String,
-        ),
-        (
-            Option<u32>,
-            Option<u32>,
-            Option<u32>,
-            Option<f64>,
-            Option<f64>,
-            Option<f64>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        ),
-    );
-    let row: Row = conn.query_row(
+    let grid = conn.query_row(
         "SELECT st.id, s.pseudo_uid, s.original_uid, st.pseudo_uid, st.original_uid, s.original_for_uid, s.pseudo_for_uid,
                 p.original_id, p.original_name, p.pseudonym, st.original_date, st.pseudo_date, s.modality,
                 s.rows, s.columns, s.slices, s.pixel_spacing_row, s.pixel_spacing_col, s.slice_spacing,
                 s.orientation, s.origin, s.geometry_error
          FROM series s JOIN studies st ON st.id = s.study JOIN patients p ON p.id = st.patient WHERE s.id = ?1",
         [series_id],
-        |r| {
-            Ok((
-                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?),
-                (r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?),
-                (r.get(13)?, r.get(14)?, r.get(15)?, r.get(16)?, r.get(17)?, r.get(18)?, r.get(19)?, r.get(20)?, r.get(21)?),
-            ))
-        },
+        |r| grid_row(r, series_id),
     )?;
-    let (
-        (
-            study_id,
-            pseudo_uid,
-            original_uid,
-            study_pseudo_uid,
-            study_original_uid,
-            for_original_uid,
-            for_pseudo_uid,
-        ),
-        ids,
-        g,
-    ) = row;
-    let (
-        patient_original_id,
-        patient_original_name,
-        patient_pseudonym,
-        study_original_date,
-        study_pseudo_date,
-        modality,
-    ) = ids;
-    let (rows, columns, slices, psr, psc, slice_spacing, orientation, origin, error) = g;
-    let orientation: Option<[f64; 6]> = from_json(orientation);
-    let origin: Option<[f64; 3]> = from_json(origin);
+    Ok(match grid {
+        Ok(mut g) => {
+            g.slice_list = slice_list(conn, series_id)?;
+            Ok(g)
+        }
+        Err(e) => Err(e),
+    })
+}
+
+/// A series' grid (without its slice list) from the row `grid` selects, or why it has none.
+fn grid_row(
+    r: &rusqlite::Row<'_>,
+    series_id: i64,
+) -> rusqlite::Result<Result<SeriesGrid, CaseError>> {
+    let pseudo_uid: String = r.get(1)?;
+    let orientation: Option<[f64; 6]> = from_json(r.get(19)?);
+    let origin: Option<[f64; 3]> = from_json(r.get(20)?);
     let (
         Some(rows),
         Some(columns),
@@ -203,16 +157,53 @@ pub(super) fn grid(
         Some(psc),
         Some(orientation),
         Some(origin),
-    ) = (rows, columns, slices, psr, psc, orientation, origin)
+    ) = (
+        r.get(13)?,
+        r.get(14)?,
+        r.get(15)?,
+        r.get(16)?,
+        r.get(17)?,
+        orientation,
+        origin,
+    )
     else {
+        let error: Option<String> = r.get(21)?;
         let why = error.unwrap_or_else(|| "not an image series".into());
         return Ok(Err(CaseError::NoGrid(pseudo_uid, why)));
     };
+    Ok(Ok(SeriesGrid {
+        series_id,
+        study_id: r.get(0)?,
+        pseudo_uid,
+        original_uid: r.get(2)?,
+        study_pseudo_uid: r.get(3)?,
+        study_original_uid: r.get(4)?,
+        for_original_uid: r.get(5)?,
+        for_pseudo_uid: r.get(6)?,
+        patient_original_id: r.get(7)?,
+        patient_original_name: r.get(8)?,
+        patient_pseudonym: r.get(9)?,
+        study_original_date: r.get(10)?,
+        study_pseudo_date: r.get(11)?,
+        modality: r.get(12)?,
+        rows,
+        columns,
+        slices,
+        pixel_spacing: [psr, psc],
+        slice_spacing: r.get(18)?,
+        orientation,
+        origin,
+        slice_list: Vec::new(),
+    }))
+}
+
+/// The slices of a series in sorted order (instances without a stored position are left out).
+fn slice_list(conn: &Connection, series_id: i64) -> Result<Vec<SliceInfo>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT sop_class_uid, original_uid, pseudo_uid, position FROM instances
          WHERE series = ?1 AND slice_index IS NOT NULL ORDER BY slice_index",
     )?;
-    let slice_list = st
+    let slices = st
         .query_map(params![series_id], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -235,30 +226,7 @@ pub(super) fn grid(
             Err(e) => Some(Err(e)),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Ok(SeriesGrid {
-        series_id,
-        study_id,
-        pseudo_uid,
-        original_uid,
-        study_pseudo_uid,
-        study_original_uid,
-        for_original_uid,
-        for_pseudo_uid,
-        patient_original_id,
-        patient_original_name,
-        patient_pseudonym,
-        study_original_date,
-        study_pseudo_date,
-        modality,
-        rows,
-        columns,
-        slices,
-        pixel_spacing: [psr, psc],
-        slice_spacing,
-        orientation,
-        origin,
-        slice_list,
-    }))
+    Ok(slices)
 }
 
 impl Store {

@@ -8,7 +8,8 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use super::{Store, StoreError};
-use crate::site::dicom::geometry::{self, SlicePlane};
+use crate::site::dicom::geometry::{self, SeriesGeometry, SlicePlane};
+use crate::site::dicom::header::ObjectKind;
 
 /// One instance to index: originals and pseudonyms, already computed by the ingest.
 #[derive(Clone)]
@@ -117,7 +118,8 @@ fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(s: Option<String>) -> Option<T> {
+/// A JSON column value, `None` when NULL or not of the expected shape.
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(s: Option<String>) -> Option<T> {
     s.and_then(|s| serde_json::from_str(&s).ok())
 }
 
@@ -275,54 +277,9 @@ fn insert_one(tx: &Transaction<'_>, i: &NewInstance) -> Result<bool, StoreError>
     if exists {
         return Ok(false);
     }
-    tx.prepare_cached(
-        "INSERT INTO patients (original_id, issuer, original_name, pseudonym, date_shift_days)
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-    )?
-    .execute(params![
-        i.patient_original_id,
-        i.patient_issuer,
-        i.patient_original_name,
-        i.patient_pseudonym,
-        i.date_shift_days
-    ])?;
-    let patient: i64 = tx
-        .prepare_cached("SELECT id FROM patients WHERE issuer = ?1 AND original_id = ?2")?
-        .query_row(params![i.patient_issuer, i.patient_original_id], |r| {
-            r.get(0)
-        })?;
-    tx.prepare_cached(
-        "INSERT INTO studies (patient, original_uid, pseudo_uid, original_date, pseudo_date)
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-    )?
-    .execute(params![
-        patient,
-        i.study_original_uid,
-        i.study_pseudo_uid,
-        i.study_original_date,
-        i.study_pseudo_date
-    ])?;
-    let study: i64 = tx
-        .prepare_cached("SELECT id FROM studies WHERE original_uid = ?1")?
-        .query_row([&i.study_original_uid], |r| r.get(0))?;
-    tx.prepare_cached(
-        "INSERT INTO series (study, original_uid, pseudo_uid, modality, kind, series_number,
-                             original_for_uid, pseudo_for_uid)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
-    )?
-    .execute(params![
-        study,
-        i.series_original_uid,
-        i.series_pseudo_uid,
-        i.modality,
-        i.kind,
-        i.series_number,
-        i.for_original_uid,
-        i.for_pseudo_uid
-    ])?;
-    let series: i64 = tx
-        .prepare_cached("SELECT id FROM series WHERE original_uid = ?1")?
-        .query_row([&i.series_original_uid], |r| r.get(0))?;
+    let patient = upsert_patient(tx, i)?;
+    let study = upsert_study(tx, i, patient)?;
+    let series = upsert_series(tx, i, study)?;
     tx.prepare_cached("UPDATE series SET geometry_dirty = 1 WHERE id = ?1 AND geometry_dirty = 0")?
         .execute([series])?;
     let now = std::time::SystemTime::now()
@@ -356,25 +313,99 @@ fn insert_one(tx: &Transaction<'_>, i: &NewInstance) -> Result<bool, StoreError>
     Ok(true)
 }
 
+/// The id of the instance's patient, inserted when new.
+fn upsert_patient(tx: &Transaction<'_>, i: &NewInstance) -> Result<i64, StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO patients (original_id, issuer, original_name, pseudonym, date_shift_days)
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![
+        i.patient_original_id,
+        i.patient_issuer,
+        i.patient_original_name,
+        i.patient_pseudonym,
+        i.date_shift_days
+    ])?;
+    Ok(tx
+        .prepare_cached("SELECT id FROM patients WHERE issuer = ?1 AND original_id = ?2")?
+        .query_row(params![i.patient_issuer, i.patient_original_id], |r| {
+            r.get(0)
+        })?)
+}
+
+/// The id of the instance's study, inserted (for `patient`) when new.
+fn upsert_study(tx: &Transaction<'_>, i: &NewInstance, patient: i64) -> Result<i64, StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO studies (patient, original_uid, pseudo_uid, original_date, pseudo_date)
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![
+        patient,
+        i.study_original_uid,
+        i.study_pseudo_uid,
+        i.study_original_date,
+        i.study_pseudo_date
+    ])?;
+    Ok(tx
+        .prepare_cached("SELECT id FROM studies WHERE original_uid = ?1")?
+        .query_row([&i.study_original_uid], |r| r.get(0))?)
+}
+
+/// The id of the instance's series, inserted (in `study`) when new.
+fn upsert_series(tx: &Transaction<'_>, i: &NewInstance, study: i64) -> Result<i64, StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO series (study, original_uid, pseudo_uid, modality, kind, series_number,
+                             original_for_uid, pseudo_for_uid)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![
+        study,
+        i.series_original_uid,
+        i.series_pseudo_uid,
+        i.modality,
+        i.kind,
+        i.series_number,
+        i.for_original_uid,
+        i.for_pseudo_uid
+    ])?;
+    Ok(tx
+        .prepare_cached("SELECT id FROM series WHERE original_uid = ?1")?
+        .query_row([&i.series_original_uid], |r| r.get(0))?)
+}
+
+/// The stored geometry of one instance of a series.
+struct Inst {
+    id: i64,
+    rows: Option<u32>,
+    columns: Option<u32>,
+    spacing: Option<[f64; 2]>,
+    orientation: Option<[f64; 6]>,
+    position: Option<[f64; 3]>,
+    frame_positions: Option<Vec<[f64; 3]>>,
+}
+
+impl Inst {
+    fn plane(&self, position: [f64; 3]) -> Option<SlicePlane> {
+        Some(SlicePlane {
+            rows: self.rows?,
+            columns: self.columns?,
+            pixel_spacing: self.spacing?,
+            orientation: self.orientation?,
+            position,
+        })
+    }
+}
+
 /// Recomputes one series' grid from its instances and clears its dirty mark.
 fn refresh_one(tx: &Transaction<'_>, series: i64) -> Result<(), StoreError> {
     let kind: String = tx
         .prepare_cached("SELECT kind FROM series WHERE id = ?1")?
         .query_row([series], |r| r.get(0))?;
-    if kind != "image" {
+    if kind != ObjectKind::Image.as_str() {
         // Segmentations, reports and RT objects are indexed without a grid of their own.
         tx.prepare_cached("UPDATE series SET geometry_dirty = 0 WHERE id = ?1")?
             .execute([series])?;
         return Ok(());
-    }
-    struct Inst {
-        id: i64,
-        rows: Option<u32>,
-        columns: Option<u32>,
-        spacing: Option<[f64; 2]>,
-        orientation: Option<[f64; 6]>,
-        position: Option<[f64; 3]>,
-        frame_positions: Option<Vec<[f64; 3]>>,
     }
     let insts: Vec<Inst> = {
         let mut st = tx.prepare_cached(
@@ -396,23 +427,14 @@ fn refresh_one(tx: &Transaction<'_>, series: i64) -> Result<(), StoreError> {
     };
     // One multi-frame instance with per-frame positions is a volume on its own; otherwise each
     // instance is one slice.
-    let plane = |i: &Inst, position: [f64; 3]| -> Option<SlicePlane> {
-        Some(SlicePlane {
-            rows: i.rows?,
-            columns: i.columns?,
-            pixel_spacing: i.spacing?,
-            orientation: i.orientation?,
-            position,
-        })
-    };
     let planes: Option<Vec<SlicePlane>> = match insts.as_slice() {
         [only] if only.frame_positions.is_some() => only
             .frame_positions
             .as_ref()
-            .and_then(|fp| fp.iter().map(|p| plane(only, *p)).collect()),
+            .and_then(|fp| fp.iter().map(|p| only.plane(*p)).collect()),
         _ => insts
             .iter()
-            .map(|i| i.position.and_then(|p| plane(i, p)))
+            .map(|i| i.position.and_then(|p| i.plane(p)))
             .collect(),
     };
     let result = match planes {
@@ -420,35 +442,7 @@ fn refresh_one(tx: &Transaction<'_>, series: i64) -> Result<(), StoreError> {
         _ => Err(geometry::GeometryError::NoGeometry),
     };
     match result {
-        Ok((g, order)) => {
-            tx.prepare_cached(
-                "UPDATE series SET geometry_dirty = 0, rows = ?2, columns = ?3, slices = ?4,
-                    pixel_spacing_row = ?5, pixel_spacing_col = ?6, slice_spacing = ?7,
-                    uniform_spacing = ?8, orientation = ?9, origin = ?10, geometry_error = NULL
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                series,
-                g.rows,
-                g.columns,
-                g.slices,
-                g.pixel_spacing[0],
-                g.pixel_spacing[1],
-                g.slice_spacing,
-                g.uniform_spacing,
-                json(&g.orientation),
-                json(&g.origin),
-            ])?;
-            if insts.len() == order.len() {
-                let mut st =
-                    tx.prepare_cached("UPDATE instances SET slice_index = ?2 WHERE id = ?1")?;
-                for (slice, idx) in order.iter().enumerate() {
-                    if let Some(inst) = insts.get(*idx) {
-                        st.execute(params![inst.id, slice as i64])?;
-                    }
-                }
-            }
-        }
+        Ok((g, order)) => store_grid(tx, series, &g, &order, &insts),
         Err(e) => {
             tx.prepare_cached(
                 "UPDATE series SET geometry_dirty = 0, rows = NULL, columns = NULL, slices = NULL,
@@ -457,6 +451,43 @@ fn refresh_one(tx: &Transaction<'_>, series: i64) -> Result<(), StoreError> {
                  WHERE id = ?1",
             )?
             .execute(params![series, e.to_string()])?;
+            Ok(())
+        }
+    }
+}
+
+/// Stores a computed grid and, when every instance is a slice, each one's slice index.
+fn store_grid(
+    tx: &Transaction<'_>,
+    series: i64,
+    g: &SeriesGeometry,
+    order: &[usize],
+    insts: &[Inst],
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE series SET geometry_dirty = 0, rows = ?2, columns = ?3, slices = ?4,
+            pixel_spacing_row = ?5, pixel_spacing_col = ?6, slice_spacing = ?7,
+            uniform_spacing = ?8, orientation = ?9, origin = ?10, geometry_error = NULL
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        series,
+        g.rows,
+        g.columns,
+        g.slices,
+        g.pixel_spacing[0],
+        g.pixel_spacing[1],
+        g.slice_spacing,
+        g.uniform_spacing,
+        json(&g.orientation),
+        json(&g.origin),
+    ])?;
+    if insts.len() == order.len() {
+        let mut st = tx.prepare_cached("UPDATE instances SET slice_index = ?2 WHERE id = ?1")?;
+        for (slice, idx) in order.iter().enumerate() {
+            if let Some(inst) = insts.get(*idx) {
+                st.execute(params![inst.id, slice as i64])?;
+            }
         }
     }
     Ok(())

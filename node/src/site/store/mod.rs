@@ -5,6 +5,27 @@
 //! (`schema` for migrations, `imaging` for patients/studies/series/instances), so SQL never
 //! leaks out of this module.
 
+/// Vocabulary columns hold their words (`as_str`); a word outside the vocabulary reads as an
+/// error naming the allowed ones.
+macro_rules! sql_word {
+    ($($t:ty),+) => {$(
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                value
+                    .as_str()?
+                    .parse()
+                    .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+            }
+        }
+    )+};
+}
+
 mod annotations;
 mod audit;
 mod cases;
@@ -143,17 +164,6 @@ impl Store {
         })
         .await
     }
-}
-
-/// Reads a column that holds a vocabulary name; an unknown name is a conversion error.
-pub(super) fn named<T>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T>
-where
-    T: std::str::FromStr<Err = crate::vocabulary::Unknown>,
-{
-    let s: String = r.get(i)?;
-    s.parse().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    })
 }
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {

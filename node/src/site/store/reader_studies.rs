@@ -5,10 +5,12 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Store, StoreError, named};
+use super::{Store, StoreError};
 use crate::reader_studies::states::{ReaderStudyRole, ReaderStudyState, ReleaseKind, SiteStatus};
 use crate::site::clock::now_i64 as now;
 use fedanno_protocol::reader_study::ReadCount;
+
+sql_word!(ReaderStudyRole, ReaderStudyState, ReleaseKind, SiteStatus);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReaderStudyRow {
@@ -59,8 +61,8 @@ fn reader_study_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReaderStudyRow> {
         coordinator: r.get(2)?,
         signature: r.get(3)?,
         manifest_hash: r.get(4)?,
-        role: named(r, 5)?,
-        state: named(r, 6)?,
+        role: r.get(5)?,
+        state: r.get(6)?,
         decision: serde_json::from_str(&decision).unwrap_or_default(),
         received_at: r.get(8)?,
         updated_at: r.get(9)?,
@@ -98,8 +100,8 @@ impl Store {
                             row.coordinator,
                             row.signature,
                             row.manifest_hash,
-                            row.role.as_str(),
-                            row.state.as_str(),
+                            row.role,
+                            row.state,
                             serde_json::to_string(&row.decision).unwrap_or_default(),
                             t
                         ],
@@ -203,7 +205,7 @@ impl Store {
                 let reads: String = r.get(3)?;
                 Ok(ReaderStudySiteRow {
                     site: r.get(0)?,
-                    status: named(r, 1)?,
+                    status: r.get(1)?,
                     cases: r.get::<_, Option<i64>>(2)?.map(|x| x as u64),
                     reads: serde_json::from_str(&reads).unwrap_or(None),
                     updated_at: r.get(4)?,

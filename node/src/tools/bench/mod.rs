@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::annotations::readers::ReaderKind;
 use crate::site::ingest::{self, IngestOptions};
 use crate::site::store::SeriesGrid;
 use crate::site::{self, Site};
@@ -173,7 +174,7 @@ async fn bench_site(tmp: &Path, size: [usize; 3]) -> Result<(Site, String, Serie
         .series_grid(case.series_id.context("series")?)
         .await?;
     site.store
-        .add_reader("bench-reader", "panel", None, "R-BENCH".into())
+        .add_reader("bench-reader", ReaderKind::Panel, None, "R-BENCH".into())
         .await?;
     Ok((site, series, grid))
 }
@@ -258,7 +259,7 @@ pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<Annotat
     let seg_export_s = timed(async { Ok(export::export(&site.store, &who, &req).await?) }).await?;
     // Import the SEG as a second reader's read, so a new version is stored.
     site.store
-        .add_reader("bench-seg", "panel", None, "R-BENCHSEG".into())
+        .add_reader("bench-seg", ReaderKind::Panel, None, "R-BENCHSEG".into())
         .await?;
     let seg_opts = ImportOptions {
         reader: Some("bench-seg".into()),

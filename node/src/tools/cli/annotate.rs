@@ -170,7 +170,8 @@ pub async fn run(site: &Site, cmd: AnnotateCommand) -> Result<ExitCode> {
             reason,
             json,
         } => {
-            let o = curation::accept(&site.store, &case, &kind, &reader, &accept, reason).await?;
+            let o = curation::accept(&site.store, &case, kind.parse()?, &reader, &accept, reason)
+                .await?;
             emit(json, &o, |o| {
                 println!(
                     "Recorded {reader}'s adjudication of {case}: accepted {accept} (decision version {}).",
@@ -319,8 +320,8 @@ fn print_disagreements(d: &[curation::Disagreement]) {
 #[derive(Serialize)]
 struct Reviewed<'a> {
     by: &'a str,
-    from: &'a str,
-    to: &'a str,
+    from: ReviewState,
+    to: ReviewState,
     version: i64,
 }
 
@@ -342,7 +343,7 @@ async fn review(site: &Site, args: ReviewArgs) -> Result<()> {
         reader: Some(reader.clone()),
         study_id: Some(c.study_id),
         series_id: c.series_id,
-        kind: Some(kind.clone()),
+        kind: Some(kind.parse()?),
         purpose: None,
     };
     let rows = site.store.versions(f, version.is_none()).await?;
@@ -361,8 +362,8 @@ async fn review(site: &Site, args: ReviewArgs) -> Result<()> {
         .await?;
     let reviewed = Reviewed {
         by: &by,
-        from: &v.review_state,
-        to: to.as_str(),
+        from: v.review_state,
+        to,
         version: v.version,
     };
     emit(json, &reviewed, |r| {

@@ -74,10 +74,7 @@ async fn add(
         ReaderKind::Local => site.pseudonymizer()?.local_reader(id),
         ReaderKind::Panel | ReaderKind::Model => readers::consortium_pseudonym(kind, id),
     };
-    let r = site
-        .store
-        .add_reader(id, kind.as_str(), name, pseudonym)
-        .await?;
+    let r = site.store.add_reader(id, kind, name, pseudonym).await?;
     emit(json, &r, |r| {
         println!(
             "Added {} reader {} (pseudonym {})",

@@ -20,6 +20,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::annotations::nifti::{self, NiftiImage};
+use crate::annotations::readers::ReaderKind;
 use crate::site::dicom::geometry::{self, SeriesGeometry};
 use crate::site::dicom::write::{CtSlice, write_ct_slice};
 use rng::{Rng, voxel_noise};
@@ -45,7 +46,7 @@ pub struct SynthOptions {
 pub struct ReaderProfile {
     pub id: String,
     /// `panel`, `model` or `local` (DESIGN.md §1).
-    pub kind: String,
+    pub kind: ReaderKind,
     /// Outward (+) or inward (−) shift of every drawn boundary, mm.
     pub boundary_bias_mm: f64,
     /// Uniform per-voxel jitter of the boundary, ± mm.
@@ -61,9 +62,10 @@ pub struct ReaderProfile {
 }
 
 pub fn default_readers() -> Vec<ReaderProfile> {
-    let r = |id: &str, kind: &str, bias, noise, miss, fp, acc, rb| ReaderProfile {
+    use ReaderKind::{Local, Model, Panel};
+    let r = |id: &str, kind, bias, noise, miss, fp, acc, rb| ReaderProfile {
         id: id.into(),
-        kind: kind.into(),
+        kind,
         boundary_bias_mm: bias,
         boundary_noise_mm: noise,
         miss_probability: miss,
@@ -72,10 +74,10 @@ pub fn default_readers() -> Vec<ReaderProfile> {
         rating_bias: rb,
     };
     vec![
-        r("panel-expert", "panel", 0.0, 0.3, 0.0, 0.0, 0.95, 0),
-        r("panel-generous", "panel", 1.0, 0.5, 0.0, 0.15, 0.8, 1),
-        r("model-a", "model", -0.8, 0.2, 0.15, 0.05, 0.85, -1),
-        r("local-resident", "local", 0.0, 1.2, 0.1, 0.3, 0.65, 0),
+        r("panel-expert", Panel, 0.0, 0.3, 0.0, 0.0, 0.95, 0),
+        r("panel-generous", Panel, 1.0, 0.5, 0.0, 0.15, 0.8, 1),
+        r("model-a", Model, -0.8, 0.2, 0.15, 0.05, 0.85, -1),
+        r("local-resident", Local, 0.0, 1.2, 0.1, 0.3, 0.65, 0),
     ]
 }
 
@@ -84,11 +86,15 @@ pub fn default_readers() -> Vec<ReaderProfile> {
 pub fn readers_with_local(local: &str) -> Result<Vec<ReaderProfile>, SynthError> {
     let ok = crate::annotations::readers::valid_reader_id(local);
     let mut readers = default_readers();
-    if !ok || readers.iter().any(|r| r.kind != "local" && r.id == local) {
+    if !ok
+        || readers
+            .iter()
+            .any(|r| r.kind != ReaderKind::Local && r.id == local)
+    {
         return Err(SynthError::Reader(local.to_string()));
     }
     for r in &mut readers {
-        if r.kind == "local" {
+        if r.kind == ReaderKind::Local {
             r.id = local.to_string();
         }
     }
@@ -165,12 +171,7 @@ pub fn parse_size(s: &str) -> Result<[usize; 3], SynthError> {
 
 /// Generates everything; cases are built in parallel.
 pub fn generate(opts: &SynthOptions) -> Result<SynthSummary, SynthError> {
-    let mk = |p: &Path| {
-        std::fs::create_dir_all(p).map_err(|e| SynthError::Write {
-            path: p.into(),
-            message: e.to_string(),
-        })
-    };
+    let mk = |p: &Path| std::fs::create_dir_all(p).map_err(|e| write_err(p.into(), e));
     mk(&opts.out.join("truth"))?;
     for r in &opts.readers {
         mk(&opts.out.join("readers").join(&r.id))?;
@@ -197,10 +198,7 @@ pub fn generate(opts: &SynthOptions) -> Result<SynthSummary, SynthError> {
     }
     let write = |name: &str, text: &str| {
         let p = opts.out.join(name);
-        std::fs::write(&p, text).map_err(|e| SynthError::Write {
-            path: p,
-            message: e.to_string(),
-        })
+        std::fs::write(&p, text).map_err(|e| write_err(p, e))
     };
     write("ratings.csv", &ratings)?;
     write("truth/ratings.csv", &truth_ratings)?;
@@ -228,113 +226,235 @@ fn synth_uid(seed: u64, parts: &[u64]) -> String {
     format!("2.25.{}", v >> 1)
 }
 
-fn generate_case(
-    opts: &SynthOptions,
-    index: usize,
-) -> Result<(CaseSummary, Vec<String>), SynthError> {
-    let [nx, ny, nz] = opts.size;
-    let id = format!("{}{:04}", opts.case_prefix, index + 1);
-    let mut rng = Rng::derive(opts.seed, &[1, index as u64]);
-    let ext = [
-        nx as f64 * SPACING[0],
-        ny as f64 * SPACING[1],
-        nz as f64 * SPACING[2],
-    ];
+/// A case's voxel grid: (x = columns, y = rows, z = slices), spaced by [`SPACING`].
+#[derive(Debug, Clone, Copy)]
+struct Grid([usize; 3]);
 
-    // Lungs: two ellipses (in-plane), the full z extent.
-    let lungs = [
-        (
-            [0.30 * ext[0], 0.5 * ext[1]],
-            [0.15 * ext[0], 0.25 * ext[1]],
-        ),
-        (
-            [0.70 * ext[0], 0.5 * ext[1]],
-            [0.15 * ext[0], 0.25 * ext[1]],
-        ),
-    ];
-    let n_lesions = rng.int(1, 3) as usize;
-    let mut lesions = Vec::with_capacity(n_lesions);
-    for _ in 0..n_lesions {
-        let (c, r) = lungs[rng.int(0, 1) as usize];
-        let radius = rng.range(2.5, 8.0);
-        lesions.push(Lesion {
-            center_mm: [
-                c[0] + rng.range(-0.5, 0.5) * r[0],
-                c[1] + rng.range(-0.5, 0.5) * r[1],
-                rng.range(0.25, 0.75) * ext[2],
-            ],
-            radii_mm: [
-                radius * rng.range(0.8, 1.2),
-                radius * rng.range(0.8, 1.2),
-                radius * rng.range(0.8, 1.2),
-            ],
-        });
+impl Grid {
+    fn len(self) -> usize {
+        self.0.iter().product()
     }
-    let largest = lesions
-        .iter()
-        .map(|l| 2.0 * (l.radii_mm.iter().sum::<f64>() / 3.0))
-        .fold(0.0, f64::max);
-    let category_index = if largest < 6.0 {
-        1
-    } else if largest < 10.0 {
-        2
-    } else {
-        3
-    };
 
-    let voxel_mm = |i: usize, j: usize, k: usize| {
+    /// Extent along (x, y, z), mm.
+    fn extent(self) -> [f64; 3] {
         [
-            i as f64 * SPACING[0],
-            j as f64 * SPACING[1],
-            k as f64 * SPACING[2],
+            self.0[0] as f64 * SPACING[0],
+            self.0[1] as f64 * SPACING[1],
+            self.0[2] as f64 * SPACING[2],
         ]
-    };
-    // Signed distance-like value to a lesion's surface (negative inside), mm.
-    let lesion_sd = |l: &Lesion, p: [f64; 3]| {
-        let f: f64 = (0..3)
-            .map(|a| ((p[a] - l.center_mm[a]) / l.radii_mm[a]).powi(2))
-            .sum();
-        let r_mean = l.radii_mm.iter().sum::<f64>() / 3.0;
-        (f.sqrt() - 1.0) * r_mean
-    };
-    let n = nx * ny * nz;
-    let idx = |i: usize, j: usize, k: usize| (k * ny + j) * nx + i;
+    }
 
-    // Truth mask and CT intensities.
-    let mut truth = vec![0u8; n];
-    let mut hu = vec![0i16; n];
-    let noise_seed = opts.seed ^ (index as u64).wrapping_mul(0x1234_5678_9ABC_DEF1);
-    for k in 0..nz {
-        for j in 0..ny {
-            for i in 0..nx {
-                let p = voxel_mm(i, j, k);
-                let v = idx(i, j, k);
-                let body = ((p[0] - 0.5 * ext[0]) / (0.45 * ext[0])).powi(2)
-                    + ((p[1] - 0.5 * ext[1]) / (0.38 * ext[1])).powi(2)
-                    <= 1.0;
-                let in_lung = lungs.iter().any(|(c, r)| {
-                    ((p[0] - c[0]) / r[0]).powi(2) + ((p[1] - c[1]) / r[1]).powi(2) <= 1.0
-                });
-                let lesion = lesions.iter().any(|l| lesion_sd(l, p) <= 0.0);
-                truth[v] = u8::from(lesion);
-                let base = if lesion {
-                    25.0
-                } else if in_lung {
-                    -850.0
-                } else if body {
-                    40.0
-                } else {
-                    -1000.0
-                };
-                hu[v] = (base + 15.0 * voxel_noise(noise_seed, v as u64)).round() as i16;
+    /// A volume whose voxel at index v (x fastest) is `f(v, position in mm from the first
+    /// voxel centre)`.
+    fn volume<T>(self, mut f: impl FnMut(usize, [f64; 3]) -> T) -> Vec<T> {
+        let [nx, ny, nz] = self.0;
+        let mut out = Vec::with_capacity(self.len());
+        for k in 0..nz {
+            for j in 0..ny {
+                for i in 0..nx {
+                    let p = [
+                        i as f64 * SPACING[0],
+                        j as f64 * SPACING[1],
+                        k as f64 * SPACING[2],
+                    ];
+                    out.push(f((k * ny + j) * nx + i, p));
+                }
             }
         }
+        out
     }
-    let truth_voxels = truth.iter().map(|&v| u64::from(v)).sum();
+}
 
-    // DICOM series.
-    let origin = [-0.5 * ext[0], -0.5 * ext[1], -0.5 * ext[2]];
-    let orientation = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
+/// An in-plane ellipse (centre, radii), mm.
+type Ellipse = ([f64; 2], [f64; 2]);
+
+impl Lesion {
+    /// Signed distance-like value from `p` to the lesion's surface (negative inside), mm.
+    fn signed_distance(&self, p: [f64; 3]) -> f64 {
+        let f: f64 = (0..3)
+            .map(|a| ((p[a] - self.center_mm[a]) / self.radii_mm[a]).powi(2))
+            .sum();
+        let r_mean = self.radii_mm.iter().sum::<f64>() / 3.0;
+        (f.sqrt() - 1.0) * r_mean
+    }
+}
+
+/// A random lesion centre in a random lung, drawn in this order: the lung, a radius in
+/// `radius`, then the centre (its depth a fraction in `depth` of the z extent).
+fn place(
+    r: &mut Rng,
+    lungs: &[Ellipse; 2],
+    ext: [f64; 3],
+    radius: [f64; 2],
+    depth: [f64; 2],
+) -> ([f64; 3], f64) {
+    let (c, rad) = lungs[r.int(0, 1) as usize];
+    let radius = r.range(radius[0], radius[1]);
+    let center = [
+        c[0] + r.range(-0.5, 0.5) * rad[0],
+        c[1] + r.range(-0.5, 0.5) * rad[1],
+        r.range(depth[0], depth[1]) * ext[2],
+    ];
+    (center, radius)
+}
+
+/// The anatomy of one case: body, lungs and lesions, and the category the lesions give.
+struct Phantom {
+    grid: Grid,
+    ext: [f64; 3],
+    /// Two ellipses (in-plane), the full z extent.
+    lungs: [Ellipse; 2],
+    lesions: Vec<Lesion>,
+    /// Index into [`CATEGORIES`] by the largest lesion's mean diameter.
+    category_index: usize,
+}
+
+impl Phantom {
+    fn new(opts: &SynthOptions, index: usize) -> Phantom {
+        let grid = Grid(opts.size);
+        let ext = grid.extent();
+        let mut rng = Rng::derive(opts.seed, &[1, index as u64]);
+        let lungs = [
+            (
+                [0.30 * ext[0], 0.5 * ext[1]],
+                [0.15 * ext[0], 0.25 * ext[1]],
+            ),
+            (
+                [0.70 * ext[0], 0.5 * ext[1]],
+                [0.15 * ext[0], 0.25 * ext[1]],
+            ),
+        ];
+        let n_lesions = rng.int(1, 3) as usize;
+        let lesions: Vec<Lesion> = (0..n_lesions)
+            .map(|_| {
+                let (center_mm, radius) = place(&mut rng, &lungs, ext, [2.5, 8.0], [0.25, 0.75]);
+                Lesion {
+                    center_mm,
+                    radii_mm: [
+                        radius * rng.range(0.8, 1.2),
+                        radius * rng.range(0.8, 1.2),
+                        radius * rng.range(0.8, 1.2),
+                    ],
+                }
+            })
+            .collect();
+        let largest = lesions
+            .iter()
+            .map(|l| 2.0 * (l.radii_mm.iter().sum::<f64>() / 3.0))
+            .fold(0.0, f64::max);
+        let category_index = if largest < 6.0 {
+            1
+        } else if largest < 10.0 {
+            2
+        } else {
+            3
+        };
+        Phantom {
+            grid,
+            ext,
+            lungs,
+            lesions,
+            category_index,
+        }
+    }
+
+    /// The ground-truth mask and the CT intensities (HU with per-voxel noise).
+    fn truth_and_ct(&self, noise_seed: u64) -> (Vec<u8>, Vec<i16>) {
+        let ext = self.ext;
+        let mut hu = Vec::with_capacity(self.grid.len());
+        let truth = self.grid.volume(|v, p| {
+            let body = ((p[0] - 0.5 * ext[0]) / (0.45 * ext[0])).powi(2)
+                + ((p[1] - 0.5 * ext[1]) / (0.38 * ext[1])).powi(2)
+                <= 1.0;
+            let in_lung = self.lungs.iter().any(|(c, r)| {
+                ((p[0] - c[0]) / r[0]).powi(2) + ((p[1] - c[1]) / r[1]).powi(2) <= 1.0
+            });
+            let lesion = self.lesions.iter().any(|l| l.signed_distance(p) <= 0.0);
+            let base = if lesion {
+                25.0
+            } else if in_lung {
+                -850.0
+            } else if body {
+                40.0
+            } else {
+                -1000.0
+            };
+            hu.push((base + 15.0 * voxel_noise(noise_seed, v as u64)).round() as i16);
+            u8::from(lesion)
+        });
+        (truth, hu)
+    }
+
+    /// What one simulated reader draws and rates: its mask and its category index.
+    fn read(&self, reader: &ReaderProfile, r: &mut Rng) -> (Vec<u8>, usize) {
+        let kept: Vec<&Lesion> = self
+            .lesions
+            .iter()
+            .filter(|_| !r.chance(reader.miss_probability))
+            .collect();
+        let fp = r.chance(reader.false_positive_probability).then(|| {
+            let (center_mm, radius) = place(r, &self.lungs, self.ext, [1.5, 3.5], [0.2, 0.8]);
+            Lesion {
+                center_mm,
+                radii_mm: [radius; 3],
+            }
+        });
+        let reader_seed = r.next_u64();
+        let mask = self.grid.volume(|v, p| {
+            let jitter = reader.boundary_noise_mm * voxel_noise(reader_seed, v as u64);
+            let drawn = kept
+                .iter()
+                .any(|l| l.signed_distance(p) <= reader.boundary_bias_mm + jitter)
+                || fp.as_ref().is_some_and(|l| l.signed_distance(p) <= 0.0);
+            u8::from(drawn)
+        });
+        (mask, rating(r, reader, self.category_index))
+    }
+}
+
+/// A reader's rating of a case of category `truth`: right with its accuracy, else one step off
+/// in the direction of its bias (either way when unbiased).
+fn rating(r: &mut Rng, reader: &ReaderProfile, truth: usize) -> usize {
+    let mut given = truth as i64;
+    if !r.chance(reader.rating_accuracy) {
+        let step = match reader.rating_bias {
+            b if b > 0 => 1,
+            b if b < 0 => -1,
+            _ => {
+                if r.chance(0.5) {
+                    1
+                } else {
+                    -1
+                }
+            }
+        };
+        given = (given + step).clamp(0, CATEGORIES.len() as i64 - 1);
+    }
+    given as usize
+}
+
+fn write_err(path: PathBuf, e: impl std::fmt::Display) -> SynthError {
+    SynthError::Write {
+        path,
+        message: e.to_string(),
+    }
+}
+
+/// The identifiers of a case's DICOM series.
+struct SeriesUids {
+    study: String,
+    series: String,
+}
+
+/// Writes a case's CT series, one file per slice, under `dicom/<id>/`.
+fn write_series(
+    opts: &SynthOptions,
+    index: usize,
+    id: &str,
+    origin: [f64; 3],
+    hu: &[i16],
+) -> Result<SeriesUids, SynthError> {
+    let [nx, ny, nz] = opts.size;
     let study_uid = synth_uid(opts.seed, &[2, index as u64]);
     let series_uid = synth_uid(opts.seed, &[3, index as u64]);
     let for_uid = synth_uid(opts.seed, &[4, index as u64]);
@@ -343,11 +463,8 @@ fn generate_case(
         id.to_ascii_uppercase().replace('-', "")
     );
     let patient_id = format!("SYN-{}-{}", opts.seed, id);
-    let dir = opts.out.join("dicom").join(&id);
-    std::fs::create_dir_all(&dir).map_err(|e| SynthError::Write {
-        path: dir.clone(),
-        message: e.to_string(),
-    })?;
+    let dir = opts.out.join("dicom").join(id);
+    std::fs::create_dir_all(&dir).map_err(|e| write_err(dir.clone(), e))?;
     for k in 0..nz {
         let sop = synth_uid(opts.seed, &[5, index as u64, k as u64]);
         let slice = &hu[k * nx * ny..(k + 1) * nx * ny];
@@ -371,127 +488,92 @@ fn generate_case(
             columns: nx as u16,
             pixel_spacing: [SPACING[1], SPACING[0]],
             slice_thickness: SPACING[2],
-            orientation,
+            orientation: ORIENTATION,
             position: [origin[0], origin[1], origin[2] + k as f64 * SPACING[2]],
             pixels: slice,
         };
-        write_ct_slice(&path, &spec).map_err(|e| SynthError::Write {
-            path,
-            message: e.to_string(),
-        })?;
+        write_ct_slice(&path, &spec).map_err(|e| write_err(path, e))?;
     }
-    let grid = SeriesGeometry {
-        rows: ny as u32,
-        columns: nx as u32,
-        slices: nz as u32,
-        pixel_spacing: [SPACING[1], SPACING[0]],
-        slice_spacing: Some(SPACING[2]),
-        uniform_spacing: true,
-        orientation,
-        origin,
-    };
-    let affine = geometry::nifti_affine(&grid);
-    let write_mask = |path: PathBuf, data: Vec<u8>| -> Result<(), SynthError> {
-        let img = NiftiImage::from_u8([nx, ny, nz], SPACING, affine, data).map_err(|e| {
-            SynthError::Write {
-                path: path.clone(),
-                message: e.to_string(),
-            }
-        })?;
-        nifti::write_file(&path, &img).map_err(|e| SynthError::Write {
-            path,
-            message: e.to_string(),
-        })
-    };
-    write_mask(opts.out.join("truth").join(format!("{id}.nii.gz")), truth)?;
-    // Sidecars name each mask's series, so `fedanno annotate import` needs no --series.
-    let sidecar = format!("{{\"series\": \"{series_uid}\"}}\n");
-    let write_sidecar = |path: PathBuf| {
-        std::fs::write(&path, &sidecar).map_err(|e| SynthError::Write {
-            path,
-            message: e.to_string(),
-        })
-    };
-    write_sidecar(opts.out.join("truth").join(format!("{id}.json")))?;
+    Ok(SeriesUids {
+        study: study_uid,
+        series: series_uid,
+    })
+}
 
-    // Readers.
+/// Axial slices.
+const ORIENTATION: [f64; 6] = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
+
+/// Writes a case's masks as NIfTI on its series grid, each with the sidecar naming the series
+/// (so `fedanno annotate import` needs no --series).
+struct MaskWriter {
+    size: [usize; 3],
+    affine: [[f64; 4]; 4],
+    sidecar: String,
+}
+
+impl MaskWriter {
+    fn new(size: [usize; 3], origin: [f64; 3], series_uid: &str) -> MaskWriter {
+        let grid = SeriesGeometry {
+            rows: size[1] as u32,
+            columns: size[0] as u32,
+            slices: size[2] as u32,
+            pixel_spacing: [SPACING[1], SPACING[0]],
+            slice_spacing: Some(SPACING[2]),
+            uniform_spacing: true,
+            orientation: ORIENTATION,
+            origin,
+        };
+        MaskWriter {
+            size,
+            affine: geometry::nifti_affine(&grid),
+            sidecar: format!("{{\"series\": \"{series_uid}\"}}\n"),
+        }
+    }
+
+    /// Writes `<dir>/<id>.nii.gz` and `<dir>/<id>.json`.
+    fn write(&self, dir: &Path, id: &str, data: Vec<u8>) -> Result<(), SynthError> {
+        let path = dir.join(format!("{id}.nii.gz"));
+        let img = NiftiImage::from_u8(self.size, SPACING, self.affine, data)
+            .map_err(|e| write_err(path.clone(), e))?;
+        nifti::write_file(&path, &img).map_err(|e| write_err(path, e))?;
+        let path = dir.join(format!("{id}.json"));
+        std::fs::write(&path, &self.sidecar).map_err(|e| write_err(path, e))
+    }
+}
+
+/// Generates one case: its phantom, CT series and truth, then every reader's mask and rating
+/// (the `ratings.csv` lines).
+fn generate_case(
+    opts: &SynthOptions,
+    index: usize,
+) -> Result<(CaseSummary, Vec<String>), SynthError> {
+    let id = format!("{}{:04}", opts.case_prefix, index + 1);
+    let phantom = Phantom::new(opts, index);
+    let noise_seed = opts.seed ^ (index as u64).wrapping_mul(0x1234_5678_9ABC_DEF1);
+    let (truth, hu) = phantom.truth_and_ct(noise_seed);
+    let truth_voxels = truth.iter().map(|&v| u64::from(v)).sum();
+    let ext = phantom.ext;
+    let origin = [-0.5 * ext[0], -0.5 * ext[1], -0.5 * ext[2]];
+    let uids = write_series(opts, index, &id, origin, &hu)?;
+    let masks = MaskWriter::new(opts.size, origin, &uids.series);
+    masks.write(&opts.out.join("truth"), &id, truth)?;
+
     let mut lines = Vec::with_capacity(opts.readers.len());
     for (ri, reader) in opts.readers.iter().enumerate() {
         let mut r = Rng::derive(opts.seed, &[6, index as u64, ri as u64]);
-        let kept: Vec<&Lesion> = lesions
-            .iter()
-            .filter(|_| !r.chance(reader.miss_probability))
-            .collect();
-        let fp = r.chance(reader.false_positive_probability).then(|| {
-            let (c, rad) = lungs[r.int(0, 1) as usize];
-            let radius = r.range(1.5, 3.5);
-            Lesion {
-                center_mm: [
-                    c[0] + r.range(-0.5, 0.5) * rad[0],
-                    c[1] + r.range(-0.5, 0.5) * rad[1],
-                    r.range(0.2, 0.8) * ext[2],
-                ],
-                radii_mm: [radius; 3],
-            }
-        });
-        let reader_seed = r.next_u64();
-        let mut mask = vec![0u8; n];
-        for k in 0..nz {
-            for j in 0..ny {
-                for i in 0..nx {
-                    let p = voxel_mm(i, j, k);
-                    let v = idx(i, j, k);
-                    let jitter = reader.boundary_noise_mm * voxel_noise(reader_seed, v as u64);
-                    let drawn = kept
-                        .iter()
-                        .any(|l| lesion_sd(l, p) <= reader.boundary_bias_mm + jitter)
-                        || fp.as_ref().is_some_and(|l| lesion_sd(l, p) <= 0.0);
-                    mask[v] = u8::from(drawn);
-                }
-            }
-        }
-        write_mask(
-            opts.out
-                .join("readers")
-                .join(&reader.id)
-                .join(format!("{id}.nii.gz")),
-            mask,
-        )?;
-        write_sidecar(
-            opts.out
-                .join("readers")
-                .join(&reader.id)
-                .join(format!("{id}.json")),
-        )?;
-        let mut given = category_index as i64;
-        if !r.chance(reader.rating_accuracy) {
-            let step = match reader.rating_bias {
-                b if b > 0 => 1,
-                b if b < 0 => -1,
-                _ => {
-                    if r.chance(0.5) {
-                        1
-                    } else {
-                        -1
-                    }
-                }
-            };
-            given = (given + step).clamp(0, CATEGORIES.len() as i64 - 1);
-        }
-        lines.push(format!(
-            "{id},{},{}\n",
-            reader.id, CATEGORIES[given as usize]
-        ));
+        let (mask, given) = phantom.read(reader, &mut r);
+        masks.write(&opts.out.join("readers").join(&reader.id), &id, mask)?;
+        lines.push(format!("{id},{},{}\n", reader.id, CATEGORIES[given]));
     }
     Ok((
         CaseSummary {
             id,
-            study_uid,
-            series_uid,
-            slices: nz,
-            lesions,
+            study_uid: uids.study,
+            series_uid: uids.series,
+            slices: opts.size[2],
+            lesions: phantom.lesions,
             truth_voxels,
-            category: CATEGORIES[category_index].to_string(),
+            category: CATEGORIES[phantom.category_index].to_string(),
         },
         lines,
     ))

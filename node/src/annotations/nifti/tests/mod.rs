@@ -75,60 +75,33 @@ const ITK_AFFINE: [[f64; 4]; 4] = [
     [0.0, 0.0, 0.0, 1.0],
 ];
 
+/// Test voxels of every type: `f(i)`, with the type's extreme value at index 1.
 fn sample(dtype: DataType, dim: [usize; 3]) -> VoxelData {
     let n = dim[0] * dim[1] * dim[2];
-    let idx = 0..n;
+    fn with_extreme<T: Copy>(n: usize, extreme: T, f: impl Fn(usize) -> T) -> Vec<T> {
+        (0..n)
+            .map(|i| if i == 1 { extreme } else { f(i) })
+            .collect()
+    }
     match dtype {
-        DataType::U8 => VoxelData::U8(idx.map(|i| (i * 37 % 256) as u8).collect()),
-        DataType::I8 => VoxelData::I8(idx.map(|i| ((i * 37 % 256) as i64 - 128) as i8).collect()),
-        DataType::U16 => VoxelData::U16(
-            idx.map(|i| if i == 1 { u16::MAX } else { (i * 977) as u16 })
+        DataType::U8 => VoxelData::U8((0..n).map(|i| (i * 37 % 256) as u8).collect()),
+        DataType::I8 => VoxelData::I8(
+            (0..n)
+                .map(|i| ((i * 37 % 256) as i64 - 128) as i8)
                 .collect(),
         ),
-        DataType::I16 => VoxelData::I16(
-            idx.map(|i| if i == 1 { i16::MIN } else { (i * 977) as i16 })
-                .collect(),
-        ),
-        DataType::U32 => VoxelData::U32(
-            idx.map(|i| {
-                if i == 1 {
-                    u32::MAX
-                } else {
-                    (i as u32).wrapping_mul(2_654_435_761)
-                }
-            })
-            .collect(),
-        ),
-        DataType::I32 => VoxelData::I32(
-            idx.map(|i| {
-                if i == 1 {
-                    i32::MIN
-                } else {
-                    (i as i32).wrapping_mul(-1_640_531_527)
-                }
-            })
-            .collect(),
-        ),
-        DataType::F32 => VoxelData::F32(
-            idx.map(|i| {
-                if i == 1 {
-                    f32::MAX
-                } else {
-                    i as f32 * -0.37 + 1.0e-3
-                }
-            })
-            .collect(),
-        ),
-        DataType::F64 => VoxelData::F64(
-            idx.map(|i| {
-                if i == 1 {
-                    f64::MIN_POSITIVE
-                } else {
-                    i as f64 * 1.0e10 / 3.0
-                }
-            })
-            .collect(),
-        ),
+        DataType::U16 => VoxelData::U16(with_extreme(n, u16::MAX, |i| (i * 977) as u16)),
+        DataType::I16 => VoxelData::I16(with_extreme(n, i16::MIN, |i| (i * 977) as i16)),
+        DataType::U32 => VoxelData::U32(with_extreme(n, u32::MAX, |i| {
+            (i as u32).wrapping_mul(2_654_435_761)
+        })),
+        DataType::I32 => VoxelData::I32(with_extreme(n, i32::MIN, |i| {
+            (i as i32).wrapping_mul(-1_640_531_527)
+        })),
+        DataType::F32 => VoxelData::F32(with_extreme(n, f32::MAX, |i| i as f32 * -0.37 + 1.0e-3)),
+        DataType::F64 => VoxelData::F64(with_extreme(n, f64::MIN_POSITIVE, |i| {
+            i as f64 * 1.0e10 / 3.0
+        })),
     }
 }
 
@@ -169,6 +142,15 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
     enc.write_all(bytes).unwrap();
     enc.finish().unwrap()
+}
+
+/// `bytes` read as they are and gzip-compressed, with the default limits.
+fn read_both(bytes: &[u8]) -> [Result<NiftiImage, NiftiError>; 2] {
+    let limits = NiftiLimits::default();
+    [
+        read_bytes(bytes, &limits),
+        read_bytes(&gzip(bytes), &limits),
+    ]
 }
 
 /// A NIfTI-2 file for `img` (test-only writer).

@@ -63,6 +63,17 @@ impl AlgorithmType {
             AlgorithmType::Automatic => "AUTOMATIC",
         }
     }
+
+    /// The type a DICOM code string names.
+    pub fn from_code(code: &str) -> Option<Self> {
+        [
+            AlgorithmType::Manual,
+            AlgorithmType::Semiautomatic,
+            AlgorithmType::Automatic,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == code)
+    }
 }
 
 /// A coded concept (Code Value, Coding Scheme Designator, Code Meaning).

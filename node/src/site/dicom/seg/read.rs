@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use dicom_core::{PrimitiveValue, Tag, VR};
+use dicom_core::{PrimitiveValue, Tag};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::OpenFileOptions;
 use dicom_object::file::ReadPreamble;
@@ -19,6 +19,7 @@ use super::{
     AlgorithmType, CodedConcept, Obj, SEGMENTATION_STORAGE, SegError, SegFrame, SegLimits,
     SegObject, SegmentInfo, SegmentationType,
 };
+use crate::site::dicom::header;
 use crate::site::dicom::prescan::{self, ScanLimits};
 
 /// Reads a whole SEG file (attributes and frames). The SOP class must be Segmentation Storage
@@ -86,56 +87,19 @@ fn parse_seg(obj: &Obj, pixels: &[u8], limits: &SegLimits) -> Result<SegObject, 
         .and_then(|it| text(it, tags::SERIES_INSTANCE_UID));
 
     let segmentation_type = read_segmentation_type(obj)?;
-    let (bits, name) = match segmentation_type {
-        SegmentationType::Binary => (1u16, "BitsAllocated"),
-        SegmentationType::Fractional { .. } => (8u16, "BitsAllocated"),
-    };
-    if int::<u16>(obj, tags::BITS_ALLOCATED, "BitsAllocated")? != Some(bits) {
-        return Err(SegError::Invalid(name));
-    }
-    if let Some(spp) = int::<u16>(obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?
-        && spp != 1
-    {
-        return Err(SegError::Invalid("SamplesPerPixel"));
-    }
-    let rows = int::<u16>(obj, tags::ROWS, "Rows")?.ok_or(SegError::Missing("Rows"))?;
-    let columns = int::<u16>(obj, tags::COLUMNS, "Columns")?.ok_or(SegError::Missing("Columns"))?;
-    if rows == 0 || columns == 0 {
-        return Err(SegError::Invalid("Rows/Columns"));
-    }
-    let (rows, columns) = (u32::from(rows), u32::from(columns));
-    let frames = int::<u64>(obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames")?.unwrap_or(1);
-    if frames == 0 {
-        return Err(SegError::Invalid("NumberOfFrames"));
-    }
-    if frames > u64::from(limits.max_frames) {
-        return Err(SegError::TooManyFrames {
-            frames,
-            cap: limits.max_frames,
-        });
-    }
-    let plane = u64::from(rows) * u64::from(columns);
-    let voxels = plane.saturating_mul(frames);
-    if voxels > limits.max_voxels {
-        return Err(SegError::TooManyVoxels {
-            rows,
-            columns,
-            frames,
-            cap: limits.max_voxels,
-        });
-    }
-    let plane = usize::try_from(plane).map_err(|_| SegError::Alloc(plane))?;
-    let n_frames = usize::try_from(frames).map_err(|_| SegError::Alloc(voxels))?;
-
+    let size = FrameSize::read(obj, segmentation_type, limits)?;
     let segments = read_segments(obj)?;
-
     let have = pixels.len() as u64;
     let need = match segmentation_type {
-        SegmentationType::Binary => voxels.div_ceil(8),
-        SegmentationType::Fractional { .. } => voxels,
+        SegmentationType::Binary => size.voxels.div_ceil(8),
+        SegmentationType::Fractional { .. } => size.voxels,
     };
     if have < need {
-        return Err(SegError::PixelDataTooShort { have, need, frames });
+        return Err(SegError::PixelDataTooShort {
+            have,
+            need,
+            frames: size.frames,
+        });
     }
 
     let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
@@ -144,13 +108,48 @@ fn parse_seg(obj: &Obj, pixels: &[u8], limits: &SegLimits) -> Result<SegObject, 
         .map_err(|_| SegError::Invalid("PerFrameFunctionalGroupsSequence"))?
         .and_then(|e| e.items())
         .ok_or(SegError::Missing("PerFrameFunctionalGroupsSequence"))?;
-    if per_frame.len() < n_frames {
+    if per_frame.len() < size.n_frames {
         return Err(SegError::PerFrameItemsMissing {
             items: per_frame.len(),
-            frames,
+            frames: size.frames,
         });
     }
-    let first = per_frame.first();
+    let (pixel_spacing, orientation) = plane_geometry(per_frame.first(), shared)?;
+    let frames = FrameReader {
+        shared,
+        segments: &segments,
+        segmentation_type,
+        pixels,
+        plane: size.plane,
+    };
+    let out_frames = per_frame
+        .iter()
+        .take(size.n_frames)
+        .enumerate()
+        .map(|(k, item)| frames.read(k, item))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    Ok(SegObject {
+        sop_instance_uid,
+        series_uid,
+        study_uid,
+        referenced_series_uid,
+        frame_of_reference_uid,
+        segmentation_type,
+        rows: size.rows,
+        columns: size.columns,
+        pixel_spacing,
+        orientation,
+        segments,
+        frames: out_frames,
+    })
+}
+
+/// PixelSpacing and ImageOrientationPatient of the first frame (its functional groups, else
+/// the shared ones).
+type PlaneGeometry = (Option<[f64; 2]>, Option<[f64; 6]>);
+
+fn plane_geometry(first: Option<&Obj>, shared: Option<&Obj>) -> Result<PlaneGeometry, SegError> {
     let pixel_spacing = group_item(first, shared, tags::PIXEL_MEASURES_SEQUENCE)
         .map(|it| floats::<2>(it, tags::PIXEL_SPACING, "PixelSpacing"))
         .transpose()?
@@ -165,11 +164,90 @@ fn parse_seg(obj: &Obj, pixels: &[u8], limits: &SegLimits) -> Result<SegObject, 
         })
         .transpose()?
         .flatten();
+    Ok((pixel_spacing, orientation))
+}
 
-    let mut out_frames = Vec::with_capacity(n_frames);
-    for (k, item) in per_frame.iter().take(n_frames).enumerate() {
+/// Frame size and count of a SEG, checked against [`SegLimits`].
+struct FrameSize {
+    rows: u32,
+    columns: u32,
+    /// NumberOfFrames (1 when absent).
+    frames: u64,
+    /// Frames · rows · columns.
+    voxels: u64,
+    plane: usize,
+    n_frames: usize,
+}
+
+impl FrameSize {
+    fn read(
+        obj: &Obj,
+        segmentation_type: SegmentationType,
+        limits: &SegLimits,
+    ) -> Result<FrameSize, SegError> {
+        let bits = match segmentation_type {
+            SegmentationType::Binary => 1u16,
+            SegmentationType::Fractional { .. } => 8u16,
+        };
+        if int::<u16>(obj, tags::BITS_ALLOCATED, "BitsAllocated")? != Some(bits) {
+            return Err(SegError::Invalid("BitsAllocated"));
+        }
+        if let Some(spp) = int::<u16>(obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?
+            && spp != 1
+        {
+            return Err(SegError::Invalid("SamplesPerPixel"));
+        }
+        let rows = int::<u16>(obj, tags::ROWS, "Rows")?.ok_or(SegError::Missing("Rows"))?;
+        let columns =
+            int::<u16>(obj, tags::COLUMNS, "Columns")?.ok_or(SegError::Missing("Columns"))?;
+        if rows == 0 || columns == 0 {
+            return Err(SegError::Invalid("Rows/Columns"));
+        }
+        let (rows, columns) = (u32::from(rows), u32::from(columns));
+        let frames = int::<u64>(obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames")?.unwrap_or(1);
+        if frames == 0 {
+            return Err(SegError::Invalid("NumberOfFrames"));
+        }
+        if frames > u64::from(limits.max_frames) {
+            return Err(SegError::TooManyFrames {
+                frames,
+                cap: limits.max_frames,
+            });
+        }
+        let plane = u64::from(rows) * u64::from(columns);
+        let voxels = plane.saturating_mul(frames);
+        if voxels > limits.max_voxels {
+            return Err(SegError::TooManyVoxels {
+                rows,
+                columns,
+                frames,
+                cap: limits.max_voxels,
+            });
+        }
+        Ok(FrameSize {
+            rows,
+            columns,
+            frames,
+            voxels,
+            plane: usize::try_from(plane).map_err(|_| SegError::Alloc(plane))?,
+            n_frames: usize::try_from(frames).map_err(|_| SegError::Alloc(voxels))?,
+        })
+    }
+}
+
+/// Reads one frame: its per-frame functional groups (else the shared ones) and its pixels.
+struct FrameReader<'a> {
+    shared: Option<&'a Obj>,
+    segments: &'a [SegmentInfo],
+    segmentation_type: SegmentationType,
+    pixels: &'a [u8],
+    plane: usize,
+}
+
+impl FrameReader<'_> {
+    fn read(&self, k: usize, item: &Obj) -> Result<SegFrame, SegError> {
         let item = Some(item);
-        let segment_number = group_item(item, shared, tags::SEGMENT_IDENTIFICATION_SEQUENCE)
+        let segment_number = group_item(item, self.shared, tags::SEGMENT_IDENTIFICATION_SEQUENCE)
             .map(|it| {
                 int::<u16>(
                     it,
@@ -180,7 +258,7 @@ fn parse_seg(obj: &Obj, pixels: &[u8], limits: &SegLimits) -> Result<SegObject, 
             .transpose()?
             .flatten()
             .ok_or(SegError::Missing("ReferencedSegmentNumber"))?;
-        if !segments.iter().any(|s| s.number == segment_number) {
+        if !self.segments.iter().any(|s| s.number == segment_number) {
             return Err(SegError::UnknownSegment {
                 frame: k,
                 segment: segment_number,
@@ -189,45 +267,37 @@ fn parse_seg(obj: &Obj, pixels: &[u8], limits: &SegLimits) -> Result<SegObject, 
         let referenced_sop_instance_uid = group_item(item, None, tags::DERIVATION_IMAGE_SEQUENCE)
             .and_then(|d| first_item(d, tags::SOURCE_IMAGE_SEQUENCE))
             .and_then(|s| text(s, tags::REFERENCED_SOP_INSTANCE_UID));
-        let position = group_item(item, shared, tags::PLANE_POSITION_SEQUENCE)
+        let position = group_item(item, self.shared, tags::PLANE_POSITION_SEQUENCE)
             .map(|it| floats::<3>(it, tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient"))
             .transpose()?
             .flatten();
-        let data = match segmentation_type {
-            SegmentationType::Binary => unpack_frame(pixels, k, plane)?,
+        Ok(SegFrame {
+            segment_number,
+            referenced_sop_instance_uid,
+            position,
+            data: self.pixels_of(k)?,
+        })
+    }
+
+    /// Frame `k`'s pixels: unpacked bits, or bytes no greater than the maximum fractional value.
+    fn pixels_of(&self, k: usize) -> Result<Vec<u8>, SegError> {
+        match self.segmentation_type {
+            SegmentationType::Binary => unpack_frame(self.pixels, k, self.plane),
             SegmentationType::Fractional { max_value, .. } => {
-                let start = k.checked_mul(plane).ok_or(SegError::Invalid("PixelData"))?;
-                let bytes = pixels
-                    .get(start..start.saturating_add(plane))
+                let start = k
+                    .checked_mul(self.plane)
+                    .ok_or(SegError::Invalid("PixelData"))?;
+                let bytes = self
+                    .pixels
+                    .get(start..start.saturating_add(self.plane))
                     .ok_or(SegError::Invalid("PixelData"))?;
                 if bytes.iter().any(|&v| v > max_value) {
                     return Err(SegError::ValueAboveMaximum(k));
                 }
-                bytes.to_vec()
+                Ok(bytes.to_vec())
             }
-        };
-        out_frames.push(SegFrame {
-            segment_number,
-            referenced_sop_instance_uid,
-            position,
-            data,
-        });
+        }
     }
-
-    Ok(SegObject {
-        sop_instance_uid,
-        series_uid,
-        study_uid,
-        referenced_series_uid,
-        frame_of_reference_uid,
-        segmentation_type,
-        rows,
-        columns,
-        pixel_spacing,
-        orientation,
-        segments,
-        frames: out_frames,
-    })
 }
 
 fn read_segmentation_type(obj: &Obj) -> Result<SegmentationType, SegError> {
@@ -276,13 +346,11 @@ fn read_segments(obj: &Obj) -> Result<Vec<SegmentInfo>, SegError> {
             return Err(SegError::DuplicateSegment(number));
         }
         let label = text(it, tags::SEGMENT_LABEL).ok_or(SegError::Missing("SegmentLabel"))?;
-        let algorithm_type = match text(it, tags::SEGMENT_ALGORITHM_TYPE).as_deref() {
-            Some("MANUAL") => AlgorithmType::Manual,
-            Some("SEMIAUTOMATIC") => AlgorithmType::Semiautomatic,
-            Some("AUTOMATIC") => AlgorithmType::Automatic,
-            Some(_) => return Err(SegError::Invalid("SegmentAlgorithmType")),
-            None => return Err(SegError::Missing("SegmentAlgorithmType")),
-        };
+        let algorithm_type = text(it, tags::SEGMENT_ALGORITHM_TYPE)
+            .ok_or(SegError::Missing("SegmentAlgorithmType"))
+            .and_then(|t| {
+                AlgorithmType::from_code(&t).ok_or(SegError::Invalid("SegmentAlgorithmType"))
+            })?;
         let algorithm_name = text(it, tags::SEGMENT_ALGORITHM_NAME);
         let category = coded(it, tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE)
             .ok_or(SegError::Missing("SegmentedPropertyCategoryCodeSequence"))?;
@@ -342,14 +410,7 @@ fn pixel_value(buf: &[u8], at: usize, explicit: bool) -> Result<&[u8], SegError>
 
 /// The trimmed text of an element (UN decoded as UTF-8); `None` when absent or empty.
 pub(super) fn text(obj: &Obj, tag: Tag) -> Option<String> {
-    let elem = obj.element_opt(tag).ok()??;
-    let s = if elem.vr() == VR::UN {
-        String::from_utf8_lossy(&elem.to_bytes().ok()?).into_owned()
-    } else {
-        elem.to_str().ok()?.into_owned()
-    };
-    let s = s.trim_matches(|c: char| c == ' ' || c == '\0');
-    (!s.is_empty()).then(|| s.to_owned())
+    header::text(obj, tag).filter(|s| !s.is_empty())
 }
 
 /// An integer element; `Ok(None)` when absent or empty, an error when not an integer in range.
@@ -399,9 +460,7 @@ pub(super) fn floats<const N: usize>(
     }
 }
 
-pub(super) fn first_item(obj: &Obj, tag: Tag) -> Option<&Obj> {
-    obj.element_opt(tag).ok()??.items()?.first()
-}
+pub(super) use header::first_item;
 
 /// The first item of functional group `seq`, from the per-frame item, else the shared one.
 fn group_item<'a>(frame: Option<&'a Obj>, shared: Option<&'a Obj>, seq: Tag) -> Option<&'a Obj> {

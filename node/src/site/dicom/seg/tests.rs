@@ -14,6 +14,7 @@ use super::volumes::checked_normal;
 use super::write::{cs, seq};
 use super::*;
 use crate::site::dicom::prescan::PrescanError;
+use crate::site::dicom::write::us;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/dicom");
 const AXIAL: [f64; 6] = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
@@ -180,6 +181,40 @@ fn frames_of(path: &Path) -> usize {
     read_seg(path, &SegLimits::default()).unwrap().frames.len()
 }
 
+/// Reads [`small_seg`] after `f` has edited it.
+fn read_edited(f: impl FnOnce(&mut DefaultDicomObject)) -> Result<SegObject, SegError> {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _, _) = small_seg(dir.path());
+    edit(&path, f);
+    read_seg(&path, &SegLimits::default())
+}
+
+/// Sets the SegmentNumber of item `index` of SegmentSequence.
+fn set_segment_number(o: &mut DefaultDicomObject, index: usize, number: u16) {
+    let mut items = o
+        .element(tags::SEGMENT_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap()
+        .to_vec();
+    items[index].put(us(tags::SEGMENT_NUMBER, number));
+    o.put(seq(tags::SEGMENT_SEQUENCE, items));
+}
+
+/// `refs` under an unknown UID ("9", so only positions map), each moved by `by` mm.
+fn moved_by(refs: &[SliceRef], by: [f64; 3]) -> Vec<SliceRef> {
+    refs.iter()
+        .map(|s| SliceRef {
+            sop_instance_uid: "9".into(),
+            position: [
+                s.position[0] + by[0],
+                s.position[1] + by[1],
+                s.position[2] + by[2],
+            ],
+        })
+        .collect()
+}
+
 // ----- packing -----
 
 #[test]
@@ -337,13 +372,11 @@ fn refuses_non_seg_files() {
 
 #[test]
 fn pixel_data_shorter_than_frames_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, _, _) = small_seg(dir.path());
-    let n = frames_of(&path);
-    // Keep (n·25 − 1) bits worth of bytes: one bit short is still one byte short only when
-    // n·25 is a multiple of 8, so cut to floor((n·25 − 1)/8) bytes.
-    let keep = (n * 25 - 1) / 8;
-    edit(&path, |o| {
+    let err = read_edited(|o| {
+        let n: usize = o.element(tags::NUMBER_OF_FRAMES).unwrap().to_int().unwrap();
+        // Keep (n·25 − 1) bits worth of bytes: one bit short is still one byte short only
+        // when n·25 is a multiple of 8, so cut to floor((n·25 − 1)/8) bytes.
+        let keep = (n * 25 - 1) / 8;
         let px = o
             .element(tags::PIXEL_DATA)
             .unwrap()
@@ -355,8 +388,8 @@ fn pixel_data_shorter_than_frames_fails() {
             VR::OB,
             PrimitiveValue::from(px[..keep].to_vec()),
         ));
-    });
-    let err = read_seg(&path, &SegLimits::default()).unwrap_err();
+    })
+    .unwrap_err();
     assert!(matches!(err, SegError::PixelDataTooShort { .. }), "{err}");
 }
 
@@ -422,10 +455,8 @@ fn frame_and_voxel_limits_apply() {
 
 #[test]
 fn fewer_per_frame_items_than_frames_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, _, _) = small_seg(dir.path());
-    let n = frames_of(&path);
-    edit(&path, |o| {
+    let err = read_edited(|o| {
+        let n: usize = o.element(tags::NUMBER_OF_FRAMES).unwrap().to_int().unwrap();
         o.put(DataElement::new(
             tags::NUMBER_OF_FRAMES,
             VR::IS,
@@ -436,8 +467,8 @@ fn fewer_per_frame_items_than_frames_fails() {
             VR::OB,
             PrimitiveValue::from(vec![0u8; 64]),
         ));
-    });
-    let err = read_seg(&path, &SegLimits::default()).unwrap_err();
+    })
+    .unwrap_err();
     assert!(
         matches!(err, SegError::PerFrameItemsMissing { .. }),
         "{err}"
@@ -458,23 +489,7 @@ fn extra_per_frame_items_are_ignored() {
 
 #[test]
 fn unknown_segment_number_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, _, _) = small_seg(dir.path());
-    edit(&path, |o| {
-        let mut items = o
-            .element(tags::SEGMENT_SEQUENCE)
-            .unwrap()
-            .items()
-            .unwrap()
-            .to_vec();
-        items[1].put(DataElement::new(
-            tags::SEGMENT_NUMBER,
-            VR::US,
-            PrimitiveValue::from(9u16),
-        ));
-        o.put(seq(tags::SEGMENT_SEQUENCE, items));
-    });
-    let err = read_seg(&path, &SegLimits::default()).unwrap_err();
+    let err = read_edited(|o| set_segment_number(o, 1, 9)).unwrap_err();
     assert!(
         matches!(err, SegError::UnknownSegment { segment: 2, .. }),
         "{err}"
@@ -483,49 +498,24 @@ fn unknown_segment_number_fails() {
 
 #[test]
 fn duplicate_segment_numbers_fail() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, _, _) = small_seg(dir.path());
-    edit(&path, |o| {
-        let mut items = o
-            .element(tags::SEGMENT_SEQUENCE)
-            .unwrap()
-            .items()
-            .unwrap()
-            .to_vec();
-        items[1].put(DataElement::new(
-            tags::SEGMENT_NUMBER,
-            VR::US,
-            PrimitiveValue::from(1u16),
-        ));
-        o.put(seq(tags::SEGMENT_SEQUENCE, items));
-    });
     assert!(matches!(
-        read_seg(&path, &SegLimits::default()),
+        read_edited(|o| set_segment_number(o, 1, 1)),
         Err(SegError::DuplicateSegment(1))
     ));
 }
 
 #[test]
 fn labelmap_and_wrong_bits_fail() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, _, _) = small_seg(dir.path());
-    edit(&path, |o| {
-        o.put(cs(tags::SEGMENTATION_TYPE, "LABELMAP"));
-    });
     assert!(matches!(
-        read_seg(&path, &SegLimits::default()),
+        read_edited(|o| {
+            o.put(cs(tags::SEGMENTATION_TYPE, "LABELMAP"));
+        }),
         Err(SegError::UnsupportedType)
     ));
-    edit(&path, |o| {
-        o.put(cs(tags::SEGMENTATION_TYPE, "BINARY"));
-        o.put(DataElement::new(
-            tags::BITS_ALLOCATED,
-            VR::US,
-            PrimitiveValue::from(8u16),
-        ));
-    });
     assert!(matches!(
-        read_seg(&path, &SegLimits::default()),
+        read_edited(|o| {
+            o.put(us(tags::BITS_ALLOCATED, 8));
+        }),
         Err(SegError::Invalid(_))
     ));
 }
@@ -544,11 +534,7 @@ fn fractional_value_above_maximum_fails() {
     let path = dir.path().join("f.dcm");
     write_seg(&path, &writer(&src, &segs, &refs, t)).unwrap();
     edit(&path, |o| {
-        o.put(DataElement::new(
-            tags::MAXIMUM_FRACTIONAL_VALUE,
-            VR::US,
-            PrimitiveValue::from(2u16),
-        ));
+        o.put(us(tags::MAXIMUM_FRACTIONAL_VALUE, 2));
     });
     assert!(matches!(
         read_seg(&path, &SegLimits::default()),
@@ -580,37 +566,17 @@ fn frames_to_volumes_errors() {
         Err(SegError::BadOrientation)
     ));
     // Unknown UIDs, positions shifted by half a slice: no slice.
-    let shifted: Vec<SliceRef> = refs
-        .iter()
-        .map(|s| SliceRef {
-            sop_instance_uid: "9".into(),
-            position: [s.position[0], s.position[1], s.position[2] + 1.25],
-        })
-        .collect();
     assert!(matches!(
-        frames_to_volumes(&seg, &shifted, AXIAL, 5, 5),
+        frames_to_volumes(&seg, &moved_by(&refs, [0.0, 0.0, 1.25]), AXIAL, 5, 5),
         Err(SegError::FrameUnmapped(_))
     ));
     // In-plane offset: same depth, shifted 1 mm along x.
-    let moved: Vec<SliceRef> = refs
-        .iter()
-        .map(|s| SliceRef {
-            sop_instance_uid: "9".into(),
-            position: [s.position[0] + 1.0, s.position[1], s.position[2]],
-        })
-        .collect();
     assert!(matches!(
-        frames_to_volumes(&seg, &moved, AXIAL, 5, 5),
+        frames_to_volumes(&seg, &moved_by(&refs, [1.0, 0.0, 0.0]), AXIAL, 5, 5),
         Err(SegError::FrameUnmapped(_))
     ));
     // Within tolerance (0.004 mm): maps.
-    let jitter: Vec<SliceRef> = refs
-        .iter()
-        .map(|s| SliceRef {
-            sop_instance_uid: "9".into(),
-            position: [s.position[0], s.position[1] + 0.004, s.position[2] - 0.004],
-        })
-        .collect();
+    let jitter = moved_by(&refs, [0.0, 0.004, -0.004]);
     assert_eq!(
         frames_to_volumes(&seg, &jitter, AXIAL, 5, 5).unwrap(),
         frames_to_volumes(&seg, &refs, AXIAL, 5, 5).unwrap()
@@ -663,14 +629,7 @@ fn binary_multi_segment_round_trip_21x22x3() {
     let order: Vec<u16> = seg.frames.iter().map(|f| f.segment_number).collect();
     assert_eq!(order, [1, 1, 1, 2, 2, 3, 3, 3]);
     // Mapping by position alone gives the same volumes.
-    let by_pos: Vec<SliceRef> = src
-        .slices
-        .iter()
-        .map(|s| SliceRef {
-            sop_instance_uid: "9".into(),
-            position: s.position,
-        })
-        .collect();
+    let by_pos = moved_by(&slice_refs(&src), [0.0; 3]);
     assert_eq!(
         frames_to_volumes(&seg, &by_pos, AXIAL, 21, 22).unwrap(),
         vols
@@ -823,46 +782,50 @@ fn writer_rejects_bad_input() {
         SegError::Invalid(_)
     ));
 
-    let mut w = writer(&src, &segs, &ok_vols, bin);
-    w.sop_instance_uid = "1.2.03".into();
-    assert!(matches!(
-        try_write(&w),
-        SegError::InvalidUid("SOPInstanceUID")
-    ));
-    let mut w = writer(&src, &segs, &ok_vols, bin);
-    w.content_label = "lower case".into();
-    assert!(matches!(
-        try_write(&w),
-        SegError::InvalidText("ContentLabel")
-    ));
-    let mut w = writer(&src, &segs, &ok_vols, bin);
-    w.content_date = "2025-02-03".into();
-    assert!(matches!(
-        try_write(&w),
-        SegError::InvalidText("ContentDate")
-    ));
-
-    let mut unsorted = src.clone();
-    unsorted.slices.reverse();
-    assert!(matches!(
-        try_write(&writer(&unsorted, &segs, &ok_vols, bin)),
-        SegError::SlicesNotSorted
-    ));
-    let mut bad = src.clone();
-    bad.orientation = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
-    assert!(matches!(
-        try_write(&writer(&bad, &segs, &ok_vols, bin)),
-        SegError::BadOrientation
-    ));
-    let mut bad = src.clone();
-    bad.patient_name = "a\\b".into();
-    assert!(matches!(
-        try_write(&writer(&bad, &segs, &ok_vols, bin)),
-        SegError::InvalidText("PatientName")
-    ));
+    type Change<T> = fn(&mut T);
+    let bad_writes: [(Change<SegWrite<'_>>, SegError); 3] = [
+        (
+            |w| w.sop_instance_uid = "1.2.03".into(),
+            SegError::InvalidUid("SOPInstanceUID"),
+        ),
+        (
+            |w| w.content_label = "lower case".into(),
+            SegError::InvalidText("ContentLabel"),
+        ),
+        (
+            |w| w.content_date = "2025-02-03".into(),
+            SegError::InvalidText("ContentDate"),
+        ),
+    ];
+    for (change, expected) in bad_writes {
+        let mut w = writer(&src, &segs, &ok_vols, bin);
+        change(&mut w);
+        assert_eq!(try_write(&w).to_string(), expected.to_string());
+    }
+    let bad_sources: [(Change<SegSource>, SegError); 3] = [
+        (|s| s.slices.reverse(), SegError::SlicesNotSorted),
+        (
+            |s| s.orientation = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0],
+            SegError::BadOrientation,
+        ),
+        (
+            |s| s.patient_name = "a\\b".into(),
+            SegError::InvalidText("PatientName"),
+        ),
+    ];
+    for (change, expected) in bad_sources {
+        let mut bad = src.clone();
+        change(&mut bad);
+        assert_eq!(
+            try_write(&writer(&bad, &segs, &ok_vols, bin)).to_string(),
+            expected.to_string()
+        );
+    }
     // Nothing was left behind.
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     // Errors name the problem, never a value.
+    let mut bad = src.clone();
+    bad.patient_name = "a\\b".into();
     let e = try_write(&writer(&bad, &segs, &ok_vols, bin)).to_string();
     assert!(!e.contains(CANARY) && !e.contains("a\\b"), "{e}");
 }

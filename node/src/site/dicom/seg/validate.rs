@@ -3,10 +3,21 @@
 //! and values against the segmentation type. Errors name the attribute, never its value.
 
 use super::volumes::plane_size;
-use super::{AlgorithmType, SegError, SegWrite, SegmentationType};
+use super::{AlgorithmType, SegError, SegSource, SegWrite, SegmentationType};
 
 pub(super) fn validate_write(w: &SegWrite<'_>) -> Result<(), SegError> {
-    let src = w.source;
+    check_grid(w.source)?;
+    check_uids(w)?;
+    check_texts(w)?;
+    if let SegmentationType::Fractional { max_value: 0, .. } = w.segmentation_type {
+        return Err(SegError::Invalid("MaximumFractionalValue"));
+    }
+    check_segments(w)?;
+    check_volumes(w)
+}
+
+/// Frame size, slices, spacing and positions of the source.
+fn check_grid(src: &SegSource) -> Result<(), SegError> {
     if src.rows == 0 || src.columns == 0 || src.rows > 0xFFFF || src.columns > 0xFFFF {
         return Err(SegError::Invalid("Rows/Columns"));
     }
@@ -26,6 +37,12 @@ pub(super) fn validate_write(w: &SegWrite<'_>) -> Result<(), SegError> {
     {
         return Err(SegError::Invalid("ImagePositionPatient"));
     }
+    Ok(())
+}
+
+/// Every UID written, the new object's and the source's.
+fn check_uids(w: &SegWrite<'_>) -> Result<(), SegError> {
+    let src = w.source;
     for (v, name) in [
         (w.sop_instance_uid.as_str(), "SOPInstanceUID"),
         (&w.series_uid, "SeriesInstanceUID"),
@@ -39,6 +56,12 @@ pub(super) fn validate_write(w: &SegWrite<'_>) -> Result<(), SegError> {
         check_uid(&s.sop_class_uid, "ReferencedSOPClassUID")?;
         check_uid(&s.sop_instance_uid, "ReferencedSOPInstanceUID")?;
     }
+    Ok(())
+}
+
+/// Text lengths and characters, code strings, dates and times, and the required ones.
+fn check_texts(w: &SegWrite<'_>) -> Result<(), SegError> {
+    let src = w.source;
     for (v, max, name) in [
         (src.patient_name.as_str(), 64 * 5, "PatientName"),
         (&src.patient_id, 64, "PatientID"),
@@ -76,11 +99,11 @@ pub(super) fn validate_write(w: &SegWrite<'_>) -> Result<(), SegError> {
     if w.software_version.is_empty() || w.manufacturer.is_empty() {
         return Err(SegError::InvalidText("Manufacturer/SoftwareVersions"));
     }
-    if let SegmentationType::Fractional { max_value: 0, .. } = w.segmentation_type {
-        return Err(SegError::Invalid("MaximumFractionalValue"));
-    }
+    Ok(())
+}
 
-    // Segments and volumes.
+/// Segment numbering (1, 2, …), algorithm names and codes.
+fn check_segments(w: &SegWrite<'_>) -> Result<(), SegError> {
     if w.segments.is_empty() {
         return Err(SegError::NoSegments);
     }
@@ -111,6 +134,12 @@ pub(super) fn validate_write(w: &SegWrite<'_>) -> Result<(), SegError> {
             }
         }
     }
+    Ok(())
+}
+
+/// One volume per declared segment, each of the grid's size with values the type allows.
+fn check_volumes(w: &SegWrite<'_>) -> Result<(), SegError> {
+    let src = w.source;
     let plane = plane_size(src.rows, src.columns)?;
     let expected = plane
         .checked_mul(src.slices.len())

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{SegError, SegObject, SliceRef};
+use super::{SegError, SegFrame, SegObject, SliceRef};
 
 /// Maps the frames of `seg` onto the slices of a series (`slices` in z order, with the series'
 /// `orientation`, `rows` and `columns`). A frame goes to the slice whose SOP Instance UID it
@@ -42,30 +42,7 @@ pub fn frames_to_volumes(
         .checked_mul(slices.len() as u64)
         .ok_or(SegError::Alloc(u64::MAX))?;
     let total = usize::try_from(total_u64).map_err(|_| SegError::Alloc(total_u64))?;
-
-    // Slices sorted by distance along the normal, and the matching tolerance.
-    let mut by_depth: Vec<(f64, usize)> = slices
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (dot(&s.position, &n), i))
-        .collect();
-    by_depth.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let min_gap = by_depth
-        .windows(2)
-        .filter_map(|w| match w {
-            [a, b] if b.0 - a.0 > 0.0 => Some(b.0 - a.0),
-            _ => None,
-        })
-        .fold(f64::INFINITY, f64::min);
-    let tol = if min_gap.is_finite() {
-        (1e-3 * min_gap).max(0.01)
-    } else {
-        0.01
-    };
-    let mut by_uid: HashMap<&str, usize> = HashMap::with_capacity(slices.len());
-    for (i, s) in slices.iter().enumerate() {
-        by_uid.entry(s.sop_instance_uid.as_str()).or_insert(i);
-    }
+    let index = SliceIndex::new(slices, n);
 
     let mut volumes: Vec<(u16, Vec<u8>)> = Vec::with_capacity(seg.segments.len());
     for s in &seg.segments {
@@ -87,17 +64,7 @@ pub fn frames_to_volumes(
                 expected: plane,
             });
         }
-        let by_ref = frame
-            .referenced_sop_instance_uid
-            .as_deref()
-            .and_then(|u| by_uid.get(u).copied());
-        let z = match by_ref {
-            Some(z) => z,
-            None => frame
-                .position
-                .and_then(|p| slice_at(&p, &n, &by_depth, slices, tol))
-                .ok_or(SegError::FrameUnmapped(k))?,
-        };
+        let z = index.slice_of(frame).ok_or(SegError::FrameUnmapped(k))?;
         let start = z.checked_mul(plane).ok_or(SegError::FrameUnmapped(k))?;
         let dst = vol
             .get_mut(start..start.saturating_add(plane))
@@ -107,6 +74,93 @@ pub fn frames_to_volumes(
         }
     }
     Ok(volumes)
+}
+
+/// Finds the slice a frame belongs to: by SOP Instance UID, else by position.
+struct SliceIndex<'a> {
+    slices: &'a [SliceRef],
+    /// The slice normal.
+    n: [f64; 3],
+    /// (distance along the normal, slice index), sorted by distance.
+    by_depth: Vec<(f64, usize)>,
+    /// Matching tolerance, mm.
+    tol: f64,
+    by_uid: HashMap<&'a str, usize>,
+}
+
+impl<'a> SliceIndex<'a> {
+    fn new(slices: &'a [SliceRef], n: [f64; 3]) -> Self {
+        let mut by_depth: Vec<(f64, usize)> = slices
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (dot(&s.position, &n), i))
+            .collect();
+        by_depth.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let min_gap = by_depth
+            .windows(2)
+            .filter_map(|w| match w {
+                [a, b] if b.0 - a.0 > 0.0 => Some(b.0 - a.0),
+                _ => None,
+            })
+            .fold(f64::INFINITY, f64::min);
+        let tol = if min_gap.is_finite() {
+            (1e-3 * min_gap).max(0.01)
+        } else {
+            0.01
+        };
+        let mut by_uid: HashMap<&str, usize> = HashMap::with_capacity(slices.len());
+        for (i, s) in slices.iter().enumerate() {
+            by_uid.entry(s.sop_instance_uid.as_str()).or_insert(i);
+        }
+        SliceIndex {
+            slices,
+            n,
+            by_depth,
+            tol,
+            by_uid,
+        }
+    }
+
+    fn slice_of(&self, frame: &SegFrame) -> Option<usize> {
+        let by_ref = frame
+            .referenced_sop_instance_uid
+            .as_deref()
+            .and_then(|u| self.by_uid.get(u).copied());
+        match by_ref {
+            Some(z) => Some(z),
+            None => frame.position.and_then(|p| self.slice_at(&p)),
+        }
+    }
+
+    /// The slice at position `p`: nearest along the normal within `tol`, in-plane offset
+    /// within `tol`.
+    fn slice_at(&self, p: &[f64; 3]) -> Option<usize> {
+        let (n, by_depth, tol) = (&self.n, &self.by_depth, self.tol);
+        let d = dot(p, n);
+        if !d.is_finite() {
+            return None;
+        }
+        let i = by_depth.partition_point(|(depth, _)| *depth < d);
+        let lo = i.saturating_sub(1);
+        let (_, idx) = by_depth
+            .get(lo..by_depth.len().min(i + 1))?
+            .iter()
+            .filter(|(depth, _)| (depth - d).abs() <= tol)
+            .min_by(|a, b| (a.0 - d).abs().total_cmp(&(b.0 - d).abs()))?;
+        let s = self.slices.get(*idx)?;
+        let diff = [
+            p[0] - s.position[0],
+            p[1] - s.position[1],
+            p[2] - s.position[2],
+        ];
+        let along = dot(&diff, n);
+        let perp = [
+            diff[0] - along * n[0],
+            diff[1] - along * n[1],
+            diff[2] - along * n[2],
+        ];
+        (dot(&perp, &perp).sqrt() <= tol).then_some(*idx)
+    }
 }
 
 /// Tolerance for direction cosines to count as equal.
@@ -140,41 +194,6 @@ fn orientation_close(a: &[f64; 6], b: &[f64; 6]) -> bool {
     a.iter()
         .zip(b)
         .all(|(x, y)| (x - y).abs() <= ORIENTATION_TOLERANCE)
-}
-
-/// The slice at position `p`: nearest along the normal within `tol`, in-plane offset within
-/// `tol`.
-fn slice_at(
-    p: &[f64; 3],
-    n: &[f64; 3],
-    by_depth: &[(f64, usize)],
-    slices: &[SliceRef],
-    tol: f64,
-) -> Option<usize> {
-    let d = dot(p, n);
-    if !d.is_finite() {
-        return None;
-    }
-    let i = by_depth.partition_point(|(depth, _)| *depth < d);
-    let lo = i.saturating_sub(1);
-    let (_, idx) = by_depth
-        .get(lo..by_depth.len().min(i + 1))?
-        .iter()
-        .filter(|(depth, _)| (depth - d).abs() <= tol)
-        .min_by(|a, b| (a.0 - d).abs().total_cmp(&(b.0 - d).abs()))?;
-    let s = slices.get(*idx)?;
-    let diff = [
-        p[0] - s.position[0],
-        p[1] - s.position[1],
-        p[2] - s.position[2],
-    ];
-    let along = dot(&diff, n);
-    let perp = [
-        diff[0] - along * n[0],
-        diff[1] - along * n[1],
-        diff[2] - along * n[2],
-    ];
-    (dot(&perp, &perp).sqrt() <= tol).then_some(*idx)
 }
 
 pub(super) fn plane_size(rows: u32, columns: u32) -> Result<usize, SegError> {
@@ -214,26 +233,7 @@ pub fn common_grid(
     let n = checked_normal(&orientation).ok_or(SegError::BadOrientation)?;
     let mut points: Vec<(f64, [f64; 3])> = Vec::new();
     for s in segs {
-        if s.rows != first.rows || s.columns != first.columns {
-            return Err(SegError::SizeMismatch {
-                seg_rows: s.rows,
-                seg_columns: s.columns,
-                rows: first.rows,
-                columns: first.columns,
-            });
-        }
-        if s.orientation
-            .is_some_and(|o| !orientation_close(&o, &orientation))
-        {
-            return Err(SegError::OrientationMismatch);
-        }
-        if s.pixel_spacing
-            .is_some_and(|p| (p[0] - spacing[0]).abs() > 1e-4 || (p[1] - spacing[1]).abs() > 1e-4)
-        {
-            return Err(SegError::Placement(
-                "the SEGs have different pixel spacings",
-            ));
-        }
+        check_same_grid(s, first, &orientation, &spacing)?;
         for f in &s.frames {
             let p = f.position.ok_or(SegError::Placement(
                 "a SEG frame without a position cannot be placed without its series",
@@ -242,29 +242,7 @@ pub fn common_grid(
         }
     }
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (lo, origin) = *points.first().ok_or(SegError::NoSlices)?;
-    let hi = points.last().map_or(lo, |p| p.0);
-    let tol = 0.01;
-    let step = points
-        .windows(2)
-        .map(|w| w[1].0 - w[0].0)
-        .filter(|g| *g > tol)
-        .fold(f64::INFINITY, f64::min);
-    let step = if step.is_finite() { step } else { 1.0 };
-    let count = ((hi - lo) / step).round() as usize + 1;
-    if count > MAX_GRID_SLICES {
-        return Err(SegError::Placement(
-            "the SEG frames span more slices than a grid may hold",
-        ));
-    }
-    for (d, _) in &points {
-        let k = ((d - lo) / step).round();
-        if (lo + k * step - d).abs() > tol.max(step * 1e-3) {
-            return Err(SegError::Placement(
-                "the SEG frames do not lie on a regular grid of slices",
-            ));
-        }
-    }
+    let (origin, step, count) = regular_steps(&points)?;
     let slices: Vec<SliceRef> = (0..count)
         .map(|k| {
             let t = k as f64 * step;
@@ -289,6 +267,66 @@ pub fn common_grid(
         origin,
     };
     Ok((geometry, slices))
+}
+
+/// Whether `s` has the frame size of `first`, and its orientation and pixel spacing if given.
+fn check_same_grid(
+    s: &SegObject,
+    first: &SegObject,
+    orientation: &[f64; 6],
+    spacing: &[f64; 2],
+) -> Result<(), SegError> {
+    if s.rows != first.rows || s.columns != first.columns {
+        return Err(SegError::SizeMismatch {
+            seg_rows: s.rows,
+            seg_columns: s.columns,
+            rows: first.rows,
+            columns: first.columns,
+        });
+    }
+    if s.orientation
+        .is_some_and(|o| !orientation_close(&o, orientation))
+    {
+        return Err(SegError::OrientationMismatch);
+    }
+    if s.pixel_spacing
+        .is_some_and(|p| (p[0] - spacing[0]).abs() > 1e-4 || (p[1] - spacing[1]).abs() > 1e-4)
+    {
+        return Err(SegError::Placement(
+            "the SEGs have different pixel spacings",
+        ));
+    }
+    Ok(())
+}
+
+/// The regular slice grid through frame positions sorted by depth: the first position, the
+/// smallest gap between distinct depths (1 mm for a single depth) and the slice count; every
+/// depth must lie on it.
+fn regular_steps(points: &[(f64, [f64; 3])]) -> Result<([f64; 3], f64, usize), SegError> {
+    let (lo, origin) = *points.first().ok_or(SegError::NoSlices)?;
+    let hi = points.last().map_or(lo, |p| p.0);
+    let tol = 0.01;
+    let step = points
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .filter(|g| *g > tol)
+        .fold(f64::INFINITY, f64::min);
+    let step = if step.is_finite() { step } else { 1.0 };
+    let count = ((hi - lo) / step).round() as usize + 1;
+    if count > MAX_GRID_SLICES {
+        return Err(SegError::Placement(
+            "the SEG frames span more slices than a grid may hold",
+        ));
+    }
+    for (d, _) in points {
+        let k = ((d - lo) / step).round();
+        if (lo + k * step - d).abs() > tol.max(step * 1e-3) {
+            return Err(SegError::Placement(
+                "the SEG frames do not lie on a regular grid of slices",
+            ));
+        }
+    }
+    Ok((origin, step, count))
 }
 
 /// The per-segment volumes of a SEG as one label map whose values are the segment numbers:

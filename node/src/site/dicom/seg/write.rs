@@ -3,49 +3,38 @@
 //! references to every source slice), encoded as Explicit VR Little Endian and written
 //! atomically. Every input is checked first by `validate`.
 
-use std::fs::{self, File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
-use dicom_dictionary_std::{tags, uids};
+use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
-use dicom_object::meta::FileMetaTableBuilder;
 
 use super::bits::pack_frames;
 use super::validate::validate_write;
 use super::volumes::{checked_normal, dot, plane_size};
 use super::{
-    CodedConcept, Obj, SEGMENTATION_STORAGE, SegError, SegWrite, SegmentInfo, SegmentationType,
-    SourceSlice,
+    CodedConcept, Obj, SEGMENTATION_STORAGE, SegError, SegSource, SegWrite, SegmentInfo,
+    SegmentationType, SourceSlice,
 };
-use crate::site::dicom::write::{ds, ds_multi};
+use crate::site::dicom::write::{ds, ds_multi, elem, multi_cs, us, with_file_meta};
+use crate::site::files::write_atomic;
 
 /// Writes a SEG referencing `w.source` to `path` atomically (a temporary file in the same
 /// directory, synced, then renamed). Frames are written only for (segment, slice) pairs with a
 /// non-zero voxel, ordered by segment then slice; one empty frame when every volume is empty.
 pub fn write_seg(path: &Path, w: &SegWrite<'_>) -> Result<(), SegError> {
     let obj = build_seg(w)?;
-    let file = obj
-        .with_meta(
-            FileMetaTableBuilder::new()
-                .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
-                .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-                .implementation_version_name(IMPLEMENTATION_VERSION),
-        )
-        .map_err(|_| SegError::Encode("file meta group"))?;
+    let file = with_file_meta(obj).map_err(|_| SegError::Encode("file meta group"))?;
     let mut bytes = Vec::new();
     file.write_all(&mut bytes)
         .map_err(|_| SegError::Encode("data set"))?;
-    write_atomic(path, &bytes)
+    write_atomic(path, |f| f.write_all(&bytes)).map_err(|e| SegError::Io(e.kind()))
 }
 
-const IMPLEMENTATION_CLASS_UID: &str = "2.25.209453617470125155930476421585536305025";
-const IMPLEMENTATION_VERSION: &str = "FEDANNO_0_1";
 /// ManufacturerModelName of written SEGs (Enhanced General Equipment).
 const MODEL_NAME: &str = "fedanno";
 
@@ -56,12 +45,36 @@ struct OutFrame<'a> {
     data: &'a [u8],
 }
 
+/// Builds the Segmentation IOD, module by module (the data set orders elements by tag).
 fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
     let src = w.source;
     validate_write(w)?;
     let rows = u16::try_from(src.rows).map_err(|_| SegError::Invalid("Rows"))?;
     let columns = u16::try_from(src.columns).map_err(|_| SegError::Invalid("Columns"))?;
     let plane = plane_size(src.rows, src.columns)?;
+    let depths = slice_depths(src)?;
+    let empty = vec![0u8; plane];
+    let frames = out_frames(w, plane, &empty);
+    let n_frames = u32::try_from(frames.len()).map_err(|_| SegError::Invalid("NumberOfFrames"))?;
+    let (bits, pixel_data) = pixel_data(w.segmentation_type, &frames, plane)?;
+
+    let mut el = sop_common(w);
+    el.extend(patient_module(src));
+    el.extend(general_study(src));
+    el.extend(series_modules(w));
+    el.extend(equipment_modules(w));
+    el.extend(common_instance_reference(src));
+    el.extend(image_pixel(rows, columns, bits, pixel_data));
+    el.extend(segmentation_image(w));
+    el.extend(multi_frame_dimension(w));
+    el.extend(multi_frame_functional_groups(
+        w, &frames, n_frames, &depths,
+    )?);
+    Ok(InMemDicomObject::from_element_iter(el))
+}
+
+/// The depth of every source slice along the normal; they must strictly increase.
+fn slice_depths(src: &SegSource) -> Result<Vec<f64>, SegError> {
     let n = checked_normal(&src.orientation).ok_or(SegError::BadOrientation)?;
     let depths: Vec<f64> = src.slices.iter().map(|s| dot(&s.position, &n)).collect();
     if depths.windows(2).any(|w| match w {
@@ -70,9 +83,13 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
     }) {
         return Err(SegError::SlicesNotSorted);
     }
+    Ok(depths)
+}
 
-    // Frames: per segment (in number order), per slice with any non-zero voxel.
-    let mut frames: Vec<OutFrame<'_>> = Vec::new();
+/// The frames to write: per segment (in number order), per slice with any non-zero voxel; one
+/// `empty` frame of the first segment when every volume is empty.
+fn out_frames<'a>(w: &SegWrite<'a>, plane: usize, empty: &'a [u8]) -> Vec<OutFrame<'a>> {
+    let mut frames: Vec<OutFrame<'a>> = Vec::new();
     for seg in w.segments {
         let Some((_, vol)) = w.volumes.iter().find(|(num, _)| *num == seg.number) else {
             continue;
@@ -87,17 +104,24 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
             }
         }
     }
-    let empty = vec![0u8; plane];
     if frames.is_empty() {
         frames.push(OutFrame {
             segment: w.segments.first().map_or(1, |s| s.number),
             z: 0,
-            data: &empty,
+            data: empty,
         });
     }
-    let n_frames = u32::try_from(frames.len()).map_err(|_| SegError::Invalid("NumberOfFrames"))?;
+    frames
+}
 
-    let (bits, pixel_data) = match w.segmentation_type {
+/// BitsAllocated and the Pixel Data value: 1-bit packed frames (BINARY) or bytes padded to an
+/// even length (FRACTIONAL).
+fn pixel_data(
+    t: SegmentationType,
+    frames: &[OutFrame<'_>],
+    plane: usize,
+) -> Result<(u16, Vec<u8>), SegError> {
+    Ok(match t {
         SegmentationType::Binary => {
             let n_bits = plane
                 .checked_mul(frames.len())
@@ -111,98 +135,123 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
             }
             (8u16, v)
         }
-    };
+    })
+}
 
-    // SpacingBetweenSlices: the slice thickness for one slice (as highdicom writes), the gap
-    // for uniformly spaced slices, absent otherwise.
-    let spacing_between = if depths.len() == 1 {
-        Some(src.slice_thickness)
-    } else {
-        slice_spacing(&depths)
-    };
-    let mut pixel_measures = vec![
-        st(tags::SLICE_THICKNESS, VR::DS, &ds(src.slice_thickness)),
-        st(tags::PIXEL_SPACING, VR::DS, &ds_multi(&src.pixel_spacing)),
-    ];
-    if let Some(gap) = spacing_between {
-        pixel_measures.push(st(tags::SPACING_BETWEEN_SLICES, VR::DS, &ds(gap)));
-    }
-    let mut el = vec![
+/// SOP Common.
+fn sop_common(w: &SegWrite<'_>) -> Vec<InMemElement> {
+    vec![
         cs(tags::SPECIFIC_CHARACTER_SET, "ISO_IR 192"),
-        multi_cs(tags::IMAGE_TYPE, &["DERIVED", "PRIMARY"]),
-        st(tags::INSTANCE_CREATION_DATE, VR::DA, &w.content_date),
-        st(tags::INSTANCE_CREATION_TIME, VR::TM, &w.content_time),
-        st(tags::SOP_CLASS_UID, VR::UI, SEGMENTATION_STORAGE),
-        st(tags::SOP_INSTANCE_UID, VR::UI, &w.sop_instance_uid),
-        st(tags::STUDY_DATE, VR::DA, &src.study_date),
-        st(tags::SERIES_DATE, VR::DA, &w.content_date),
-        st(tags::CONTENT_DATE, VR::DA, &w.content_date),
-        st(tags::STUDY_TIME, VR::TM, &src.study_time),
-        st(tags::SERIES_TIME, VR::TM, &w.content_time),
-        st(tags::CONTENT_TIME, VR::TM, &w.content_time),
-        st(tags::ACCESSION_NUMBER, VR::SH, &src.accession_number),
-        cs(tags::MODALITY, "SEG"),
-        st(tags::MANUFACTURER, VR::LO, &w.manufacturer),
-        st(
+        elem(tags::INSTANCE_CREATION_DATE, VR::DA, &w.content_date),
+        elem(tags::INSTANCE_CREATION_TIME, VR::TM, &w.content_time),
+        elem(tags::SOP_CLASS_UID, VR::UI, SEGMENTATION_STORAGE),
+        elem(tags::SOP_INSTANCE_UID, VR::UI, &w.sop_instance_uid),
+    ]
+}
+
+/// Patient (with the de-identification attributes when the source was de-identified).
+fn patient_module(src: &SegSource) -> Vec<InMemElement> {
+    let mut el = vec![
+        elem(tags::PATIENT_NAME, VR::PN, &src.patient_name),
+        elem(tags::PATIENT_ID, VR::LO, &src.patient_id),
+        elem(tags::PATIENT_BIRTH_DATE, VR::DA, &src.patient_birth_date),
+        cs(tags::PATIENT_SEX, &src.patient_sex),
+    ];
+    if let Some(method) = &src.deidentification_method {
+        el.push(elem(tags::PATIENT_IDENTITY_REMOVED, VR::CS, "YES"));
+        el.push(elem(tags::DEIDENTIFICATION_METHOD, VR::LO, method));
+    }
+    el
+}
+
+/// General Study: the source's study.
+fn general_study(src: &SegSource) -> Vec<InMemElement> {
+    vec![
+        elem(tags::STUDY_DATE, VR::DA, &src.study_date),
+        elem(tags::STUDY_TIME, VR::TM, &src.study_time),
+        elem(tags::ACCESSION_NUMBER, VR::SH, &src.accession_number),
+        elem(
             tags::REFERRING_PHYSICIAN_NAME,
             VR::PN,
             &src.referring_physician,
         ),
-        st(tags::SERIES_DESCRIPTION, VR::LO, &w.series_description),
-        st(tags::MANUFACTURER_MODEL_NAME, VR::LO, MODEL_NAME),
-        seq(
-            tags::REFERENCED_SERIES_SEQUENCE,
-            vec![item(vec![
-                seq(
-                    tags::REFERENCED_INSTANCE_SEQUENCE,
-                    src.slices
-                        .iter()
-                        .map(|s| {
-                            item(vec![
-                                st(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &s.sop_class_uid),
-                                st(
-                                    tags::REFERENCED_SOP_INSTANCE_UID,
-                                    VR::UI,
-                                    &s.sop_instance_uid,
-                                ),
-                            ])
-                        })
-                        .collect(),
-                ),
-                st(tags::SERIES_INSTANCE_UID, VR::UI, &src.series_uid),
-            ])],
-        ),
-        st(tags::PATIENT_NAME, VR::PN, &src.patient_name),
-        st(tags::PATIENT_ID, VR::LO, &src.patient_id),
-        st(tags::PATIENT_BIRTH_DATE, VR::DA, &src.patient_birth_date),
-        cs(tags::PATIENT_SEX, &src.patient_sex),
-        st(tags::DEVICE_SERIAL_NUMBER, VR::LO, "0"),
-        st(tags::SOFTWARE_VERSIONS, VR::LO, &w.software_version),
-        st(tags::STUDY_INSTANCE_UID, VR::UI, &src.study_uid),
-        st(tags::SERIES_INSTANCE_UID, VR::UI, &w.series_uid),
-        st(tags::STUDY_ID, VR::SH, &src.study_id),
-        st(tags::SERIES_NUMBER, VR::IS, &w.series_number.to_string()),
-        st(tags::INSTANCE_NUMBER, VR::IS, "1"),
-        st(
+        elem(tags::STUDY_INSTANCE_UID, VR::UI, &src.study_uid),
+        elem(tags::STUDY_ID, VR::SH, &src.study_id),
+    ]
+}
+
+/// General Series, Segmentation Series and Frame of Reference (the source's).
+fn series_modules(w: &SegWrite<'_>) -> Vec<InMemElement> {
+    vec![
+        elem(tags::SERIES_DATE, VR::DA, &w.content_date),
+        elem(tags::SERIES_TIME, VR::TM, &w.content_time),
+        cs(tags::MODALITY, "SEG"),
+        elem(tags::SERIES_DESCRIPTION, VR::LO, &w.series_description),
+        elem(tags::SERIES_INSTANCE_UID, VR::UI, &w.series_uid),
+        elem(tags::SERIES_NUMBER, VR::IS, &w.series_number.to_string()),
+        elem(
             tags::FRAME_OF_REFERENCE_UID,
             VR::UI,
-            &src.frame_of_reference_uid,
+            &w.source.frame_of_reference_uid,
         ),
-        st(tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
-        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
+        elem(tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
+    ]
+}
+
+/// General Equipment and Enhanced General Equipment.
+fn equipment_modules(w: &SegWrite<'_>) -> Vec<InMemElement> {
+    vec![
+        elem(tags::MANUFACTURER, VR::LO, &w.manufacturer),
+        elem(tags::MANUFACTURER_MODEL_NAME, VR::LO, MODEL_NAME),
+        elem(tags::DEVICE_SERIAL_NUMBER, VR::LO, "0"),
+        elem(tags::SOFTWARE_VERSIONS, VR::LO, &w.software_version),
+    ]
+}
+
+/// Common Instance Reference: every source slice of the source series.
+fn common_instance_reference(src: &SegSource) -> Vec<InMemElement> {
+    let instances = src.slices.iter().map(|s| item(sop_reference(s))).collect();
+    vec![seq(
+        tags::REFERENCED_SERIES_SEQUENCE,
+        vec![item(vec![
+            seq(tags::REFERENCED_INSTANCE_SEQUENCE, instances),
+            elem(tags::SERIES_INSTANCE_UID, VR::UI, &src.series_uid),
+        ])],
+    )]
+}
+
+/// ReferencedSOPClassUID and ReferencedSOPInstanceUID of a source slice.
+fn sop_reference(s: &SourceSlice) -> Vec<InMemElement> {
+    vec![
+        elem(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &s.sop_class_uid),
+        elem(
+            tags::REFERENCED_SOP_INSTANCE_UID,
+            VR::UI,
+            &s.sop_instance_uid,
+        ),
+    ]
+}
+
+/// Image Pixel (and General Image's LossyImageCompression).
+fn image_pixel(rows: u16, columns: u16, bits: u16, pixel_data: Vec<u8>) -> Vec<InMemElement> {
+    vec![
+        us(tags::SAMPLES_PER_PIXEL, 1),
         cs(tags::PHOTOMETRIC_INTERPRETATION, "MONOCHROME2"),
-        st(tags::NUMBER_OF_FRAMES, VR::IS, &n_frames.to_string()),
-        DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(rows)),
-        DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(columns)),
-        DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(bits)),
-        DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(bits)),
-        DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(bits - 1)),
-        DataElement::new(
-            tags::PIXEL_REPRESENTATION,
-            VR::US,
-            PrimitiveValue::from(0u16),
-        ),
+        us(tags::ROWS, rows),
+        us(tags::COLUMNS, columns),
+        us(tags::BITS_ALLOCATED, bits),
+        us(tags::BITS_STORED, bits),
+        us(tags::HIGH_BIT, bits - 1),
+        us(tags::PIXEL_REPRESENTATION, 0),
         cs(tags::LOSSY_IMAGE_COMPRESSION, "00"),
+        DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::from(pixel_data)),
+    ]
+}
+
+/// Segmentation Image: image type, content identification, the segments and the type.
+fn segmentation_image(w: &SegWrite<'_>) -> Vec<InMemElement> {
+    let mut el = vec![
+        multi_cs(tags::IMAGE_TYPE, &["DERIVED", "PRIMARY"]),
         seq(
             tags::SEGMENT_SEQUENCE,
             w.segments.iter().map(segment_item).collect(),
@@ -216,8 +265,8 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
             },
         ),
         cs(tags::CONTENT_LABEL, &w.content_label),
-        st(tags::CONTENT_DESCRIPTION, VR::LO, ""),
-        st(tags::CONTENT_CREATOR_NAME, VR::PN, &w.content_creator),
+        elem(tags::CONTENT_DESCRIPTION, VR::LO, ""),
+        elem(tags::CONTENT_CREATOR_NAME, VR::PN, &w.content_creator),
         cs(tags::PRESENTATION_LUT_SHAPE, "IDENTITY"),
     ];
     match w.segmentation_type {
@@ -235,74 +284,88 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
                     "OCCUPANCY"
                 },
             ));
-            el.push(DataElement::new(
-                tags::MAXIMUM_FRACTIONAL_VALUE,
-                VR::US,
-                PrimitiveValue::from(u16::from(max_value)),
-            ));
+            el.push(us(tags::MAXIMUM_FRACTIONAL_VALUE, u16::from(max_value)));
         }
     }
+    el
+}
 
-    // Multi-frame Dimension module.
+/// Multi-frame Dimension: frames are indexed by segment number, then position.
+fn multi_frame_dimension(w: &SegWrite<'_>) -> Vec<InMemElement> {
     let dim_uid = derived_uid(&w.sop_instance_uid, "dimension-organization");
-    el.push(seq(
-        tags::DIMENSION_ORGANIZATION_SEQUENCE,
-        vec![item(vec![st(
-            tags::DIMENSION_ORGANIZATION_UID,
-            VR::UI,
-            &dim_uid,
-        )])],
-    ));
-    el.push(cs(tags::DIMENSION_ORGANIZATION_TYPE, "3D"));
-    el.push(seq(
-        tags::DIMENSION_INDEX_SEQUENCE,
-        vec![
-            dimension_index(
-                &dim_uid,
-                tags::REFERENCED_SEGMENT_NUMBER,
-                tags::SEGMENT_IDENTIFICATION_SEQUENCE,
-                "Referenced Segment Number",
-            ),
-            dimension_index(
-                &dim_uid,
-                tags::IMAGE_POSITION_PATIENT,
-                tags::PLANE_POSITION_SEQUENCE,
-                "Image Position Patient",
-            ),
-        ],
-    ));
+    vec![
+        single(
+            tags::DIMENSION_ORGANIZATION_SEQUENCE,
+            elem(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dim_uid),
+        ),
+        cs(tags::DIMENSION_ORGANIZATION_TYPE, "3D"),
+        seq(
+            tags::DIMENSION_INDEX_SEQUENCE,
+            vec![
+                dimension_index(
+                    &dim_uid,
+                    tags::REFERENCED_SEGMENT_NUMBER,
+                    tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+                    "Referenced Segment Number",
+                ),
+                dimension_index(
+                    &dim_uid,
+                    tags::IMAGE_POSITION_PATIENT,
+                    tags::PLANE_POSITION_SEQUENCE,
+                    "Image Position Patient",
+                ),
+            ],
+        ),
+    ]
+}
 
-    // Functional groups.
-    el.push(seq(
-        tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
-        vec![item(vec![
-            seq(tags::PIXEL_MEASURES_SEQUENCE, vec![item(pixel_measures)]),
-            seq(
-                tags::PLANE_ORIENTATION_SEQUENCE,
-                vec![item(vec![st(
-                    tags::IMAGE_ORIENTATION_PATIENT,
-                    VR::DS,
-                    &ds_multi(&src.orientation),
-                )])],
+/// Multi-frame Functional Groups (with General Image's content date, time and instance
+/// number): pixel measures and orientation shared, one per-frame item per frame.
+fn multi_frame_functional_groups(
+    w: &SegWrite<'_>,
+    frames: &[OutFrame<'_>],
+    n_frames: u32,
+    depths: &[f64],
+) -> Result<Vec<InMemElement>, SegError> {
+    let src = w.source;
+    // SpacingBetweenSlices: the slice thickness for one slice (as highdicom writes), the gap
+    // for uniformly spaced slices, absent otherwise.
+    let spacing_between = if depths.len() == 1 {
+        Some(src.slice_thickness)
+    } else {
+        slice_spacing(depths)
+    };
+    let mut pixel_measures = vec![
+        elem(tags::SLICE_THICKNESS, VR::DS, &ds(src.slice_thickness)),
+        elem(tags::PIXEL_SPACING, VR::DS, &ds_multi(&src.pixel_spacing)),
+    ];
+    if let Some(gap) = spacing_between {
+        pixel_measures.push(elem(tags::SPACING_BETWEEN_SLICES, VR::DS, &ds(gap)));
+    }
+    let shared = item(vec![
+        seq(tags::PIXEL_MEASURES_SEQUENCE, vec![item(pixel_measures)]),
+        single(
+            tags::PLANE_ORIENTATION_SEQUENCE,
+            elem(
+                tags::IMAGE_ORIENTATION_PATIENT,
+                VR::DS,
+                &ds_multi(&src.orientation),
             ),
-        ])],
-    ));
+        ),
+    ]);
     let mut per_frame = Vec::with_capacity(frames.len());
-    for f in &frames {
+    for f in frames {
         let slice = src.slices.get(f.z).ok_or(SegError::Invalid("slices"))?;
         per_frame.push(frame_item(f, slice)?);
     }
-    el.push(seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame));
-    if let Some(method) = &src.deidentification_method {
-        el.push(st(tags::PATIENT_IDENTITY_REMOVED, VR::CS, "YES"));
-        el.push(st(tags::DEIDENTIFICATION_METHOD, VR::LO, method));
-    }
-    el.push(DataElement::new(
-        tags::PIXEL_DATA,
-        VR::OB,
-        PrimitiveValue::from(pixel_data),
-    ));
-    Ok(InMemDicomObject::from_element_iter(el))
+    Ok(vec![
+        elem(tags::CONTENT_DATE, VR::DA, &w.content_date),
+        elem(tags::CONTENT_TIME, VR::TM, &w.content_time),
+        elem(tags::INSTANCE_NUMBER, VR::IS, "1"),
+        elem(tags::NUMBER_OF_FRAMES, VR::IS, &n_frames.to_string()),
+        seq(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![shared]),
+        seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame),
+    ])
 }
 
 /// Whether any voxel is non-zero in two or more volumes.
@@ -348,8 +411,8 @@ fn segment_item(s: &SegmentInfo) -> Obj {
             tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE,
             vec![code_item(&s.category)],
         ),
-        DataElement::new(tags::SEGMENT_NUMBER, VR::US, PrimitiveValue::from(s.number)),
-        st(tags::SEGMENT_LABEL, VR::LO, &s.label),
+        us(tags::SEGMENT_NUMBER, s.number),
+        elem(tags::SEGMENT_LABEL, VR::LO, &s.label),
         cs(tags::SEGMENT_ALGORITHM_TYPE, s.algorithm_type.as_str()),
         seq(
             tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE,
@@ -357,77 +420,62 @@ fn segment_item(s: &SegmentInfo) -> Obj {
         ),
     ];
     if let Some(name) = &s.algorithm_name {
-        el.push(st(tags::SEGMENT_ALGORITHM_NAME, VR::LO, name));
+        el.push(elem(tags::SEGMENT_ALGORITHM_NAME, VR::LO, name));
     }
     item(el)
 }
 
 fn frame_item(f: &OutFrame<'_>, slice: &SourceSlice) -> Result<Obj, SegError> {
     let z = u32::try_from(f.z + 1).map_err(|_| SegError::Invalid("slices"))?;
-    Ok(item(vec![
+    let mut source = sop_reference(slice);
+    source.push(cs(tags::SPATIAL_LOCATIONS_PRESERVED, "YES"));
+    source.push(seq(
+        tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+        vec![code_item(&CodedConcept::new(
+            "121322",
+            "DCM",
+            "Source image for image processing operation",
+        ))],
+    ));
+    let derivation = item(vec![
+        seq(tags::SOURCE_IMAGE_SEQUENCE, vec![item(source)]),
         seq(
-            tags::DERIVATION_IMAGE_SEQUENCE,
-            vec![item(vec![
-                seq(
-                    tags::SOURCE_IMAGE_SEQUENCE,
-                    vec![item(vec![
-                        st(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &slice.sop_class_uid),
-                        st(
-                            tags::REFERENCED_SOP_INSTANCE_UID,
-                            VR::UI,
-                            &slice.sop_instance_uid,
-                        ),
-                        cs(tags::SPATIAL_LOCATIONS_PRESERVED, "YES"),
-                        seq(
-                            tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
-                            vec![code_item(&CodedConcept::new(
-                                "121322",
-                                "DCM",
-                                "Source image for image processing operation",
-                            ))],
-                        ),
-                    ])],
-                ),
-                seq(
-                    tags::DERIVATION_CODE_SEQUENCE,
-                    vec![code_item(&CodedConcept::new(
-                        "113076",
-                        "DCM",
-                        "Segmentation",
-                    ))],
-                ),
-            ])],
+            tags::DERIVATION_CODE_SEQUENCE,
+            vec![code_item(&CodedConcept::new(
+                "113076",
+                "DCM",
+                "Segmentation",
+            ))],
         ),
-        seq(
+    ]);
+    Ok(item(vec![
+        seq(tags::DERIVATION_IMAGE_SEQUENCE, vec![derivation]),
+        single(
             tags::FRAME_CONTENT_SEQUENCE,
-            vec![item(vec![DataElement::new(
+            DataElement::new(
                 tags::DIMENSION_INDEX_VALUES,
                 VR::UL,
                 PrimitiveValue::U32(vec![u32::from(f.segment), z].into()),
-            )])],
+            ),
         ),
-        seq(
+        single(
             tags::PLANE_POSITION_SEQUENCE,
-            vec![item(vec![st(
+            elem(
                 tags::IMAGE_POSITION_PATIENT,
                 VR::DS,
                 &ds_multi(&slice.position),
-            )])],
+            ),
         ),
-        seq(
+        single(
             tags::SEGMENT_IDENTIFICATION_SEQUENCE,
-            vec![item(vec![DataElement::new(
-                tags::REFERENCED_SEGMENT_NUMBER,
-                VR::US,
-                PrimitiveValue::from(f.segment),
-            )])],
+            us(tags::REFERENCED_SEGMENT_NUMBER, f.segment),
         ),
     ]))
 }
 
 fn dimension_index(org_uid: &str, pointer: Tag, group: Tag, label: &str) -> Obj {
     item(vec![
-        st(tags::DIMENSION_ORGANIZATION_UID, VR::UI, org_uid),
+        elem(tags::DIMENSION_ORGANIZATION_UID, VR::UI, org_uid),
         DataElement::new(
             tags::DIMENSION_INDEX_POINTER,
             VR::AT,
@@ -438,33 +486,29 @@ fn dimension_index(org_uid: &str, pointer: Tag, group: Tag, label: &str) -> Obj 
             VR::AT,
             PrimitiveValue::Tags(vec![group].into()),
         ),
-        st(tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label),
+        elem(tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label),
     ])
 }
 
 fn code_item(c: &CodedConcept) -> Obj {
     item(vec![
-        st(tags::CODE_VALUE, VR::SH, &c.value),
-        st(tags::CODING_SCHEME_DESIGNATOR, VR::SH, &c.scheme),
-        st(tags::CODE_MEANING, VR::LO, &c.meaning),
+        elem(tags::CODE_VALUE, VR::SH, &c.value),
+        elem(tags::CODING_SCHEME_DESIGNATOR, VR::SH, &c.scheme),
+        elem(tags::CODE_MEANING, VR::LO, &c.meaning),
     ])
 }
 
-fn st(tag: Tag, vr: VR, v: &str) -> InMemElement {
-    DataElement::new(tag, vr, PrimitiveValue::from(v))
-}
-
 pub(super) fn cs(tag: Tag, v: &str) -> InMemElement {
-    st(tag, VR::CS, v)
-}
-
-fn multi_cs(tag: Tag, vs: &[&str]) -> InMemElement {
-    let strs: Vec<String> = vs.iter().map(|s| (*s).to_owned()).collect();
-    DataElement::new(tag, VR::CS, PrimitiveValue::Strs(strs.into()))
+    elem(tag, VR::CS, v)
 }
 
 pub(super) fn seq(tag: Tag, items: Vec<Obj>) -> InMemElement {
     DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
+}
+
+/// A sequence of one item holding one element.
+fn single(tag: Tag, element: InMemElement) -> InMemElement {
+    seq(tag, vec![item(vec![element])])
 }
 
 fn item(elements: Vec<InMemElement>) -> Obj {
@@ -480,35 +524,4 @@ fn derived_uid(base: &str, purpose: &str) -> String {
     };
     let v = (u128::from(half(1)) << 64) | u128::from(half(2));
     format!("2.25.{}", v.max(1))
-}
-
-/// Writes `bytes` to a new temporary file next to `path`, syncs it and renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SegError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .ok_or(SegError::Io(std::io::ErrorKind::InvalidInput))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f: File = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(SegError::Io(e.kind()));
-    }
-    Ok(())
 }

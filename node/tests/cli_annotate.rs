@@ -341,6 +341,13 @@ fn labels_from_csv_and_json_with_schemes_review_and_adjudication() {
     assert_eq!(r[0]["summary"]["category"], "4A");
     assert_eq!(r[0]["summary"]["confidence"], 4);
 
+    exports_round_trip(&s);
+    boxes_are_checked_against_the_grid(&s, &series1);
+    review_follows_its_states(&s, &series1);
+    disagreements_can_be_adjudicated(&s);
+}
+
+fn exports_round_trip(s: &Site) {
     // CSV export round-trips: re-import changes nothing.
     let out = s.path("labels.csv");
     s.ok(&["annotate", "export", "--format", "csv", "--out", &s.p(&out)]);
@@ -363,7 +370,9 @@ fn labels_from_csv_and_json_with_schemes_review_and_adjudication() {
             .iter()
             .all(|i| i["created"] == false)
     );
+}
 
+fn boxes_are_checked_against_the_grid(s: &Site, series1: &str) {
     // Boxes from JSON, checked against the grid.
     let boxes = s.path("boxes.json");
     std::fs::write(
@@ -383,11 +392,13 @@ fn labels_from_csv_and_json_with_schemes_review_and_adjudication() {
         s.fails(&["annotate", "import", &s.p(&outside)])
             .contains("outside the grid")
     );
+}
 
+fn review_follows_its_states(s: &Site, series1: &str) {
     // Review: draft → submitted → approved; approved is final.
     let review = |reader: &str, kind: &str, to: &str| {
         s.run(&[
-            "annotate", "review", "--case", &series1, "--reader", reader, "--kind", kind, "--to",
+            "annotate", "review", "--case", series1, "--reader", reader, "--kind", kind, "--to",
             to, "--by", "qa-lead",
         ])
     };
@@ -404,7 +415,7 @@ fn labels_from_csv_and_json_with_schemes_review_and_adjudication() {
         "approved is final"
     );
     assert!(review("chief", "label", "submitted").status.success());
-    let listed = s.json(&["annotate", "list", "--case", &series1, "--reader", "chief"]);
+    let listed = s.json(&["annotate", "list", "--case", series1, "--reader", "chief"]);
     let state = |kind: &str| {
         listed
             .as_array()
@@ -425,7 +436,9 @@ fn labels_from_csv_and_json_with_schemes_review_and_adjudication() {
     let e = review("model-a", "label", "submitted");
     assert_eq!(e.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&e.stderr).contains("2 versions match"));
+}
 
+fn disagreements_can_be_adjudicated(s: &Site) {
     // The adjudication queue lists cases whose categories differ; a decision marks them.
     let q = s.json(&["annotate", "disagreements"]);
     let labels_q: Vec<&Value> = q

@@ -86,6 +86,40 @@ fn every_misconfiguration_is_named_with_what_to_do() {
     let f = Fixture::new("mercy");
     let any = [("FEDANNO_LISTEN", LOOPBACK_ANY)];
 
+    bad_addresses_are_named(&f);
+    bad_environment_values_are_named(&f);
+    bad_key_files_are_named(&f);
+    bad_certificates_are_named(&f);
+
+    // Nothing above wrote an audit entry: every check runs before the node starts.
+    let log = audit_entries(&f.dir);
+    assert_eq!(log.len(), 0, "{log:?}");
+
+    // Repaired, the node runs and is healthy; a second node on the same site is refused.
+    let node = start(&f.dir, &any, &[]);
+    let e = refused(&f.dir, &any, &[]);
+    assert_mentions(&e, &["a node is already running for the site", "node stop"]);
+    let st: Value =
+        serde_json::from_str(&ok(&["--dir", s(&f.dir), "node", "status", "--json"])).unwrap();
+    assert_eq!(st["healthy"], true, "{st}");
+    assert_eq!(st["running"], true, "{st}");
+    assert_eq!(st["problems"], serde_json::json!([]));
+    node.stop(&f.dir);
+
+    // Not running: the health check fails, with JSON for scripts.
+    let out = bin()
+        .args(["--dir", s(&f.dir), "node", "status", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["running"], false);
+    assert_eq!(st["healthy"], false);
+    assert_mentions(st["error"].as_str().unwrap(), &["no node is running"]);
+}
+
+fn bad_addresses_are_named(f: &Fixture) {
+    let any = [("FEDANNO_LISTEN", LOOPBACK_ANY)];
     // Bootstrap addresses: from the environment, the flag and config.toml, each named.
     let e = refused(
         &f.dir,
@@ -149,7 +183,9 @@ fn every_misconfiguration_is_named_with_what_to_do() {
             "/ip4/0.0.0.0/tcp/4100",
         ],
     );
+}
 
+fn bad_environment_values_are_named(f: &Fixture) {
     // Environment values that are not numbers, or out of range.
     let e = refused(
         &f.dir,
@@ -196,7 +232,10 @@ fn every_misconfiguration_is_named_with_what_to_do() {
             "FEDANNO_POLICY",
         ],
     );
+}
 
+fn bad_key_files_are_named(f: &Fixture) {
+    let any = [("FEDANNO_LISTEN", LOOPBACK_ANY)];
     // Key files: readable by others, damaged, missing. (Tests may run as root, who can read
     // any file, so an unreadable file is simulated by a missing one.)
     use std::os::unix::fs::PermissionsExt;
@@ -223,7 +262,10 @@ fn every_misconfiguration_is_named_with_what_to_do() {
     );
     assert!(!libp2p.exists(), "node run must not make a new libp2p key");
     std::fs::rename(&moved, &libp2p).unwrap();
+}
 
+fn bad_certificates_are_named(f: &Fixture) {
+    let any = [("FEDANNO_LISTEN", LOOPBACK_ANY)];
     // Certificates: expired, and not yet valid (which hints at this machine's clock).
     let valid = std::fs::read(f.installed_cert()).unwrap();
     let now = std::time::SystemTime::now()
@@ -269,32 +311,6 @@ fn every_misconfiguration_is_named_with_what_to_do() {
         ],
     );
     std::fs::write(f.installed_cert(), &valid).unwrap();
-
-    // Nothing above wrote an audit entry: every check runs before the node starts.
-    let log = audit_entries(&f.dir);
-    assert_eq!(log.len(), 0, "{log:?}");
-
-    // Repaired, the node runs and is healthy; a second node on the same site is refused.
-    let node = start(&f.dir, &any, &[]);
-    let e = refused(&f.dir, &any, &[]);
-    assert_mentions(&e, &["a node is already running for the site", "node stop"]);
-    let st: Value =
-        serde_json::from_str(&ok(&["--dir", s(&f.dir), "node", "status", "--json"])).unwrap();
-    assert_eq!(st["healthy"], true, "{st}");
-    assert_eq!(st["running"], true, "{st}");
-    assert_eq!(st["problems"], serde_json::json!([]));
-    node.stop(&f.dir);
-
-    // Not running: the health check fails, with JSON for scripts.
-    let out = bin()
-        .args(["--dir", s(&f.dir), "node", "status", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(st["running"], false);
-    assert_eq!(st["healthy"], false);
-    assert_mentions(st["error"].as_str().unwrap(), &["no node is running"]);
 }
 
 #[test]

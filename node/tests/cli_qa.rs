@@ -99,6 +99,36 @@ fn close(got: &Value, want: f64) -> bool {
     got.as_f64().is_some_and(|g| (g - want).abs() <= 1e-12)
 }
 
+/// Each reader's cases stacked along z into one NIfTI file per reader, in `dir`.
+fn write_stacked(
+    dir: &Path,
+    readers: &[String],
+    masks: &[ReaderMasks],
+    dim: [usize; 3],
+) -> Vec<PathBuf> {
+    std::fs::create_dir(dir).expect("mkdir");
+    let mut cat_files = Vec::new();
+    for (r, cases) in readers.iter().zip(masks) {
+        let data: Vec<u8> = cases.iter().flatten().flatten().copied().collect();
+        let img = nifti::NiftiImage::from_u8(
+            [dim[0], dim[1], dim[2] * 3],
+            [0.7, 0.7, 2.0],
+            [
+                [0.7, 0.0, 0.0, 0.0],
+                [0.0, 0.7, 0.0, 0.0],
+                [0.0, 0.0, 2.0, 0.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ],
+            data,
+        )
+        .expect("valid image");
+        let p = dir.join(format!("{r}.nii.gz"));
+        nifti::write_file(&p, &img).expect("written");
+        cat_files.push(p);
+    }
+    cat_files
+}
+
 #[test]
 fn readers_dirs_pool_into_one_em_with_absent_readers_missing() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -127,27 +157,7 @@ fn readers_dirs_pool_into_one_em_with_absent_readers_missing() {
         .filter_map(Value::as_str)
         .collect();
     assert_eq!(names, readers);
-    let cat_dir = tmp.path().join("cat");
-    std::fs::create_dir(&cat_dir).expect("mkdir");
-    let mut cat_files = Vec::new();
-    for (r, cases) in readers.iter().zip(&masks) {
-        let data: Vec<u8> = cases.iter().flatten().flatten().copied().collect();
-        let img = nifti::NiftiImage::from_u8(
-            [dim[0], dim[1], dim[2] * 3],
-            [0.7, 0.7, 2.0],
-            [
-                [0.7, 0.0, 0.0, 0.0],
-                [0.0, 0.7, 0.0, 0.0],
-                [0.0, 0.0, 2.0, 0.0],
-                [0.0, 0.0, 0.0, 1.0],
-            ],
-            data,
-        )
-        .expect("valid image");
-        let p = cat_dir.join(format!("{r}.nii.gz"));
-        nifti::write_file(&p, &img).expect("written");
-        cat_files.push(p);
-    }
+    let cat_files = write_stacked(&tmp.path().join("cat"), &readers, &masks, dim);
     let mut args = vec!["consensus", "staple"];
     args.extend(cat_files.iter().map(|p| s(p)));
     args.push("--json");

@@ -14,6 +14,7 @@ use fedanno_node::site::store::AuditFilter;
 use fedanno_protocol::PROTOCOL_VERSION;
 use fedanno_protocol::cert::{Certificate, CertificateBody};
 use fedanno_protocol::envelope::{Envelope, Header, PayloadKind};
+use fedanno_protocol::ids::SiteId;
 use fedanno_protocol::wire::{Frame, RefusalReason, Request};
 use fedanno_tests::network::{
     CONSORTIUM, Consortium, Intruder, address, now, wait_until, with_policy,
@@ -237,17 +238,7 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
     let b_signing = c.keys(1).signing;
     let c_sealing = *SealingPublic::from(&c.keys(2).sealing).as_bytes();
 
-    let header = |seq: u64, version: u16| Header {
-        version,
-        consortium: CONSORTIUM.into(),
-        sender: b.clone(),
-        recipient: Some(a.clone()),
-        study: None,
-        round: 0,
-        sequence: seq,
-        timestamp: now(),
-        kind: PayloadKind::Request,
-    };
+    let header = |seq: u64, version: u16| request_header(&b, &a, seq, version);
     let notice = Request::Notice {
         topic: "t".into(),
         body: "b".into(),
@@ -334,7 +325,29 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
     let n = c.events(0, "rejected").await.len();
     assert_eq!(n, rejected_before + 6);
 
-    // Policy: A's strict policy denies notices; nothing reaches B.
+    policy_denials_never_leave(&c, &na, &b).await;
+    for n in [na, nb, nc] {
+        n.stop().await;
+    }
+}
+
+/// A request header from `sender` to `recipient`, stamped now.
+fn request_header(sender: &SiteId, recipient: &SiteId, sequence: u64, version: u16) -> Header {
+    Header {
+        version,
+        consortium: CONSORTIUM.into(),
+        sender: sender.clone(),
+        recipient: Some(recipient.clone()),
+        study: None,
+        round: 0,
+        sequence,
+        timestamp: now(),
+        kind: PayloadKind::Request,
+    }
+}
+
+/// A's strict policy denies notices: the denial is audited and nothing reaches B.
+async fn policy_denials_never_leave(c: &Consortium, na: &Node, b: &SiteId) {
     let sent_before = na.handle.net_stats().await.unwrap().requests_sent;
     let b_received_before = c.events(1, "received").await.len();
     let err = na
@@ -350,9 +363,6 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
     assert_eq!(c.events(1, "received").await.len(), b_received_before);
     let decisions = c.events(0, "policy").await;
     assert!(decisions.iter().any(|e| matches!(e, AuditEvent::PolicyDecision { kind, allowed: false, rule, .. } if kind == "notice" && rule == "no notices")), "{decisions:?}");
-    for n in [na, nb, nc] {
-        n.stop().await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

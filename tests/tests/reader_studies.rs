@@ -157,10 +157,19 @@ async fn run_reader_study(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_site_studies_equal_the_pooled_computation() {
     let (_c, members) = consortium(&["site-a", "site-b", "site-c"], 10, &[]).await;
+    let pooled = binary_staple_equals_pooled(&members).await;
+    one_round_staple_equals_pooled(&members, &pooled).await;
+    multilabel_staple_equals_pooled(&members).await;
+    classification_equals_pooled(&members).await;
+    for m in members {
+        m.node.stop().await;
+    }
+}
 
-    // Segmentation, iterative protocol: one secure sum per EM iteration.
+/// Segmentation, iterative protocol: one secure sum per EM iteration.
+async fn binary_staple_equals_pooled(members: &[Member]) -> fedanno_stats::staple::StapleResult {
     let manifest = SEGMENTATION_MANIFEST.replace("protocol = \"auto\"", "protocol = \"iterative\"");
-    let (id, run) = run_reader_study(&members, &manifest).await;
+    let (id, run) = run_reader_study(members, &manifest).await;
     let pooled = pooled_staple(
         &members
             .iter()
@@ -194,7 +203,7 @@ async fn three_site_studies_equal_the_pooled_computation() {
     }
     // Every site stored the consensus as annotations of the reader `consensus`, and has the
     // report.
-    for m in &members {
+    for m in members {
         let rows = m
             .store
             .list_annotations(fedanno_node::site::store::AnnotationFilter {
@@ -212,12 +221,18 @@ async fn three_site_studies_equal_the_pooled_computation() {
                 .is_some()
         );
     }
+    pooled
+}
 
-    // The same data through the one-round protocol gives the same parameters.
+/// The same data through the one-round protocol gives the same parameters.
+async fn one_round_staple_equals_pooled(
+    members: &[Member],
+    pooled: &fedanno_stats::staple::StapleResult,
+) {
     let manifest = SEGMENTATION_MANIFEST
         .replace("id = \"lung-nodules\"", "id = \"lung-nodules-one-round\"")
         .replace("protocol = \"auto\"", "protocol = \"one-round\"");
-    let (_, run1) = run_reader_study(&members, &manifest).await;
+    let (_, run1) = run_reader_study(members, &manifest).await;
     let ConsensusOutcome::Staple {
         params: p1,
         iterations: i1,
@@ -230,8 +245,10 @@ async fn three_site_studies_equal_the_pooled_computation() {
     assert!(one_round);
     assert_eq!(p1, &pooled.params);
     assert_eq!(*i1, pooled.iterations);
+}
 
-    // Multi-label STAPLE (ITK semantics) of the panel and the model, every reader on every case.
+/// Multi-label STAPLE (ITK semantics) of the panel and the model, every reader on every case.
+async fn multilabel_staple_equals_pooled(members: &[Member]) {
     let manifest = include_str!("../../policies/studies/brain-lesion-multilabel.toml")
         .replace(
             "labels = [\"enhancing\", \"edema\", \"necrosis\"]",
@@ -243,9 +260,9 @@ async fn three_site_studies_equal_the_pooled_computation() {
             "panel = [\"panel-expert\", \"panel-generous\"]",
         )
         .replace("models = [\"brats-model\"]", "models = [\"model-a\"]");
-    let (_, run) = run_reader_study(&members, &manifest).await;
+    let (_, run) = run_reader_study(members, &manifest).await;
     let mut pooled_hist: Option<LabelPatternHistogram> = None;
-    for m in &members {
+    for m in members {
         let dir = m.synth.join("readers");
         let mut cases: Vec<String> = std::fs::read_dir(dir.join("model-a"))
             .unwrap()
@@ -284,12 +301,14 @@ async fn three_site_studies_equal_the_pooled_computation() {
     assert_eq!(priors, &pooled.priors);
     assert_eq!(*iterations, pooled.iterations);
     assert_eq!(label_counts, &pooled.label_counts);
+}
 
-    // Classification: Dawid–Skene and agreement over the union of the sites' ratings.
+/// Classification: Dawid–Skene and agreement over the union of the sites' ratings.
+async fn classification_equals_pooled(members: &[Member]) {
     let manifest = demo::classification_manifest(&["site-a", "site-b", "site-c"]);
-    let (_, run) = run_reader_study(&members, &manifest).await;
+    let (_, run) = run_reader_study(members, &manifest).await;
     let mut triples: Vec<(String, String, String)> = Vec::new();
-    for m in &members {
+    for m in members {
         let text = std::fs::read_to_string(m.synth.join("ratings.csv")).unwrap();
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split(',').collect();
@@ -322,9 +341,6 @@ async fn three_site_studies_equal_the_pooled_computation() {
         agreement,
         fedanno_stats::agreement::AgreementStats::from_ratings(&lr.ratings)
     );
-    for m in members {
-        m.node.stop().await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,7 +158,6 @@ fn fresh_randomness_per_envelope() {
 #[test]
 fn must_fail_vectors() {
     let sealed = sealed_to(1, &[2], 8, b"masked vector", 42);
-    let s2 = seal_secret(2);
     // Sealed to another site; wrong sealing key; no sealing key.
     assert_eq!(
         open_as(&sealed, 3, Some(&seal_secret(3)), NOW),
@@ -212,6 +211,12 @@ fn must_fail_vectors() {
         Envelope::from_bytes(&e.to_bytes()),
         Err(EnvelopeError::UnsupportedVersion(PROTOCOL_VERSION + 1))
     );
+}
+
+#[test]
+fn replays_and_lifted_payloads_are_refused() {
+    let sealed = sealed_to(1, &[2], 8, b"masked vector", 42);
+    let s2 = seal_secret(2);
     // Replayed sequence number.
     let keys = keys();
     let lookup = |s: &SiteId| keys.get(s).copied();
@@ -245,6 +250,12 @@ fn must_fail_vectors() {
         Err(EnvelopeError::SealBroken)
     );
     assert_eq!(guard.highest(&site(1)), Some(8));
+}
+
+#[test]
+fn malformed_oversized_and_tampered_bytes_are_refused() {
+    let sealed = sealed_to(1, &[2], 8, b"masked vector", 42);
+    let s2 = seal_secret(2);
     // Truncated, at every length.
     let bytes = sealed.to_bytes();
     for n in 0..bytes.len() {

@@ -1,8 +1,9 @@
-//! Pseudonymisation (design-notes §6.2, after PS3.15 Annex E): every identifier that could ever
-//! leave the site is replaced by a keyed, deterministic pseudonym derived from the site's
-//! 32-byte secret. Deterministic means re-ingest and references stay consistent; keyed means
-//! nobody without the secret can reverse or confirm a guess (UIDs are guessable, so a plain hash
-//! would not do). Different sites have different secrets, so pseudonyms do not link across sites.
+//! Pseudonymisation after PS3.15 Annex E (ARCHITECTURE.md, "Pseudonymisation"): every
+//! identifier that could ever leave the site is replaced by a keyed, deterministic pseudonym
+//! derived from the site's 32-byte secret. Deterministic means re-ingest and references stay
+//! consistent; keyed means nobody without the secret can reverse or confirm a guess (UIDs are
+//! guessable, so a plain hash would not do). Different sites have different secrets, so
+//! pseudonyms do not link across sites.
 //!
 //! Purpose keys: `HKDF-SHA256(secret, salt = "fedanno-deid", info = "uid-v1" | "pid-v1" |
 //! "dateshift-v1")`, each an HMAC-SHA256 key. The version suffix is recorded so a key rotation

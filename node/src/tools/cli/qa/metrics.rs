@@ -138,7 +138,7 @@ fn seg(
     })
 }
 
-/// The §9 JSON of `metrics seg`.
+/// The offline-command JSON (ARCHITECTURE.md, "Offline commands") of `metrics seg`.
 fn seg_json(m: &SegMetrics, definition: Definition) -> Value {
     let s = &m.surface;
     json!({
@@ -194,7 +194,7 @@ fn agreement_cmd(path: &Path, categories: Option<Vec<String>>, json: bool) -> Re
     })
 }
 
-/// The §9 JSON of `metrics agreement`. Interval and ratio alpha need numeric categories;
+/// The offline-command JSON (ARCHITECTURE.md, "Offline commands") of `metrics agreement`. Interval and ratio alpha need numeric categories;
 /// without them they are null.
 fn agreement_json(lr: &LabeledRatings, rep: &AgreementReport, numeric: bool) -> Value {
     let id = |i: usize| lr.raters.get(i).map_or("?", String::as_str);

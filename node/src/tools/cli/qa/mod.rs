@@ -3,7 +3,7 @@
 //!
 //! Owns the file side of the quality engine: reading masks (NIfTI) and ratings (CSV), checking
 //! that masks share one grid, walking `--readers-dir` trees, pooling their cases into one EM,
-//! writing `--out` maps, and printing the §9 JSON (non-finite numbers as the strings "NaN",
+//! writing `--out` maps, and printing the offline-command JSON (non-finite numbers as the strings "NaN",
 //! "Infinity", "-Infinity"). The numbers themselves come from `fedanno_stats`; nothing here
 //! computes a statistic. Exit codes: 0 ok, 1 failure (unreadable or inconsistent input), 2 usage
 //! (bad arguments). Masks are NIfTI or DICOM SEG; SEGs given without their source series are
@@ -61,7 +61,7 @@ pub async fn run(command: impl FnOnce() -> Result<()> + Send + 'static) -> Resul
 // JSON
 // ---------------------------------------------------------------------------------------------
 
-/// A number for §9 JSON: non-finite values become "NaN", "Infinity" or "-Infinity".
+/// A number for offline-command JSON: non-finite values become "NaN", "Infinity" or "-Infinity".
 pub fn num(x: f64) -> Value {
     if x.is_nan() {
         Value::String("NaN".into())
@@ -82,7 +82,7 @@ fn matrix(rows: &[Vec<f64>]) -> Value {
     Value::Array(rows.iter().map(|r| nums(r)).collect())
 }
 
-/// Adds `"cases": n` to a §9 JSON object of a `--readers-dir` run.
+/// Adds `"cases": n` to an offline-command JSON object of a `--readers-dir` run.
 fn with_cases(mut v: Value, cases: Option<usize>) -> Value {
     if let (Some(n), Some(obj)) = (cases, v.as_object_mut()) {
         obj.insert("cases".into(), json!(n));

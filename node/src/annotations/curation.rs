@@ -9,25 +9,13 @@ use serde::Serialize;
 use crate::annotations::diff::{self, Diff};
 use crate::annotations::interchange::export::{ExportError, content_of};
 use crate::annotations::model::{Content, Kind, Purpose};
-use crate::annotations::review::ReviewState;
 use crate::site::store::{AnnotationFilter, NewVersion, SaveOutcome, Store, VersionRow};
 
+/// A stored version and what it changed from the version before it.
 #[derive(Debug, Serialize)]
 pub struct HistoryEntry {
-    pub reader: String,
-    pub kind: Kind,
-    pub purpose: Purpose,
-    pub scheme: String,
-    pub study: String,
-    pub series: Option<String>,
-    pub version: i64,
-    pub parent: Option<i64>,
-    pub author: String,
-    pub created_at: i64,
-    pub reason: String,
-    pub source: String,
-    pub review_state: ReviewState,
-    pub content_hash: String,
+    #[serde(flatten)]
+    pub row: VersionRow,
     pub change: Diff,
 }
 
@@ -54,24 +42,9 @@ pub async fn history(
             .filter(|(a, _)| *a == v.annotation)
             .map(|(_, c)| c);
         let change = diff::diff(parent, &content);
-        out.push(HistoryEntry {
-            reader: v.reader,
-            kind: v.kind,
-            purpose: v.purpose,
-            scheme: v.scheme,
-            study: v.study,
-            series: v.series,
-            version: v.version,
-            parent: v.parent_version,
-            author: v.author,
-            created_at: v.created_at,
-            reason: v.reason,
-            source: v.source,
-            review_state: v.review_state,
-            content_hash: v.content_hash,
-            change,
-        });
-        previous = Some((v.annotation, content));
+        let annotation = v.annotation;
+        out.push(HistoryEntry { row: v, change });
+        previous = Some((annotation, content));
     }
     Ok(out)
 }

@@ -85,32 +85,48 @@ fn ip_tcp(a: &Multiaddr) -> Result<(std::net::IpAddr, u16), String> {
 
 /// Parses and checks listen addresses: `/ip4/ADDR/tcp/PORT` or `/ip6/ADDR/tcp/PORT`.
 pub fn listen_addrs(list: &[Sourced]) -> Result<Vec<Multiaddr>> {
-    list.iter()
-        .map(|s| {
-            let bad = |why: String| {
-                anyhow::anyhow!(
-                    "bad listen address {:?} (from {}): {why}. Write it as /ip4/0.0.0.0/tcp/4100 (every IPv4 interface) or /ip4/ADDRESS/tcp/PORT",
-                    s.value,
-                    s.source
-                )
-            };
-            let a = s
-                .value
-                .parse::<Multiaddr>()
-                .map_err(|e| bad(format!("not a multiaddress ({e})")))?;
-            ip_tcp(&a).map_err(bad)?;
-            Ok(a)
-        })
-        .collect()
+    parse_addrs(
+        list,
+        "listen",
+        "Write it as /ip4/0.0.0.0/tcp/4100 (every IPv4 interface) or /ip4/ADDRESS/tcp/PORT",
+        |a| ip_tcp(a).map(|_| ()),
+    )
 }
 
 /// Parses and checks bootstrap addresses: `/ip4/ADDR/tcp/PORT/p2p/PEER_ID`.
 pub fn bootstrap_addrs(list: &[Sourced]) -> Result<Vec<Multiaddr>> {
+    parse_addrs(
+        list,
+        "bootstrap",
+        "A bootstrap address is the `listening on …` line another site's node printed, with an IP address this machine can reach: /ip4/10.1.2.3/tcp/4100/p2p/12D3KooW…",
+        |a| {
+            let (ip, port) = ip_tcp(a)?;
+            if ip.is_unspecified() || port == 0 {
+                return Err(format!(
+                    "{ip} port {port} is a listen wildcard, not an address a node can be reached at"
+                ));
+            }
+            if !a.iter().any(|p| matches!(p, Protocol::P2p(_))) {
+                return Err("it lacks the peer id (/p2p/12D3KooW…)".into());
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Parses each sourced value as a multiaddress and applies `check`; an error names the value,
+/// where it came from, what was wrong and (`hint`) how to write it.
+fn parse_addrs(
+    list: &[Sourced],
+    what: &str,
+    hint: &str,
+    check: impl Fn(&Multiaddr) -> std::result::Result<(), String>,
+) -> Result<Vec<Multiaddr>> {
     list.iter()
         .map(|s| {
             let bad = |why: String| {
                 anyhow::anyhow!(
-                    "bad bootstrap address {:?} (from {}): {why}. A bootstrap address is the `listening on …` line another site's node printed, with an IP address this machine can reach: /ip4/10.1.2.3/tcp/4100/p2p/12D3KooW…",
+                    "bad {what} address {:?} (from {}): {why}. {hint}",
                     s.value,
                     s.source
                 )
@@ -119,15 +135,7 @@ pub fn bootstrap_addrs(list: &[Sourced]) -> Result<Vec<Multiaddr>> {
                 .value
                 .parse::<Multiaddr>()
                 .map_err(|e| bad(format!("not a multiaddress ({e})")))?;
-            let (ip, port) = ip_tcp(&a).map_err(bad)?;
-            if ip.is_unspecified() || port == 0 {
-                return Err(bad(format!(
-                    "{ip} port {port} is a listen wildcard, not an address a node can be reached at"
-                )));
-            }
-            if !a.iter().any(|p| matches!(p, Protocol::P2p(_))) {
-                return Err(bad("it lacks the peer id (/p2p/12D3KooW…)".into()));
-            }
+            check(&a).map_err(bad)?;
             Ok(a)
         })
         .collect()

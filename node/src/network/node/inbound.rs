@@ -87,16 +87,7 @@ fn refusal(reason: RefusalReason) -> Vec<u8> {
 
 async fn refuse_non_member(cx: &Context, peer: PeerId, id: u64) {
     let reason = "a message before any membership proof".to_string();
-    if let Err(e) = cx
-        .audit()
-        .record(AuditEvent::Refused {
-            peer: peer.to_string(),
-            reason,
-        })
-        .await
-    {
-        tracing::error!(error = %e, "cannot audit a refusal");
-    }
+    super::membership::audit_refusal(cx, &peer, reason).await;
     let _ = cx
         .net()
         .respond(id, refusal(RefusalReason::NotAMember))

@@ -36,19 +36,22 @@ fn check(cx: &Context, peer: &PeerId, cert: &Certificate) -> Result<MemberInfo, 
     Ok(MemberInfo::from_body(*peer, &body))
 }
 
+/// Writes a peer's refusal to the audit log (a failure to write is logged, not fatal: the peer
+/// is refused either way).
+pub(super) async fn audit_refusal(cx: &Context, peer: &PeerId, reason: String) {
+    let event = AuditEvent::Refused {
+        peer: peer.to_string(),
+        reason,
+    };
+    if let Err(e) = cx.audit().record(event).await {
+        tracing::error!(error = %e, "cannot audit a refusal");
+    }
+}
+
 /// Refuses `peer`: audited, disconnected, and blocked if `block`.
 async fn refuse(cx: &Context, peer: &PeerId, reason: String, block: bool) {
     tracing::warn!(peer = %peer, reason = %reason, "refused a peer");
-    if let Err(e) = cx
-        .audit()
-        .record(AuditEvent::Refused {
-            peer: peer.to_string(),
-            reason,
-        })
-        .await
-    {
-        tracing::error!(error = %e, "cannot audit a refusal");
-    }
+    audit_refusal(cx, peer, reason).await;
     let _ = cx.net().disconnect(*peer, block).await;
     cx.bump();
 }

@@ -97,11 +97,16 @@ pub struct AnnotationRow {
 }
 
 /// One stored version with its content (compressed canonical bytes).
-#[derive(Debug, Clone)]
+/// One stored version of an annotation. Serialised (for `annotate history`) without the
+/// store's row ids and the content bytes.
+#[derive(Debug, Clone, Serialize)]
 pub struct VersionRow {
+    #[serde(skip)]
     pub version_id: i64,
+    #[serde(skip)]
     pub annotation: i64,
     pub version: i64,
+    #[serde(rename = "parent")]
     pub parent_version: Option<i64>,
     pub reader: String,
     pub kind: Kind,
@@ -109,12 +114,14 @@ pub struct VersionRow {
     pub scheme: String,
     pub study: String,
     pub series: Option<String>,
+    #[serde(skip)]
     pub series_id: Option<i64>,
     pub author: String,
     pub created_at: i64,
     pub reason: String,
     pub source: String,
     pub content_hash: String,
+    #[serde(skip)]
     pub content: Vec<u8>,
     pub review_state: ReviewState,
 }

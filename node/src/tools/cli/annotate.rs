@@ -286,7 +286,8 @@ async fn list(site: &Site, case: Option<String>, reader: Option<String>, json: b
 }
 
 fn print_history(case: &str, h: &[curation::HistoryEntry]) {
-    print_rows(h, &format!("No annotations of {case}."), None, |e| {
+    print_rows(h, &format!("No annotations of {case}."), None, |h| {
+        let e = &h.row;
         println!(
             "{} {} by {} v{} ({}) at {} by {}: {} [{}] {}",
             e.kind,
@@ -298,7 +299,7 @@ fn print_history(case: &str, h: &[curation::HistoryEntry]) {
             e.author,
             e.reason,
             &e.content_hash[..12.min(e.content_hash.len())],
-            serde_json::to_string(&e.change).unwrap_or_default()
+            serde_json::to_string(&h.change).unwrap_or_default()
         );
     });
 }

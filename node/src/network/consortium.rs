@@ -69,9 +69,7 @@ fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    crate::site::files::write_bytes(path, bytes).context("cannot write a consortium file")
 }
 
 /// Everything a consortium root directory holds.

@@ -74,12 +74,29 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// [`write_atomic`] of a byte string, with an error that names the file.
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), WriteFileError> {
+    write_atomic(path, |f| io::Write::write_all(f, bytes)).map_err(|source| WriteFileError {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A failed [`write_bytes`], naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct WriteFileError {
+    pub path: PathBuf,
+    #[source]
+    pub source: AtomicWriteError,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn put(path: &Path, bytes: &'static [u8]) -> Result<(), AtomicWriteError> {
-        write_atomic(path, |f| io::Write::write_all(f, bytes))
+        write_bytes(path, bytes).map_err(|e| e.source)
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! loopback (the daemon's own start-up path), runs a segmentation study and a classification
 //! study end to end, verifies every site's audit log and writes the reports.
 
+use crate::site::files::write_bytes;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -246,8 +247,11 @@ async fn demo_study(nodes: &[Node], manifest: &str, reports: &Path) -> Result<De
     std::fs::create_dir_all(&dir)?;
     let json_path = dir.join("report.json");
     let html_path = dir.join("report.html");
-    std::fs::write(&json_path, serde_json::to_string_pretty(&to_json(&report))?)?;
-    std::fs::write(&html_path, render_html(&report))?;
+    write_bytes(
+        &json_path,
+        serde_json::to_string_pretty(&to_json(&report))?.as_bytes(),
+    )?;
+    write_bytes(&html_path, render_html(&report).as_bytes())?;
     Ok(DemoReaderStudy {
         study: id,
         method: report.consensus.method.as_str().to_owned(),

@@ -64,7 +64,7 @@ impl LocalConsortium {
             let req = consortium::request(&site_dir, &id, &m.name)?;
             let (cert, _) = root.admit(&req, &m.roles, days)?;
             let cert_path = root_dir.join(format!("{}.cert", m.id));
-            std::fs::write(&cert_path, cert.to_bytes())?;
+            crate::site::files::write_bytes(&cert_path, &cert.to_bytes())?;
             consortium::join(
                 &site_dir,
                 &id,

@@ -2,7 +2,6 @@
 //! checkpoint. `verify`, `log`, `export` and `prove` need only the database and the public
 //! key `keys/signing.pub` (an auditor's copy works); `checkpoint` needs the secret key.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -226,11 +225,7 @@ async fn export(
         ExportFormat::Jsonl => export_jsonl(&entries)?,
         ExportFormat::Csv => export_csv(&entries)?,
     };
-    let tmp = out.with_extension("tmp-export");
-    std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()))
-        .and_then(|_| std::fs::rename(&tmp, out))
-        .with_context(|| format!("writing {}", out.display()))?;
+    crate::site::files::write_bytes(out, text.as_bytes()).context("cannot write the export")?;
     let wrote = json!({"entries": entries.len(), "out": out.display().to_string()});
     emit(json, &wrote, |_| {
         println!("Wrote {} audit entries to {}", entries.len(), out.display())

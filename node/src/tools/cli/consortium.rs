@@ -138,8 +138,7 @@ fn admit(
     let req =
         std::fs::read(request).with_context(|| format!("cannot read {}", request.display()))?;
     let (cert, body) = root.admit_at(&req, &parse_roles(roles)?, valid_days, not_before)?;
-    std::fs::write(out, cert.to_bytes())
-        .with_context(|| format!("cannot write {}", out.display()))?;
+    crate::site::files::write_bytes(out, &cert.to_bytes()).context("cannot write")?;
     println!(
         "Admitted site {} (serial {}, roles {}, valid until {}); certificate in {}.",
         body.site_id,

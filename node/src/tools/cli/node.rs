@@ -92,7 +92,7 @@ async fn request(dir: &Path, out: &Path) -> Result<()> {
         Ok((consortium::request(&site.dir, &c.id, &c.name), c.id.clone()))
     })
     .await?;
-    std::fs::write(out, bytes?).with_context(|| format!("cannot write {}", out.display()))?;
+    crate::site::files::write_bytes(out, &bytes?).context("cannot write")?;
     println!(
         "Wrote the certificate request of site {id} to {}; send it to the consortium.",
         out.display()

@@ -207,8 +207,8 @@ async fn show_report(dir: &Path, id: &str, json: bool, html: Option<&Path>) -> R
     let v: serde_json::Value = serde_json::from_str(&body)?;
     let r: ReaderStudyReport = serde_json::from_value(v.clone())?;
     if let Some(path) = html {
-        std::fs::write(path, report::render_html(&r))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::site::files::write_bytes(path, report::render_html(&r).as_bytes())
+            .context("cannot write")?;
     }
     emit(json, &v, |_| {
         print!("{}", report::render_text(&r));

@@ -1,7 +1,7 @@
-//! Criterion benchmarks of the quality engine on the sizes of README.md, "Performance › Quality engine": binary STAPLE
-//! 5 readers × 256×256×128, multi-label STAPLE (4 labels, same size), Dice and the surface
-//! metrics on 512×512×300 (spacing 1.5×0.8×0.8 mm), the agreement statistics and Dawid–Skene
-//! on 10,000 units × 10 readers.
+//! Criterion benchmarks of the quality engine on the sizes of README.md, "Performance › Quality
+//! engine": binary STAPLE 5 readers × 256×256×128, multi-label STAPLE (4 labels, same size), Dice
+//! and the surface metrics on 512×512×300 (spacing 1.5×0.8×0.8 mm), the agreement statistics and
+//! Dawid–Skene on 10,000 units × 10 readers.
 //!
 //! Inputs come from a deterministic generator. With `FEDANNO_BENCH_INPUTS=DIR` the benchmark
 //! first writes them to DIR (uncompressed NIfTI masks and `ratings.csv`) so that

@@ -1,7 +1,7 @@
-//! Reference cases for the offline QA commands (README.md, "Offline QA commands"; tests/data/oracle/README.md): every check of every
-//! `tests/data/oracle/<case>/expected.json` is run through the real `fedanno` binary, from the
-//! case directory, and its JSON output is compared with the reference values under the path
-//! and tolerance rules of `tests/data/oracle/README.md`.
+//! Reference cases for the offline QA commands (README.md, "Offline QA commands";
+//! tests/data/oracle/README.md): every check of every `tests/data/oracle/<case>/expected.json` is
+//! run through the real `fedanno` binary, from the case directory, and its JSON output is compared
+//! with the reference values under the path and tolerance rules of `tests/data/oracle/README.md`.
 
 mod common;
 

@@ -78,7 +78,7 @@ pub const MAX_RATERS: usize = 32;
 /// most 32 labels plus background, or 32 categories.
 pub const MAX_CLASSES: usize = 64;
 
-/// Most entries of a flattened confusion tensor: multi-label STAPLE has R × (L + 1) × L entries,
-/// at most 32 × 34 × 33 = 35 904; Dawid–Skene R × K × K, at most 32 × 32 × 32 = 32 768. At 8 bytes
+/// Most entries of a flattened confusion tensor: multi-label STAPLE has R × (L + 1) × L entries, at
+/// most 32 × 34 × 33 = 35 904; Dawid–Skene R × K × K, at most 32 × 32 × 32 = 32 768. At 8 bytes
 /// each this stays well below [`MAX_JOB_BYTES`].
 pub const MAX_PARAMS: usize = 1 << 16;

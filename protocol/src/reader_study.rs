@@ -1,14 +1,14 @@
 //! Study messages: the coordinator's signed manifest, the sites' decisions and progress, and the
 //! secure-aggregation rounds ([`crate::secagg`]) that carry every released statistic.
 //!
-//! A round is two request-response exchanges between the coordinator and each roster site:
-//! `Keys` (the signed roster; the site answers with its signed per-round X25519 key) and `Input`
-//! (the signed roster, the key bundle and the job; the site answers with its masked vector).
-//! `Statement` is asked by a site of another site: "did you submit under this roster?", the
-//! check that stops a coordinator from differencing two rosters (ARCHITECTURE.md, "Secure aggregation").
-//! The job travels as bytes here; its form is [`crate::jobs::Job`] (and a consensus release's
-//! body is a [`crate::jobs::ConsensusOutcome`]). The job's SHA-256 is the roster's `input`, so a
-//! site knows exactly which computation a roster aggregates.
+//! A round is two request-response exchanges between the coordinator and each roster site: `Keys`
+//! (the signed roster; the site answers with its signed per-round X25519 key) and `Input` (the
+//! signed roster, the key bundle and the job; the site answers with its masked vector). `Statement`
+//! is asked by a site of another site: "did you submit under this roster?", the check that stops a
+//! coordinator from differencing two rosters (ARCHITECTURE.md, "Secure aggregation"). The job
+//! travels as bytes here; its form is [`crate::jobs::Job`] (and a consensus release's body is a
+//! [`crate::jobs::ConsensusOutcome`]). The job's SHA-256 is the roster's `input`, so a site knows
+//! exactly which computation a roster aggregates.
 
 use ring::signature::Ed25519KeyPair;
 use serde::{Deserialize, Serialize};

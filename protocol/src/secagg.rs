@@ -1,5 +1,5 @@
-//! SA-v1 secure aggregation (ARCHITECTURE.md, "Secure aggregation"): full-graph pairwise masking over a signed
-//! roster, with restart-on-dropout and the differencing guards.
+//! SA-v1 secure aggregation (ARCHITECTURE.md, "Secure aggregation"): full-graph pairwise
+//! masking over a signed roster, with restart-on-dropout and the differencing guards.
 //!
 //! One round, for one [`Roster`] (signed by the coordinator as a [`SignedRoster`]):
 //! 1. every roster site signs a fresh X25519 public key bound to the roster hash ([`RoundKey`]);

@@ -396,8 +396,8 @@ pub struct KrippendorffAlphas {
     pub ratio: f64,
 }
 
-/// The finalised agreement report (`metrics agreement`, README.md "Offline QA commands"). Non-finite values are
-/// f64 NaN/inf; the JSON writer maps them to strings.
+/// The finalised agreement report (`metrics agreement`, README.md "Offline QA commands").
+/// Non-finite values are f64 NaN/inf; the JSON writer maps them to strings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgreementReport {
     /// Units with at least one rating.

@@ -1,5 +1,6 @@
-//! `fedanno-stats`: the pure quality engine: agreement statistics, consensus EMs (binary and multi-label STAPLE,
-//! Dawid–Skene, majority vote) and segmentation metrics (overlap and surface distances).
+//! `fedanno-stats`: the pure quality engine: agreement statistics, consensus EMs (binary and
+//! multi-label STAPLE, Dawid–Skene, majority vote) and segmentation metrics (overlap and surface
+//! distances).
 //!
 //! Owns the numbers fedanno reports and nothing else: no I/O, no logging, no async. Inputs are
 //! slices and small structs; every statistic that can be federated is computed from a

@@ -4,11 +4,11 @@
 //! Owns the multi-label rater model: fixed priors (pooled label frequencies over all raters and
 //! voxels), per-rater confusion matrices C_r[given 0..=L][true 0..L] (row L is ITK's reject row;
 //! columns sum to 1), the seeding, the E/M decomposition and the pooled driver. ITK-master rules
-//! (ARCHITECTURE.md, "Multi-label STAPLE"; tests/data/oracle/README.md): L = max label + 1; seed = majority vote with ties
-//! undecided, undecided voxels skipped, counts **row**-normalised; each iteration
-//! W(v,c) ∝ prior_c·Π_r C_r[D_r(v), c], then C_r[j,c] = Σ_{D_r(v)=j} W(v,c) normalised per column
-//! (an all-zero column stays zero); stop when max |ΔC| < threshold (1e-5), `iterations` being the
-//! 0-based index of that iteration; output label = unique argmax of prior·ΠC, else L.
+//! (ARCHITECTURE.md, "Multi-label STAPLE"; tests/data/oracle/README.md): L = max label + 1; seed =
+//! majority vote with ties undecided, undecided voxels skipped, counts **row**-normalised; each
+//! iteration W(v,c) ∝ prior_c·Π_r C_r[D_r(v), c], then C_r[j,c] = Σ_{D_r(v)=j} W(v,c) normalised
+//! per column (an all-zero column stays zero); stop when max |ΔC| < threshold (1e-5), `iterations`
+//! being the 0-based index of that iteration; output label = unique argmax of prior·ΠC, else L.
 
 use super::StatsError;
 use super::fixed::{self, quantize_unit};

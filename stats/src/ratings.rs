@@ -1,7 +1,7 @@
 //! Categorical ratings: a units × raters table of category indices with missing cells.
 //!
-//! Owns the in-memory shape every categorical statistic reads, and the mapping from string
-//! triples `(unit, rater, value)` (the CSV of README.md, "Offline QA commands") to indices. Parsing files
+//! Owns the in-memory shape every categorical statistic reads, and the mapping from string triples
+//! `(unit, rater, value)` (the CSV of README.md, "Offline QA commands") to indices. Parsing files
 //! is the caller's job; this module only sees strings.
 
 use super::StatsError;

@@ -3,9 +3,9 @@
 //!
 //! Owns the binary rater model (global prior g, sensitivity p_r, specificity q_r), the pattern
 //! histogram, the E-step/M-step decomposition and the pooled driver. ITK rules (ARCHITECTURE.md,
-//! "STAPLE (binary)"): W⁰ = vote fraction; g = mean(W⁰) × confidence weight, fixed; each iteration runs the
-//! M-step first, then the E-step; the loop stops at the first iteration k > 0 where every rater
-//! has (Δp)² ≤ 1e-14 and (Δq)² ≤ 1e-14, and `iterations` is that k (ITK ElapsedIterations).
+//! "STAPLE (binary)"): W⁰ = vote fraction; g = mean(W⁰) × confidence weight, fixed; each iteration
+//! runs the M-step first, then the E-step; the loop stops at the first iteration k > 0 where every
+//! rater has (Δp)² ≤ 1e-14 and (Δq)² ≤ 1e-14, and `iterations` is that k (ITK ElapsedIterations).
 //! Additions: a zero denominator keeps the previous p or q (both start at 1), and a rater may be
 //! absent for a voxel (missing decision): then the voxel counts in neither of that rater's
 //! denominators. A voxel nobody labelled takes no part (its probability is g).

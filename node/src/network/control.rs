@@ -57,8 +57,8 @@ pub enum ControlRequest {
 }
 
 /// The answer line: `{"ok": true, "result": …}`, or `{"ok": false, "result": null, "error": …}`.
-/// `T` is the request's answer type (below); the server and its clients share these types, so
-/// both ends agree on every field at compile time.
+/// `T` is the request's answer type (below); the server and its clients share these types, so both
+/// ends agree on every field at compile time.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ControlAnswer<T> {
     pub ok: bool,

@@ -1,8 +1,8 @@
 //! The study report: what a federated annotation study released, rendered for people.
 //!
-//! A [`ReaderStudyReport`] holds only aggregates (per-site traffic, consensus parameters, per-reader
-//! performance, agreement, privacy thresholds, audit checkpoints), never per-case data. This
-//! module is pure: [`to_json`], [`render_text`] (the coordinator's terminal summary) and
+//! A [`ReaderStudyReport`] holds only aggregates (per-site traffic, consensus parameters,
+//! per-reader performance, agreement, privacy thresholds, audit checkpoints), never per-case data.
+//! This module is pure: [`to_json`], [`render_text`] (the coordinator's terminal summary) and
 //! [`render_html`] (one self-contained page: inline CSS and SVG, no scripts, no external assets)
 //! only return values. Every string in a report is data: the text renderer replaces control
 //! characters, the HTML renderer escapes everything it writes.

@@ -83,7 +83,8 @@ pub enum Command {
         #[command(subcommand)]
         what: audit::AuditCommand,
     },
-    /// Segmentation metrics and agreement statistics from files (offline; README.md, "Offline QA commands").
+    /// Segmentation metrics and agreement statistics from files (offline; README.md, "Offline QA
+    /// commands").
     Metrics {
         #[command(subcommand)]
         what: qa::MetricsCommand,

@@ -45,7 +45,7 @@ pub struct SynthOptions {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ReaderProfile {
     pub id: String,
-    /// `panel`, `model` or `local` (ARCHITECTURE.md, "Annotations").
+    /// `panel`, `model` or `local` (ARCHITECTURE.md, "Layer 2: annotations").
     pub kind: ReaderKind,
     /// Outward (+) or inward (−) shift of every drawn boundary, mm.
     pub boundary_bias_mm: f64,

@@ -1,4 +1,5 @@
-//! Known answers: the pinned PRG (RFC 8439, RustCrypto cross-check), X25519 and the seed derivation (RFC 7748), and an independently computed golden vector.
+//! Known answers: the pinned PRG (RFC 8439, RustCrypto cross-check), X25519 and the seed derivation
+//! (RFC 7748), and an independently computed golden vector.
 
 use super::*;
 

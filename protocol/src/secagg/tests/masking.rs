@@ -1,4 +1,5 @@
-//! Masking: masks cancel for 3-50 sites, a masked vector hides its input, and every refusal of mask_input, aggregate and verify_key_bundle.
+//! Masking: masks cancel for 3-50 sites, a masked vector hides its input, and every refusal of
+//! mask_input, aggregate and verify_key_bundle.
 
 use super::*;
 

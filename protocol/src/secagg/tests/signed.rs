@@ -1,4 +1,5 @@
-//! Rosters and signed objects: validation, sign/verify/tamper for every signed type, the retry rules and the domains.
+//! Rosters and signed objects: validation, sign/verify/tamper for every signed type, the retry
+//! rules and the domains.
 
 use super::*;
 

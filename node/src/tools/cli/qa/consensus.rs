@@ -125,8 +125,8 @@ fn labels_cmd(
     emit(json, &Sorted(&out), |Sorted(out)| print_labels(&lr, out))
 }
 
-/// The offline-command JSON (ARCHITECTURE.md, "Offline commands") of `consensus labels` (printed with sorted keys). The EM's numbers are null for
-/// a majority vote.
+/// The offline-command JSON (ARCHITECTURE.md, "Offline commands") of `consensus labels` (printed
+/// with sorted keys). The EM's numbers are null for a majority vote.
 #[derive(Serialize)]
 struct ConsensusLabels {
     method: &'static str,

@@ -194,8 +194,8 @@ fn agreement_cmd(path: &Path, categories: Option<Vec<String>>, json: bool) -> Re
     })
 }
 
-/// The offline-command JSON (ARCHITECTURE.md, "Offline commands") of `metrics agreement`. Interval and ratio alpha need numeric categories;
-/// without them they are null.
+/// The offline-command JSON (ARCHITECTURE.md, "Offline commands") of `metrics agreement`. Interval
+/// and ratio alpha need numeric categories; without them they are null.
 fn agreement_json(lr: &LabeledRatings, rep: &AgreementReport, numeric: bool) -> Value {
     let id = |i: usize| lr.raters.get(i).map_or("?", String::as_str);
     let pairs: Vec<Value> = rep

@@ -1,13 +1,13 @@
 //! The offline QA commands (README.md, "Offline QA commands"): `metrics seg`, `metrics agreement`,
 //! `consensus staple`, `consensus multilabel` and `consensus labels`.
 //!
-//! Owns the file side of the quality engine: reading masks (NIfTI) and ratings (CSV), checking
-//! that masks share one grid, walking `--readers-dir` trees, pooling their cases into one EM,
-//! writing `--out` maps, and printing the offline-command JSON (non-finite numbers as the strings "NaN",
+//! Owns the file side of the quality engine: reading masks (NIfTI) and ratings (CSV), checking that
+//! masks share one grid, walking `--readers-dir` trees, pooling their cases into one EM, writing
+//! `--out` maps, and printing the offline-command JSON (non-finite numbers as the strings "NaN",
 //! "Infinity", "-Infinity"). The numbers themselves come from `fedanno_stats`; nothing here
 //! computes a statistic. Exit codes: 0 ok, 1 failure (unreadable or inconsistent input), 2 usage
-//! (bad arguments). Masks are NIfTI or DICOM SEG; SEGs given without their source series are
-//! placed on the grid their frames span (`dicom::seg::common_grid`).
+//! (bad arguments). Masks are NIfTI or DICOM SEG; SEGs given without their source series are placed
+//! on the grid their frames span (`dicom::seg::common_grid`).
 
 use std::fmt;
 use std::process::ExitCode;

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::site::config::{Config, DateMode};
 use crate::site::dicom::deid::{self, Pseudonymizer};
 use crate::site::dicom::header::{self, HeaderLimits, InstanceHeader};
-use crate::site::store::{NewInstance, Store, StoreError};
+use crate::site::store::{NewInstance, Pseudonyms, Store, StoreError};
 
 /// A skipped file and why.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -211,8 +211,8 @@ async fn store_batches(
         for p in batch {
             match p {
                 Parsed::Ok(row) => {
-                    series.insert(row.series_pseudo_uid.clone());
-                    studies.insert(row.study_pseudo_uid.clone());
+                    series.insert(row.pseudo.series_uid.clone());
+                    studies.insert(row.pseudo.study_uid.clone());
                     rows.push(*row);
                 }
                 Parsed::Skipped(s) => {
@@ -278,40 +278,23 @@ fn pseudonymise(h: InstanceHeader, path: &Path, p: &Pseudonymizer, dates: DateMo
         DateMode::Drop => None,
     };
     let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    NewInstance {
-        patient_pseudonym: patient.to_string(),
-        patient_original_id: h.patient_id,
-        patient_issuer: issuer,
-        patient_original_name: h.patient_name,
+    let pseudo = Pseudonyms {
+        patient: patient.to_string(),
         date_shift_days: shift,
-        study_pseudo_uid: p.uid(&h.study_uid).to_string(),
-        study_original_uid: h.study_uid,
-        study_original_date: h.study_date,
-        study_pseudo_date,
-        series_pseudo_uid: p.uid(&h.series_uid).to_string(),
-        series_original_uid: h.series_uid,
-        modality: h.modality,
-        kind: h.kind.as_str(),
-        series_number: h.series_number,
-        for_pseudo_uid: h
+        study_uid: p.uid(&h.study_uid).to_string(),
+        study_date: study_pseudo_date,
+        series_uid: p.uid(&h.series_uid).to_string(),
+        frame_of_reference_uid: h
             .frame_of_reference_uid
             .as_deref()
             .map(|u| p.uid(u).to_string()),
-        for_original_uid: h.frame_of_reference_uid,
-        sop_pseudo_uid: p.uid(&h.sop_instance_uid).to_string(),
-        sop_original_uid: h.sop_instance_uid,
-        sop_class_uid: h.sop_class_uid,
+        sop_instance_uid: p.uid(&h.sop_instance_uid).to_string(),
+    };
+    NewInstance {
+        header: h,
+        patient_issuer: issuer,
         path: abs.to_string_lossy().into_owned(),
-        file_size: h.file_size,
-        instance_number: h.instance_number,
-        rows: h.rows,
-        columns: h.columns,
-        frames: h.frames,
-        transfer_syntax: h.transfer_syntax,
-        pixel_spacing: h.pixel_spacing,
-        orientation: h.orientation,
-        position: h.position,
-        frame_positions: h.frame_positions,
+        pseudo,
     }
 }
 

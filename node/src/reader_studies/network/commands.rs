@@ -122,23 +122,20 @@ impl AppHandle {
 
     /// Applies this site's policy to a reader study's manifest and tells the coordinator.
     pub async fn reader_study_join(&self, study: &str) -> Result<JoinDecision, AppError> {
-        let study = study.to_string();
-        self.reader_study(|reply| Command::Join { study, reply })
+        self.on_study(study, |study, reply| Command::Join { study, reply })
             .await
     }
 
     /// Selects this site's cases for a reader study and reports the counts to the
     /// coordinator.
     pub async fn reader_study_assign(&self, study: &str) -> Result<local::Assignment, AppError> {
-        let study = study.to_string();
-        self.reader_study(|reply| Command::Assign { study, reply })
+        self.on_study(study, |study, reply| Command::Assign { study, reply })
             .await
     }
 
     /// Runs a reader study's consensus and quality releases (coordinator).
     pub async fn reader_study_run(&self, study: &str) -> Result<ReaderStudyRun, AppError> {
-        let study = study.to_string();
-        self.reader_study(|reply| Command::Run { study, reply })
+        self.on_study(study, |study, reply| Command::Run { study, reply })
             .await
     }
 
@@ -147,8 +144,7 @@ impl AppHandle {
         &self,
         study: &str,
     ) -> Result<(ReaderStudyRun, ReaderStudyReport), AppError> {
-        let study = study.to_string();
-        self.reader_study(|reply| Command::RunAndReport { study, reply })
+        self.on_study(study, |study, reply| Command::RunAndReport { study, reply })
             .await
     }
 
@@ -169,6 +165,16 @@ impl AppHandle {
             reply,
         })
         .await
+    }
+
+    /// A command about one reader study, named by its id.
+    async fn on_study<T>(
+        &self,
+        study: &str,
+        make: impl FnOnce(String, Reply<T>) -> Command,
+    ) -> Result<T, AppError> {
+        let study = study.to_string();
+        self.reader_study(|reply| make(study, reply)).await
     }
 
     /// The coordinator's progress of a reader-study run.

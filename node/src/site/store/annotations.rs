@@ -6,6 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
+use super::all_rows;
 use super::{Store, StoreError};
 use crate::annotations::model::{Kind, Purpose};
 use crate::annotations::readers::ReaderKind;
@@ -288,9 +289,8 @@ impl Store {
 
     pub async fn readers(&self) -> Result<Vec<ReaderRow>, StoreError> {
         self.call(|c| {
-            let mut st = c.prepare(&format!("{READER_SELECT} ORDER BY kind, reader_id"))?;
-            let rows = st.query_map([], reader_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let sql = format!("{READER_SELECT} ORDER BY kind, reader_id");
+            Ok(all_rows(c, &sql, [], reader_row)?)
         })
         .await
     }
@@ -332,8 +332,7 @@ impl Store {
                  LEFT JOIN series s ON s.id = a.series JOIN annotation_versions v ON v.id = a.head
                  WHERE {cond} ORDER BY st.pseudo_uid, s.pseudo_uid, a.kind, r.reader_id, a.purpose"
             );
-            let mut st = c.prepare(&sql)?;
-            let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
+            let rows = all_rows(c, &sql, rusqlite::params_from_iter(args), |r| {
                 let summary: String = r.get(13)?;
                 Ok(AnnotationRow {
                     annotation: r.get(0)?,
@@ -352,7 +351,7 @@ impl Store {
                     summary: serde_json::from_str(&summary).unwrap_or(serde_json::Value::Null),
                 })
             })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            Ok(rows)
         })
         .await
     }
@@ -367,9 +366,12 @@ impl Store {
             let (cond, args) = filter_sql(&f);
             let head = if heads_only { "AND v.id = a.head" } else { "" };
             let sql = format!("{VERSION_SELECT} WHERE {cond} {head} ORDER BY a.id, v.version");
-            let mut st = c.prepare(&sql)?;
-            let rows = st.query_map(rusqlite::params_from_iter(args), version_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            Ok(all_rows(
+                c,
+                &sql,
+                rusqlite::params_from_iter(args),
+                version_row,
+            )?)
         })
         .await
     }

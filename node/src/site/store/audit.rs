@@ -17,6 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use thiserror::Error;
 
+use super::all_rows;
 use super::{Store, StoreError};
 use crate::network::audit::checkpoint::{self, SignedCheckpoint};
 use crate::network::audit::event::{AuditEvent, BodyError, EntryBody};
@@ -270,13 +271,8 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<RawAuditRow>, AuditStoreError> {
         self.audit_job(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "{SELECT_ROW} WHERE seq >= ?1 ORDER BY seq LIMIT ?2"
-            ))?;
-            let rows = stmt
-                .query_map(params![from, limit], raw_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+            let sql = format!("{SELECT_ROW} WHERE seq >= ?1 ORDER BY seq LIMIT ?2");
+            Ok(all_rows(c, &sql, params![from, limit], raw_row)?)
         })
         .await
     }
@@ -289,20 +285,15 @@ impl Store {
     ) -> Result<Vec<RawNode>, AuditStoreError> {
         self.audit_job(move |c| {
             let (l, i) = after.unwrap_or((i64::MIN, i64::MIN));
-            let mut stmt = c.prepare_cached(
-                "SELECT level, idx, hash FROM audit_nodes WHERE (level, idx) > (?1, ?2)
-                 ORDER BY level, idx LIMIT ?3",
-            )?;
-            let rows = stmt
-                .query_map(params![l, i, limit], |r| {
-                    Ok(RawNode {
-                        level: r.get(0)?,
-                        idx: r.get(1)?,
-                        hash: r.get(2)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+            let sql = "SELECT level, idx, hash FROM audit_nodes WHERE (level, idx) > (?1, ?2)
+                       ORDER BY level, idx LIMIT ?3";
+            Ok(all_rows(c, sql, params![l, i, limit], |r| {
+                Ok(RawNode {
+                    level: r.get(0)?,
+                    idx: r.get(1)?,
+                    hash: r.get(2)?,
+                })
+            })?)
         })
         .await
     }
@@ -310,24 +301,20 @@ impl Store {
     /// Every stored checkpoint row, as stored.
     pub async fn audit_raw_checkpoints(&self) -> Result<Vec<RawCheckpointRow>, AuditStoreError> {
         self.audit_job(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, origin, size, root, timestamp, signer, signature, entry_seq
-                 FROM audit_checkpoints ORDER BY id",
-            )?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(RawCheckpointRow {
-                        id: r.get(0)?,
-                        origin: r.get(1)?,
-                        size: r.get(2)?,
-                        root: r.get(3)?,
-                        timestamp: r.get(4)?,
-                        signer: r.get(5)?,
-                        signature: r.get(6)?,
-                        entry_seq: r.get(7)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+            let sql = "SELECT id, origin, size, root, timestamp, signer, signature, entry_seq
+                       FROM audit_checkpoints ORDER BY id";
+            let rows = all_rows(c, sql, [], |r| {
+                Ok(RawCheckpointRow {
+                    id: r.get(0)?,
+                    origin: r.get(1)?,
+                    size: r.get(2)?,
+                    root: r.get(3)?,
+                    timestamp: r.get(4)?,
+                    signer: r.get(5)?,
+                    signature: r.get(6)?,
+                    entry_seq: r.get(7)?,
+                })
+            })?;
             Ok(rows)
         })
         .await
@@ -394,10 +381,7 @@ fn select_entries(c: &Connection, f: &AuditFilter) -> Result<Vec<AuditEntry>, Au
     if let Some(l) = f.limit {
         sql.push_str(&format!(" LIMIT {}", l.min(i64::MAX as u64)));
     }
-    let mut stmt = c.prepare(&sql)?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(args), raw_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = all_rows(c, &sql, rusqlite::params_from_iter(args), raw_row)?;
     rows.into_iter().map(decode_row).collect()
 }
 

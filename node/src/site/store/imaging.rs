@@ -7,43 +7,34 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::Serialize;
 
+use super::all_rows;
 use super::{Store, StoreError};
 use crate::site::dicom::geometry::{self, SeriesGeometry, SlicePlane};
-use crate::site::dicom::header::ObjectKind;
+use crate::site::dicom::header::{InstanceHeader, ObjectKind};
 
-/// One instance to index: originals and pseudonyms, already computed by the ingest.
+/// One instance to index, as the ingest prepared it: the original header (local only), the
+/// file, and the pseudonyms that stand for its identifiers in anything that may leave the site.
 #[derive(Clone)]
 pub struct NewInstance {
-    pub patient_original_id: String,
+    pub header: InstanceHeader,
+    /// The patient's issuer as stored: the header's, or `~study:<study uid>` for a patient
+    /// without a PatientID (told apart by study, never merged into one).
     pub patient_issuer: String,
-    pub patient_original_name: String,
-    pub patient_pseudonym: String,
-    pub date_shift_days: i64,
-    pub study_original_uid: String,
-    pub study_pseudo_uid: String,
-    pub study_original_date: Option<String>,
-    pub study_pseudo_date: Option<String>,
-    pub series_original_uid: String,
-    pub series_pseudo_uid: String,
-    pub modality: String,
-    pub kind: &'static str,
-    pub series_number: Option<i64>,
-    pub for_original_uid: Option<String>,
-    pub for_pseudo_uid: Option<String>,
-    pub sop_original_uid: String,
-    pub sop_pseudo_uid: String,
-    pub sop_class_uid: String,
+    /// The file's absolute path.
     pub path: String,
-    pub file_size: u64,
-    pub instance_number: Option<i64>,
-    pub rows: Option<u32>,
-    pub columns: Option<u32>,
-    pub frames: u32,
-    pub transfer_syntax: String,
-    pub pixel_spacing: Option<[f64; 2]>,
-    pub orientation: Option<[f64; 6]>,
-    pub position: Option<[f64; 3]>,
-    pub frame_positions: Vec<[f64; 3]>,
+    pub pseudo: Pseudonyms,
+}
+
+/// The pseudonyms of one instance's identifiers (see `dicom::deid`).
+#[derive(Clone)]
+pub struct Pseudonyms {
+    pub patient: String,
+    pub date_shift_days: i64,
+    pub study_uid: String,
+    pub study_date: Option<String>,
+    pub series_uid: String,
+    pub frame_of_reference_uid: Option<String>,
+    pub sop_instance_uid: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -149,10 +140,8 @@ impl Store {
     pub async fn refresh_geometry(&self) -> Result<u64, StoreError> {
         self.call(|conn| {
             let tx = conn.transaction()?;
-            let ids: Vec<i64> = {
-                let mut st = tx.prepare("SELECT id FROM series WHERE geometry_dirty = 1")?;
-                st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?
-            };
+            let dirty = "SELECT id FROM series WHERE geometry_dirty = 1";
+            let ids: Vec<i64> = all_rows(&tx, dirty, [], |r| r.get(0))?;
             for id in &ids {
                 refresh_one(&tx, *id)?;
             }
@@ -188,17 +177,15 @@ impl Store {
         show_identifiers: bool,
     ) -> Result<Vec<SeriesRow>, StoreError> {
         self.call(move |conn| {
-            let mut st = conn.prepare(
-                "SELECT s.pseudo_uid, st.pseudo_uid, p.pseudonym, st.pseudo_date, s.modality, s.kind,
+            let sql = "SELECT s.pseudo_uid, st.pseudo_uid, p.pseudonym, st.pseudo_date, s.modality, s.kind,
                         (SELECT count(*) FROM instances i WHERE i.series = s.id),
                         s.rows, s.columns, s.slices, s.pixel_spacing_row, s.pixel_spacing_col,
                         s.slice_spacing, s.uniform_spacing, s.orientation, s.origin, s.geometry_error,
                         p.original_id, p.original_name, st.original_uid, s.original_uid, st.original_date
                  FROM series s JOIN studies st ON st.id = s.study JOIN patients p ON p.id = st.patient
                  WHERE (?1 IS NULL OR s.modality = ?1)
-                 ORDER BY p.pseudonym, st.pseudo_uid, s.series_number, s.pseudo_uid",
-            )?;
-            let rows = st.query_map(params![filter.modality], |r| {
+                 ORDER BY p.pseudonym, st.pseudo_uid, s.series_number, s.pseudo_uid";
+            let rows = all_rows(conn, sql, params![filter.modality], |r| {
                 let ps_row: Option<f64> = r.get(10)?;
                 let ps_col: Option<f64> = r.get(11)?;
                 Ok(SeriesRow {
@@ -231,7 +218,7 @@ impl Store {
                         .transpose()?,
                 })
             })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            Ok(rows)
         })
         .await
     }
@@ -239,13 +226,11 @@ impl Store {
     /// Every indexed instance, in series then slice order.
     pub async fn instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
         self.call(|conn| {
-            let mut st = conn.prepare(
-                "SELECT i.path, i.original_uid, i.pseudo_uid, s.pseudo_uid, s.modality, s.kind,
+            let sql = "SELECT i.path, i.original_uid, i.pseudo_uid, s.pseudo_uid, s.modality, s.kind,
                         i.sop_class_uid, i.transfer_syntax, i.rows, i.columns, i.frames, i.slice_index
                  FROM instances i JOIN series s ON s.id = i.series
-                 ORDER BY s.pseudo_uid, i.slice_index, i.id",
-            )?;
-            let rows = st.query_map([], |r| {
+                 ORDER BY s.pseudo_uid, i.slice_index, i.id";
+            let rows = all_rows(conn, sql, [], |r| {
                 Ok(InstanceRow {
                     path: r.get(0)?,
                     original_uid: r.get(1)?,
@@ -261,7 +246,7 @@ impl Store {
                     slice_index: r.get(11)?,
                 })
             })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            Ok(rows)
         })
         .await
     }
@@ -271,7 +256,7 @@ impl Store {
 fn insert_one(tx: &Transaction<'_>, i: &NewInstance) -> Result<bool, StoreError> {
     let exists = tx
         .prepare_cached("SELECT 1 FROM instances WHERE original_uid = ?1")?
-        .query_row([&i.sop_original_uid], |_| Ok(()))
+        .query_row([&i.header.sop_instance_uid], |_| Ok(()))
         .optional()?
         .is_some();
     if exists {
@@ -282,10 +267,7 @@ fn insert_one(tx: &Transaction<'_>, i: &NewInstance) -> Result<bool, StoreError>
     let series = upsert_series(tx, i, study)?;
     tx.prepare_cached("UPDATE series SET geometry_dirty = 1 WHERE id = ?1 AND geometry_dirty = 0")?
         .execute([series])?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let (h, now) = (&i.header, crate::site::clock::now_i64());
     tx.prepare_cached(
         "INSERT INTO instances (series, original_uid, pseudo_uid, sop_class_uid, path, file_size,
              instance_number, rows, columns, frames, transfer_syntax, pixel_spacing, orientation,
@@ -294,20 +276,20 @@ fn insert_one(tx: &Transaction<'_>, i: &NewInstance) -> Result<bool, StoreError>
     )?
     .execute(params![
         series,
-        i.sop_original_uid,
-        i.sop_pseudo_uid,
-        i.sop_class_uid,
+        h.sop_instance_uid,
+        i.pseudo.sop_instance_uid,
+        h.sop_class_uid,
         i.path,
-        i.file_size as i64,
-        i.instance_number,
-        i.rows,
-        i.columns,
-        i.frames,
-        i.transfer_syntax,
-        i.pixel_spacing.as_ref().map(json),
-        i.orientation.as_ref().map(json),
-        i.position.as_ref().map(json),
-        (!i.frame_positions.is_empty()).then(|| json(&i.frame_positions)),
+        h.file_size as i64,
+        h.instance_number,
+        h.rows,
+        h.columns,
+        h.frames,
+        h.transfer_syntax,
+        h.pixel_spacing.as_ref().map(json),
+        h.orientation.as_ref().map(json),
+        h.position.as_ref().map(json),
+        (!h.frame_positions.is_empty()).then(|| json(&h.frame_positions)),
         now
     ])?;
     Ok(true)
@@ -320,17 +302,15 @@ fn upsert_patient(tx: &Transaction<'_>, i: &NewInstance) -> Result<i64, StoreErr
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
     )?
     .execute(params![
-        i.patient_original_id,
+        i.header.patient_id,
         i.patient_issuer,
-        i.patient_original_name,
-        i.patient_pseudonym,
-        i.date_shift_days
+        i.header.patient_name,
+        i.pseudo.patient,
+        i.pseudo.date_shift_days
     ])?;
     Ok(tx
         .prepare_cached("SELECT id FROM patients WHERE issuer = ?1 AND original_id = ?2")?
-        .query_row(params![i.patient_issuer, i.patient_original_id], |r| {
-            r.get(0)
-        })?)
+        .query_row(params![i.patient_issuer, i.header.patient_id], |r| r.get(0))?)
 }
 
 /// The id of the instance's study, inserted (for `patient`) when new.
@@ -341,14 +321,14 @@ fn upsert_study(tx: &Transaction<'_>, i: &NewInstance, patient: i64) -> Result<i
     )?
     .execute(params![
         patient,
-        i.study_original_uid,
-        i.study_pseudo_uid,
-        i.study_original_date,
-        i.study_pseudo_date
+        i.header.study_uid,
+        i.pseudo.study_uid,
+        i.header.study_date,
+        i.pseudo.study_date
     ])?;
     Ok(tx
         .prepare_cached("SELECT id FROM studies WHERE original_uid = ?1")?
-        .query_row([&i.study_original_uid], |r| r.get(0))?)
+        .query_row([&i.header.study_uid], |r| r.get(0))?)
 }
 
 /// The id of the instance's series, inserted (in `study`) when new.
@@ -360,17 +340,17 @@ fn upsert_series(tx: &Transaction<'_>, i: &NewInstance, study: i64) -> Result<i6
     )?
     .execute(params![
         study,
-        i.series_original_uid,
-        i.series_pseudo_uid,
-        i.modality,
-        i.kind,
-        i.series_number,
-        i.for_original_uid,
-        i.for_pseudo_uid
+        i.header.series_uid,
+        i.pseudo.series_uid,
+        i.header.modality,
+        i.header.kind.as_str(),
+        i.header.series_number,
+        i.header.frame_of_reference_uid,
+        i.pseudo.frame_of_reference_uid
     ])?;
     Ok(tx
         .prepare_cached("SELECT id FROM series WHERE original_uid = ?1")?
-        .query_row([&i.series_original_uid], |r| r.get(0))?)
+        .query_row([&i.header.series_uid], |r| r.get(0))?)
 }
 
 /// The stored geometry of one instance of a series.

@@ -47,7 +47,8 @@ pub use annotations::{
 pub use audit::{AuditEntry, AuditFilter, AuditStoreError, RawAuditRow, RawCheckpointRow, RawNode};
 pub use cases::{CaseError, CaseRef, SeriesGrid, SliceInfo};
 pub use imaging::{
-    InsertReport, InstanceRow, NewInstance, OriginalIds, SeriesFilter, SeriesRow, StoreCounts,
+    InsertReport, InstanceRow, NewInstance, OriginalIds, Pseudonyms, SeriesFilter, SeriesRow,
+    StoreCounts,
 };
 pub use reader_studies::{ReaderStudyCaseRow, ReaderStudyRow, ReaderStudySiteRow, SubmissionRow};
 
@@ -164,6 +165,16 @@ impl Store {
         })
         .await
     }
+}
+
+/// Every row `sql` selects with `params`, each mapped by `row` (the statement is cached).
+fn all_rows<T, P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    c.prepare_cached(sql)?.query_map(params, row)?.collect()
 }
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {

@@ -5,6 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
+use super::all_rows;
 use super::{Store, StoreError};
 use crate::reader_studies::states::{ReaderStudyRole, ReaderStudyState, ReleaseKind, SiteStatus};
 use crate::site::clock::now_i64 as now;
@@ -128,11 +129,8 @@ impl Store {
 
     pub async fn reader_studies(&self) -> Result<Vec<ReaderStudyRow>, StoreError> {
         self.call(|c| {
-            let mut st = c.prepare(&format!(
-                "{READER_STUDY_SELECT} ORDER BY received_at, reader_study"
-            ))?;
-            let rows = st.query_map([], reader_study_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let sql = format!("{READER_STUDY_SELECT} ORDER BY received_at, reader_study");
+            Ok(all_rows(c, &sql, [], reader_study_row)?)
         })
         .await
     }
@@ -198,10 +196,8 @@ impl Store {
     ) -> Result<Vec<ReaderStudySiteRow>, StoreError> {
         let s = study.to_string();
         self.call(move |c| {
-            let mut st = c.prepare(
-                "SELECT site, status, cases, reads, updated_at FROM reader_study_sites WHERE reader_study = ?1 ORDER BY site",
-            )?;
-            let rows = st.query_map([&s], |r| {
+            let sql = "SELECT site, status, cases, reads, updated_at FROM reader_study_sites WHERE reader_study = ?1 ORDER BY site";
+            let rows = all_rows(c, sql, [&s], |r| {
                 let reads: String = r.get(3)?;
                 Ok(ReaderStudySiteRow {
                     site: r.get(0)?,
@@ -211,7 +207,7 @@ impl Store {
                     updated_at: r.get(4)?,
                 })
             })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            Ok(rows)
         })
         .await
     }
@@ -244,17 +240,15 @@ impl Store {
     ) -> Result<Vec<ReaderStudyCaseRow>, StoreError> {
         let s = study.to_string();
         self.call(move |c| {
-            let mut st = c.prepare(
-                "SELECT case_uid, dicom_study, series_id FROM reader_study_cases WHERE reader_study = ?1 ORDER BY case_uid",
-            )?;
-            let rows = st.query_map([&s], |r| {
+            let sql = "SELECT case_uid, dicom_study, series_id FROM reader_study_cases WHERE reader_study = ?1 ORDER BY case_uid";
+            let rows = all_rows(c, sql, [&s], |r| {
                 Ok(ReaderStudyCaseRow {
                     case_uid: r.get(0)?,
                     dicom_study_id: r.get(1)?,
                     series_id: r.get(2)?,
                 })
             })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            Ok(rows)
         })
         .await
     }
@@ -323,10 +317,8 @@ impl Store {
     /// Every roster this site submitted under for an input.
     pub async fn submissions_for(&self, input: [u8; 32]) -> Result<Vec<SubmissionRow>, StoreError> {
         self.call(move |c| {
-            let mut st = c.prepare(
-                "SELECT roster_hash, attempt, sites FROM secagg_submissions WHERE input = ?1 ORDER BY attempt",
-            )?;
-            let rows = st.query_map([input.to_vec()], |r| {
+            let sql = "SELECT roster_hash, attempt, sites FROM secagg_submissions WHERE input = ?1 ORDER BY attempt";
+            let rows = all_rows(c, sql, [input.to_vec()], |r| {
                 let h: Vec<u8> = r.get(0)?;
                 let sites: String = r.get(2)?;
                 let mut roster_hash = [0u8; 32];
@@ -339,7 +331,7 @@ impl Store {
                     sites: serde_json::from_str(&sites).unwrap_or_default(),
                 })
             })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            Ok(rows)
         })
         .await
     }

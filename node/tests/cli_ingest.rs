@@ -514,3 +514,54 @@ fn usage_errors_exit_2_and_missing_site_explains() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to overwrite"));
 }
+
+#[test]
+fn the_site_is_private_and_a_readable_one_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("private");
+    init(&site);
+    bin()
+        .args(["--dir", s(&site), "cases"])
+        .output()
+        .map(|o| assert!(o.status.success(), "{o:?}"))
+        .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&site), 0o700);
+    assert_eq!(mode(&site.join("keys")), 0o700);
+    for f in [
+        "fedanno.db",
+        "keys/signing.pk8",
+        "keys/sealing.key",
+        "keys/pseudonym.key",
+    ] {
+        assert_eq!(mode(&site.join(f)), 0o600, "{f}");
+    }
+    for extra in ["fedanno.db-wal", "fedanno.db-shm"] {
+        let p = site.join(extra);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{extra}");
+        }
+    }
+    let refused = |path: &std::path::Path, bad: u32, fix: &str| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(bad)).unwrap();
+        let out = bin().args(["--dir", s(&site), "cases"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains("readable by other users"), "{err}");
+        assert!(
+            err.contains(&format!("chmod {fix} {}", path.display())),
+            "{err}"
+        );
+    };
+    refused(&site.join("fedanno.db"), 0o644, "600");
+    std::fs::set_permissions(
+        site.join("fedanno.db"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    refused(&site, 0o755, "700");
+    std::fs::set_permissions(&site, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = bin().args(["--dir", s(&site), "cases"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}

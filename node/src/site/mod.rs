@@ -44,6 +44,16 @@ pub enum SiteError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{} is readable by other users (mode {mode:o}): it holds patient identifiers; run `chmod {fix} {}`",
+        path.display(),
+        path.display()
+    )]
+    NotPrivate {
+        path: PathBuf,
+        mode: u32,
+        fix: &'static str,
+    },
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -76,10 +86,7 @@ pub fn init(dir: &Path, name: &str, id: Option<&str>) -> Result<InitReport, Site
     if name.trim().is_empty() {
         return Err(SiteError::Name("the site name must not be empty".into()));
     }
-    std::fs::create_dir_all(dir).map_err(|source| SiteError::Create {
-        path: dir.into(),
-        source,
-    })?;
+    make_private_dir(dir)?;
     let config = Config::new(name.trim(), site_id);
     // Keys first: if they cannot be made, no half-made site is left claiming to exist.
     let keys = identity::generate(&dir.join(KEYS_DIR))?;
@@ -108,6 +115,36 @@ pub fn init(dir: &Path, name: &str, id: Option<&str>) -> Result<InitReport, Site
     })
 }
 
+/// Creates the site directory (if needed) readable by its owner only: it will hold original
+/// patient identifiers and file paths.
+fn make_private_dir(dir: &Path) -> Result<(), SiteError> {
+    use std::os::unix::fs::PermissionsExt;
+    let create = |source| SiteError::Create {
+        path: dir.into(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(create)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(create)
+}
+
+/// Refuses a site whose directory, database or write-ahead log other local users can read,
+/// naming the file and the `chmod` that fixes it (as ssh does for keys).
+pub fn check_private(dir: &Path) -> Result<(), SiteError> {
+    use std::os::unix::fs::PermissionsExt;
+    let db = dir.join(DB_FILE);
+    let wal = dir.join(format!("{DB_FILE}-wal"));
+    for (path, fix) in [(dir.to_path_buf(), "700"), (db, "600"), (wal, "600")] {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue; // a missing file is named by whoever needs it
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(SiteError::NotPrivate { path, mode, fix });
+        }
+    }
+    Ok(())
+}
+
 /// An opened site: configuration and a running store.
 pub struct Site {
     pub dir: PathBuf,
@@ -121,6 +158,7 @@ impl Site {
         if !dir.join(CONFIG_FILE).exists() {
             return Err(SiteError::NotASite(dir.into()));
         }
+        check_private(dir)?;
         let config = Config::load(dir)?;
         let (store, thread) = Store::open(&dir.join(DB_FILE), OpenMode::Existing)?;
         Ok(Site {

@@ -110,6 +110,11 @@ impl Store {
         if mode == OpenMode::Existing && !path.exists() {
             return Err(StoreError::Missing(path.into()));
         }
+        if mode == OpenMode::Create && !path.exists() {
+            create_private(path).map_err(|e| {
+                StoreError::Corrupt(format!("cannot create {}: {e}", path.display()))
+            })?;
+        }
         let mut conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.into(),
             source,
@@ -165,6 +170,19 @@ impl Store {
         })
         .await
     }
+}
+
+/// Creates an empty database file readable by its owner only (mode 0600) before SQLite opens
+/// it: SQLite gives the WAL and shared-memory files the database file's mode, so they are
+/// private too.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
 }
 
 /// Every row `sql` selects with `params`, each mapped by `row` (the statement is cached).

@@ -40,6 +40,22 @@ fn nodes_as_processes_rejoin_after_kill_9_without_losing_audit_entries() {
     let nb = start_node(&b, Some(&na.address));
     nb.wait_log("member proved its certificate", 30);
     notice(&b, "before the crash");
+    // A peer's string cannot forge a log line or drive the operator's terminal.
+    let forged = "t\n2026-01-01T00:00:00Z ERROR forged line \u{1b}[31m\u{202e}";
+    let args = [
+        "node", "notice", "--to", "alpha", "--topic", forged, "--body", "x",
+    ];
+    ok(&[&["--dir", s(&b)][..], &args[..]].concat());
+    let line = na.wait_log("ERROR forged line", 30);
+    assert!(line.contains("notice received"), "{line}");
+    assert!(
+        line.contains("t\\n2026-01-01T00:00:00Z ERROR forged line \\u001b[31m\\u202e"),
+        "{line}"
+    );
+    assert!(
+        !line.contains('\u{1b}') && !line.contains('\u{202e}'),
+        "{line}"
+    );
     let status: Value = serde_json::from_str(&ok(&[
         "--dir",
         a.to_str().unwrap(),
@@ -70,7 +86,7 @@ fn nodes_as_processes_rejoin_after_kill_9_without_losing_audit_entries() {
         .iter()
         .filter(|e| e.to_string().contains("\"notice\"") && e.to_string().contains("received"))
         .count();
-    assert_eq!(received, 2);
+    assert_eq!(received, 3);
     for dir in [&a, &b] {
         ok(&["--dir", dir.to_str().unwrap(), "audit", "verify"]);
     }

@@ -147,7 +147,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprint!("{}", crate::tools::logging::escape_line(&format!("error: {e:#}\n")));
             ExitCode::from(1)
         }
     }

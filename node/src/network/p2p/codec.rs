@@ -1,5 +1,8 @@
 //! The request-response codec: one length-prefixed frame (u32 big-endian) of opaque envelope
 //! bytes per request or response, refused above the frame limit before anything is allocated.
+//! Below the limit the declared length is still not trusted: the body buffer grows with the
+//! bytes that actually arrive (from [`FIRST_CHUNK`]), so a peer that declares 4 MiB and stalls
+//! costs the node what it sent, not what it declared.
 //! What the bytes mean is the app's business (`fedanno_protocol::envelope`).
 
 use std::io;
@@ -26,10 +29,19 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: u32) -> io::Re
             format!("frame of {len} bytes exceeds the {max}-byte limit"),
         ));
     }
-    let mut buf = vec![0u8; len as usize];
-    io.read_exact(&mut buf).await?;
+    let mut buf = Vec::with_capacity((len as usize).min(FIRST_CHUNK));
+    io.take(u64::from(len)).read_to_end(&mut buf).await?;
+    if buf.len() != len as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame ended after {} of {len} bytes", buf.len()),
+        ));
+    }
     Ok(buf)
 }
+
+/// The most a frame's body buffer holds before its bytes arrive.
+pub const FIRST_CHUNK: usize = 16 * 1024;
 
 async fn write_frame<T: AsyncWrite + Unpin + Send>(
     io: &mut T,
@@ -110,6 +122,25 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        // A frame larger than the first chunk arrives whole.
+        let big: Vec<u8> = (0..3 * FIRST_CHUNK + 7).map(|i| i as u8).collect();
+        let mut wire = Vec::new();
+        write_frame(&mut futures::io::Cursor::new(&mut wire), &big, 1 << 20)
+            .await
+            .unwrap();
+        let got = read_frame(&mut futures::io::Cursor::new(&wire), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(got, big);
+        // A declared length the peer never sends: an error, and the buffer only ever held
+        // what arrived (the declared 1 MiB is never allocated up front).
+        let mut stalled = vec![0, 0x10, 0, 0];
+        stalled.extend_from_slice(&[7u8; 100]);
+        let e = read_frame(&mut futures::io::Cursor::new(&stalled[..]), 1 << 21)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(e.to_string().contains("after 100 of 1048576 bytes"), "{e}");
         // Truncated body.
         let short = [0, 0, 0, 9, 1, 2];
         assert!(

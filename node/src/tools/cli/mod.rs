@@ -147,7 +147,10 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprint!("{}", crate::tools::logging::escape_line(&format!("error: {e:#}\n")));
+            eprint!(
+                "{}",
+                crate::tools::logging::escape_line(&format!("error: {e:#}\n"))
+            );
             ExitCode::from(1)
         }
     }

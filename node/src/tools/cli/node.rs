@@ -132,7 +132,10 @@ async fn status(dir: &Path, json: bool) -> Result<ExitCode> {
             };
             // With --json, the JSON; no text (the error goes to stderr).
             emit(json, &Sorted(&down), |_| ())?;
-            eprint!("{}", crate::tools::logging::escape_line(&format!("error: {error}\n")));
+            eprint!(
+                "{}",
+                crate::tools::logging::escape_line(&format!("error: {error}\n"))
+            );
             return Ok(ExitCode::from(1));
         }
     };

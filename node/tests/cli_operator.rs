@@ -262,6 +262,22 @@ fn bad_key_files_are_named(f: &Fixture) {
     );
     assert!(!libp2p.exists(), "node run must not make a new libp2p key");
     std::fs::rename(&moved, &libp2p).unwrap();
+
+    // The site's own libp2p key with another signing key (a stolen libp2p key on a machine
+    // that lacks the site's signing key): refused before anything starts.
+    let other = f.tmp.path().join("other-site");
+    ok(&["init", "--dir", s(&other), "--site-name", "Other"]);
+    let own = std::fs::read(&signing).unwrap();
+    std::fs::copy(other.join("keys").join("signing.pk8"), &signing).unwrap();
+    let e = refused(&f.dir, &any, &[]);
+    assert_mentions(
+        &e,
+        &[
+            "signing key",
+            "is not the one this site's certificate was issued for",
+        ],
+    );
+    std::fs::write(&signing, own).unwrap();
 }
 
 fn bad_certificates_are_named(f: &Fixture) {

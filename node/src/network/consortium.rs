@@ -18,7 +18,8 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 
 use crate::site::clock::now;
-use crate::site::identity;
+use crate::site::identity::{self, SiteKeys};
+use libp2p::PeerId;
 
 pub const INFO_FILE: &str = "consortium.info";
 pub const ROOT_KEY_FILE: &str = "root.pk8";
@@ -70,6 +71,25 @@ fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<()> {
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     crate::site::files::write_bytes(path, bytes).context("cannot write a consortium file")
+}
+
+/// Which of the site's keys the certificate body does not name, if any: the signing key, the
+/// sealing key or the libp2p peer id. A site runs only with the very key set it was admitted
+/// with, so a stolen libp2p key alone does not make a member.
+pub fn key_mismatch(
+    body: &CertificateBody,
+    keys: &SiteKeys,
+    peer: &PeerId,
+) -> Option<&'static str> {
+    if body.signing_key.as_slice() != keys.signing.public_key().as_ref() {
+        Some("signing key")
+    } else if body.sealing_key != *x25519_dalek::PublicKey::from(&keys.sealing).as_bytes() {
+        Some("sealing key")
+    } else if body.peer_id != peer.to_bytes() {
+        Some("peer id (libp2p key)")
+    } else {
+        None
+    }
 }
 
 /// Everything a consortium root directory holds.
@@ -371,18 +391,10 @@ pub fn join(
         body.site_id,
         site_id
     );
-    ensure!(
-        body.signing_key.as_slice() == keys.signing.public_key().as_ref(),
-        "the certificate names another signing key than this site's"
-    );
-    ensure!(
-        body.sealing_key == *x25519_dalek::PublicKey::from(&keys.sealing).as_bytes(),
-        "the certificate names another sealing key than this site's"
-    );
-    ensure!(
-        body.peer_id == libp2p_key(site_dir)?.public().to_peer_id().to_bytes(),
-        "the certificate names another peer id than this site's"
-    );
+    let peer = libp2p_key(site_dir)?.public().to_peer_id();
+    if let Some(which) = key_mismatch(&body, &keys, &peer) {
+        bail!("the certificate names another {which} than this site's");
+    }
     let dir = site_dir.join(SITE_DIR);
     std::fs::create_dir_all(&dir)?;
     write_atomic(&dir.join(INFO_FILE), info_v.to_text().as_bytes())?;

@@ -273,15 +273,15 @@ async fn start_checked(
         };
         anyhow::anyhow!("the site's keys cannot be loaded: {e}.{hint}")
     })?;
-    let signing = Arc::new(keys.signing);
     let libp2p_key = consortium::existing_libp2p_key(&site.dir)?;
     let peer = libp2p_key.public().to_peer_id();
-    if peer.to_bytes() != m.body.peer_id {
+    if let Some(which) = consortium::key_mismatch(&m.body, &keys, &peer) {
         bail!(
-            "the key file {} (peer id {peer}) is not the key this site's certificate was issued for: restore keys/ from the site's offline backup, or request and join a new certificate",
-            keys_dir.join(consortium::LIBP2P_KEY_FILE).display()
+            "the site's {which} in {} is not the one this site's certificate was issued for: restore keys/ from the site's offline backup, or request and join a new certificate",
+            keys_dir.display()
         );
     }
+    let signing = Arc::new(keys.signing);
     let policy = match &options.policy {
         Some(p) => p.clone(),
         None => load_policy(site)?,

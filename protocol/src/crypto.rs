@@ -29,6 +29,8 @@ pub const DOMAIN_ENVELOPE: &[u8] = b"fedanno-envelope-v1\0";
 pub const DOMAIN_COSIGN: &[u8] = b"fedanno-cosign-v1\0";
 /// Domain of a receipt signature (receiver key over the receipt body).
 pub const DOMAIN_RECEIPT: &[u8] = b"fedanno-receipt-v1\0";
+/// Signature domain of membership proofs ([`crate::membership`]).
+pub const DOMAIN_MEMBERSHIP: &[u8] = b"fedanno-membership-v1\0";
 /// HKDF salt of the sealing construction (see `envelope`).
 pub const SEAL_SALT: &[u8] = b"fedanno-seal-v1\0";
 

@@ -130,8 +130,15 @@ fn mutated_wire_messages_never_panic() {
     let seeds: Vec<Vec<u8>> = vec![
         Frame::Hello {
             certificate: cert(2),
+            nonce: [7; 32],
         }
         .to_bytes(),
+        Frame::Welcome {
+            certificate: cert(3),
+            signature: [5; 64],
+        }
+        .to_bytes(),
+        Frame::Proof { signature: [6; 64] }.to_bytes(),
         Request::Witness {
             checkpoint: cp.clone(),
         }
@@ -168,7 +175,9 @@ fn mutated_wire_messages_never_panic() {
         if let Ok(Gossip::Checkpoint { checkpoint }) = Gossip::from_bytes(&m) {
             let _ = checkpoint.verify(&pk);
         }
-        if let Ok(Frame::Hello { certificate }) = Frame::from_bytes(&m) {
+        if let Ok(Frame::Hello { certificate, .. } | Frame::Welcome { certificate, .. }) =
+            Frame::from_bytes(&m)
+        {
             let _ = certificate.verify(&consortium(), CERT_NOW);
         }
     }

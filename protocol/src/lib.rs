@@ -25,6 +25,7 @@ pub mod envelope;
 pub mod ids;
 pub mod jobs;
 pub mod limits;
+pub mod membership;
 pub mod merkle;
 pub mod reader_study;
 pub mod secagg;

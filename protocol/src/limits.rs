@@ -82,3 +82,7 @@ pub const MAX_CLASSES: usize = 64;
 /// most 32 × 34 × 33 = 35 904; Dawid–Skene R × K × K, at most 32 × 32 × 32 = 32 768. At 8 bytes
 /// each this stays well below [`MAX_JOB_BYTES`].
 pub const MAX_PARAMS: usize = 1 << 16;
+
+/// The most bytes a request frame may have before its sender proved membership: a `Hello`
+/// (a certificate and a nonce, well under 1 KiB) or a `Proof`.
+pub const MAX_UNPROVEN_FRAME: usize = 4 * 1024;

@@ -96,14 +96,16 @@ pub enum Gossip {
     },
 }
 
-/// One request-response frame on the wire. A connection starts with `Hello` (the dialer's
-/// certificate, answered by the listener's); only proven members exchange `Envelope`s; a
-/// refusal carries only its reason. The Hello needs no envelope signature: the certificate binds
-/// the site keys to the peer id that the Noise handshake has already authenticated.
+/// One request-response frame on the wire. A connection starts with a membership proof
+/// ([`crate::membership`]): the dialer's `Hello`, answered by the listener's `Challenge`, then
+/// the dialer's `Proof`, answered by the listener's `Welcome`. Only proven members exchange
+/// `Envelope`s; a refusal carries only its reason.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Frame {
     Hello {
         certificate: Certificate,
+        #[serde(with = "codec::byte_array")]
+        nonce: [u8; 32],
     },
     Envelope {
         #[serde(deserialize_with = "bounded::bytes::<_, MAX_ENVELOPE_BYTES>")]
@@ -111,6 +113,19 @@ pub enum Frame {
     },
     Refused {
         reason: RefusalReason,
+    },
+    Challenge {
+        #[serde(with = "codec::byte_array")]
+        nonce: [u8; 32],
+    },
+    Proof {
+        #[serde(with = "codec::byte_array")]
+        signature: [u8; 64],
+    },
+    Welcome {
+        certificate: Certificate,
+        #[serde(with = "codec::byte_array")]
+        signature: [u8; 64],
     },
 }
 

@@ -216,8 +216,17 @@ async fn uncertified_revoked_expired_and_impersonating_nodes_are_refused_and_aud
     let victim = Intruder::new("site-victim");
     let victim_cert = victim.admitted(&mut root, 1, None);
     let thief = Intruder::new("site-thief");
-    let why = refused_reason(&c, &na, &thief, victim_cert).await;
+    let why = refused_reason(&c, &na, &thief, victim_cert.clone()).await;
     assert!(why.to_lowercase().contains("peer"), "{why}");
+    // A stolen libp2p key: the victim's certificate on the victim's peer id, but without the
+    // victim's signing key the membership proof does not verify.
+    let mut stolen = Intruder::new("site-stolen-key");
+    stolen.libp2p = victim.libp2p.clone();
+    let why = refused_reason(&c, &na, &stolen, victim_cert).await;
+    assert!(
+        why.contains("membership proof") && why.contains("does not verify with its signing key"),
+        "{why}"
+    );
     assert!(na.handle.verify_audit().await.unwrap().ok);
     na.stop().await;
 }

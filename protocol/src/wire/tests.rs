@@ -238,6 +238,14 @@ fn frames_round_trip_and_refuse_oversized_envelopes() {
         bytes: vec![7u8; 100],
     };
     assert_eq!(Frame::from_bytes(&f.to_bytes()).unwrap(), f);
+    for f in [
+        Frame::Challenge { nonce: [3; 32] },
+        Frame::Proof { signature: [4; 64] },
+    ] {
+        let bytes = f.to_bytes();
+        assert!(bytes.len() <= crate::limits::MAX_UNPROVEN_FRAME);
+        assert_eq!(Frame::from_bytes(&bytes).unwrap(), f);
+    }
     let r = Frame::Refused {
         reason: RefusalReason::NotAMember,
     };

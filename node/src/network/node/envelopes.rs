@@ -153,7 +153,10 @@ impl Context {
     ) -> Result<(Opened, Response), AppError> {
         let bytes = match Frame::from_bytes(reply).map_err(|e| AppError::BadReply(e.to_string()))? {
             Frame::Refused { reason } => return Err(AppError::Refused(format!("{reason:?}"))),
-            Frame::Hello { .. } => {
+            Frame::Hello { .. }
+            | Frame::Challenge { .. }
+            | Frame::Proof { .. }
+            | Frame::Welcome { .. } => {
                 return Err(AppError::BadReply(
                     "a membership proof instead of a response".into(),
                 ));

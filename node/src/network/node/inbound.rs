@@ -60,14 +60,15 @@ pub(super) async fn handle(cx: &Context, ev: NetEvent) {
 /// One request frame: a membership proof, an envelope from a member, or something refused.
 async fn frame(cx: &Context, peer: PeerId, id: u64, bytes: &[u8]) {
     match Frame::from_bytes(bytes) {
-        Ok(Frame::Hello { certificate }) => {
-            membership::hello_inbound(cx, peer, id, certificate).await
+        Ok(Frame::Hello { certificate, nonce }) => {
+            membership::hello_inbound(cx, peer, id, certificate, nonce).await
         }
+        Ok(Frame::Proof { signature }) => membership::proof_inbound(cx, peer, id, signature).await,
         Ok(Frame::Envelope { bytes }) => match cx.members().by_peer(&peer) {
             Some(member) => request(cx, &member, id, &bytes).await,
             None => refuse_non_member(cx, peer, id).await,
         },
-        Ok(Frame::Refused { .. }) | Err(_) => {
+        Ok(Frame::Refused { .. } | Frame::Challenge { .. } | Frame::Welcome { .. }) | Err(_) => {
             let why = "a request that is not a fedanno frame".to_string();
             cx.reject(&peer.to_string(), why, None).await;
             let _ = cx

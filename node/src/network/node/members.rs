@@ -1,7 +1,7 @@
 //! The members proven on this run's connections: who they are, by peer and by site.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use fedanno_protocol::cert::{CertificateBody, Role};
 use fedanno_protocol::ids::SiteId;
@@ -57,10 +57,24 @@ struct Index {
     by_site: HashMap<SiteId, PeerId>,
 }
 
-/// The proven members. A std lock held for a few statements, never across an await.
+/// A dialer's membership proof in progress at this (listening) node: its checked certificate
+/// and both nonces, kept from its `Hello` until its `Proof`.
+#[derive(Clone)]
+pub(crate) struct PendingProof {
+    pub info: MemberInfo,
+    pub dialer_nonce: [u8; 32],
+    pub listener_nonce: [u8; 32],
+}
+
+/// The most membership proofs in progress at once; beyond it a `Hello` is refused as busy.
+pub(crate) const MAX_PENDING_PROOFS: usize = 256;
+
+/// The proven members, and the proofs in progress. Std locks held for a few statements, never
+/// across an await.
 #[derive(Default)]
 pub(crate) struct Members {
     index: RwLock<Index>,
+    pending: Mutex<HashMap<PeerId, PendingProof>>,
 }
 
 impl Members {
@@ -109,7 +123,28 @@ impl Members {
         }
     }
 
+    /// Records a proof in progress (one per peer: a new `Hello` replaces the old one). False when
+    /// [`MAX_PENDING_PROOFS`] other peers are already in progress.
+    pub(super) fn start_proof(&self, peer: PeerId, proof: PendingProof) -> bool {
+        let Ok(mut p) = self.pending.lock() else {
+            return false;
+        };
+        if p.len() >= MAX_PENDING_PROOFS && !p.contains_key(&peer) {
+            return false;
+        }
+        p.insert(peer, proof);
+        true
+    }
+
+    /// Takes the proof in progress of `peer`, if any.
+    pub(super) fn take_proof(&self, peer: &PeerId) -> Option<PendingProof> {
+        self.pending.lock().ok()?.remove(peer)
+    }
+
     pub(super) fn remove(&self, peer: &PeerId) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(peer);
+        }
         if let Ok(mut m) = self.index.write()
             && let Some(info) = m.by_peer.remove(peer)
             && m.by_site.get(&info.site) == Some(peer)

@@ -1,15 +1,20 @@
-//! Membership proofs. The dialing side sends `Frame::Hello` with its certificate first; the
-//! listening side checks it (valid now, not revoked, issued by our consortium root, bound to
-//! the connection's Noise-authenticated peer id) before it answers with its own. Only then is
-//! the peer a member; until then it can send nothing else, and a peer that fails the check is
-//! refused, audited, disconnected and blocked. A listener never shows its certificate to an
-//! unproven dialer.
+//! Membership proofs (`fedanno_protocol::membership`). The dialing side sends `Hello` with its
+//! certificate and a fresh nonce; the listening side checks the certificate (valid now, not
+//! revoked, issued by our consortium root, bound to the connection's Noise-authenticated peer
+//! id) and answers a `Challenge` with its own nonce; the dialer signs both peer ids and both
+//! nonces with its certified signing key (`Proof`); the listener checks that signature, and only
+//! then shows its own certificate and signature (`Welcome`), which the dialer checks in turn.
+//! Until a peer has proven itself it can send nothing else; a peer that fails is refused,
+//! audited, disconnected and blocked. A stolen libp2p key without the site's signing key proves
+//! nothing.
 
 use fedanno_protocol::cert::{CertError, Certificate};
+use fedanno_protocol::membership::{Side, Transcript};
 use fedanno_protocol::wire::{Frame, RefusalReason};
+use ring::rand::{SecureRandom, SystemRandom};
 
 use super::context::Context;
-use super::members::MemberInfo;
+use super::members::{MemberInfo, PendingProof};
 use super::outbound::Release;
 use super::{AppError, HELLO_TIMEOUT};
 use crate::network::audit::AuditEvent;
@@ -72,16 +77,41 @@ async fn admit(cx: &Context, info: MemberInfo) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Our certificate as a Hello frame, through the gate and into the audit log.
-async fn our_hello(cx: &Context, to: Option<&MemberInfo>) -> Result<Vec<u8>, AppError> {
+/// A handshake frame, through the gate and into the audit log.
+async fn send_frame(
+    cx: &Context,
+    to: Option<&MemberInfo>,
+    frame: Frame,
+) -> Result<Vec<u8>, AppError> {
     cx.gate(MessageKind::Hello, &Release::default(), to).await?;
-    let frame = Frame::Hello {
-        certificate: cx.identity().certificate().clone(),
-    }
-    .to_bytes();
-    cx.sent_frame(to.map(|m| m.site.clone()), MessageKind::Hello, &frame)
+    let bytes = frame.to_bytes();
+    cx.sent_frame(to.map(|m| m.site.clone()), MessageKind::Hello, &bytes)
         .await?;
-    Ok(frame)
+    Ok(bytes)
+}
+
+fn nonce() -> Result<[u8; 32], String> {
+    let mut n = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut n)
+        .map_err(|_| "no randomness for a membership nonce".to_string())?;
+    Ok(n)
+}
+
+/// What both ends sign on the connection from `dialer` to `listener`.
+fn transcript<'a>(
+    cx: &'a Context,
+    dialer: &'a [u8],
+    listener: &'a [u8],
+    nonces: ([u8; 32], [u8; 32]),
+) -> Transcript<'a> {
+    Transcript {
+        consortium: cx.identity().consortium(),
+        dialer,
+        listener,
+        dialer_nonce: nonces.0,
+        listener_nonce: nonces.1,
+    }
 }
 
 /// We dialed `peer`: prove ourselves, then check its answer.
@@ -91,46 +121,133 @@ pub(super) async fn hello_outbound(cx: &Context, peer: PeerId) {
     }
 }
 
-async fn try_hello_outbound(cx: &Context, peer: PeerId) -> Result<(), String> {
-    let frame = our_hello(cx, None).await.map_err(|e| e.to_string())?;
+/// One request of the handshake, answered within `HELLO_TIMEOUT`.
+async fn ask(cx: &Context, peer: PeerId, frame: Vec<u8>) -> Result<Frame, String> {
     let reply = tokio::time::timeout(HELLO_TIMEOUT, cx.net().request(peer, frame))
         .await
         .map_err(|_| "no answer to our membership proof".to_string())?
         .map_err(|e| e.to_string())?;
     match Frame::from_bytes(&reply).map_err(|e| format!("malformed answer: {e}"))? {
-        Frame::Hello { certificate } => {
-            let info = check(cx, &peer, &certificate)?;
-            admit(cx, info).await.map_err(|e| e.to_string())
-        }
         Frame::Refused { reason } => Err(format!(
             "the peer refused our membership proof ({reason:?})"
         )),
-        Frame::Envelope { .. } => Err("answered a membership proof with a message".into()),
+        f => Ok(f),
     }
 }
 
-/// A peer sent us its membership proof on request `id`.
-pub(super) async fn hello_inbound(cx: &Context, peer: PeerId, id: u64, certificate: Certificate) {
-    match check(cx, &peer, &certificate) {
-        Ok(info) => {
-            let answer = async {
-                let frame = our_hello(cx, Some(&info)).await?;
-                admit(cx, info).await?;
-                cx.net().respond(id, frame).await?;
-                Ok::<(), AppError>(())
-            };
-            if let Err(e) = answer.await {
-                refuse(cx, &peer, e.to_string(), true).await;
-            }
-        }
-        Err(reason) => {
-            let refused = Frame::Refused {
-                reason: RefusalReason::NotAMember,
-            };
-            let _ = cx.net().respond(id, refused.to_bytes()).await;
-            refuse(cx, &peer, reason, true).await;
-        }
+async fn try_hello_outbound(cx: &Context, peer: PeerId) -> Result<(), String> {
+    let dialer_nonce = nonce()?;
+    let hello = Frame::Hello {
+        certificate: cx.identity().certificate().clone(),
+        nonce: dialer_nonce,
+    };
+    let hello = send_frame(cx, None, hello)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Frame::Challenge {
+        nonce: listener_nonce,
+    } = ask(cx, peer, hello).await?
+    else {
+        return Err("answered our certificate with something other than a challenge".into());
+    };
+    let (me, them) = (cx.net().peer_id().to_bytes(), peer.to_bytes());
+    let t = transcript(cx, &me, &them, (dialer_nonce, listener_nonce));
+    let proof = Frame::Proof {
+        signature: t.sign(Side::Dialer, cx.identity().signing()),
+    };
+    let proof = send_frame(cx, None, proof)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Frame::Welcome {
+        certificate,
+        signature,
+    } = ask(cx, peer, proof).await?
+    else {
+        return Err("answered our proof with something other than its own".into());
+    };
+    let info = check(cx, &peer, &certificate)?;
+    if !t.verify(Side::Listener, &info.signing_key, &signature) {
+        return Err(format!(
+            "{}'s membership proof does not verify with its certificate's signing key",
+            info.site
+        ));
     }
+    admit(cx, info).await.map_err(|e| e.to_string())
+}
+
+/// A peer sent its certificate on request `id`: check it, then challenge it to prove it holds
+/// the certificate's signing key.
+pub(super) async fn hello_inbound(
+    cx: &Context,
+    peer: PeerId,
+    id: u64,
+    certificate: Certificate,
+    dialer_nonce: [u8; 32],
+) {
+    let challenge = async {
+        let info = check(cx, &peer, &certificate)?;
+        let listener_nonce = nonce()?;
+        let pending = PendingProof {
+            info,
+            dialer_nonce,
+            listener_nonce,
+        };
+        if !cx.members().start_proof(peer, pending) {
+            return Err("too many membership proofs in progress".to_string());
+        }
+        let frame = Frame::Challenge {
+            nonce: listener_nonce,
+        };
+        send_frame(cx, None, frame).await.map_err(|e| e.to_string())
+    };
+    match challenge.await {
+        Ok(frame) => {
+            let _ = cx.net().respond(id, frame).await;
+        }
+        Err(reason) => refuse_request(cx, peer, id, reason).await,
+    }
+}
+
+/// A peer answered our challenge on request `id`: check its signature, then prove ourselves.
+pub(super) async fn proof_inbound(cx: &Context, peer: PeerId, id: u64, signature: [u8; 64]) {
+    let welcome = async {
+        let p = cx
+            .members()
+            .take_proof(&peer)
+            .ok_or_else(|| "a membership proof without a certificate before it".to_string())?;
+        let (me, them) = (cx.net().peer_id().to_bytes(), peer.to_bytes());
+        let t = transcript(cx, &them, &me, (p.dialer_nonce, p.listener_nonce));
+        if !t.verify(Side::Dialer, &p.info.signing_key, &signature) {
+            return Err(format!(
+                "the membership proof of a certificate for {} does not verify with its signing key",
+                p.info.site
+            ));
+        }
+        let frame = Frame::Welcome {
+            certificate: cx.identity().certificate().clone(),
+            signature: t.sign(Side::Listener, cx.identity().signing()),
+        };
+        let frame = send_frame(cx, Some(&p.info), frame)
+            .await
+            .map_err(|e| e.to_string())?;
+        admit(cx, p.info).await.map_err(|e| e.to_string())?;
+        Ok(frame)
+    };
+    match welcome.await {
+        Ok(frame) => {
+            let _ = cx.net().respond(id, frame).await;
+        }
+        Err(reason) => refuse_request(cx, peer, id, reason).await,
+    }
+}
+
+/// Answers request `id` with a refusal, then refuses the peer.
+async fn refuse_request(cx: &Context, peer: PeerId, id: u64, reason: String) {
+    let refused = Frame::Refused {
+        reason: RefusalReason::NotAMember,
+    };
+    let _ = cx.net().respond(id, refused.to_bytes()).await;
+    refuse(cx, &peer, reason, true).await;
 }
 
 /// A peer connected to us: it has `HELLO_TIMEOUT` to prove membership.

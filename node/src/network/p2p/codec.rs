@@ -12,7 +12,7 @@ use libp2p::StreamProtocol;
 use libp2p::request_response;
 
 /// The request-response protocol name. No PHI ever goes into protocol or agent names.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/fedanno/rr/1.0.0");
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/fedanno/rr/2.0.0");
 
 #[derive(Debug, Clone)]
 pub struct FrameCodec {

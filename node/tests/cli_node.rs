@@ -76,6 +76,24 @@ fn nodes_as_processes_rejoin_after_kill_9_without_losing_audit_entries() {
     na.wait_log("member proved its certificate", 30);
     notice(&b, "after the restart");
 
+    // The root revokes beta; alpha's operator installs the list while its node runs: the node
+    // applies it without a restart and refuses beta.
+    ok(&[
+        "consortium",
+        "revoke",
+        "--root",
+        s(&root),
+        "--site",
+        "beta",
+        "--reason",
+        "test",
+    ]);
+    let crl = root.join("crl.bin");
+    let said = ok(&["--dir", s(&a), "consortium", "update-revocations", s(&crl)]);
+    assert!(said.contains("the running node applied it"), "{said}");
+    let line = na.wait_log("refused a peer", 30);
+    assert!(line.contains("was revoked"), "{line}");
+
     na.stop(&a);
     nb.stop(&b);
     let after = audit_entries(&a);

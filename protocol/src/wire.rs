@@ -94,6 +94,13 @@ pub enum Gossip {
         #[serde(deserialize_with = "bounded::string::<_, MAX_TEXT>")]
         body: String,
     },
+    /// The consortium root's newest revocation list (`RevocationList::to_bytes`), passed on
+    /// from node to node so that a site that missed the file still learns it: its root
+    /// signature is what counts, not who passed it on.
+    Revocations {
+        #[serde(deserialize_with = "bounded::bytes::<_, MAX_GOSSIP_BYTES>")]
+        list: Vec<u8>,
+    },
 }
 
 /// One request-response frame on the wire. A connection starts with a membership proof

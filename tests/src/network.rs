@@ -214,6 +214,7 @@ impl Intruder {
             transport: Transport::Tcp,
             net: NetConfig::default(),
             checkpoint_interval: None,
+            revocations_file: None,
         };
         Node::start(p)
             .await

@@ -398,3 +398,104 @@ async fn checkpoints_are_signed_and_published_at_intervals() {
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_and_expiry_end_live_connections_without_a_restart() {
+    let c = Consortium::new(&["site-a", "site-b"]);
+    let mut root = c.root();
+    let [na, nb]: [Node; 2] = c.start().await.try_into().ok().unwrap();
+    wait_until(&na, 30, "A and B to prove each other", || members(&na) == 1).await;
+
+    // A member connected to both, then revoked at the root.
+    let revoked = Intruder::new("site-revoked");
+    let (cert, body) = revoked.admitted(&mut root, 1, None);
+    let serial = body.serial;
+    let ni = revoked
+        .start(cert, body, c.trust(), vec![address(&na), address(&nb)])
+        .await;
+    let is_member = |n: &Node, id: &SiteId| n.handle.members().iter().any(|m| &m.site == id);
+    for (n, name) in [(&na, "A"), (&nb, "B")] {
+        wait_until(n, 30, &format!("{name} to admit the member"), || {
+            is_member(n, revoked.id())
+        })
+        .await;
+    }
+    root.revoke(Some(serial), None, "key compromise").unwrap();
+    let list = std::fs::read(c.local.dir.join("consortium").join(consortium::CRL_FILE)).unwrap();
+
+    // A installs the list (what `consortium update-revocations` does through the control
+    // socket): the member is refused at once, without a restart.
+    let t0 = std::time::Instant::now();
+    let number = na
+        .handle
+        .install_revocations(Some(list.clone()))
+        .await
+        .unwrap();
+    assert!(number.is_some());
+    wait_until(&na, 2, "A to drop the revoked member", || {
+        !is_member(&na, revoked.id())
+    })
+    .await;
+    let dropped_after = t0.elapsed();
+    assert!(
+        dropped_after < std::time::Duration::from_secs(2),
+        "{dropped_after:?}"
+    );
+    // B never installed the file: it learns the list from A (root-signed) and drops it too.
+    wait_until(&nb, 30, "B to learn the list from A", || {
+        !is_member(&nb, revoked.id())
+    })
+    .await;
+    for n in 0..2 {
+        let refused = c.events(n, "refused").await;
+        assert!(
+            refused
+                .iter()
+                .any(|e| matches!(e, AuditEvent::Refused { reason, .. }
+                if reason.contains("site-revoked") && reason.contains("was revoked"))),
+            "site {n}: {refused:?}"
+        );
+    }
+    // Its next message is refused; the same list again changes nothing.
+    let a = c.id(0).clone();
+    assert!(
+        ni.handle
+            .notice(a.clone(), "t".into(), "b".into())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        na.handle.install_revocations(Some(list)).await.unwrap(),
+        None
+    );
+    ni.stop().await;
+
+    // A member whose certificate expires during the connection is dropped when it does.
+    let expiring = Intruder::new("site-expiring");
+    let (cert, body) = expiring.admitted(&mut root, 1, Some(now() - 86_400 + 4));
+    let ne = expiring
+        .start(cert, body, c.trust(), vec![address(&na)])
+        .await;
+    wait_until(&na, 30, "A to admit the expiring member", || {
+        is_member(&na, expiring.id())
+    })
+    .await;
+    wait_until(&na, 30, "A to drop the expired member", || {
+        !is_member(&na, expiring.id())
+    })
+    .await;
+    assert!(ne.handle.notice(a, "t".into(), "b".into()).await.is_err());
+    let refused = c.events(0, "refused").await;
+    assert!(
+        refused
+            .iter()
+            .any(|e| matches!(e, AuditEvent::Refused { reason, .. }
+            if reason.contains("site-expiring") && reason.contains("expired"))),
+        "{refused:?}"
+    );
+    ne.stop().await;
+    for n in [na, nb] {
+        assert!(n.handle.verify_audit().await.unwrap().ok);
+        n.stop().await;
+    }
+}

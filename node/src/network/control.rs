@@ -42,6 +42,8 @@ pub enum ControlRequest {
         to: String,
     },
     Stop,
+    /// Apply the revocation list file `consortium update-revocations` installed.
+    Revocations,
     ReaderStudyLaunch {
         manifest: String,
     },
@@ -119,6 +121,13 @@ pub struct CheckpointSigned {
     pub text: String,
 }
 
+/// The running node applied the installed revocation list (`consortium
+/// update-revocations`): its number, or None when it already had it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationsApplied {
+    pub newer: Option<u64>,
+}
+
 /// The node is stopping (`node stop`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stopping {
@@ -173,6 +182,9 @@ async fn answer(
             })
         }
         ControlRequest::Witness { to } => value(h.witness(site(to)?).await?.witness),
+        ControlRequest::Revocations => value(RevocationsApplied {
+            newer: h.install_revocations(None).await?,
+        }),
         ControlRequest::Stop => {
             let _ = stop.send(true);
             value(Stopping { stopping: true })
@@ -297,6 +309,11 @@ pub async fn checkpoint(site_dir: &Path) -> Result<CheckpointSigned> {
 /// `node witness`: the member that co-signed.
 pub async fn witness(site_dir: &Path, to: String) -> Result<SiteId> {
     call(site_dir, &ControlRequest::Witness { to }).await
+}
+
+/// `consortium update-revocations`, when a node is running.
+pub async fn revocations(site_dir: &Path) -> Result<RevocationsApplied> {
+    call(site_dir, &ControlRequest::Revocations).await
 }
 
 /// `node stop`.

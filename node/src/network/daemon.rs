@@ -327,6 +327,11 @@ async fn start_checked(
             .unwrap_or(Some(Duration::from_secs(
                 site.config.network.checkpoint_interval_secs,
             ))),
+        revocations_file: Some(
+            site.dir
+                .join(consortium::SITE_DIR)
+                .join(consortium::CRL_FILE),
+        ),
     };
     Ok((Node::start(params).await?, audit_log))
 }

@@ -16,6 +16,8 @@ vocabulary! {
         Receipt = "receipt",
         /// A refusal with its reason code.
         Refusal = "refusal",
+        /// The consortium root's revocation list, passed on to the members.
+        Revocations = "revocations",
         /// A text notice to one member or to the consortium.
         Notice = "notice",
         /// A coordinator's announcement of a reader study (its signed manifest).

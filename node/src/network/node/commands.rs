@@ -38,6 +38,11 @@ pub(crate) enum AppCommand {
         from: SiteId,
         reply: Reply<SignedCheckpoint>,
     },
+    /// Install the revocation list in these bytes (None: re-read the site's list file).
+    Revocations {
+        list: Option<Vec<u8>>,
+        reply: Reply<Option<u64>>,
+    },
     ReaderStudy(ReaderStudyCommand),
 }
 
@@ -69,6 +74,9 @@ pub(super) async fn execute(cx: &Context, c: AppCommand) {
         }
         AppCommand::GetCheckpoint { from, reply } => {
             let _ = reply.send(witness::fetch_checkpoint(cx, &from).await);
+        }
+        AppCommand::Revocations { list, reply } => {
+            let _ = reply.send(cx.reload_revocations(list).await);
         }
         AppCommand::ReaderStudy(c) => crate::reader_studies::network::execute(cx, c).await,
     }

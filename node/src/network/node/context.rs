@@ -12,6 +12,7 @@ use super::NodeParams;
 use super::envelopes::Envelopes;
 use super::identity::Identity;
 use super::members::{MemberInfo, Members};
+use super::trust::Trust;
 use super::witness::Witnessed;
 use crate::network::audit::AuditLog;
 use crate::network::p2p::{Multiaddr, NetHandle};
@@ -31,6 +32,7 @@ struct Services {
 
 pub(crate) struct Context {
     identity: Identity,
+    trust: Trust,
     members: Members,
     envelopes: Envelopes,
     services: Services,
@@ -50,6 +52,7 @@ impl Context {
     ) -> Self {
         Context {
             identity: Identity::new(p),
+            trust: Trust::new(p.trust.clone(), p.revocations_file.clone()),
             members: Members::default(),
             envelopes: Envelopes::new(min_sequence),
             services: Services {
@@ -67,6 +70,10 @@ impl Context {
 
     pub(crate) fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    pub(super) fn trust(&self) -> &Trust {
+        &self.trust
     }
 
     /// This site's id.

@@ -1,9 +1,9 @@
-//! Who this node is: its site id, consortium, certificate, keys and the consortium's trust
-//! store. Fixed for the life of the node: no locks.
+//! Who this node is: its site id, consortium, certificate and keys. Fixed for the life of the
+//! node: no locks. (The trust store, which revocations change, is [`super::trust`]'s.)
 
 use std::sync::Arc;
 
-use fedanno_protocol::cert::{Certificate, CertificateBody, Role, TrustStore};
+use fedanno_protocol::cert::{Certificate, CertificateBody, Role};
 use fedanno_protocol::crypto;
 use fedanno_protocol::ids::SiteId;
 use ring::signature::Ed25519KeyPair;
@@ -17,7 +17,6 @@ pub(crate) struct Identity {
     body: CertificateBody,
     signing: Arc<Ed25519KeyPair>,
     sealing: x25519_dalek::StaticSecret,
-    trust: TrustStore,
 }
 
 impl Identity {
@@ -29,7 +28,6 @@ impl Identity {
             body: p.certificate_body.clone(),
             signing: p.signing.clone(),
             sealing: p.sealing.clone(),
-            trust: p.trust.clone(),
         }
     }
 
@@ -70,9 +68,5 @@ impl Identity {
 
     pub(super) fn sealing(&self) -> &x25519_dalek::StaticSecret {
         &self.sealing
-    }
-
-    pub(super) fn trust(&self) -> &TrustStore {
-        &self.trust
     }
 }

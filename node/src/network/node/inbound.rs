@@ -65,8 +65,10 @@ async fn frame(cx: &Context, peer: PeerId, id: u64, bytes: &[u8]) {
         }
         Ok(Frame::Proof { signature }) => membership::proof_inbound(cx, peer, id, signature).await,
         Ok(Frame::Envelope { bytes }) => match cx.members().by_peer(&peer) {
-            Some(member) => request(cx, &member, id, &bytes).await,
-            None => refuse_non_member(cx, peer, id).await,
+            Some(member) if cx.still_member(&member).await => {
+                request(cx, &member, id, &bytes).await
+            }
+            _ => refuse_non_member(cx, peer, id).await,
         },
         Ok(Frame::Refused { .. } | Frame::Challenge { .. } | Frame::Welcome { .. }) | Err(_) => {
             let why = "a request that is not a fedanno frame".to_string();
@@ -202,6 +204,9 @@ async fn gossip(cx: &Context, source: PeerId, bytes: &[u8]) -> bool {
         cx.reject(&source.to_string(), why, None).await;
         return false;
     };
+    if !cx.still_member(&member).await {
+        return false;
+    }
     let from = member.site.as_str();
     let Ok(Frame::Envelope { bytes: env_bytes }) = Frame::from_bytes(bytes) else {
         cx.reject(from, "gossip that is not an envelope".into(), None)
@@ -223,6 +228,7 @@ async fn gossip(cx: &Context, source: PeerId, bytes: &[u8]) -> bool {
     let kind = match &g {
         Gossip::Checkpoint { .. } => MessageKind::Checkpoint,
         Gossip::Notice { .. } => MessageKind::Notice,
+        Gossip::Revocations { .. } => MessageKind::Revocations,
     };
     let len = env_bytes.len() as u64;
     if cx
@@ -243,6 +249,16 @@ async fn gossip(cx: &Context, source: PeerId, bytes: &[u8]) -> bool {
         }
         Gossip::Notice { topic, .. } => {
             tracing::info!(from = %member.site, topic = %topic, "consortium notice")
+        }
+        Gossip::Revocations { list } => {
+            // Passed on by us when newer; an old copy is not propagated further.
+            return match cx.revocations(&list).await {
+                Ok(newer) => newer.is_some(),
+                Err(e) => {
+                    cx.reject(from, e.to_string(), hash).await;
+                    false
+                }
+            };
         }
     }
     true

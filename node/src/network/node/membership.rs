@@ -25,7 +25,6 @@ use crate::site::clock::now;
 /// Checks a certificate presented on `peer`'s connection.
 fn check(cx: &Context, peer: &PeerId, cert: &Certificate) -> Result<MemberInfo, String> {
     let body = cx
-        .identity()
         .trust()
         .check_peer(cert, &peer.to_bytes(), now())
         .map_err(|e| match e {
@@ -54,7 +53,7 @@ pub(super) async fn audit_refusal(cx: &Context, peer: &PeerId, reason: String) {
 }
 
 /// Refuses `peer`: audited, disconnected, and blocked if `block`.
-async fn refuse(cx: &Context, peer: &PeerId, reason: String, block: bool) {
+pub(super) async fn refuse(cx: &Context, peer: &PeerId, reason: String, block: bool) {
     tracing::warn!(peer = %peer, reason = %reason, "refused a peer");
     audit_refusal(cx, peer, reason).await;
     let _ = cx.net().disconnect(*peer, block).await;
@@ -74,6 +73,8 @@ async fn admit(cx: &Context, info: MemberInfo) -> Result<(), AppError> {
     tracing::info!(site = %info.site, peer = %info.peer_id, "member proved its certificate");
     cx.add_member(info);
     cx.net().add_gossip_peer(peer).await?;
+    // A member that missed a revocation list learns it from us.
+    cx.pass_on_revocations().await;
     Ok(())
 }
 

@@ -23,6 +23,7 @@ mod members;
 mod membership;
 pub(crate) mod outbound;
 mod status;
+mod trust;
 mod witness;
 
 use std::sync::Arc;
@@ -103,6 +104,9 @@ pub struct NodeParams {
     pub net: NetConfig,
     /// Sign and publish an audit checkpoint this often (None: only on demand).
     pub checkpoint_interval: Option<Duration>,
+    /// Where to keep a newer revocation list learnt while running (the site's
+    /// `consortium/crl.bin`); None keeps it in memory only.
+    pub revocations_file: Option<std::path::PathBuf>,
 }
 
 /// A handle to a running node.
@@ -187,9 +191,15 @@ async fn run(
         tokio::time::interval(checkpoint_every.unwrap_or(Duration::from_secs(86_400)));
     checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     checkpoints.reset();
+    let mut sweep = tokio::time::interval(trust::LAPSE_SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.changed() => break,
+            _ = sweep.tick() => {
+                let cx = cx.clone();
+                tasks.spawn(async move { cx.drop_lapsed().await });
+            }
             _ = checkpoints.tick(), if checkpoint_every.is_some() => {
                 let cx = cx.clone();
                 tasks.spawn(async move {
@@ -337,6 +347,18 @@ impl AppHandle {
         })
         .await
         .unwrap_or(false)
+    }
+
+    /// Installs a revocation list (None: the site's list file, as `consortium
+    /// update-revocations` left it) in the running node: revoked members are refused and
+    /// disconnected at once, and the list is passed on to the others. Returns its number when
+    /// it was newer than the one in force.
+    pub async fn install_revocations(
+        &self,
+        list: Option<Vec<u8>>,
+    ) -> Result<Option<u64>, AppError> {
+        self.ask(|reply| AppCommand::Revocations { list, reply })
+            .await?
     }
 
     /// The node's libp2p peer id.

@@ -128,6 +128,9 @@ impl Context {
         deadline: Option<Duration>,
     ) -> Result<Response, AppError> {
         let member = self.member(to)?;
+        if !self.still_member(&member).await {
+            return Err(AppError::NotConnected(to.to_string()));
+        }
         self.gate(kind, rel, Some(&member)).await?;
         let header = self.header(Some(to.clone()), PayloadKind::Request, rel.reader_study);
         let recipient = [(to.clone(), member.sealing_key)];
@@ -199,6 +202,7 @@ impl Context {
 
     /// Publishes gossip sealed to every connected member.
     pub(super) async fn publish(&self, kind: MessageKind, g: &Gossip) -> Result<(), AppError> {
+        self.drop_lapsed().await;
         self.gate(kind, &Release::default(), None).await?;
         let recipients: Vec<(SiteId, [u8; 32])> = self
             .members()

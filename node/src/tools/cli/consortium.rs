@@ -10,6 +10,7 @@ use fedanno_protocol::cert::Role;
 
 use super::with_site;
 use crate::network::consortium::{self, Root};
+use crate::network::control;
 use crate::site::calendar::rfc3339;
 
 #[derive(Debug, Subcommand)]
@@ -93,7 +94,16 @@ pub async fn run(dir: &Path, cmd: ConsortiumCommand) -> Result<ExitCode> {
             let m =
                 consortium::read_info(&dir.join(consortium::SITE_DIR).join(consortium::INFO_FILE))?;
             let n = consortium::install_crl(dir, &m, &crl)?;
-            println!("Installed revocation list number {n}; restart the node to apply it.");
+            if control::answers(dir).await {
+                control::revocations(dir).await?;
+                println!(
+                    "Installed revocation list number {n}; the running node applied it (revoked members are disconnected) and passes it on to the members."
+                );
+            } else {
+                println!(
+                    "Installed revocation list number {n}; the node applies it when it starts."
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

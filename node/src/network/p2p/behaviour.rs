@@ -1,8 +1,14 @@
 //! The libp2p behaviour and swarm construction: a block list (peers refused by membership
 //! checks stay out), connection limits, request-response with [`super::codec::FrameCodec`],
 //! gossipsub with signed messages and explicit validation (the app accepts or rejects every
-//! message after checking its envelope), identify and ping. TCP + Noise + Yamux, or the memory
-//! transport with the same Noise + Yamux stack for in-process tests.
+//! message after checking its envelope), and ping. TCP + Noise + Yamux, or the memory transport
+//! with the same Noise + Yamux stack for in-process tests.
+//!
+//! An unproven peer learns nothing and costs little: there is no identify (no listen
+//! addresses or protocol lists for strangers), gossip goes only to explicit peers (the proven
+//! members: no mesh, no lazy gossip to others), and gossip from a peer that has not proven
+//! membership is dropped inside gossipsub (the event loop blacklists every peer until the node
+//! admits it), so it never reaches the node or its audit log.
 
 use std::time::Duration;
 
@@ -11,8 +17,8 @@ use libp2p::core::{Transport, upgrade};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    Swarm, SwarmBuilder, allow_block_list, connection_limits, gossipsub, identify, identity, noise,
-    ping, tcp, yamux,
+    Swarm, SwarmBuilder, allow_block_list, connection_limits, gossipsub, identity, noise, ping,
+    tcp, yamux,
 };
 
 use super::codec::{FrameCodec, PROTOCOL};
@@ -26,7 +32,6 @@ pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
     pub rr: request_response::Behaviour<FrameCodec>,
     pub gossip: gossipsub::Behaviour,
-    pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
 }
 
@@ -71,7 +76,15 @@ impl Default for NetConfig {
 }
 
 fn behaviour(key: &identity::Keypair, cfg: &NetConfig) -> Result<Behaviour, BoxError> {
+    // Explicit peers only: no mesh, no lazy gossip, no flood publishing to other peers.
     let gcfg = gossipsub::ConfigBuilder::default()
+        .mesh_n(0)
+        .mesh_n_low(0)
+        .mesh_n_high(0)
+        .mesh_outbound_min(0)
+        .gossip_lazy(0)
+        .gossip_factor(0.0)
+        .flood_publish(false)
         .heartbeat_interval(Duration::from_millis(500))
         .validation_mode(gossipsub::ValidationMode::Strict)
         .validate_messages()
@@ -95,10 +108,6 @@ fn behaviour(key: &identity::Keypair, cfg: &NetConfig) -> Result<Behaviour, BoxE
             request_response::Config::default().with_request_timeout(cfg.request_timeout),
         ),
         gossip,
-        identify: identify::Behaviour::new(identify::Config::new(
-            "/fedanno/id/1.0.0".into(),
-            key.public(),
-        )),
         ping: ping::Behaviour::default(),
     })
 }

@@ -120,7 +120,9 @@ impl EventLoop {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
             Command::AddGossipPeer { peer } => {
-                self.swarm.behaviour_mut().gossip.add_explicit_peer(&peer);
+                let gossip = &mut self.swarm.behaviour_mut().gossip;
+                gossip.remove_blacklisted_peer(&peer);
+                gossip.add_explicit_peer(&peer);
             }
             Command::Peers { reply } => {
                 let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -154,6 +156,8 @@ impl EventLoop {
                 num_established,
                 ..
             } if num_established.get() == 1 => {
+                // Until the node admits it, the peer's gossip is dropped inside gossipsub.
+                self.swarm.behaviour_mut().gossip.blacklist_peer(&peer_id);
                 let outbound = endpoint.is_dialer();
                 let addr = endpoint.get_remote_address().clone();
                 self.emit(NetEvent::Connected {
@@ -168,6 +172,9 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } => {
+                let gossip = &mut self.swarm.behaviour_mut().gossip;
+                gossip.remove_explicit_peer(&peer_id);
+                gossip.blacklist_peer(&peer_id);
                 self.emit(NetEvent::Disconnected { peer: peer_id }).await;
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -202,8 +209,7 @@ impl EventLoop {
                 self.emit(NetEvent::Subscribed { peer: peer_id }).await;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(_)) => {}
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(_))
-            | SwarmEvent::Behaviour(BehaviourEvent::Ping(_))
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(_))
             | SwarmEvent::Behaviour(BehaviourEvent::Block(_))
             | SwarmEvent::Behaviour(BehaviourEvent::Limits(_)) => {}
             SwarmEvent::ConnectionEstablished { .. }

@@ -78,7 +78,7 @@ async fn frame(cx: &Context, peer: PeerId, id: u64, bytes: &[u8]) {
                 .respond(id, refusal(RefusalReason::Malformed))
                 .await;
             if cx.members().by_peer(&peer).is_none() {
-                let _ = cx.net().disconnect(peer, true).await;
+                let _ = cx.net().disconnect(peer, Some(super::BAN_UNPROVEN)).await;
             }
         }
     }
@@ -95,7 +95,7 @@ async fn refuse_non_member(cx: &Context, peer: PeerId, id: u64) {
         .net()
         .respond(id, refusal(RefusalReason::NotAMember))
         .await;
-    let _ = cx.net().disconnect(peer, true).await;
+    let _ = cx.net().disconnect(peer, Some(super::BAN_UNPROVEN)).await;
 }
 
 /// How the audit log names a request that arrived.

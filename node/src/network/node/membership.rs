@@ -16,11 +16,12 @@ use ring::rand::{SecureRandom, SystemRandom};
 use super::context::Context;
 use super::members::{MemberInfo, PendingProof};
 use super::outbound::Release;
-use super::{AppError, HELLO_TIMEOUT};
+use super::{AppError, BAN_UNPROVEN, HELLO_TIMEOUT};
 use crate::network::audit::AuditEvent;
 use crate::network::kinds::MessageKind;
 use crate::network::p2p::PeerId;
 use crate::site::clock::now;
+use std::time::Duration;
 
 /// Checks a certificate presented on `peer`'s connection.
 fn check(cx: &Context, peer: &PeerId, cert: &Certificate) -> Result<MemberInfo, String> {
@@ -52,11 +53,11 @@ pub(super) async fn audit_refusal(cx: &Context, peer: &PeerId, reason: String) {
     }
 }
 
-/// Refuses `peer`: audited, disconnected, and blocked if `block`.
-pub(super) async fn refuse(cx: &Context, peer: &PeerId, reason: String, block: bool) {
+/// Refuses `peer`: audited, disconnected, and banned for `ban` if given.
+pub(super) async fn refuse(cx: &Context, peer: &PeerId, reason: String, ban: Option<Duration>) {
     tracing::warn!(peer = %peer, reason = %reason, "refused a peer");
     audit_refusal(cx, peer, reason).await;
-    let _ = cx.net().disconnect(*peer, block).await;
+    let _ = cx.net().disconnect(*peer, ban).await;
     cx.bump();
 }
 
@@ -118,7 +119,8 @@ fn transcript<'a>(
 /// We dialed `peer`: prove ourselves, then check its answer.
 pub(super) async fn hello_outbound(cx: &Context, peer: PeerId) {
     if let Err(e) = try_hello_outbound(cx, peer).await {
-        refuse(cx, &peer, e, true).await;
+        // We chose to dial it: disconnect, but never ban a peer because our dial failed.
+        refuse(cx, &peer, e, None).await;
     }
 }
 
@@ -248,7 +250,7 @@ async fn refuse_request(cx: &Context, peer: PeerId, id: u64, reason: String) {
         reason: RefusalReason::NotAMember,
     };
     let _ = cx.net().respond(id, refused.to_bytes()).await;
-    refuse(cx, &peer, reason, true).await;
+    refuse(cx, &peer, reason, Some(BAN_UNPROVEN)).await;
 }
 
 /// A peer connected to us: it has `HELLO_TIMEOUT` to prove membership.
@@ -257,6 +259,6 @@ pub(super) async fn expect_hello(cx: &Context, peer: PeerId) {
     if cx.members().by_peer(&peer).is_none() {
         // Not blocked: a slow member may try again.
         let why = format!("no membership proof within {} s", HELLO_TIMEOUT.as_secs());
-        refuse(cx, &peer, why, false).await;
+        refuse(cx, &peer, why, None).await;
     }
 }

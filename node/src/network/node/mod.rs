@@ -57,6 +57,11 @@ const COMMANDS: usize = 64;
 const CONCURRENCY: usize = 64;
 /// How long a connecting peer has to prove membership.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a peer that failed a membership check or sent anything before proving membership
+/// is refused. Bans expire: a peer is never blocked for good.
+pub const BAN_UNPROVEN: Duration = Duration::from_secs(600);
+/// How long a member whose certificate was revoked is refused (then its next proof fails).
+pub const BAN_REVOKED: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Error)]
 pub enum AppError {

@@ -26,7 +26,7 @@ pub const LAPSE_SWEEP: Duration = Duration::from_secs(2);
 pub(super) enum Lapse {
     /// Its certificate expired (a renewed certificate may bring it back).
     Expired(String),
-    /// Its certificate was revoked (blocked for the rest of this run).
+    /// Its certificate was revoked (banned for [`super::BAN_REVOKED`]; its next proof fails).
     Revoked(String),
 }
 
@@ -115,13 +115,13 @@ impl Context {
     /// Whether `m` is still a member now; if not, it is refused (audited), forgotten and
     /// disconnected (and blocked for this run when revoked).
     pub(crate) async fn still_member(&self, m: &MemberInfo) -> bool {
-        let (why, block) = match self.trust().lapsed(m, now()) {
+        let (why, ban) = match self.trust().lapsed(m, now()) {
             None => return true,
-            Some(Lapse::Expired(why)) => (why, false),
-            Some(Lapse::Revoked(why)) => (why, true),
+            Some(Lapse::Expired(why)) => (why, None),
+            Some(Lapse::Revoked(why)) => (why, Some(super::BAN_REVOKED)),
         };
         self.remove_member(&m.peer);
-        super::membership::refuse(self, &m.peer, why, block).await;
+        super::membership::refuse(self, &m.peer, why, ban).await;
         false
     }
 

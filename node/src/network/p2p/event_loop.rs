@@ -25,6 +25,8 @@ pub(super) struct EventLoop {
     pub next_inbound: u64,
     pub topic: gossipsub::IdentTopic,
     pub stats: NetStats,
+    /// Banned peers and when their ban ends.
+    pub bans: HashMap<PeerId, tokio::time::Instant>,
 }
 
 impl EventLoop {
@@ -32,9 +34,11 @@ impl EventLoop {
         if let Err(e) = self.swarm.behaviour_mut().gossip.subscribe(&self.topic) {
             tracing::error!(error = %e, "cannot subscribe to the consortium topic");
         }
+        let mut unban = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_event(ev).await,
+                _ = unban.tick() => self.lift_expired_bans(),
                 cmd = self.commands.recv() => match cmd {
                     Some(c) => self.on_command(c),
                     // Every handle dropped: shut down.
@@ -113,9 +117,10 @@ impl EventLoop {
                     .gossip
                     .report_message_validation_result(&message_id, &propagation_source, verdict);
             }
-            Command::Disconnect { peer, block } => {
-                if block {
+            Command::Disconnect { peer, ban } => {
+                if let Some(ban) = ban {
                     self.swarm.behaviour_mut().block.block_peer(peer);
+                    self.bans.insert(peer, tokio::time::Instant::now() + ban);
                 }
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
@@ -132,6 +137,18 @@ impl EventLoop {
                 let _ = reply.send(self.stats.clone());
             }
         }
+    }
+
+    fn lift_expired_bans(&mut self) {
+        let now = tokio::time::Instant::now();
+        let block = &mut self.swarm.behaviour_mut().block;
+        self.bans.retain(|peer, until| {
+            let active = *until > now;
+            if !active {
+                block.unblock_peer(*peer);
+            }
+            active
+        });
     }
 
     async fn emit(&mut self, e: NetEvent) {

@@ -67,9 +67,10 @@ pub(crate) enum Command {
         propagation_source: PeerId,
         accept: bool,
     },
+    /// Close every connection to `peer`, and refuse it for `ban` if given.
     Disconnect {
         peer: PeerId,
-        block: bool,
+        ban: Option<std::time::Duration>,
     },
     AddGossipPeer {
         peer: PeerId,
@@ -171,6 +172,7 @@ pub fn spawn(
         next_inbound: 0,
         topic: libp2p::gossipsub::IdentTopic::new(TOPIC),
         stats: NetStats::default(),
+        bans: HashMap::new(),
     };
     tokio::spawn(ev.run());
     Ok((
@@ -256,9 +258,16 @@ impl NetHandle {
             .map_err(|_| NetError::Stopped)
     }
 
-    pub async fn disconnect(&self, peer: PeerId, block: bool) -> Result<(), NetError> {
+    /// Closes every connection to `peer`; with `ban`, refuses its connections for that long
+    /// (bans expire: no peer is blocked for good, so a member is never locked out by a
+    /// refusal it did not deserve).
+    pub async fn disconnect(
+        &self,
+        peer: PeerId,
+        ban: Option<std::time::Duration>,
+    ) -> Result<(), NetError> {
         self.commands
-            .send(Command::Disconnect { peer, block })
+            .send(Command::Disconnect { peer, ban })
             .await
             .map_err(|_| NetError::Stopped)
     }
@@ -327,5 +336,50 @@ mod tests {
         b.respond(id, b"pong".to_vec()).await.unwrap();
         assert_eq!(req.await.unwrap().unwrap(), b"pong");
         assert_eq!(b.stats().await.unwrap().responses_sent, 1);
+    }
+
+    #[tokio::test]
+    async fn a_ban_refuses_connections_until_it_expires() {
+        let cfg = NetConfig::default();
+        let (a, mut ea) = spawn(Keypair::generate_ed25519(), &cfg, Transport::Memory).unwrap();
+        let (b, mut eb) = spawn(Keypair::generate_ed25519(), &cfg, Transport::Memory).unwrap();
+        // B's events are read (a full event queue would stall B).
+        tokio::spawn(async move { while eb.recv().await.is_some() {} });
+        let addr = b.listen("/memory/0".parse().unwrap()).await.unwrap();
+        a.dial(addr.clone()).await.unwrap();
+        next(&mut ea, "connection", |e| {
+            matches!(e, NetEvent::Connected { .. })
+        })
+        .await;
+        // A bans B for a second: the connection closes and B cannot come back meanwhile.
+        a.disconnect(b.peer_id(), Some(std::time::Duration::from_secs(1)))
+            .await
+            .unwrap();
+        next(&mut ea, "disconnection", |e| {
+            matches!(e, NetEvent::Disconnected { .. })
+        })
+        .await;
+        let banned = std::time::Instant::now();
+        a.dial(addr.clone()).await.unwrap();
+        next(&mut ea, "a refused dial", |e| {
+            matches!(e, NetEvent::DialFailed { .. })
+        })
+        .await;
+        // Once the ban has expired (lifted within a second of its end), B is welcome again.
+        loop {
+            a.dial(addr.clone()).await.unwrap();
+            let e = next(&mut ea, "a dial outcome", |e| {
+                matches!(e, NetEvent::Connected { .. } | NetEvent::DialFailed { .. })
+            })
+            .await;
+            if matches!(e, NetEvent::Connected { .. }) {
+                break;
+            }
+            assert!(
+                banned.elapsed() < std::time::Duration::from_secs(10),
+                "the ban never ended"
+            );
+        }
+        assert!(banned.elapsed() >= std::time::Duration::from_secs(1));
     }
 }

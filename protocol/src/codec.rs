@@ -135,6 +135,15 @@ pub mod bounded {
         Ok(Option::<W<MAX>>::deserialize(d)?.map(|w| w.0))
     }
 
+    /// An optional byte string of at most `MAX` bytes.
+    pub fn opt_bytes<'de, D: Deserializer<'de>, const MAX: usize>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        #[derive(Deserialize)]
+        struct W<const MAX: usize>(#[serde(deserialize_with = "bytes::<_, MAX>")] Vec<u8>);
+        Ok(Option::<W<MAX>>::deserialize(d)?.map(|w| w.0))
+    }
+
     /// A byte string of at most `MAX` bytes.
     pub fn bytes<'de, D: Deserializer<'de>, const MAX: usize>(d: D) -> Result<Vec<u8>, D::Error> {
         struct V<const MAX: usize>;

@@ -136,6 +136,11 @@ fn mutated_wire_messages_never_panic() {
         Frame::Welcome {
             certificate: cert(3),
             signature: [5; 64],
+            members: vec![crate::wire::MemberAddresses {
+                site: SiteId::new("b").unwrap(),
+                addrs: vec!["/ip4/10.0.0.2/tcp/4100".into()],
+            }],
+            revocations: Some(vec![1, 2, 3]),
         }
         .to_bytes(),
         Frame::Proof { signature: [6; 64] }.to_bytes(),

@@ -86,3 +86,6 @@ pub const MAX_PARAMS: usize = 1 << 16;
 /// The most bytes a request frame may have before its sender proved membership: a `Hello`
 /// (a certificate and a nonce, well under 1 KiB) or a `Proof`.
 pub const MAX_UNPROVEN_FRAME: usize = 4 * 1024;
+
+/// The most listen addresses one member's entry in an address announcement may carry.
+pub const MAX_ADDRESSES: usize = 8;

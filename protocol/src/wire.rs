@@ -19,7 +19,9 @@ use crate::cert::Certificate;
 use crate::codec::{self, CodecError, bounded, byte_array};
 use crate::crypto::{self, DOMAIN_COSIGN, DOMAIN_RECEIPT};
 use crate::ids::SiteId;
-use crate::limits::{MAX_ENVELOPE_BYTES, MAX_GOSSIP_BYTES, MAX_TEXT};
+use crate::limits::{
+    MAX_ADDRESSES, MAX_ENVELOPE_BYTES, MAX_GOSSIP_BYTES, MAX_RECIPIENTS, MAX_TEXT,
+};
 use crate::merkle;
 
 /// Why a wire message or a signed artefact was refused. Never contains payload bytes.
@@ -101,6 +103,21 @@ pub enum Gossip {
         #[serde(deserialize_with = "bounded::bytes::<_, MAX_GOSSIP_BYTES>")]
         list: Vec<u8>,
     },
+    /// Where members listen, as the sender knows it (its own addresses, and those of the
+    /// members it is connected to): hints for dialing, each ending in the member's `/p2p/`
+    /// peer id. A wrong hint costs a failed dial; the membership proof decides who is who.
+    Addresses {
+        #[serde(deserialize_with = "bounded::vec::<_, MemberAddresses, MAX_RECIPIENTS>")]
+        members: Vec<MemberAddresses>,
+    },
+}
+
+/// The listen addresses of one member (multiaddress text).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberAddresses {
+    pub site: SiteId,
+    #[serde(deserialize_with = "bounded::vec::<_, String, MAX_ADDRESSES>")]
+    pub addrs: Vec<String>,
 }
 
 /// One request-response frame on the wire. A connection starts with a membership proof
@@ -129,10 +146,16 @@ pub enum Frame {
         #[serde(with = "codec::byte_array")]
         signature: [u8; 64],
     },
+    /// The listener's proof, and what a newly proven member needs to join the rest: where the
+    /// listener and the members it knows listen, and the newest revocation list it holds.
     Welcome {
         certificate: Certificate,
         #[serde(with = "codec::byte_array")]
         signature: [u8; 64],
+        #[serde(deserialize_with = "bounded::vec::<_, MemberAddresses, MAX_RECIPIENTS>")]
+        members: Vec<MemberAddresses>,
+        #[serde(deserialize_with = "bounded::opt_bytes::<_, MAX_GOSSIP_BYTES>")]
+        revocations: Option<Vec<u8>>,
     },
 }
 

@@ -499,3 +499,55 @@ async fn revocation_and_expiry_end_live_connections_without_a_restart() {
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bootstrap_entry_suffices_and_a_lost_connection_heals() {
+    let c = Consortium::new(&["site-a", "site-b"]);
+    let mut root = c.root();
+    let [na, nb]: [Node; 2] = c.start().await.try_into().ok().unwrap();
+    let b = c.id(1).clone();
+    let is_member = |n: &Node, id: &SiteId| n.handle.members().iter().any(|m| &m.site == id);
+
+    // A site that knows only A's address learns from A where B listens, and proves itself
+    // to B as well.
+    let late = Intruder::new("site-late");
+    let (cert, body) = late.admitted(&mut root, 1, None);
+    let nl = late.start(cert, body, c.trust(), vec![address(&na)]).await;
+    wait_until(&nl, 30, "the late site to reach A and B", || {
+        nl.handle.members().len() == 2
+    })
+    .await;
+    wait_until(&nb, 30, "B to admit the late site", || {
+        is_member(&nb, late.id())
+    })
+    .await;
+
+    // A lost connection is dialed again, with nobody's help.
+    let proofs = |events: Vec<AuditEvent>| {
+        events
+            .iter()
+            .filter(|e| matches!(e, AuditEvent::Membership { what } if what.contains("member site-b proved")))
+            .count()
+    };
+    let before = proofs(c.events(0, "membership").await);
+    let mut activity = na.handle.activity();
+    na.handle
+        .raw_network()
+        .disconnect(nb.handle.peer_id(), None)
+        .await
+        .unwrap();
+    let healed = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while proofs(c.events(0, "membership").await) <= before || !is_member(&na, &b) {
+            if activity.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(healed.is_ok(), "A and B never reconnected");
+    assert!(is_member(&na, &b));
+    nl.stop().await;
+    for n in [na, nb] {
+        n.stop().await;
+    }
+}

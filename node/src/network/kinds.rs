@@ -18,6 +18,8 @@ vocabulary! {
         Refusal = "refusal",
         /// The consortium root's revocation list, passed on to the members.
         Revocations = "revocations",
+        /// Where members listen (dialing hints), shared with the members.
+        Addresses = "addresses",
         /// A text notice to one member or to the consortium.
         Notice = "notice",
         /// A coordinator's announcement of a reader study (its signed manifest).

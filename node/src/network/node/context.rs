@@ -12,6 +12,7 @@ use super::NodeParams;
 use super::envelopes::Envelopes;
 use super::identity::Identity;
 use super::members::{MemberInfo, Members};
+use super::redial::PeerBook;
 use super::trust::Trust;
 use super::witness::Witnessed;
 use crate::network::audit::AuditLog;
@@ -33,6 +34,7 @@ struct Services {
 pub(crate) struct Context {
     identity: Identity,
     trust: Trust,
+    book: PeerBook,
     members: Members,
     envelopes: Envelopes,
     services: Services,
@@ -53,6 +55,7 @@ impl Context {
         Context {
             identity: Identity::new(p),
             trust: Trust::new(p.trust.clone(), p.revocations_file.clone()),
+            book: PeerBook::new(&p.bootstrap),
             members: Members::default(),
             envelopes: Envelopes::new(min_sequence),
             services: Services {
@@ -74,6 +77,10 @@ impl Context {
 
     pub(super) fn trust(&self) -> &Trust {
         &self.trust
+    }
+
+    pub(super) fn book(&self) -> &PeerBook {
+        &self.book
     }
 
     /// This site's id.

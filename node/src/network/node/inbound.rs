@@ -229,6 +229,7 @@ async fn gossip(cx: &Context, source: PeerId, bytes: &[u8]) -> bool {
         Gossip::Checkpoint { .. } => MessageKind::Checkpoint,
         Gossip::Notice { .. } => MessageKind::Notice,
         Gossip::Revocations { .. } => MessageKind::Revocations,
+        Gossip::Addresses { .. } => MessageKind::Addresses,
     };
     let len = env_bytes.len() as u64;
     if cx
@@ -250,6 +251,7 @@ async fn gossip(cx: &Context, source: PeerId, bytes: &[u8]) -> bool {
         Gossip::Notice { topic, .. } => {
             tracing::info!(from = %member.site, topic = %topic, "consortium notice")
         }
+        Gossip::Addresses { members } => cx.learn_addresses(members),
         Gossip::Revocations { list } => {
             // Passed on by us when newer; an old copy is not propagated further.
             return match cx.revocations(&list).await {

@@ -72,10 +72,13 @@ async fn admit(cx: &Context, info: MemberInfo) -> Result<(), AppError> {
         .await?;
     let peer = info.peer;
     tracing::info!(site = %info.site, peer = %info.peer_id, "member proved its certificate");
+    cx.book().connected(&peer, &info.site);
     cx.add_member(info);
     cx.net().add_gossip_peer(peer).await?;
-    // A member that missed a revocation list learns it from us.
+    // A member that missed a revocation list learns it from us, and every member where we
+    // and the members we know listen.
     cx.pass_on_revocations().await;
+    cx.share_addresses().await;
     Ok(())
 }
 
@@ -164,6 +167,8 @@ async fn try_hello_outbound(cx: &Context, peer: PeerId) -> Result<(), String> {
     let Frame::Welcome {
         certificate,
         signature,
+        members,
+        revocations,
     } = ask(cx, peer, proof).await?
     else {
         return Err("answered our proof with something other than its own".into());
@@ -175,7 +180,16 @@ async fn try_hello_outbound(cx: &Context, peer: PeerId) -> Result<(), String> {
             info.site
         ));
     }
-    admit(cx, info).await.map_err(|e| e.to_string())
+    admit(cx, info).await.map_err(|e| e.to_string())?;
+    // What the listener told us, now that it proved itself: where the others listen, and its
+    // revocation list (the root's signature decides whether it counts).
+    cx.learn_addresses(members);
+    if let Some(list) = revocations
+        && let Err(e) = cx.revocations(&list).await
+    {
+        tracing::warn!(error = %e, "a member's revocation list was refused");
+    }
+    Ok(())
 }
 
 /// A peer sent its certificate on request `id`: check it, then challenge it to prove it holds
@@ -229,6 +243,8 @@ pub(super) async fn proof_inbound(cx: &Context, peer: PeerId, id: u64, signature
         let frame = Frame::Welcome {
             certificate: cx.identity().certificate().clone(),
             signature: t.sign(Side::Listener, cx.identity().signing()),
+            members: cx.known_addresses(),
+            revocations: cx.trust().list_bytes(),
         };
         let frame = send_frame(cx, Some(&p.info), frame)
             .await

@@ -22,6 +22,7 @@ mod inbound;
 mod members;
 mod membership;
 pub(crate) mod outbound;
+mod redial;
 mod status;
 mod trust;
 mod witness;
@@ -197,6 +198,8 @@ async fn run(
     checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     checkpoints.reset();
     let mut sweep = tokio::time::interval(trust::LAPSE_SWEEP);
+    let mut redial = tokio::time::interval(redial::REDIAL_TICK);
+    redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -204,6 +207,10 @@ async fn run(
             _ = sweep.tick() => {
                 let cx = cx.clone();
                 tasks.spawn(async move { cx.drop_lapsed().await });
+            }
+            _ = redial.tick() => {
+                let cx = cx.clone();
+                tasks.spawn(async move { cx.redial().await });
             }
             _ = checkpoints.tick(), if checkpoint_every.is_some() => {
                 let cx = cx.clone();

@@ -98,6 +98,11 @@ impl Trust {
     fn list(&self) -> Option<RevocationList> {
         self.store.read().ok()?.1.clone()
     }
+
+    /// The newest list's bytes (for a new member's welcome).
+    pub(super) fn list_bytes(&self) -> Option<Vec<u8>> {
+        self.list().map(|l| l.to_bytes())
+    }
 }
 
 /// A revocation list file, read only up to the largest list there can be.
@@ -120,8 +125,9 @@ impl Context {
             Some(Lapse::Expired(why)) => (why, None),
             Some(Lapse::Revoked(why)) => (why, Some(super::BAN_REVOKED)),
         };
-        self.remove_member(&m.peer);
+        // Audited first: whoever sees the member gone finds the refusal in the log.
         super::membership::refuse(self, &m.peer, why, ban).await;
+        self.remove_member(&m.peer);
         false
     }
 

@@ -26,7 +26,7 @@ description = "fedanno bench secagg only: research-site rules, the study statist
 [[rule]]
 name = "membership and audit"
 effect = "allow"
-kinds = ["hello", "revocations", "checkpoint", "witness", "receipt", "refusal"]
+kinds = ["hello", "revocations", "addresses", "checkpoint", "witness", "receipt", "refusal"]
 to_roles = ["*"]
 
 [[rule]]

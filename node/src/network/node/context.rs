@@ -13,6 +13,7 @@ use super::envelopes::Envelopes;
 use super::identity::Identity;
 use super::members::{MemberInfo, Members};
 use super::redial::PeerBook;
+use super::strangers::StrangerAudit;
 use super::trust::Trust;
 use super::witness::Witnessed;
 use crate::network::audit::AuditLog;
@@ -35,6 +36,7 @@ pub(crate) struct Context {
     identity: Identity,
     trust: Trust,
     book: PeerBook,
+    strangers: StrangerAudit,
     members: Members,
     envelopes: Envelopes,
     services: Services,
@@ -56,6 +58,7 @@ impl Context {
             identity: Identity::new(p),
             trust: Trust::new(p.trust.clone(), p.revocations_file.clone()),
             book: PeerBook::new(&p.bootstrap),
+            strangers: StrangerAudit::default(),
             members: Members::default(),
             envelopes: Envelopes::new(min_sequence),
             services: Services {
@@ -81,6 +84,10 @@ impl Context {
 
     pub(super) fn book(&self) -> &PeerBook {
         &self.book
+    }
+
+    pub(super) fn strangers(&self) -> &StrangerAudit {
+        &self.strangers
     }
 
     /// This site's id.

@@ -46,12 +46,11 @@ pub(super) async fn handle(cx: &Context, ev: NetEvent) {
         NetEvent::DialFailed { error, .. } => tracing::warn!(error = %error, "a dial failed"),
         NetEvent::InboundFailure { peer, error } => {
             // Oversized or truncated frames never reach the app: the codec refuses them.
-            let from = cx
-                .members()
-                .by_peer(&peer)
-                .map_or_else(|| peer.to_string(), |m| m.site.to_string());
             let why = format!("inbound request failed: {error}");
-            cx.reject(&from, why, None).await;
+            match cx.members().by_peer(&peer) {
+                Some(m) => cx.reject(m.site.as_str(), why, None).await,
+                None => cx.audit_stranger(&peer, why).await,
+            }
         }
         NetEvent::ListenAddr(a) => tracing::info!(address = %a, "listening"),
     }
@@ -72,7 +71,10 @@ async fn frame(cx: &Context, peer: PeerId, id: u64, bytes: &[u8]) {
         },
         Ok(Frame::Refused { .. } | Frame::Challenge { .. } | Frame::Welcome { .. }) | Err(_) => {
             let why = "a request that is not a fedanno frame".to_string();
-            cx.reject(&peer.to_string(), why, None).await;
+            match cx.members().by_peer(&peer) {
+                Some(m) => cx.reject(m.site.as_str(), why, None).await,
+                None => cx.audit_stranger(&peer, why).await,
+            }
             let _ = cx
                 .net()
                 .respond(id, refusal(RefusalReason::Malformed))
@@ -90,7 +92,7 @@ fn refusal(reason: RefusalReason) -> Vec<u8> {
 
 async fn refuse_non_member(cx: &Context, peer: PeerId, id: u64) {
     let reason = "a message before any membership proof".to_string();
-    super::membership::audit_refusal(cx, &peer, reason).await;
+    cx.audit_stranger(&peer, reason).await;
     let _ = cx
         .net()
         .respond(id, refusal(RefusalReason::NotAMember))

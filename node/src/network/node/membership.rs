@@ -56,7 +56,11 @@ pub(super) async fn audit_refusal(cx: &Context, peer: &PeerId, reason: String) {
 /// Refuses `peer`: audited, disconnected, and banned for `ban` if given.
 pub(super) async fn refuse(cx: &Context, peer: &PeerId, reason: String, ban: Option<Duration>) {
     tracing::warn!(peer = %peer, reason = %reason, "refused a peer");
-    audit_refusal(cx, peer, reason).await;
+    if cx.members().by_peer(peer).is_some() {
+        audit_refusal(cx, peer, reason).await;
+    } else {
+        cx.audit_stranger(peer, reason).await;
+    }
     let _ = cx.net().disconnect(*peer, ban).await;
     cx.bump();
 }

@@ -24,6 +24,7 @@ mod membership;
 pub(crate) mod outbound;
 mod redial;
 mod status;
+mod strangers;
 mod trust;
 mod witness;
 
@@ -206,7 +207,10 @@ async fn run(
             _ = stop.changed() => break,
             _ = sweep.tick() => {
                 let cx = cx.clone();
-                tasks.spawn(async move { cx.drop_lapsed().await });
+                tasks.spawn(async move {
+                    cx.drop_lapsed().await;
+                    cx.flush_strangers().await;
+                });
             }
             _ = redial.tick() => {
                 let cx = cx.clone();

@@ -33,6 +33,8 @@ pub struct Behaviour {
     pub rr: request_response::Behaviour<FrameCodec>,
     pub gossip: gossipsub::Behaviour,
     pub ping: ping::Behaviour,
+    // Last: it records a stranger's connection only once every behaviour before it accepted.
+    pub budget: super::budget::Budget,
 }
 
 /// Network tunables.
@@ -69,7 +71,7 @@ impl Default for NetConfig {
             max_gossip: 256 << 10,
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(3600),
-            max_peers: 128,
+            max_peers: 512,
             tap: None,
         }
     }
@@ -97,7 +99,7 @@ fn behaviour(key: &identity::Keypair, cfg: &NetConfig) -> Result<Behaviour, BoxE
         limits: connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
                 .with_max_established_per_peer(Some(2))
-                .with_max_pending_incoming(Some(32))
+                .with_max_pending_incoming(Some(256))
                 .with_max_established(Some(cfg.max_peers)),
         ),
         rr: request_response::Behaviour::with_codec(
@@ -109,6 +111,7 @@ fn behaviour(key: &identity::Keypair, cfg: &NetConfig) -> Result<Behaviour, BoxE
         ),
         gossip,
         ping: ping::Behaviour::default(),
+        budget: super::budget::Budget::new(64, 16, 64),
     })
 }
 

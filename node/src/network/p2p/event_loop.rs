@@ -125,9 +125,10 @@ impl EventLoop {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
             Command::AddGossipPeer { peer } => {
-                let gossip = &mut self.swarm.behaviour_mut().gossip;
-                gossip.remove_blacklisted_peer(&peer);
-                gossip.add_explicit_peer(&peer);
+                let b = self.swarm.behaviour_mut();
+                b.budget.add_member(peer);
+                b.gossip.remove_blacklisted_peer(&peer);
+                b.gossip.add_explicit_peer(&peer);
             }
             Command::Peers { reply } => {
                 let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -228,7 +229,8 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(_)) => {}
             SwarmEvent::Behaviour(BehaviourEvent::Ping(_))
             | SwarmEvent::Behaviour(BehaviourEvent::Block(_))
-            | SwarmEvent::Behaviour(BehaviourEvent::Limits(_)) => {}
+            | SwarmEvent::Behaviour(BehaviourEvent::Limits(_))
+            | SwarmEvent::Behaviour(BehaviourEvent::Budget(_)) => {}
             SwarmEvent::ConnectionEstablished { .. }
             | SwarmEvent::ConnectionClosed { .. }
             | SwarmEvent::IncomingConnection { .. }

@@ -5,6 +5,7 @@
 //! app's (`crate::network::node`), so nothing here can send application data on its own.
 
 mod behaviour;
+mod budget;
 mod codec;
 mod event_loop;
 

@@ -7,7 +7,7 @@
 
 use fedanno_node::network::audit::AuditEvent;
 use fedanno_node::network::consortium;
-use fedanno_node::network::daemon::StartOptions;
+use fedanno_node::network::daemon::{self, StartOptions};
 use fedanno_node::network::node::{Node, SealingPublic};
 use fedanno_node::network::policy::Policy;
 use fedanno_node::site::store::AuditFilter;
@@ -548,6 +548,65 @@ async fn one_bootstrap_entry_suffices_and_a_lost_connection_heals() {
     assert!(is_member(&na, &b));
     nl.stop().await;
     for n in [na, nb] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_strangers_cuts_no_member_off() {
+    use fedanno_node::network::p2p::{self, Keypair, NetConfig, Protocol, Transport};
+    let c = Consortium::new(&["site-a", "site-b", "site-c"]);
+    let [na, nb, nc]: [Node; 3] = c.start().await.try_into().ok().unwrap();
+    let target = address(&na);
+    let socket = {
+        let (mut ip, mut port) = (None, None);
+        for p in target.iter() {
+            match p {
+                Protocol::Ip4(a) => ip = Some(a),
+                Protocol::Tcp(p) => port = Some(p),
+                _ => {}
+            }
+        }
+        std::net::SocketAddr::from((ip.unwrap(), port.unwrap()))
+    };
+    let refused_before = c.events(0, "refused").await.len();
+
+    // 32 raw TCP sockets that never finish a handshake, and 150 fresh identities that
+    // connect and never prove anything.
+    let mut stalled = Vec::new();
+    for _ in 0..32 {
+        stalled.push(tokio::net::TcpStream::connect(socket).await.unwrap());
+    }
+    let mut strangers = Vec::new();
+    for _ in 0..150 {
+        let (h, mut events) = p2p::spawn(
+            Keypair::generate_ed25519(),
+            &NetConfig::default(),
+            Transport::Tcp,
+        )
+        .unwrap();
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        h.dial(target.clone()).await.unwrap();
+        strangers.push(h);
+    }
+
+    // A site restarted during the flood is back with both peers, and A and B never lost
+    // each other.
+    nc.stop().await;
+    let bootstrap = vec![address(&na).to_string(), address(&nb).to_string()];
+    let listen = vec!["/ip4/127.0.0.1/tcp/0".to_string()];
+    let (nc, _) = daemon::start_node(c.site(2), listen, bootstrap, &StartOptions::default())
+        .await
+        .unwrap();
+    wait_until(&nc, 30, "C to be back with A and B", || members(&nc) == 2).await;
+    wait_until(&na, 30, "A to admit C again", || members(&na) == 2).await;
+    assert_eq!(members(&nb), 2);
+    // The flood cost A at most the individually audited refusals of one window and a summary.
+    let refused = c.events(0, "refused").await.len() - refused_before;
+    assert!(refused <= 21, "{refused} refusal entries");
+    drop(stalled);
+    drop(strangers);
+    for n in [na, nb, nc] {
         n.stop().await;
     }
 }

@@ -107,11 +107,14 @@ fn behaviour(key: &identity::Keypair, cfg: &NetConfig) -> Result<Behaviour, BoxE
                 max_frame: cfg.max_frame,
             },
             [(PROTOCOL, ProtocolSupport::Full)],
-            request_response::Config::default().with_request_timeout(cfg.request_timeout),
+            // A few requests in flight per connection: each may buffer up to a frame.
+            request_response::Config::default()
+                .with_request_timeout(cfg.request_timeout)
+                .with_max_concurrent_streams(8),
         ),
         gossip,
         ping: ping::Behaviour::default(),
-        budget: super::budget::Budget::new(64, 16, 64),
+        budget: super::budget::Budget::new(16, 8, 64),
     })
 }
 

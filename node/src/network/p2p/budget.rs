@@ -1,7 +1,6 @@
 //! The connection budget. Strangers share a small budget; members never compete with them:
-//! - an inbound connection from a peer id the node knows as a member (proven on a connection,
-//!   in the bootstrap list, or shared by a member) is always accepted (the per-peer limit
-//!   aside);
+//! - an inbound connection from a peer id that proved membership on a connection of this run
+//!   is always accepted (the per-peer limit aside), so a member that restarts gets back in;
 //! - every other inbound connection counts against [`Budget::unproven`] established
 //!   connections in all and [`Budget::per_ip`] from one IP address, and pending (not yet
 //!   authenticated) inbound connections against [`Budget::pending_per_ip`] per address.
@@ -63,9 +62,8 @@ impl Budget {
         }
     }
 
-    /// A peer id known as a member's: its connections no longer count as a stranger's. Bounded
-    /// by the consortium size (the node adds peer ids of certificates it verified and of
-    /// addresses members shared).
+    /// A peer id that proved membership: its connections no longer count as a stranger's.
+    /// Bounded by a multiple of the largest consortium.
     pub fn add_member(&mut self, peer: PeerId) {
         if self.members.len() < 4 * fedanno_protocol::limits::MAX_RECIPIENTS {
             self.members.insert(peer);

@@ -30,11 +30,12 @@ pub struct Behaviour {
     // Order matters: refusals and limits act before the other behaviours allocate handlers.
     pub block: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub limits: connection_limits::Behaviour,
+    // Before every behaviour that keeps per-connection state: a connection denied after one of
+    // them recorded it would leave that record behind. The behaviours after it never deny.
+    pub budget: super::budget::Budget,
     pub rr: request_response::Behaviour<FrameCodec>,
     pub gossip: gossipsub::Behaviour,
     pub ping: ping::Behaviour,
-    // Last: it records a stranger's connection only once every behaviour before it accepted.
-    pub budget: super::budget::Budget,
 }
 
 /// Network tunables.
@@ -102,6 +103,7 @@ fn behaviour(key: &identity::Keypair, cfg: &NetConfig) -> Result<Behaviour, BoxE
                 .with_max_pending_incoming(Some(256))
                 .with_max_established(Some(cfg.max_peers)),
         ),
+        budget: super::budget::Budget::new(16, 8, 64),
         rr: request_response::Behaviour::with_codec(
             FrameCodec {
                 max_frame: cfg.max_frame,
@@ -114,7 +116,6 @@ fn behaviour(key: &identity::Keypair, cfg: &NetConfig) -> Result<Behaviour, BoxE
         ),
         gossip,
         ping: ping::Behaviour::default(),
-        budget: super::budget::Budget::new(16, 8, 64),
     })
 }
 

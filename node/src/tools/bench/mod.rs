@@ -388,5 +388,7 @@ pub async fn network(n: u64) -> Result<NetworkBench> {
     })
 }
 
+mod flood;
 mod secagg;
+pub use flood::*;
 pub use secagg::*;

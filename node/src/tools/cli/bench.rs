@@ -71,6 +71,18 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Three nodes, one flooded by fresh identities and stalled sockets while a member
+    /// restarts: connectivity, the member's return, audit entries and memory.
+    Flood {
+        #[arg(long, default_value_t = 150)]
+        identities: usize,
+        #[arg(long, default_value_t = 32)]
+        stalled: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Header ingest throughput (files/s) on synthetic CT files, warm cache.
     Ingest {
         /// At least this many files.
@@ -122,6 +134,15 @@ pub async fn run(what: BenchCommand) -> Result<ExitCode> {
             };
             let r = bench::secagg(&options).await?;
             emit(json, &r, |r| print!("{}", r.human()))?;
+        }
+        BenchCommand::Flood {
+            identities,
+            stalled,
+            seconds,
+            json,
+        } => {
+            let r = bench::flood(identities, stalled, seconds.max(5)).await?;
+            emit(json, &r, |r| println!("{}", r.human()))?;
         }
         BenchCommand::Ingest {
             files,

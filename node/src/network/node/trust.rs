@@ -86,7 +86,10 @@ impl Trust {
     /// already held. A stale or conflicting list, or one the root did not sign, is an error.
     fn install(&self, list: &RevocationList) -> Result<Option<u64>, CertError> {
         let mut t = self.store.write().map_err(|_| CertError::Malformed)?;
-        if t.1.as_ref() == Some(list) {
+        let held = t.0.revocations().map(|b| b.number);
+        // The list held, or an older one a member that missed the newest passed on: nothing
+        // to do (a different list under the held number is an error: the root signed two).
+        if t.1.as_ref() == Some(list) || held.is_some_and(|h| list.number() < h) {
             return Ok(None);
         }
         t.0.set_revocations(list, now())?;
@@ -117,8 +120,8 @@ fn read_bounded(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
 }
 
 impl Context {
-    /// Whether `m` is still a member now; if not, it is refused (audited), forgotten and
-    /// disconnected (and blocked for this run when revoked).
+    /// Whether `m` is still a member now; if not, it is refused (audited), disconnected and
+    /// forgotten (and banned for [`super::BAN_REVOKED`] when revoked).
     pub(crate) async fn still_member(&self, m: &MemberInfo) -> bool {
         let (why, ban) = match self.trust().lapsed(m, now()) {
             None => return true,

@@ -253,7 +253,7 @@ async fn gossip(cx: &Context, source: PeerId, bytes: &[u8]) -> bool {
         Gossip::Notice { topic, .. } => {
             tracing::info!(from = %member.site, topic = %topic, "consortium notice")
         }
-        Gossip::Addresses { members } => cx.learn_addresses(members),
+        Gossip::Addresses { members } => cx.learn_addresses(members).await,
         Gossip::Revocations { list } => {
             // Passed on by us when newer; an old copy is not propagated further.
             return match cx.revocations(&list).await {

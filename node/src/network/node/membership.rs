@@ -187,7 +187,7 @@ async fn try_hello_outbound(cx: &Context, peer: PeerId) -> Result<(), String> {
     admit(cx, info).await.map_err(|e| e.to_string())?;
     // What the listener told us, now that it proved itself: where the others listen, and its
     // revocation list (the root's signature decides whether it counts).
-    cx.learn_addresses(members);
+    cx.learn_addresses(members).await;
     if let Some(list) = revocations
         && let Err(e) = cx.revocations(&list).await
     {

@@ -162,6 +162,7 @@ impl Node {
         }
         let min_sequence = next_sequence(&p.store).await?;
         let cx = Arc::new(Context::new(&p, netw.clone(), listening, min_sequence));
+        cx.reserve(&p.bootstrap).await;
         for addr in &p.bootstrap {
             // A bootstrap peer that is down is retried by the operator; not fatal.
             if let Err(e) = netw.dial(addr.clone()).await {

@@ -194,11 +194,20 @@ impl Context {
         members
     }
 
-    /// Learns the addresses a member shared (ours are skipped).
-    pub(super) fn learn_addresses(&self, members: Vec<MemberAddresses>) {
+    /// Learns the addresses a member shared (ours are skipped); their peer ids pass the
+    /// strangers' connection budget.
+    pub(super) async fn learn_addresses(&self, members: Vec<MemberAddresses>) {
         for m in members.into_iter().filter(|m| &m.site != self.site()) {
-            let addrs = m.addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok());
-            self.book().learn(Some(m.site.clone()), addrs);
+            let addrs: Vec<Multiaddr> = m.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+            self.reserve(&addrs).await;
+            self.book().learn(Some(m.site.clone()), addrs.into_iter());
+        }
+    }
+
+    /// Lets the peers these addresses name past the strangers' budget.
+    pub(super) async fn reserve(&self, addrs: &[Multiaddr]) {
+        for peer in addrs.iter().filter_map(peer_of) {
+            let _ = self.net().reserve(peer).await;
         }
     }
 }

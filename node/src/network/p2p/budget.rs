@@ -1,6 +1,7 @@
 //! The connection budget. Strangers share a small budget; members never compete with them:
-//! - an inbound connection from a peer id that proved membership on a connection of this run
-//!   is always accepted (the per-peer limit aside), so a member that restarts gets back in;
+//! - an inbound connection from a known member's peer id (proven on a connection of this run,
+//!   in the bootstrap list, or in the addresses members share) is always accepted (the
+//!   per-peer limit aside), so a member that restarts gets back in;
 //! - every other inbound connection counts against [`Budget::unproven`] established
 //!   connections in all and [`Budget::per_ip`] from one IP address, and pending (not yet
 //!   authenticated) inbound connections against [`Budget::pending_per_ip`] per address.

@@ -124,6 +124,7 @@ impl EventLoop {
                 }
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+            Command::Reserve { peer } => self.swarm.behaviour_mut().budget.add_member(peer),
             Command::AddGossipPeer { peer } => {
                 let b = self.swarm.behaviour_mut();
                 b.budget.add_member(peer);

@@ -76,6 +76,10 @@ pub(crate) enum Command {
     AddGossipPeer {
         peer: PeerId,
     },
+    /// A member's peer id, known before it proved itself on a connection of this run.
+    Reserve {
+        peer: PeerId,
+    },
     Peers {
         reply: oneshot::Sender<Vec<PeerId>>,
     },
@@ -269,6 +273,14 @@ impl NetHandle {
     ) -> Result<(), NetError> {
         self.commands
             .send(Command::Disconnect { peer, ban })
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Lets `peer`'s inbound connections past the strangers' budget (a known member's peer id).
+    pub async fn reserve(&self, peer: PeerId) -> Result<(), NetError> {
+        self.commands
+            .send(Command::Reserve { peer })
             .await
             .map_err(|_| NetError::Stopped)
     }

@@ -60,7 +60,7 @@ fn sourced(list: &[String], source: &str) -> Vec<Sourced> {
 }
 
 /// The IP address and TCP port of a multiaddress, or why it has none.
-fn ip_tcp(a: &Multiaddr) -> Result<(std::net::IpAddr, u16), String> {
+pub(crate) fn ip_tcp(a: &Multiaddr) -> Result<(std::net::IpAddr, u16), String> {
     let mut ip = None;
     let mut port = None;
     for p in a.iter() {

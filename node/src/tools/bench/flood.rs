@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::network::daemon::{self, StartOptions};
@@ -59,18 +59,6 @@ fn rss_mb() -> f64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn socket_of(addr: &p2p::Multiaddr) -> Option<std::net::SocketAddr> {
-    let (mut ip, mut port) = (None, None);
-    for p in addr.iter() {
-        match p {
-            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
-            Protocol::Tcp(p) => port = Some(p),
-            _ => {}
-        }
-    }
-    Some(std::net::SocketAddr::new(ip?, port?))
 }
 
 /// One fresh identity: dials `target` and sends junk until `until`; returns how many it sent.
@@ -128,7 +116,9 @@ async fn run(
         .try_into()
         .map_err(|_| anyhow::anyhow!("three nodes"))?;
     let target = na.handle.dial_addrs()[0].clone();
-    let socket = socket_of(&target).context("A's address")?;
+    let socket = daemon::ip_tcp(&target)
+        .map(std::net::SocketAddr::from)
+        .map_err(|e| anyhow::anyhow!("A's address: {e}"))?;
     let (rss_before, audit_before) = (rss_mb(), audit_len(&local.sites[0]).await?);
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);

@@ -63,7 +63,7 @@ async fn frame(cx: &Context, peer: PeerId, id: u64, bytes: &[u8]) {
             membership::hello_inbound(cx, peer, id, certificate, nonce).await
         }
         Ok(Frame::Proof { signature }) => membership::proof_inbound(cx, peer, id, signature).await,
-        Ok(Frame::Envelope { bytes }) => match cx.members().by_peer(&peer) {
+        Ok(Frame::Envelope { bytes }) => match member_after_welcome(cx, &peer).await {
             Some(member) if cx.still_member(&member).await => {
                 request(cx, &member, id, &bytes).await
             }
@@ -84,6 +84,27 @@ async fn frame(cx: &Context, peer: PeerId, id: u64, bytes: &[u8]) {
             }
         }
     }
+}
+
+/// The member on `peer`, waiting up to `HELLO_TIMEOUT` while this node checks the welcome of a
+/// peer it dialed (whose first requests may overtake its welcome).
+async fn member_after_welcome(cx: &Context, peer: &PeerId) -> Option<MemberInfo> {
+    let mut changes = cx.subscribe();
+    let wait = async {
+        loop {
+            if let Some(m) = cx.members().by_peer(peer) {
+                return Some(m);
+            }
+            if !cx.members().awaits_welcome(peer) {
+                return None;
+            }
+            changes.changed().await.ok()?;
+        }
+    };
+    tokio::time::timeout(super::HELLO_TIMEOUT, wait)
+        .await
+        .ok()
+        .flatten()
 }
 
 fn refusal(reason: RefusalReason) -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! The members proven on this run's connections: who they are, by peer and by site.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
 
 use fedanno_protocol::cert::{CertificateBody, Role};
@@ -75,6 +75,8 @@ pub(crate) const MAX_PENDING_PROOFS: usize = 256;
 pub(crate) struct Members {
     index: RwLock<Index>,
     pending: Mutex<HashMap<PeerId, PendingProof>>,
+    /// Peers this node dialed and sent its proof to, whose welcome has not been checked yet.
+    welcoming: Mutex<HashSet<PeerId>>,
 }
 
 impl Members {
@@ -141,10 +143,26 @@ impl Members {
         self.pending.lock().ok()?.remove(peer)
     }
 
+    /// Marks (or, with `false`, unmarks) `peer` as a peer whose welcome this node awaits.
+    pub(super) fn awaiting_welcome(&self, peer: PeerId, waiting: bool) {
+        if let Ok(mut w) = self.welcoming.lock() {
+            if waiting {
+                w.insert(peer);
+            } else {
+                w.remove(&peer);
+            }
+        }
+    }
+
+    pub(super) fn awaits_welcome(&self, peer: &PeerId) -> bool {
+        self.welcoming.lock().is_ok_and(|w| w.contains(peer))
+    }
+
     pub(super) fn remove(&self, peer: &PeerId) {
         if let Ok(mut p) = self.pending.lock() {
             p.remove(peer);
         }
+        self.awaiting_welcome(*peer, false);
         if let Ok(mut m) = self.index.write()
             && let Some(info) = m.by_peer.remove(peer)
             && m.by_site.get(&info.site) == Some(peer)

@@ -146,6 +146,13 @@ async fn ask(cx: &Context, peer: PeerId, frame: Vec<u8>) -> Result<Frame, String
 }
 
 async fn try_hello_outbound(cx: &Context, peer: PeerId) -> Result<(), String> {
+    let outcome = prove_and_check(cx, peer).await;
+    cx.members().awaiting_welcome(peer, false);
+    cx.bump();
+    outcome
+}
+
+async fn prove_and_check(cx: &Context, peer: PeerId) -> Result<(), String> {
     let dialer_nonce = nonce()?;
     let hello = Frame::Hello {
         certificate: cx.identity().certificate().clone(),
@@ -168,6 +175,10 @@ async fn try_hello_outbound(cx: &Context, peer: PeerId) -> Result<(), String> {
     let proof = send_frame(cx, None, proof)
         .await
         .map_err(|e| e.to_string())?;
+    // The listener admits us before it answers: its first requests may overtake its welcome.
+    // They may be full-sized, and they wait for the welcome rather than being refused.
+    cx.members().awaiting_welcome(peer, true);
+    cx.net().allow(peer).await.map_err(|e| e.to_string())?;
     let Frame::Welcome {
         certificate,
         signature,

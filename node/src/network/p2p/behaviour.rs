@@ -1,5 +1,6 @@
 //! The libp2p behaviour and swarm construction: a block list (peers refused by membership
-//! checks stay out), connection limits, request-response with [`super::codec::FrameCodec`],
+//! checks stay out), connection limits, request-response with [`super::codec::FrameCodec`]
+//! behind [`super::gate`] (unproven peers' requests capped at a few KiB),
 //! gossipsub with signed messages and explicit validation (the app accepts or rejects every
 //! message after checking its envelope), and ping. TCP + Noise + Yamux, or the memory transport
 //! with the same Noise + Yamux stack for in-process tests.
@@ -22,6 +23,7 @@ use libp2p::{
 };
 
 use super::codec::{FrameCodec, PROTOCOL};
+use super::gate::{Gated, Proven};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -33,7 +35,7 @@ pub struct Behaviour {
     // Before every behaviour that keeps per-connection state: a connection denied after one of
     // them recorded it would leave that record behind. The behaviours after it never deny.
     pub budget: super::budget::Budget,
-    pub rr: request_response::Behaviour<FrameCodec>,
+    pub rr: Gated,
     pub gossip: gossipsub::Behaviour,
     pub ping: ping::Behaviour,
 }
@@ -93,6 +95,7 @@ fn behaviour(key: &identity::Keypair, cfg: &NetConfig) -> Result<Behaviour, BoxE
         .validate_messages()
         .max_transmit_size(cfg.max_gossip)
         .build()?;
+    let proven = Proven::default();
     let gossip =
         gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gcfg)?;
     Ok(Behaviour {
@@ -104,15 +107,17 @@ fn behaviour(key: &identity::Keypair, cfg: &NetConfig) -> Result<Behaviour, BoxE
                 .with_max_established(Some(cfg.max_peers)),
         ),
         budget: super::budget::Budget::new(16, 8, 64),
-        rr: request_response::Behaviour::with_codec(
-            FrameCodec {
-                max_frame: cfg.max_frame,
-            },
-            [(PROTOCOL, ProtocolSupport::Full)],
-            // A few requests in flight per connection: each may buffer up to a frame.
-            request_response::Config::default()
-                .with_request_timeout(cfg.request_timeout)
-                .with_max_concurrent_streams(8),
+        rr: Gated::new(
+            request_response::Behaviour::with_codec(
+                FrameCodec::new(cfg.max_frame, proven.clone()),
+                [(PROTOCOL, ProtocolSupport::Full)],
+                // A few requests in flight per connection: each may buffer up to a frame (a
+                // member) or `MAX_UNPROVEN_FRAME` (anyone else).
+                request_response::Config::default()
+                    .with_request_timeout(cfg.request_timeout)
+                    .with_max_concurrent_streams(8),
+            ),
+            proven,
         ),
         gossip,
         ping: ping::Behaviour::default(),

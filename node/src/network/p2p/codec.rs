@@ -3,20 +3,68 @@
 //! Below the limit the declared length is still not trusted: the body buffer grows with the
 //! bytes that actually arrive (from [`FIRST_CHUNK`]), so a peer that declares 4 MiB and stalls
 //! costs the node what it sent, not what it declared.
+//!
+//! The limit depends on who sends: a request from a peer that has not proven membership on
+//! this run may be no larger than [`MAX_UNPROVEN_FRAME`] (a hello or a proof fits; nothing
+//! else is accepted from it anyway), so before the proof a stranger's streams can make the node
+//! buffer a few KiB each, never a full frame. Each connection's codec knows its peer (see
+//! [`super::gate`]). A response is read only to a request this node chose to send, and it
+//! sends unproven peers nothing but its hello and proof, to addresses from its bootstrap list
+//! or from proven members: responses get the full limit.
 //! What the bytes mean is the app's business (`fedanno_protocol::envelope`).
 
 use std::io;
 
+use fedanno_protocol::limits::MAX_UNPROVEN_FRAME;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use libp2p::StreamProtocol;
 use libp2p::request_response;
+use libp2p::{PeerId, StreamProtocol};
+
+use super::gate::Proven;
 
 /// The request-response protocol name. No PHI ever goes into protocol or agent names.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/fedanno/rr/2.0.0");
 
-#[derive(Debug, Clone)]
+/// The codec of one connection (or, before it is cloned for one, of the behaviour).
+#[derive(Debug)]
 pub struct FrameCodec {
-    pub max_frame: u32,
+    max_frame: u32,
+    /// The connection's peer; `None` only in the behaviour's own copy, and then every request
+    /// gets the unproven limit.
+    peer: Option<PeerId>,
+    proven: Proven,
+}
+
+/// request-response clones the behaviour's codec once per connection, inside the call that
+/// [`super::gate::Gated`] makes with the connection's peer id: that clone takes the peer id
+/// the gate handed over. Clones of a connection's codec (one per stream) keep their peer.
+impl Clone for FrameCodec {
+    fn clone(&self) -> Self {
+        FrameCodec {
+            max_frame: self.max_frame,
+            peer: self.peer.or_else(|| self.proven.take_next()),
+            proven: self.proven.clone(),
+        }
+    }
+}
+
+impl FrameCodec {
+    pub fn new(max_frame: u32, proven: Proven) -> Self {
+        FrameCodec {
+            max_frame,
+            peer: None,
+            proven,
+        }
+    }
+
+    /// The most this connection's peer may send in one request.
+    fn request_limit(&self) -> u32 {
+        match self.peer {
+            Some(p) if self.proven.contains(&p) => self.max_frame,
+            // A compile-time constant of a few KiB.
+            _ => MAX_UNPROVEN_FRAME as u32,
+        }
+    }
 }
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: u32) -> io::Result<Vec<u8>> {
@@ -66,7 +114,7 @@ impl request_response::Codec for FrameCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_frame).await
+        read_frame(io, self.request_limit()).await
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
@@ -104,6 +152,52 @@ impl request_response::Codec for FrameCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn requests_from_unproven_peers_get_the_small_limit() {
+        let proven = Proven::default();
+        let peer = PeerId::random();
+        let behaviours = FrameCodec::new(1 << 20, proven.clone());
+        proven.hand_over(Some(peer));
+        let mut conn = behaviours.clone();
+        proven.hand_over(None);
+        assert_eq!(conn.peer, Some(peer));
+        // A stream's codec keeps the connection's peer.
+        assert_eq!(conn.clone().peer, Some(peer));
+        assert_eq!(behaviours.clone().peer, None);
+        let mut wire = Vec::new();
+        let body = vec![7u8; MAX_UNPROVEN_FRAME + 1];
+        write_frame(&mut futures::io::Cursor::new(&mut wire), &body, 1 << 20)
+            .await
+            .unwrap();
+        let e = request_response::Codec::read_request(
+            &mut conn,
+            &PROTOCOL,
+            &mut futures::io::Cursor::new(&wire),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        proven.insert(peer);
+        let got = request_response::Codec::read_request(
+            &mut conn,
+            &PROTOCOL,
+            &mut futures::io::Cursor::new(&wire),
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.len(), body.len());
+        // Responses (to requests this node chose to send) get the full limit.
+        proven.remove(&peer);
+        let got = request_response::Codec::read_response(
+            &mut conn,
+            &PROTOCOL,
+            &mut futures::io::Cursor::new(&wire),
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.len(), body.len());
+    }
 
     #[tokio::test]
     async fn frames_round_trip_and_oversized_frames_are_refused_before_allocation() {

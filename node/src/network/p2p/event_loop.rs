@@ -118,6 +118,7 @@ impl EventLoop {
                     .report_message_validation_result(&message_id, &propagation_source, verdict);
             }
             Command::Disconnect { peer, ban } => {
+                self.swarm.behaviour().rr.proven().remove(&peer);
                 if let Some(ban) = ban {
                     self.swarm.behaviour_mut().block.block_peer(peer);
                     self.bans.insert(peer, tokio::time::Instant::now() + ban);
@@ -125,8 +126,10 @@ impl EventLoop {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
             Command::Reserve { peer } => self.swarm.behaviour_mut().budget.add_member(peer),
+            Command::Allow { peer } => self.swarm.behaviour().rr.proven().insert(peer),
             Command::AddGossipPeer { peer } => {
                 let b = self.swarm.behaviour_mut();
+                b.rr.proven().insert(peer);
                 b.budget.add_member(peer);
                 b.gossip.remove_blacklisted_peer(&peer);
                 b.gossip.add_explicit_peer(&peer);
@@ -191,6 +194,7 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } => {
+                self.swarm.behaviour().rr.proven().remove(&peer_id);
                 let gossip = &mut self.swarm.behaviour_mut().gossip;
                 gossip.remove_explicit_peer(&peer_id);
                 gossip.blacklist_peer(&peer_id);

@@ -8,6 +8,7 @@ mod behaviour;
 mod budget;
 mod codec;
 mod event_loop;
+mod gate;
 
 use std::collections::HashMap;
 
@@ -73,7 +74,13 @@ pub(crate) enum Command {
         peer: PeerId,
         ban: Option<std::time::Duration>,
     },
+    /// The node admitted `peer`: its gossip and full-size requests are accepted.
     AddGossipPeer {
+        peer: PeerId,
+    },
+    /// Full-size requests from `peer` before it is admitted: a peer this node dialed and sent
+    /// its proof to, whose requests may arrive before its welcome does.
+    Allow {
         peer: PeerId,
     },
     /// A member's peer id, known before it proved itself on a connection of this run.
@@ -285,6 +292,13 @@ impl NetHandle {
             .map_err(|_| NetError::Stopped)
     }
 
+    pub async fn allow(&self, peer: PeerId) -> Result<(), NetError> {
+        self.commands
+            .send(Command::Allow { peer })
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
     pub async fn add_gossip_peer(&self, peer: PeerId) -> Result<(), NetError> {
         self.commands
             .send(Command::AddGossipPeer { peer })
@@ -349,6 +363,53 @@ mod tests {
         b.respond(id, b"pong".to_vec()).await.unwrap();
         assert_eq!(req.await.unwrap().unwrap(), b"pong");
         assert_eq!(b.stats().await.unwrap().responses_sent, 1);
+    }
+
+    #[tokio::test]
+    async fn an_unproven_peer_may_send_only_small_requests_until_admitted() {
+        use fedanno_protocol::limits::MAX_UNPROVEN_FRAME;
+        let cfg = NetConfig::default();
+        let (a, mut ea) = spawn(Keypair::generate_ed25519(), &cfg, Transport::Memory).unwrap();
+        let (b, mut eb) = spawn(Keypair::generate_ed25519(), &cfg, Transport::Memory).unwrap();
+        tokio::spawn(async move { while ea.recv().await.is_some() {} });
+        let addr = b.listen("/memory/0".parse().unwrap()).await.unwrap();
+        a.dial(addr).await.unwrap();
+        next(&mut eb, "connection", |e| {
+            matches!(e, NetEvent::Connected { .. })
+        })
+        .await;
+        let (ap, bp) = (a.peer_id(), b.peer_id());
+        // A hello-sized request arrives; one byte over the unproven limit does not.
+        let small = vec![1u8; MAX_UNPROVEN_FRAME];
+        let big = vec![2u8; MAX_UNPROVEN_FRAME + 1];
+        let a2 = a.clone();
+        tokio::spawn(async move { a2.request(bp, small).await });
+        let NetEvent::Request { id, bytes, .. } = next(&mut eb, "small request", |e| {
+            matches!(e, NetEvent::Request { .. })
+        })
+        .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(bytes.len(), MAX_UNPROVEN_FRAME);
+        b.respond(id, b"ok".to_vec()).await.unwrap();
+        // The codec refuses it from its length: the stream fails, nothing reaches B's app.
+        assert!(a.request(bp, big.clone()).await.is_err());
+        while let Ok(e) = eb.try_recv() {
+            assert!(!matches!(e, NetEvent::Request { .. }), "{e:?}");
+        }
+        // Admitted: the same request arrives whole.
+        b.add_gossip_peer(ap).await.unwrap();
+        let a3 = a.clone();
+        tokio::spawn(async move { a3.request(bp, big).await });
+        let NetEvent::Request { bytes, .. } = next(&mut eb, "big request", |e| {
+            matches!(e, NetEvent::Request { .. })
+        })
+        .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(bytes.len(), MAX_UNPROVEN_FRAME + 1);
     }
 
     #[tokio::test]

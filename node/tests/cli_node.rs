@@ -91,6 +91,10 @@ fn nodes_as_processes_rejoin_after_kill_9_without_losing_audit_entries() {
     let crl = root.join("crl.bin");
     let said = ok(&["--dir", s(&a), "consortium", "update-revocations", s(&crl)]);
     assert!(said.contains("the running node applied it"), "{said}");
+    // Refused before the node answered: the member is gone the moment the command returns.
+    let status: Value =
+        serde_json::from_str(&ok(&["--dir", s(&a), "node", "status", "--json"])).unwrap();
+    assert_eq!(status["members_connected"], 0, "{status}");
     let line = na.wait_log("refused a peer", 30);
     assert!(line.contains("was revoked"), "{line}");
 
@@ -114,4 +118,43 @@ fn nodes_as_processes_rejoin_after_kill_9_without_losing_audit_entries() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// The flood scenario on real processes: `bench flood` starts three `node run` processes, floods
+/// one with 150 fresh identities (junk the size of a hello and junk over the unproven frame
+/// limit) and 32 raw TCP sockets that never finish a handshake, and kills a member with SIGKILL
+/// mid-flood; the member comes back with only the flooded node as its bootstrap address.
+#[test]
+fn a_flood_of_strangers_neither_cuts_members_off_nor_costs_the_node_memory_or_audit_entries() {
+    let mut c = bin();
+    c.args([
+        "bench",
+        "flood",
+        "--identities",
+        "150",
+        "--stalled",
+        "32",
+        "--seconds",
+        "12",
+        "--json",
+    ]);
+    let out = common::run_to_end(c, 240);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["junk_sent"].as_u64().unwrap() > 1000, "{r}");
+    assert_eq!(
+        r["members_connected_at_end"],
+        serde_json::json!([2, 2, 2]),
+        "{r}"
+    );
+    let back = r["restarted_member_back_secs"].as_f64().unwrap();
+    assert!(back < 30.0, "{r}");
+    assert!(r["rss_growth_mb"].as_f64().unwrap() < 64.0, "{r}");
+    // A flood shorter than a minute: fewer than 100 entries in all (the strangers' refusals
+    // are summarised after 20 a minute; the member's return adds its own few).
+    assert!(r["audit_entries_added"].as_u64().unwrap() < 100, "{r}");
 }

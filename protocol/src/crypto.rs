@@ -25,8 +25,6 @@ pub const DOMAIN_CERT_REQUEST: &[u8] = b"fedanno-certreq-v1\0";
 pub const DOMAIN_CRL: &[u8] = b"fedanno-crl-v1\0";
 /// Domain of an envelope signature (sender key over header ‖ payload bytes).
 pub const DOMAIN_ENVELOPE: &[u8] = b"fedanno-envelope-v1\0";
-/// Domain of a checkpoint co-signature (witness key over checkpoint text ‖ timestamp).
-pub const DOMAIN_COSIGN: &[u8] = b"fedanno-cosign-v1\0";
 /// Domain of a receipt signature (receiver key over the receipt body).
 pub const DOMAIN_RECEIPT: &[u8] = b"fedanno-receipt-v1\0";
 /// Signature domain of membership proofs ([`crate::membership`]).

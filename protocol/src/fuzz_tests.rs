@@ -145,6 +145,8 @@ fn mutated_wire_messages_never_panic() {
         .to_bytes(),
         Frame::Proof { signature: [6; 64] }.to_bytes(),
         Request::Witness {
+            old_size: 4,
+            proof: vec![[8; 32]; 2],
             checkpoint: cp.clone(),
         }
         .to_bytes(),
@@ -166,7 +168,7 @@ fn mutated_wire_messages_never_panic() {
         };
         let m = rng.mutate(seed);
         // Only the unsigned fields (timestamp, signer) may change and still verify.
-        if let Ok(Request::Witness { checkpoint: c }) = Request::from_bytes(&m)
+        if let Ok(Request::Witness { checkpoint: c, .. }) = Request::from_bytes(&m)
             && c.verify(&pk).is_ok()
         {
             assert_eq!(

@@ -30,6 +30,7 @@ pub mod merkle;
 pub mod reader_study;
 pub mod secagg;
 pub mod wire;
+pub mod witness;
 
 #[cfg(test)]
 mod fuzz_tests;
@@ -38,5 +39,7 @@ mod testkit;
 
 /// Version of the wire protocol. Every message carries it; a peer speaking another version is
 /// refused rather than guessed at. Version 2: `wire::Request` and `wire::Response` lost their
-/// unused `Hello`/`Ack` variants, renumbering the variants after them.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// unused `Hello`/`Ack` variants, renumbering the variants after them. Version 3: witnessing
+/// follows C2SP tlog-witness and tlog-cosignature (`Request::Witness` carries the old size and
+/// a consistency proof; co-signatures sign the `cosignature/v1` message).
+pub const PROTOCOL_VERSION: u16 = 3;

@@ -89,3 +89,7 @@ pub const MAX_UNPROVEN_FRAME: usize = 4 * 1024;
 
 /// The most listen addresses one member's entry in an address announcement may carry.
 pub const MAX_ADDRESSES: usize = 8;
+
+/// Hashes in an inclusion or consistency proof: at most two per level of a tree of 2^64
+/// leaves.
+pub const MAX_PROOF_HASHES: usize = 128;

@@ -310,10 +310,16 @@ pub fn checkpoint_text(origin: &str, size: u64, root: &Hash) -> String {
 /// The 4-byte key id of an Ed25519 signed-note key (C2SP signed-note):
 /// `SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key)[..4]`.
 pub fn note_key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
+    typed_key_id(name, 0x01, public_key)
+}
+
+/// A C2SP key id with signature type byte `kind` (0x01 a signed-note Ed25519 key, 0x04 an
+/// Ed25519 `cosignature/v1` key): `SHA-256(name ‖ "\n" ‖ kind ‖ public key)[..4]`.
+pub fn typed_key_id(name: &str, kind: u8, public_key: &[u8; 32]) -> [u8; 4] {
     let mut c = Context::new(&SHA256);
     c.update(name.as_bytes());
     c.update(b"\n");
-    c.update(&[0x01]);
+    c.update(&[kind]);
     c.update(public_key);
     let d = c.finish();
     let mut id = [0u8; 4];

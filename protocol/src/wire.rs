@@ -17,10 +17,10 @@ use thiserror::Error;
 
 use crate::cert::Certificate;
 use crate::codec::{self, CodecError, bounded, byte_array};
-use crate::crypto::{self, DOMAIN_COSIGN, DOMAIN_RECEIPT};
+use crate::crypto::{self, DOMAIN_RECEIPT};
 use crate::ids::SiteId;
 use crate::limits::{
-    MAX_ADDRESSES, MAX_ENVELOPE_BYTES, MAX_GOSSIP_BYTES, MAX_RECIPIENTS, MAX_TEXT,
+    MAX_ADDRESSES, MAX_ENVELOPE_BYTES, MAX_GOSSIP_BYTES, MAX_PROOF_HASHES, MAX_RECIPIENTS, MAX_TEXT,
 };
 use crate::merkle;
 
@@ -44,6 +44,8 @@ pub enum RefusalReason {
     Replay,
     Unsupported,
     Busy,
+    /// A witness refused a checkpoint that contradicts one it co-signed.
+    Inconsistent,
 }
 
 /// Request-response, point to point. (Membership is proven by [`Frame::Hello`], before any
@@ -52,8 +54,16 @@ pub enum RefusalReason {
 pub enum Request {
     /// Ask a peer for its latest signed audit checkpoint.
     GetCheckpoint,
-    /// Ask a peer to co-sign our checkpoint.
-    Witness { checkpoint: SignedCheckpoint },
+    /// C2SP tlog-witness add-checkpoint: ask a peer to co-sign our checkpoint, with a
+    /// consistency proof from `old_size`, the size that witness last co-signed (0 and no proof
+    /// the first time). A witness that co-signed another size answers
+    /// [`Response::WitnessConflict`] with it.
+    Witness {
+        old_size: u64,
+        #[serde(deserialize_with = "bounded::vec::<_, [u8; 32], MAX_PROOF_HASHES>")]
+        proof: Vec<[u8; 32]>,
+        checkpoint: SignedCheckpoint,
+    },
     /// A coordinator's notice to one site; text only, no PHI by contract.
     Notice {
         #[serde(deserialize_with = "bounded::string::<_, MAX_TEXT>")]
@@ -82,6 +92,11 @@ pub enum Response {
     },
     /// A study exchange's answer (round key, masked vector, statement).
     ReaderStudy(crate::reader_study::ReaderStudyResponse),
+    /// The witness last co-signed this size of the log, not the request's `old_size`: ask
+    /// again with a proof from it (tlog-witness's 409 Conflict).
+    WitnessConflict {
+        size: u64,
+    },
 }
 
 /// Published on a gossip topic.
@@ -109,6 +124,16 @@ pub enum Gossip {
     Addresses {
         #[serde(deserialize_with = "bounded::vec::<_, MemberAddresses, MAX_RECIPIENTS>")]
         members: Vec<MemberAddresses>,
+    },
+    /// A witness co-signed a member's checkpoint: what it saw, so that the views of all
+    /// witnesses meet (a log shown at one size with two roots is caught where they do).
+    Cosigned {
+        checkpoint: SignedCheckpoint,
+        cosignature: Cosignature,
+    },
+    /// A witness found a member's log contradicting a checkpoint it had co-signed.
+    Alarm {
+        evidence: crate::witness::Evidence,
     },
 }
 
@@ -251,8 +276,10 @@ pub fn valid_origin(origin: &str) -> bool {
     !origin.is_empty() && origin.len() <= MAX_TEXT && !origin.chars().any(char::is_control)
 }
 
-/// A witness's co-signature of a checkpoint, over
-/// `"fedanno-cosign-v1\0" ‖ checkpoint text ‖ timestamp (u64 big-endian)`.
+/// A witness's co-signature of a checkpoint: C2SP tlog-cosignature `cosignature/v1`, an
+/// Ed25519 signature over `"cosignature/v1\ntime <timestamp>\n"` followed by the checkpoint
+/// body. It states that, as of `timestamp`, this is the largest consistent tree head of the
+/// log the witness has seen.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cosignature {
     pub witness: SiteId,
@@ -268,7 +295,7 @@ impl Cosignature {
         timestamp: u64,
         key: &Ed25519KeyPair,
     ) -> Self {
-        let signature = crypto::sign(key, DOMAIN_COSIGN, &cosign_message(checkpoint, timestamp));
+        let signature = crypto::sign(key, b"", &cosign_message(checkpoint, timestamp));
         Self {
             witness,
             timestamp,
@@ -277,22 +304,32 @@ impl Cosignature {
     }
 
     pub fn verify(&self, checkpoint: &SignedCheckpoint, key: &[u8; 32]) -> Result<(), WireError> {
-        if !valid_origin(&checkpoint.origin) {
+        if !valid_origin(&checkpoint.origin) || self.timestamp > i64::MAX as u64 {
             return Err(WireError::Malformed);
         }
         let msg = cosign_message(checkpoint, self.timestamp);
-        if crypto::verify(key, DOMAIN_COSIGN, &msg, &self.signature) {
+        if crypto::verify(key, b"", &msg, &self.signature) {
             Ok(())
         } else {
             Err(WireError::BadSignature)
         }
     }
+
+    /// The co-signature as a C2SP note signature line under the witness's key name `name`:
+    /// `"— <name> base64(key id ‖ timestamp ‖ signature)"`, key id with type byte 0x04.
+    pub fn note_line(&self, name: &str, public_key: &[u8; 32]) -> String {
+        let mut blob = Vec::with_capacity(76);
+        blob.extend_from_slice(&merkle::typed_key_id(name, 0x04, public_key));
+        blob.extend_from_slice(&self.timestamp.to_be_bytes());
+        blob.extend_from_slice(&self.signature);
+        format!("\u{2014} {name} {}\n", merkle::base64(&blob))
+    }
 }
 
+/// The `cosignature/v1` signed message. A checkpoint body cannot start with it: its second
+/// line would be a size, never `time …`.
 fn cosign_message(checkpoint: &SignedCheckpoint, timestamp: u64) -> Vec<u8> {
-    let mut m = checkpoint.text().into_bytes();
-    m.extend_from_slice(&timestamp.to_be_bytes());
-    m
+    format!("cosignature/v1\ntime {timestamp}\n{}", checkpoint.text()).into_bytes()
 }
 
 /// The receiver's signed commitment that it logged a message (ARCHITECTURE.md, "Audit log"), over

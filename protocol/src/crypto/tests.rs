@@ -50,7 +50,6 @@ fn domains_are_distinct_and_nul_terminated() {
         DOMAIN_CERT_REQUEST,
         DOMAIN_CRL,
         DOMAIN_ENVELOPE,
-        DOMAIN_COSIGN,
         DOMAIN_RECEIPT,
         SEAL_SALT,
     ];

@@ -87,22 +87,23 @@ pub(crate) fn open_as(
 
 #[test]
 fn golden_vectors() {
-    // Re-pinned for protocol v2 (header version byte 01 -> 02, so the signature, the message
-    // hash and the sealed envelope's AEAD tags changed): Request/Response variants renumbered
-    // after removing unused Hello/Ack.
+    // Re-pinned for protocol v3 (header version byte 02 -> 03, so the signature, the message
+    // hash and the sealed envelope's AEAD tags changed): `Request::Witness` now carries the
+    // tlog-witness old size and consistency proof. (v2 renumbered Request/Response after
+    // removing the unused Hello/Ack.)
     let plain = Envelope::sign(header(1, Some(2), 7), b"hello", &sign_key(1));
     assert_eq!(
         hex(&plain.to_bytes()),
-        "38020f746573742d636f6e736f727469756d06736974652d310106736974652d32010773747564792d31030780a4a7da0600000568656c6c6ff56a29547f537fdd0b429de15b2cedd816c96072f8fba0f10aec62232b72e356335c4fbe7e8e58205bd2f8f055bdc8910ff6f6f9b944515cb63f15974113ac0e"
+        "38030f746573742d636f6e736f727469756d06736974652d310106736974652d32010773747564792d31030780a4a7da0600000568656c6c6f997b2c74f9a4a4c86d1f7e51f30498ec6788b642a8fc57f2ff70aae3c6284f766a416615abe2a28d74317fea949a00787c1767e06cd0b1615459f44152f2600f"
     );
     assert_eq!(
         hex(&plain.message_hash()),
-        "9c3295fc6aa7352e559e85acb62a2e3d020c369cd6c4a2e22e489b7408f05369"
+        "5cacc4c8010488a1f8a746382e77f4632be6263f55ec16fac4a3cf7de7ec641b"
     );
     let sealed = sealed_to(1, &[2, 3], 8, b"masked vector", 42);
     assert_eq!(
         hex(&sha256(&sealed.to_bytes())),
-        "5febd78b9d8475c761bab6bc0f114f9636e67043982f74d52f759675840a6f96"
+        "c18b3f08a4a0f50602bcb6eb168c86890096cf64671203d10d67f39215bf9d94"
     );
     assert_eq!(sealed.message_hash(), sha256(&sealed.to_bytes()));
     let opened = open_as(&sealed, 2, Some(&seal_secret(2)), NOW).unwrap();
@@ -431,6 +432,6 @@ fn golden_sealed_envelope_bytes() {
     let sealed = sealed_to(1, &[2, 3], 8, b"masked vector", 42);
     assert_eq!(
         hex(&sealed.to_bytes()),
-        "d801020f746573742d636f6e736f727469756d06736974652d3100010773747564792d31030880a4a7da06000145db4b879a3fc67e48ac7f0e409f38181cb279cf08a6446b4a67ef55d64e611c0206736974652d3241f11ea84314ad831f5c94a226c07e32d38df794a1f2c2d6773b3fa859fa0b53c89995acfcd74e97bc0a3bf22a7aa80206736974652d33d40921dcf3c8d2e880d7762d54d87b22de7f5966bb5d8855ad6ec451162e14e7f80b3b4918dc46775cd9f00ea525d5f61dcd6e1442347bd0fe5b14ab5e47bc4e3d22257b1f48de0ba2f5c7b5f780c273828bb35c7590edf09e69e804579610d459e95c9a66c6757b3a28bbed47d7365403b61d046a5aada6b189095302563e0432b294ac55cb518957d9e174200b"
+        "d801030f746573742d636f6e736f727469756d06736974652d3100010773747564792d31030880a4a7da06000145db4b879a3fc67e48ac7f0e409f38181cb279cf08a6446b4a67ef55d64e611c0206736974652d3241f11ea84314ad831f5c94a226c07e32d38df794a1f2c2d6773b3fa859fa0b534de204bf98289b6494e9239c358948a006736974652d33d40921dcf3c8d2e880d7762d54d87b22de7f5966bb5d8855ad6ec451162e14e751f289a478c97832a85c0070130c5f931dcd6e1442347bd0fe5b14ab5e474ae733233a7eab184274caafe4867f819cf04eae2c70f91f0afe1d78af5723766ace94624cde748c3d3a8edd1cccbb28203fa4ead02c0678ee807383fd112993e243acf21ce6f5ed5720219c8fefea0c"
     );
 }

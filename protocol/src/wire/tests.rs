@@ -65,7 +65,8 @@ fn golden_vectors() {
     let co = Cosignature::sign(&cp, site("site-b"), 1_800_000_100, &ed25519_key(3));
     assert_eq!(
         hex(&co.signature),
-        "40a7323b9ba83a644691330d2a038e1472c9783a349d6c9a44ed114aa3629c77d2988e76c35a3719535ec64e697dc8bfdc302700323918660196346940103703"
+        // Protocol v3: C2SP `cosignature/v1` (see `cosignature_is_c2sp_cosignature_v1`).
+        "3031b983fd243fedbf400548c706945ef1f4ae3ca80d7ea8e21d1c7fdfe298af9b71aa4099ba0d3c24f9baa0629fb2c33dc59cc4b8172b858d91351bdf4b9703"
     );
     let r = receipt();
     assert_eq!(
@@ -94,6 +95,39 @@ fn golden_vectors() {
         hex(&sha256(&Gossip::Checkpoint { checkpoint: cp }.to_bytes())),
         "e040e886ced4c2fd233c446ba275b791ce1c015625ee3d2e34d822142916b3ce"
     );
+}
+
+/// tlog-cosignature v1, built by hand from the specification's text and checked with another
+/// Ed25519 implementation; the note line's key id uses type byte 0x04.
+#[test]
+fn cosignature_is_c2sp_cosignature_v1() {
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    let cp = checkpoint();
+    let co = Cosignature::sign(&cp, site("site-b"), 1_679_315_147, &ed25519_key(3));
+    let msg = format!(
+        "cosignature/v1\ntime 1679315147\nfedanno.test-consortium/site-a\n13\n{}\n",
+        merkle::base64(&cp.root)
+    );
+    let pk = public_key(&ed25519_key(3));
+    VerifyingKey::from_bytes(&pk)
+        .unwrap()
+        .verify(msg.as_bytes(), &Signature::from_bytes(&co.signature))
+        .unwrap();
+    let line = co.note_line("fedanno.test-consortium/site-b", &pk);
+    let blob = {
+        use ::base64::Engine as _;
+        let b64 = line.trim_end().rsplit(' ').next().unwrap();
+        ::base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
+    };
+    assert_eq!(blob.len(), 4 + 8 + 64);
+    let mut id_input = b"fedanno.test-consortium/site-b\n\x04".to_vec();
+    id_input.extend_from_slice(&pk);
+    assert_eq!(&blob[..4], &sha256(&id_input)[..4]);
+    assert_eq!(&blob[4..12], &1_679_315_147u64.to_be_bytes());
+    assert_eq!(&blob[12..], &co.signature);
+    assert!(line.starts_with("\u{2014} fedanno.test-consortium/site-b "));
 }
 
 #[test]
@@ -168,6 +202,8 @@ fn messages_round_trip_and_refuse_bad_bytes() {
     let requests = [
         Request::GetCheckpoint,
         Request::Witness {
+            old_size: 7,
+            proof: vec![[5; 32]; 3],
             checkpoint: cp.clone(),
         },
         Request::Notice {
@@ -189,15 +225,39 @@ fn messages_round_trip_and_refuse_bad_bytes() {
             reason: RefusalReason::NotAMember,
         },
         Response::Receipt { receipt },
+        Response::WitnessConflict { size: 9 },
     ];
     for m in &responses {
         assert_eq!(&Response::from_bytes(&m.to_bytes()).unwrap(), m);
     }
-    let g = Gossip::Notice {
-        topic: "t".into(),
-        body: "b".into(),
+    let co = Cosignature::sign(&cp, site("site-b"), 5, &ed25519_key(3));
+    let gossip = [
+        Gossip::Notice {
+            topic: "t".into(),
+            body: "b".into(),
+        },
+        Gossip::Cosigned {
+            checkpoint: cp.clone(),
+            cosignature: co,
+        },
+        Gossip::Alarm {
+            evidence: crate::witness::Evidence {
+                kind: crate::witness::Contradiction::Fork,
+                earlier: cp.clone(),
+                later: cp.clone(),
+            },
+        },
+    ];
+    for g in &gossip {
+        assert_eq!(&Gossip::from_bytes(&g.to_bytes()).unwrap(), g);
+    }
+    // A proof longer than any tree needs is refused.
+    let long = Request::Witness {
+        old_size: 1,
+        proof: vec![[0; 32]; crate::limits::MAX_PROOF_HASHES + 1],
+        checkpoint: cp.clone(),
     };
-    assert_eq!(Gossip::from_bytes(&g.to_bytes()).unwrap(), g);
+    assert!(Request::from_bytes(&long.to_bytes()).is_err());
 
     // Unknown variant, trailing byte, truncation.
     assert_eq!(Request::from_bytes(&[9]), Err(CodecError::Malformed));

@@ -95,6 +95,24 @@ pub enum AuditEvent {
     },
     /// Consortium joined, revocation list updated, …
     Membership { what: String },
+    /// This site witnessed (co-signed) a member's checkpoint, consistent with the one it
+    /// co-signed before.
+    Witnessed {
+        site: SiteId,
+        size: u64,
+        #[serde(with = "hexser::hash")]
+        root: Hash,
+    },
+    /// A member's log contradicts a checkpoint a witness co-signed (`contradiction`: fork,
+    /// rollback or inconsistent), found by `reported_by` (this site, or a member whose
+    /// evidence this site checked as far as the evidence allows).
+    Alarm {
+        site: SiteId,
+        contradiction: String,
+        earlier_size: u64,
+        later_size: u64,
+        reported_by: SiteId,
+    },
     /// A reader-study step at this site: launched, joined or declined (with reasons), cases
     /// assigned, a secure sum completed or aborted, a roster refused by the differencing
     /// guard, a release received. Named `study` in JSON and in the `kind` column.
@@ -117,6 +135,8 @@ impl AuditEvent {
             AuditEvent::Cosigned { .. } => "cosigned",
             AuditEvent::Membership { .. } => "membership",
             AuditEvent::ReaderStudy { .. } => "study",
+            AuditEvent::Witnessed { .. } => "witnessed",
+            AuditEvent::Alarm { .. } => "alarm",
         }
     }
 
@@ -129,7 +149,9 @@ impl AuditEvent {
             AuditEvent::Received { from, .. }
             | AuditEvent::ReceiptIssued { to: from, .. }
             | AuditEvent::ReceiptReceived { from, .. }
-            | AuditEvent::Cosigned { by: from, .. } => Some(from.to_string()),
+            | AuditEvent::Cosigned { by: from, .. }
+            | AuditEvent::Witnessed { site: from, .. }
+            | AuditEvent::Alarm { site: from, .. } => Some(from.to_string()),
             AuditEvent::Refused { peer, .. } => Some(peer.clone()),
             AuditEvent::Rejected { from, .. } => Some(from.clone()),
             AuditEvent::Checkpoint { .. }

@@ -29,6 +29,8 @@ use std::sync::Arc;
 use fedanno_protocol::crypto;
 use fedanno_protocol::ids::SiteId;
 use fedanno_protocol::merkle::{self, Hash};
+use fedanno_protocol::wire::Cosignature;
+use fedanno_protocol::witness::Evidence;
 use ring::signature::Ed25519KeyPair;
 use serde::Serialize;
 use thiserror::Error;
@@ -220,6 +222,75 @@ impl AuditLog {
             .audit_append_checkpoint(cp.clone(), cp.timestamp, self.signer.clone())
             .await?;
         Ok(cp)
+    }
+
+    /// Co-signs nothing itself: records that this site witnessed `cp` and keeps it as the
+    /// latest checkpoint of its log, in one transaction.
+    pub async fn witnessed(&self, cp: SignedCheckpoint) -> Result<AuditEntry, AuditError> {
+        let event = AuditEvent::Witnessed {
+            site: cp.signer.clone(),
+            size: cp.size,
+            root: cp.root,
+        };
+        Ok(self
+            .store
+            .witness_accept(cp, event, now(), self.signer.clone())
+            .await?)
+    }
+
+    /// Records an alarm and its evidence (once per contradicting checkpoint); `None` when it
+    /// was already recorded.
+    pub async fn alarm(
+        &self,
+        evidence: Evidence,
+        reported_by: SiteId,
+    ) -> Result<Option<AuditEntry>, AuditError> {
+        let event = AuditEvent::Alarm {
+            site: evidence.later.signer.clone(),
+            contradiction: evidence.kind.as_str().to_string(),
+            earlier_size: evidence.earlier.size,
+            later_size: evidence.later.size,
+            reported_by: reported_by.clone(),
+        };
+        Ok(self
+            .store
+            .witness_alarm(evidence, reported_by, event, now(), self.signer.clone())
+            .await?)
+    }
+
+    /// Keeps `by`'s co-signature of our checkpoint `cp` with its `cosigned` entry.
+    pub async fn keep_cosignature(
+        &self,
+        cp: SignedCheckpoint,
+        cosignature: Cosignature,
+    ) -> Result<AuditEntry, AuditError> {
+        let event = AuditEvent::Cosigned {
+            by: cosignature.witness.clone(),
+            size: cp.size,
+            root: cp.root,
+        };
+        Ok(self
+            .store
+            .audit_keep_cosignature(cp, cosignature, event, now(), self.signer.clone())
+            .await?)
+    }
+
+    /// The checkpoint of `site`'s log this site co-signed last.
+    pub async fn witness_latest(
+        &self,
+        site: &SiteId,
+    ) -> Result<Option<SignedCheckpoint>, AuditError> {
+        Ok(self.store.witness_latest(site).await?)
+    }
+
+    /// The largest size of our log that `witness` co-signed (0 if none).
+    pub async fn cosigned_size(&self, witness: &SiteId) -> Result<u64, AuditError> {
+        Ok(self.store.audit_cosigned_size(witness).await?)
+    }
+
+    /// Every alarm this site raised or heard.
+    pub async fn alarms(&self) -> Result<Vec<crate::site::store::AlarmRow>, AuditError> {
+        Ok(self.store.witness_alarms().await?)
     }
 
     /// The current size and root of the log.

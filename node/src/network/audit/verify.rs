@@ -59,6 +59,9 @@ pub struct VerifyReport {
     /// removal from the end of the log cannot be seen locally.
     pub entries_after_latest_checkpoint: u64,
     pub problem: Option<Problem>,
+    /// Witness alarms this site raised or heard about other sites' logs (they do not make
+    /// this log fail; see `audit log --kind alarm`).
+    pub witness_alarms: Vec<String>,
 }
 
 /// A pass over one part of the log: `Ok(Err(problem))` names the first thing found wrong.
@@ -83,6 +86,17 @@ pub async fn verify(
         latest_checkpoint: None,
         entries_after_latest_checkpoint: 0,
         problem: None,
+        witness_alarms: store
+            .witness_alarms()
+            .await?
+            .iter()
+            .map(|a| {
+                format!(
+                    "{}'s log: {} (co-signed size {}, then size {}), reported by {}",
+                    a.site, a.kind, a.earlier.size, a.later.size, a.reported_by
+                )
+            })
+            .collect(),
     };
     let mut problem = v.check_entries(store).await?.err();
     if problem.is_none() {

@@ -70,7 +70,11 @@ pub(super) async fn execute(cx: &Context, c: AppCommand) {
             let _ = reply.send(cx.checkpoint().await);
         }
         AppCommand::Witness { to, reply } => {
-            let _ = reply.send(witness::ask_cosignature(cx, &to).await);
+            let asked = async {
+                let cp = cx.audit().checkpoint().await?;
+                witness::ask_cosignature(cx, &to, &cp).await
+            };
+            let _ = reply.send(asked.await);
         }
         AppCommand::GetCheckpoint { from, reply } => {
             let _ = reply.send(witness::fetch_checkpoint(cx, &from).await);

@@ -182,9 +182,11 @@ async fn answer(
             cx.respond(member, id, MessageKind::Checkpoint, &none, &r)
                 .await
         }
-        Request::Witness { checkpoint } => {
-            witness::cosign(cx, member, id, opened.message_hash, checkpoint).await
-        }
+        Request::Witness {
+            old_size,
+            proof,
+            checkpoint,
+        } => witness::cosign(cx, member, id, old_size, proof, checkpoint).await,
         Request::ReaderStudy(m) => {
             crate::reader_studies::network::handle(cx, member, id, opened.message_hash, *m).await
         }
@@ -253,6 +255,7 @@ async fn gossip(cx: &Context, source: PeerId, bytes: &[u8]) -> bool {
         Gossip::Notice { .. } => MessageKind::Notice,
         Gossip::Revocations { .. } => MessageKind::Revocations,
         Gossip::Addresses { .. } => MessageKind::Addresses,
+        Gossip::Cosigned { .. } | Gossip::Alarm { .. } => MessageKind::Witness,
     };
     let len = env_bytes.len() as u64;
     if cx
@@ -269,7 +272,26 @@ async fn gossip(cx: &Context, source: PeerId, bytes: &[u8]) -> bool {
                 cx.reject(from, why, hash).await;
                 return false;
             }
-            cx.witnessed().remember(member.site.clone(), checkpoint);
+            cx.witnessed()
+                .remember(member.site.clone(), checkpoint.clone());
+            witness::check_seen(cx, checkpoint, true).await;
+        }
+        Gossip::Cosigned {
+            checkpoint,
+            cosignature,
+        } => {
+            if let Err(why) =
+                witness::cosigned_elsewhere(cx, &member, checkpoint, cosignature).await
+            {
+                cx.reject(from, why, hash).await;
+                return false;
+            }
+        }
+        Gossip::Alarm { evidence } => {
+            if let Err(why) = witness::alarm_heard(cx, &member, evidence).await {
+                cx.reject(from, why, hash).await;
+                return false;
+            }
         }
         Gossip::Notice { topic, .. } => {
             tracing::info!(from = %member.site, topic = %topic, "consortium notice")

@@ -38,12 +38,12 @@ use ring::signature::Ed25519KeyPair;
 use thiserror::Error;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-use crate::network::audit::{AuditError, AuditEvent, AuditLog, VerifyReport};
+use crate::network::audit::{AuditError, AuditLog, VerifyReport};
 use crate::network::kinds::MessageKind;
 use crate::network::p2p::{self, Multiaddr, NetConfig, NetError, NetEvent, NetStats, PeerId};
 use crate::network::policy::Policy;
 use crate::reader_studies::ReaderStudyError;
-use crate::site::store::{AuditFilter, Store};
+use crate::site::store::Store;
 use commands::AppCommand;
 use context::Context;
 pub(crate) use inbound::issue_receipt;
@@ -130,26 +130,16 @@ pub struct Node {
     pub shutdown: watch::Sender<bool>,
 }
 
-/// One above the highest sequence number this site's audit log shows it sent. Every envelope
-/// was committed to the log before it left, so a restart (even a kill -9 within the same
-/// second) cannot reuse one that peers' replay guards have seen.
+/// One above the highest sequence number this site's audit log shows it sent (kept with the
+/// `sent` entries, one row to read). Every envelope was committed to the log before it left, so
+/// a restart (even a kill -9 within the same second) cannot reuse one that peers' replay
+/// guards have seen.
 async fn next_sequence(store: &Store) -> Result<u64, AppError> {
-    let sent = store
-        .audit_entries(AuditFilter {
-            kind: Some("sent".into()),
-            ..Default::default()
-        })
+    let high = store
+        .audit_sent_high()
         .await
         .map_err(|e| AppError::Audit(e.into()))?;
-    let highest = sent
-        .iter()
-        .filter_map(|e| match &e.event {
-            AuditEvent::Sent { sequence, .. } => Some(*sequence),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0);
-    Ok(highest.saturating_add(1))
+    Ok(high.saturating_add(1))
 }
 
 impl Node {
@@ -220,7 +210,7 @@ async fn run(
             _ = checkpoints.tick(), if checkpoint_every.is_some() => {
                 let cx = cx.clone();
                 tasks.spawn(async move {
-                    if let Err(e) = cx.checkpoint().await {
+                    if let Err(e) = witness::witness_round(&cx).await {
                         tracing::warn!(error = %e, "periodic checkpoint failed");
                     }
                 });
@@ -421,6 +411,34 @@ impl AppHandle {
 
     pub(crate) fn context(&self) -> &Arc<Context> {
         &self.cx
+    }
+
+    /// Test hook: what a site showing two versions of its log does: signs a checkpoint of
+    /// its log at `size` with `root` (whatever its log holds) and asks `to` to co-sign it as
+    /// if it were the first `to` sees.
+    #[cfg(feature = "test-hooks")]
+    pub async fn ask_cosignature_of(
+        &self,
+        to: &SiteId,
+        size: u64,
+        root: [u8; 32],
+    ) -> Result<fedanno_protocol::wire::Response, AppError> {
+        let cx = &self.cx;
+        let checkpoint = SignedCheckpoint::sign(
+            cx.audit().origin(),
+            size,
+            root,
+            crate::site::clock::now(),
+            cx.site().clone(),
+            cx.identity().signing(),
+        );
+        let req = fedanno_protocol::wire::Request::Witness {
+            old_size: 0,
+            proof: Vec::new(),
+            checkpoint,
+        };
+        let rel = outbound::Release::default();
+        cx.request(to, MessageKind::Witness, &rel, &req, None).await
     }
 
     /// Test hook: the raw network handle, to send frames past the node's own checks as an

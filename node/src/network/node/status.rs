@@ -26,6 +26,9 @@ pub struct Status {
     pub healthy: bool,
     /// Why it is not healthy (empty when healthy).
     pub problems: Vec<String>,
+    /// Witness alarms: members' logs that contradict a checkpoint a witness co-signed (see
+    /// `audit log --kind alarm` for the entries).
+    pub alarms: Vec<String>,
 }
 
 /// What makes a running node unhealthy: a certificate not valid at `now` (Unix seconds), or an
@@ -68,6 +71,18 @@ pub(super) async fn status(cx: &Context) -> Result<Status, AppError> {
         head.as_ref().map(|_| ()).map_err(|e| e.to_string()),
     );
     let (size, root) = head.unwrap_or((0, [0u8; 32]));
+    let alarms = cx
+        .audit()
+        .alarms()
+        .await?
+        .iter()
+        .map(|a| {
+            format!(
+                "{}'s log: {} (co-signed size {}, then size {}), reported by {} (audit entry {})",
+                a.site, a.kind, a.earlier.size, a.later.size, a.reported_by, a.entry_seq
+            )
+        })
+        .collect();
     Ok(Status {
         site: cx.site().to_string(),
         consortium: cx.identity().consortium().to_string(),
@@ -83,6 +98,7 @@ pub(super) async fn status(cx: &Context) -> Result<Status, AppError> {
         bytes_sent: stats.bytes_sent,
         healthy: problems.is_empty(),
         problems,
+        alarms,
     })
 }
 

@@ -1,40 +1,38 @@
-//! Witnessing: the latest checkpoint each member published or asked us to co-sign, our
-//! co-signature (never for two different roots at one size of one log), and asking a member
-//! to co-sign ours.
+//! Witnessing, after C2SP tlog-witness: every node co-signs its members' checkpoints and asks
+//! them to co-sign its own. A witness keeps the checkpoint of each log it co-signed last in the
+//! site's database (with the `witnessed` entry that records it, in one transaction) and
+//! co-signs a new one only with a consistency proof from it; a log that contradicts it (a
+//! fork, a rollback, a proof that fails) is refused, and the two signed checkpoints are kept
+//! as evidence with an `alarm` entry and passed on to the members. Witnesses also publish what
+//! they co-signed, so that a log shown with two roots at one size to two witnesses is caught
+//! where their views meet.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use fedanno_protocol::ids::SiteId;
-use fedanno_protocol::wire::{Cosignature, RefusalReason, Request, Response, SignedCheckpoint};
+use fedanno_protocol::wire::{
+    Cosignature, Gossip, RefusalReason, Request, Response, SignedCheckpoint,
+};
+use fedanno_protocol::witness::{self as tlog, Evidence, Verdict};
 
 use super::AppError;
 use super::context::Context;
 use super::members::MemberInfo;
 use super::outbound::Release;
-use crate::network::audit::AuditEvent;
+use crate::network::audit;
 use crate::network::kinds::MessageKind;
 use crate::site::clock::now;
 
-/// The latest checkpoint of each member (what we witness). In memory only.
+/// The latest checkpoint each member published (in memory), and the lock that makes one
+/// add-checkpoint decision at a time (read the co-signed state, decide, commit).
 #[derive(Default)]
 pub(crate) struct Witnessed {
     latest: Mutex<HashMap<SiteId, SignedCheckpoint>>,
+    deciding: tokio::sync::Mutex<()>,
 }
 
 impl Witnessed {
-    /// Whether `cp` contradicts the checkpoint we hold of the same size from `site`. An
-    /// unreadable table counts as a contradiction (refuse rather than co-sign blindly).
-    fn equivocates(&self, site: &SiteId, cp: &SignedCheckpoint) -> bool {
-        self.latest
-            .lock()
-            .map(|m| {
-                m.get(site)
-                    .is_some_and(|old| old.size == cp.size && old.root != cp.root)
-            })
-            .unwrap_or(true)
-    }
-
     pub(super) fn latest(&self, site: &SiteId) -> Option<SignedCheckpoint> {
         self.latest.lock().ok()?.get(site).cloned()
     }
@@ -46,78 +44,245 @@ impl Witnessed {
     }
 }
 
-/// A member asks us to co-sign its checkpoint.
+/// A member asks us to co-sign its checkpoint, with a consistency proof from `old_size`.
 pub(super) async fn cosign(
     cx: &Context,
     member: &MemberInfo,
     id: u64,
-    message_hash: [u8; 32],
+    old_size: u64,
+    proof: Vec<[u8; 32]>,
     checkpoint: SignedCheckpoint,
 ) -> Result<(), AppError> {
-    let refuse = Response::Refused {
-        reason: RefusalReason::Malformed,
-    };
     let none = Release::default();
-    if checkpoint.verify(&member.signing_key).is_err() || checkpoint.signer != member.site {
+    let refuse = |reason| Response::Refused { reason };
+    let origin = audit::origin(cx.identity().consortium(), &member.site);
+    if checkpoint.verify(&member.signing_key).is_err()
+        || checkpoint.signer != member.site
+        || checkpoint.origin != origin
+    {
+        let r = refuse(RefusalReason::Malformed);
         return cx
-            .respond(member, id, MessageKind::Refusal, &none, &refuse)
+            .respond(member, id, MessageKind::Refusal, &none, &r)
             .await;
     }
-    if cx.witnessed().equivocates(&member.site, &checkpoint) {
-        cx.audit()
-            .record(AuditEvent::Rejected {
-                from: member.site.to_string(),
-                reason: "checkpoint equivocation".into(),
-                message_hash: Some(message_hash),
-            })
-            .await?;
-        return cx
-            .respond(member, id, MessageKind::Refusal, &none, &refuse)
-            .await;
-    }
-    cx.witnessed()
-        .remember(member.site.clone(), checkpoint.clone());
-    let cosignature = Cosignature::sign(
-        &checkpoint,
-        cx.site().clone(),
-        now(),
-        cx.identity().signing(),
-    );
-    let answer = Response::Cosigned { cosignature };
-    cx.respond(member, id, MessageKind::Witness, &none, &answer)
+    let guard = cx.witnessed().deciding.lock().await;
+    let latest = cx.audit().witness_latest(&member.site).await?;
+    let verdict = tlog::add_checkpoint(latest.as_ref(), old_size, &proof, &checkpoint);
+    let answer = match (verdict, latest) {
+        (Verdict::Cosign, _) => {
+            cx.audit().witnessed(checkpoint.clone()).await?;
+            drop(guard);
+            let cosignature = Cosignature::sign(
+                &checkpoint,
+                cx.site().clone(),
+                now(),
+                cx.identity().signing(),
+            );
+            let r = Response::Cosigned {
+                cosignature: cosignature.clone(),
+            };
+            cx.respond(member, id, MessageKind::Witness, &none, &r)
+                .await?;
+            // What we co-signed, for the other members to hold against what they co-signed.
+            let g = Gossip::Cosigned {
+                checkpoint,
+                cosignature,
+            };
+            if let Err(e) = cx.publish(MessageKind::Witness, &g).await {
+                tracing::debug!(error = %e, "cannot publish a co-signed checkpoint");
+            }
+            return Ok(());
+        }
+        (Verdict::Conflict { size }, _) => Response::WitnessConflict { size },
+        (Verdict::Contradicts(kind), Some(earlier)) => {
+            drop(guard);
+            let evidence = Evidence {
+                kind,
+                earlier,
+                later: checkpoint,
+            };
+            raise(cx, evidence, cx.site().clone()).await;
+            refuse(RefusalReason::Inconsistent)
+        }
+        (Verdict::Contradicts(_), None) => refuse(RefusalReason::Malformed),
+    };
+    cx.respond(member, id, MessageKind::Refusal, &none, &answer)
         .await
 }
 
-/// Asks `to` to co-sign our latest checkpoint; audits and returns its verified co-signature.
-pub(super) async fn ask_cosignature(cx: &Context, to: &SiteId) -> Result<Cosignature, AppError> {
-    let cp = cx.audit().checkpoint().await?;
-    let req = Request::Witness {
-        checkpoint: cp.clone(),
-    };
-    let resp = cx
-        .request(to, MessageKind::Witness, &Release::default(), &req, None)
-        .await?;
-    let cosignature = match resp {
-        Response::Cosigned { cosignature } => cosignature,
-        Response::Refused { reason } => return Err(AppError::Refused(format!("{reason:?}"))),
-        _ => {
-            return Err(AppError::BadReply(
-                "unexpected response to a witness request".into(),
-            ));
+/// Records an alarm (once per contradicting checkpoint) and, when we found it, passes the
+/// evidence on to the members.
+pub(super) async fn raise(cx: &Context, evidence: Evidence, reported_by: SiteId) {
+    tracing::error!(
+        site = %evidence.later.signer,
+        contradiction = evidence.kind.as_str(),
+        earlier_size = evidence.earlier.size,
+        later_size = evidence.later.size,
+        reported_by = %reported_by,
+        "witness alarm: a member's log contradicts a checkpoint a witness co-signed"
+    );
+    let ours = &reported_by == cx.site();
+    match cx.audit().alarm(evidence.clone(), reported_by).await {
+        Ok(Some(_)) if ours => {
+            if let Err(e) = cx
+                .publish(MessageKind::Witness, &Gossip::Alarm { evidence })
+                .await
+            {
+                tracing::warn!(error = %e, "cannot pass on a witness alarm");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot record a witness alarm"),
+    }
+    cx.bump();
+}
+
+/// A checkpoint of `site`'s log seen without a proof (published by its owner, `newer` than
+/// what we co-signed, or by a witness): an alarm if it contradicts what we co-signed.
+pub(super) async fn check_seen(cx: &Context, cp: SignedCheckpoint, newer_than_cosigned: bool) {
+    let latest = match cx.audit().witness_latest(&cp.signer).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the witness state");
+            return;
         }
     };
-    let key = cx.member(to)?.signing_key;
-    cosignature
-        .verify(&cp, &key)
-        .map_err(|e| AppError::BadReply(e.to_string()))?;
-    cx.audit()
-        .record(AuditEvent::Cosigned {
-            by: to.clone(),
-            size: cp.size,
-            root: cp.root,
-        })
-        .await?;
-    Ok(cosignature)
+    let newer = newer_than_cosigned && cp.timestamp > latest.timestamp;
+    if let Some(kind) = tlog::contradiction(&latest, &cp, newer) {
+        let evidence = Evidence {
+            kind,
+            earlier: latest,
+            later: cp,
+        };
+        raise(cx, evidence, cx.site().clone()).await;
+    }
+}
+
+/// A member published a checkpoint it co-signed: checked with both keys, then held against
+/// what we co-signed of the same log.
+pub(super) async fn cosigned_elsewhere(
+    cx: &Context,
+    witness: &MemberInfo,
+    checkpoint: SignedCheckpoint,
+    cosignature: Cosignature,
+) -> Result<(), String> {
+    if cosignature.witness != witness.site
+        || cosignature
+            .verify(&checkpoint, &witness.signing_key)
+            .is_err()
+    {
+        return Err("a co-signature that does not verify".into());
+    }
+    if &checkpoint.signer == cx.site() {
+        return Ok(());
+    }
+    let Some(key) = cx.members().signing_key(&checkpoint.signer) else {
+        return Ok(()); // A log whose owner we cannot check is not ours to judge.
+    };
+    if checkpoint.verify(&key).is_err() {
+        return Err("a co-signed checkpoint its owner did not sign".into());
+    }
+    check_seen(cx, checkpoint, false).await;
+    Ok(())
+}
+
+/// A member passed on an alarm: checked as far as the evidence allows, then recorded as its
+/// report.
+pub(super) async fn alarm_heard(
+    cx: &Context,
+    witness: &MemberInfo,
+    evidence: Evidence,
+) -> Result<(), String> {
+    if !evidence.coherent() {
+        return Err("alarm evidence that does not hold together".into());
+    }
+    let accused = evidence.later.signer.clone();
+    let key = if &accused == cx.site() {
+        Some(cx.audit().public_key())
+    } else {
+        cx.members().signing_key(&accused)
+    };
+    if let Some(key) = key
+        && (evidence.earlier.verify(&key).is_err() || evidence.later.verify(&key).is_err())
+    {
+        return Err("alarm evidence not signed by the accused site".into());
+    }
+    raise(cx, evidence, witness.site.clone()).await;
+    Ok(())
+}
+
+/// Asks `to` to co-sign our checkpoint `cp` (tlog-witness add-checkpoint, from the size it
+/// co-signed last, once more from the size it names if that differs); keeps and audits its
+/// verified co-signature.
+pub(super) async fn ask_cosignature(
+    cx: &Context,
+    to: &SiteId,
+    cp: &SignedCheckpoint,
+) -> Result<Cosignature, AppError> {
+    let mut old = cx.audit().cosigned_size(to).await?;
+    for _ in 0..2 {
+        let proof = if old == 0 || old == cp.size {
+            Vec::new()
+        } else if old > cp.size {
+            return Err(AppError::Refused(format!(
+                "{to} co-signed {old} entries of this site's log, which now has {}: entries were removed",
+                cp.size
+            )));
+        } else {
+            cx.audit()
+                .prove_consistency(old, Some(cp.size))
+                .await?
+                .proof
+        };
+        let req = Request::Witness {
+            old_size: old,
+            proof,
+            checkpoint: cp.clone(),
+        };
+        match cx
+            .request(to, MessageKind::Witness, &Release::default(), &req, None)
+            .await?
+        {
+            Response::Cosigned { cosignature } => {
+                let key = cx.member(to)?.signing_key;
+                if &cosignature.witness != to {
+                    return Err(AppError::BadReply("a co-signature by another site".into()));
+                }
+                cosignature
+                    .verify(cp, &key)
+                    .map_err(|e| AppError::BadReply(e.to_string()))?;
+                cx.audit()
+                    .keep_cosignature(cp.clone(), cosignature.clone())
+                    .await?;
+                return Ok(cosignature);
+            }
+            Response::WitnessConflict { size } => old = size,
+            Response::Refused { reason } => return Err(AppError::Refused(format!("{reason:?}"))),
+            _ => {
+                return Err(AppError::BadReply(
+                    "unexpected response to a witness request".into(),
+                ));
+            }
+        }
+    }
+    Err(AppError::Refused(format!(
+        "{to} answered with a different co-signed size twice"
+    )))
+}
+
+/// Signs a checkpoint, publishes it, and asks every connected member to co-sign it; returns
+/// the co-signatures received (failures are logged).
+pub(super) async fn witness_round(cx: &Context) -> Result<Vec<Cosignature>, AppError> {
+    let cp = cx.checkpoint().await?;
+    let mut got = Vec::new();
+    for m in cx.members().all() {
+        match ask_cosignature(cx, &m.site, &cp).await {
+            Ok(c) => got.push(c),
+            Err(e) => tracing::warn!(witness = %m.site, error = %e, "no co-signature"),
+        }
+    }
+    Ok(got)
 }
 
 /// Fetches a member's latest signed checkpoint and checks its signature.

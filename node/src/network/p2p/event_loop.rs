@@ -195,9 +195,12 @@ impl EventLoop {
                 ..
             } => {
                 self.swarm.behaviour().rr.proven().remove(&peer_id);
+                // A clean slate: gossipsub sends its subscriptions on the next connection only to
+                // a peer it does not hold blacklisted (the connection event blacklists it again
+                // until the node admits it), so a member that comes back learns our topic.
                 let gossip = &mut self.swarm.behaviour_mut().gossip;
                 gossip.remove_explicit_peer(&peer_id);
-                gossip.blacklist_peer(&peer_id);
+                gossip.remove_blacklisted_peer(&peer_id);
                 self.emit(NetEvent::Disconnected { peer: peer_id }).await;
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {

@@ -135,7 +135,7 @@ impl RawCheckpointRow {
 
 impl Store {
     /// Runs `f` on the store thread (one job, so one transaction at most).
-    async fn audit_job<T, F>(&self, f: F) -> Result<T, AuditStoreError>
+    pub(super) async fn audit_job<T, F>(&self, f: F) -> Result<T, AuditStoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, AuditStoreError> + Send + 'static,
@@ -483,6 +483,21 @@ fn append_tx(
     signer: &Ed25519KeyPair,
     checkpoint: Option<&SignedCheckpoint>,
 ) -> Result<AuditEntry, AuditStoreError> {
+    append_with(c, event, timestamp, signer, |tx, seq| match checkpoint {
+        Some(cp) => Ok(insert_checkpoint(tx, cp, Some(seq))?),
+        None => Ok(()),
+    })
+}
+
+/// Appends `event` and runs `also` (given the new entry's row id) in the same transaction: the
+/// entry and what it records commit together or not at all.
+pub(super) fn append_with(
+    c: &mut Connection,
+    event: AuditEvent,
+    timestamp: u64,
+    signer: &Ed25519KeyPair,
+    also: impl FnOnce(&Connection, i64) -> Result<(), AuditStoreError>,
+) -> Result<AuditEntry, AuditStoreError> {
     let tx = c.transaction()?;
     let seq = log_size(&tx)?;
     let body = EntryBody::new(seq, timestamp, event);
@@ -501,11 +516,56 @@ fn append_tx(
         root_after,
     };
     let seq_i = insert_entry(&tx, &entry, &bytes, &signature, &new_nodes)?;
-    if let Some(cp) = checkpoint {
-        insert_checkpoint(&tx, cp, Some(seq_i))?;
+    if let AuditEvent::Sent { sequence, .. } = &entry.event {
+        keep_sent_high(&tx, *sequence)?;
     }
+    also(&tx, seq_i)?;
     tx.commit()?;
     Ok(entry)
+}
+
+fn keep_sent_high(c: &Connection, sequence: u64) -> Result<(), AuditStoreError> {
+    c.execute(
+        "INSERT INTO sent_sequence (id, high) VALUES (0, ?1)
+         ON CONFLICT (id) DO UPDATE SET high = max(high, excluded.high)",
+        [sequence.min(i64::MAX as u64) as i64],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// The highest envelope sequence this site sent, as kept with its `sent` entries; for a
+    /// log from before that was kept, found once from the entries and kept from then on.
+    pub async fn audit_sent_high(&self) -> Result<u64, AuditStoreError> {
+        self.audit_job(|c| {
+            let kept: Option<i64> = c
+                .query_row("SELECT high FROM sent_sequence WHERE id = 0", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(h) = kept {
+                return Ok(h.max(0) as u64);
+            }
+            let sent = select_entries(
+                c,
+                &AuditFilter {
+                    kind: Some("sent".into()),
+                    ..Default::default()
+                },
+            )?;
+            let high = sent
+                .iter()
+                .filter_map(|e| match &e.event {
+                    AuditEvent::Sent { sequence, .. } => Some(*sequence),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
+            keep_sent_high(c, high)?;
+            Ok(high)
+        })
+        .await
+    }
 }
 
 /// A complete subtree: (level, index, hash).
@@ -601,6 +661,55 @@ fn insert_checkpoint(
         ],
     )?;
     Ok(())
+}
+
+/// Test hook: what a dishonest site could do to its own log with its own key. Keeps the
+/// entries `keep` accepts, drops the rest, and rebuilds the log (entries, tree, signed heads)
+/// re-signed with `signer`; each kept `checkpoint` entry becomes a new checkpoint of the
+/// rebuilt head under `origin`; `cosigned` entries, which name roots of the old log, are
+/// dropped too. The co-signatures table and witness state are left alone. Returns the new size.
+#[cfg(feature = "test-hooks")]
+impl Store {
+    pub async fn rewrite_audit_log(
+        &self,
+        keep: impl Fn(&AuditEntry) -> bool + Send + 'static,
+        signer: Arc<Ed25519KeyPair>,
+        origin: String,
+        site: SiteId,
+    ) -> Result<u64, AuditStoreError> {
+        self.audit_job(move |c| {
+            let all = select_entries(c, &AuditFilter::default())?;
+            c.execute_batch(
+                "DELETE FROM audit_checkpoints; DELETE FROM audit_nodes; DELETE FROM audit_entries;",
+            )?;
+            let kept = all
+                .into_iter()
+                .filter(|e| keep(e) && !matches!(e.event, AuditEvent::Cosigned { .. }));
+            for e in kept {
+                match e.event {
+                    AuditEvent::Checkpoint { .. } => {
+                        let size = log_size(c)?;
+                        let root = StoredTree::new(c).root_at(size)?;
+                        let cp = SignedCheckpoint::sign(
+                            &origin,
+                            size,
+                            root,
+                            e.timestamp,
+                            site.clone(),
+                            &signer,
+                        );
+                        let event = AuditEvent::Checkpoint { size, root };
+                        append_tx(c, event, e.timestamp, &signer, Some(&cp))?;
+                    }
+                    event => {
+                        append_tx(c, event, e.timestamp, &signer, None)?;
+                    }
+                }
+            }
+            log_size(c)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

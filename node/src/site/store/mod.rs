@@ -32,6 +32,7 @@ mod cases;
 mod imaging;
 mod reader_studies;
 mod schema;
+mod witness;
 
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -51,6 +52,7 @@ pub use imaging::{
     StoreCounts,
 };
 pub use reader_studies::{ReaderStudyCaseRow, ReaderStudyRow, ReaderStudySiteRow, SubmissionRow};
+pub use witness::AlarmRow;
 
 /// Depth of the job queue in front of the store thread.
 const QUEUE_DEPTH: usize = 64;

@@ -238,6 +238,40 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_entries_reader_study ON audit_entries(reader_study)
         WHERE reader_study IS NOT NULL;
     "#,
+    // Witnessing (C2SP tlog-witness): the checkpoint of each member's log this site co-signed
+    // last, the alarms it raised or heard (both checkpoints kept as evidence), and the
+    // co-signatures other sites gave this site's own checkpoints.
+    r#"
+    CREATE TABLE witness_latest (
+        site        TEXT PRIMARY KEY,
+        checkpoint  BLOB NOT NULL
+    );
+    CREATE TABLE witness_alarms (
+        id           INTEGER PRIMARY KEY,
+        site         TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        reported_by  TEXT NOT NULL,
+        earlier      BLOB NOT NULL,
+        later        BLOB NOT NULL,
+        entry_seq    INTEGER NOT NULL,
+        UNIQUE (site, kind, later)
+    );
+    CREATE TABLE audit_cosignatures (
+        id          INTEGER PRIMARY KEY,
+        witness     TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        root        BLOB NOT NULL,
+        cosignature BLOB NOT NULL
+    );
+    CREATE INDEX audit_cosignatures_witness ON audit_cosignatures(witness, size);
+    -- The highest envelope sequence this site sent, kept with each `sent` entry, so that
+    -- start-up reads one row instead of every `sent` entry. Filled on first use for older
+    -- logs.
+    CREATE TABLE sent_sequence (
+        id    INTEGER PRIMARY KEY CHECK (id = 0),
+        high  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -153,6 +153,12 @@ async fn verify(site: &Site, public_key: Option<PathBuf>, json: bool) -> Result<
 }
 
 fn print_verify(r: &VerifyReport) {
+    for a in &r.witness_alarms {
+        println!(
+            "{}",
+            crate::tools::logging::escape_line(&format!("ALARM (another site's log): {a}"))
+        );
+    }
     if let Some(p) = &r.problem {
         println!(
             "Audit log FAILED{}: {}",

@@ -148,5 +148,11 @@ async fn status(dir: &Path, json: bool) -> Result<ExitCode> {
             eprintln!("unhealthy: {p}");
         }
     }
+    for a in &status.alarms {
+        eprintln!(
+            "{}",
+            crate::tools::logging::escape_line(&format!("ALARM: {a}"))
+        );
+    }
     Ok(exit_code(status.healthy))
 }

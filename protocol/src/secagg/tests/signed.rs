@@ -393,7 +393,6 @@ fn domains_are_distinct_and_nul_terminated() {
         crypto::DOMAIN_CERT_REQUEST,
         crypto::DOMAIN_CRL,
         crypto::DOMAIN_ENVELOPE,
-        crypto::DOMAIN_COSIGN,
         crypto::DOMAIN_RECEIPT,
         crypto::SEAL_SALT,
     ];

@@ -1,0 +1,209 @@
+//! Witnessing between certified nodes in one process on loopback TCP (C2SP tlog-witness
+//! semantics): a witness co-signs a member's growing log only with a consistency proof from
+//! what it co-signed last, keeps that state across its own restart, and catches a member that
+//! rewrites or truncates its log (re-signed with its own key, so that its own `audit verify`
+//! passes) or shows two logs of one size to two witnesses; the alarm is audited at the witness
+//! and reaches the other members as evidence.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fedanno_node::network::audit::{self, AuditEvent};
+use fedanno_node::network::daemon::{self, StartOptions};
+use fedanno_node::network::node::Node;
+use fedanno_node::site::store::AlarmRow;
+use fedanno_protocol::ids::SiteId;
+use fedanno_protocol::wire::Response;
+use fedanno_tests::network::{CONSORTIUM, Consortium, address, wait_until};
+
+async fn restart(c: &Consortium, i: usize, peers: &[&Node]) -> Node {
+    let bootstrap = peers.iter().map(|n| address(n).to_string()).collect();
+    let listen = vec!["/ip4/127.0.0.1/tcp/0".to_string()];
+    let (n, _) = daemon::start_node(c.site(i), listen, bootstrap, &StartOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("restart: {e:#}"));
+    wait_until(&n, 30, "the restarted node to prove two members", || {
+        n.handle.members().len() == 2
+    })
+    .await;
+    n
+}
+
+async fn start_three(c: &Consortium) -> [Node; 3] {
+    let nodes: [Node; 3] = c.start().await.try_into().ok().unwrap();
+    for n in &nodes {
+        wait_until(n, 30, "two members", || n.handle.members().len() == 2).await;
+    }
+    nodes
+}
+
+/// Waits (on the node's activity signal) until site `i` holds an alarm.
+async fn wait_alarm(c: &Consortium, i: usize, node: &Node) -> Vec<AlarmRow> {
+    let mut rx = node.handle.activity();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let alarms = c.site(i).store.witness_alarms().await.unwrap();
+            if !alarms.is_empty() {
+                return alarms;
+            }
+            let _ = rx.changed().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no alarm at site {i}"))
+}
+
+/// The sizes of site `of`'s log that site `i` witnessed, in order.
+async fn witnessed_sizes(c: &Consortium, i: usize, of: usize) -> Vec<u64> {
+    c.events(i, "witnessed")
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            AuditEvent::Witnessed { site, size, .. } if &site == c.id(of) => Some(size),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Grows the node's log past `size` (each receipted notice to `to` adds entries).
+async fn grow_past(n: &Node, to: &SiteId, size: u64) {
+    while n.handle.audit_head().await.unwrap().0 <= size {
+        n.handle
+            .notice(to.clone(), "t".into(), "grow".into())
+            .await
+            .unwrap();
+    }
+}
+
+/// Stops C, rewrites its log with its own key keeping what `keep` accepts, and starts it again
+/// grown past `cosigned` entries (so that it can offer its witness a consistency proof).
+async fn rewrite_and_restart(
+    c: &Consortium,
+    nc: Node,
+    peers: [&Node; 2],
+    cosigned: u64,
+    keep: impl Fn(&audit::AuditEntry) -> bool + Send + 'static,
+) -> Node {
+    nc.stop().await;
+    let id = c.id(2).clone();
+    let signing = Arc::new(c.keys(2).signing);
+    let origin = audit::origin(CONSORTIUM, &id);
+    c.site(2)
+        .store
+        .rewrite_audit_log(keep, signing, origin, id)
+        .await
+        .unwrap();
+    let nc = restart(c, 2, &peers).await;
+    grow_past(&nc, c.id(1), cosigned).await;
+    // Its own check passes: the log is well formed and signed with its key.
+    let report = nc.handle.verify_audit().await.unwrap();
+    assert!(report.ok, "{report:?}");
+    nc
+}
+
+/// A caught at `kind`, and B heard A's evidence.
+async fn caught(c: &Consortium, na: &Node, nb: &Node, kinds: &[&str]) {
+    let at_a = wait_alarm(c, 0, na).await;
+    assert_eq!(at_a[0].site, "site-c");
+    assert_eq!(at_a[0].reported_by, "site-a");
+    assert!(kinds.contains(&at_a[0].kind.as_str()), "{at_a:?}");
+    assert!(!c.events(0, "alarm").await.is_empty());
+    let status = na.handle.status().await.unwrap();
+    assert!(
+        status.alarms.iter().any(|a| a.contains("site-c")),
+        "{status:?}"
+    );
+    let report = na.handle.verify_audit().await.unwrap();
+    assert!(report.ok && !report.witness_alarms.is_empty(), "{report:?}");
+    let at_b = wait_alarm(c, 1, nb).await;
+    assert_eq!(
+        (at_b[0].site.as_str(), at_b[0].reported_by.as_str()),
+        ("site-c", "site-a")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_rewritten_after_it_was_cosigned_is_caught_even_after_the_witness_restarts() {
+    let c = Consortium::new(&["site-a", "site-b", "site-c"]);
+    let (a, b) = (c.id(0).clone(), c.id(1).clone());
+    let [na, nb, nc] = start_three(&c).await;
+
+    // C's growing log, co-signed by A three times: the first from the empty tree, then with
+    // consistency proofs from the size A co-signed last.
+    nc.handle.witness(a.clone()).await.unwrap();
+    nc.handle.witness(b.clone()).await.unwrap();
+    nc.handle.witness(a.clone()).await.unwrap();
+    let sizes = witnessed_sizes(&c, 0, 2).await;
+    assert!(sizes.len() == 2 && sizes[0] < sizes[1], "{sizes:?}");
+    assert_eq!(c.events(2, "cosigned").await.len(), 3);
+
+    // A restarts: what it co-signed is in its database, not in memory.
+    na.stop().await;
+    let na = restart(&c, 0, &[&nb, &nc]).await;
+    let latest = c.site(0).store.witness_latest(c.id(2)).await.unwrap();
+    assert_eq!(latest.map(|l| l.size), Some(sizes[1]));
+    nc.handle.witness(a.clone()).await.unwrap();
+    let cosigned = *witnessed_sizes(&c, 0, 2).await.last().unwrap();
+
+    // C drops every policy decision it logged, rebuilds and re-signs its log, and restarts.
+    let nc = rewrite_and_restart(&c, nc, [&na, &nb], cosigned, |e| e.kind != "policy").await;
+    let refused = nc.handle.witness(a.clone()).await;
+    assert!(refused.is_err(), "{refused:?}");
+    caught(&c, &na, &nb, &["inconsistent"]).await;
+    for n in [na, nb, nc] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_truncated_after_its_cosigned_checkpoint_is_caught() {
+    let c = Consortium::new(&["site-a", "site-b", "site-c"]);
+    let a = c.id(0).clone();
+    let [na, nb, nc] = start_three(&c).await;
+    nc.handle.witness(a.clone()).await.unwrap();
+    let cosigned = witnessed_sizes(&c, 0, 2).await[0];
+    // The last five entries the witness saw are cut off; the log grows again from there.
+    let cut = cosigned - 5;
+    let nc = rewrite_and_restart(&c, nc, [&na, &nb], cosigned, move |e| e.seq < cut).await;
+    let refused = nc.handle.witness(a.clone()).await;
+    assert!(refused.is_err(), "{refused:?}");
+    caught(&c, &na, &nb, &["inconsistent"]).await;
+    for n in [na, nb, nc] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_logs_of_one_size_shown_to_two_witnesses_are_caught_where_their_views_meet() {
+    let c = Consortium::new(&["site-a", "site-b", "site-c"]);
+    let (a, b) = (c.id(0).clone(), c.id(1).clone());
+    let [na, nb, nc] = start_three(&c).await;
+    nc.handle.witness(a.clone()).await.unwrap();
+    let shown_to_a = c
+        .site(0)
+        .store
+        .witness_latest(c.id(2))
+        .await
+        .unwrap()
+        .unwrap();
+    // C shows B another log of the same size. B has never seen C's log: it co-signs, and
+    // publishes what it co-signed.
+    let other_root = [7u8; 32];
+    assert_ne!(shown_to_a.root, other_root);
+    let answer = nc
+        .handle
+        .ask_cosignature_of(&b, shown_to_a.size, other_root)
+        .await
+        .unwrap();
+    assert!(matches!(answer, Response::Cosigned { .. }), "{answer:?}");
+    // A holds B's view against its own: one size, two roots, both signed by C.
+    caught(&c, &na, &nb, &["fork"]).await;
+    let at_a = c.site(0).store.witness_alarms().await.unwrap();
+    assert_eq!(at_a[0].earlier.root, shown_to_a.root);
+    assert_eq!(at_a[0].later.root, other_root);
+    // C hears the evidence against itself too.
+    wait_alarm(&c, 2, &nc).await;
+    for n in [na, nb, nc] {
+        n.stop().await;
+    }
+}

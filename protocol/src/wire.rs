@@ -203,6 +203,21 @@ wire_bytes!(Gossip, MAX_GOSSIP_BYTES);
 // An envelope plus the frame's own few bytes of framing.
 wire_bytes!(Frame, MAX_ENVELOPE_BYTES + 64);
 
+impl Frame {
+    /// The length of `Frame::Envelope` around an envelope of `envelope_len` bytes (variant
+    /// byte, varint length, bytes): what both ends count as a message's size on the wire, so
+    /// that a `sent` entry and the matching `received` entry name the same number.
+    pub fn envelope_frame_len(envelope_len: usize) -> u64 {
+        let mut varint = 1;
+        let mut n = envelope_len >> 7;
+        while n > 0 {
+            varint += 1;
+            n >>= 7;
+        }
+        1 + varint + envelope_len as u64
+    }
+}
+
 /// A signed audit-log checkpoint (C2SP tlog-checkpoint).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedCheckpoint {

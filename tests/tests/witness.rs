@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fedanno_node::network::audit::bundle::{self, CrossCheck};
 use fedanno_node::network::audit::{self, AuditEvent};
+use fedanno_node::network::consortium;
 use fedanno_node::network::daemon::{self, StartOptions};
 use fedanno_node::network::node::Node;
 use fedanno_node::site::store::AlarmRow;
@@ -101,6 +103,25 @@ async fn rewrite_and_restart(
     nc
 }
 
+/// Stops the nodes and cross-checks the three sites' bundles, as an auditor would.
+async fn stop_and_cross_check(c: &Consortium, nodes: [Node; 3]) -> CrossCheck {
+    for n in nodes {
+        n.stop().await;
+    }
+    let mut bundles = Vec::new();
+    for i in 0..3 {
+        bundles.push(bundle::export(c.site(i)).await.unwrap());
+    }
+    let info = consortium::read_info(
+        &c.site(0)
+            .dir
+            .join(consortium::SITE_DIR)
+            .join(consortium::INFO_FILE),
+    )
+    .unwrap();
+    bundle::cross_check(bundles, &info).unwrap()
+}
+
 /// A caught at `kind`, and B heard A's evidence.
 async fn caught(c: &Consortium, na: &Node, nb: &Node, kinds: &[&str]) {
     let at_a = wait_alarm(c, 0, na).await;
@@ -130,6 +151,12 @@ async fn a_log_rewritten_after_it_was_cosigned_is_caught_even_after_the_witness_
 
     // C's growing log, co-signed by A three times: the first from the empty tree, then with
     // consistency proofs from the size A co-signed last.
+    for body in ["one", "two"] {
+        nc.handle
+            .notice(a.clone(), "t".into(), body.into())
+            .await
+            .unwrap();
+    }
     nc.handle.witness(a.clone()).await.unwrap();
     nc.handle.witness(b.clone()).await.unwrap();
     nc.handle.witness(a.clone()).await.unwrap();
@@ -145,13 +172,63 @@ async fn a_log_rewritten_after_it_was_cosigned_is_caught_even_after_the_witness_
     nc.handle.witness(a.clone()).await.unwrap();
     let cosigned = *witnessed_sizes(&c, 0, 2).await.last().unwrap();
 
-    // C drops every policy decision it logged, rebuilds and re-signs its log, and restarts.
-    let nc = rewrite_and_restart(&c, nc, [&na, &nb], cosigned, |e| e.kind != "policy").await;
+    // C drops the notices it sent and every policy decision it logged, rebuilds and re-signs
+    // its log, and restarts.
+    let dropped = |e: &audit::AuditEntry| {
+        e.kind == "policy" || matches!(&e.event, AuditEvent::Sent { kind, .. } if kind == "notice")
+    };
+    let nc = rewrite_and_restart(&c, nc, [&na, &nb], cosigned, move |e| !dropped(e)).await;
     let refused = nc.handle.witness(a.clone()).await;
     assert!(refused.is_err(), "{refused:?}");
     caught(&c, &na, &nb, &["inconsistent"]).await;
-    for n in [na, nb, nc] {
-        n.stop().await;
+
+    // The auditor's cross-check of the three bundles names C: the notices A received that C
+    // no longer shows as sent, and the checkpoint A co-signed that C's log no longer matches,
+    // although C's log verifies on its own.
+    let r = stop_and_cross_check(&c, [na, nb, nc]).await;
+    assert!(!r.consistent);
+    assert!(r.sites.iter().all(|s| s.verified), "{r:?}");
+    let about_c: Vec<&str> = r
+        .findings
+        .iter()
+        .filter(|f| f.site.as_str() == "site-c")
+        .map(|f| f.what.as_str())
+        .collect();
+    let unsent = about_c
+        .iter()
+        .filter(|w| w.contains("notice") && w.contains("no sent entry"))
+        .count();
+    assert_eq!(unsent, 2, "{about_c:#?}");
+    assert!(
+        about_c.iter().any(|w| w.contains("site-a co-signed size")),
+        "{about_c:#?}"
+    );
+    assert!(
+        r.findings.iter().all(|f| f.site.as_str() == "site-c"),
+        "{r:#?}"
+    );
+    assert!(!r.alarms.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honest_logs_cross_check_clean_with_every_message_matched() {
+    let c = Consortium::new(&["site-a", "site-b", "site-c"]);
+    let (a, b, cc) = (c.id(0).clone(), c.id(1).clone(), c.id(2).clone());
+    let [na, nb, nc] = start_three(&c).await;
+    for (n, to) in [(&nb, &a), (&nc, &a), (&na, &cc), (&na, &b)] {
+        n.handle
+            .notice(to.clone(), "t".into(), "hello".into())
+            .await
+            .unwrap();
+    }
+    for (n, to) in [(&nc, &a), (&na, &b), (&nb, &cc), (&nc, &a)] {
+        n.handle.witness(to.clone()).await.unwrap();
+    }
+    let r = stop_and_cross_check(&c, [na, nb, nc]).await;
+    assert!(r.consistent, "{r:#?}");
+    assert!(r.matched_messages >= 16, "{r:?}");
+    for s in &r.sites {
+        assert!(s.verified && s.newest_cosigned.is_some(), "{s:?}");
     }
 }
 

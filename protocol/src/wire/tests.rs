@@ -293,6 +293,18 @@ fn messages_round_trip_and_refuse_bad_bytes() {
 }
 
 #[test]
+fn envelope_frame_len_is_the_encoded_length() {
+    for n in [0usize, 1, 127, 128, 300, 16_383, 16_384, 70_000, 2_100_000] {
+        let f = Frame::Envelope { bytes: vec![0; n] };
+        assert_eq!(
+            Frame::envelope_frame_len(n),
+            f.to_bytes().len() as u64,
+            "{n}"
+        );
+    }
+}
+
+#[test]
 fn frames_round_trip_and_refuse_oversized_envelopes() {
     let f = Frame::Envelope {
         bytes: vec![7u8; 100],

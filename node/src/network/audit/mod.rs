@@ -18,6 +18,7 @@
 //! `Ok` (the entry is committed with fsync by then).
 
 pub mod bench;
+pub mod bundle;
 pub mod checkpoint;
 pub mod event;
 pub mod hexser;

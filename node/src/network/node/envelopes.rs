@@ -167,8 +167,12 @@ impl Context {
             Ok((_, opened)) => {
                 let resp = Response::from_bytes(&opened.payload)
                     .map_err(|e| AppError::BadReply(e.to_string()))?;
-                self.received(&opened, Arrival::Response, bytes.len() as u64)
-                    .await?;
+                self.received(
+                    &opened,
+                    Arrival::Response,
+                    Frame::envelope_frame_len(bytes.len()),
+                )
+                .await?;
                 Ok((opened, resp))
             }
             Err(r) => {

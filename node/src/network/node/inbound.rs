@@ -155,7 +155,11 @@ async fn request(cx: &Context, member: &MemberInfo, id: u64, env_bytes: &[u8]) {
         }
     };
     if let Err(e) = cx
-        .received(&opened, arrival_of(&req), env_bytes.len() as u64)
+        .received(
+            &opened,
+            arrival_of(&req),
+            Frame::envelope_frame_len(env_bytes.len()),
+        )
         .await
     {
         tracing::error!(error = %e, "cannot audit a received message; not answering it");
@@ -257,7 +261,7 @@ async fn gossip(cx: &Context, source: PeerId, bytes: &[u8]) -> bool {
         Gossip::Addresses { .. } => MessageKind::Addresses,
         Gossip::Cosigned { .. } | Gossip::Alarm { .. } => MessageKind::Witness,
     };
-    let len = env_bytes.len() as u64;
+    let len = Frame::envelope_frame_len(env_bytes.len());
     if cx
         .received(&opened, Arrival::Kind(kind), len)
         .await

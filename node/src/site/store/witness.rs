@@ -198,4 +198,47 @@ impl Store {
         })
         .await
     }
+
+    /// Every co-signature this site's checkpoints received: (size, root, co-signature).
+    pub async fn audit_cosignatures(
+        &self,
+    ) -> Result<Vec<(u64, [u8; 32], Cosignature)>, AuditStoreError> {
+        self.audit_job(|c| {
+            let mut st =
+                c.prepare("SELECT size, root, cosignature FROM audit_cosignatures ORDER BY id")?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (size, root, co) = row?;
+                let root: [u8; 32] = root
+                    .try_into()
+                    .map_err(|_| AuditStoreError::Damaged("a co-signed root".into()))?;
+                let co = codec::decode(&co, MAX_STORED)
+                    .map_err(|e| AuditStoreError::Damaged(format!("a co-signature: {e}")))?;
+                out.push((size.max(0) as u64, root, co));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The checkpoint of every log this site co-signed last.
+    pub async fn witness_all_latest(&self) -> Result<Vec<SignedCheckpoint>, AuditStoreError> {
+        self.audit_job(|c| {
+            let mut st = c.prepare("SELECT checkpoint FROM witness_latest ORDER BY site")?;
+            let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(decode_cp(&row?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
 }

@@ -45,6 +45,21 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Check several sites' bundles (`export --format bundle`) against each other: each log
+    /// verifies, agrees with every checkpoint of it a witness co-signed, and every message one
+    /// site logged as received the other logged as sent, and back. Exit 0 only if all is
+    /// consistent, 1 otherwise. Needs no site directory.
+    CrossCheck {
+        /// The consortium's public information (`consortium.info`, from the root directory or
+        /// any site's `consortium/`).
+        #[arg(long)]
+        consortium: PathBuf,
+        /// The bundles, one per site.
+        #[arg(required = true)]
+        bundles: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Sign a checkpoint of the log now (C2SP tlog-checkpoint) and record it.
     Checkpoint {
         #[arg(long)]
@@ -73,6 +88,9 @@ pub enum AuditCommand {
 pub enum ExportFormat {
     Jsonl,
     Csv,
+    /// Everything an auditor needs to check the log without the database (one JSON
+    /// document; see `audit cross-check`).
+    Bundle,
 }
 
 #[derive(Debug, clap::Args)]
@@ -123,6 +141,11 @@ pub async fn run(site: &Site, what: AuditCommand) -> Result<ExitCode> {
             json,
         } => export(site, format, &out, &filter, json).await,
         AuditCommand::Checkpoint { json } => checkpoint(site, json).await,
+        AuditCommand::CrossCheck {
+            consortium,
+            bundles,
+            json,
+        } => cross_check(&consortium, &bundles, json),
         AuditCommand::Prove {
             seq,
             from_size,
@@ -140,6 +163,75 @@ pub async fn run(site: &Site, what: AuditCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Largest bundle read (a site's log of a million entries is about 400 MB of hex; an auditor
+/// with larger logs splits the check by period).
+const MAX_BUNDLE_BYTES: u64 = 1 << 30;
+
+/// `audit cross-check`: exit 1 unless everything agrees.
+pub fn cross_check(consortium: &Path, bundles: &[PathBuf], json: bool) -> Result<ExitCode> {
+    let info = crate::network::consortium::read_info(consortium)?;
+    let mut read = Vec::new();
+    for p in bundles {
+        let len = std::fs::metadata(p)
+            .with_context(|| format!("cannot read {}", p.display()))?
+            .len();
+        if len > MAX_BUNDLE_BYTES {
+            bail!(
+                "{} is {len} bytes, over the {MAX_BUNDLE_BYTES}-byte limit",
+                p.display()
+            );
+        }
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        read.push(
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not an audit bundle", p.display()))?,
+        );
+    }
+    let r = audit::bundle::cross_check(read, &info)?;
+    emit(json, &r, print_cross_check)?;
+    Ok(exit_code(r.consistent))
+}
+
+fn print_cross_check(r: &audit::bundle::CrossCheck) {
+    let say = |s: String| println!("{}", crate::tools::logging::escape_line(&s));
+    say(format!(
+        "Cross-check {}: {} sites, {} messages matched, {} findings, {} alarms",
+        if r.consistent { "CONSISTENT" } else { "FAILED" },
+        r.sites.len(),
+        r.matched_messages,
+        r.findings.len(),
+        r.alarms.len()
+    ));
+    for s in &r.sites {
+        say(format!(
+            "  {}: {} entries, {}; newest co-signed size {}, witnesses {}",
+            s.site,
+            s.entries,
+            match &s.problem {
+                None => "verified".to_string(),
+                Some(p) => format!("NOT VERIFIED ({p})"),
+            },
+            s.newest_cosigned.map_or("none".into(), |n| n.to_string()),
+            if s.witnesses.is_empty() {
+                "none".to_string()
+            } else {
+                s.witnesses
+                    .iter()
+                    .map(|w| w.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ));
+    }
+    for f in &r.findings {
+        say(format!("  {}: {}", f.site, f.what));
+    }
+    for a in &r.alarms {
+        say(format!("  ALARM about {}: {}", a.site, a.what));
     }
 }
 
@@ -226,10 +318,21 @@ async fn export(
     filter: &FilterArgs,
     json: bool,
 ) -> Result<ExitCode> {
+    if let ExportFormat::Bundle = format {
+        let b = audit::bundle::export(site).await?;
+        let n = b.entries.len();
+        let text = serde_json::to_string(&b)?;
+        crate::site::files::write_bytes(out, text.as_bytes()).context("cannot write the bundle")?;
+        let wrote = json!({"entries": n, "out": out.display().to_string()});
+        emit(json, &wrote, |_| {
+            println!("Wrote the audit bundle ({n} entries) to {}", out.display())
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let entries = site.store.audit_entries(filter.to_filter()?).await?;
     let text = match format {
         ExportFormat::Jsonl => export_jsonl(&entries)?,
-        ExportFormat::Csv => export_csv(&entries)?,
+        ExportFormat::Csv | ExportFormat::Bundle => export_csv(&entries)?,
     };
     crate::site::files::write_bytes(out, text.as_bytes()).context("cannot write the export")?;
     let wrote = json!({"entries": entries.len(), "out": out.display().to_string()});

@@ -187,6 +187,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             with_site(dir, async |site| annotate::run(site, what).await).await
         }
         Command::Synth(args) => synth::run(args).await,
+        Command::Audit {
+            what:
+                audit::AuditCommand::CrossCheck {
+                    consortium,
+                    bundles,
+                    json,
+                },
+        } => audit::cross_check(&consortium, &bundles, json),
         Command::Audit { what } => with_site(dir, async |site| audit::run(site, what).await).await,
         Command::Metrics { what } => qa::run(move || qa::metrics::run(what)).await,
         Command::Consensus { what } => qa::run(move || qa::consensus::run(what)).await,

@@ -1,0 +1,529 @@
+//! Audit bundles and the cross-check. A bundle (`audit export --format bundle`) is what an
+//! auditor needs to check one site's log without its database: the site's root-signed
+//! certificate (so its key is the consortium's word, not the site's), every entry's canonical
+//! bytes and signed head, the site's own checkpoints, the co-signatures its witnesses gave
+//! them, and the checkpoints of other sites' logs it co-signed last. `audit cross-check` reads
+//! the bundles of several sites with the consortium's public information and checks that each
+//! log verifies, that it agrees with every checkpoint of it a witness co-signed (so a log
+//! rewritten or truncated after it was witnessed fails even though it verifies alone), and
+//! that every message one site logged as received the sender logged as sent, and back.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, Result, bail};
+use fedanno_protocol::cert::{Certificate, ConsortiumInfo};
+use fedanno_protocol::codec;
+use fedanno_protocol::ids::SiteId;
+use fedanno_protocol::merkle::{self, Hash};
+use fedanno_protocol::wire::{Cosignature, SignedCheckpoint};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint;
+use super::event::{AuditEvent, EntryBody, MAX_ENTRY_BYTES};
+use crate::network::consortium;
+use crate::network::kinds::MessageKind;
+use crate::site::Site;
+use crate::site::identity::hex;
+
+/// The format name a bundle starts with.
+pub const FORMAT: &str = "fedanno-audit-bundle/v1";
+
+/// Largest encoded checkpoint or co-signature in a bundle.
+const MAX_ITEM: usize = 16 * 1024;
+
+/// One site's audit log, self-contained. Binary items are hex of their canonical encoding.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Bundle {
+    pub format: String,
+    pub site: SiteId,
+    /// The site's certificate (`certificate.bin`), signed by the consortium root.
+    pub certificate: String,
+    pub entries: Vec<BundleEntry>,
+    /// This site's signed checkpoints.
+    pub checkpoints: Vec<String>,
+    /// Co-signatures of this site's checkpoints: the checkpoint's size and root, and the
+    /// `cosignature/v1` co-signature.
+    pub cosignatures: Vec<CosignedHead>,
+    /// The checkpoint of each other site's log this site co-signed last.
+    pub witnessed: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BundleEntry {
+    pub seq: u64,
+    /// The canonical entry body (hex).
+    pub body: String,
+    /// The site's signature of the tree head after the entry (hex).
+    pub signature: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CosignedHead {
+    pub size: u64,
+    pub root: String,
+    pub cosignature: String,
+}
+
+/// The bundle of the site in `site`.
+pub async fn export(site: &Site) -> Result<Bundle> {
+    let cert_path = site
+        .dir
+        .join(consortium::SITE_DIR)
+        .join(consortium::CERT_FILE);
+    let certificate = std::fs::read(&cert_path).with_context(|| {
+        format!(
+            "a bundle needs the site's certificate ({})",
+            cert_path.display()
+        )
+    })?;
+    let me = &site.config.site.id;
+    let mut entries = Vec::new();
+    loop {
+        let page = site
+            .store
+            .audit_raw_entries(entries.len() as i64, 10_000)
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        entries.extend(page.into_iter().map(|r| BundleEntry {
+            seq: r.seq.max(0) as u64,
+            body: hex(&r.body),
+            signature: hex(&r.signature),
+        }));
+    }
+    let mut checkpoints = Vec::new();
+    for row in site.store.audit_raw_checkpoints().await? {
+        if row.is_own(me) {
+            let cp = row
+                .checkpoint()
+                .map_err(|w| anyhow::anyhow!("checkpoint {}: {w}", row.id))?;
+            checkpoints.push(hex(&codec::encode(&cp)));
+        }
+    }
+    let cosignatures = site
+        .store
+        .audit_cosignatures()
+        .await?
+        .into_iter()
+        .map(|(size, root, co)| CosignedHead {
+            size,
+            root: hex(&root),
+            cosignature: hex(&codec::encode(&co)),
+        })
+        .collect();
+    let witnessed = site
+        .store
+        .witness_all_latest()
+        .await?
+        .iter()
+        .map(|cp| hex(&codec::encode(cp)))
+        .collect();
+    Ok(Bundle {
+        format: FORMAT.into(),
+        site: me.clone(),
+        certificate: hex(&certificate),
+        entries,
+        checkpoints,
+        cosignatures,
+        witnessed,
+    })
+}
+
+fn unhex(s: &str, what: &str) -> Result<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{what} is not hex");
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| anyhow::anyhow!("{what}: {e}")))
+        .collect()
+}
+
+fn decode<T: serde::de::DeserializeOwned + Serialize>(s: &str, what: &str) -> Result<T> {
+    codec::decode(&unhex(s, what)?, MAX_ITEM).map_err(|e| anyhow::anyhow!("{what}: {e}"))
+}
+
+/// One site's log as the cross-check rebuilt it.
+struct Log {
+    site: SiteId,
+    key: [u8; 32],
+    origin: String,
+    /// Root after each entry (`roots[n - 1]` is the root of the first n entries).
+    roots: Vec<Hash>,
+    events: Vec<(u64, AuditEvent)>,
+    problem: Option<String>,
+    bundle: Bundle,
+}
+
+impl Log {
+    fn root_at(&self, size: u64) -> Option<Hash> {
+        match size {
+            0 => Some(merkle::empty_root()),
+            n => self.roots.get(n as usize - 1).copied(),
+        }
+    }
+}
+
+/// The consortium's key for the bundle's site, from its root-signed certificate (its validity
+/// window is not checked: an audit looks back).
+fn site_key(b: &Bundle, info: &ConsortiumInfo) -> Result<[u8; 32]> {
+    let cert = Certificate::from_bytes(&unhex(&b.certificate, "the certificate")?)
+        .map_err(|e| anyhow::anyhow!("{}'s certificate: {e}", b.site))?;
+    let unverified = cert
+        .body_unverified()
+        .map_err(|e| anyhow::anyhow!("{}'s certificate: {e}", b.site))?;
+    let body = cert
+        .verify(info, unverified.not_before)
+        .map_err(|e| anyhow::anyhow!("{}'s certificate: {e}", b.site))?;
+    if body.site_id != b.site {
+        bail!(
+            "{}'s bundle carries the certificate of {}",
+            b.site,
+            body.site_id
+        );
+    }
+    Ok(body.signing_key)
+}
+
+/// Rebuilds the log of a bundle: every body hashed into the tree in order, every signed head
+/// checked, every own checkpoint matched against the rebuilt roots.
+fn rebuild(bundle: Bundle, info: &ConsortiumInfo) -> Result<Log> {
+    let key = site_key(&bundle, info)?;
+    let mut log = Log {
+        site: bundle.site.clone(),
+        key,
+        origin: super::origin(&info.name, &bundle.site),
+        roots: Vec::with_capacity(bundle.entries.len()),
+        events: Vec::new(),
+        problem: None,
+        bundle,
+    };
+    let mut peaks: Vec<(u32, Hash)> = Vec::new();
+    for (i, e) in log.bundle.entries.iter().enumerate() {
+        let bytes = unhex(&e.body, "an entry body")?;
+        let body: Option<EntryBody> = codec::decode(&bytes, MAX_ENTRY_BYTES).ok();
+        let Some(body) = body.filter(|b| b.seq == i as u64 && e.seq == i as u64) else {
+            log.problem = Some(format!("entry {i} does not decode or is out of place"));
+            return Ok(log);
+        };
+        push_leaf(&mut peaks, merkle::leaf_hash(&bytes));
+        let root = fold(&peaks);
+        let sig = unhex(&e.signature, "an entry signature")?;
+        if !checkpoint::verify_head(&log.key, i as u64 + 1, &root, &sig) {
+            log.problem = Some(format!("entry {i}: its signed head does not verify"));
+            return Ok(log);
+        }
+        log.roots.push(root);
+        log.events.push((body.seq, body.event));
+    }
+    for c in &log.bundle.checkpoints {
+        let cp: SignedCheckpoint = decode(c, "a checkpoint")?;
+        if cp.verify(&log.key).is_err() || log.root_at(cp.size) != Some(cp.root) {
+            log.problem = Some(format!(
+                "its checkpoint at size {} does not match the log",
+                cp.size
+            ));
+        }
+    }
+    Ok(log)
+}
+
+fn push_leaf(peaks: &mut Vec<(u32, Hash)>, leaf: Hash) {
+    let mut node = (0u32, leaf);
+    while let Some(&(level, h)) = peaks.last() {
+        if level != node.0 {
+            break;
+        }
+        peaks.pop();
+        node = (level + 1, merkle::node_hash(&h, &node.1));
+    }
+    peaks.push(node);
+}
+
+fn fold(peaks: &[(u32, Hash)]) -> Hash {
+    let hashes: Vec<Hash> = peaks.iter().map(|p| p.1).collect();
+    merkle::fold_subtrees(&hashes).unwrap_or_else(merkle::empty_root)
+}
+
+/// One site in the cross-check's verdict.
+#[derive(Debug, Serialize)]
+pub struct SiteVerdict {
+    pub site: SiteId,
+    pub entries: u64,
+    pub verified: bool,
+    pub problem: Option<String>,
+    /// The largest size of its log a witness co-signed, and by whom.
+    pub newest_cosigned: Option<u64>,
+    pub witnesses: Vec<SiteId>,
+}
+
+/// Something that does not agree.
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    pub site: SiteId,
+    pub what: String,
+}
+
+/// The cross-check's verdict.
+#[derive(Debug, Serialize)]
+pub struct CrossCheck {
+    pub consistent: bool,
+    pub sites: Vec<SiteVerdict>,
+    pub matched_messages: u64,
+    pub findings: Vec<Finding>,
+    pub alarms: Vec<Finding>,
+}
+
+/// Cross-checks the bundles of several sites of the consortium `info`.
+pub fn cross_check(bundles: Vec<Bundle>, info: &ConsortiumInfo) -> Result<CrossCheck> {
+    let mut logs = Vec::new();
+    for b in bundles {
+        if b.format != FORMAT {
+            bail!("{}: not a {FORMAT} bundle", b.site);
+        }
+        logs.push(rebuild(b, info)?);
+    }
+    let keys: HashMap<SiteId, [u8; 32]> = logs.iter().map(|l| (l.site.clone(), l.key)).collect();
+    let mut findings = Vec::new();
+    let mut sites = Vec::new();
+    for log in &logs {
+        let (newest, witnesses) = witnessed(log, &logs, &keys, &mut findings)?;
+        sites.push(SiteVerdict {
+            site: log.site.clone(),
+            entries: log.roots.len() as u64,
+            verified: log.problem.is_none(),
+            problem: log.problem.clone(),
+            newest_cosigned: newest,
+            witnesses,
+        });
+    }
+    let matched = match_messages(&logs, &mut findings);
+    let alarms = alarms(&logs);
+    Ok(CrossCheck {
+        consistent: findings.is_empty() && alarms.is_empty() && sites.iter().all(|s| s.verified),
+        sites,
+        matched_messages: matched,
+        findings,
+        alarms,
+    })
+}
+
+/// Holds `log` against every checkpoint of it that a witness co-signed: the co-signatures in
+/// its own bundle, and what the other sites' bundles say they co-signed last.
+fn witnessed(
+    log: &Log,
+    logs: &[Log],
+    keys: &HashMap<SiteId, [u8; 32]>,
+    findings: &mut Vec<Finding>,
+) -> Result<(Option<u64>, Vec<SiteId>)> {
+    let mut heads: Vec<(SiteId, u64, Hash)> = Vec::new();
+    for c in &log.bundle.cosignatures {
+        let co: Cosignature = decode(&c.cosignature, "a co-signature")?;
+        let root: Hash = unhex(&c.root, "a co-signed root")?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("a co-signed root"))?;
+        let cp = SignedCheckpoint {
+            origin: log.origin.clone(),
+            size: c.size,
+            root,
+            timestamp: 0,
+            signature: [0; 64],
+            signer: log.site.clone(),
+        };
+        if let Some(k) = keys.get(&co.witness)
+            && co.verify(&cp, k).is_ok()
+        {
+            heads.push((co.witness, c.size, root));
+        }
+    }
+    for other in logs.iter().filter(|o| o.site != log.site) {
+        for w in &other.bundle.witnessed {
+            let cp: SignedCheckpoint = decode(w, "a witnessed checkpoint")?;
+            if cp.signer == log.site && cp.verify(&log.key).is_ok() {
+                heads.push((other.site.clone(), cp.size, cp.root));
+            }
+        }
+    }
+    let mut witnesses: Vec<SiteId> = heads.iter().map(|h| h.0.clone()).collect();
+    witnesses.sort();
+    witnesses.dedup();
+    for (w, size, root) in &heads {
+        match log.root_at(*size) {
+            Some(r) if r == *root => {}
+            Some(_) => findings.push(Finding {
+                site: log.site.clone(),
+                what: format!("{w} co-signed size {size} of this log with another root: the log was rewritten after it was witnessed"),
+            }),
+            None => findings.push(Finding {
+                site: log.site.clone(),
+                what: format!("{w} co-signed size {size}, but the log has {} entries: it was truncated", log.roots.len()),
+            }),
+        }
+    }
+    Ok((heads.iter().map(|h| h.1).max(), witnesses))
+}
+
+/// A message as one side logged it.
+struct Logged<'a> {
+    site: &'a SiteId,
+    seq: u64,
+    peer: Option<&'a SiteId>,
+    kind: &'a str,
+    study: &'a Option<String>,
+    round: u64,
+    bytes: u64,
+}
+
+impl Logged<'_> {
+    fn show(&self, side: &str) -> String {
+        format!(
+            "{side} entry {} at {} ({} {} bytes{})",
+            self.seq,
+            self.site,
+            self.kind,
+            self.bytes,
+            self.study
+                .as_ref()
+                .map(|s| format!(", study {s} round {}", self.round))
+                .unwrap_or_default()
+        )
+    }
+}
+
+type Sent<'a> = HashMap<Hash, Logged<'a>>;
+type Received<'a> = HashMap<(Hash, &'a SiteId), Logged<'a>>;
+
+/// Every `sent` and `received` entry of the logs, by message hash.
+fn logged(logs: &[Log]) -> (Sent<'_>, Received<'_>) {
+    let mut sent = HashMap::new();
+    let mut received = HashMap::new();
+    for log in logs {
+        for (seq, e) in &log.events {
+            match e {
+                AuditEvent::Sent {
+                    to,
+                    kind,
+                    study,
+                    round,
+                    message_hash,
+                    bytes,
+                    ..
+                } => {
+                    let l = Logged {
+                        site: &log.site,
+                        seq: *seq,
+                        peer: to.as_ref(),
+                        kind,
+                        study,
+                        round: *round,
+                        bytes: *bytes,
+                    };
+                    sent.insert(*message_hash, l);
+                }
+                AuditEvent::Received {
+                    from,
+                    kind,
+                    study,
+                    round,
+                    message_hash,
+                    bytes,
+                    ..
+                } => {
+                    let l = Logged {
+                        site: &log.site,
+                        seq: *seq,
+                        peer: Some(from),
+                        kind,
+                        study,
+                        round: *round,
+                        bytes: *bytes,
+                    };
+                    received.insert((*message_hash, &log.site), l);
+                }
+                _ => {}
+            }
+        }
+    }
+    (sent, received)
+}
+
+/// Every `received` with its `sent` at the sender (same size, study and round), and every
+/// `sent` to a site in the check with its `received` there; returns the matched count.
+fn match_messages(logs: &[Log], findings: &mut Vec<Finding>) -> u64 {
+    let (sent, received) = logged(logs);
+    let present: Vec<&SiteId> = logs.iter().map(|l| &l.site).collect();
+    let mut matched = 0;
+    for ((hash, _), r) in &received {
+        let Some(from) = r.peer.filter(|f| present.contains(f)) else {
+            continue;
+        };
+        let what = match sent.get(hash) {
+            Some(s)
+                if s.site == from
+                    && s.bytes == r.bytes
+                    && s.study == r.study
+                    && s.round == r.round =>
+            {
+                matched += 1;
+                continue;
+            }
+            Some(s) => format!(
+                "{} and {} disagree about message {}",
+                s.show("sent"),
+                r.show("received"),
+                hex(&hash[..8])
+            ),
+            None => format!(
+                "{} from {from}, which has no sent entry for message {}",
+                r.show("received"),
+                hex(&hash[..8])
+            ),
+        };
+        findings.push(Finding {
+            site: from.clone(),
+            what,
+        });
+    }
+    for (hash, s) in &sent {
+        // Membership-proof frames are not envelopes: only their sender logs them.
+        if s.kind == MessageKind::Hello.as_str() {
+            continue;
+        }
+        if let Some(to) = s.peer.filter(|t| present.contains(t))
+            && !received.contains_key(&(*hash, to))
+        {
+            findings.push(Finding {
+                site: to.clone(),
+                what: format!(
+                    "{} to {to}, which has no received entry for message {}",
+                    s.show("sent"),
+                    hex(&hash[..8])
+                ),
+            });
+        }
+    }
+    matched
+}
+
+fn alarms(logs: &[Log]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for log in logs {
+        for (seq, e) in &log.events {
+            if let AuditEvent::Alarm {
+                site,
+                contradiction,
+                earlier_size,
+                later_size,
+                reported_by,
+            } = e
+            {
+                out.push(Finding {
+                    site: site.clone(),
+                    what: format!("alarm at {} (entry {seq}): {contradiction}, co-signed size {earlier_size} then {later_size}, reported by {reported_by}", log.site),
+                });
+            }
+        }
+    }
+    out
+}

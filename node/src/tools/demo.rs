@@ -243,6 +243,17 @@ async fn demo_study(nodes: &[Node], manifest: &str, reports: &Path) -> Result<De
         bail!("no demo node started");
     };
     let (run, report) = coordinator.handle.reader_study_run_and_report(&id).await?;
+    // A study milestone: every site's log, study entries included, is co-signed by the
+    // others.
+    for n in nodes {
+        let got = n.handle.witness_round().await?;
+        if got.len() + 1 < nodes.len() {
+            bail!(
+                "a site's log was co-signed by {} of the other sites",
+                got.len()
+            );
+        }
+    }
     let dir = reports.join("studies").join(&id);
     std::fs::create_dir_all(&dir)?;
     let json_path = dir.join("report.json");

@@ -34,6 +34,8 @@ pub(crate) enum AppCommand {
         to: SiteId,
         reply: Reply<Cosignature>,
     },
+    /// Sign and publish a checkpoint, and ask every connected member to co-sign it.
+    WitnessRound(Reply<Vec<Cosignature>>),
     GetCheckpoint {
         from: SiteId,
         reply: Reply<SignedCheckpoint>,
@@ -75,6 +77,9 @@ pub(super) async fn execute(cx: &Context, c: AppCommand) {
                 witness::ask_cosignature(cx, &to, &cp).await
             };
             let _ = reply.send(asked.await);
+        }
+        AppCommand::WitnessRound(reply) => {
+            let _ = reply.send(witness::witness_round(cx).await);
         }
         AppCommand::GetCheckpoint { from, reply } => {
             let _ = reply.send(witness::fetch_checkpoint(cx, &from).await);

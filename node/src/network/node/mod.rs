@@ -298,6 +298,12 @@ impl AppHandle {
         self.ask(|reply| AppCommand::Witness { to, reply }).await?
     }
 
+    /// Signs and publishes a checkpoint and asks every connected member to co-sign it (what
+    /// the node does at every checkpoint interval); returns the co-signatures received.
+    pub async fn witness_round(&self) -> Result<Vec<Cosignature>, AppError> {
+        self.ask(AppCommand::WitnessRound).await?
+    }
+
     /// Fetches a member's latest signed checkpoint.
     pub async fn get_checkpoint(&self, from: SiteId) -> Result<SignedCheckpoint, AppError> {
         self.ask(|reply| AppCommand::GetCheckpoint { from, reply })

@@ -390,5 +390,7 @@ pub async fn network(n: u64) -> Result<NetworkBench> {
 
 mod flood;
 mod secagg;
+mod witness;
 pub use flood::*;
 pub use secagg::*;
+pub use witness::*;

@@ -83,6 +83,16 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Witnessing: the add-checkpoint round trip between two nodes, the evidence size, and
+    /// `audit cross-check` of three sites' bundles of --entries entries each.
+    Witness {
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
+        #[arg(long, default_value_t = 10_000)]
+        entries: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Header ingest throughput (files/s) on synthetic CT files, warm cache.
     Ingest {
         /// At least this many files.
@@ -142,6 +152,14 @@ pub async fn run(what: BenchCommand) -> Result<ExitCode> {
             json,
         } => {
             let r = bench::flood(identities, stalled, seconds.max(5)).await?;
+            emit(json, &r, |r| println!("{}", r.human()))?;
+        }
+        BenchCommand::Witness {
+            rounds,
+            entries,
+            json,
+        } => {
+            let r = bench::witness(rounds, entries).await?;
             emit(json, &r, |r| println!("{}", r.human()))?;
         }
         BenchCommand::Ingest {

@@ -371,7 +371,7 @@ async fn policy_denials_never_leave(c: &Consortium, na: &Node, b: &SiteId) {
     );
     assert_eq!(c.events(1, "received").await.len(), b_received_before);
     let decisions = c.events(0, "policy").await;
-    assert!(decisions.iter().any(|e| matches!(e, AuditEvent::PolicyDecision { kind, allowed: false, rule, .. } if kind == "notice" && rule == "no notices")), "{decisions:?}");
+    assert!(decisions.iter().any(|e| matches!(e, AuditEvent::Decision { kind, allowed: false, rule, study: None, .. } if kind == "notice" && rule == "no notices")), "{decisions:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -393,6 +393,12 @@ async fn a_refusing_site_sends_only_its_decline() {
             .all(|k| k == "study-decision" || k == "receipt"),
         "{kinds:?}"
     );
+    // The policy decision behind each of them is in the study's entries too.
+    let decisions = events(members[2].store.clone(), "policy", &id).await;
+    assert!(
+        decisions.iter().any(|e| matches!(e, AuditEvent::Decision { kind, study: Some(s), allowed: true, .. } if kind == "study-decision" && *s == id)),
+        "{decisions:?}"
+    );
     for m in members {
         m.node.stop().await;
     }

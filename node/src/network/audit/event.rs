@@ -95,6 +95,12 @@ pub enum AuditEvent {
     },
     /// Consortium joined, revocation list updated, …
     Membership { what: String },
+    /// A reader-study step at this site: launched, joined or declined (with reasons), cases
+    /// assigned, a secure sum completed or aborted, a roster refused by the differencing
+    /// guard, a release received. Named `study` in JSON and in the `kind` column.
+    #[serde(rename = "study")]
+    ReaderStudy { study: String, what: String },
+    // New variants go last: a variant's position is its encoding in every stored entry.
     /// This site witnessed (co-signed) a member's checkpoint, consistent with the one it
     /// co-signed before.
     Witnessed {
@@ -113,11 +119,17 @@ pub enum AuditEvent {
         later_size: u64,
         reported_by: SiteId,
     },
-    /// A reader-study step at this site: launched, joined or declined (with reasons), cases
-    /// assigned, a secure sum completed or aborted, a roster refused by the differencing
-    /// guard, a release received. Named `study` in JSON and in the `kind` column.
-    #[serde(rename = "study")]
-    ReaderStudy { study: String, what: String },
+    /// The policy gate decided on an outbound message, which belongs to `study` if it is a
+    /// reader study's (what `audit log --study` shows). Entries written before it existed are
+    /// [`AuditEvent::PolicyDecision`]; both are `policy` entries.
+    Decision {
+        to: Option<SiteId>,
+        kind: String,
+        study: Option<String>,
+        allowed: bool,
+        rule: String,
+        reasons: Vec<String>,
+    },
 }
 
 impl AuditEvent {
@@ -126,7 +138,7 @@ impl AuditEvent {
         match self {
             AuditEvent::Sent { .. } => "sent",
             AuditEvent::Received { .. } => "received",
-            AuditEvent::PolicyDecision { .. } => "policy",
+            AuditEvent::PolicyDecision { .. } | AuditEvent::Decision { .. } => "policy",
             AuditEvent::Refused { .. } => "refused",
             AuditEvent::Rejected { .. } => "rejected",
             AuditEvent::ReceiptIssued { .. } => "receipt-issued",
@@ -143,9 +155,9 @@ impl AuditEvent {
     /// The peer the event concerns, if any: what `audit log --peer` filters on.
     pub fn peer(&self) -> Option<String> {
         match self {
-            AuditEvent::Sent { to, .. } | AuditEvent::PolicyDecision { to, .. } => {
-                to.as_ref().map(|s| s.to_string())
-            }
+            AuditEvent::Sent { to, .. }
+            | AuditEvent::PolicyDecision { to, .. }
+            | AuditEvent::Decision { to, .. } => to.as_ref().map(|s| s.to_string()),
             AuditEvent::Received { from, .. }
             | AuditEvent::ReceiptIssued { to: from, .. }
             | AuditEvent::ReceiptReceived { from, .. }
@@ -163,7 +175,9 @@ impl AuditEvent {
     /// The (pseudonymous) study the event belongs to, if any.
     pub fn study(&self) -> Option<String> {
         match self {
-            AuditEvent::Sent { study, .. } | AuditEvent::Received { study, .. } => study.clone(),
+            AuditEvent::Sent { study, .. }
+            | AuditEvent::Received { study, .. }
+            | AuditEvent::Decision { study, .. } => study.clone(),
             AuditEvent::ReaderStudy { study, .. } => Some(study.clone()),
             _ => None,
         }
@@ -316,6 +330,45 @@ mod tests {
             // JSON shows hashes as hex.
             let j = serde_json::to_string(&body.event).unwrap();
             assert!(!j.contains("[7,7"), "{j}");
+        }
+    }
+
+    #[test]
+    fn every_variant_keeps_its_index() {
+        // The first byte of an event is its variant's position: stored entries depend on it,
+        // so a new variant goes last and none moves.
+        let h = [0u8; 32];
+        let s = || SiteId::new("site-a").unwrap();
+        let expected: [(AuditEvent, u8); 3] = [
+            (
+                AuditEvent::ReaderStudy {
+                    study: "s".into(),
+                    what: "w".into(),
+                },
+                10,
+            ),
+            (
+                AuditEvent::Witnessed {
+                    site: s(),
+                    size: 1,
+                    root: h,
+                },
+                11,
+            ),
+            (
+                AuditEvent::Decision {
+                    to: None,
+                    kind: "k".into(),
+                    study: Some("s".into()),
+                    allowed: true,
+                    rule: "r".into(),
+                    reasons: vec![],
+                },
+                13,
+            ),
+        ];
+        for (e, index) in expected {
+            assert_eq!(fedanno_protocol::codec::encode(&e)[0], index, "{e:?}");
         }
     }
 

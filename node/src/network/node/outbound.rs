@@ -56,9 +56,10 @@ impl Context {
             cases: rel.cases,
         });
         self.audit()
-            .record(AuditEvent::PolicyDecision {
+            .record(AuditEvent::Decision {
                 to: to.map(|m| m.site.clone()),
                 kind: kind.as_str().into(),
+                study: rel.reader_study.map(str::to_string),
                 allowed: d.allowed,
                 rule: d.rule.clone(),
                 reasons: d.reasons.clone(),

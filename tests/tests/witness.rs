@@ -104,10 +104,15 @@ async fn rewrite_and_restart(
 }
 
 /// Stops the nodes and cross-checks the three sites' bundles, as an auditor would.
-async fn stop_and_cross_check(c: &Consortium, nodes: [Node; 3]) -> CrossCheck {
+async fn stop_and_cross_check(c: &Consortium, nodes: [Node; 3], quorum: u32) -> CrossCheck {
     for n in nodes {
         n.stop().await;
     }
+    cross_check(c, quorum).await
+}
+
+/// Cross-checks the three sites' bundles as they are now.
+async fn cross_check(c: &Consortium, quorum: u32) -> CrossCheck {
     let mut bundles = Vec::new();
     for i in 0..3 {
         bundles.push(bundle::export(c.site(i)).await.unwrap());
@@ -119,7 +124,7 @@ async fn stop_and_cross_check(c: &Consortium, nodes: [Node; 3]) -> CrossCheck {
             .join(consortium::INFO_FILE),
     )
     .unwrap();
-    bundle::cross_check(bundles, &info).unwrap()
+    bundle::cross_check(bundles, &info, quorum).unwrap()
 }
 
 /// A caught at `kind`, and B heard A's evidence.
@@ -185,7 +190,7 @@ async fn a_log_rewritten_after_it_was_cosigned_is_caught_even_after_the_witness_
     // The auditor's cross-check of the three bundles names C: the notices A received that C
     // no longer shows as sent, and the checkpoint A co-signed that C's log no longer matches,
     // although C's log verifies on its own.
-    let r = stop_and_cross_check(&c, [na, nb, nc]).await;
+    let r = stop_and_cross_check(&c, [na, nb, nc], 0).await;
     assert!(!r.consistent);
     assert!(r.sites.iter().all(|s| s.verified), "{r:?}");
     let about_c: Vec<&str> = r
@@ -224,12 +229,36 @@ async fn honest_logs_cross_check_clean_with_every_message_matched() {
     for (n, to) in [(&nc, &a), (&na, &b), (&nb, &cc), (&nc, &a)] {
         n.handle.witness(to.clone()).await.unwrap();
     }
-    let r = stop_and_cross_check(&c, [na, nb, nc]).await;
+    // C's log is co-signed by both others in one round: with a quorum of 2 it is witnessed.
+    let round = nc.handle.witness_round().await.unwrap();
+    assert_eq!(round.len(), 2);
+    let status = nc.handle.status().await.unwrap();
+    assert!(
+        status.witnessed_size.is_some() && status.witness_quorum == 1,
+        "{status:?}"
+    );
+    let r = stop_and_cross_check(&c, [na, nb, nc], 1).await;
     assert!(r.consistent, "{r:#?}");
     assert!(r.matched_messages >= 16, "{r:?}");
     for s in &r.sites {
         assert!(s.verified && s.newest_cosigned.is_some(), "{s:?}");
     }
+    // With a quorum of 2 only C's log is witnessed.
+    let r = cross_check(&c, 2).await;
+    assert!(!r.consistent, "{r:#?}");
+    let unwitnessed: Vec<&str> = r
+        .findings
+        .iter()
+        .filter(|f| f.what.contains("unwitnessed"))
+        .map(|f| f.site.as_str())
+        .collect();
+    assert_eq!(unwitnessed, ["site-a", "site-b"], "{r:#?}");
+    assert_eq!(r.findings.len(), 2, "{r:#?}");
+    let c_site = &r.sites[2];
+    assert!(
+        c_site.witnessed_size.is_some() && c_site.witnesses.len() == 2,
+        "{c_site:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use fedanno_protocol::cert::Role;
+use fedanno_protocol::ids::SiteId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
@@ -124,6 +125,67 @@ pub struct Policy {
     pub description: String,
     #[serde(rename = "rule")]
     pub rules: Vec<Rule>,
+    /// Who is asked to co-sign this site's checkpoints, and how many co-signatures make one
+    /// witnessed (`[witness]`; default: every member, quorum 1).
+    #[serde(default)]
+    pub witness: WitnessPolicy,
+}
+
+/// A site as a policy names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteName(pub SiteId);
+
+impl fmt::Display for SiteName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for SiteName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        SiteId::new(s)
+            .map(SiteName)
+            .map_err(|e| format!("{s:?} is not a site id: {e}"))
+    }
+}
+
+/// The witness policy, in the spirit of C2SP tlog-policy: the witnesses of this site's log and
+/// the quorum of distinct co-signatures a checkpoint needs. A checkpoint with fewer is
+/// reported as unwitnessed by `node status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessPolicy {
+    #[serde(default = "every_site")]
+    pub witnesses: Vec<Pattern<SiteName>>,
+    #[serde(default = "one")]
+    pub quorum: u32,
+}
+
+impl Default for WitnessPolicy {
+    fn default() -> Self {
+        WitnessPolicy {
+            witnesses: every_site(),
+            quorum: 1,
+        }
+    }
+}
+
+impl WitnessPolicy {
+    /// Whether `site` is one of this site's witnesses.
+    pub fn asks(&self, site: &SiteId) -> bool {
+        self.witnesses
+            .iter()
+            .any(|p| matches!(p, Pattern::Any) || matches!(p, Pattern::Only(n) if &n.0 == site))
+    }
+}
+
+fn every_site() -> Vec<Pattern<SiteName>> {
+    vec![Pattern::Any]
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// An outbound message as the policy sees it.
@@ -230,6 +292,7 @@ impl Policy {
             name: "deny-all".into(),
             description: String::new(),
             rules: vec![],
+            witness: WitnessPolicy::default(),
         })
     }
 }

@@ -256,6 +256,9 @@ pub struct SiteVerdict {
     /// The largest size of its log a witness co-signed, and by whom.
     pub newest_cosigned: Option<u64>,
     pub witnesses: Vec<SiteId>,
+    /// The largest size whose checkpoint the quorum of distinct witnesses co-signed (and the
+    /// log still has).
+    pub witnessed_size: Option<u64>,
 }
 
 /// Something that does not agree.
@@ -275,8 +278,10 @@ pub struct CrossCheck {
     pub alarms: Vec<Finding>,
 }
 
-/// Cross-checks the bundles of several sites of the consortium `info`.
-pub fn cross_check(bundles: Vec<Bundle>, info: &ConsortiumInfo) -> Result<CrossCheck> {
+/// Cross-checks the bundles of several sites of the consortium `info`; with `quorum` > 0, a log
+/// of which no checkpoint was co-signed by that many distinct witnesses is a finding
+/// (unwitnessed).
+pub fn cross_check(bundles: Vec<Bundle>, info: &ConsortiumInfo, quorum: u32) -> Result<CrossCheck> {
     let mut logs = Vec::new();
     for b in bundles {
         if b.format != FORMAT {
@@ -288,7 +293,18 @@ pub fn cross_check(bundles: Vec<Bundle>, info: &ConsortiumInfo) -> Result<CrossC
     let mut findings = Vec::new();
     let mut sites = Vec::new();
     for log in &logs {
-        let (newest, witnesses) = witnessed(log, &logs, &keys, &mut findings)?;
+        let heads = witnessed(log, &logs, &keys, &mut findings)?;
+        let newest = heads.iter().map(|h| h.1).max();
+        let mut witnesses: Vec<SiteId> = heads.iter().map(|h| h.0.clone()).collect();
+        witnesses.sort();
+        witnesses.dedup();
+        let witnessed_size = quorum_size(log, &heads, quorum);
+        if quorum > 0 && witnessed_size.is_none() {
+            findings.push(Finding {
+                site: log.site.clone(),
+                what: format!("no checkpoint of this log was co-signed by {quorum} witnesses: it is unwitnessed"),
+            });
+        }
         sites.push(SiteVerdict {
             site: log.site.clone(),
             entries: log.roots.len() as u64,
@@ -296,6 +312,7 @@ pub fn cross_check(bundles: Vec<Bundle>, info: &ConsortiumInfo) -> Result<CrossC
             problem: log.problem.clone(),
             newest_cosigned: newest,
             witnesses,
+            witnessed_size,
         });
     }
     let matched = match_messages(&logs, &mut findings);
@@ -309,14 +326,34 @@ pub fn cross_check(bundles: Vec<Bundle>, info: &ConsortiumInfo) -> Result<CrossC
     })
 }
 
+/// The largest size at which at least `quorum` distinct witnesses co-signed the root the log
+/// has there.
+fn quorum_size(log: &Log, heads: &[(SiteId, u64, Hash)], quorum: u32) -> Option<u64> {
+    let mut by_head: HashMap<(u64, Hash), Vec<&SiteId>> = HashMap::new();
+    for (w, size, root) in heads {
+        if log.root_at(*size) == Some(*root) {
+            let ws = by_head.entry((*size, *root)).or_default();
+            if !ws.contains(&w) {
+                ws.push(w);
+            }
+        }
+    }
+    by_head
+        .into_iter()
+        .filter(|(_, ws)| ws.len() as u64 >= u64::from(quorum.max(1)))
+        .map(|((size, _), _)| size)
+        .max()
+}
+
 /// Holds `log` against every checkpoint of it that a witness co-signed: the co-signatures in
-/// its own bundle, and what the other sites' bundles say they co-signed last.
+/// its own bundle, and what the other sites' bundles say they co-signed last. Returns the
+/// co-signed heads (witness, size, root).
 fn witnessed(
     log: &Log,
     logs: &[Log],
     keys: &HashMap<SiteId, [u8; 32]>,
     findings: &mut Vec<Finding>,
-) -> Result<(Option<u64>, Vec<SiteId>)> {
+) -> Result<Vec<(SiteId, u64, Hash)>> {
     let mut heads: Vec<(SiteId, u64, Hash)> = Vec::new();
     for c in &log.bundle.cosignatures {
         let co: Cosignature = decode(&c.cosignature, "a co-signature")?;
@@ -345,9 +382,6 @@ fn witnessed(
             }
         }
     }
-    let mut witnesses: Vec<SiteId> = heads.iter().map(|h| h.0.clone()).collect();
-    witnesses.sort();
-    witnesses.dedup();
     for (w, size, root) in &heads {
         match log.root_at(*size) {
             Some(r) if r == *root => {}
@@ -361,7 +395,7 @@ fn witnessed(
             }),
         }
     }
-    Ok((heads.iter().map(|h| h.1).max(), witnesses))
+    Ok(heads)
 }
 
 /// A message as one side logged it.

@@ -289,6 +289,11 @@ impl AuditLog {
         Ok(self.store.audit_cosigned_size(witness).await?)
     }
 
+    /// The largest size of our log a quorum of `quorum` witnesses co-signed.
+    pub async fn witnessed_size(&self, quorum: u32) -> Result<Option<u64>, AuditError> {
+        Ok(self.store.audit_witnessed_size(quorum).await?)
+    }
+
     /// Every alarm this site raised or heard.
     pub async fn alarms(&self) -> Result<Vec<crate::site::store::AlarmRow>, AuditError> {
         Ok(self.store.witness_alarms().await?)

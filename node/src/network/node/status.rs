@@ -29,6 +29,11 @@ pub struct Status {
     /// Witness alarms: members' logs that contradict a checkpoint a witness co-signed (see
     /// `audit log --kind alarm` for the entries).
     pub alarms: Vec<String>,
+    /// The policy's quorum of co-signatures, the largest size of this site's log a quorum
+    /// co-signed, and the entries after it (unwitnessed).
+    pub witness_quorum: u32,
+    pub witnessed_size: Option<u64>,
+    pub unwitnessed_entries: u64,
 }
 
 /// What makes a running node unhealthy: a certificate not valid at `now` (Unix seconds), or an
@@ -83,6 +88,8 @@ pub(super) async fn status(cx: &Context) -> Result<Status, AppError> {
             )
         })
         .collect();
+    let quorum = cx.policy().witness.quorum;
+    let witnessed_size = cx.audit().witnessed_size(quorum).await?;
     Ok(Status {
         site: cx.site().to_string(),
         consortium: cx.identity().consortium().to_string(),
@@ -99,6 +106,9 @@ pub(super) async fn status(cx: &Context) -> Result<Status, AppError> {
         healthy: problems.is_empty(),
         problems,
         alarms,
+        witness_quorum: quorum,
+        witnessed_size,
+        unwitnessed_entries: size.saturating_sub(witnessed_size.unwrap_or(0)),
     })
 }
 

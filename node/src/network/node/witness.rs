@@ -276,7 +276,13 @@ pub(super) async fn ask_cosignature(
 pub(super) async fn witness_round(cx: &Context) -> Result<Vec<Cosignature>, AppError> {
     let cp = cx.checkpoint().await?;
     let mut got = Vec::new();
-    for m in cx.members().all() {
+    let policy = &cx.policy().witness;
+    for m in cx
+        .members()
+        .all()
+        .into_iter()
+        .filter(|m| policy.asks(&m.site))
+    {
         match ask_cosignature(cx, &m.site, &cp).await {
             Ok(c) => got.push(c),
             Err(e) => tracing::warn!(witness = %m.site, error = %e, "no co-signature"),

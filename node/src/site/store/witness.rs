@@ -241,4 +241,21 @@ impl Store {
         })
         .await
     }
+
+    /// The largest size of this site's log whose checkpoint `quorum` distinct witnesses
+    /// co-signed (tlog-policy's quorum), if any.
+    pub async fn audit_witnessed_size(&self, quorum: u32) -> Result<Option<u64>, AuditStoreError> {
+        self.audit_job(move |c| {
+            let size: Option<i64> = c
+                .query_row(
+                    "SELECT size FROM audit_cosignatures GROUP BY size, root
+                     HAVING COUNT(DISTINCT witness) >= ?1 ORDER BY size DESC LIMIT 1",
+                    [i64::from(quorum)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(size.map(|s| s.max(0) as u64))
+        })
+        .await
+    }
 }

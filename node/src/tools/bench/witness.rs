@@ -101,7 +101,7 @@ async fn run(tmp: &std::path::Path, rounds: usize, entries: u64) -> Result<Witne
     }
     let info = consortium::read_info(&local.dir.join("consortium").join(consortium::INFO_FILE))?;
     let t = Instant::now();
-    let r = bundle::cross_check(bundles, &info)?;
+    let r = bundle::cross_check(bundles, &info, 0)?;
     let cross_check_seconds = t.elapsed().as_secs_f64();
     anyhow::ensure!(r.consistent, "the bench's logs do not cross-check: {r:?}");
     Ok(WitnessBench {

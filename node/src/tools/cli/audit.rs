@@ -57,6 +57,10 @@ pub enum AuditCommand {
         /// The bundles, one per site.
         #[arg(required = true)]
         bundles: Vec<PathBuf>,
+        /// Distinct witnesses whose co-signatures make a checkpoint witnessed; a log with no
+        /// such checkpoint is a finding (0: not checked).
+        #[arg(long, default_value_t = 0)]
+        quorum: u32,
         #[arg(long)]
         json: bool,
     },
@@ -144,8 +148,9 @@ pub async fn run(site: &Site, what: AuditCommand) -> Result<ExitCode> {
         AuditCommand::CrossCheck {
             consortium,
             bundles,
+            quorum,
             json,
-        } => cross_check(&consortium, &bundles, json),
+        } => cross_check(&consortium, &bundles, quorum, json),
         AuditCommand::Prove {
             seq,
             from_size,
@@ -171,7 +176,12 @@ pub async fn run(site: &Site, what: AuditCommand) -> Result<ExitCode> {
 const MAX_BUNDLE_BYTES: u64 = 1 << 30;
 
 /// `audit cross-check`: exit 1 unless everything agrees.
-pub fn cross_check(consortium: &Path, bundles: &[PathBuf], json: bool) -> Result<ExitCode> {
+pub fn cross_check(
+    consortium: &Path,
+    bundles: &[PathBuf],
+    quorum: u32,
+    json: bool,
+) -> Result<ExitCode> {
     let info = crate::network::consortium::read_info(consortium)?;
     let mut read = Vec::new();
     for p in bundles {
@@ -191,7 +201,7 @@ pub fn cross_check(consortium: &Path, bundles: &[PathBuf], json: bool) -> Result
                 .with_context(|| format!("{} is not an audit bundle", p.display()))?,
         );
     }
-    let r = audit::bundle::cross_check(read, &info)?;
+    let r = audit::bundle::cross_check(read, &info, quorum)?;
     emit(json, &r, print_cross_check)?;
     Ok(exit_code(r.consistent))
 }
@@ -208,7 +218,7 @@ fn print_cross_check(r: &audit::bundle::CrossCheck) {
     ));
     for s in &r.sites {
         say(format!(
-            "  {}: {} entries, {}; newest co-signed size {}, witnesses {}",
+            "  {}: {} entries, {}; newest co-signed size {}, witnessed by a quorum up to {}, witnesses {}",
             s.site,
             s.entries,
             match &s.problem {
@@ -216,6 +226,7 @@ fn print_cross_check(r: &audit::bundle::CrossCheck) {
                 Some(p) => format!("NOT VERIFIED ({p})"),
             },
             s.newest_cosigned.map_or("none".into(), |n| n.to_string()),
+            s.witnessed_size.map_or("none".into(), |n| n.to_string()),
             if s.witnesses.is_empty() {
                 "none".to_string()
             } else {

@@ -192,9 +192,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 audit::AuditCommand::CrossCheck {
                     consortium,
                     bundles,
+                    quorum,
                     json,
                 },
-        } => audit::cross_check(&consortium, &bundles, json),
+        } => audit::cross_check(&consortium, &bundles, quorum, json),
         Command::Audit { what } => with_site(dir, async |site| audit::run(site, what).await).await,
         Command::Metrics { what } => qa::run(move || qa::metrics::run(what)).await,
         Command::Consensus { what } => qa::run(move || qa::consensus::run(what)).await,

@@ -170,32 +170,20 @@ mod tests {
         write_frame(&mut futures::io::Cursor::new(&mut wire), &body, 1 << 20)
             .await
             .unwrap();
-        let e = request_response::Codec::read_request(
-            &mut conn,
-            &PROTOCOL,
-            &mut futures::io::Cursor::new(&wire),
-        )
-        .await
-        .unwrap_err();
+        async fn request(c: &mut FrameCodec, wire: &[u8]) -> io::Result<Vec<u8>> {
+            let mut io = futures::io::Cursor::new(wire);
+            request_response::Codec::read_request(c, &PROTOCOL, &mut io).await
+        }
+        let e = request(&mut conn, &wire).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         proven.insert(peer);
-        let got = request_response::Codec::read_request(
-            &mut conn,
-            &PROTOCOL,
-            &mut futures::io::Cursor::new(&wire),
-        )
-        .await
-        .unwrap();
-        assert_eq!(got.len(), body.len());
+        assert_eq!(request(&mut conn, &wire).await.unwrap().len(), body.len());
         // Responses (to requests this node chose to send) get the full limit.
         proven.remove(&peer);
-        let got = request_response::Codec::read_response(
-            &mut conn,
-            &PROTOCOL,
-            &mut futures::io::Cursor::new(&wire),
-        )
-        .await
-        .unwrap();
+        let mut io = futures::io::Cursor::new(&wire);
+        let got = request_response::Codec::read_response(&mut conn, &PROTOCOL, &mut io)
+            .await
+            .unwrap();
         assert_eq!(got.len(), body.len());
     }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use fedanno_protocol::codec;
 use fedanno_protocol::crypto::sha256;
+use fedanno_protocol::ids::SiteId;
 use fedanno_protocol::witness::{Contradiction, Evidence};
 use serde::Serialize;
 
@@ -116,6 +117,34 @@ async fn run(tmp: &std::path::Path, rounds: usize, entries: u64) -> Result<Witne
     })
 }
 
+/// The `sent` and `received` entries of notice `sequence` from `from` to `to`.
+fn notice_pair(
+    from: &SiteId,
+    to: &SiteId,
+    sequence: u64,
+    message_hash: [u8; 32],
+) -> (AuditEvent, AuditEvent) {
+    let sent = AuditEvent::Sent {
+        to: Some(to.clone()),
+        kind: "notice".into(),
+        study: None,
+        round: 0,
+        sequence,
+        message_hash,
+        bytes: 200,
+    };
+    let received = AuditEvent::Received {
+        from: from.clone(),
+        kind: "notice".into(),
+        study: None,
+        round: 0,
+        sequence,
+        message_hash,
+        bytes: 200,
+    };
+    (sent, received)
+}
+
 /// Grows every site's log to at least `entries` with matched messages: message m goes from
 /// site m mod 3 to the next, logged `sent` there and `received` at the addressee.
 async fn grow(local: &LocalConsortium, entries: u64) -> Result<()> {
@@ -130,25 +159,8 @@ async fn grow(local: &LocalConsortium, entries: u64) -> Result<()> {
     {
         let (from, to) = ((m % 3) as usize, ((m + 1) % 3) as usize);
         let hash = sha256(&m.to_be_bytes());
-        let sent = AuditEvent::Sent {
-            to: Some(logs[to].1.clone()),
-            kind: "notice".into(),
-            study: None,
-            round: 0,
-            sequence: m + 1,
-            message_hash: hash,
-            bytes: 200,
-        };
+        let (sent, received) = notice_pair(&logs[from].1, &logs[to].1, m + 1, hash);
         logs[from].0.record(sent).await?;
-        let received = AuditEvent::Received {
-            from: logs[from].1.clone(),
-            kind: "notice".into(),
-            study: None,
-            round: 0,
-            sequence: m + 1,
-            message_hash: hash,
-            bytes: 200,
-        };
         logs[to].0.record(received).await?;
         m += 1;
     }

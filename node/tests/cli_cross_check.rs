@@ -7,9 +7,14 @@ mod common;
 
 use common::{bin, json_of, run_to_end, s};
 
-fn cross_check(info: &std::path::Path, bundles: &[std::path::PathBuf]) -> std::process::Output {
+fn cross_check(
+    info: &std::path::Path,
+    bundles: &[std::path::PathBuf],
+    html: &std::path::Path,
+) -> std::process::Output {
     let mut c = bin();
     c.args(["audit", "cross-check", "--json", "--consortium", s(info)]);
+    c.args(["--html", s(html)]);
     c.args(bundles.iter().map(|b| s(b)));
     run_to_end(c, 120)
 }
@@ -36,7 +41,8 @@ fn the_demo_logs_cross_check_clean_and_an_altered_bundle_fails() {
         bundles.push(b);
     }
     let info = out.join("consortium").join("consortium.info");
-    let ok = cross_check(&info, &bundles);
+    let page = tmp.path().join("verdict.html");
+    let ok = cross_check(&info, &bundles, &page);
     assert!(
         ok.status.success(),
         "{}",
@@ -49,6 +55,8 @@ fn the_demo_logs_cross_check_clean_and_an_altered_bundle_fails() {
         assert_eq!(site["verified"], true, "{site}");
         assert_eq!(site["witnesses"].as_array().unwrap().len(), 2, "{site}");
     }
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("Verdict: <b>CONSISTENT</b>") && html.contains("<td>site-c</td>"));
 
     // One byte of one entry of site-b's bundle changed: its log no longer verifies.
     let text = std::fs::read_to_string(&bundles[1]).unwrap();
@@ -61,7 +69,7 @@ fn the_demo_logs_cross_check_clean_and_an_altered_bundle_fails() {
     );
     v["entries"][3]["body"] = serde_json::Value::String(flipped);
     std::fs::write(&bundles[1], v.to_string()).unwrap();
-    let bad = cross_check(&info, &bundles);
+    let bad = cross_check(&info, &bundles, &page);
     assert_eq!(bad.status.code(), Some(1));
     let r = json_of(&bad);
     assert_eq!(r["consistent"], false);

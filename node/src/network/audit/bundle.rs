@@ -561,3 +561,46 @@ fn alarms(logs: &[Log]) -> Vec<Finding> {
     }
     out
 }
+
+/// The verdict as a self-contained HTML page for the auditor's file (no scripts, no external
+/// resources; every string escaped).
+pub fn render_html(r: &CrossCheck) -> String {
+    use crate::reader_studies::report::esc;
+    let verdict = if r.consistent { "CONSISTENT" } else { "FAILED" };
+    let mut rows = String::new();
+    for s in &r.sites {
+        let witnesses: Vec<String> = s.witnesses.iter().map(|w| w.to_string()).collect();
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(s.site.as_str()),
+            s.entries,
+            esc(s.problem.as_deref().unwrap_or("verified")),
+            s.newest_cosigned.map_or("none".into(), |n| n.to_string()),
+            s.witnessed_size.map_or("none".into(), |n| n.to_string()),
+            esc(&witnesses.join(", "))
+        ));
+    }
+    let list = |items: &[Finding]| -> String {
+        if items.is_empty() {
+            return "<p>None.</p>".into();
+        }
+        let li: String = items
+            .iter()
+            .map(|f| format!("<li><b>{}</b>: {}</li>", esc(f.site.as_str()), esc(&f.what)))
+            .collect();
+        format!("<ul>{li}</ul>")
+    };
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>fedanno audit cross-check: {verdict}</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:4px 8px}}.v{{font-size:1.4em}}</style></head>\
+         <body><h1>Audit cross-check</h1><p class=\"v\">Verdict: <b>{verdict}</b>: {} sites, {} messages matched, {} findings, {} alarms.</p>\
+         <h2>Sites</h2><table><tr><th>site</th><th>entries</th><th>log</th><th>newest co-signed size</th><th>witnessed by a quorum up to</th><th>witnesses</th></tr>{rows}</table>\
+         <h2>Findings</h2>{}<h2>Alarms</h2>{}</body></html>\n",
+        r.sites.len(),
+        r.matched_messages,
+        r.findings.len(),
+        r.alarms.len(),
+        list(&r.findings),
+        list(&r.alarms)
+    )
+}

@@ -335,7 +335,7 @@ fn list(items: &[String]) -> String {
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
-pub(super) fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

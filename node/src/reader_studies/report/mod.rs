@@ -8,6 +8,7 @@
 //! characters, the HTML renderer escapes everything it writes.
 
 mod html;
+pub(crate) use html::esc;
 mod svg;
 mod text;
 

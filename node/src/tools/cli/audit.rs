@@ -61,6 +61,9 @@ pub enum AuditCommand {
         /// such checkpoint is a finding (0: not checked).
         #[arg(long, default_value_t = 0)]
         quorum: u32,
+        /// Also write the verdict as a self-contained HTML page.
+        #[arg(long)]
+        html: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -149,8 +152,9 @@ pub async fn run(site: &Site, what: AuditCommand) -> Result<ExitCode> {
             consortium,
             bundles,
             quorum,
+            html,
             json,
-        } => cross_check(&consortium, &bundles, quorum, json),
+        } => cross_check(&consortium, &bundles, quorum, html.as_deref(), json),
         AuditCommand::Prove {
             seq,
             from_size,
@@ -180,6 +184,7 @@ pub fn cross_check(
     consortium: &Path,
     bundles: &[PathBuf],
     quorum: u32,
+    html: Option<&Path>,
     json: bool,
 ) -> Result<ExitCode> {
     let info = crate::network::consortium::read_info(consortium)?;
@@ -202,6 +207,10 @@ pub fn cross_check(
         );
     }
     let r = audit::bundle::cross_check(read, &info, quorum)?;
+    if let Some(out) = html {
+        crate::site::files::write_bytes(out, audit::bundle::render_html(&r).as_bytes())
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
     emit(json, &r, print_cross_check)?;
     Ok(exit_code(r.consistent))
 }

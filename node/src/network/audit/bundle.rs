@@ -14,12 +14,14 @@ use anyhow::{Context as _, Result, bail};
 use fedanno_protocol::cert::{Certificate, ConsortiumInfo};
 use fedanno_protocol::codec;
 use fedanno_protocol::ids::SiteId;
+use fedanno_protocol::limits::MAX_CERT_BYTES;
 use fedanno_protocol::merkle::{self, Hash};
 use fedanno_protocol::wire::{Cosignature, SignedCheckpoint};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint;
 use super::event::{AuditEvent, EntryBody, MAX_ENTRY_BYTES};
+use super::hexser::parse_hex;
+use super::verify::Verifier;
 use crate::network::consortium;
 use crate::network::kinds::MessageKind;
 use crate::site::Site;
@@ -130,7 +132,11 @@ pub async fn export(site: &Site) -> Result<Bundle> {
     })
 }
 
-fn unhex(s: &str, what: &str) -> Result<Vec<u8>> {
+/// Hex of at most `max` bytes: the length is checked before anything is decoded.
+fn unhex(s: &str, what: &str, max: usize) -> Result<Vec<u8>> {
+    if s.len() > 2 * max {
+        bail!("{what} is over {max} bytes");
+    }
     if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("{what} is not hex");
     }
@@ -141,7 +147,7 @@ fn unhex(s: &str, what: &str) -> Result<Vec<u8>> {
 }
 
 fn decode<T: serde::de::DeserializeOwned + Serialize>(s: &str, what: &str) -> Result<T> {
-    codec::decode(&unhex(s, what)?, MAX_ITEM).map_err(|e| anyhow::anyhow!("{what}: {e}"))
+    codec::decode(&unhex(s, what, MAX_ITEM)?, MAX_ITEM).map_err(|e| anyhow::anyhow!("{what}: {e}"))
 }
 
 /// One site's log as the cross-check rebuilt it.
@@ -149,26 +155,24 @@ struct Log {
     site: SiteId,
     key: [u8; 32],
     origin: String,
-    /// Root after each entry (`roots[n - 1]` is the root of the first n entries).
-    roots: Vec<Hash>,
+    /// The tree recomputed from the bundle's entries (the one `audit verify` uses).
+    verifier: Verifier,
     events: Vec<(u64, AuditEvent)>,
     problem: Option<String>,
     bundle: Bundle,
 }
 
 impl Log {
+    /// The root of the first `size` entries, if the log has that many.
     fn root_at(&self, size: u64) -> Option<Hash> {
-        match size {
-            0 => Some(merkle::empty_root()),
-            n => self.roots.get(n as usize - 1).copied(),
-        }
+        (size <= self.verifier.size()).then(|| self.verifier.root_at(size))
     }
 }
 
 /// The consortium's key for the bundle's site, from its root-signed certificate (its validity
 /// window is not checked: an audit looks back).
 fn site_key(b: &Bundle, info: &ConsortiumInfo) -> Result<[u8; 32]> {
-    let cert = Certificate::from_bytes(&unhex(&b.certificate, "the certificate")?)
+    let cert = Certificate::from_bytes(&unhex(&b.certificate, "the certificate", MAX_CERT_BYTES)?)
         .map_err(|e| anyhow::anyhow!("{}'s certificate: {e}", b.site))?;
     let unverified = cert
         .body_unverified()
@@ -186,36 +190,38 @@ fn site_key(b: &Bundle, info: &ConsortiumInfo) -> Result<[u8; 32]> {
     Ok(body.signing_key)
 }
 
-/// Rebuilds the log of a bundle: every body hashed into the tree in order, every signed head
-/// checked, every own checkpoint matched against the rebuilt roots.
+/// Rebuilds the log of a bundle with the verifier of `audit verify`: every body decoded and
+/// hashed into the tree in order, every signed head and recorded checkpoint checked, then every
+/// own checkpoint matched against the rebuilt roots.
 fn rebuild(bundle: Bundle, info: &ConsortiumInfo) -> Result<Log> {
     let key = site_key(&bundle, info)?;
     let mut log = Log {
         site: bundle.site.clone(),
         key,
         origin: super::origin(&info.name, &bundle.site),
-        roots: Vec::with_capacity(bundle.entries.len()),
-        events: Vec::new(),
+        verifier: Verifier::new(key),
+        events: Vec::with_capacity(bundle.entries.len()),
         problem: None,
         bundle,
     };
-    let mut peaks: Vec<(u32, Hash)> = Vec::new();
     for (i, e) in log.bundle.entries.iter().enumerate() {
-        let bytes = unhex(&e.body, "an entry body")?;
-        let body: Option<EntryBody> = codec::decode(&bytes, MAX_ENTRY_BYTES).ok();
-        let Some(body) = body.filter(|b| b.seq == i as u64 && e.seq == i as u64) else {
-            log.problem = Some(format!("entry {i} does not decode or is out of place"));
-            return Ok(log);
+        let seq = i as u64;
+        let bytes = unhex(&e.body, "an entry body", MAX_ENTRY_BYTES)?;
+        let checked = match (EntryBody::decode(&bytes), parse_hex::<64>(&e.signature)) {
+            (Ok(body), Some(sig)) if body.seq == seq && e.seq == seq => log
+                .verifier
+                .add(merkle::leaf_hash(&bytes), &body, None, &sig)
+                .map(|()| body),
+            (Ok(_), Some(_)) => Err("is out of place".to_string()),
+            _ => Err("does not decode".to_string()),
         };
-        push_leaf(&mut peaks, merkle::leaf_hash(&bytes));
-        let root = fold(&peaks);
-        let sig = unhex(&e.signature, "an entry signature")?;
-        if !checkpoint::verify_head(&log.key, i as u64 + 1, &root, &sig) {
-            log.problem = Some(format!("entry {i}: its signed head does not verify"));
-            return Ok(log);
+        match checked {
+            Ok(body) => log.events.push((seq, body.event)),
+            Err(what) => {
+                log.problem = Some(format!("entry {seq}: {what}"));
+                return Ok(log);
+            }
         }
-        log.roots.push(root);
-        log.events.push((body.seq, body.event));
     }
     for c in &log.bundle.checkpoints {
         let cp: SignedCheckpoint = decode(c, "a checkpoint")?;
@@ -227,23 +233,6 @@ fn rebuild(bundle: Bundle, info: &ConsortiumInfo) -> Result<Log> {
         }
     }
     Ok(log)
-}
-
-fn push_leaf(peaks: &mut Vec<(u32, Hash)>, leaf: Hash) {
-    let mut node = (0u32, leaf);
-    while let Some(&(level, h)) = peaks.last() {
-        if level != node.0 {
-            break;
-        }
-        peaks.pop();
-        node = (level + 1, merkle::node_hash(&h, &node.1));
-    }
-    peaks.push(node);
-}
-
-fn fold(peaks: &[(u32, Hash)]) -> Hash {
-    let hashes: Vec<Hash> = peaks.iter().map(|p| p.1).collect();
-    merkle::fold_subtrees(&hashes).unwrap_or_else(merkle::empty_root)
 }
 
 /// One site in the cross-check's verdict.
@@ -307,7 +296,7 @@ pub fn cross_check(bundles: Vec<Bundle>, info: &ConsortiumInfo, quorum: u32) -> 
         }
         sites.push(SiteVerdict {
             site: log.site.clone(),
-            entries: log.roots.len() as u64,
+            entries: log.verifier.size(),
             verified: log.problem.is_none(),
             problem: log.problem.clone(),
             newest_cosigned: newest,
@@ -357,9 +346,8 @@ fn witnessed(
     let mut heads: Vec<(SiteId, u64, Hash)> = Vec::new();
     for c in &log.bundle.cosignatures {
         let co: Cosignature = decode(&c.cosignature, "a co-signature")?;
-        let root: Hash = unhex(&c.root, "a co-signed root")?
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("a co-signed root"))?;
+        let root: Hash = parse_hex::<32>(&c.root)
+            .ok_or_else(|| anyhow::anyhow!("a co-signed root is not 32 hex bytes"))?;
         let cp = SignedCheckpoint {
             origin: log.origin.clone(),
             size: c.size,
@@ -391,7 +379,7 @@ fn witnessed(
             }),
             None => findings.push(Finding {
                 site: log.site.clone(),
-                what: format!("{w} co-signed size {size}, but the log has {} entries: it was truncated", log.roots.len()),
+                what: format!("{w} co-signed size {size}, but the log has {} entries: it was truncated", log.verifier.size()),
             }),
         }
     }

@@ -256,7 +256,9 @@ fn node_problem(level: i64, idx: i64, what: &str) -> Problem {
     }
 }
 
-struct Verifier {
+/// The log recomputed from entry bodies, one entry at a time: the database's rows here, a
+/// bundle's entries in `bundle.rs`.
+pub(super) struct Verifier {
     key: [u8; 32],
     leaves: Vec<Hash>,
     /// roots[i] = root of entries 0..=i.
@@ -268,7 +270,7 @@ struct Verifier {
 }
 
 impl Verifier {
-    fn new(key: [u8; 32]) -> Self {
+    pub(super) fn new(key: [u8; 32]) -> Self {
         Self {
             key,
             leaves: Vec::new(),
@@ -279,11 +281,11 @@ impl Verifier {
     }
 
     /// Entries verified so far.
-    fn size(&self) -> u64 {
+    pub(super) fn size(&self) -> u64 {
         self.leaves.len() as u64
     }
 
-    fn root_at(&self, size: u64) -> Hash {
+    pub(super) fn root_at(&self, size: u64) -> Hash {
         match size.checked_sub(1) {
             None => merkle::empty_root(),
             Some(i) => self
@@ -318,24 +320,39 @@ impl Verifier {
             what: format!("entry {seq}: {what}"),
         };
         let (leaf, body) = entry_body(row, seq).map_err(bad)?;
+        self.add(leaf, &body, Some(&row.root_after), &row.signature)
+            .map_err(bad)
+    }
+
+    /// Adds the next entry (its leaf hash and decoded body) to the recomputed tree and checks
+    /// its signed head, the stored head `stored_root` when the source keeps one, and the
+    /// checkpoint the entry records, if any. The error says what is wrong with the entry.
+    pub(super) fn add(
+        &mut self,
+        leaf: Hash,
+        body: &EntryBody,
+        stored_root: Option<&[u8]>,
+        signature: &[u8],
+    ) -> Result<(), String> {
+        let seq = self.size();
         let root = self.extend(leaf);
-        if row.root_after.as_slice() != root.as_slice() {
-            return Err(bad(
+        if stored_root.is_some_and(|r| r != root.as_slice()) {
+            return Err(
                 "the stored tree head after it differs from the recomputed one (rows inserted, removed or rewritten)".into(),
-            ));
+            );
         }
-        if !checkpoint::verify_head(&self.key, seq + 1, &root, &row.signature) {
-            return Err(bad(
+        if !checkpoint::verify_head(&self.key, seq + 1, &root, signature) {
+            return Err(
                 "its signature does not verify with the site's public key: the row was forged or rewritten".into(),
-            ));
+            );
         }
         if let AuditEvent::Checkpoint { size, root: r }
         | AuditEvent::Cosigned { size, root: r, .. } = &body.event
         {
             if *size > seq || self.root_at(*size) != *r {
-                return Err(bad(format!(
+                return Err(format!(
                     "records a checkpoint of size {size} whose root is not the log's root at that size"
-                )));
+                ));
             }
             if matches!(body.event, AuditEvent::Checkpoint { .. }) {
                 self.checkpoint_events.insert(seq as usize, (*size, *r));

@@ -225,6 +225,11 @@ impl NetHandle {
         rx.await.map_err(|_| NetError::Stopped)
     }
 
+    /// A command that needs no answer.
+    async fn tell(&self, c: Command) -> Result<(), NetError> {
+        self.commands.send(c).await.map_err(|_| NetError::Stopped)
+    }
+
     pub async fn listen(&self, addr: Multiaddr) -> Result<Multiaddr, NetError> {
         self.ask(|reply| Command::Listen { addr, reply }).await?
     }
@@ -243,10 +248,7 @@ impl NetHandle {
 
     pub async fn respond(&self, id: u64, bytes: Vec<u8>) -> Result<(), NetError> {
         self.tapped(&bytes);
-        self.commands
-            .send(Command::Respond { id, bytes })
-            .await
-            .map_err(|_| NetError::Stopped)
+        self.tell(Command::Respond { id, bytes }).await
     }
 
     pub async fn publish(&self, bytes: Vec<u8>) -> Result<(), NetError> {
@@ -260,14 +262,12 @@ impl NetHandle {
         propagation_source: PeerId,
         accept: bool,
     ) -> Result<(), NetError> {
-        self.commands
-            .send(Command::ReportGossip {
-                message_id,
-                propagation_source,
-                accept,
-            })
-            .await
-            .map_err(|_| NetError::Stopped)
+        self.tell(Command::ReportGossip {
+            message_id,
+            propagation_source,
+            accept,
+        })
+        .await
     }
 
     /// Closes every connection to `peer`; with `ban`, refuses its connections for that long
@@ -278,32 +278,20 @@ impl NetHandle {
         peer: PeerId,
         ban: Option<std::time::Duration>,
     ) -> Result<(), NetError> {
-        self.commands
-            .send(Command::Disconnect { peer, ban })
-            .await
-            .map_err(|_| NetError::Stopped)
+        self.tell(Command::Disconnect { peer, ban }).await
     }
 
     /// Lets `peer`'s inbound connections past the strangers' budget (a known member's peer id).
     pub async fn reserve(&self, peer: PeerId) -> Result<(), NetError> {
-        self.commands
-            .send(Command::Reserve { peer })
-            .await
-            .map_err(|_| NetError::Stopped)
+        self.tell(Command::Reserve { peer }).await
     }
 
     pub async fn allow(&self, peer: PeerId) -> Result<(), NetError> {
-        self.commands
-            .send(Command::Allow { peer })
-            .await
-            .map_err(|_| NetError::Stopped)
+        self.tell(Command::Allow { peer }).await
     }
 
     pub async fn add_gossip_peer(&self, peer: PeerId) -> Result<(), NetError> {
-        self.commands
-            .send(Command::AddGossipPeer { peer })
-            .await
-            .map_err(|_| NetError::Stopped)
+        self.tell(Command::AddGossipPeer { peer }).await
     }
 
     pub async fn peers(&self) -> Result<Vec<PeerId>, NetError> {

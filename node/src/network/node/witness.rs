@@ -187,8 +187,8 @@ pub(super) async fn cosigned_elsewhere(
     Ok(())
 }
 
-/// A member passed on an alarm: checked as far as the evidence allows, then recorded as its
-/// report.
+/// A member passed on an alarm: checked (coherent, both checkpoints signed by the accused,
+/// whose key this node must hold), then recorded as that member's report.
 pub(super) async fn alarm_heard(
     cx: &Context,
     witness: &MemberInfo,
@@ -203,9 +203,14 @@ pub(super) async fn alarm_heard(
     } else {
         cx.members().signing_key(&accused)
     };
-    if let Some(key) = key
-        && (evidence.earlier.verify(&key).is_err() || evidence.later.verify(&key).is_err())
-    {
+    // Evidence is recorded only once its signatures are checked: a member cannot fill the
+    // alarm table with checkpoints nobody signed (each stored alarm is a checkpoint the
+    // accused really signed).
+    let Some(key) = key else {
+        tracing::debug!(site = %accused, "an alarm about a site whose key this node does not hold now: not recorded");
+        return Ok(());
+    };
+    if evidence.earlier.verify(&key).is_err() || evidence.later.verify(&key).is_err() {
         return Err("alarm evidence not signed by the accused site".into());
     }
     raise(cx, evidence, witness.site.clone()).await;

@@ -8,7 +8,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{Running, audit_entries, bin, consortium, joined_site, ok, s, start};
+use common::{
+    Running, audit_entries, bin, consortium, joined_site, joined_with_roles, ok, run, s, start,
+};
 use serde_json::Value;
 
 const LOOPBACK_ANY: &str = "/ip4/127.0.0.1/tcp/0";
@@ -157,4 +159,106 @@ fn a_flood_of_strangers_neither_cuts_members_off_nor_costs_the_node_memory_or_au
     // A flood shorter than a minute: fewer than 100 entries in all (the strangers' refusals
     // are summarised after 20 a minute; the member's return adds its own few).
     assert!(r["audit_entries_added"].as_u64().unwrap() < 100, "{r}");
+}
+
+/// Removes the entries from `keep` on from a stopped site's log, with the interior nodes and
+/// checkpoints that cover them: what a site that wants a period forgotten would do. Every
+/// remaining entry keeps its own signature, so the site's own `audit verify` still passes.
+fn truncate_log(dir: &Path, keep: u64) {
+    let db = rusqlite::Connection::open(dir.join("fedanno.db")).unwrap();
+    let k = keep as i64;
+    db.execute("DELETE FROM audit_entries WHERE seq >= ?1", [k])
+        .unwrap();
+    db.execute(
+        "DELETE FROM audit_nodes WHERE ((idx + 1) << level) > ?1",
+        [k],
+    )
+    .unwrap();
+    db.execute("DELETE FROM audit_checkpoints WHERE size > ?1", [k])
+        .unwrap();
+}
+
+/// `audit fetch --json` on the auditor's site.
+fn fetch(auditor: &Path, from: &str, out: &Path) -> std::process::Output {
+    let d = s(auditor);
+    run(&[
+        "--dir",
+        d,
+        "audit",
+        "fetch",
+        "--from",
+        from,
+        "--out",
+        s(out),
+        "--json",
+    ])
+}
+
+#[test]
+fn an_auditor_node_fetches_a_log_and_catches_its_truncation_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    consortium("audit-test", &root);
+    let (a, _) = joined_site(tmp.path(), "alpha", &root);
+    let (d, _) = joined_with_roles(tmp.path(), "auditor", &root, "auditor");
+    let na = start_node(&a, None);
+    let nd = start_node(&d, Some(&na.address));
+    nd.wait_log("member proved its certificate", 30);
+
+    // Two fetches: the second is proven consistent with the first; the bundle cross-checks.
+    let first = tmp.path().join("alpha-1.json");
+    let out = fetch(&d, "alpha", &first);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f1: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let size = f1["size"].as_u64().unwrap();
+    assert!(
+        size > 3 && f1["withheld"] == 0 && f1["consistent_with"].is_null(),
+        "{f1}"
+    );
+    let second = tmp.path().join("alpha-2.json");
+    let out = fetch(&d, "alpha", &second);
+    let f2: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(f2["consistent_with"].as_u64(), Some(size), "{f2}");
+    let info = root.join("consortium.info");
+    ok(&["audit", "cross-check", "--consortium", s(&info), s(&second)]);
+    // Alpha audited the fetches as messages from the auditor.
+    let fetches = audit_entries(&a)
+        .into_iter()
+        .filter(|e| e["kind"] == "received" && e["peer"] == "auditor")
+        .count();
+    assert!(fetches >= 4, "{fetches}");
+    // The auditor's node sends nothing but fetches: its own policy refuses a notice.
+    let args = [
+        "node", "notice", "--to", "alpha", "--topic", "t", "--body", "x",
+    ];
+    let refused = run(&[&["--dir", s(&d)][..], &args[..]].concat());
+    assert!(!refused.status.success());
+
+    // Alpha drops the end of its log while stopped and restarts: its own check passes.
+    na.stop(&a);
+    let f2_size = f2["size"].as_u64().unwrap();
+    truncate_log(&a, f2_size - 3);
+    ok(&["--dir", s(&a), "audit", "verify"]);
+    let na = start_node(&a, Some(&nd.address));
+    na.wait_log("member proved its certificate", 30);
+    let out = fetch(&d, "alpha", &tmp.path().join("alpha-3.json"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("contradicts") && err.contains("alarm"),
+        "{err}"
+    );
+    let status: Value =
+        serde_json::from_str(&ok(&["--dir", s(&d), "node", "status", "--json"])).unwrap();
+    let alarms = status["alarms"].as_array().unwrap();
+    assert!(
+        alarms.iter().any(|a| a.as_str().unwrap().contains("alpha")),
+        "{status}"
+    );
+    na.stop(&a);
+    nd.stop(&d);
 }

@@ -52,6 +52,13 @@ impl Role {
     }
 }
 
+/// Whether a certificate with `roles` may only fetch audit material: an auditor's, with no
+/// site or coordinator role. Such a member sends no study traffic, gossip or witness requests,
+/// and a site refuses anything else from it.
+pub fn fetch_only(roles: &[Role]) -> bool {
+    !roles.is_empty() && roles.iter().all(|r| *r == Role::Auditor)
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

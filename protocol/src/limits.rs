@@ -93,3 +93,12 @@ pub const MAX_ADDRESSES: usize = 8;
 /// Hashes in an inclusion or consistency proof: at most two per level of a tree of 2^64
 /// leaves.
 pub const MAX_PROOF_HASHES: usize = 128;
+
+/// Entries in one page of an auditor's fetch ([`crate::wire::AuditQuery::Entries`]).
+pub const MAX_AUDIT_PAGE: usize = 256;
+
+/// The most bytes one audit entry body may have (the node's own limit for what it logs).
+pub const MAX_AUDIT_ENTRY_BYTES: usize = 64 * 1024;
+
+/// Co-signatures or checkpoints in one answer to an auditor ([`crate::wire::AuditAnswer`]).
+pub const MAX_AUDIT_HEADS: usize = 256;

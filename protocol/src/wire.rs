@@ -20,7 +20,8 @@ use crate::codec::{self, CodecError, bounded, byte_array};
 use crate::crypto::{self, DOMAIN_RECEIPT};
 use crate::ids::SiteId;
 use crate::limits::{
-    MAX_ADDRESSES, MAX_ENVELOPE_BYTES, MAX_GOSSIP_BYTES, MAX_PROOF_HASHES, MAX_RECIPIENTS, MAX_TEXT,
+    MAX_ADDRESSES, MAX_AUDIT_ENTRY_BYTES, MAX_AUDIT_HEADS, MAX_AUDIT_PAGE, MAX_ENVELOPE_BYTES,
+    MAX_GOSSIP_BYTES, MAX_PROOF_HASHES, MAX_RECIPIENTS, MAX_TEXT,
 };
 use crate::merkle;
 
@@ -46,6 +47,9 @@ pub enum RefusalReason {
     Busy,
     /// A witness refused a checkpoint that contradicts one it co-signed.
     Inconsistent,
+    /// The sender's role does not permit this request (an auditor asking for anything but
+    /// audit material).
+    NotPermitted,
 }
 
 /// Request-response, point to point. (Membership is proven by [`Frame::Hello`], before any
@@ -73,6 +77,8 @@ pub enum Request {
     },
     /// Study coordination and secure-aggregation rounds.
     ReaderStudy(Box<crate::reader_study::ReaderStudyRequest>),
+    /// An auditor fetches audit material (the only request an auditor may make).
+    Audit(AuditQuery),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +103,71 @@ pub enum Response {
     WitnessConflict {
         size: u64,
     },
+    /// Audit material for an auditor.
+    Audit(AuditAnswer),
+}
+
+/// What an auditor may fetch from a site; the site's policy decides which (`audit-proof`
+/// for heads and proofs, `audit-entries` for entries).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuditQuery {
+    /// A freshly signed checkpoint, the site's certificate, the co-signatures it holds of its
+    /// checkpoints and the checkpoints of other logs it co-signed last.
+    Heads,
+    /// Entries `from..from + count` (at most [`MAX_AUDIT_PAGE`]; the answer may hold fewer).
+    Entries { from: u64, count: u32 },
+    /// A consistency proof from the tree of `old_size` entries to that of `new_size`.
+    Consistency { old_size: u64, new_size: u64 },
+    /// An inclusion proof of entry `index` in the tree of `size` entries.
+    Inclusion { index: u64, size: u64 },
+}
+
+/// A site's answer to an [`AuditQuery`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuditAnswer {
+    Heads(Box<AuditHeads>),
+    Entries {
+        #[serde(deserialize_with = "bounded::vec::<_, AuditEntry, MAX_AUDIT_PAGE>")]
+        entries: Vec<AuditEntry>,
+    },
+    Proof {
+        #[serde(deserialize_with = "bounded::vec::<_, [u8; 32], MAX_PROOF_HASHES>")]
+        hashes: Vec<[u8; 32]>,
+    },
+}
+
+/// A site's heads for an auditor: a freshly signed checkpoint, its certificate, the newest
+/// co-signatures it holds of its checkpoints, and the checkpoints of other logs it co-signed
+/// last.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHeads {
+    pub checkpoint: SignedCheckpoint,
+    pub certificate: Certificate,
+    #[serde(deserialize_with = "bounded::vec::<_, CosignedHead, MAX_AUDIT_HEADS>")]
+    pub cosignatures: Vec<CosignedHead>,
+    #[serde(deserialize_with = "bounded::vec::<_, SignedCheckpoint, MAX_AUDIT_HEADS>")]
+    pub witnessed: Vec<SignedCheckpoint>,
+}
+
+/// A co-signature a site holds of one of its checkpoints (size and root).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CosignedHead {
+    pub size: u64,
+    pub root: [u8; 32],
+    pub cosignature: Cosignature,
+}
+
+/// One audit entry as an auditor receives it: its canonical body, or only its leaf hash when
+/// the entry is outside the auditor's scope (withheld); and the site's signature of the tree
+/// head after it, which verifies either way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    #[serde(deserialize_with = "bounded::opt_bytes::<_, MAX_AUDIT_ENTRY_BYTES>")]
+    pub body: Option<Vec<u8>>,
+    pub leaf: [u8; 32],
+    #[serde(with = "codec::byte_array")]
+    pub signature: [u8; 64],
 }
 
 /// Published on a gossip topic.

@@ -42,6 +42,14 @@ impl Consortium {
         Self::named(CONSORTIUM, ids)
     }
 
+    /// Members with the roles given (a site, an auditor, …).
+    pub fn with_members(members: &[Member]) -> Consortium {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let local = LocalConsortium::create(tmp.path(), CONSORTIUM, members, 1)
+            .unwrap_or_else(|e| panic!("consortium: {e:#}"));
+        Consortium { tmp, local }
+    }
+
     /// [`Consortium::new`] under another consortium name (or the same name with its own root).
     pub fn named(name: &str, ids: &[&str]) -> Consortium {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));

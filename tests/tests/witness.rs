@@ -12,11 +12,16 @@ use fedanno_node::network::audit::bundle::{self, CrossCheck};
 use fedanno_node::network::audit::{self, AuditEvent};
 use fedanno_node::network::consortium;
 use fedanno_node::network::daemon::{self, StartOptions};
+use fedanno_node::network::kinds::MessageKind;
 use fedanno_node::network::node::Node;
+use fedanno_node::network::policy::{self, Policy};
 use fedanno_node::site::store::AlarmRow;
+use fedanno_node::tools::local_consortium::Member;
+use fedanno_protocol::cert::Role;
 use fedanno_protocol::ids::SiteId;
-use fedanno_protocol::wire::Response;
-use fedanno_tests::network::{CONSORTIUM, Consortium, address, wait_until};
+use fedanno_protocol::reader_study::ReaderStudyRequest;
+use fedanno_protocol::wire::{RefusalReason, Request, Response};
+use fedanno_tests::network::{CONSORTIUM, Consortium, address, wait_until, with_policy};
 
 async fn restart(c: &Consortium, i: usize, peers: &[&Node]) -> Node {
     let bootstrap = peers.iter().map(|n| address(n).to_string()).collect();
@@ -312,4 +317,134 @@ async fn two_logs_of_one_size_shown_to_two_witnesses_are_caught_where_their_view
     for n in [na, nb, nc] {
         n.stop().await;
     }
+}
+
+/// Site-b's policy: the research site's, with the auditors' scope narrowed to one study.
+fn scoped_policy() -> Policy {
+    let text = policy::DEFAULT_POLICY.replace("studies = [\"*\"]", "studies = [\"visible-study\"]");
+    Policy::parse(&text).unwrap()
+}
+
+/// Sends a receipted notice from `n` to `to` as part of reader study `study`.
+async fn notice_in_study(n: &Node, to: &SiteId, study: &str) {
+    let req = Request::Notice {
+        topic: "t".into(),
+        body: "in a study".into(),
+    };
+    let r = n
+        .handle
+        .send_request(to, MessageKind::Notice, Some(study), &req)
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::Receipt { .. }), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_fetches_what_each_site_allows_is_audited_and_may_do_nothing_else() {
+    let mut members = Member::list(&["site-a", "site-b", "site-c"], "Test");
+    members.push(Member {
+        id: "audit-1".into(),
+        name: "Test auditor".into(),
+        roles: vec![Role::Auditor],
+    });
+    let c = Consortium::with_members(&members);
+    let strict = Policy::parse(include_str!("../../policies/strict-site.toml")).unwrap();
+    let auditor = Policy::parse(include_str!("../../policies/auditor.toml")).unwrap();
+    let nodes = c
+        .start_with(|i| match i {
+            1 => with_policy(scoped_policy()),
+            2 => with_policy(strict.clone()),
+            3 => with_policy(auditor.clone()),
+            _ => StartOptions::default(),
+        })
+        .await;
+    let [na, nb, _nc, nd]: [Node; 4] = nodes.try_into().ok().unwrap();
+    let (a, b, cc, d) = (c.id(0), c.id(1), c.id(2), c.id(3));
+    notice_in_study(&nb, a, "hidden-study").await;
+    notice_in_study(&nb, a, "visible-study").await;
+
+    // A gives everything: the fetched entries are A's own, byte for byte.
+    let fa = nd.handle.audit_fetch(a.clone()).await.unwrap();
+    assert_eq!((fa.withheld, fa.consistent_with), (0, None));
+    let export = bundle::export(c.site(0)).await.unwrap();
+    assert_eq!(fa.bundle.entries.len() as u64, fa.size);
+    for (got, want) in fa.bundle.entries.iter().zip(&export.entries) {
+        assert_eq!((&got.body, &got.signature), (&want.body, &want.signature));
+    }
+
+    // B withholds the entries of the study outside the auditor's scope, and only those.
+    let fb = nd.handle.audit_fetch(b.clone()).await.unwrap();
+    let rows = c.site(1).store.audit_raw_entries(0, 100_000).await.unwrap();
+    let hidden = rows
+        .iter()
+        .filter(|r| (r.seq as u64) < fb.size && r.study.as_deref() == Some("hidden-study"))
+        .count() as u64;
+    assert!(
+        hidden >= 1 && fb.withheld == hidden,
+        "{} {hidden}",
+        fb.withheld
+    );
+    let visible = rows
+        .iter()
+        .filter(|r| r.study.as_deref() == Some("visible-study"))
+        .count();
+    assert!(visible >= 1);
+    // A second fetch is proven consistent with the first.
+    let fb2 = nd.handle.audit_fetch(b.clone()).await.unwrap();
+    assert_eq!(fb2.consistent_with, Some(fb.size));
+    assert!(fb2.size > fb.size);
+
+    // C's strict policy gives proofs but no entries: refused, and the decision is in C's log.
+    let refused = nd.handle.audit_fetch(cc.clone()).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let denied = c.events(2, "policy").await.into_iter().any(|e| {
+        matches!(e, AuditEvent::Decision { kind, allowed: false, to: Some(to), .. }
+            if kind == "audit-entries" && &to == d)
+    });
+    assert!(denied);
+
+    // Every fetch is in the site's log as a message received from the auditor.
+    let fetches = c.events(0, "received").await.into_iter().filter(|e| {
+        matches!(e, AuditEvent::Received { from, kind, .. } if from == d && kind.starts_with("audit-"))
+    });
+    assert!(fetches.count() >= 2);
+
+    // A study request from the auditor is refused and audited as rejected.
+    let study_request = Request::ReaderStudy(Box::new(ReaderStudyRequest::Decision {
+        study: "s1".into(),
+        manifest_hash: [0; 32],
+        joined: true,
+    }));
+    let r = nd
+        .handle
+        .send_request(a, MessageKind::StudyDecision, None, &study_request)
+        .await;
+    assert!(
+        matches!(
+            r,
+            Ok(Response::Refused {
+                reason: RefusalReason::NotPermitted
+            })
+        ),
+        "{r:?}"
+    );
+    let rejected = c.events(0, "rejected").await.into_iter().any(|e| {
+        matches!(e, AuditEvent::Rejected { from, reason, .. } if from == d.as_str() && reason.contains("auditor"))
+    });
+    assert!(rejected);
+
+    // The fetched bundles cross-check: both logs verify; B's withheld study leaves A's
+    // received notice unchecked, not a finding.
+    let info = consortium::read_info(
+        &c.site(0)
+            .dir
+            .join(consortium::SITE_DIR)
+            .join(consortium::INFO_FILE),
+    )
+    .unwrap();
+    let r = bundle::cross_check(vec![fa.bundle, fb2.bundle], &info, 0).unwrap();
+    assert!(r.sites.iter().all(|s| s.verified), "{r:?}");
+    assert_eq!(r.sites[1].withheld, fb2.withheld);
+    assert!(r.unchecked_messages >= 1 && r.matched_messages > 0, "{r:?}");
+    na.stop().await;
 }

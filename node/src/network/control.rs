@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
-use crate::network::node::{AppHandle, MemberInfo, Status};
+use crate::network::node::{AppHandle, Fetched, MemberInfo, Status};
 use crate::reader_studies::local::Assignment;
 use crate::reader_studies::manifest::JoinDecision;
 use crate::reader_studies::network::Delivery;
@@ -55,6 +55,10 @@ pub enum ControlRequest {
     },
     ReaderStudyRun {
         study: String,
+    },
+    /// An auditor's node fetches a site's audit log.
+    AuditFetch {
+        from: String,
     },
 }
 
@@ -202,6 +206,7 @@ async fn answer(
             let (_, report) = h.reader_study_run_and_report(&study).await?;
             value(Published(report))
         }
+        ControlRequest::AuditFetch { from } => value(h.audit_fetch(site(from)?).await?),
     }
 }
 
@@ -341,6 +346,11 @@ pub async fn reader_study_run(site_dir: &Path, study: String) -> Result<Publishe
     call(site_dir, &ControlRequest::ReaderStudyRun { study }).await
 }
 
+/// `audit fetch` on an auditor's node.
+pub async fn audit_fetch(site_dir: &Path, from: String) -> Result<Fetched> {
+    call(site_dir, &ControlRequest::AuditFetch { from }).await
+}
+
 /// Sends one request to a running node and reads its answer as `T` (the request's answer type
 /// above; the typed functions pair each request with it).
 async fn call<T: DeserializeOwned>(site_dir: &Path, req: &ControlRequest) -> Result<T> {
@@ -365,9 +375,14 @@ async fn call<T: DeserializeOwned>(site_dir: &Path, req: &ControlRequest) -> Res
         ControlRequest::ReaderStudyRun { .. } => Duration::from_secs(6 * 3600),
         _ => Duration::from_secs(120),
     };
+    // A fetched audit log is as large as the bundle an export writes.
+    let max = match req {
+        ControlRequest::AuditFetch { .. } => 1 << 30,
+        _ => 16 << 20,
+    };
     tokio::time::timeout(
         limit,
-        tokio::io::AsyncReadExt::take(BufReader::new(r), 16 << 20).read_line(&mut reply),
+        tokio::io::AsyncReadExt::take(BufReader::new(r), max).read_line(&mut reply),
     )
     .await
     .with_context(|| format!("the node did not answer within {} s", limit.as_secs()))??;

@@ -21,11 +21,17 @@ use crate::site::Site;
 use crate::site::config::CONFIG_FILE;
 use crate::site::identity;
 
-/// The site's policy: the configured file, or the built-in research-site policy.
-pub fn load_policy(site: &Site) -> Result<Policy> {
+/// The site's policy: the configured file, or the built-in one: the research-site policy, or
+/// for an auditor's node (`fetch_only`, its certificate's only role `auditor`) the auditor
+/// policy.
+pub fn load_policy(site: &Site, fetch_only: bool) -> Result<Policy> {
     let f = &site.config.network.policy;
     if f.is_empty() {
-        return Ok(Policy::default_site());
+        return Ok(if fetch_only {
+            Policy::auditor()
+        } else {
+            Policy::default_site()
+        });
     }
     let path = site.dir.join(f);
     let text = std::fs::read_to_string(&path).with_context(|| {
@@ -284,7 +290,7 @@ async fn start_checked(
     let signing = Arc::new(keys.signing);
     let policy = match &options.policy {
         Some(p) => p.clone(),
-        None => load_policy(site)?,
+        None => load_policy(site, fedanno_protocol::cert::fetch_only(&m.body.roles))?,
     };
     let me = site.config.site.id.clone();
     let audit_log = AuditLog::open(

@@ -36,6 +36,12 @@ vocabulary! {
         MaskedVector = "masked-vector",
         /// A released result (consensus or report) of a reader study.
         Result = "result",
+        /// Audit heads and proofs for an auditor (checkpoint, co-signatures, inclusion and
+        /// consistency proofs), and an auditor's request for them.
+        AuditProof = "audit-proof",
+        /// Audit entries for an auditor (those outside its scope withheld), and an auditor's
+        /// request for them.
+        AuditEntries = "audit-entries",
     }
 }
 

@@ -129,6 +129,40 @@ pub struct Policy {
     /// witnessed (`[witness]`; default: every member, quorum 1).
     #[serde(default)]
     pub witness: WitnessPolicy,
+    /// What of this site's audit log an auditor may see whole (`[auditors]`; default: all).
+    /// Whether an auditor may fetch at all is for the rules (`audit-proof`, `audit-entries`).
+    #[serde(default)]
+    pub auditors: AuditorPolicy,
+}
+
+/// An auditor's scope: the studies whose audit entries it receives whole. Entries naming
+/// another study are withheld (the auditor gets their leaf hash, enough to verify the signed
+/// log, not what they say); entries naming no study (membership, checkpoints, witnessing) are
+/// always in scope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditorPolicy {
+    #[serde(default = "every_study")]
+    pub studies: Vec<Pattern<String>>,
+}
+
+impl Default for AuditorPolicy {
+    fn default() -> Self {
+        AuditorPolicy {
+            studies: every_study(),
+        }
+    }
+}
+
+impl AuditorPolicy {
+    /// Whether an entry naming `study` (or none) is in an auditor's scope.
+    pub fn covers(&self, study: Option<&str>) -> bool {
+        study.is_none_or(|s| self.studies.iter().any(|p| p.covers(&s.to_string())))
+    }
+}
+
+fn every_study() -> Vec<Pattern<String>> {
+    vec![Pattern::Any]
 }
 
 /// A site as a policy names it.
@@ -288,12 +322,24 @@ impl Policy {
     /// statistics only as aggregates of at least three sites; notices from nobody.
     pub fn default_site() -> Policy {
         // The embedded default is one of the shipped examples and is parsed by a test.
-        Policy::parse(DEFAULT_POLICY).unwrap_or_else(|_| Policy {
+        Policy::parse(DEFAULT_POLICY).unwrap_or_else(|_| Policy::deny_all())
+    }
+}
+
+impl Policy {
+    /// The policy of an auditor's node: membership and audit fetches, nothing else.
+    pub fn auditor() -> Policy {
+        Policy::parse(AUDITOR_POLICY).unwrap_or_else(|_| Policy::deny_all())
+    }
+
+    fn deny_all() -> Policy {
+        Policy {
             name: "deny-all".into(),
             description: String::new(),
             rules: vec![],
             witness: WitnessPolicy::default(),
-        })
+            auditors: AuditorPolicy::default(),
+        }
     }
 }
 
@@ -317,6 +363,9 @@ fn threshold<T: PartialOrd + fmt::Display + Copy>(
 /// The default policy text (`policies/research-site.toml`).
 pub const DEFAULT_POLICY: &str = include_str!("../../../policies/research-site.toml");
 
+/// The built-in policy of an auditor's node (`policies/auditor.toml`).
+pub const AUDITOR_POLICY: &str = include_str!("../../../policies/auditor.toml");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,11 +379,13 @@ mod tests {
         for text in [
             DEFAULT_POLICY,
             include_str!("../../../policies/strict-site.toml"),
+            AUDITOR_POLICY,
         ] {
             let p = Policy::parse(text).unwrap();
             assert!(!p.rules.is_empty());
         }
         assert_eq!(Policy::default_site().name, "research-site");
+        assert_eq!(Policy::auditor().name, "auditor");
     }
 
     #[test]
@@ -401,6 +452,33 @@ mod tests {
             !p.decide(&Outbound::simple(MessageKind::MaskedVector, Some(&site)))
                 .allowed
         );
+    }
+
+    #[test]
+    fn the_auditor_scope_names_studies_and_keeps_entries_of_none() {
+        let p = Policy::parse(
+            &DEFAULT_POLICY.replace("studies = [\"*\"]", "studies = [\"s1\", \"s2\"]"),
+        )
+        .unwrap();
+        let scope = &p.auditors;
+        assert!(scope.covers(Some("s1")) && scope.covers(Some("s2")) && scope.covers(None));
+        assert!(!scope.covers(Some("s3")));
+        assert!(Policy::default_site().auditors.covers(Some("anything")));
+        // Answers to auditors: the research site gives entries, the strict one only proofs.
+        let aud = roles(&["auditor"]);
+        let site = roles(&["site"]);
+        let strict = Policy::parse(include_str!("../../../policies/strict-site.toml")).unwrap();
+        for (policy, kind, allowed) in [
+            (&p, MessageKind::AuditEntries, true),
+            (&p, MessageKind::AuditProof, true),
+            (&strict, MessageKind::AuditProof, true),
+            (&strict, MessageKind::AuditEntries, false),
+        ] {
+            let d = policy.decide(&Outbound::simple(kind, Some(&aud)));
+            assert_eq!(d.allowed, allowed, "{kind} {d:?}");
+            // Never to a site: audit material is for auditors.
+            assert!(!policy.decide(&Outbound::simple(kind, Some(&site))).allowed);
+        }
     }
 
     #[test]

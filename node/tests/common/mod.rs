@@ -187,13 +187,18 @@ pub fn admit(root: &Path, req: &Path, cert: &Path, extra: &[&str]) {
 /// role `site` (`<tmp>/<name>.cert`) and joined the consortium at `root`. Returns the site
 /// directory and what `consortium join` printed.
 pub fn joined_site(tmp: &Path, name: &str, root: &Path) -> (PathBuf, String) {
+    joined_with_roles(tmp, name, root, "site")
+}
+
+/// [`joined_site`] with the certificate roles `roles` (comma-separated).
+pub fn joined_with_roles(tmp: &Path, name: &str, root: &Path, roles: &str) -> (PathBuf, String) {
     let dir = tmp.join(name);
     let d = s(&dir);
     run_ok(&["init", "--dir", d, "--site-name", name]);
     let req = tmp.join(format!("{name}.req"));
     let cert = tmp.join(format!("{name}.cert"));
     run_ok(&["--dir", d, "node", "request", "--out", s(&req)]);
-    admit(root, &req, &cert, &["--roles", "site"]);
+    admit(root, &req, &cert, &["--roles", roles]);
     let joined = ok(&[
         "--dir",
         d,

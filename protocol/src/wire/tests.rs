@@ -329,3 +329,43 @@ fn frames_round_trip_and_refuse_oversized_envelopes() {
     assert!(Frame::from_bytes(&[]).is_err());
     assert!(Frame::from_bytes(&[9]).is_err());
 }
+
+#[test]
+fn audit_fetches_round_trip_within_their_limits() {
+    use crate::limits::{MAX_AUDIT_ENTRY_BYTES, MAX_AUDIT_PAGE};
+    for q in [
+        AuditQuery::Heads,
+        AuditQuery::Entries { from: 3, count: 9 },
+        AuditQuery::Consistency {
+            old_size: 2,
+            new_size: 5,
+        },
+        AuditQuery::Inclusion { index: 1, size: 4 },
+    ] {
+        let r = Request::Audit(q);
+        assert_eq!(Request::from_bytes(&r.to_bytes()).unwrap(), r);
+    }
+    let entry = |body: Option<Vec<u8>>| AuditEntry {
+        seq: 0,
+        body,
+        leaf: [1; 32],
+        signature: [2; 64],
+    };
+    let page = Response::Audit(AuditAnswer::Entries {
+        entries: vec![entry(Some(vec![7; 10])), entry(None)],
+    });
+    assert_eq!(Response::from_bytes(&page.to_bytes()).unwrap(), page);
+    let proof = Response::Audit(AuditAnswer::Proof {
+        hashes: vec![[3; 32]; 4],
+    });
+    assert_eq!(Response::from_bytes(&proof.to_bytes()).unwrap(), proof);
+    // A page longer than the limit, or a body over the entry limit, does not decode.
+    let long = Response::Audit(AuditAnswer::Entries {
+        entries: vec![entry(None); MAX_AUDIT_PAGE + 1],
+    });
+    assert!(Response::from_bytes(&long.to_bytes()).is_err());
+    let fat = Response::Audit(AuditAnswer::Entries {
+        entries: vec![entry(Some(vec![0; MAX_AUDIT_ENTRY_BYTES + 1]))],
+    });
+    assert!(Response::from_bytes(&fat.to_bytes()).is_err());
+}

@@ -53,8 +53,12 @@ pub struct Bundle {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BundleEntry {
     pub seq: u64,
-    /// The canonical entry body (hex).
+    /// The canonical entry body (hex); empty when the site withheld the entry from an auditor
+    /// (outside the auditor's scope), which then gives only its `leaf` hash.
     pub body: String,
+    /// The entry's leaf hash (hex), for a withheld entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf: Option<String>,
     /// The site's signature of the tree head after the entry (hex).
     pub signature: String,
 }
@@ -91,6 +95,7 @@ pub async fn export(site: &Site) -> Result<Bundle> {
         entries.extend(page.into_iter().map(|r| BundleEntry {
             seq: r.seq.max(0) as u64,
             body: hex(&r.body),
+            leaf: None,
             signature: hex(&r.signature),
         }));
     }
@@ -158,6 +163,8 @@ struct Log {
     /// The tree recomputed from the bundle's entries (the one `audit verify` uses).
     verifier: Verifier,
     events: Vec<(u64, AuditEvent)>,
+    /// Entries the site withheld (outside an auditor's scope): verified by leaf hash only.
+    withheld: u64,
     problem: Option<String>,
     bundle: Bundle,
 }
@@ -190,33 +197,33 @@ fn site_key(b: &Bundle, info: &ConsortiumInfo) -> Result<[u8; 32]> {
     Ok(body.signing_key)
 }
 
-/// Rebuilds the log of a bundle with the verifier of `audit verify`: every body decoded and
-/// hashed into the tree in order, every signed head and recorded checkpoint checked, then every
-/// own checkpoint matched against the rebuilt roots.
+/// Rebuilds the log of a bundle with the verifier of `audit verify`, under the key its
+/// root-signed certificate gives.
 fn rebuild(bundle: Bundle, info: &ConsortiumInfo) -> Result<Log> {
     let key = site_key(&bundle, info)?;
+    let origin = super::origin(&info.name, &bundle.site);
+    rebuild_keyed(bundle, key, origin)
+}
+
+/// Rebuilds a bundle's log under `key`: every body decoded and hashed into the tree in order
+/// (a withheld entry by its leaf hash alone), every signed head and recorded checkpoint
+/// checked, then every own checkpoint matched against the rebuilt roots.
+fn rebuild_keyed(bundle: Bundle, key: [u8; 32], origin: String) -> Result<Log> {
     let mut log = Log {
         site: bundle.site.clone(),
         key,
-        origin: super::origin(&info.name, &bundle.site),
+        origin,
         verifier: Verifier::new(key),
         events: Vec::with_capacity(bundle.entries.len()),
+        withheld: 0,
         problem: None,
         bundle,
     };
     for (i, e) in log.bundle.entries.iter().enumerate() {
         let seq = i as u64;
-        let bytes = unhex(&e.body, "an entry body", MAX_ENTRY_BYTES)?;
-        let checked = match (EntryBody::decode(&bytes), parse_hex::<64>(&e.signature)) {
-            (Ok(body), Some(sig)) if body.seq == seq && e.seq == seq => log
-                .verifier
-                .add(merkle::leaf_hash(&bytes), &body, None, &sig)
-                .map(|()| body),
-            (Ok(_), Some(_)) => Err("is out of place".to_string()),
-            _ => Err("does not decode".to_string()),
-        };
-        match checked {
-            Ok(body) => log.events.push((seq, body.event)),
+        match add_entry(&mut log.verifier, e, seq) {
+            Ok(Some(body)) => log.events.push((seq, body.event)),
+            Ok(None) => log.withheld += 1,
             Err(what) => {
                 log.problem = Some(format!("entry {seq}: {what}"));
                 return Ok(log);
@@ -235,6 +242,47 @@ fn rebuild(bundle: Bundle, info: &ConsortiumInfo) -> Result<Log> {
     Ok(log)
 }
 
+/// Adds entry `seq` of a bundle to the verifier: its decoded body, or `None` when withheld.
+fn add_entry(v: &mut Verifier, e: &BundleEntry, seq: u64) -> Result<Option<EntryBody>, String> {
+    let sig = parse_hex::<64>(&e.signature).ok_or("has a malformed signature")?;
+    if e.seq != seq {
+        return Err("is out of place".into());
+    }
+    if e.body.is_empty()
+        && let Some(leaf) = &e.leaf
+    {
+        let leaf = parse_hex::<32>(leaf).ok_or("has a malformed leaf hash")?;
+        return v.add(leaf, None, None, &sig).map(|()| None);
+    }
+    let bytes = unhex(&e.body, "an entry body", MAX_ENTRY_BYTES).map_err(|e| e.to_string())?;
+    match EntryBody::decode(&bytes) {
+        Ok(body) if body.seq == seq => v
+            .add(merkle::leaf_hash(&bytes), Some(&body), None, &sig)
+            .map(|()| Some(body)),
+        Ok(_) => Err("is out of place".into()),
+        Err(_) => Err("does not decode".into()),
+    }
+}
+
+/// Checks a bundle fetched from a member whose key the caller holds: the log rebuilds and
+/// its root at `size` is `root`. Returns the number of withheld entries.
+pub(crate) fn check_fetched(
+    bundle: Bundle,
+    key: [u8; 32],
+    origin: String,
+    size: u64,
+    root: Hash,
+) -> Result<(Bundle, u64)> {
+    let log = rebuild_keyed(bundle, key, origin)?;
+    if let Some(p) = &log.problem {
+        bail!("the fetched log does not verify: {p}");
+    }
+    if log.root_at(size) != Some(root) || log.verifier.size() != size {
+        bail!("the fetched entries do not make the signed checkpoint of size {size}");
+    }
+    Ok((log.bundle, log.withheld))
+}
+
 /// One site in the cross-check's verdict.
 #[derive(Debug, Serialize)]
 pub struct SiteVerdict {
@@ -248,6 +296,9 @@ pub struct SiteVerdict {
     /// The largest size whose checkpoint the quorum of distinct witnesses co-signed (and the
     /// log still has).
     pub witnessed_size: Option<u64>,
+    /// Entries the site withheld from the auditor who fetched the bundle (outside its scope):
+    /// they verify as part of the signed tree, but their messages cannot be matched.
+    pub withheld: u64,
 }
 
 /// Something that does not agree.
@@ -263,6 +314,9 @@ pub struct CrossCheck {
     pub consistent: bool,
     pub sites: Vec<SiteVerdict>,
     pub matched_messages: u64,
+    /// Messages whose other side could not be checked because that site withheld entries
+    /// from the auditor (not findings).
+    pub unchecked_messages: u64,
     pub findings: Vec<Finding>,
     pub alarms: Vec<Finding>,
 }
@@ -302,14 +356,16 @@ pub fn cross_check(bundles: Vec<Bundle>, info: &ConsortiumInfo, quorum: u32) -> 
             newest_cosigned: newest,
             witnesses,
             witnessed_size,
+            withheld: log.withheld,
         });
     }
-    let matched = match_messages(&logs, &mut findings);
+    let (matched, unchecked) = match_messages(&logs, &mut findings);
     let alarms = alarms(&logs);
     Ok(CrossCheck {
         consistent: findings.is_empty() && alarms.is_empty() && sites.iter().all(|s| s.verified),
         sites,
         matched_messages: matched,
+        unchecked_messages: unchecked,
         findings,
         alarms,
     })
@@ -471,11 +527,17 @@ fn logged(logs: &[Log]) -> (Sent<'_>, Received<'_>) {
 }
 
 /// Every `received` with its `sent` at the sender (same size, study and round), and every
-/// `sent` to a site in the check with its `received` there; returns the matched count.
-fn match_messages(logs: &[Log], findings: &mut Vec<Finding>) -> u64 {
+/// `sent` to a site in the check with its `received` there; returns the matched count and
+/// the count of messages whose other side is a site that withheld entries (not checkable).
+fn match_messages(logs: &[Log], findings: &mut Vec<Finding>) -> (u64, u64) {
     let (sent, received) = logged(logs);
     let present: Vec<&SiteId> = logs.iter().map(|l| &l.site).collect();
-    let mut matched = 0;
+    let withheld: Vec<&SiteId> = logs
+        .iter()
+        .filter(|l| l.withheld > 0)
+        .map(|l| &l.site)
+        .collect();
+    let (mut matched, mut unchecked) = (0, 0);
     for ((hash, _), r) in &received {
         let Some(from) = r.peer.filter(|f| present.contains(f)) else {
             continue;
@@ -496,6 +558,10 @@ fn match_messages(logs: &[Log], findings: &mut Vec<Finding>) -> u64 {
                 r.show("received"),
                 hex(&hash[..8])
             ),
+            None if withheld.contains(&from) => {
+                unchecked += 1;
+                continue;
+            }
             None => format!(
                 "{} from {from}, which has no sent entry for message {}",
                 r.show("received"),
@@ -515,6 +581,10 @@ fn match_messages(logs: &[Log], findings: &mut Vec<Finding>) -> u64 {
         if let Some(to) = s.peer.filter(|t| present.contains(t))
             && !received.contains_key(&(*hash, to))
         {
+            if withheld.contains(&to) {
+                unchecked += 1;
+                continue;
+            }
             findings.push(Finding {
                 site: to.clone(),
                 what: format!(
@@ -525,7 +595,7 @@ fn match_messages(logs: &[Log], findings: &mut Vec<Finding>) -> u64 {
             });
         }
     }
-    matched
+    (matched, unchecked)
 }
 
 fn alarms(logs: &[Log]) -> Vec<Finding> {

@@ -25,7 +25,7 @@ use super::hexser;
 pub const ENTRY_VERSION: u16 = 1;
 
 /// Largest entry body accepted (reasons and texts are short by contract).
-pub const MAX_ENTRY_BYTES: usize = 64 * 1024;
+pub const MAX_ENTRY_BYTES: usize = fedanno_protocol::limits::MAX_AUDIT_ENTRY_BYTES;
 
 /// One audited event. The variant decides the entry's `kind` column ([`AuditEvent::kind`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -299,6 +299,28 @@ impl AuditLog {
         Ok(self.store.witness_alarms().await?)
     }
 
+    /// Entries from `from` on, at most `count`, as stored (for an auditor's fetch).
+    pub async fn raw_entries(
+        &self,
+        from: u64,
+        count: u32,
+    ) -> Result<Vec<crate::site::store::RawAuditRow>, AuditError> {
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        Ok(self.store.audit_raw_entries(from, count).await?)
+    }
+
+    /// The co-signatures this site's checkpoints received: (size, root, co-signature).
+    pub async fn cosignatures(&self) -> Result<Vec<(u64, Hash, Cosignature)>, AuditError> {
+        Ok(self.store.audit_cosignatures().await?)
+    }
+
+    /// The checkpoint of each other log this site co-signed last.
+    pub async fn all_witnessed(
+        &self,
+    ) -> Result<Vec<fedanno_protocol::wire::SignedCheckpoint>, AuditError> {
+        Ok(self.store.witness_all_latest().await?)
+    }
+
     /// The current size and root of the log.
     pub async fn head(&self) -> Result<(u64, Hash), AuditError> {
         Ok(self.store.audit_head().await?)

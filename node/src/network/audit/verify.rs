@@ -320,17 +320,19 @@ impl Verifier {
             what: format!("entry {seq}: {what}"),
         };
         let (leaf, body) = entry_body(row, seq).map_err(bad)?;
-        self.add(leaf, &body, Some(&row.root_after), &row.signature)
+        self.add(leaf, Some(&body), Some(&row.root_after), &row.signature)
             .map_err(bad)
     }
 
     /// Adds the next entry (its leaf hash and decoded body) to the recomputed tree and checks
     /// its signed head, the stored head `stored_root` when the source keeps one, and the
-    /// checkpoint the entry records, if any. The error says what is wrong with the entry.
+    /// checkpoint the entry records, if any (`body` is `None` for an entry withheld from an
+    /// auditor: only its place in the signed tree is checked). The error says what is wrong
+    /// with the entry.
     pub(super) fn add(
         &mut self,
         leaf: Hash,
-        body: &EntryBody,
+        body: Option<&EntryBody>,
         stored_root: Option<&[u8]>,
         signature: &[u8],
     ) -> Result<(), String> {
@@ -346,8 +348,9 @@ impl Verifier {
                 "its signature does not verify with the site's public key: the row was forged or rewritten".into(),
             );
         }
-        if let AuditEvent::Checkpoint { size, root: r }
-        | AuditEvent::Cosigned { size, root: r, .. } = &body.event
+        if let Some(body) = body
+            && let AuditEvent::Checkpoint { size, root: r }
+            | AuditEvent::Cosigned { size, root: r, .. } = &body.event
         {
             if *size > seq || self.root_at(*size) != *r {
                 return Err(format!(

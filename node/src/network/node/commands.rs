@@ -46,6 +46,11 @@ pub(crate) enum AppCommand {
         reply: Reply<Option<u64>>,
     },
     ReaderStudy(ReaderStudyCommand),
+    /// An auditor's node fetches a site's log (`audit fetch`).
+    AuditFetch {
+        from: SiteId,
+        reply: Reply<super::auditors::Fetched>,
+    },
 }
 
 pub(super) async fn execute(cx: &Context, c: AppCommand) {
@@ -88,6 +93,9 @@ pub(super) async fn execute(cx: &Context, c: AppCommand) {
             let _ = reply.send(cx.reload_revocations(list).await);
         }
         AppCommand::ReaderStudy(c) => crate::reader_studies::network::execute(cx, c).await,
+        AppCommand::AuditFetch { from, reply } => {
+            let _ = reply.send(super::auditors::fetch(cx, &from).await);
+        }
     }
 }
 

@@ -56,6 +56,11 @@ impl Identity {
         self.body.has_role(role)
     }
 
+    /// An auditor's node: it fetches audit material and does nothing else on the network.
+    pub(crate) fn fetch_only(&self) -> bool {
+        fedanno_protocol::cert::fetch_only(&self.body.roles)
+    }
+
     /// The site's signing key (envelopes, receipts, checkpoints, rosters, round keys).
     pub(crate) fn signing(&self) -> &Ed25519KeyPair {
         &self.signing

@@ -11,7 +11,7 @@ use super::context::Context;
 use super::envelopes::Rejection;
 use super::members::MemberInfo;
 use super::outbound::Release;
-use super::{AppError, membership, witness};
+use super::{AppError, auditors, membership, witness};
 use crate::network::audit::AuditEvent;
 use crate::network::kinds::{Arrival, MessageKind};
 use crate::network::p2p::{NetEvent, PeerId};
@@ -128,6 +128,7 @@ fn arrival_of(r: &Request) -> Arrival {
         Request::Witness { .. } => Arrival::Kind(MessageKind::Witness),
         Request::Notice { .. } => Arrival::Kind(MessageKind::Notice),
         Request::ReaderStudy(_) => Arrival::ReaderStudy,
+        Request::Audit(q) => Arrival::Kind(auditors::kind_of(q)),
     }
 }
 
@@ -179,7 +180,32 @@ async fn answer(
     req: Request,
 ) -> Result<(), AppError> {
     let none = Release::default();
+    // An auditor fetches; anything else it asks is refused (and audited as rejected). Audit
+    // fetches from anyone else are for the policy to decide (its rules name the roles).
+    if member.fetch_only() && !matches!(req, Request::Audit(_) | Request::GetCheckpoint) {
+        let why = "an auditor may only fetch audit material".to_string();
+        cx.reject(member.site.as_str(), why, Some(opened.message_hash))
+            .await;
+        let r = Response::Refused {
+            reason: RefusalReason::NotPermitted,
+        };
+        return cx
+            .respond(member, id, MessageKind::Refusal, &none, &r)
+            .await;
+    }
+    // An auditor's node takes part in nothing: no studies, no witnessing.
+    if cx.identity().fetch_only()
+        && matches!(req, Request::ReaderStudy(_) | Request::Witness { .. })
+    {
+        let r = Response::Refused {
+            reason: RefusalReason::NotPermitted,
+        };
+        return cx
+            .respond(member, id, MessageKind::Refusal, &none, &r)
+            .await;
+    }
     match req {
+        Request::Audit(q) => auditors::answer(cx, member, id, q).await,
         Request::GetCheckpoint => {
             let checkpoint = cx.audit().checkpoint().await?;
             let r = Response::Checkpoint { checkpoint };
@@ -237,6 +263,15 @@ async fn gossip(cx: &Context, source: PeerId, bytes: &[u8]) -> bool {
         return false;
     }
     let from = member.site.as_str();
+    if member.fetch_only() {
+        cx.reject(
+            from,
+            "gossip from an auditor, which may only fetch".into(),
+            None,
+        )
+        .await;
+        return false;
+    }
     let Ok(Frame::Envelope { bytes: env_bytes }) = Frame::from_bytes(bytes) else {
         cx.reject(from, "gossip that is not an envelope".into(), None)
             .await;

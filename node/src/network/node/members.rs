@@ -49,6 +49,11 @@ impl MemberInfo {
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
+
+    /// An auditor: may fetch audit material, nothing else.
+    pub fn fetch_only(&self) -> bool {
+        fedanno_protocol::cert::fetch_only(&self.roles)
+    }
 }
 
 #[derive(Default)]

@@ -14,6 +14,7 @@
 //! connected members, the activity signal). Slow work runs in tasks bounded by a semaphore;
 //! locks are std locks held for a few statements, never across an await.
 
+mod auditors;
 mod commands;
 pub(crate) mod context;
 mod envelopes;
@@ -44,6 +45,7 @@ use crate::network::p2p::{self, Multiaddr, NetConfig, NetError, NetEvent, NetSta
 use crate::network::policy::Policy;
 use crate::reader_studies::ReaderStudyError;
 use crate::site::store::Store;
+pub use auditors::Fetched;
 use commands::AppCommand;
 use context::Context;
 pub(crate) use inbound::issue_receipt;
@@ -310,6 +312,13 @@ impl AppHandle {
             .await?
     }
 
+    /// Fetches a site's audit log up to a fresh checkpoint and checks it (an auditor's node;
+    /// the site's policy decides what it gets).
+    pub async fn audit_fetch(&self, from: SiteId) -> Result<Fetched, AppError> {
+        self.ask(|reply| AppCommand::AuditFetch { from, reply })
+            .await?
+    }
+
     /// Sends a reader-study command to the actor.
     pub(crate) async fn reader_study<T>(
         &self,
@@ -445,6 +454,25 @@ impl AppHandle {
         };
         let rel = outbound::Release::default();
         cx.request(to, MessageKind::Witness, &rel, &req, None).await
+    }
+
+    /// Test hook: sends `req` to `to` as a message of `kind` belonging to reader study
+    /// `study`, audited but past this node's policy (what a member that ignores its own
+    /// policy would send).
+    #[cfg(feature = "test-hooks")]
+    pub async fn send_request(
+        &self,
+        to: &SiteId,
+        kind: MessageKind,
+        study: Option<&str>,
+        req: &fedanno_protocol::wire::Request,
+    ) -> Result<fedanno_protocol::wire::Response, AppError> {
+        let rel = outbound::Release {
+            reader_study: study,
+            ..outbound::Release::default()
+        };
+        let member = self.cx.member(to)?;
+        self.cx.request_gated(&member, kind, &rel, req, None).await
     }
 
     /// Test hook: the raw network handle, to send frames past the node's own checks as an

@@ -133,6 +133,19 @@ impl Context {
             return Err(AppError::NotConnected(to.to_string()));
         }
         self.gate(kind, rel, Some(&member)).await?;
+        self.request_gated(&member, kind, rel, req, deadline).await
+    }
+
+    /// [`Context::request`] for a request the caller has put through the gate.
+    pub(crate) async fn request_gated(
+        &self,
+        member: &MemberInfo,
+        kind: MessageKind,
+        rel: &Release<'_>,
+        req: &Request,
+        deadline: Option<Duration>,
+    ) -> Result<Response, AppError> {
+        let to = &member.site;
         let header = self.header(Some(to.clone()), PayloadKind::Request, rel.reader_study);
         let recipient = [(to.clone(), member.sealing_key)];
         let seal_to = rel.seal.then_some(&recipient[..]);
@@ -146,7 +159,7 @@ impl Context {
                 })??,
             None => self.net().request(member.peer, bytes).await?,
         };
-        let (_, response) = self.open_response(&member, &reply).await?;
+        let (_, response) = self.open_response(member, &reply).await?;
         if let Response::Receipt { receipt } = &response {
             if receipt.message_hash != env.message_hash() || receipt.receiver != member.site {
                 return Err(AppError::BadReply(
@@ -203,6 +216,11 @@ impl Context {
 
     /// Publishes gossip sealed to every connected member.
     pub(super) async fn publish(&self, kind: MessageKind, g: &Gossip) -> Result<(), AppError> {
+        if self.identity().fetch_only() {
+            return Err(AppError::Refused(
+                "an auditor's node only fetches: it publishes nothing".into(),
+            ));
+        }
         self.drop_lapsed().await;
         self.gate(kind, &Release::default(), None).await?;
         let recipients: Vec<(SiteId, [u8; 32])> = self
@@ -224,7 +242,7 @@ impl Context {
     /// Signs a checkpoint of our audit log and publishes it to the members.
     pub(crate) async fn checkpoint(&self) -> Result<SignedCheckpoint, AppError> {
         let cp = self.audit().checkpoint().await?;
-        if self.members().len() > 0 {
+        if self.members().len() > 0 && !self.identity().fetch_only() {
             let g = Gossip::Checkpoint {
                 checkpoint: cp.clone(),
             };

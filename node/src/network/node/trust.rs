@@ -187,7 +187,7 @@ impl Context {
         let Some(list) = self.trust().list() else {
             return;
         };
-        if self.members().len() == 0 {
+        if self.members().len() == 0 || self.identity().fetch_only() {
             return;
         }
         let g = Gossip::Revocations {

@@ -279,6 +279,9 @@ pub(super) async fn ask_cosignature(
 /// Signs a checkpoint, publishes it, and asks every connected member to co-sign it; returns
 /// the co-signatures received (failures are logged).
 pub(super) async fn witness_round(cx: &Context) -> Result<Vec<Cosignature>, AppError> {
+    if cx.identity().fetch_only() {
+        return Ok(Vec::new()); // An auditor's log is its own business: nobody witnesses it.
+    }
     let cp = cx.checkpoint().await?;
     let mut got = Vec::new();
     let policy = &cx.policy().witness;
@@ -286,7 +289,7 @@ pub(super) async fn witness_round(cx: &Context) -> Result<Vec<Cosignature>, AppE
         .members()
         .all()
         .into_iter()
-        .filter(|m| policy.asks(&m.site))
+        .filter(|m| !m.fetch_only() && policy.asks(&m.site))
     {
         match ask_cosignature(cx, &m.site, &cp).await {
             Ok(c) => got.push(c),

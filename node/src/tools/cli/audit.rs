@@ -67,6 +67,19 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// On an auditor's node (certificate role `auditor`, `node run` going): fetch a site's
+    /// log up to a fresh checkpoint it signs, check it, and write it as a bundle for
+    /// `cross-check`. The site's policy decides what the auditor gets (entries outside its
+    /// scope come as leaf hashes) and audits every fetch.
+    Fetch {
+        /// The site whose log to fetch.
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Sign a checkpoint of the log now (C2SP tlog-checkpoint) and record it.
     Checkpoint {
         #[arg(long)]
@@ -148,6 +161,7 @@ pub async fn run(site: &Site, what: AuditCommand) -> Result<ExitCode> {
             json,
         } => export(site, format, &out, &filter, json).await,
         AuditCommand::Checkpoint { json } => checkpoint(site, json).await,
+        AuditCommand::Fetch { from, out, json } => fetch(site, from, &out, json).await,
         AuditCommand::CrossCheck {
             consortium,
             bundles,
@@ -358,6 +372,35 @@ async fn export(
     let wrote = json!({"entries": entries.len(), "out": out.display().to_string()});
     emit(json, &wrote, |_| {
         println!("Wrote {} audit entries to {}", entries.len(), out.display())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `audit fetch`: through the running node of an auditor's site.
+async fn fetch(site: &Site, from: String, out: &Path, json: bool) -> Result<ExitCode> {
+    let f = crate::network::control::audit_fetch(&site.dir, from).await?;
+    let text = serde_json::to_string(&f.bundle)?;
+    crate::site::files::write_bytes(out, text.as_bytes()).context("cannot write the bundle")?;
+    let v = json!({
+        "site": f.site,
+        "size": f.size,
+        "withheld": f.withheld,
+        "consistent_with": f.consistent_with,
+        "out": out.display().to_string(),
+    });
+    emit(json, &v, |_| {
+        let since = f
+            .consistent_with
+            .map(|n| format!(", proven consistent with size {n} fetched before"))
+            .unwrap_or_default();
+        let line = format!(
+            "Fetched {}'s log up to its signed checkpoint of size {} ({} entries withheld{since}); wrote {}",
+            f.site,
+            f.size,
+            f.withheld,
+            out.display()
+        );
+        println!("{}", crate::tools::logging::escape_line(&line));
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{self, bounded, byte_array};
 use crate::crypto;
 use crate::ids::SiteId;
-use crate::limits::{MAX_NAME_LEN, MAX_TEXT};
+use crate::limits::{MAX_NAME_LEN, MAX_RECIPIENTS, MAX_TEXT};
 use crate::secagg::{MaskedInput, RoundKey, SignedRoster, SubmissionStatement};
-use crate::wire::WireError;
+use crate::wire::{Cosignature, SignedCheckpoint, WireError};
 
 /// Signature domain of study manifests.
 pub const DOMAIN_MANIFEST: &[u8] = b"fedanno-study-manifest-v1\0";
@@ -123,14 +123,32 @@ pub enum ReaderStudyRequest {
         #[serde(deserialize_with = "bounded::bytes::<_, MAX_JOB_BYTES>")]
         body: Vec<u8>,
     },
+    /// Coordinator → site, before the report is released: have your audit log co-signed by
+    /// your witnesses now and show the checkpoint and its co-signatures.
+    Witness {
+        #[serde(deserialize_with = "bounded::string::<_, MAX_NAME_LEN>")]
+        study: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReaderStudyResponse {
-    Key { key: RoundKey },
-    Masked { input: MaskedInput },
-    Statement { statement: SubmissionStatement },
+    Key {
+        key: RoundKey,
+    },
+    Masked {
+        input: MaskedInput,
+    },
+    Statement {
+        statement: SubmissionStatement,
+    },
     Accepted,
+    /// The site's fresh checkpoint and the co-signatures its witnesses gave it.
+    Witnessed {
+        checkpoint: SignedCheckpoint,
+        #[serde(deserialize_with = "bounded::vec::<_, Cosignature, MAX_RECIPIENTS>")]
+        cosignatures: Vec<Cosignature>,
+    },
 }
 
 impl ReaderStudyRequest {
@@ -140,7 +158,8 @@ impl ReaderStudyRequest {
             ReaderStudyRequest::Announce { manifest } => Some(&manifest.study),
             ReaderStudyRequest::Decision { study, .. }
             | ReaderStudyRequest::Progress { study, .. }
-            | ReaderStudyRequest::Release { study, .. } => Some(study),
+            | ReaderStudyRequest::Release { study, .. }
+            | ReaderStudyRequest::Witness { study } => Some(study),
             ReaderStudyRequest::Keys { roster } | ReaderStudyRequest::Input { roster, .. } => {
                 Some(&roster.roster.study)
             }

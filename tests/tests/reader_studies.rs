@@ -150,7 +150,14 @@ async fn run_reader_study(
         assert!(d.joined, "{:?}", d.reasons);
         m.node.handle.reader_study_assign(&id).await.unwrap();
     }
-    let (run, _report) = coord.reader_study_run_and_report(&id).await.unwrap();
+    let (run, report) = coord.reader_study_run_and_report(&id).await.unwrap();
+    // The milestone before the release: every site's log co-signed by both others, each
+    // co-signature verified by the coordinator.
+    assert_eq!(report.audit.len(), members.len(), "{:?}", report.audit);
+    for h in &report.audit {
+        assert_eq!(h.witnesses.len(), members.len() - 1, "{h:?}");
+        assert!(!h.witnesses.contains(&h.site), "{h:?}");
+    }
     (id, run)
 }
 
@@ -398,6 +405,45 @@ async fn a_refusing_site_sends_only_its_decline() {
     assert!(
         decisions.iter().any(|e| matches!(e, AuditEvent::Decision { kind, study: Some(s), allowed: true, .. } if kind == "study-decision" && *s == id)),
         "{decisions:?}"
+    );
+    for m in members {
+        m.node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_report_is_released_while_a_log_lacks_its_quorum_of_witnesses() {
+    // The coordinator wants three co-signatures per log; three sites can give each other two.
+    let mut strict = Policy::default_site();
+    strict.witness.quorum = 3;
+    let (_c, members) = consortium(&["site-a", "site-b", "site-c"], 10, &[strict]).await;
+    let coord = &members[0].node.handle;
+    let (id, _) = coord
+        .reader_study_launch(SEGMENTATION_MANIFEST)
+        .await
+        .unwrap();
+    for m in &members {
+        assert!(m.node.handle.reader_study_join(&id).await.unwrap().joined);
+        m.node.handle.reader_study_assign(&id).await.unwrap();
+    }
+    let e = coord
+        .reader_study_run_and_report(&id)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not witnessed") && e.contains("quorum is 3"),
+        "{e}"
+    );
+    for m in &members {
+        let report = m.store.reader_study_result(&id, ReleaseKind::Report).await;
+        assert!(report.unwrap().is_none(), "{}", m.id);
+    }
+    // Each participant had its log co-signed for the milestone, and noted it in the study.
+    let notes = events(members[1].store.clone(), "study", &id).await;
+    assert!(
+        notes.iter().any(|e| format!("{e:?}").contains("milestone")),
+        "{notes:?}"
     );
     for m in members {
         m.node.stop().await;

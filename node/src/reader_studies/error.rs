@@ -11,6 +11,8 @@ use crate::site::store::StoreError;
 
 #[derive(Debug, Error)]
 pub enum ReaderStudyError {
+    #[error("the report is not released: a log is not witnessed by the quorum ({0})")]
+    Unwitnessed(String),
     #[error("no study {0} at this site")]
     Unknown(String),
     #[error("this site does not coordinate study {0}")]

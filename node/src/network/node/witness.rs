@@ -279,8 +279,16 @@ pub(super) async fn ask_cosignature(
 /// Signs a checkpoint, publishes it, and asks every connected member to co-sign it; returns
 /// the co-signatures received (failures are logged).
 pub(super) async fn witness_round(cx: &Context) -> Result<Vec<Cosignature>, AppError> {
+    Ok(witness_round_checkpoint(cx).await?.1)
+}
+
+/// [`witness_round`], returning the checkpoint too (a study milestone shows both).
+pub(crate) async fn witness_round_checkpoint(
+    cx: &Context,
+) -> Result<(SignedCheckpoint, Vec<Cosignature>), AppError> {
     if cx.identity().fetch_only() {
-        return Ok(Vec::new()); // An auditor's log is its own business: nobody witnesses it.
+        // An auditor's log is its own business: nobody witnesses it.
+        return Ok((cx.audit().checkpoint().await?, Vec::new()));
     }
     let cp = cx.checkpoint().await?;
     let mut got = Vec::new();
@@ -296,7 +304,7 @@ pub(super) async fn witness_round(cx: &Context) -> Result<Vec<Cosignature>, AppE
             Err(e) => tracing::warn!(witness = %m.site, error = %e, "no co-signature"),
         }
     }
-    Ok(got)
+    Ok((cp, got))
 }
 
 /// Fetches a member's latest signed checkpoint and checks its signature.

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use fedanno_protocol::cert::Role;
 use fedanno_protocol::ids::SiteId;
-use fedanno_protocol::reader_study::{ReadCount, ReaderStudyRequest, SignedManifest};
-use fedanno_protocol::wire::{Request, Response};
+use fedanno_protocol::reader_study::{
+    ReadCount, ReaderStudyRequest, ReaderStudyResponse, SignedManifest,
+};
+use fedanno_protocol::wire::{Cosignature, Request, Response, SignedCheckpoint};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -18,7 +20,7 @@ use crate::network::audit::AuditEvent;
 use crate::network::kinds::MessageKind;
 use crate::network::node::context::Context;
 use crate::network::node::outbound::Release;
-use crate::network::node::{AppError, AppHandle, fetch_checkpoint};
+use crate::network::node::{AppError, AppHandle, witness_round_checkpoint};
 use crate::reader_studies::ReaderStudyError;
 use crate::reader_studies::jobs::{self, ConsensusOutcome, EmError, Job, QualityOutcome};
 use crate::reader_studies::local;
@@ -215,6 +217,8 @@ pub struct Delivery {
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a site has to acknowledge a release.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a site may take to have its log co-signed at the report milestone.
+const WITNESS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Sends a reader-study request to `to` and waits for its answer.
 async fn exchange(
@@ -619,27 +623,97 @@ async fn traffic(cx: &Context, study: &str) -> Result<HashMap<String, (u64, u64,
     Ok(traffic)
 }
 
-/// Every site's audit log head: ours, and each other site's signed checkpoint.
-async fn audit_heads(cx: &Context, sites: &[String]) -> Result<Vec<AuditRef>, AppError> {
-    let cp = cx.audit().checkpoint().await?;
-    let mut heads = vec![AuditRef {
-        site: cx.site().to_string(),
-        size: cp.size,
-        root: hex(&cp.root),
-    }];
+/// The study's milestone before its report: every contributing site's log (and the
+/// coordinator's) co-signed now by a quorum of its witnesses (the coordinator's `[witness]
+/// quorum`), each co-signature verified here. A contributing site short of the quorum stops the
+/// release. Sites that did not contribute are listed with what they showed, if anything.
+async fn witnessed_heads(
+    cx: &Context,
+    study: &str,
+    contributed: &[String],
+    sites: &[String],
+) -> Result<Vec<AuditRef>, AppError> {
+    let quorum = cx.policy().witness.quorum as usize;
+    let (cp, cos) = witness_round_checkpoint(cx).await?;
+    let mut heads = vec![head(cx, &cp, &cos)];
     for site in sites.iter().filter(|s| *s != cx.site().as_str()) {
         let Ok(to) = SiteId::new(site.clone()) else {
             continue;
         };
-        if let Ok(checkpoint) = fetch_checkpoint(cx, &to).await {
-            heads.push(AuditRef {
-                site: site.clone(),
-                size: checkpoint.size,
-                root: hex(&checkpoint.root),
-            });
+        let req = ReaderStudyRequest::Witness {
+            study: study.to_string(),
+        };
+        let rel = Release::of(study);
+        let shown = match exchange(cx, &to, MessageKind::Witness, &rel, req, WITNESS_TIMEOUT).await
+        {
+            Ok(Response::ReaderStudy(ReaderStudyResponse::Witnessed {
+                checkpoint,
+                cosignatures,
+            })) => checked_head(cx, &to, &checkpoint, &cosignatures),
+            Ok(_) => Err("an unexpected answer".to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match shown {
+            Ok(h) => heads.push(h),
+            Err(why) if contributed.contains(site) => {
+                return Err(ReaderStudyError::Unwitnessed(format!("{site}: {why}")).into());
+            }
+            Err(why) => note(cx, study, format!("{site} showed no witnessed log: {why}")).await?,
+        }
+    }
+    for h in &heads {
+        let required = contributed.contains(&h.site) || h.site == cx.site().as_str();
+        if required && h.witnesses.len() < quorum {
+            return Err(ReaderStudyError::Unwitnessed(format!(
+                "{}'s checkpoint of size {} has {} co-signatures; the quorum is {quorum}",
+                h.site,
+                h.size,
+                h.witnesses.len()
+            ))
+            .into());
         }
     }
     Ok(heads)
+}
+
+/// A checkpoint and the distinct witnesses whose co-signature of it verifies.
+fn head(cx: &Context, cp: &SignedCheckpoint, cos: &[Cosignature]) -> AuditRef {
+    let mut witnesses: Vec<String> = cos
+        .iter()
+        .filter(|c| {
+            let key = if &c.witness == cx.site() {
+                Some(cx.audit().public_key())
+            } else {
+                cx.members().signing_key(&c.witness)
+            };
+            key.is_some_and(|k| c.verify(cp, &k).is_ok())
+        })
+        .map(|c| c.witness.to_string())
+        .collect();
+    witnesses.sort();
+    witnesses.dedup();
+    AuditRef {
+        site: cp.signer.to_string(),
+        size: cp.size,
+        root: hex(&cp.root),
+        witnesses,
+    }
+}
+
+/// What a site showed at the milestone: its own checkpoint (its key, its log's origin) with
+/// the co-signatures that verify.
+fn checked_head(
+    cx: &Context,
+    site: &SiteId,
+    cp: &SignedCheckpoint,
+    cos: &[Cosignature],
+) -> Result<AuditRef, String> {
+    let key = cx.member(site).map_err(|e| e.to_string())?.signing_key;
+    let origin = crate::network::audit::origin(cx.identity().consortium(), site);
+    if &cp.signer != site || cp.origin != origin || cp.verify(&key).is_err() {
+        return Err("a checkpoint that is not its own".into());
+    }
+    Ok(head(cx, cp, cos))
 }
 
 /// Builds the reader-study report at the coordinator, stores it and sends it to the sites.
@@ -652,6 +726,11 @@ async fn finish(cx: &Context, run: &ReaderStudyRun) -> Result<ReaderStudyReport,
         .reader_study_sites(id)
         .await
         .map_err(ReaderStudyError::from)?;
+    let contributed: Vec<String> = rows
+        .iter()
+        .filter(|r| r.status == SiteStatus::Contributed)
+        .map(|r| r.site.clone())
+        .collect();
     let sites = rows
         .iter()
         .map(|r| {
@@ -675,7 +754,7 @@ async fn finish(cx: &Context, run: &ReaderStudyRun) -> Result<ReaderStudyReport,
         restarts: run.progress.restarts,
         dropped: run.progress.dropped.clone(),
         one_round_refused: run.one_round_refused.clone(),
-        audit: audit_heads(cx, &run.sites).await?,
+        audit: witnessed_heads(cx, id, &contributed, &run.sites).await?,
     };
     let report = summary::build(m, &run.consensus, run.quality.as_ref(), &facts);
     let json = crate::reader_studies::report::to_json(&report).to_string();

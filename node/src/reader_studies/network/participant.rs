@@ -16,7 +16,7 @@ use super::{ReaderStudyRuntime, Refusal, local_data, new_secret, note, participa
 use crate::network::kinds::MessageKind;
 use crate::network::node::context::Context;
 use crate::network::node::outbound::Release;
-use crate::network::node::{AppError, MemberInfo, issue_receipt};
+use crate::network::node::{AppError, MemberInfo, issue_receipt, witness_round_checkpoint};
 use crate::network::policy::Outbound;
 use crate::reader_studies::ReaderStudyError;
 use crate::reader_studies::jobs::{self, ConsensusOutcome, Job, LocalData, Statistic};
@@ -145,7 +145,44 @@ pub(crate) async fn handle(
         ReaderStudyRequest::Release { study, what, body } => {
             release(&a, &study, &what, &body).await
         }
+        ReaderStudyRequest::Witness { study } => witness_now(&a, &study).await,
     }
+}
+
+/// The coordinator's milestone before its report: this site has its checkpoint co-signed by
+/// its witnesses now and answers with it and the co-signatures.
+async fn witness_now(a: &Asked<'_>, study: &str) -> Result<(), AppError> {
+    let coordinator = a.member.site.as_str();
+    let check = |row: &ReaderStudyRow| {
+        if row.coordinator != coordinator {
+            return Err(
+                "a witness milestone from a site that does not coordinate the study".into(),
+            );
+        }
+        Ok(())
+    };
+    if a.reader_study(study, check).await?.is_none() {
+        return Ok(());
+    }
+    let (checkpoint, cosignatures) = witness_round_checkpoint(a.cx).await?;
+    let what = format!(
+        "checkpoint of size {} co-signed by {} witnesses for the coordinator's milestone",
+        checkpoint.size,
+        cosignatures.len()
+    );
+    note(a.cx, study, what).await?;
+    let answer = Response::ReaderStudy(ReaderStudyResponse::Witnessed {
+        checkpoint,
+        cosignatures,
+    });
+    a.cx.respond(
+        a.member,
+        a.id,
+        MessageKind::Witness,
+        &Release::of(study),
+        &answer,
+    )
+    .await
 }
 
 /// The coordinator records a participant's decision.

@@ -142,6 +142,10 @@ pub struct AuditRef {
     pub size: u64,
     /// Hex.
     pub root: String,
+    /// The witnesses whose co-signatures of this checkpoint the coordinator verified before
+    /// releasing the report.
+    #[serde(default)]
+    pub witnesses: Vec<String>,
 }
 
 impl ReaderStudyReport {
@@ -422,16 +426,26 @@ fn cohen_table(a: &Agreement) -> Table {
 }
 
 fn audit_table(r: &ReaderStudyReport) -> Table {
-    let rows = r
-        .audit
-        .iter()
-        .map(|a| vec![a.site.clone(), a.size.to_string(), a.root.clone()]);
+    let rows = r.audit.iter().map(|a| {
+        let witnesses = if a.witnesses.is_empty() {
+            "none".to_string()
+        } else {
+            a.witnesses.join(", ")
+        };
+        vec![
+            a.site.clone(),
+            a.size.to_string(),
+            a.root.clone(),
+            witnesses,
+        ]
+    });
     Table {
-        caption: "Signed audit log checkpoints per site",
+        caption: "Signed audit log checkpoints per site, co-signed before the report",
         cols: vec![
             ("site", Col::Left),
             ("log size", Col::Right),
             ("root", Col::Mono),
+            ("co-signed by", Col::Left),
         ],
         rows: rows.collect(),
     }

@@ -111,6 +111,7 @@ fn segmentation() -> ReaderStudyReport {
             site: "site-charite".into(),
             size: 4112,
             root: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            witnesses: vec!["site-b".into(), "site-c".into()],
         }],
     }
 }

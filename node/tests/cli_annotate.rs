@@ -69,6 +69,35 @@ impl Site {
     }
 }
 
+/// A gzip-compressed NIfTI-1 file of `dim` zero voxels (u8), written as a stream: a few
+/// hundred kilobytes that inflate to the whole grid.
+fn write_bomb(path: &Path, dim: [i16; 3]) {
+    use std::io::Write;
+    let one = NiftiImage::from_u8([1, 1, 1], [1.0; 3], diag(), vec![0]).unwrap();
+    let mut header = nifti::write_bytes(&one, false).unwrap();
+    header.truncate(header.len() - 1);
+    for (i, d) in dim.iter().enumerate() {
+        header[42 + 2 * i..44 + 2 * i].copy_from_slice(&d.to_le_bytes());
+    }
+    let file = std::fs::File::create(path).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    gz.write_all(&header).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    let total = dim.iter().map(|&d| d as usize).product::<usize>();
+    for _ in 0..total / zeros.len() {
+        gz.write_all(&zeros).unwrap();
+    }
+    gz.finish().unwrap();
+}
+
+fn diag() -> [[f64; 4]; 4] {
+    let mut m = [[0.0; 4]; 4];
+    for (i, row) in m.iter_mut().enumerate() {
+        row[i] = 1.0;
+    }
+    m
+}
+
 fn read_labels(path: &Path) -> (NiftiImage, Vec<u8>) {
     let img = nifti::read_file(path, &Default::default()).unwrap();
     let labels = img.to_labels_u8().unwrap();
@@ -276,6 +305,28 @@ fn bad_masks_are_clear_errors_and_store_nothing() {
     std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
     let e = refused(&[], &trunc);
     assert!(e.contains("trunc.nii.gz"), "{e}");
+    // A 1 MB .nii.gz that inflates to 512 MiB on another grid: refused from its header,
+    // before any voxel is read.
+    let bomb = s.path("bomb.nii.gz");
+    write_bomb(&bomb, [1024, 1024, 512]);
+    let (b, series_arg, dir) = (s.p(&bomb), series.clone(), s.p(&s.dir));
+    let args = [
+        "--dir",
+        &dir,
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        "--series",
+        &series_arg,
+        &b,
+    ];
+    let (ok, e, peak) = common::run_measured(&args);
+    assert!(
+        !ok && e.contains("dimensions") && e.contains("1024x1024x512"),
+        "{e}"
+    );
+    assert!(peak < 100 << 20, "peak {} MB", peak >> 20);
     // An unknown series; an unknown reader.
     let e = s.fails(&[
         "annotate",

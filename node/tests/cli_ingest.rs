@@ -565,3 +565,47 @@ fn the_site_is_private_and_a_readable_one_is_refused_with_the_fix() {
     let out = bin().args(["--dir", s(&site), "cases"]).output().unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// A 1.2 kB Part 10 file whose group-2 element after the declared end of the file meta group
+/// reads, in the data set's implicit VR, as a 3.9 GB value.
+fn meta_length_bomb() -> Vec<u8> {
+    let mut f = vec![0u8; 128];
+    f.extend_from_slice(b"DICM");
+    let ts = b"1.2.840.10008.1.2\0";
+    let mut meta = Vec::new();
+    meta.extend_from_slice(&[0x02, 0x00, 0x10, 0x00]);
+    meta.extend_from_slice(b"UI");
+    meta.extend_from_slice(&(ts.len() as u16).to_le_bytes());
+    meta.extend_from_slice(ts);
+    f.extend_from_slice(&[0x02, 0x00, 0x00, 0x00]);
+    f.extend_from_slice(b"UL");
+    f.extend_from_slice(&4u16.to_le_bytes());
+    f.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    f.extend_from_slice(&meta);
+    // (0002,0100) "OB", reserved FF E8, length 1000, value: implicit VR makes the length
+    // 0xE8FF424F.
+    f.extend_from_slice(&[0x02, 0x00, 0x00, 0x01]);
+    f.extend_from_slice(b"OB\xFF\xE8");
+    f.extend_from_slice(&1000u32.to_le_bytes());
+    f.extend_from_slice(&[0u8; 1000]);
+    f
+}
+
+#[test]
+fn a_small_hostile_file_costs_ingest_little_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("site");
+    init(&site);
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let bomb = meta_length_bomb();
+    assert!(bomb.len() < 1300);
+    std::fs::write(data.join("bomb.dcm"), &bomb).unwrap();
+    let (_, stderr, peak) =
+        common::run_measured(&["--dir", s(&site), "ingest", s(&data), "--json"]);
+    assert!(peak < 100 << 20, "peak {} MB; {stderr}", peak >> 20);
+    assert!(stderr.contains("skipped=1"), "{stderr}");
+    // Nothing was indexed from it.
+    let cases = json_of(&run_ok(&["--dir", s(&site), "cases", "--json"]));
+    assert_eq!(cases.as_array().map_or(0, Vec::len), 0, "{cases}");
+}

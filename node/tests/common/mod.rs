@@ -321,3 +321,34 @@ impl Running {
         assert!(out.status.success(), "the node exited with {}", out.status);
     }
 }
+
+/// Runs the binary with `args` to its end under GNU time and returns whether it succeeded,
+/// its stderr and its peak resident memory in bytes (`%M`): how the hostile-file tests hold a
+/// command to a memory figure.
+pub fn run_measured(args: &[&str]) -> (bool, String, u64) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let report = dir.path().join("time");
+    let mut c = Command::new("/usr/bin/time");
+    for var in OVERRIDES {
+        c.env_remove(var);
+    }
+    let out = c
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&report)
+        .arg(env!("CARGO_BIN_EXE_fedanno"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("GNU time (/usr/bin/time) runs the binary");
+    let kb: u64 = std::fs::read_to_string(&report)
+        .ok()
+        .and_then(|t| t.lines().last().and_then(|l| l.trim().parse().ok()))
+        .expect("GNU time reports the peak resident memory");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        kb * 1024,
+    )
+}

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{Context, ImportError, ImportOptions, ImportedItem, new_version, save, series_grid_of};
 use crate::annotations::model::{Content, Segment, Segmentation};
-use crate::annotations::nifti::{self, NiftiImage, NiftiLimits};
+use crate::annotations::nifti::{self, NiftiGeometry, NiftiImage, NiftiLimits};
 use crate::site::dicom::geometry;
 use crate::site::dicom::seg::{
     self, AlgorithmType, CodedConcept, SegLimits, SegSource, SegWrite, SegmentInfo,
@@ -50,8 +50,8 @@ fn describe(dims: [u32; 3], spacing: [f64; 3], origin: [f64; 3]) -> String {
     )
 }
 
-/// Checks that a NIfTI image lies on the series grid.
-pub fn check_grid(img: &NiftiImage, grid: &SeriesGrid) -> Result<(), String> {
+/// Checks that a NIfTI header's grid is the series grid.
+pub fn check_grid(img: &NiftiGeometry, grid: &SeriesGrid) -> Result<(), String> {
     let series_affine = geometry::nifti_affine(&grid.geometry());
     let mask_dims = [img.dim[0] as u32, img.dim[1] as u32, img.dim[2] as u32];
     let mask_origin = [img.affine[0][3], img.affine[1][3], img.affine[2][3]];
@@ -165,8 +165,12 @@ pub async fn import_nifti(
 ) -> Result<Vec<ImportedItem>, ImportError> {
     let reader = mask_reader(ctx, opts, path).await?;
     let (case, grid) = series_of(ctx, opts, path).await?;
-    let img = read_blocking(path, |p| nifti::read_file(p, &NiftiLimits::default())).await?;
-    check_grid(&img, &grid).map_err(|m| ImportError::file(path, m))?;
+    // The header is held against the series grid before any voxel is read.
+    let g = grid.clone();
+    let img = read_blocking(path, move |p| {
+        nifti::read_file_expecting(p, &NiftiLimits::default(), &|h| check_grid(h, &g))
+    })
+    .await?;
     let labels = img
         .to_labels_u8()
         .map_err(|e| ImportError::file(path, e.to_string()))?;
@@ -221,23 +225,18 @@ pub async fn import_seg(
     };
     let (case, grid) = series_grid_of(ctx, opts, path, &series_name, "a mask needs").await?;
     let slices = seg_slices(&seg_obj, &grid).map_err(|m| ImportError::file(path, m))?;
-    let volumes =
-        seg::frames_to_volumes(&seg_obj, &slices, grid.orientation, grid.rows, grid.columns)
-            .map_err(|e| ImportError::file(path, e.to_string()))?;
     let labels =
-        seg::label_map(&seg_obj, &volumes).map_err(|e| ImportError::file(path, e.to_string()))?;
+        seg::frames_to_label_map(&seg_obj, &slices, grid.orientation, grid.rows, grid.columns)
+            .map_err(|e| ImportError::file(path, e.to_string()))?;
     let segments = match &opts.segments {
         Some(declared) => declared.clone(),
-        None => volumes
+        // Every segment of the SEG, numbered 1..=255 (checked by frames_to_label_map).
+        None => seg_obj
+            .segments
             .iter()
-            .map(|(number, _)| Segment {
-                // label_map accepted every number as 1..=255.
-                value: u8::try_from(*number).unwrap_or_default(),
-                name: seg_obj
-                    .segments
-                    .iter()
-                    .find(|s| s.number == *number)
-                    .map_or_else(|| format!("segment-{number}"), |s| s.label.clone()),
+            .map(|s| Segment {
+                value: u8::try_from(s.number).unwrap_or_default(),
+                name: s.label.clone(),
             })
             .collect(),
     };

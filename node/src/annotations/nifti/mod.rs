@@ -40,7 +40,7 @@ mod qform;
 mod read;
 mod write;
 
-pub use read::{read_bytes, read_file};
+pub use read::{Expect, NiftiGeometry, read_bytes, read_file, read_file_expecting};
 pub use write::{write_bytes, write_file};
 
 use std::io;
@@ -244,6 +244,9 @@ impl Default for NiftiLimits {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NiftiError {
+    /// The header describes another grid than the one expected (nothing else was read).
+    #[error("{0}")]
+    Unexpected(String),
     /// Opening, creating, writing or renaming a file failed.
     #[error("could not {action} the NIfTI file: {source}")]
     Io {

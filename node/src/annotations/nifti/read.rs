@@ -23,6 +23,27 @@ const UNKNOWN_LEN_INITIAL_CAPACITY: usize = 1 << 20;
 
 /// Reads a `.nii` or `.nii.gz` file (gzip detected by its magic bytes, not by the name).
 pub fn read_file(path: &Path, limits: &NiftiLimits) -> Result<NiftiImage, NiftiError> {
+    read_file_expecting(path, limits, &|_| Ok(()))
+}
+
+/// What a NIfTI header says about the grid, before any voxel is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NiftiGeometry {
+    pub dim: [usize; 3],
+    pub pixdim: [f64; 3],
+    pub affine: [[f64; 4]; 4],
+}
+
+/// Checks a header's geometry before the voxels are read; its message is the refusal.
+pub type Expect<'a> = &'a dyn Fn(&NiftiGeometry) -> Result<(), String>;
+
+/// [`read_file`], refusing the file as soon as its header fails `expect` (the grid a mask must
+/// be on): a file that inflates to gigabytes on another grid costs only its header.
+pub fn read_file_expecting(
+    path: &Path,
+    limits: &NiftiLimits,
+    expect: Expect<'_>,
+) -> Result<NiftiImage, NiftiError> {
     let io_err = |action: &'static str| {
         move |source| NiftiError::Io {
             action,
@@ -43,9 +64,9 @@ pub fn read_file(path: &Path, limits: &NiftiLimits) -> Result<NiftiImage, NiftiE
     file.seek(SeekFrom::Start(0)).map_err(io_err("read"))?;
     let reader = BufReader::new(file.take(len));
     if got == GZIP_MAGIC.len() && magic == GZIP_MAGIC {
-        read_stream(MultiGzDecoder::new(reader), limits, None, true)
+        read_stream(MultiGzDecoder::new(reader), limits, None, true, expect)
     } else {
-        read_stream(reader, limits, Some(len), false)
+        read_stream(reader, limits, Some(len), false, expect)
     }
 }
 
@@ -59,9 +80,9 @@ pub fn read_bytes(bytes: &[u8], limits: &NiftiLimits) -> Result<NiftiImage, Nift
         });
     }
     if bytes.starts_with(&GZIP_MAGIC) {
-        read_stream(MultiGzDecoder::new(bytes), limits, None, true)
+        read_stream(MultiGzDecoder::new(bytes), limits, None, true, &|_| Ok(()))
     } else {
-        read_stream(bytes, limits, Some(len), false)
+        read_stream(bytes, limits, Some(len), false, &|_| Ok(()))
     }
 }
 
@@ -324,6 +345,7 @@ pub(super) fn read_stream<R: Read>(
     limits: &NiftiLimits,
     known_len: Option<u64>,
     compressed: bool,
+    expect: Expect<'_>,
 ) -> Result<NiftiImage, NiftiError> {
     let read_err = |source| NiftiError::Read { compressed, source };
     let mut head_buf = [0u8; NIFTI2_HEADER_BYTES];
@@ -333,6 +355,12 @@ pub(super) fn read_stream<R: Read>(
     let lay = layout(&header, limits)?;
     let pixdim = spacing(&header, lay.dim)?;
     let affine = header_affine(&header, pixdim)?;
+    expect(&NiftiGeometry {
+        dim: lay.dim,
+        pixdim,
+        affine,
+    })
+    .map_err(NiftiError::Unexpected)?;
     let truncated = |available: u64| NiftiError::Truncated {
         dim: lay.dim,
         dtype: lay.dtype.name(),

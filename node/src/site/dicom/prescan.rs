@@ -257,21 +257,29 @@ impl Scanner<'_> {
         Ok(end)
     }
 
-    /// Reads the file meta group (always explicit VR little endian); returns the transfer syntax.
+    /// Reads the file meta group (always explicit VR little endian) as the header parser does:
+    /// it must start with its group length (0002,0000) UL, and it ends where that length says
+    /// (after the element that reaches it); group-2 elements after that belong to the data set
+    /// and are read in its transfer syntax, by the parser and by [`Scanner::data_set`] alike.
+    /// Returns the transfer syntax.
     fn meta_group(&mut self) -> Result<String, PrescanError> {
+        let length_tag = Tag(0x0002, 0x0000);
+        let h = self.header(Encoding::ExplicitLe)?;
+        if h.tag != length_tag || h.len != 4 {
+            return Err(malformed(length_tag));
+        }
+        let end = self.check_len(&h)?;
+        let group_length = self.u32_at(self.pos + h.header_len, Encoding::ExplicitLe, h.tag)?;
+        self.pos = end;
+        let meta_end = end
+            .checked_add(group_length as usize)
+            .ok_or(malformed(length_tag))?;
         let mut ts = None;
-        loop {
-            if self.pos + 2 > self.buf.len() {
-                if self.complete {
-                    break;
-                }
-                return Err(PrescanError::NeedMore);
-            }
-            let group = self.u16_at(self.pos, Encoding::ExplicitLe, Tag(0, 0))?;
-            if group != 0x0002 {
-                break;
-            }
+        while self.pos < meta_end {
             let h = self.header(Encoding::ExplicitLe)?;
+            if h.tag.0 != 0x0002 || h.len == UNDEFINED {
+                return Err(malformed(h.tag));
+            }
             let end = self.check_len(&h)?;
             if h.tag == Tag(0x0002, 0x0010) {
                 let raw = self.bytes(self.pos + h.header_len, h.len as usize, h.tag)?;
@@ -488,16 +496,65 @@ mod tests {
         out.extend_from_slice(value);
     }
 
-    fn file(ts: &str, body: &[u8]) -> Vec<u8> {
+    /// A Part 10 file: preamble, magic, a meta group of its group length and the transfer
+    /// syntax, then `extra_meta` (group-2 bytes after the meta group's declared end) and `body`.
+    fn file_with(ts: &str, extra_meta: &[u8], body: &[u8]) -> Vec<u8> {
         let mut out = vec![0u8; 128];
         out.extend_from_slice(b"DICM");
         let mut ts_v = ts.as_bytes().to_vec();
         if ts_v.len() % 2 == 1 {
             ts_v.push(0);
         }
-        elem_le(&mut out, 0x0002, 0x0010, b"UI", &ts_v);
+        let mut meta = Vec::new();
+        elem_le(&mut meta, 0x0002, 0x0010, b"UI", &ts_v);
+        elem_le(
+            &mut out,
+            0x0002,
+            0x0000,
+            b"UL",
+            &(meta.len() as u32).to_le_bytes(),
+        );
+        out.extend_from_slice(&meta);
+        out.extend_from_slice(extra_meta);
         out.extend_from_slice(body);
         out
+    }
+
+    fn file(ts: &str, body: &[u8]) -> Vec<u8> {
+        file_with(ts, &[], body)
+    }
+
+    #[test]
+    fn group_2_after_the_declared_meta_length_is_read_in_the_data_sets_syntax() {
+        // (0002,0100) written as explicit OB with reserved bytes FF E8 and a 4-byte value, after
+        // the end the group length declares: the header parser reads it in the data set's
+        // implicit VR, where "OB" and the reserved bytes make a length of 3.9 GB.
+        let mut extra = Vec::new();
+        extra.extend_from_slice(&0x0002u16.to_le_bytes());
+        extra.extend_from_slice(&0x0100u16.to_le_bytes());
+        extra.extend_from_slice(b"OB\xFF\xE8");
+        extra.extend_from_slice(&4u32.to_le_bytes());
+        extra.extend_from_slice(b"1234");
+        let f = file_with(IMPLICIT_LE, &extra, &[]);
+        assert!(
+            matches!(
+                scan(&f, true, LIMITS),
+                Err(PrescanError::ElementTooLong { group: 2, element: 0x0100, len, .. }) if len > 3_900_000_000
+            ),
+            "{:?}",
+            scan(&f, true, LIMITS)
+        );
+        // Without the group length, the meta group is refused as the parser refuses it.
+        let mut bare = vec![0u8; 128];
+        bare.extend_from_slice(b"DICM");
+        elem_le(&mut bare, 0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2\0");
+        assert!(matches!(
+            scan(&bare, true, LIMITS),
+            Err(PrescanError::Malformed {
+                group: 2,
+                element: 0
+            })
+        ));
     }
 
     #[test]

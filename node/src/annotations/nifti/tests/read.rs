@@ -126,7 +126,10 @@ fn gzip_decompression_is_bounded() {
         inner: MultiGzDecoder::new(gz.as_slice()),
         count: 0,
     };
-    let back = read_stream(&mut counting, &NiftiLimits::default(), None, true).unwrap();
+    let back = read_stream(&mut counting, &NiftiLimits::default(), None, true, &|_| {
+        Ok(())
+    })
+    .unwrap();
     assert_eq!(back, img);
     assert!(
         counting.count <= declared + GZIP_SLACK_BYTES,

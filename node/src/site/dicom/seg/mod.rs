@@ -23,7 +23,7 @@ mod volumes;
 mod write;
 
 pub use read::read_seg;
-pub use volumes::{common_grid, frames_to_volumes, label_map};
+pub use volumes::{common_grid, frames_to_label_map, frames_to_volumes, label_map};
 pub use write::write_seg;
 
 use dicom_dictionary_std::uids;

@@ -957,3 +957,51 @@ fn label_map_thresholds_fractional_values_and_refuses_overlap() {
         vec![0, 3, 3, 0]
     );
 }
+
+#[test]
+fn the_label_map_of_the_frames_is_that_of_the_volumes_and_checks_segments_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, src, _) = small_seg(dir.path());
+    let mut seg = read_seg(&path, &SegLimits::default()).unwrap();
+    // One segment (the random volumes of the two may overlap).
+    seg.frames.retain(|f| f.segment_number == 1);
+    seg.segments.retain(|s| s.number == 1);
+    let refs = slice_refs(&src);
+    let volumes = frames_to_volumes(&seg, &refs, AXIAL, 5, 5).unwrap();
+    let direct = frames_to_label_map(&seg, &refs, AXIAL, 5, 5).unwrap();
+    assert_eq!(direct, label_map(&seg, &volumes).unwrap());
+    assert!(direct.iter().any(|&v| v != 0));
+    // 20,000 segments on a grid of 4096 x 4096 x 10,000 (160 GiB as a label map): refused
+    // before anything the size of the grid is allocated.
+    let mut many = seg.clone();
+    many.rows = 4096;
+    many.columns = 4096;
+    many.segments = (1..=20_000u16)
+        .map(|n| SegmentInfo {
+            number: n,
+            ..seg.segments[0].clone()
+        })
+        .collect();
+    let huge: Vec<SliceRef> = (0..10_000)
+        .map(|z| SliceRef {
+            sop_instance_uid: String::new(),
+            position: [0.0, 0.0, f64::from(z)],
+        })
+        .collect();
+    let e = frames_to_label_map(&many, &huge, AXIAL, 4096, 4096).unwrap_err();
+    assert!(e.to_string().contains("above 255"), "{e}");
+    // Overlap: the same frame given to a second segment.
+    let mut twice = seg.clone();
+    let mut other = twice.frames[0].clone();
+    other.segment_number = 2;
+    twice.frames.push(other);
+    twice.segments.push(SegmentInfo {
+        number: 2,
+        ..seg.segments[0].clone()
+    });
+    let e = frames_to_label_map(&twice, &refs, AXIAL, 5, 5).unwrap_err();
+    assert!(
+        matches!(e, SegError::Overlap { segment: 2, voxels } if voxels > 0),
+        "{e}"
+    );
+}

@@ -20,6 +20,96 @@ pub fn frames_to_volumes(
     rows: u32,
     columns: u32,
 ) -> Result<Vec<(u16, Vec<u8>)>, SegError> {
+    let (plane, total, index) = placement(seg, slices, orientation, rows, columns)?;
+    let mut volumes: Vec<(u16, Vec<u8>)> = Vec::with_capacity(seg.segments.len());
+    for s in &seg.segments {
+        volumes.push((s.number, zeroed(total)?));
+    }
+    for (k, frame) in seg.frames.iter().enumerate() {
+        let vol = volumes
+            .iter_mut()
+            .find(|(num, _)| *num == frame.segment_number)
+            .map(|(_, v)| v)
+            .ok_or(SegError::UnknownSegment {
+                frame: k,
+                segment: frame.segment_number,
+            })?;
+        let dst = frame_slot(vol, &index, frame, k, plane)?;
+        for (d, s) in dst.iter_mut().zip(&frame.data) {
+            *d = (*d).max(*s);
+        }
+    }
+    Ok(volumes)
+}
+
+/// The frames of `seg` as one label map on the series grid (the slices as for
+/// [`frames_to_volumes`]) whose values are the segment numbers: BINARY voxels that are set, or
+/// FRACTIONAL voxels at or above half the maximum, count as inside. Memory is the label map and
+/// the frames, whatever the number of segments: every segment number is checked (1..=255, each
+/// frame's declared) before the map is allocated, and frames are written into it one by one.
+/// Overlapping segments are refused (the first overlapping segment in frame order is named,
+/// with its overlapping voxels).
+pub fn frames_to_label_map(
+    seg: &SegObject,
+    slices: &[SliceRef],
+    orientation: [f64; 6],
+    rows: u32,
+    columns: u32,
+) -> Result<Vec<u8>, SegError> {
+    let too_high = || SegError::Placement("a segment number above 255 does not fit a label map");
+    if seg.segments.iter().any(|s| s.number == 0 || s.number > 255) {
+        return Err(too_high());
+    }
+    let (plane, total, index) = placement(seg, slices, orientation, rows, columns)?;
+    let threshold = match seg.segmentation_type {
+        super::SegmentationType::Binary => 1u8,
+        super::SegmentationType::Fractional { max_value, .. } => max_value.div_ceil(2).max(1),
+    };
+    for (k, frame) in seg.frames.iter().enumerate() {
+        if !seg
+            .segments
+            .iter()
+            .any(|s| s.number == frame.segment_number)
+        {
+            return Err(SegError::UnknownSegment {
+                frame: k,
+                segment: frame.segment_number,
+            });
+        }
+    }
+    let mut labels = zeroed(total)?;
+    let mut overlap: Option<(u16, u64)> = None;
+    for (k, frame) in seg.frames.iter().enumerate() {
+        let dst = frame_slot(&mut labels, &index, frame, k, plane)?;
+        let value = u8::try_from(frame.segment_number).map_err(|_| too_high())?;
+        let mut clashes = 0u64;
+        for (d, &v) in dst.iter_mut().zip(&frame.data) {
+            if v >= threshold {
+                clashes += u64::from(*d != 0 && *d != value);
+                *d = value;
+            }
+        }
+        match &mut overlap {
+            None if clashes > 0 => overlap = Some((frame.segment_number, clashes)),
+            Some((segment, n)) if *segment == frame.segment_number => *n += clashes,
+            _ => {}
+        }
+    }
+    match overlap {
+        Some((segment, voxels)) => Err(SegError::Overlap { segment, voxels }),
+        None => Ok(labels),
+    }
+}
+
+/// Checks a SEG's frame size and orientation against the series and returns the plane size,
+/// the voxel count and the slice index.
+fn placement<'a>(
+    seg: &SegObject,
+    slices: &'a [SliceRef],
+    orientation: [f64; 6],
+    rows: u32,
+    columns: u32,
+) -> Result<(usize, usize, SliceIndex<'a>), SegError> {
     if seg.rows != rows || seg.columns != columns {
         return Err(SegError::SizeMismatch {
             seg_rows: seg.rows,
@@ -42,38 +132,29 @@ pub fn frames_to_volumes(
         .checked_mul(slices.len() as u64)
         .ok_or(SegError::Alloc(u64::MAX))?;
     let total = usize::try_from(total_u64).map_err(|_| SegError::Alloc(total_u64))?;
-    let index = SliceIndex::new(slices, n);
+    Ok((plane, total, SliceIndex::new(slices, n)))
+}
 
-    let mut volumes: Vec<(u16, Vec<u8>)> = Vec::with_capacity(seg.segments.len());
-    for s in &seg.segments {
-        volumes.push((s.number, zeroed(total)?));
+/// The part of a volume frame `k` maps to, after checking its size.
+fn frame_slot<'v>(
+    volume: &'v mut [u8],
+    index: &SliceIndex<'_>,
+    frame: &SegFrame,
+    k: usize,
+    plane: usize,
+) -> Result<&'v mut [u8], SegError> {
+    if frame.data.len() != plane {
+        return Err(SegError::FrameSize {
+            frame: k,
+            got: frame.data.len(),
+            expected: plane,
+        });
     }
-    for (k, frame) in seg.frames.iter().enumerate() {
-        let vol = volumes
-            .iter_mut()
-            .find(|(num, _)| *num == frame.segment_number)
-            .map(|(_, v)| v)
-            .ok_or(SegError::UnknownSegment {
-                frame: k,
-                segment: frame.segment_number,
-            })?;
-        if frame.data.len() != plane {
-            return Err(SegError::FrameSize {
-                frame: k,
-                got: frame.data.len(),
-                expected: plane,
-            });
-        }
-        let z = index.slice_of(frame).ok_or(SegError::FrameUnmapped(k))?;
-        let start = z.checked_mul(plane).ok_or(SegError::FrameUnmapped(k))?;
-        let dst = vol
-            .get_mut(start..start.saturating_add(plane))
-            .ok_or(SegError::FrameUnmapped(k))?;
-        for (d, s) in dst.iter_mut().zip(&frame.data) {
-            *d = (*d).max(*s);
-        }
-    }
-    Ok(volumes)
+    let z = index.slice_of(frame).ok_or(SegError::FrameUnmapped(k))?;
+    let start = z.checked_mul(plane).ok_or(SegError::FrameUnmapped(k))?;
+    volume
+        .get_mut(start..start.saturating_add(plane))
+        .ok_or(SegError::FrameUnmapped(k))
 }
 
 /// Finds the slice a frame belongs to: by SOP Instance UID, else by position.

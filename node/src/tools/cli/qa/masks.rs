@@ -138,11 +138,14 @@ pub(super) fn read_seg_masks(paths: &[PathBuf]) -> Result<Vec<Mask>> {
     ];
     let mut out = Vec::with_capacity(segs.len());
     for (obj, path) in segs.iter().zip(paths) {
-        let volumes =
-            seg::frames_to_volumes(obj, &slices, grid.orientation, grid.rows, grid.columns)
-                .with_context(|| format!("mapping the frames of {}", path.display()))?;
-        let labels = seg::label_map(obj, &volumes)
-            .with_context(|| format!("{} (give one segment with --label)", path.display()))?;
+        let labels =
+            seg::frames_to_label_map(obj, &slices, grid.orientation, grid.rows, grid.columns)
+                .with_context(|| {
+                    format!(
+                        "mapping the frames of {} (overlapping segments: give one with --label)",
+                        path.display()
+                    )
+                })?;
         out.push(Mask {
             dim,
             pixdim,

@@ -411,3 +411,70 @@ fn offline_metrics_read_dicom_seg_like_nifti() {
     ]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// A label map of 117 non-overlapping segments on a 512×512×`n` grid: segment k a 40×40
+/// square on 10 slices.
+fn many_segments(n: usize) -> Vec<u8> {
+    let (w, h) = (512usize, 512usize);
+    let mut labels = vec![0u8; w * h * n];
+    for k in 1..=117usize {
+        let (gx, gy) = ((k - 1) % 11, (k - 1) / 11);
+        let z0 = (k * 7) % (n - 10);
+        for z in z0..z0 + 10 {
+            for y in gy * 44..gy * 44 + 40 {
+                let row = z * w * h + y * w;
+                labels[row + gx * 44..row + gx * 44 + 40].fill(k as u8);
+            }
+        }
+    }
+    labels
+}
+
+#[test]
+fn a_seg_of_117_segments_on_a_512x512x100_series_imports_in_bounded_memory() {
+    let s = Site::new();
+    let n = 100u32;
+    let src = s.path("big");
+    tiny_series(&src, 512, 512, n);
+    s.ok(&["ingest", src.to_str().unwrap()]);
+    let series = s.json(&["cases"])[0]["series"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let labels = many_segments(n as usize);
+    let z0 = 30.0 - 3.0 * f64::from(n - 1);
+    let affine = [
+        [-0.75, 0.0, 0.0, -10.0],
+        [0.0, -0.5, 0.0, -20.0],
+        [0.0, 0.0, 3.0, z0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    let mask = s.path("many.nii.gz");
+    let img = NiftiImage::from_u8([512, 512, n as usize], [0.75, 0.5, 3.0], affine, labels);
+    nifti::write_file(&mask, &img.unwrap()).unwrap();
+    let m = mask.to_str().unwrap();
+    s.ok(&[
+        "annotate", "import", "--reader", "r1", "--series", &series, m,
+    ]);
+    let out = s.path("many.dcm");
+    s.export(&series, "r1", "seg", &out, &[]);
+    let obj = seg::read_seg(&out, &SegLimits::default()).unwrap();
+    assert_eq!(obj.segments.len(), 117);
+    assert_eq!(obj.frames.len(), 1170);
+    drop(obj);
+    // The SEG back in as r2: memory follows the frames and one label map, not 117 volumes.
+    let dir = s.dir.to_str().unwrap().to_string();
+    let args = [
+        "--dir",
+        &dir,
+        "annotate",
+        "import",
+        "--reader",
+        "r2",
+        out.to_str().unwrap(),
+    ];
+    let (ok, e, peak) = common::run_measured(&args);
+    assert!(ok, "{e}");
+    assert!(peak < 600 << 20, "peak {} MB", peak >> 20);
+    assert_eq!(s.export_nifti(&series, "r2"), s.export_nifti(&series, "r1"));
+}

@@ -12,6 +12,7 @@
 pub mod vocabulary;
 
 pub mod annotations;
+pub mod errors;
 pub mod network;
 pub mod reader_studies;
 pub mod site;

@@ -341,6 +341,8 @@ fn bad_masks_are_clear_errors_and_store_nothing() {
         e.contains("no series or study is indexed under \"2.25.123\""),
         "{e}"
     );
+    // Said once, not once per layer of the error.
+    assert_eq!(e.matches("no series").count(), 1, "{e}");
     let e = s.fails(&["annotate", "import", "--reader", "nobody", &s.p(&good)]);
     assert!(e.contains("no reader \"nobody\""), "{e}");
     assert_eq!(s.annotation_count(), 0);

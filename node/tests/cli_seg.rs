@@ -218,6 +218,45 @@ fn tiny_series(dir: &Path, cols: u16, rows: u16, n: u32) {
     }
 }
 
+/// A SEG export names the site only when it is not de-identified, and a de-identified one
+/// carries the PS3.15 options applied.
+fn equipment_and_deidentification(out: &Path, deid: bool) {
+    use dicom_dictionary_std::tags;
+    let file = dicom_object::open_file(out).unwrap();
+    let text = |tag| {
+        file.element(tag)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|v| v.trim().to_string())
+    };
+    let manufacturer = text(tags::MANUFACTURER).unwrap_or_default();
+    if !deid {
+        assert_eq!(manufacturer, "fedanno (Seg Site)");
+        return;
+    }
+    assert_eq!(manufacturer, "fedanno");
+    assert_eq!(
+        text(tags::LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED).as_deref(),
+        Some("MODIFIED")
+    );
+    let methods = file
+        .element(tags::DEIDENTIFICATION_METHOD_CODE_SEQUENCE)
+        .unwrap();
+    let codes: Vec<String> = methods
+        .items()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i.element(tags::CODE_VALUE)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(codes, ["113100", "113107"]);
+}
+
 #[test]
 fn our_seg_round_trips_exactly_at_odd_sizes_local_and_deidentified() {
     for (cols, rows) in [(5u16, 5u16), (21, 22)] {
@@ -296,6 +335,7 @@ fn our_seg_round_trips_exactly_at_odd_sizes_local_and_deidentified() {
                     .collect::<Vec<_>>(),
                 ["nodule", "vessel"]
             );
+            equipment_and_deidentification(&out, deid);
             if deid {
                 assert!(
                     obj.referenced_series_uid.as_deref() == Some(series.as_str()),

@@ -223,7 +223,7 @@ async fn connection(stream: UnixStream, h: AppHandle, stop: watch::Sender<bool>)
                 result: Some(result),
                 error: None,
             },
-            Err(e) => ControlAnswer::failed(format!("{e:#}")),
+            Err(e) => ControlAnswer::failed(crate::errors::chain(&e)),
         },
         Err(e) => ControlAnswer::failed(format!("bad request: {e}")),
     };

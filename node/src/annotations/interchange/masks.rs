@@ -383,7 +383,12 @@ pub fn export_seg(e: &SegExport<'_>, out: &Path) -> Result<(), String> {
         series_description: format!("fedanno {} v{}", e.version.kind, e.version.version),
         content_label: "ANNOTATION".into(),
         content_creator: e.creator.to_string(),
-        manufacturer: format!("fedanno ({})", e.who.site_name),
+        // A de-identified SEG names no site: the hospital's name is identifying.
+        manufacturer: if e.deidentified {
+            "fedanno".to_string()
+        } else {
+            format!("fedanno ({})", e.who.site_name)
+        },
         software_version: e.who.software_version.clone(),
         content_date: date,
         content_time: time,

@@ -215,7 +215,7 @@ pub(super) async fn fetch(cx: &Context, from: &SiteId) -> Result<Fetched, AppErr
         checkpoint.size,
         checkpoint.root,
     )
-    .map_err(|e| bad(&format!("{e:#}")))?;
+    .map_err(|e| bad(&crate::errors::chain(&e)))?;
     Ok(Fetched {
         site: from.clone(),
         size: checkpoint.size,

@@ -149,7 +149,10 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprint!(
                 "{}",
-                crate::tools::logging::escape_line(&format!("error: {e:#}\n"))
+                crate::tools::logging::escape_line(&format!(
+                    "error: {}\n",
+                    crate::errors::chain(&e)
+                ))
             );
             ExitCode::from(1)
         }

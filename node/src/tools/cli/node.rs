@@ -124,7 +124,7 @@ async fn status(dir: &Path, json: bool) -> Result<ExitCode> {
     let status = match control::status(dir).await {
         Ok(s) => s,
         Err(e) => {
-            let error = format!("{e:#}");
+            let error = crate::errors::chain(&e);
             let down = NotRunning {
                 running: false,
                 healthy: false,

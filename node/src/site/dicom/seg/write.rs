@@ -160,6 +160,24 @@ fn patient_module(src: &SegSource) -> Vec<InMemElement> {
     if let Some(method) = &src.deidentification_method {
         el.push(elem(tags::PATIENT_IDENTITY_REMOVED, VR::CS, "YES"));
         el.push(elem(tags::DEIDENTIFICATION_METHOD, VR::LO, method));
+        // The PS3.15 options applied: the Basic Profile (identifiers replaced by keyed
+        // pseudonyms, identifying attributes emptied) with dates shifted, not removed.
+        let codes = [
+            ("113100", "Basic Application Confidentiality Profile"),
+            (
+                "113107",
+                "Retain Longitudinal Temporal Information Modified Dates Option",
+            ),
+        ];
+        let items = codes
+            .iter()
+            .map(|(value, meaning)| code_item(&CodedConcept::new(value, "DCM", meaning)))
+            .collect();
+        el.push(seq(tags::DEIDENTIFICATION_METHOD_CODE_SEQUENCE, items));
+        el.push(cs(
+            tags::LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED,
+            "MODIFIED",
+        ));
     }
     el
 }

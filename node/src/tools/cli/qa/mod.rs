@@ -50,7 +50,7 @@ pub async fn run(command: impl FnOnce() -> Result<()> + Send + 'static) -> Resul
     match r {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if e.is::<Usage>() => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::errors::chain(&e));
             Ok(ExitCode::from(2))
         }
         Err(e) => Err(e),

@@ -518,3 +518,44 @@ fn a_seg_of_117_segments_on_a_512x512x100_series_imports_in_bounded_memory() {
     assert!(peak < 600 << 20, "peak {} MB", peak >> 20);
     assert_eq!(s.export_nifti(&series, "r2"), s.export_nifti(&series, "r1"));
 }
+
+#[test]
+fn a_model_readers_seg_is_automatic_and_names_the_model_a_humans_is_manual() {
+    let s = Site::new();
+    s.ok(&["readers", "add", "nodule-net", "--kind", "model"]);
+    let src = s.path("tiny");
+    tiny_series(&src, 5, 5, 3);
+    s.ok(&["ingest", src.to_str().unwrap()]);
+    let series = s.json(&["cases"])[0]["series"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let affine = [
+        [-0.75, 0.0, 0.0, -10.0],
+        [0.0, -0.5, 0.0, -20.0],
+        [0.0, 0.0, 3.0, 24.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    let labels: Vec<u8> = (0..75).map(|i| u8::from(i % 4 == 0)).collect();
+    let mask = s.path("m.nii.gz");
+    let img = NiftiImage::from_u8([5, 5, 3], [0.75, 0.5, 3.0], affine, labels).unwrap();
+    nifti::write_file(&mask, &img).unwrap();
+    for (reader, automatic) in [("nodule-net", true), ("r1", false)] {
+        let m = mask.to_str().unwrap();
+        s.ok(&[
+            "annotate", "import", "--reader", reader, "--series", &series, m,
+        ]);
+        let out = s.path(&format!("{reader}.dcm"));
+        s.export(&series, reader, "seg", &out, &[]);
+        let obj = seg::read_seg(&out, &SegLimits::default()).unwrap();
+        for x in &obj.segments {
+            if automatic {
+                assert_eq!(x.algorithm_type, seg::AlgorithmType::Automatic);
+                assert_eq!(x.algorithm_name.as_deref(), Some("nodule-net"));
+            } else {
+                assert_eq!(x.algorithm_type, seg::AlgorithmType::Manual);
+                assert_eq!(x.algorithm_name, None);
+            }
+        }
+    }
+}

@@ -172,6 +172,7 @@ async fn export_mask(
             .reader(&v.reader)
             .await
             .map_err(|e| ExportError::Usage(e.to_string()))?;
+        let automatic = reader.kind == crate::annotations::readers::ReaderKind::Model.as_str();
         let creator = if req.deidentified {
             reader.pseudonym
         } else {
@@ -184,6 +185,7 @@ async fn export_mask(
             creator: &creator,
             who,
             deidentified: req.deidentified,
+            automatic,
         };
         masks::export_seg(&e, &out)
     };

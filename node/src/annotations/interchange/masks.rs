@@ -323,6 +323,9 @@ pub struct SegExport<'a> {
     pub creator: &'a str,
     pub who: &'a super::export::SegIdentity,
     pub deidentified: bool,
+    /// The reader is a model: its segments are `AUTOMATIC`, with the model named as the
+    /// algorithm (a human reader's are `MANUAL`).
+    pub automatic: bool,
 }
 
 /// Writes a segmentation as a BINARY DICOM SEG referencing its source series: the original
@@ -343,8 +346,12 @@ pub fn export_seg(e: &SegExport<'_>, out: &Path) -> Result<(), String> {
         .map(|s| SegmentInfo {
             number: u16::from(s.value),
             label: s.name.clone(),
-            algorithm_type: AlgorithmType::Manual,
-            algorithm_name: None,
+            algorithm_type: if e.automatic {
+                AlgorithmType::Automatic
+            } else {
+                AlgorithmType::Manual
+            },
+            algorithm_name: e.automatic.then(|| e.creator.to_string()),
             category: CodedConcept::new("49755003", "SCT", "Morphologically Altered Structure"),
             property_type: CodedConcept::new("4147007", "SCT", "Mass"),
         })

@@ -398,6 +398,61 @@ fn labels_from_csv_and_json_with_schemes_review_and_adjudication() {
     boxes_are_checked_against_the_grid(&s, &series1);
     review_follows_its_states(&s, &series1);
     disagreements_can_be_adjudicated(&s);
+    schemes_round_trip(&s);
+}
+
+/// Labels of several schemes on one unit and rater: a spreadsheet's CSV in, the CSV export
+/// (with its scheme column) back in unchanged, one scheme's rows into `metrics agreement`.
+fn schemes_round_trip(s: &Site) {
+    // A Lung-RADS 4B beside the BI-RADS 4A of the same unit and rater, from a spreadsheet's
+    // file (byte-order mark, CRLF, quoted fields).
+    let series1 = s.series("case-0001");
+    let lung = s.path("lung.csv");
+    let sheet = format!("\u{feff}unit,rater,value\r\n\"{series1}\",\"chief\",\"4B\"\r\n");
+    std::fs::write(&lung, sheet).unwrap();
+    let r = s.json(&["annotate", "import", "--scheme", "lungrads", &s.p(&lung)]);
+    assert_eq!(r[0]["summary"]["category"], "4B");
+    // CSV export round-trips, each label in its own scheme: re-import under another default
+    // scheme changes nothing.
+    let out = s.path("schemes.csv");
+    s.ok(&["annotate", "export", "--format", "csv", "--out", &s.p(&out)]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.starts_with("unit,rater,value,confidence,scheme\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(",chief,4A,4,birads") && text.contains(",chief,4B,,lungrads"),
+        "{text}"
+    );
+    let again = s.json(&["annotate", "import", "--scheme", "likert5", &s.p(&out)]);
+    assert!(
+        again
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["created"] == false),
+        "{again}"
+    );
+    // One scheme's rows of the export feed `metrics agreement` as they are (extra columns and
+    // all); several schemes in one file are refused with their names.
+    let likert = s.path("likert.csv");
+    let rows: Vec<&str> = text.lines().filter(|l| l.ends_with(",likert5")).collect();
+    std::fs::write(
+        &likert,
+        format!("unit,rater,value,confidence,scheme\n{}\n", rows.join("\n")),
+    )
+    .unwrap();
+    let m = s.json(&["metrics", "agreement", &s.p(&likert)]);
+    let raters: std::collections::BTreeSet<&str> =
+        rows.iter().filter_map(|r| r.split(',').nth(1)).collect();
+    assert!(raters.len() >= 2);
+    assert_eq!(m["raters"].as_u64(), Some(raters.len() as u64), "{m}");
+    let e = s.fails(&["metrics", "agreement", &s.p(&out)]);
+    assert!(
+        e.contains("several schemes") && e.contains("birads") && e.contains("lungrads"),
+        "{e}"
+    );
 }
 
 fn exports_round_trip(s: &Site) {

@@ -277,10 +277,16 @@ fn bad_inputs_give_clear_errors_and_exit_codes() {
     };
     let header = csv("h.csv", "unit;rater;value\nu1;a;1\n");
     let err = run_err(&["metrics", "agreement", s(&header)], 1);
-    assert!(err.contains("header must be unit,rater,value"), "{err}");
+    assert!(
+        err.contains("header must name the columns unit,rater,value"),
+        "{err}"
+    );
     let short = csv("s.csv", "unit,rater,value\nu1,a,1\nu1,b\n");
     let err = run_err(&["metrics", "agreement", s(&short)], 1);
-    assert!(err.contains("line 3: expected 3 fields"), "{err}");
+    assert!(
+        err.contains("line 3: 2 fields where the header has 3"),
+        "{err}"
+    );
     let ok = csv(
         "ok.csv",
         "unit,rater,value\nu1,a,1\nu1,b,2\nu2,a,2\nu2,b,2\n",

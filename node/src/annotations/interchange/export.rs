@@ -210,13 +210,19 @@ async fn export_table(store: &Store, req: &ExportRequest) -> Result<ExportReport
         .filter(|v| v.kind != Kind::Segmentation)
         .collect();
     let mut table = TableFile::default();
-    let mut csv = String::from("unit,rater,value,confidence\n");
+    let mut csv_rows: Vec<Vec<String>> = Vec::new();
     for v in &rows {
         let unit = v.series.clone().unwrap_or_else(|| v.study.clone());
         match content_of(v)? {
             Content::Label(l) => {
                 let conf = l.confidence.map(|c| c.to_string()).unwrap_or_default();
-                csv.push_str(&format!("{unit},{},{},{conf}\n", v.reader, l.category));
+                csv_rows.push(vec![
+                    unit.clone(),
+                    v.reader.clone(),
+                    l.category.clone(),
+                    conf,
+                    l.scheme.clone(),
+                ]);
                 table.labels.push(JsonLabel {
                     unit,
                     rater: Some(v.reader.clone()),
@@ -237,7 +243,8 @@ async fn export_table(store: &Store, req: &ExportRequest) -> Result<ExportReport
         }
     }
     let text = if req.format == ExportFormat::Csv {
-        csv
+        let header = ["unit", "rater", "value", "confidence", "scheme"];
+        super::csvtable::write(&header, &csv_rows).map_err(ExportError::Usage)?
     } else {
         serde_json::to_string_pretty(&table).map_err(|e| ExportError::Usage(e.to_string()))?
     };

@@ -5,6 +5,7 @@
 //! stored version back out, referencing either the original series (local use) or its
 //! pseudonymous identifiers (`--deidentified`).
 
+pub mod csvtable;
 pub mod export;
 pub mod masks;
 pub mod tables;

@@ -1,5 +1,5 @@
-//! Label and box annotations as tables: CSV `unit,rater,value[,confidence]` (the layout of
-//! `fedanno metrics agreement`) and JSON. A unit is a series or study (pseudonymous or original
+//! Label and box annotations as tables: CSV `unit,rater,value[,confidence][,scheme]` (the
+//! layout of `fedanno metrics agreement`, which ignores the optional columns) and JSON. A unit is a series or study (pseudonymous or original
 //! UID, or an alias from `--case-map`); a rater is a reader id. All rows of a file are saved in
 //! one transaction.
 
@@ -9,7 +9,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Context, ImportError, ImportOptions, ImportedItem, new_version, resolve, save, series_grid_of,
+    Context, ImportError, ImportOptions, ImportedItem, csvtable, new_version, resolve, save,
+    series_grid_of,
 };
 use crate::annotations::model::{Content, VoxelBox};
 use crate::annotations::schemes;
@@ -42,34 +43,40 @@ async fn reader_for(
     Ok(r)
 }
 
-/// Imports `unit,rater,value[,confidence]`.
+/// Imports a CSV table with the columns `unit`, `rater` and `value`, and optionally
+/// `confidence` and `scheme` (a row without a scheme is of `--scheme`); other columns are
+/// ignored. A unit may be rated by one rater once per scheme.
 pub async fn import_csv(
     ctx: &Context<'_>,
     path: &Path,
     opts: &ImportOptions,
 ) -> Result<Vec<ImportedItem>, ImportError> {
     let text = read_text(path)?;
-    let mut lines = text.lines().enumerate();
-    let columns = csv_columns(lines.next().map(|(_, h)| h).unwrap_or_default())
-        .ok_or_else(|| ImportError::file(path, "header must be unit,rater,value[,confidence]"))?;
+    let table = csvtable::Table::parse(&text).map_err(|m| ImportError::file(path, m))?;
+    table
+        .require(&["unit", "rater", "value"])
+        .map_err(|m| ImportError::file(path, m))?;
     let mut readers = HashMap::new();
     let mut batch = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for (i, line) in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = |m: String| ImportError::file(path, format!("line {}: {m}", i + 1));
-        let row = CsvRow::parse(line, columns, opts).map_err(at)?;
+    for r in table.rows() {
+        let at = |m: String| ImportError::file(path, format!("line {}: {m}", r.line));
+        let row = CsvRow::parse(&r, opts).map_err(at)?;
         let reader = reader_for(ctx, &mut readers, row.rater).await?;
         let case = resolve(ctx, opts, path, row.unit).await?;
-        if !seen.insert((row.rater.to_string(), case.study_id, case.series_id)) {
+        let key = (
+            row.rater.to_string(),
+            row.scheme.to_string(),
+            case.study_id,
+            case.series_id,
+        );
+        if !seen.insert(key) {
             return Err(at(format!(
-                "unit {:?} is rated twice by {:?}",
-                row.unit, row.rater
+                "unit {:?} is rated twice by {:?} in scheme {:?}",
+                row.unit, row.rater, row.scheme
             )));
         }
-        let content = label_content(path, &opts.scheme, row.value, row.confidence, None)?;
+        let content = label_content(path, row.scheme, row.value, row.confidence, None)?;
         batch.push((
             new_version(&content, &reader, &case, opts, "csv"),
             reader.id.clone(),
@@ -79,40 +86,24 @@ pub async fn import_csv(
     save(ctx, path, batch).await
 }
 
-/// The number of columns a CSV header names: `unit,rater,value` (3) or with `confidence` (4).
-fn csv_columns(header: &str) -> Option<usize> {
-    let names: Vec<String> = header
-        .split(',')
-        .map(|c| c.trim().to_ascii_lowercase())
-        .collect();
-    match names
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        ["unit", "rater", "value"] => Some(3),
-        ["unit", "rater", "value", "confidence"] => Some(4),
-        _ => None,
-    }
-}
-
-/// One CSV row; an empty rater is `--reader`, which every rater must match when given.
+/// One CSV row; an empty rater is `--reader`, which every rater must match when given; an
+/// empty scheme is `--scheme`.
 struct CsvRow<'a> {
     unit: &'a str,
     rater: &'a str,
+    scheme: &'a str,
     value: &'a str,
     confidence: Option<u8>,
 }
 
 impl<'a> CsvRow<'a> {
-    fn parse(line: &'a str, columns: usize, opts: &'a ImportOptions) -> Result<Self, String> {
-        let cols: Vec<&str> = line.split(',').map(str::trim).collect();
-        let (unit, rater, value, conf) = match (cols.as_slice(), columns) {
-            ([u, r, v], 3) => (*u, *r, *v, ""),
-            ([u, r, v, c], 4) => (*u, *r, *v, *c),
-            _ => return Err(format!("expected {columns} columns")),
-        };
+    fn parse(r: &csvtable::Row<'a>, opts: &'a ImportOptions) -> Result<CsvRow<'a>, String> {
+        let (unit, rater, value, conf) = (
+            r.get("unit"),
+            r.get("rater"),
+            r.get("value"),
+            r.get("confidence"),
+        );
         let rater = if rater.is_empty() {
             opts.reader.as_deref().unwrap_or("")
         } else {
@@ -123,6 +114,10 @@ impl<'a> CsvRow<'a> {
         {
             return Err(format!("rater {rater:?} is not the --reader {only:?}"));
         }
+        let scheme = match r.get("scheme") {
+            "" => opts.scheme.as_str(),
+            s => s,
+        };
         let confidence = if conf.is_empty() {
             None
         } else {
@@ -134,6 +129,7 @@ impl<'a> CsvRow<'a> {
         Ok(CsvRow {
             unit,
             rater,
+            scheme,
             value,
             confidence,
         })

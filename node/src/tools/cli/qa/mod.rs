@@ -102,7 +102,6 @@ fn show(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::masks::parse_label_value;
-    use super::ratings::split_csv_line;
     use super::*;
 
     #[test]
@@ -111,17 +110,6 @@ mod tests {
         assert_eq!(num(f64::INFINITY), json!("Infinity"));
         assert_eq!(num(f64::NEG_INFINITY), json!("-Infinity"));
         assert_eq!(num(0.25), json!(0.25));
-    }
-
-    #[test]
-    fn csv_fields_with_quotes() {
-        assert_eq!(
-            split_csv_line(r#"u1,"Dr. ""A"", MD",2"#).expect("valid"),
-            vec!["u1", r#"Dr. "A", MD"#, "2"]
-        );
-        assert_eq!(split_csv_line("a,,b").expect("valid"), vec!["a", "", "b"]);
-        assert!(split_csv_line(r#"a,"b"#).is_err());
-        assert!(split_csv_line(r#"a,b"c"#).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use fedanno_stats::ratings::{LabeledRatings, RatingsError, default_categories};
 
 use super::usage;
+use crate::annotations::interchange::csvtable::Table;
 
 /// Ratings read from a CSV file, with the line number of every triple.
 struct RatingsFile {
@@ -15,99 +16,55 @@ struct RatingsFile {
     lines: Vec<usize>,
 }
 
-/// Reads `unit,rater,value` CSV (RFC 4180 quoting on one line; blank lines skipped; a row with
-/// an empty value is a missing rating).
+/// Reads a CSV table with the columns `unit`, `rater` and `value` (as spreadsheets write it:
+/// RFC 4180 quoting, CRLF, a byte-order mark; blank lines skipped; other columns, such as an
+/// export's `confidence` and `scheme`, ignored; a row with an empty value is a missing rating).
+/// A table whose `scheme` column names several schemes is refused: agreement is per scheme.
 fn read_ratings_csv(path: &Path) -> Result<RatingsFile> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut lines = text.lines().enumerate();
-    let header = lines
-        .by_ref()
-        .find(|(_, l)| !l.trim().is_empty())
-        .map(|(_, l)| l.trim_start_matches('\u{feff}'))
-        .with_context(|| {
-            format!(
-                "{} is empty (expected the header unit,rater,value)",
-                path.display()
-            )
-        })?;
-    let cols =
-        split_csv_line(header).map_err(|e| anyhow::anyhow!("{} line 1: {e}", path.display()))?;
-    let cols: Vec<&str> = cols.iter().map(|c| c.trim()).collect();
-    if cols != ["unit", "rater", "value"] {
+    if text.trim().is_empty() {
         bail!(
-            "{}: the header must be unit,rater,value (found {})",
+            "{} is empty (expected the header unit,rater,value)",
+            path.display()
+        );
+    }
+    let table = Table::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    table
+        .require(&["unit", "rater", "value"])
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let schemes: BTreeSet<&str> = table
+        .rows()
+        .map(|r| r.get("scheme"))
+        .filter(|s| !s.is_empty())
+        .collect();
+    if schemes.len() > 1 {
+        bail!(
+            "{} holds ratings of several schemes ({}): agreement is computed per scheme; keep one scheme's rows",
             path.display(),
-            header.trim()
+            schemes.into_iter().collect::<Vec<_>>().join(", ")
         );
     }
     let mut out = RatingsFile {
         triples: Vec::new(),
         lines: Vec::new(),
     };
-    for (i, line) in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let n = i + 1;
-        let fields = split_csv_line(line)
-            .map_err(|e| anyhow::anyhow!("{} line {n}: {e}", path.display()))?;
-        let [u, r, v] = fields.as_slice() else {
-            bail!(
-                "{} line {n}: expected 3 fields (unit,rater,value), found {}",
-                path.display(),
-                fields.len()
-            );
-        };
-        let (u, r, v) = (u.trim(), r.trim(), v.trim());
-        if u.is_empty() || r.is_empty() {
-            bail!("{} line {n}: empty unit or rater id", path.display());
+    for r in table.rows() {
+        let (u, rater, v) = (r.get("unit"), r.get("rater"), r.get("value"));
+        if u.is_empty() || rater.is_empty() {
+            bail!("{} line {}: empty unit or rater id", path.display(), r.line);
         }
         if v.is_empty() {
             continue;
         }
-        out.triples.push((u.to_owned(), r.to_owned(), v.to_owned()));
-        out.lines.push(n);
+        out.triples
+            .push((u.to_owned(), rater.to_owned(), v.to_owned()));
+        out.lines.push(r.line as usize);
     }
     if out.triples.is_empty() {
         bail!("{} holds no ratings", path.display());
     }
     Ok(out)
-}
-
-/// Splits one CSV line into fields; double quotes enclose a field, `""` is a quote inside one.
-pub(super) fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    let mut was_quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                cur.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => cur.push(c),
-            (false, '"') if cur.trim().is_empty() && !was_quoted => {
-                cur.clear();
-                quoted = true;
-                was_quoted = true;
-            }
-            (false, ',') => {
-                fields.push(std::mem::take(&mut cur));
-                was_quoted = false;
-            }
-            (false, '"') => return Err("a quote inside an unquoted field".into()),
-            (false, c) => cur.push(c),
-        }
-    }
-    if quoted {
-        return Err("unterminated quoted field".into());
-    }
-    fields.push(cur);
-    Ok(fields)
 }
 
 /// Reads and tabulates a ratings file against the given or default categories.

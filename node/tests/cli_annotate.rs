@@ -666,3 +666,62 @@ fn segmentation_disagreements_use_dice() {
         read_labels(&s.mask("local-resident", "case-0001")).1
     );
 }
+
+/// `img` rewritten with its x axis reversed, or with x and y swapped: the same voxels.
+fn reordered(img: &NiftiImage, labels: &[u8], swap: bool) -> NiftiImage {
+    let [nx, ny, nz] = img.dim;
+    let mut affine = img.affine;
+    let mut data = vec![0u8; labels.len()];
+    let dim = if swap { [ny, nx, nz] } else { img.dim };
+    for (row, src) in affine.iter_mut().zip(&img.affine).take(3) {
+        if swap {
+            row[0] = src[1];
+            row[1] = src[0];
+        } else {
+            row[0] = -src[0];
+            row[3] = src[3] + src[0] * (nx - 1) as f64;
+        }
+    }
+    for z in 0..nz {
+        for y in 0..ny {
+            for x in 0..nx {
+                let v = labels[x + nx * (y + ny * z)];
+                let i = if swap {
+                    y + ny * (x + nx * z)
+                } else {
+                    (nx - 1 - x) + nx * (y + ny * z)
+                };
+                data[i] = v;
+            }
+        }
+    }
+    let pixdim = if swap {
+        [img.pixdim[1], img.pixdim[0], img.pixdim[2]]
+    } else {
+        img.pixdim
+    };
+    NiftiImage::from_u8(dim, pixdim, affine, data).unwrap()
+}
+
+#[test]
+fn masks_in_another_axis_order_or_flipped_import_as_the_same_voxels() {
+    let s = Site::new(1);
+    let series = s.series("case-0001");
+    let (img, labels) = read_labels(&s.mask("panel-expert", "case-0001"));
+    for (reader, swap) in [("flipped", false), ("swapped", true)] {
+        s.ok(&["readers", "add", reader, "--kind", "local"]);
+        let path = s.path(&format!("{reader}.nii.gz"));
+        nifti::write_file(&path, &reordered(&img, &labels, swap)).unwrap();
+        let p = s.p(&path);
+        s.ok(&[
+            "annotate", "import", "--reader", reader, "--series", &series, &p,
+        ]);
+        let out = s.path(&format!("{reader}-out.nii.gz"));
+        let o = s.p(&out);
+        let args = ["--case", &series, "--format", "nifti", "--out", &o];
+        s.ok(&[&["annotate", "export", "--reader", reader][..], &args[..]].concat());
+        let (back, got) = read_labels(&out);
+        assert_eq!(got, labels, "{reader}");
+        assert_eq!(back.affine, img.affine, "{reader}");
+    }
+}

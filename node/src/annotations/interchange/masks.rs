@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::reorient::{self, AxisMap};
 use super::{Context, ImportError, ImportOptions, ImportedItem, new_version, save, series_grid_of};
 use crate::annotations::model::{Content, Segment, Segmentation};
 use crate::annotations::nifti::{self, NiftiGeometry, NiftiImage, NiftiLimits};
@@ -50,9 +51,15 @@ fn describe(dims: [u32; 3], spacing: [f64; 3], origin: [f64; 3]) -> String {
     )
 }
 
-/// Checks that a NIfTI header's grid is the series grid.
-pub fn check_grid(img: &NiftiGeometry, grid: &SeriesGrid) -> Result<(), String> {
+/// Checks that a NIfTI header's grid is the series grid, up to a lossless reorder of its axes
+/// (`reorient`); returns how its voxels map onto the series. A grid that would need resampling
+/// is refused, naming what differs and both geometries.
+pub fn check_grid(img: &NiftiGeometry, grid: &SeriesGrid) -> Result<AxisMap, String> {
     let series_affine = geometry::nifti_affine(&grid.geometry());
+    let dims = grid.dims().map(|d| d as usize);
+    if let Some(map) = reorient::axis_map(img, &series_affine, dims, GRID_TOLERANCE_MM) {
+        return Ok(map);
+    }
     let mask_dims = [img.dim[0] as u32, img.dim[1] as u32, img.dim[2] as u32];
     let mask_origin = [img.affine[0][3], img.affine[1][3], img.affine[2][3]];
     let series_origin = [
@@ -83,7 +90,7 @@ pub fn check_grid(img: &NiftiGeometry, grid: &SeriesGrid) -> Result<(), String> 
             return Err(mismatch("origin"));
         }
     }
-    Ok(())
+    Ok(AxisMap::IDENTITY)
 }
 
 /// Segments for a label map: the declared ones, or one per value present (`segment-N`).
@@ -168,12 +175,23 @@ pub async fn import_nifti(
     // The header is held against the series grid before any voxel is read.
     let g = grid.clone();
     let img = read_blocking(path, move |p| {
-        nifti::read_file_expecting(p, &NiftiLimits::default(), &|h| check_grid(h, &g))
+        nifti::read_file_expecting(p, &NiftiLimits::default(), &|h| {
+            check_grid(h, &g).map(|_| ())
+        })
     })
     .await?;
+    let geometry = NiftiGeometry {
+        dim: img.dim,
+        pixdim: img.pixdim,
+        affine: img.affine,
+    };
+    let map = check_grid(&geometry, &grid).map_err(|m| ImportError::file(path, m))?;
     let labels = img
         .to_labels_u8()
         .map_err(|e| ImportError::file(path, e.to_string()))?;
+    // The same voxels in the series' axis order (a no-op when the mask already is).
+    let dims = grid.dims().map(|d| d as usize);
+    let labels = reorient::to_series_order(&labels, img.dim, map, dims);
     let segments = segments_for(&labels, &opts.segments);
     let map = (case, grid.dims(), segments, labels);
     save_segmentation(ctx, path, opts, &reader, map, "nifti").await

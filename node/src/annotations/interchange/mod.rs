@@ -8,6 +8,7 @@
 pub mod csvtable;
 pub mod export;
 pub mod masks;
+pub mod reorient;
 pub mod tables;
 
 use std::collections::HashMap;

@@ -559,3 +559,37 @@ fn a_model_readers_seg_is_automatic_and_names_the_model_a_humans_is_manual() {
         }
     }
 }
+
+#[test]
+fn a_series_with_a_missing_slice_is_imported_with_a_warning() {
+    let s = Site::new();
+    let src = s.path("gappy");
+    tiny_series(&src, 5, 5, 4);
+    // Slice 1 (z = 24) is missing: the gaps are 6 and 3 mm.
+    std::fs::remove_file(src.join("1.dcm")).unwrap();
+    s.ok(&["ingest", src.to_str().unwrap()]);
+    let series = s.json(&["cases"])[0]["series"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let grid = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let site = fedanno_node::site::Site::open(&s.dir).unwrap();
+        site.store.series_grid_by_uid(&series).await.unwrap()
+    });
+    assert!(grid.uneven_slices().is_some());
+    let affine = fedanno_node::site::dicom::geometry::nifti_affine(&grid.geometry());
+    let dims = grid.dims().map(|d| d as usize);
+    let n = dims.iter().product();
+    let img = NiftiImage::from_u8(dims, grid.spacing(), affine, vec![1; n]).unwrap();
+    let mask = s.path("gappy.nii.gz");
+    nifti::write_file(&mask, &img).unwrap();
+    let m = mask.to_str().unwrap();
+    let r = s.json(&[
+        "annotate", "import", "--reader", "r1", "--series", &series, m,
+    ]);
+    let warning = r[0]["summary"]["warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("uneven slice spacing") && warning.contains("3.000 to 6.000"),
+        "{r}"
+    );
+}

@@ -122,14 +122,18 @@ async fn cross_check(c: &Consortium, quorum: u32) -> CrossCheck {
     for i in 0..3 {
         bundles.push(bundle::export(c.site(i)).await.unwrap());
     }
-    let info = consortium::read_info(
+    bundle::cross_check(bundles, &info(c), quorum).unwrap()
+}
+
+/// The consortium's public information, as every member holds it.
+fn info(c: &Consortium) -> fedanno_protocol::cert::ConsortiumInfo {
+    consortium::read_info(
         &c.site(0)
             .dir
             .join(consortium::SITE_DIR)
             .join(consortium::INFO_FILE),
     )
-    .unwrap();
-    bundle::cross_check(bundles, &info, quorum).unwrap()
+    .unwrap()
 }
 
 /// A caught at `kind`, and B heard A's evidence.
@@ -435,14 +439,7 @@ async fn an_auditor_fetches_what_each_site_allows_is_audited_and_may_do_nothing_
 
     // The fetched bundles cross-check: both logs verify; B's withheld study leaves A's
     // received notice unchecked, not a finding.
-    let info = consortium::read_info(
-        &c.site(0)
-            .dir
-            .join(consortium::SITE_DIR)
-            .join(consortium::INFO_FILE),
-    )
-    .unwrap();
-    let r = bundle::cross_check(vec![fa.bundle, fb2.bundle], &info, 0).unwrap();
+    let r = bundle::cross_check(vec![fa.bundle, fb2.bundle], &info(&c), 0).unwrap();
     assert!(r.sites.iter().all(|s| s.verified), "{r:?}");
     assert_eq!(r.sites[1].withheld, fb2.withheld);
     assert!(r.unchecked_messages >= 1 && r.matched_messages > 0, "{r:?}");

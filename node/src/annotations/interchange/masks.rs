@@ -194,7 +194,27 @@ pub async fn import_nifti(
     let labels = reorient::to_series_order(&labels, img.dim, map, dims);
     let segments = segments_for(&labels, &opts.segments);
     let map = (case, grid.dims(), segments, labels);
-    save_segmentation(ctx, path, opts, &reader, map, "nifti").await
+    let items = save_segmentation(ctx, path, opts, &reader, map, "nifti").await?;
+    Ok(warn_uneven(items, &grid))
+}
+
+/// Notes on each item (and in the log) that the series' slices are unevenly spaced: a NIfTI
+/// file of it places its slices at one spacing, which is not where all of them are.
+fn warn_uneven(mut items: Vec<ImportedItem>, grid: &SeriesGrid) -> Vec<ImportedItem> {
+    let Some((lo, hi)) = grid.uneven_slices() else {
+        return items;
+    };
+    let warning = format!(
+        "series {} has uneven slice spacing ({lo:.3} to {hi:.3} mm: a missing slice?); a NIfTI file of it assumes one spacing",
+        grid.pseudo_uid
+    );
+    tracing::warn!("{warning}");
+    for i in &mut items {
+        if let Some(obj) = i.summary.as_object_mut() {
+            obj.insert("warning".into(), warning.clone().into());
+        }
+    }
+    items
 }
 
 /// Writes a segmentation as a NIfTI label map on its series grid.
@@ -259,7 +279,8 @@ pub async fn import_seg(
             .collect(),
     };
     let map = (case, grid.dims(), segments, labels);
-    save_segmentation(ctx, path, opts, &reader, map, "dicom-seg").await
+    let items = save_segmentation(ctx, path, opts, &reader, map, "dicom-seg").await?;
+    Ok(warn_uneven(items, &grid))
 }
 
 /// The slices of `grid` for mapping the frames of `seg_obj`, by the instance UIDs the SEG

@@ -69,6 +69,27 @@ impl SeriesGrid {
         ]
     }
 
+    /// The smallest and largest gap between neighbouring slices along the slice normal, when
+    /// they differ by more than 1 % (a missing slice, or a series of mixed spacing): a NIfTI
+    /// grid assumes uniform spacing, so such a series deserves a warning.
+    pub fn uneven_slices(&self) -> Option<(f64, f64)> {
+        let o = self.orientation;
+        let n = [
+            o[1] * o[5] - o[2] * o[4],
+            o[2] * o[3] - o[0] * o[5],
+            o[0] * o[4] - o[1] * o[3],
+        ];
+        let depth: Vec<f64> = self
+            .slice_list
+            .iter()
+            .map(|s| s.position[0] * n[0] + s.position[1] * n[1] + s.position[2] * n[2])
+            .collect();
+        let gaps: Vec<f64> = depth.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+        let lo = gaps.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = gaps.iter().copied().fold(0.0, f64::max);
+        (lo.is_finite() && hi - lo > 0.01 * hi).then_some((lo, hi))
+    }
+
     pub fn geometry(&self) -> crate::site::dicom::geometry::SeriesGeometry {
         crate::site::dicom::geometry::SeriesGeometry {
             rows: self.rows,

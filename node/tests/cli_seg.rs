@@ -89,6 +89,38 @@ fn highdicom_seg_imports_onto_its_source_with_the_expected_mask() {
     assert_eq!(s.export_nifti(&series, "r1"), expected);
 }
 
+#[test]
+fn a_highdicom_labelmap_segmentation_imports_with_its_segments() {
+    let s = Site::new();
+    s.ok(&[
+        "ingest",
+        data().join("pydicom/CT_small.dcm").to_str().unwrap(),
+    ]);
+    // Label Map Segmentation Storage (1.2.840.10008.5.1.4.1.1.66.7), as highdicom 0.28 writes it.
+    let seg_file = data().join("generated/CT_small_seg_labelmap_highdicom.dcm");
+    let obj = seg::read_seg(&seg_file, &SegLimits::default()).unwrap();
+    assert_eq!(obj.segmentation_type, seg::SegmentationType::Labelmap);
+    let r = s.json(&[
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        seg_file.to_str().unwrap(),
+    ]);
+    let names: Vec<&str> = r[0]["summary"]["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["name"].as_str())
+        .collect();
+    assert_eq!(names, ["disc", "rectangle"], "{r}");
+    let series = r[0]["series"].as_str().unwrap().to_string();
+    let expected = npy_u8(&data().join("generated/CT_small_seg_labelmap.npy"));
+    assert_eq!(expected.len(), 128 * 128);
+    assert!(expected.contains(&1) && expected.contains(&2));
+    assert_eq!(s.export_nifti(&series, "r1"), expected);
+}
+
 /// Writes the source series a SEG references (its UIDs and positions), as 512x512 CT slices.
 fn source_series_for(seg_path: &Path, dir: &Path) {
     let obj = seg::read_seg(seg_path, &SegLimits::default()).unwrap();

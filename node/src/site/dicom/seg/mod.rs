@@ -34,11 +34,16 @@ use super::prescan::PrescanError;
 
 /// SOP Class UID of Segmentation Storage.
 pub const SEGMENTATION_STORAGE: &str = uids::SEGMENTATION_STORAGE;
+/// Label Map Segmentation Storage (PS3.4, 2024): one frame per plane holding segment numbers.
+pub const LABELMAP_SEGMENTATION_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.66.7";
 
 /// BINARY (one bit per pixel, values 0/1) or FRACTIONAL (8 bits, values 0..=`max_value`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SegmentationType {
     Binary,
+    /// Label Map Segmentation (8-bit): a frame per plane whose values are segment numbers
+    /// (0 background); its frames carry no segment number of their own (0 in [`SegFrame`]).
+    Labelmap,
     /// `probability`: PROBABILITY when true, OCCUPANCY when false.
     Fractional {
         max_value: u8,

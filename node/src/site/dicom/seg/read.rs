@@ -16,8 +16,8 @@ use dicom_object::mem::InMemElement;
 
 use super::bits::unpack_frame;
 use super::{
-    AlgorithmType, CodedConcept, Obj, SEGMENTATION_STORAGE, SegError, SegFrame, SegLimits,
-    SegObject, SegmentInfo, SegmentationType,
+    AlgorithmType, CodedConcept, LABELMAP_SEGMENTATION_STORAGE, Obj, SEGMENTATION_STORAGE,
+    SegError, SegFrame, SegLimits, SegObject, SegmentInfo, SegmentationType,
 };
 use crate::site::dicom::header;
 use crate::site::dicom::prescan::{self, ScanLimits};
@@ -73,7 +73,7 @@ pub fn read_seg(path: &Path, limits: &SegLimits) -> Result<SegObject, SegError> 
 
 fn parse_seg(obj: &Obj, pixels: &[u8], limits: &SegLimits) -> Result<SegObject, SegError> {
     let sop_class = text(obj, tags::SOP_CLASS_UID).ok_or(SegError::Missing("SOPClassUID"))?;
-    if sop_class != SEGMENTATION_STORAGE {
+    if sop_class != SEGMENTATION_STORAGE && sop_class != LABELMAP_SEGMENTATION_STORAGE {
         return Err(SegError::NotSegmentation);
     }
     let sop_instance_uid =
@@ -87,12 +87,20 @@ fn parse_seg(obj: &Obj, pixels: &[u8], limits: &SegLimits) -> Result<SegObject, 
         .and_then(|it| text(it, tags::SERIES_INSTANCE_UID));
 
     let segmentation_type = read_segmentation_type(obj)?;
+    let labelmap_class = sop_class == LABELMAP_SEGMENTATION_STORAGE;
+    if labelmap_class != (segmentation_type == SegmentationType::Labelmap) {
+        return Err(SegError::Invalid("SegmentationType for the SOP class"));
+    }
     let size = FrameSize::read(obj, segmentation_type, limits)?;
-    let segments = read_segments(obj)?;
+    let mut segments = read_segments(obj)?;
+    if labelmap_class {
+        // A label map describes its background as segment 0: it is the 0 voxels, not a segment.
+        segments.retain(|s| s.number != 0);
+    }
     let have = pixels.len() as u64;
     let need = match segmentation_type {
         SegmentationType::Binary => size.voxels.div_ceil(8),
-        SegmentationType::Fractional { .. } => size.voxels,
+        SegmentationType::Fractional { .. } | SegmentationType::Labelmap => size.voxels,
     };
     if have < need {
         return Err(SegError::PixelDataTooShort {
@@ -187,7 +195,8 @@ impl FrameSize {
     ) -> Result<FrameSize, SegError> {
         let bits = match segmentation_type {
             SegmentationType::Binary => 1u16,
-            SegmentationType::Fractional { .. } => 8u16,
+            // 16-bit label maps hold more segments than a stored label map can.
+            SegmentationType::Fractional { .. } | SegmentationType::Labelmap => 8u16,
         };
         if int::<u16>(obj, tags::BITS_ALLOCATED, "BitsAllocated")? != Some(bits) {
             return Err(SegError::Invalid("BitsAllocated"));
@@ -247,6 +256,27 @@ struct FrameReader<'a> {
 impl FrameReader<'_> {
     fn read(&self, k: usize, item: &Obj) -> Result<SegFrame, SegError> {
         let item = Some(item);
+        let segment_number = self.segment_of(k, item)?;
+        let referenced_sop_instance_uid = group_item(item, None, tags::DERIVATION_IMAGE_SEQUENCE)
+            .and_then(|d| first_item(d, tags::SOURCE_IMAGE_SEQUENCE))
+            .and_then(|s| text(s, tags::REFERENCED_SOP_INSTANCE_UID));
+        let position = group_item(item, self.shared, tags::PLANE_POSITION_SEQUENCE)
+            .map(|it| floats::<3>(it, tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient"))
+            .transpose()?
+            .flatten();
+        Ok(SegFrame {
+            segment_number,
+            referenced_sop_instance_uid,
+            position,
+            data: self.pixels_of(k)?,
+        })
+    }
+
+    /// The segment frame `k` belongs to (0 for a label map's frame, which holds them all).
+    fn segment_of(&self, k: usize, item: Option<&Obj>) -> Result<u16, SegError> {
+        if self.segmentation_type == SegmentationType::Labelmap {
+            return Ok(0);
+        }
         let segment_number = group_item(item, self.shared, tags::SEGMENT_IDENTIFICATION_SEQUENCE)
             .map(|it| {
                 int::<u16>(
@@ -264,25 +294,26 @@ impl FrameReader<'_> {
                 segment: segment_number,
             });
         }
-        let referenced_sop_instance_uid = group_item(item, None, tags::DERIVATION_IMAGE_SEQUENCE)
-            .and_then(|d| first_item(d, tags::SOURCE_IMAGE_SEQUENCE))
-            .and_then(|s| text(s, tags::REFERENCED_SOP_INSTANCE_UID));
-        let position = group_item(item, self.shared, tags::PLANE_POSITION_SEQUENCE)
-            .map(|it| floats::<3>(it, tags::IMAGE_POSITION_PATIENT, "ImagePositionPatient"))
-            .transpose()?
-            .flatten();
-        Ok(SegFrame {
-            segment_number,
-            referenced_sop_instance_uid,
-            position,
-            data: self.pixels_of(k)?,
-        })
+        Ok(segment_number)
     }
 
     /// Frame `k`'s pixels: unpacked bits, or bytes no greater than the maximum fractional value.
     fn pixels_of(&self, k: usize) -> Result<Vec<u8>, SegError> {
         match self.segmentation_type {
             SegmentationType::Binary => unpack_frame(self.pixels, k, self.plane),
+            SegmentationType::Labelmap => {
+                let bytes = self.frame_bytes(k)?;
+                if let Some(&v) = bytes
+                    .iter()
+                    .find(|&&v| v != 0 && !self.segments.iter().any(|s| s.number == u16::from(v)))
+                {
+                    return Err(SegError::UnknownSegment {
+                        frame: k,
+                        segment: u16::from(v),
+                    });
+                }
+                Ok(bytes.to_vec())
+            }
             SegmentationType::Fractional { max_value, .. } => {
                 let start = k
                     .checked_mul(self.plane)
@@ -300,10 +331,23 @@ impl FrameReader<'_> {
     }
 }
 
+impl FrameReader<'_> {
+    /// The bytes of 8-bit frame `k`.
+    fn frame_bytes(&self, k: usize) -> Result<&[u8], SegError> {
+        let start = k
+            .checked_mul(self.plane)
+            .ok_or(SegError::Invalid("PixelData"))?;
+        self.pixels
+            .get(start..start.saturating_add(self.plane))
+            .ok_or(SegError::Invalid("PixelData"))
+    }
+}
+
 fn read_segmentation_type(obj: &Obj) -> Result<SegmentationType, SegError> {
     let t = text(obj, tags::SEGMENTATION_TYPE).ok_or(SegError::Missing("SegmentationType"))?;
     match t.as_str() {
         "BINARY" => Ok(SegmentationType::Binary),
+        "LABELMAP" => Ok(SegmentationType::Labelmap),
         "FRACTIONAL" => {
             let probability = match text(obj, tags::SEGMENTATION_FRACTIONAL_TYPE).as_deref() {
                 Some("PROBABILITY") => true,

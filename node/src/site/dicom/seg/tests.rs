@@ -505,10 +505,17 @@ fn duplicate_segment_numbers_fail() {
 }
 
 #[test]
-fn labelmap_and_wrong_bits_fail() {
+fn a_labelmap_type_in_the_segmentation_class_and_wrong_bits_fail() {
+    // LABELMAP belongs to Label Map Segmentation Storage, not to Segmentation Storage.
     assert!(matches!(
         read_edited(|o| {
             o.put(cs(tags::SEGMENTATION_TYPE, "LABELMAP"));
+        }),
+        Err(SegError::Invalid("SegmentationType for the SOP class"))
+    ));
+    assert!(matches!(
+        read_edited(|o| {
+            o.put(cs(tags::SEGMENTATION_TYPE, "MYSTERY"));
         }),
         Err(SegError::UnsupportedType)
     ));
@@ -660,7 +667,7 @@ fn fractional_and_oblique_round_trips() {
     ] {
         let src = source(7, 9, 4, orientation);
         let max = match t {
-            SegmentationType::Binary => 1,
+            SegmentationType::Binary | SegmentationType::Labelmap => 1,
             SegmentationType::Fractional { max_value, .. } => max_value,
         };
         let vols: Vec<(u16, Vec<u8>)> = (1..=2)

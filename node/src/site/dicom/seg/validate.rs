@@ -9,8 +9,13 @@ pub(super) fn validate_write(w: &SegWrite<'_>) -> Result<(), SegError> {
     check_grid(w.source)?;
     check_uids(w)?;
     check_texts(w)?;
-    if let SegmentationType::Fractional { max_value: 0, .. } = w.segmentation_type {
-        return Err(SegError::Invalid("MaximumFractionalValue"));
+    match w.segmentation_type {
+        SegmentationType::Fractional { max_value: 0, .. } => {
+            return Err(SegError::Invalid("MaximumFractionalValue"));
+        }
+        // Written as BINARY (one frame per segment and slice); LABELMAP is read only.
+        SegmentationType::Labelmap => return Err(SegError::UnsupportedType),
+        _ => {}
     }
     check_segments(w)?;
     check_volumes(w)
@@ -145,7 +150,7 @@ fn check_volumes(w: &SegWrite<'_>) -> Result<(), SegError> {
         .checked_mul(src.slices.len())
         .ok_or(SegError::Alloc(u64::MAX))?;
     let max = match w.segmentation_type {
-        SegmentationType::Binary => 1,
+        SegmentationType::Binary | SegmentationType::Labelmap => 1,
         SegmentationType::Fractional { max_value, .. } => max_value,
     };
     for (i, (num, vol)) in w.volumes.iter().enumerate() {

@@ -20,6 +20,11 @@ pub fn frames_to_volumes(
     rows: u32,
     columns: u32,
 ) -> Result<Vec<(u16, Vec<u8>)>, SegError> {
+    if seg.segmentation_type == super::SegmentationType::Labelmap {
+        return Err(SegError::Placement(
+            "a LABELMAP SEG maps onto one label map (frames_to_label_map)",
+        ));
+    }
     let (plane, total, index) = placement(seg, slices, orientation, rows, columns)?;
     let mut volumes: Vec<(u16, Vec<u8>)> = Vec::with_capacity(seg.segments.len());
     for s in &seg.segments {
@@ -61,15 +66,14 @@ pub fn frames_to_label_map(
         return Err(too_high());
     }
     let (plane, total, index) = placement(seg, slices, orientation, rows, columns)?;
-    let threshold = match seg.segmentation_type {
-        super::SegmentationType::Binary => 1u8,
-        super::SegmentationType::Fractional { max_value, .. } => max_value.div_ceil(2).max(1),
-    };
+    let labelmap = seg.segmentation_type == super::SegmentationType::Labelmap;
+    let threshold = threshold(seg.segmentation_type);
     for (k, frame) in seg.frames.iter().enumerate() {
-        if !seg
-            .segments
-            .iter()
-            .any(|s| s.number == frame.segment_number)
+        if !labelmap
+            && !seg
+                .segments
+                .iter()
+                .any(|s| s.number == frame.segment_number)
         {
             return Err(SegError::UnknownSegment {
                 frame: k,
@@ -84,9 +88,18 @@ pub fn frames_to_label_map(
         let value = u8::try_from(frame.segment_number).map_err(|_| too_high())?;
         let mut clashes = 0u64;
         for (d, &v) in dst.iter_mut().zip(&frame.data) {
-            if v >= threshold {
-                clashes += u64::from(*d != 0 && *d != value);
-                *d = value;
+            // A label map's frame holds segment numbers (checked on reading); the others a
+            // value of one segment.
+            let label = if labelmap {
+                v
+            } else if v >= threshold {
+                value
+            } else {
+                0
+            };
+            if label != 0 {
+                clashes += u64::from(*d != 0 && *d != label);
+                *d = label;
             }
         }
         match &mut overlap {
@@ -98,6 +111,15 @@ pub fn frames_to_label_map(
     match overlap {
         Some((segment, voxels)) => Err(SegError::Overlap { segment, voxels }),
         None => Ok(labels),
+    }
+}
+
+/// The smallest value that counts as inside: any set bit, half the fractional maximum, or
+/// any segment number of a label map.
+fn threshold(t: super::SegmentationType) -> u8 {
+    match t {
+        super::SegmentationType::Binary | super::SegmentationType::Labelmap => 1,
+        super::SegmentationType::Fractional { max_value, .. } => max_value.div_ceil(2).max(1),
     }
 }
 
@@ -415,10 +437,7 @@ fn regular_steps(points: &[(f64, [f64; 3])]) -> Result<([f64; 3], f64, usize), S
 /// inside. Segment numbers above 255 and overlapping segments are refused: a label map holds
 /// one segment per voxel.
 pub fn label_map(seg: &SegObject, volumes: &[(u16, Vec<u8>)]) -> Result<Vec<u8>, SegError> {
-    let threshold = match seg.segmentation_type {
-        super::SegmentationType::Binary => 1u8,
-        super::SegmentationType::Fractional { max_value, .. } => max_value.div_ceil(2).max(1),
-    };
+    let threshold = threshold(seg.segmentation_type);
     let n = volumes.first().map_or(0, |(_, v)| v.len());
     let mut labels = zeroed(n)?;
     for (number, volume) in volumes {

@@ -128,6 +128,8 @@ fn pixel_data(
                 .ok_or(SegError::Alloc(u64::MAX))?;
             (1u16, pack_frames(frames.iter().map(|f| f.data), n_bits))
         }
+        // Refused by validate_write before anything is built.
+        SegmentationType::Labelmap => return Err(SegError::UnsupportedType),
         SegmentationType::Fractional { .. } => {
             let mut v: Vec<u8> = frames.iter().flat_map(|f| f.data.iter().copied()).collect();
             if v.len() % 2 == 1 {
@@ -289,6 +291,7 @@ fn segmentation_image(w: &SegWrite<'_>) -> Vec<InMemElement> {
     ];
     match w.segmentation_type {
         SegmentationType::Binary => el.push(cs(tags::SEGMENTATION_TYPE, "BINARY")),
+        SegmentationType::Labelmap => el.push(cs(tags::SEGMENTATION_TYPE, "LABELMAP")),
         SegmentationType::Fractional {
             max_value,
             probability,

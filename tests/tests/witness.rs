@@ -20,7 +20,7 @@ use fedanno_node::tools::local_consortium::Member;
 use fedanno_protocol::cert::Role;
 use fedanno_protocol::ids::SiteId;
 use fedanno_protocol::reader_study::ReaderStudyRequest;
-use fedanno_protocol::wire::{RefusalReason, Request, Response};
+use fedanno_protocol::wire::{AuditQuery, RefusalReason, Request, Response};
 use fedanno_tests::network::{CONSORTIUM, Consortium, address, wait_until, with_policy};
 
 async fn restart(c: &Consortium, i: usize, peers: &[&Node]) -> Node {
@@ -323,6 +323,21 @@ async fn two_logs_of_one_size_shown_to_two_witnesses_are_caught_where_their_view
     }
 }
 
+/// Sends `req` from `from` to `to` past `from`'s own policy: it must be refused as not
+/// permitted.
+async fn not_permitted(from: &Node, to: &SiteId, kind: MessageKind, req: &Request) {
+    let r = from.handle.send_request(to, kind, None, req).await;
+    assert!(
+        matches!(
+            r,
+            Ok(Response::Refused {
+                reason: RefusalReason::NotPermitted
+            })
+        ),
+        "{r:?}"
+    );
+}
+
 /// Site-b's policy: the research site's, with the auditors' scope narrowed to one study.
 fn scoped_policy() -> Policy {
     let text = policy::DEFAULT_POLICY.replace("studies = [\"*\"]", "studies = [\"visible-study\"]");
@@ -419,19 +434,10 @@ async fn an_auditor_fetches_what_each_site_allows_is_audited_and_may_do_nothing_
         manifest_hash: [0; 32],
         joined: true,
     }));
-    let r = nd
-        .handle
-        .send_request(a, MessageKind::StudyDecision, None, &study_request)
-        .await;
-    assert!(
-        matches!(
-            r,
-            Ok(Response::Refused {
-                reason: RefusalReason::NotPermitted
-            })
-        ),
-        "{r:?}"
-    );
+    not_permitted(&nd, a, MessageKind::StudyDecision, &study_request).await;
+    // Nor does the auditor's node answer a site's fetch of its own log.
+    let heads = Request::Audit(AuditQuery::Heads);
+    not_permitted(&na, d, MessageKind::AuditProof, &heads).await;
     let rejected = c.events(0, "rejected").await.into_iter().any(|e| {
         matches!(e, AuditEvent::Rejected { from, reason, .. } if from == d.as_str() && reason.contains("auditor"))
     });

@@ -54,6 +54,13 @@ pub(super) async fn answer(
     let none = Release::default();
     let kind = kind_of(&q);
     let refuse = |reason| Response::Refused { reason };
+    if cx.identity().fetch_only() {
+        // An auditor's node fetches; its own log is not for others to page through.
+        let r = refuse(RefusalReason::NotPermitted);
+        return cx
+            .respond(member, id, MessageKind::Refusal, &none, &r)
+            .await;
+    }
     if let Err(e) = cx.gate(kind, &none, Some(member)).await {
         tracing::info!(auditor = %member.site, error = %e, "an auditor's fetch is refused by policy");
         let r = refuse(RefusalReason::PolicyDenied);

@@ -67,14 +67,16 @@ fn npy_u8(path: &Path) -> Vec<u8> {
     b[10 + header_len..].to_vec()
 }
 
-#[test]
-fn highdicom_seg_imports_onto_its_source_with_the_expected_mask() {
+/// Imports a highdicom SEG of `pydicom/CT_small.dcm` (`generated/<name>`) as r1 of a new site;
+/// returns the import's answer and the label map exported back, with the `.npy` label map
+/// highdicom encoded (`generated/<mask>`).
+fn import_onto_ct_small(name: &str, mask: &str) -> (Value, Vec<u8>, Vec<u8>) {
     let s = Site::new();
     s.ok(&[
         "ingest",
         data().join("pydicom/CT_small.dcm").to_str().unwrap(),
     ]);
-    let seg_file = data().join("generated/CT_small_seg_disc_highdicom.dcm");
+    let seg_file = data().join("generated").join(name);
     let r = s.json(&[
         "annotate",
         "import",
@@ -82,31 +84,32 @@ fn highdicom_seg_imports_onto_its_source_with_the_expected_mask() {
         "r1",
         seg_file.to_str().unwrap(),
     ]);
-    assert_eq!(r[0]["summary"]["segments"][0]["voxels"], 1257);
     let series = r[0]["series"].as_str().unwrap().to_string();
-    let expected = npy_u8(&data().join("generated/CT_small_seg_disc_mask.npy"));
+    let expected = npy_u8(&data().join("generated").join(mask));
     assert_eq!(expected.len(), 128 * 128);
-    assert_eq!(s.export_nifti(&series, "r1"), expected);
+    (r, s.export_nifti(&series, "r1"), expected)
+}
+
+#[test]
+fn highdicom_seg_imports_onto_its_source_with_the_expected_mask() {
+    let (r, got, expected) = import_onto_ct_small(
+        "CT_small_seg_disc_highdicom.dcm",
+        "CT_small_seg_disc_mask.npy",
+    );
+    assert_eq!(r[0]["summary"]["segments"][0]["voxels"], 1257);
+    assert_eq!(got, expected);
 }
 
 #[test]
 fn a_highdicom_labelmap_segmentation_imports_with_its_segments() {
-    let s = Site::new();
-    s.ok(&[
-        "ingest",
-        data().join("pydicom/CT_small.dcm").to_str().unwrap(),
-    ]);
     // Label Map Segmentation Storage (1.2.840.10008.5.1.4.1.1.66.7), as highdicom 0.28 writes it.
-    let seg_file = data().join("generated/CT_small_seg_labelmap_highdicom.dcm");
-    let obj = seg::read_seg(&seg_file, &SegLimits::default()).unwrap();
+    let file = data().join("generated/CT_small_seg_labelmap_highdicom.dcm");
+    let obj = seg::read_seg(&file, &SegLimits::default()).unwrap();
     assert_eq!(obj.segmentation_type, seg::SegmentationType::Labelmap);
-    let r = s.json(&[
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        seg_file.to_str().unwrap(),
-    ]);
+    let (r, got, expected) = import_onto_ct_small(
+        "CT_small_seg_labelmap_highdicom.dcm",
+        "CT_small_seg_labelmap.npy",
+    );
     let names: Vec<&str> = r[0]["summary"]["segments"]
         .as_array()
         .unwrap()
@@ -114,11 +117,8 @@ fn a_highdicom_labelmap_segmentation_imports_with_its_segments() {
         .filter_map(|x| x["name"].as_str())
         .collect();
     assert_eq!(names, ["disc", "rectangle"], "{r}");
-    let series = r[0]["series"].as_str().unwrap().to_string();
-    let expected = npy_u8(&data().join("generated/CT_small_seg_labelmap.npy"));
-    assert_eq!(expected.len(), 128 * 128);
     assert!(expected.contains(&1) && expected.contains(&2));
-    assert_eq!(s.export_nifti(&series, "r1"), expected);
+    assert_eq!(got, expected);
 }
 
 /// Writes the source series a SEG references (its UIDs and positions), as 512x512 CT slices.

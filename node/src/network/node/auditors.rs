@@ -27,8 +27,8 @@ use super::context::Context;
 use super::members::MemberInfo;
 use super::outbound::Release;
 use super::witness;
+use crate::network::audit::AuditError;
 use crate::network::audit::bundle::{self, Bundle, BundleEntry, CosignedHead as BundleHead};
-use crate::network::audit::{self, AuditError};
 use crate::network::kinds::MessageKind;
 use crate::site::identity::hex;
 use crate::site::store::AuditStoreError;
@@ -188,11 +188,9 @@ pub(super) async fn fetch(cx: &Context, from: &SiteId) -> Result<Fetched, AppErr
         cosignatures,
         witnessed,
     } = *heads;
-    let origin = audit::origin(cx.identity().consortium(), from);
+    let origin = checkpoint.origin.clone();
     let cert_key = certificate.body_unverified().map(|b| b.signing_key);
-    if checkpoint.verify(&member.signing_key).is_err()
-        || checkpoint.signer != *from
-        || checkpoint.origin != origin
+    if !witness::is_own_checkpoint(cx, &member, &checkpoint)
         || cert_key.ok() != Some(member.signing_key)
     {
         return Err(bad("a checkpoint or certificate that is not its own"));

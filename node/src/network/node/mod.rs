@@ -51,7 +51,7 @@ use context::Context;
 pub(crate) use inbound::issue_receipt;
 pub use members::MemberInfo;
 pub use status::{Status, health_problems};
-pub(crate) use witness::witness_round_checkpoint;
+pub(crate) use witness::{is_own_checkpoint, witness_round_checkpoint};
 /// The X25519 sealing key types, re-exported so callers need not name the crate.
 pub use x25519_dalek::{PublicKey as SealingPublic, StaticSecret as SealingSecret};
 

@@ -55,11 +55,7 @@ pub(super) async fn cosign(
 ) -> Result<(), AppError> {
     let none = Release::default();
     let refuse = |reason| Response::Refused { reason };
-    let origin = audit::origin(cx.identity().consortium(), &member.site);
-    if checkpoint.verify(&member.signing_key).is_err()
-        || checkpoint.signer != member.site
-        || checkpoint.origin != origin
-    {
+    if !is_own_checkpoint(cx, member, &checkpoint) {
         let r = refuse(RefusalReason::Malformed);
         return cx
             .respond(member, id, MessageKind::Refusal, &none, &r)
@@ -108,6 +104,14 @@ pub(super) async fn cosign(
     };
     cx.respond(member, id, MessageKind::Refusal, &none, &answer)
         .await
+}
+
+/// Whether `cp` is a checkpoint of `member`'s own log: signed by it with its key, under its
+/// log's origin in this consortium.
+pub(crate) fn is_own_checkpoint(cx: &Context, member: &MemberInfo, cp: &SignedCheckpoint) -> bool {
+    cp.signer == member.site
+        && cp.origin == audit::origin(cx.identity().consortium(), &member.site)
+        && cp.verify(&member.signing_key).is_ok()
 }
 
 /// Records an alarm (once per contradicting checkpoint) and, when we found it, passes the

@@ -20,7 +20,7 @@ use crate::network::audit::AuditEvent;
 use crate::network::kinds::MessageKind;
 use crate::network::node::context::Context;
 use crate::network::node::outbound::Release;
-use crate::network::node::{AppError, AppHandle, witness_round_checkpoint};
+use crate::network::node::{AppError, AppHandle, is_own_checkpoint, witness_round_checkpoint};
 use crate::reader_studies::ReaderStudyError;
 use crate::reader_studies::jobs::{self, ConsensusOutcome, EmError, Job, QualityOutcome};
 use crate::reader_studies::local;
@@ -708,9 +708,8 @@ fn checked_head(
     cp: &SignedCheckpoint,
     cos: &[Cosignature],
 ) -> Result<AuditRef, String> {
-    let key = cx.member(site).map_err(|e| e.to_string())?.signing_key;
-    let origin = crate::network::audit::origin(cx.identity().consortium(), site);
-    if &cp.signer != site || cp.origin != origin || cp.verify(&key).is_err() {
+    let member = cx.member(site).map_err(|e| e.to_string())?;
+    if !is_own_checkpoint(cx, &member, cp) {
         return Err("a checkpoint that is not its own".into());
     }
     Ok(head(cx, cp, cos))

@@ -1,6 +1,8 @@
-//! DICOM Segmentation objects (SEG, Segmentation Storage `1.2.840.10008.5.1.4.1.1.66.4`):
-//! reading BINARY and FRACTIONAL SEGs ([`read_seg`]), mapping their frames onto the slices of a
-//! series as one label volume per segment ([`frames_to_volumes`]), and writing a conformant
+//! DICOM Segmentation objects (SEG, Segmentation Storage `1.2.840.10008.5.1.4.1.1.66.4`, and
+//! Label Map Segmentation Storage `1.2.840.10008.5.1.4.1.1.66.7`): reading BINARY, FRACTIONAL
+//! and LABELMAP SEGs ([`read_seg`]), mapping their frames onto the slices of a series as one
+//! label volume per segment ([`frames_to_volumes`]) or one label map
+//! ([`frames_to_label_map`]), and writing a conformant BINARY, FRACTIONAL or LABELMAP
 //! Segmentation IOD that references a source series ([`write_seg`]).
 //!
 //! 1-bit Pixel Data is packed and unpacked here, never by dicom-pixeldata: frames are
@@ -217,6 +219,8 @@ pub struct SegWrite<'a> {
     pub segments: &'a [SegmentInfo],
     /// Per segment number: a label volume on the source grid (x fastest, then y, then z =
     /// index into `source.slices`). A segment without a volume is written as empty.
+    /// For [`SegmentationType::Labelmap`]: exactly one entry `(0, label map)` on that grid whose
+    /// values are segment numbers (0 background), with at most 255 segments.
     pub volumes: &'a [(u16, &'a [u8])],
     pub segmentation_type: SegmentationType,
     pub sop_instance_uid: String,
@@ -259,7 +263,7 @@ pub enum SegError {
     /// A SEG read without its source series cannot be placed on a grid.
     #[error("{0}")]
     Placement(&'static str),
-    #[error("unsupported segmentation type (only BINARY and FRACTIONAL)")]
+    #[error("unsupported segmentation type (only BINARY, FRACTIONAL and LABELMAP)")]
     UnsupportedType,
     #[error("{frames} frames exceed the limit of {cap}")]
     TooManyFrames { frames: u64, cap: u32 },
@@ -319,6 +323,14 @@ pub enum SegError {
     VolumeValue(u16),
     #[error("segment {0} has more than one volume")]
     DuplicateVolume(u16),
+    #[error("a LABELMAP SEG is written from exactly one label map, not {0} volumes")]
+    LabelMapVolumes(usize),
+    #[error("the label map of a LABELMAP SEG is volume 0, not volume {0}")]
+    LabelMapNumber(u16),
+    #[error("the label map holds the value {0}, which numbers no segment")]
+    LabelNotASegment(u8),
+    #[error("{0} segments: a LABELMAP SEG of 8-bit frames holds at most 255")]
+    TooManyLabels(usize),
     #[error("invalid UID in {0}")]
     InvalidUid(&'static str),
     #[error("invalid text in {0}")]

@@ -22,10 +22,11 @@ use super::{
 use crate::site::dicom::header;
 use crate::site::dicom::prescan::{self, ScanLimits};
 
-/// Reads a whole SEG file (attributes and frames). The SOP class must be Segmentation Storage and
-/// the transfer syntax uncompressed little endian; LABELMAP SEGs are refused. The file is
-/// pre-scanned ([`crate::site::dicom::prescan`]) so no declared length is trusted: dicom-object
-/// parses only the header before Pixel Data, and the Pixel Data value is sliced from the file here.
+/// Reads a whole SEG file (attributes and frames). The SOP class must be Segmentation Storage
+/// (BINARY or FRACTIONAL) or Label Map Segmentation Storage (LABELMAP, 8-bit) and the transfer
+/// syntax uncompressed little endian. The file is pre-scanned ([`crate::site::dicom::prescan`])
+/// so no declared length is trusted: dicom-object parses only the header before Pixel Data, and
+/// the Pixel Data value is sliced from the file here.
 pub fn read_seg(path: &Path, limits: &SegLimits) -> Result<SegObject, SegError> {
     let mut file = File::open(path).map_err(|e| SegError::Io(e.kind()))?;
     let size = file.metadata().map_err(|e| SegError::Io(e.kind()))?.len();

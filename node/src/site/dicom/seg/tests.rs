@@ -861,4 +861,5 @@ fn random_mutations_never_panic() {
     assert!(ok > 0 && failed > 0, "ok {ok} failed {failed}");
 }
 
+mod labelmap;
 mod mapping;

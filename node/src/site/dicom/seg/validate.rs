@@ -1,6 +1,7 @@
 //! Checks a [`SegWrite`] before anything is built: grid, slices, UIDs, text lengths and
 //! characters, dates and times, segment numbering and algorithm names, and every volume's size
-//! and values against the segmentation type. Errors name the attribute, never its value.
+//! and values against the segmentation type (a LABELMAP's one label map: values that number
+//! segments). Errors name the attribute, never its value.
 
 use super::volumes::plane_size;
 use super::{AlgorithmType, SegError, SegSource, SegWrite, SegmentationType};
@@ -9,16 +10,14 @@ pub(super) fn validate_write(w: &SegWrite<'_>) -> Result<(), SegError> {
     check_grid(w.source)?;
     check_uids(w)?;
     check_texts(w)?;
-    match w.segmentation_type {
-        SegmentationType::Fractional { max_value: 0, .. } => {
-            return Err(SegError::Invalid("MaximumFractionalValue"));
-        }
-        // Written as BINARY (one frame per segment and slice); LABELMAP is read only.
-        SegmentationType::Labelmap => return Err(SegError::UnsupportedType),
-        _ => {}
+    if let SegmentationType::Fractional { max_value: 0, .. } = w.segmentation_type {
+        return Err(SegError::Invalid("MaximumFractionalValue"));
     }
     check_segments(w)?;
-    check_volumes(w)
+    match w.segmentation_type {
+        SegmentationType::Labelmap => check_label_map(w),
+        _ => check_volumes(w),
+    }
 }
 
 /// Frame size, slices, spacing and positions of the source.
@@ -144,11 +143,6 @@ fn check_segments(w: &SegWrite<'_>) -> Result<(), SegError> {
 
 /// One volume per declared segment, each of the grid's size with values the type allows.
 fn check_volumes(w: &SegWrite<'_>) -> Result<(), SegError> {
-    let src = w.source;
-    let plane = plane_size(src.rows, src.columns)?;
-    let expected = plane
-        .checked_mul(src.slices.len())
-        .ok_or(SegError::Alloc(u64::MAX))?;
     let max = match w.segmentation_type {
         SegmentationType::Binary | SegmentationType::Labelmap => 1,
         SegmentationType::Fractional { max_value, .. } => max_value,
@@ -163,18 +157,48 @@ fn check_volumes(w: &SegWrite<'_>) -> Result<(), SegError> {
         if w.volumes.iter().take(i).any(|(n, _)| n == num) {
             return Err(SegError::DuplicateVolume(*num));
         }
-        if vol.len() != expected {
-            return Err(SegError::VolumeSize {
-                segment: *num,
-                got: vol.len(),
-                expected,
-            });
-        }
+        check_volume_size(w.source, *num, vol)?;
         if vol.iter().any(|&v| v > max) {
             return Err(SegError::VolumeValue(*num));
         }
     }
     Ok(())
+}
+
+/// A LABELMAP's one label map (volume 0) of the grid's size, whose non-zero values number
+/// segments (numbered 1..=N by `check_segments`; N ≤ 255 for 8-bit frames).
+fn check_label_map(w: &SegWrite<'_>) -> Result<(), SegError> {
+    let n = w.segments.len();
+    if n > usize::from(u8::MAX) {
+        return Err(SegError::TooManyLabels(n));
+    }
+    let [(number, map)] = w.volumes else {
+        return Err(SegError::LabelMapVolumes(w.volumes.len()));
+    };
+    if *number != 0 {
+        return Err(SegError::LabelMapNumber(*number));
+    }
+    check_volume_size(w.source, 0, map)?;
+    match map.iter().find(|&&v| usize::from(v) > n) {
+        Some(&v) => Err(SegError::LabelNotASegment(v)),
+        None => Ok(()),
+    }
+}
+
+/// A volume holds one value per voxel of the source grid.
+fn check_volume_size(src: &SegSource, segment: u16, vol: &[u8]) -> Result<(), SegError> {
+    let expected = plane_size(src.rows, src.columns)?
+        .checked_mul(src.slices.len())
+        .ok_or(SegError::Alloc(u64::MAX))?;
+    if vol.len() == expected {
+        Ok(())
+    } else {
+        Err(SegError::VolumeSize {
+            segment,
+            got: vol.len(),
+            expected,
+        })
+    }
 }
 
 fn check_uid(v: &str, name: &'static str) -> Result<(), SegError> {

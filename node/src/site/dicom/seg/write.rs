@@ -2,6 +2,11 @@
 //! non-empty (segment, slice) pairs, shared and per-frame functional groups, dimension index,
 //! references to every source slice), encoded as Explicit VR Little Endian and written
 //! atomically. Every input is checked first by `validate`.
+//!
+//! A LABELMAP is written as highdicom 0.28 writes one: Label Map Segmentation Storage, one
+//! 8-bit frame of segment numbers per source slice (all of them, in slice order), PixelPadding
+//! Value 0, a Background segment 0 first in SegmentSequence, and frames indexed by position
+//! alone (no Segment Identification functional group).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
@@ -17,15 +22,17 @@ use super::bits::pack_frames;
 use super::validate::validate_write;
 use super::volumes::{checked_normal, dot, plane_size};
 use super::{
-    CodedConcept, Obj, SEGMENTATION_STORAGE, SegError, SegSource, SegWrite, SegmentInfo,
-    SegmentationType, SourceSlice,
+    CodedConcept, LABELMAP_SEGMENTATION_STORAGE, Obj, SEGMENTATION_STORAGE, SegError, SegSource,
+    SegWrite, SegmentInfo, SegmentationType, SourceSlice,
 };
 use crate::site::dicom::write::{ds, ds_multi, elem, multi_cs, us, with_file_meta};
 use crate::site::files::write_atomic;
 
 /// Writes a SEG referencing `w.source` to `path` atomically (a temporary file in the same
-/// directory, synced, then renamed). Frames are written only for (segment, slice) pairs with a
-/// non-zero voxel, ordered by segment then slice; one empty frame when every volume is empty.
+/// directory, synced, then renamed). BINARY and FRACTIONAL: frames are written only for
+/// (segment, slice) pairs with a non-zero voxel, ordered by segment then slice; one empty frame
+/// when every volume is empty. LABELMAP (Label Map Segmentation Storage): `w.volumes` is one
+/// label map `(0, map)` of segment numbers, written as one 8-bit frame per source slice.
 pub fn write_seg(path: &Path, w: &SegWrite<'_>) -> Result<(), SegError> {
     let obj = build_seg(w)?;
     let file = with_file_meta(obj).map_err(|_| SegError::Encode("file meta group"))?;
@@ -38,9 +45,10 @@ pub fn write_seg(path: &Path, w: &SegWrite<'_>) -> Result<(), SegError> {
 /// ManufacturerModelName of written SEGs (Enhanced General Equipment).
 const MODEL_NAME: &str = "fedanno";
 
-/// One frame to write: segment number, slice index and the frame's pixels.
+/// One frame to write: segment number (none for a label map's frame, which holds them all),
+/// slice index and the frame's pixels.
 struct OutFrame<'a> {
-    segment: u16,
+    segment: Option<u16>,
     z: usize,
     data: &'a [u8],
 }
@@ -87,8 +95,23 @@ fn slice_depths(src: &SegSource) -> Result<Vec<f64>, SegError> {
 }
 
 /// The frames to write: per segment (in number order), per slice with any non-zero voxel; one
-/// `empty` frame of the first segment when every volume is empty.
+/// `empty` frame of the first segment when every volume is empty. A label map: every slice.
 fn out_frames<'a>(w: &SegWrite<'a>, plane: usize, empty: &'a [u8]) -> Vec<OutFrame<'a>> {
+    if w.segmentation_type == SegmentationType::Labelmap {
+        // validate_write checked: one volume, the label map.
+        let planes = w
+            .volumes
+            .iter()
+            .flat_map(|(_, map)| map.chunks_exact(plane));
+        return planes
+            .enumerate()
+            .map(|(z, data)| OutFrame {
+                segment: None,
+                z,
+                data,
+            })
+            .collect();
+    }
     let mut frames: Vec<OutFrame<'a>> = Vec::new();
     for seg in w.segments {
         let Some((_, vol)) = w.volumes.iter().find(|(num, _)| *num == seg.number) else {
@@ -97,7 +120,7 @@ fn out_frames<'a>(w: &SegWrite<'a>, plane: usize, empty: &'a [u8]) -> Vec<OutFra
         for (z, data) in vol.chunks_exact(plane).enumerate() {
             if data.iter().any(|&v| v != 0) {
                 frames.push(OutFrame {
-                    segment: seg.number,
+                    segment: Some(seg.number),
                     z,
                     data,
                 });
@@ -106,7 +129,7 @@ fn out_frames<'a>(w: &SegWrite<'a>, plane: usize, empty: &'a [u8]) -> Vec<OutFra
     }
     if frames.is_empty() {
         frames.push(OutFrame {
-            segment: w.segments.first().map_or(1, |s| s.number),
+            segment: Some(w.segments.first().map_or(1, |s| s.number)),
             z: 0,
             data: empty,
         });
@@ -115,7 +138,7 @@ fn out_frames<'a>(w: &SegWrite<'a>, plane: usize, empty: &'a [u8]) -> Vec<OutFra
 }
 
 /// BitsAllocated and the Pixel Data value: 1-bit packed frames (BINARY) or bytes padded to an
-/// even length (FRACTIONAL).
+/// even length (FRACTIONAL, LABELMAP).
 fn pixel_data(
     t: SegmentationType,
     frames: &[OutFrame<'_>],
@@ -128,9 +151,7 @@ fn pixel_data(
                 .ok_or(SegError::Alloc(u64::MAX))?;
             (1u16, pack_frames(frames.iter().map(|f| f.data), n_bits))
         }
-        // Refused by validate_write before anything is built.
-        SegmentationType::Labelmap => return Err(SegError::UnsupportedType),
-        SegmentationType::Fractional { .. } => {
+        SegmentationType::Fractional { .. } | SegmentationType::Labelmap => {
             let mut v: Vec<u8> = frames.iter().flat_map(|f| f.data.iter().copied()).collect();
             if v.len() % 2 == 1 {
                 v.push(0);
@@ -146,7 +167,15 @@ fn sop_common(w: &SegWrite<'_>) -> Vec<InMemElement> {
         cs(tags::SPECIFIC_CHARACTER_SET, "ISO_IR 192"),
         elem(tags::INSTANCE_CREATION_DATE, VR::DA, &w.content_date),
         elem(tags::INSTANCE_CREATION_TIME, VR::TM, &w.content_time),
-        elem(tags::SOP_CLASS_UID, VR::UI, SEGMENTATION_STORAGE),
+        elem(
+            tags::SOP_CLASS_UID,
+            VR::UI,
+            if w.segmentation_type == SegmentationType::Labelmap {
+                LABELMAP_SEGMENTATION_STORAGE
+            } else {
+                SEGMENTATION_STORAGE
+            },
+        ),
         elem(tags::SOP_INSTANCE_UID, VR::UI, &w.sop_instance_uid),
     ]
 }
@@ -272,10 +301,7 @@ fn image_pixel(rows: u16, columns: u16, bits: u16, pixel_data: Vec<u8>) -> Vec<I
 fn segmentation_image(w: &SegWrite<'_>) -> Vec<InMemElement> {
     let mut el = vec![
         multi_cs(tags::IMAGE_TYPE, &["DERIVED", "PRIMARY"]),
-        seq(
-            tags::SEGMENT_SEQUENCE,
-            w.segments.iter().map(segment_item).collect(),
-        ),
+        seq(tags::SEGMENT_SEQUENCE, segment_items(w)),
         cs(
             tags::SEGMENTS_OVERLAP,
             if segments_overlap(w.volumes) {
@@ -291,7 +317,11 @@ fn segmentation_image(w: &SegWrite<'_>) -> Vec<InMemElement> {
     ];
     match w.segmentation_type {
         SegmentationType::Binary => el.push(cs(tags::SEGMENTATION_TYPE, "BINARY")),
-        SegmentationType::Labelmap => el.push(cs(tags::SEGMENTATION_TYPE, "LABELMAP")),
+        SegmentationType::Labelmap => {
+            el.push(cs(tags::SEGMENTATION_TYPE, "LABELMAP"));
+            // The background value, as highdicom writes it.
+            el.push(us(tags::PIXEL_PADDING_VALUE, 0));
+        }
         SegmentationType::Fractional {
             max_value,
             probability,
@@ -311,32 +341,32 @@ fn segmentation_image(w: &SegWrite<'_>) -> Vec<InMemElement> {
     el
 }
 
-/// Multi-frame Dimension: frames are indexed by segment number, then position.
+/// Multi-frame Dimension: frames are indexed by segment number (except a label map's), then
+/// position.
 fn multi_frame_dimension(w: &SegWrite<'_>) -> Vec<InMemElement> {
     let dim_uid = derived_uid(&w.sop_instance_uid, "dimension-organization");
+    let mut indices = Vec::with_capacity(2);
+    if w.segmentation_type != SegmentationType::Labelmap {
+        indices.push(dimension_index(
+            &dim_uid,
+            tags::REFERENCED_SEGMENT_NUMBER,
+            tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+            "Referenced Segment Number",
+        ));
+    }
+    indices.push(dimension_index(
+        &dim_uid,
+        tags::IMAGE_POSITION_PATIENT,
+        tags::PLANE_POSITION_SEQUENCE,
+        "Image Position Patient",
+    ));
     vec![
         single(
             tags::DIMENSION_ORGANIZATION_SEQUENCE,
             elem(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dim_uid),
         ),
         cs(tags::DIMENSION_ORGANIZATION_TYPE, "3D"),
-        seq(
-            tags::DIMENSION_INDEX_SEQUENCE,
-            vec![
-                dimension_index(
-                    &dim_uid,
-                    tags::REFERENCED_SEGMENT_NUMBER,
-                    tags::SEGMENT_IDENTIFICATION_SEQUENCE,
-                    "Referenced Segment Number",
-                ),
-                dimension_index(
-                    &dim_uid,
-                    tags::IMAGE_POSITION_PATIENT,
-                    tags::PLANE_POSITION_SEQUENCE,
-                    "Image Position Patient",
-                ),
-            ],
-        ),
+        seq(tags::DIMENSION_INDEX_SEQUENCE, indices),
     ]
 }
 
@@ -426,6 +456,32 @@ fn slice_spacing(depths: &[f64]) -> Option<f64> {
     gaps.iter().all(|g| (g - mean).abs() <= tol).then_some(mean)
 }
 
+/// The SegmentSequence items. A label map's first describes its background, segment 0, as
+/// highdicom writes it: DCM 125040 "Background" as category and type, with the first
+/// segment's algorithm type and name.
+fn segment_items(w: &SegWrite<'_>) -> Vec<Obj> {
+    let background = w
+        .segments
+        .first()
+        .filter(|_| w.segmentation_type == SegmentationType::Labelmap)
+        .map(|first| {
+            let code = CodedConcept::new("125040", "DCM", "Background");
+            SegmentInfo {
+                number: 0,
+                label: "Background".into(),
+                algorithm_type: first.algorithm_type,
+                algorithm_name: first.algorithm_name.clone(),
+                category: code.clone(),
+                property_type: code,
+            }
+        });
+    background
+        .iter()
+        .chain(w.segments)
+        .map(segment_item)
+        .collect()
+}
+
 fn segment_item(s: &SegmentInfo) -> Obj {
     let mut el = vec![
         seq(
@@ -469,14 +525,16 @@ fn frame_item(f: &OutFrame<'_>, slice: &SourceSlice) -> Result<Obj, SegError> {
             ))],
         ),
     ]);
-    Ok(item(vec![
+    // The dimension index values: segment number (none for a label map), then position.
+    let index: Vec<u32> = f.segment.map(u32::from).into_iter().chain([z]).collect();
+    let mut el = vec![
         seq(tags::DERIVATION_IMAGE_SEQUENCE, vec![derivation]),
         single(
             tags::FRAME_CONTENT_SEQUENCE,
             DataElement::new(
                 tags::DIMENSION_INDEX_VALUES,
                 VR::UL,
-                PrimitiveValue::U32(vec![u32::from(f.segment), z].into()),
+                PrimitiveValue::U32(index.into()),
             ),
         ),
         single(
@@ -487,11 +545,14 @@ fn frame_item(f: &OutFrame<'_>, slice: &SourceSlice) -> Result<Obj, SegError> {
                 &ds_multi(&slice.position),
             ),
         ),
-        single(
+    ];
+    if let Some(segment) = f.segment {
+        el.push(single(
             tags::SEGMENT_IDENTIFICATION_SEQUENCE,
-            us(tags::REFERENCED_SEGMENT_NUMBER, f.segment),
-        ),
-    ]))
+            us(tags::REFERENCED_SEGMENT_NUMBER, segment),
+        ));
+    }
+    Ok(item(el))
 }
 
 fn dimension_index(org_uid: &str, pointer: Tag, group: Tag, label: &str) -> Obj {

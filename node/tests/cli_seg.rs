@@ -624,4 +624,222 @@ fn a_series_with_a_missing_slice_is_imported_with_a_warning() {
         warning.contains("uneven slice spacing") && warning.contains("3.000 to 6.000"),
         "{r}"
     );
+    nifti_and_seg_exports_agree_on_slice_positions(&s, &series);
+}
+
+/// The NIfTI export of a series missing a slice holds its slices on a regular 3 mm grid with
+/// the missing one empty, each slice where the SEG export places it; it imports back as the
+/// same content, and a mask labelling the missing slice is refused.
+fn nifti_and_seg_exports_agree_on_slice_positions(s: &Site, series: &str) {
+    let nii = s.path("gappy-export.nii.gz");
+    s.export(series, "r1", "nifti", &nii, &[]);
+    let img = nifti::read_file(&nii, &Default::default()).unwrap();
+    assert_eq!(img.dim, [5, 5, 4]);
+    assert!((img.pixdim[2] - 3.0).abs() < 1e-9, "{:?}", img.pixdim);
+    let labels = img.to_labels_u8().unwrap();
+    let plane = 25;
+    assert!(
+        labels[plane..2 * plane].iter().all(|&v| v == 0),
+        "the missing slice is empty"
+    );
+    assert!(
+        labels[..plane]
+            .iter()
+            .chain(&labels[2 * plane..])
+            .all(|&v| v == 1)
+    );
+    let dcm = s.path("gappy-export.dcm");
+    s.export(series, "r1", "seg", &dcm, &[]);
+    let obj = seg::read_seg(&dcm, &SegLimits::default()).unwrap();
+    let mut seg_positions: Vec<[f64; 3]> = obj.frames.iter().filter_map(|f| f.position).collect();
+    seg_positions.sort_by(|a, b| a[2].total_cmp(&b[2]));
+    // NIfTI is RAS, DICOM LPS: the world position of voxel (0, 0, k), x and y negated.
+    let a = img.affine;
+    let nifti_positions: Vec<[f64; 3]> = [0usize, 2, 3]
+        .iter()
+        .map(|&k| {
+            let k = k as f64;
+            [
+                -(a[0][2] * k + a[0][3]),
+                -(a[1][2] * k + a[1][3]),
+                a[2][2] * k + a[2][3],
+            ]
+        })
+        .collect();
+    assert_eq!(seg_positions.len(), 3);
+    for (p, q) in seg_positions.iter().zip(&nifti_positions) {
+        assert!((0..3).all(|i| (p[i] - q[i]).abs() < 1e-6), "{p:?} {q:?}");
+    }
+    let again = s.json(&[
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        "--series",
+        series,
+        s_(&nii),
+    ]);
+    assert_eq!(again[0]["created"], false, "{again}");
+    let mut stray = labels.clone();
+    stray[plane + 7] = 1;
+    let bad = NiftiImage::from_u8([5, 5, 4], img.pixdim, img.affine, stray).unwrap();
+    let bad_path = s.path("gappy-stray.nii.gz");
+    nifti::write_file(&bad_path, &bad).unwrap();
+    let args = [
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        "--series",
+        series,
+        s_(&bad_path),
+    ];
+    let err = s.fails(&args);
+    assert!(err.contains("1 voxels on slice positions"), "{err}");
+}
+
+/// The three overlapping masks of `generated/CT_small_seg_overlap_highdicom.dcm` (liver, a
+/// lesion inside it, a vessel crossing both), each 128 x 128.
+fn overlap_masks() -> Vec<Vec<u8>> {
+    let all = npy_u8(&data().join("generated/CT_small_seg_overlap_masks.npy"));
+    all.chunks(128 * 128).map(<[u8]>::to_vec).collect()
+}
+
+/// The per-segment masks of a SEG file mapped onto CT_small's one slice.
+fn seg_masks(path: &Path) -> (seg::SegObject, Vec<(u16, Vec<u8>)>) {
+    let obj = seg::read_seg(path, &SegLimits::default()).unwrap();
+    let slices = [seg::SliceRef {
+        sop_instance_uid: "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322".into(),
+        position: obj.frames[0].position.unwrap(),
+    }];
+    let orientation = obj.orientation.unwrap();
+    let volumes = seg::frames_to_volumes(&obj, &slices, orientation, 128, 128).unwrap();
+    (obj, volumes)
+}
+
+#[test]
+fn overlapping_segments_are_kept_and_export_as_they_came_with_their_descriptions() {
+    let s = Site::new();
+    s.ok(&[
+        "ingest",
+        data().join("pydicom/CT_small.dcm").to_str().unwrap(),
+    ]);
+    let file = data().join("generated/CT_small_seg_overlap_highdicom.dcm");
+    let r = s.json(&[
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        file.to_str().unwrap(),
+    ]);
+    let series = r[0]["series"].as_str().unwrap().to_string();
+    let masks = overlap_masks();
+    // Every segment counts all of its voxels, those under another segment included.
+    for (k, m) in masks.iter().enumerate() {
+        let n = m.iter().filter(|&&v| v == 1).count();
+        assert_eq!(r[0]["summary"]["segments"][k]["voxels"], n, "{r}");
+    }
+    assert_eq!(
+        r[0]["summary"]["overlapping"],
+        serde_json::json!([2, 3]),
+        "{r}"
+    );
+    // A label map cannot hold them: the NIfTI export says so and writes nothing.
+    let nii = s.path("overlap.nii.gz");
+    let args = [
+        "annotate",
+        "export",
+        "--case",
+        &series,
+        "--reader",
+        "r1",
+        "--format",
+        "nifti",
+        "--out",
+        s_(&nii),
+    ];
+    let err = s.fails(&args);
+    assert!(err.contains("--format seg"), "{err}");
+    assert!(!nii.exists());
+    // The SEG export gives every mask back as it came, with what its author said.
+    let out = s.path("overlap-export.dcm");
+    s.export(&series, "r1", "seg", &out, &[]);
+    let (obj, volumes) = seg_masks(&out);
+    let (orig, _) = seg_masks(&file);
+    for (k, (number, v)) in volumes.iter().enumerate() {
+        assert_eq!(usize::from(*number), k + 1);
+        assert_eq!(v, &masks[k], "segment {number}");
+    }
+    assert_eq!(obj.segments, orig.segments);
+    assert_eq!(
+        obj.segments[1].algorithm_type,
+        seg::AlgorithmType::Automatic
+    );
+    assert_eq!(
+        obj.segments[1].algorithm_name.as_deref(),
+        Some("lesion-net")
+    );
+    assert_eq!(obj.segments[0].property_type.meaning, "Liver");
+    assert_eq!(obj.segments[1].colour, Some([45874, 27756, 48316]));
+    let model = obj.segments[1].algorithm_identification.as_ref().unwrap();
+    assert_eq!(
+        (model.version.as_str(), model.family.value.as_str()),
+        ("2.1.0", "123110")
+    );
+    // Imported again it is the same content (masks, overlaps and descriptions): no new version.
+    let again = s.json(&["annotate", "import", "--reader", "r1", s_(&out)]);
+    assert_eq!(again[0]["created"], false, "{again}");
+    assert_eq!(again[0]["version"], r[0]["version"], "{again}");
+}
+
+fn s_(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn a_labelmap_export_writes_the_label_map_and_refuses_overlaps() {
+    let s = Site::new();
+    s.ok(&[
+        "ingest",
+        data().join("pydicom/CT_small.dcm").to_str().unwrap(),
+    ]);
+    let file = data().join("generated/CT_small_seg_labelmap_highdicom.dcm");
+    let r = s.json(&["annotate", "import", "--reader", "r1", s_(&file)]);
+    let series = r[0]["series"].as_str().unwrap().to_string();
+    let out = s.path("labelmap-export.dcm");
+    s.export(&series, "r1", "seg-labelmap", &out, &[]);
+    let obj = seg::read_seg(&out, &SegLimits::default()).unwrap();
+    assert_eq!(obj.segmentation_type, seg::SegmentationType::Labelmap);
+    let slices = [seg::SliceRef {
+        sop_instance_uid: "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322".into(),
+        position: obj.frames[0].position.unwrap(),
+    }];
+    let orientation = obj.orientation.unwrap();
+    let labels = seg::frames_to_label_map(&obj, &slices, orientation, 128, 128).unwrap();
+    assert_eq!(
+        labels,
+        npy_u8(&data().join("generated/CT_small_seg_labelmap.npy"))
+    );
+    // Imported again: the same content.
+    let again = s.json(&["annotate", "import", "--reader", "r1", s_(&out)]);
+    assert_eq!(again[0]["created"], false, "{again}");
+    // Overlapping segments do not fit one label per voxel.
+    let overlap = data().join("generated/CT_small_seg_overlap_highdicom.dcm");
+    s.ok(&["annotate", "import", "--reader", "r2", s_(&overlap)]);
+    let refused = s.path("overlap-labelmap.dcm");
+    let args = [
+        "annotate",
+        "export",
+        "--case",
+        &series,
+        "--reader",
+        "r2",
+        "--format",
+        "seg-labelmap",
+        "--out",
+        s_(&refused),
+    ];
+    let err = s.fails(&args);
+    assert!(err.contains("LABELMAP SEG cannot hold"), "{err}");
+    assert!(!refused.exists());
 }

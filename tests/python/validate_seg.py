@@ -61,14 +61,14 @@ for size in ["48x40x12", "21x22x7"]:
         mask_path = os.path.join(tmp, "syn/readers/panel-expert", case + ".nii.gz")
         run("--dir", "site", "annotate", "import", "--reader", "panel-expert", mask_path, cwd=tmp)
         mask = read_nifti_u8(mask_path)
-        for deid in (False, True):
-            out = os.path.join(tmp, f"{case}-{'deid' if deid else 'local'}.dcm")
+        for fmt, deid in [("seg", False), ("seg", True), ("seg-labelmap", False), ("seg-labelmap", True)]:
+            out = os.path.join(tmp, f"{case}-{fmt}-{'deid' if deid else 'local'}.dcm")
             args = ["--dir", "site", "annotate", "export", "--case", series, "--reader", "panel-expert",
-                    "--format", "seg", "--out", out]
+                    "--format", fmt, "--out", out]
             if deid:
                 args.append("--deidentified")
             run(*args, cwd=tmp)
-            name = f"{size} {case} {'deidentified' if deid else 'local'}"
+            name = f"{size} {case} {fmt} {'deidentified' if deid else 'local'}"
             try:
                 ds = pydicom.dcmread(out)
                 seg = hd.seg.Segmentation.from_dataset(ds)
@@ -95,8 +95,44 @@ for size in ["48x40x12", "21x22x7"]:
                     source_sop_instance_uids=[uid], combine_segments=True, skip_overlap_checks=True)
                 good &= np.array_equal(px[0].astype(np.uint8), mask[k])
             fg_slices = {int(k) for k in np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0]}
-            check(name + " frames equal the NIfTI mask", good and len(set(refs)) == max(1, len(fg_slices)),
-                  f"frames {len(set(refs))} vs mask slices {len(fg_slices)}")
+            # A BINARY SEG has frames where a segment is; a LABELMAP one a frame per slice.
+            frames = mask.shape[0] if fmt == "seg-labelmap" else max(1, len(fg_slices))
+            check(name + " frames equal the NIfTI mask", good and len(set(refs)) == frames,
+                  f"frames {len(set(refs))} vs {frames}")
+
+
+def check_overlapping_segments():
+    """A SEG with overlapping segments (highdicom's, tests/data) exported by fedanno: highdicom
+    reads every segment's mask back as it was, and each segment's description."""
+    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../data/dicom")
+    tmp = tempfile.mkdtemp(prefix="fedanno-overlap-")
+    run("init", "--dir", "site", "--site-name", "Overlap Check", cwd=tmp)
+    run("--dir", "site", "ingest", os.path.join(data, "pydicom/CT_small.dcm"), cwd=tmp)
+    run("--dir", "site", "readers", "add", "r1", "--kind", "local", cwd=tmp)
+    source = os.path.join(data, "generated/CT_small_seg_overlap_highdicom.dcm")
+    run("--dir", "site", "annotate", "import", "--reader", "r1", source, cwd=tmp)
+    series = pydicom.dcmread(source).ReferencedSeriesSequence[0].SeriesInstanceUID
+    out = os.path.join(tmp, "overlap.dcm")
+    run("--dir", "site", "annotate", "export", "--case", series, "--reader", "r1",
+        "--format", "seg", "--out", out, cwd=tmp)
+    seg = hd.seg.Segmentation.from_dataset(pydicom.dcmread(out))
+    uid = pydicom.dcmread(os.path.join(data, "pydicom/CT_small.dcm")).SOPInstanceUID
+    px = seg.get_pixels_by_source_instance(source_sop_instance_uids=[uid], skip_overlap_checks=True)
+    masks = np.load(os.path.join(data, "generated/CT_small_seg_overlap_masks.npy"))
+    check("overlapping segments: SegmentsOverlap YES", seg.SegmentsOverlap == "YES")
+    check("overlapping segments: every mask as it came",
+          all(np.array_equal(px[0, :, :, k].astype(np.uint8), masks[k]) for k in range(3)))
+    original = hd.seg.Segmentation.from_dataset(pydicom.dcmread(source))
+    for n in (1, 2, 3):
+        a, b = seg.get_segment_description(n), original.get_segment_description(n)
+        same = (a.segmented_property_type == b.segmented_property_type
+                and a.segmented_property_category == b.segmented_property_category
+                and a.algorithm_type == b.algorithm_type
+                and a.get("RecommendedDisplayCIELabValue") == b.get("RecommendedDisplayCIELabValue"))
+        check(f"overlapping segments: segment {n} described as its author did", same)
+
+
+check_overlapping_segments()
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -10,7 +10,7 @@ use ring::digest;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::model::{Content, Label, Segment, Segmentation, VoxelBox};
+use super::model::{Content, Label, Overlap, Segment, Segmentation, VoxelBox};
 
 /// Domain separation for content hashes.
 const HASH_DOMAIN: &[u8] = b"fedanno-annotation-content-v1\0";
@@ -27,12 +27,15 @@ pub enum CodecError {
     HashMismatch,
 }
 
-/// The canonical, serialisable form: label maps as runs of (value, length).
+/// The canonical, serialisable form: label maps as runs of (value, length). Variants are only
+/// ever added at the end (postcard numbers them), so stored content of every version decodes.
 #[derive(Serialize, Deserialize)]
 enum Canonical {
+    /// A segmentation whose segments are only named and do not overlap (the first form, kept
+    /// for them so that their hashes never change).
     Segmentation {
         dims: [u32; 3],
-        segments: Vec<Segment>,
+        segments: Vec<NamedSegment>,
         runs: Vec<(u8, u32)>,
     },
     Boxes {
@@ -40,6 +43,20 @@ enum Canonical {
         boxes: Vec<VoxelBox>,
     },
     Label(Label),
+    /// A segmentation with described segments or overlapping segments.
+    Layered {
+        dims: [u32; 3],
+        segments: Vec<Segment>,
+        runs: Vec<(u8, u32)>,
+        overlaps: Vec<Overlap>,
+    },
+}
+
+/// A segment of the first form: value and name only.
+#[derive(Serialize, Deserialize)]
+struct NamedSegment {
+    value: u8,
+    name: String,
 }
 
 /// Run-length encodes a label map.
@@ -56,9 +73,26 @@ pub fn runs(labels: &[u8]) -> Vec<(u8, u32)> {
 
 fn canonical(content: &Content) -> Canonical {
     match content {
+        Content::Segmentation(s)
+            if s.has_overlaps() || s.segments.iter().any(|x| x.description.is_some()) =>
+        {
+            Canonical::Layered {
+                dims: s.dims,
+                segments: s.segments.clone(),
+                runs: runs(&s.labels),
+                overlaps: s.overlaps.clone(),
+            }
+        }
         Content::Segmentation(s) => Canonical::Segmentation {
             dims: s.dims,
-            segments: s.segments.clone(),
+            segments: s
+                .segments
+                .iter()
+                .map(|x| NamedSegment {
+                    value: x.value,
+                    name: x.name.clone(),
+                })
+                .collect(),
             runs: runs(&s.labels),
         },
         Content::Boxes { dims, boxes } => Canonical::Boxes {
@@ -121,24 +155,42 @@ pub fn decode(encoded: &[u8], expected_hash: &str) -> Result<Content, CodecError
             segments,
             runs,
         } => {
-            let total: u64 = dims.iter().map(|&d| u64::from(d)).product();
-            let sum: u64 = runs.iter().map(|&(_, n)| u64::from(n)).sum();
-            if total > MAX_VOXELS || sum != total {
-                return Err(CodecError::Corrupt("run lengths"));
-            }
-            let mut labels = Vec::with_capacity(total as usize);
-            for (v, n) in runs {
-                labels.resize(labels.len() + n as usize, v);
-            }
-            Content::Segmentation(Segmentation {
-                dims,
-                segments,
-                labels,
-            })
+            let segments = segments
+                .into_iter()
+                .map(|s| Segment::named(s.value, s.name))
+                .collect();
+            segmentation(dims, segments, &runs, Vec::new())?
         }
+        Canonical::Layered {
+            dims,
+            segments,
+            runs,
+            overlaps,
+        } => segmentation(dims, segments, &runs, overlaps)?,
         Canonical::Boxes { dims, boxes } => Content::Boxes { dims, boxes },
         Canonical::Label(l) => Content::Label(l),
     })
+}
+
+/// A stored segmentation from its runs, checked as a new one is: stored bytes are untrusted.
+fn segmentation(
+    dims: [u32; 3],
+    segments: Vec<Segment>,
+    runs: &[(u8, u32)],
+    overlaps: Vec<Overlap>,
+) -> Result<Content, CodecError> {
+    let total: u64 = dims.iter().map(|&d| u64::from(d)).product();
+    let sum: u64 = runs.iter().map(|&(_, n)| u64::from(n)).sum();
+    if total > MAX_VOXELS || sum != total {
+        return Err(CodecError::Corrupt("run lengths"));
+    }
+    let mut labels = Vec::with_capacity(total as usize);
+    for &(v, n) in runs {
+        labels.resize(labels.len() + n as usize, v);
+    }
+    Segmentation::layered(dims, segments, labels, overlaps)
+        .map(Content::Segmentation)
+        .map_err(|_| CodecError::Corrupt("segmentation"))
 }
 
 #[cfg(test)]
@@ -152,16 +204,7 @@ mod tests {
         Content::Segmentation(
             Segmentation::new(
                 [7, 5, 3],
-                vec![
-                    Segment {
-                        value: 1,
-                        name: "a".into(),
-                    },
-                    Segment {
-                        value: 2,
-                        name: "b".into(),
-                    },
-                ],
+                vec![Segment::named(1, "a"), Segment::named(2, "b")],
                 labels,
             )
             .unwrap(),
@@ -182,6 +225,64 @@ mod tests {
             s.labels[0] = 1;
             assert_ne!(hash(&encode(&Content::Segmentation(s))), h);
         }
+    }
+
+    /// A segmentation of named, non-overlapping segments keeps the first form and its hash
+    /// (the expected hash computed independently: Python's hashlib over the postcard bytes
+    /// written out by hand).
+    #[test]
+    fn plain_segmentations_keep_their_first_form_and_hash() {
+        assert_eq!(
+            hash(&encode(&sample())),
+            "383ee60d1b17ad0e0c544d21ba462072f88c7efe13e18281ad2e78ccf9797bbf"
+        );
+    }
+
+    /// Described and overlapping segments take the later form, round-trip exactly, and a form
+    /// that breaks the overlap rules is refused as corrupt.
+    #[test]
+    fn described_and_overlapping_segments_round_trip() {
+        let Content::Segmentation(mut s) = sample() else {
+            unreachable!()
+        };
+        s.segments[1].description = Some(crate::annotations::model::Description {
+            category: crate::annotations::model::Code {
+                value: "49755003".into(),
+                scheme: "SCT".into(),
+                meaning: "Morphologically Altered Structure".into(),
+            },
+            property_type: crate::annotations::model::Code {
+                value: "108369006".into(),
+                scheme: "SCT".into(),
+                meaning: "Neoplasm".into(),
+            },
+            colour: Some([45874, 27756, 48316]),
+            method: crate::annotations::model::Method::Automatic,
+            algorithm: Some(crate::annotations::model::Algorithm {
+                name: "lesion-net".into(),
+                version: Some("2.1.0".into()),
+                family: None,
+            }),
+        });
+        s.overlaps = vec![Overlap {
+            value: 2,
+            runs: vec![(12, 3)],
+        }];
+        let c = Content::Segmentation(s);
+        let enc = encode(&c);
+        assert_ne!(hash(&enc), hash(&encode(&sample())));
+        let back = decode(&enc, &hash(&enc)).unwrap();
+        assert_eq!(back, c);
+        let Content::Segmentation(mut bad) = c else {
+            unreachable!()
+        };
+        // Segment 2 "under" background is not the one form.
+        bad.overlaps[0].runs = vec![(0, 3)];
+        let forged = encode(&Content::Segmentation(bad));
+        assert_eq!(
+            decode(&forged, &hash(&forged)),
+            Err(CodecError::Corrupt("segmentation"))
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::annotations::diff::{self, Diff};
 use crate::annotations::interchange::export::{ExportError, content_of};
-use crate::annotations::model::{Content, Kind, Purpose};
+use crate::annotations::model::{Content, Kind, Purpose, Segmentation};
 use crate::site::store::{AnnotationFilter, NewVersion, SaveOutcome, Store, VersionRow};
 
 /// A stored version and what it changed from the version before it.
@@ -77,6 +77,12 @@ pub fn dice(a: &[u8], b: &[u8], value: u8) -> f64 {
     } else {
         2.0 * inter as f64 / (na + nb) as f64
     }
+}
+
+/// Dice of one segment of two segmentations on one grid, its overlapping voxels included.
+pub fn segment_dice(a: &Segmentation, b: &Segmentation, value: u8) -> f64 {
+    let (x, y, inside) = Segmentation::segment_pair(a, b, value);
+    dice(&x, &y, inside)
 }
 
 /// Cases whose readers' latest versions disagree: a segmentation pair with Dice below
@@ -170,7 +176,7 @@ fn compare(contents: &[(String, Content)], min_dice: f64) -> Comparison {
                     values.sort_unstable();
                     values.dedup();
                     for value in values {
-                        let d = dice(&a.labels, &b.labels, value);
+                        let d = segment_dice(a, b, value);
                         if d.is_finite() {
                             c.min_dice = Some(c.min_dice.map_or(d, |m: f64| m.min(d)));
                             c.disagree |= d < min_dice;

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::model::Content;
+use super::model::{Content, Segmentation};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SegmentChange {
@@ -61,11 +61,7 @@ pub fn diff(old: Option<&Content>, new: &Content) -> Diff {
             let segments = values
                 .into_iter()
                 .map(|(value, name)| {
-                    let (mut added, mut removed) = (0u64, 0u64);
-                    for (&x, &y) in a.labels.iter().zip(&b.labels) {
-                        added += u64::from(x != value && y == value);
-                        removed += u64::from(x == value && y != value);
-                    }
+                    let (added, removed) = changed_voxels(a, b, value);
                     SegmentChange {
                         value,
                         name,
@@ -93,6 +89,18 @@ pub fn diff(old: Option<&Content>, new: &Content) -> Diff {
     }
 }
 
+/// Voxels of segment `value` in `b` and not in `a`, and in `a` and not in `b` (overlapping
+/// voxels included).
+fn changed_voxels(a: &Segmentation, b: &Segmentation, value: u8) -> (u64, u64) {
+    let (x, y, inside) = Segmentation::segment_pair(a, b, value);
+    let (mut added, mut removed) = (0u64, 0u64);
+    for (&x, &y) in x.iter().zip(y.iter()) {
+        added += u64::from(x != inside && y == inside);
+        removed += u64::from(x == inside && y != inside);
+    }
+    (added, removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,15 +110,7 @@ mod tests {
     fn counts_voxels_added_and_removed_per_segment() {
         let seg = |labels: Vec<u8>| {
             Content::Segmentation(
-                Segmentation::new(
-                    [4, 1, 1],
-                    vec![Segment {
-                        value: 1,
-                        name: "lesion".into(),
-                    }],
-                    labels,
-                )
-                .unwrap(),
+                Segmentation::new([4, 1, 1], vec![Segment::named(1, "lesion")], labels).unwrap(),
             )
         };
         let a = seg(vec![0, 1, 1, 0]);

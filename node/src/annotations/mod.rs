@@ -14,6 +14,7 @@ pub mod diff;
 pub mod interchange;
 pub mod model;
 pub mod nifti;
+pub mod overlap;
 pub mod readers;
 pub mod review;
 pub mod schemes;

@@ -1,5 +1,7 @@
 //! What an annotation holds. A segmentation is a label map on its series' voxel grid (x fastest,
-//! then y, then z = slice index in the series' sorted order) with named segments; boxes are 3D
+//! then y, then z = slice index in the series' sorted order) with named segments, plus the
+//! voxels where segments overlap (`overlap`), each segment with what its author said about it
+//! (codes, colour, algorithm) when it came with that; boxes are 3D
 //! voxel-coordinate boxes with a label; a label is a category from a scheme with an optional
 //! confidence (1–5) and comment. Every annotation belongs to one reader and one case (a series
 //! for segmentations and boxes, a series or a study for labels).
@@ -25,22 +27,88 @@ vocabulary! {
     }
 }
 
-/// A named segment of a label map: voxels whose value is `value`.
+/// A named segment: the voxels whose label is `value`, and those listed for it in the
+/// segmentation's overlaps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
     pub value: u8,
     pub name: String,
+    /// What the segment's author said about it, kept as it came (a DICOM SEG's codes, colour
+    /// and algorithm); `None` when nothing was said.
+    pub description: Option<Description>,
 }
 
-/// A label map on a series grid.
+impl Segment {
+    /// A segment with a name and nothing else said about it.
+    pub fn named(value: u8, name: impl Into<String>) -> Self {
+        Segment {
+            value,
+            name: name.into(),
+            description: None,
+        }
+    }
+}
+
+/// A coded concept as DICOM writes it: code value, coding scheme designator, code meaning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Code {
+    pub value: String,
+    pub scheme: String,
+    pub meaning: String,
+}
+
+vocabulary! {
+    /// How a segment was made (DICOM SegmentAlgorithmType).
+    pub enum Method("segment method") {
+        Manual = "MANUAL",
+        Semiautomatic = "SEMIAUTOMATIC",
+        Automatic = "AUTOMATIC",
+    }
+}
+
+/// The algorithm that made a segment: its name, and when known its version and family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Algorithm {
+    pub name: String,
+    pub version: Option<String>,
+    pub family: Option<Code>,
+}
+
+/// What an author said about a segment (the DICOM Segment Description).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Description {
+    /// Segmented property category (e.g. SCT 49755003 "Morphologically Altered Structure").
+    pub category: Code,
+    /// Segmented property type (e.g. SCT 4147007 "Mass").
+    pub property_type: Code,
+    /// Recommended display colour, CIELab scaled to 0..=65535 as DICOM stores it.
+    pub colour: Option<[u16; 3]>,
+    pub method: Method,
+    /// The algorithm of a method other than [`Method::Manual`].
+    pub algorithm: Option<Algorithm>,
+}
+
+/// The voxels where segment `value` lies under a lower-valued segment: sorted, disjoint,
+/// non-adjacent runs of (first voxel index, voxel count).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overlap {
+    pub value: u8,
+    pub runs: Vec<(u32, u32)>,
+}
+
+/// A label map on a series grid, and where its segments overlap.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segmentation {
     /// (x = columns, y = rows, z = slices).
     pub dims: [u32; 3],
     /// Sorted by value; values are 1..=255 and unique.
     pub segments: Vec<Segment>,
-    /// `dims[0] * dims[1] * dims[2]` values, x fastest; 0 is background.
+    /// `dims[0] * dims[1] * dims[2]` values, x fastest; 0 is background. Where segments
+    /// overlap, the lowest-valued one present.
     pub labels: Vec<u8>,
+    /// Every other segment present where segments overlap (DICOM SEG allows it), sorted by
+    /// value; empty for a plain label map. One form per set of masks: see [`Segmentation::layered`].
+    pub overlaps: Vec<Overlap>,
 }
 
 impl std::fmt::Debug for Segmentation {
@@ -114,6 +182,10 @@ pub enum ModelError {
     Confidence(u8),
     #[error("text is longer than {0} characters")]
     TooLong(usize),
+    #[error("overlap of segment {value} is invalid: {reason}")]
+    BadOverlap { value: u8, reason: &'static str },
+    #[error("segment {0} is made by an algorithm but names none")]
+    MissingAlgorithm(u8),
 }
 
 /// Longest name, category or label text.
@@ -137,12 +209,25 @@ fn check_len(s: &str, max: usize) -> Result<(), ModelError> {
 }
 
 impl Segmentation {
-    /// Builds a segmentation and checks it: size, segment declarations, and that every
-    /// non-zero value is a declared segment.
+    /// Builds a segmentation without overlaps and checks it: size, segment declarations, and
+    /// that every non-zero value is a declared segment.
     pub fn new(
+        dims: [u32; 3],
+        segments: Vec<Segment>,
+        labels: Vec<u8>,
+    ) -> Result<Self, ModelError> {
+        Self::layered(dims, segments, labels, Vec::new())
+    }
+
+    /// Builds a segmentation whose segments may overlap and checks it as [`Segmentation::new`]
+    /// does, and its overlaps: each of a declared segment, runs inside the grid, sorted,
+    /// disjoint and not adjacent, on voxels whose label is a lower-valued segment (the one form
+    /// of a given set of masks, so that equal masks hash equal).
+    pub fn layered(
         dims: [u32; 3],
         mut segments: Vec<Segment>,
         labels: Vec<u8>,
+        mut overlaps: Vec<Overlap>,
     ) -> Result<Self, ModelError> {
         let expected = dims.iter().map(|&d| u64::from(d)).product::<u64>();
         if labels.len() as u64 != expected {
@@ -159,23 +244,26 @@ impl Segmentation {
             }
         }
         for s in &segments {
-            if s.value == 0 {
-                return Err(ModelError::ZeroSegment);
-            }
-            if s.name.trim().is_empty() {
-                return Err(ModelError::EmptyName(s.value));
-            }
-            check_len(&s.name, MAX_NAME)?;
+            check_segment(s)?;
         }
+        overlaps.sort_by_key(|o| o.value);
         let seg = Self {
             dims,
             segments,
             labels,
+            overlaps,
         };
-        let counts = seg.histogram();
+        seg.check_declared()?;
+        seg.check_overlaps()?;
+        Ok(seg)
+    }
+
+    /// Every non-zero label is a declared segment.
+    fn check_declared(&self) -> Result<(), ModelError> {
+        let counts = self.histogram();
         for (value, &count) in counts.iter().enumerate().skip(1) {
-            if count > 0 && !seg.segments.iter().any(|s| usize::from(s.value) == value) {
-                let declared = seg
+            if count > 0 && !self.segments.iter().any(|s| usize::from(s.value) == value) {
+                let declared = self
                     .segments
                     .iter()
                     .map(|s| format!("{}={}", s.value, s.name))
@@ -188,7 +276,7 @@ impl Segmentation {
                 });
             }
         }
-        Ok(seg)
+        Ok(())
     }
 
     /// Voxel count of every value 0..=255.
@@ -200,18 +288,68 @@ impl Segmentation {
         h
     }
 
-    /// (segment value, voxels) for every declared segment.
+    /// (segment value, voxels) for every declared segment, overlapping voxels included.
     pub fn voxel_counts(&self) -> Vec<(u8, u64)> {
         let h = self.histogram();
         self.segments
             .iter()
-            .map(|s| (s.value, h[usize::from(s.value)]))
+            .map(|s| {
+                let under: u64 = self
+                    .overlap_of(s.value)
+                    .map_or(0, |runs| runs.iter().map(|&(_, n)| u64::from(n)).sum());
+                (s.value, h[usize::from(s.value)] + under)
+            })
             .collect()
     }
 
-    /// The binary mask of one segment.
+    /// The binary mask of one segment (0/1), overlapping voxels included.
     pub fn mask(&self, value: u8) -> Vec<u8> {
-        self.labels.iter().map(|&v| u8::from(v == value)).collect()
+        let mut m: Vec<u8> = self.labels.iter().map(|&v| u8::from(v == value)).collect();
+        for &(start, n) in self.overlap_of(value).unwrap_or(&[]) {
+            m[start as usize..(start + n) as usize].fill(1);
+        }
+        m
+    }
+
+    /// The overlap runs of a segment, if it lies under another anywhere.
+    pub fn overlap_of(&self, value: u8) -> Option<&[(u32, u32)]> {
+        self.overlaps
+            .iter()
+            .find(|o| o.value == value)
+            .map(|o| o.runs.as_slice())
+    }
+}
+
+/// A segment's name and description are within DICOM's lengths, and an algorithm's segment
+/// names its algorithm.
+fn check_segment(s: &Segment) -> Result<(), ModelError> {
+    if s.value == 0 {
+        return Err(ModelError::ZeroSegment);
+    }
+    if s.name.trim().is_empty() {
+        return Err(ModelError::EmptyName(s.value));
+    }
+    check_len(&s.name, MAX_NAME)?;
+    let Some(d) = &s.description else {
+        return Ok(());
+    };
+    let codes = [Some(&d.category), Some(&d.property_type)]
+        .into_iter()
+        .chain([d.algorithm.as_ref().and_then(|a| a.family.as_ref())]);
+    for c in codes.flatten() {
+        check_len(&c.value, MAX_NAME)?;
+        check_len(&c.scheme, 16)?;
+        check_len(&c.meaning, MAX_NAME)?;
+    }
+    match (&d.algorithm, d.method) {
+        (None, Method::Semiautomatic | Method::Automatic) => {
+            Err(ModelError::MissingAlgorithm(s.value))
+        }
+        (Some(a), _) => {
+            check_len(&a.name, MAX_NAME)?;
+            check_len(a.version.as_deref().unwrap_or_default(), MAX_NAME)
+        }
+        (None, Method::Manual) => Ok(()),
     }
 }
 
@@ -265,12 +403,19 @@ impl Content {
     /// A short JSON-able summary (what `annotate list` shows).
     pub fn summary(&self) -> serde_json::Value {
         match self {
-            Content::Segmentation(s) => serde_json::json!({
-                "dims": s.dims,
-                "segments": s.segments.iter().zip(s.voxel_counts()).map(|(seg, (_, n))| serde_json::json!({
-                    "value": seg.value, "name": seg.name, "voxels": n
-                })).collect::<Vec<_>>(),
-            }),
+            Content::Segmentation(s) => {
+                let mut summary = serde_json::json!({
+                    "dims": s.dims,
+                    "segments": s.segments.iter().zip(s.voxel_counts()).map(|(seg, (_, n))| serde_json::json!({
+                        "value": seg.value, "name": seg.name, "voxels": n
+                    })).collect::<Vec<_>>(),
+                });
+                if s.has_overlaps() {
+                    // The segments lying under another somewhere.
+                    summary["overlapping"] = s.overlaps.iter().map(|o| o.value).collect();
+                }
+                summary
+            }
             Content::Boxes { boxes, .. } => serde_json::json!({
                 "boxes": boxes.len(),
                 "labels": boxes.iter().map(|b| b.label.clone()).collect::<std::collections::BTreeSet<_>>(),
@@ -287,13 +432,7 @@ mod tests {
     use super::*;
 
     fn seg(names: &[(u8, &str)]) -> Vec<Segment> {
-        names
-            .iter()
-            .map(|(v, n)| Segment {
-                value: *v,
-                name: n.to_string(),
-            })
-            .collect()
+        names.iter().map(|(v, n)| Segment::named(*v, *n)).collect()
     }
 
     #[test]

@@ -303,6 +303,12 @@ async fn seg_case(
                 "reader {}'s mask is not on the series grid",
                 v.reader
             ))
+        } else if let Some(o) = s.overlaps.first() {
+            // The study's task is one label per voxel (its consensus and metrics are).
+            Some(format!(
+                "reader {}'s mask has segment {} overlapping another; the study's task takes one label per voxel",
+                v.reader, o.value
+            ))
         } else if s.labels.iter().any(|&l| l as usize >= n_labels) {
             Some(format!(
                 "reader {}'s mask has labels beyond the study's {} labels",
@@ -504,10 +510,7 @@ fn seg_contents<'c>(
         .labels
         .iter()
         .enumerate()
-        .map(|(i, name)| Segment {
-            value: (i + 1) as u8,
-            name: name.clone(),
-        })
+        .map(|(i, name)| Segment::named((i + 1) as u8, name.clone()))
         .collect();
     let mut out = Vec::new();
     for case in seg {
@@ -519,6 +522,7 @@ fn seg_contents<'c>(
             dims: case.dims.map(|d| d as u32),
             segments: segments.clone(),
             labels,
+            overlaps: Vec::new(),
         });
         out.push((content, row));
     }

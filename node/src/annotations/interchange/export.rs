@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 use thiserror::Error;
 
-use super::masks;
 use super::tables::{JsonBoxes, JsonLabel, TableFile};
+use super::{masks, segfile};
 use crate::annotations::codec::{self, CodecError};
 use crate::annotations::model::{Content, Kind, Purpose};
 use crate::site::files::{AtomicWriteError, write_atomic};
@@ -18,7 +18,10 @@ use crate::site::store::{AnnotationFilter, CaseError, Store, StoreError, Version
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
     Nifti,
+    /// DICOM SEG, BINARY: one bit-plane per segment (overlapping segments kept).
     Seg,
+    /// DICOM Label Map Segmentation (LABELMAP): one 8-bit frame per slice.
+    SegLabelmap,
     Csv,
     Json,
 }
@@ -129,7 +132,9 @@ pub async fn export(
     req: &ExportRequest,
 ) -> Result<ExportReport, ExportError> {
     match req.format {
-        ExportFormat::Nifti | ExportFormat::Seg => export_mask(store, who, req).await,
+        ExportFormat::Nifti | ExportFormat::Seg | ExportFormat::SegLabelmap => {
+            export_mask(store, who, req).await
+        }
         ExportFormat::Csv | ExportFormat::Json => export_table(store, req).await,
     }
 }
@@ -178,7 +183,7 @@ async fn export_mask(
         } else {
             reader.id
         };
-        let e = masks::SegExport {
+        let e = segfile::SegExport {
             seg: &seg,
             grid: &grid,
             version: &v,
@@ -186,8 +191,9 @@ async fn export_mask(
             who,
             deidentified: req.deidentified,
             automatic,
+            labelmap: req.format == ExportFormat::SegLabelmap,
         };
-        masks::export_seg(&e, &out)
+        segfile::export_seg(&e, &out)
     };
     result.map_err(|message| ExportError::Write {
         path: out.clone(),
@@ -261,7 +267,9 @@ async fn export_table(store: &Store, req: &ExportRequest) -> Result<ExportReport
 fn report(req: &ExportRequest, rows: &[VersionRow]) -> ExportReport {
     ExportReport {
         out: req.out.display().to_string(),
-        format: format!("{:?}", req.format).to_lowercase(),
+        format: clap::ValueEnum::to_possible_value(&req.format)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default(),
         annotations: rows.len(),
         versions: rows.iter().map(describe).collect(),
     }

@@ -1,21 +1,19 @@
 //! Mask annotations: NIfTI (`.nii`, `.nii.gz`: what nnU-Net, TotalSegmentator, ITK-SNAP and
-//! 3D Slicer write) and DICOM SEG (3D Slicer, OHIF, highdicom) in and out. An imported mask must
-//! lie on its series' voxel grid: same dimensions, spacing and affine within 1e-3 mm, or the
-//! import fails with both geometries named.
+//! 3D Slicer write) in and out, and what every mask import shares (DICOM SEG files are in
+//! `segfile`). An imported mask must lie on its series' voxel grid: same dimensions, spacing
+//! and affine within 1e-3 mm up to a lossless reorder of axes, or the import fails with both
+//! geometries named.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
+use super::gaps::{self, Filled};
 use super::reorient::{self, AxisMap};
 use super::{Context, ImportError, ImportOptions, ImportedItem, new_version, save, series_grid_of};
-use crate::annotations::model::{Content, Segment, Segmentation};
+use crate::annotations::model::{Content, Overlap, Segment, Segmentation};
 use crate::annotations::nifti::{self, NiftiGeometry, NiftiImage, NiftiLimits};
 use crate::site::dicom::geometry;
-use crate::site::dicom::seg::{
-    self, AlgorithmType, CodedConcept, SegLimits, SegSource, SegWrite, SegmentInfo,
-    SegmentationType, SliceRef, SourceSlice,
-};
 use crate::site::store::{CaseRef, SeriesGrid};
 
 /// Geometric tolerance, mm.
@@ -55,8 +53,23 @@ fn describe(dims: [u32; 3], spacing: [f64; 3], origin: [f64; 3]) -> String {
 /// (`reorient`); returns how its voxels map onto the series. A grid that would need resampling
 /// is refused, naming what differs and both geometries.
 pub fn check_grid(img: &NiftiGeometry, grid: &SeriesGrid) -> Result<AxisMap, String> {
-    let series_affine = geometry::nifti_affine(&grid.geometry());
-    let dims = grid.dims().map(|d| d as usize);
+    check_against(img, grid, &grid.geometry())
+}
+
+/// [`check_grid`] against a geometry of the series (its own, or its filled regular grid).
+fn check_against(
+    img: &NiftiGeometry,
+    grid: &SeriesGrid,
+    g: &geometry::SeriesGeometry,
+) -> Result<AxisMap, String> {
+    let series_affine = geometry::nifti_affine(g);
+    let series_dims = [g.columns, g.rows, g.slices];
+    let spacing = [
+        g.pixel_spacing[1],
+        g.pixel_spacing[0],
+        g.slice_spacing.unwrap_or(1.0),
+    ];
+    let dims = series_dims.map(|d| d as usize);
     if let Some(map) = reorient::axis_map(img, &series_affine, dims, GRID_TOLERANCE_MM) {
         return Ok(map);
     }
@@ -72,13 +85,12 @@ pub fn check_grid(img: &NiftiGeometry, grid: &SeriesGrid) -> Result<AxisMap, Str
             "mask geometry does not match series {} ({what}): mask {}; series {}",
             grid.pseudo_uid,
             describe(mask_dims, img.pixdim, mask_origin),
-            describe(grid.dims(), grid.spacing(), series_origin)
+            describe(series_dims, spacing, series_origin)
         )
     };
-    if mask_dims != grid.dims() || img.dim.iter().any(|&d| d > u32::MAX as usize) {
+    if mask_dims != series_dims || img.dim.iter().any(|&d| d > u32::MAX as usize) {
         return Err(mismatch("dimensions"));
     }
-    let spacing = grid.spacing();
     if (0..3).any(|a| (img.pixdim[a] - spacing[a]).abs() > GRID_TOLERANCE_MM) {
         return Err(mismatch("spacing"));
     }
@@ -93,6 +105,22 @@ pub fn check_grid(img: &NiftiGeometry, grid: &SeriesGrid) -> Result<AxisMap, Str
     Ok(AxisMap::IDENTITY)
 }
 
+/// The grid a NIfTI mask is on: the series' own, or (for a series with missing slices) the
+/// regular grid holding them as empty slices ([`gaps`]).
+enum NiftiGrid {
+    Series(AxisMap),
+    Filled(AxisMap, Filled),
+}
+
+fn nifti_grid(img: &NiftiGeometry, grid: &SeriesGrid) -> Result<NiftiGrid, String> {
+    if let Ok(Some(f)) = gaps::filled(grid)
+        && let Ok(map) = check_against(img, grid, &f.geometry(grid))
+    {
+        return Ok(NiftiGrid::Filled(map, f));
+    }
+    check_grid(img, grid).map(NiftiGrid::Series)
+}
+
 /// Segments for a label map: the declared ones, or one per value present (`segment-N`).
 fn segments_for(labels: &[u8], declared: &Option<Vec<Segment>>) -> Vec<Segment> {
     if let Some(d) = declared {
@@ -104,10 +132,7 @@ fn segments_for(labels: &[u8], declared: &Option<Vec<Segment>>) -> Vec<Segment> 
     }
     (1..=255u8)
         .filter(|v| present[usize::from(*v)])
-        .map(|value| Segment {
-            value,
-            name: format!("segment-{value}"),
-        })
+        .map(|value| Segment::named(value, format!("segment-{value}")))
         .collect()
 }
 
@@ -136,7 +161,7 @@ async fn series_of(
 }
 
 /// The `--reader` a mask is imported for (masks name no reader themselves).
-async fn mask_reader(
+pub(super) async fn mask_reader(
     ctx: &Context<'_>,
     opts: &ImportOptions,
     path: &Path,
@@ -149,7 +174,7 @@ async fn mask_reader(
 }
 
 /// Runs a file reader on the blocking pool; its errors name the file.
-async fn read_blocking<T, E>(
+pub(super) async fn read_blocking<T, E>(
     path: &Path,
     read: impl FnOnce(&Path) -> Result<T, E> + Send + 'static,
 ) -> Result<T, ImportError>
@@ -176,7 +201,7 @@ pub async fn import_nifti(
     let g = grid.clone();
     let img = read_blocking(path, move |p| {
         nifti::read_file_expecting(p, &NiftiLimits::default(), &|h| {
-            check_grid(h, &g).map(|_| ())
+            nifti_grid(h, &g).map(|_| ())
         })
     })
     .await?;
@@ -185,27 +210,43 @@ pub async fn import_nifti(
         pixdim: img.pixdim,
         affine: img.affine,
     };
-    let map = check_grid(&geometry, &grid).map_err(|m| ImportError::file(path, m))?;
+    let on = nifti_grid(&geometry, &grid).map_err(|m| ImportError::file(path, m))?;
     let labels = img
         .to_labels_u8()
         .map_err(|e| ImportError::file(path, e.to_string()))?;
-    // The same voxels in the series' axis order (a no-op when the mask already is).
+    // The same voxels in the series' axis order (a no-op when the mask already is), on the
+    // series' own slices.
     let dims = grid.dims().map(|d| d as usize);
-    let labels = reorient::to_series_order(&labels, img.dim, map, dims);
+    let labels = match on {
+        NiftiGrid::Series(map) => reorient::to_series_order(&labels, img.dim, map, dims),
+        NiftiGrid::Filled(map, f) => {
+            let regular =
+                reorient::to_series_order(&labels, img.dim, map, [dims[0], dims[1], f.len]);
+            f.gather(&regular, dims[0] * dims[1]).map_err(|stray| {
+                ImportError::file(
+                    path,
+                    format!(
+                        "the mask labels {stray} voxels on slice positions series {} lacks (missing slices)",
+                        grid.pseudo_uid
+                    ),
+                )
+            })?
+        }
+    };
     let segments = segments_for(&labels, &opts.segments);
-    let map = (case, grid.dims(), segments, labels);
+    let map = (case, grid.dims(), segments, labels, Vec::new());
     let items = save_segmentation(ctx, path, opts, &reader, map, "nifti").await?;
     Ok(warn_uneven(items, &grid))
 }
 
 /// Notes on each item (and in the log) that the series' slices are unevenly spaced: a NIfTI
-/// file of it places its slices at one spacing, which is not where all of them are.
-fn warn_uneven(mut items: Vec<ImportedItem>, grid: &SeriesGrid) -> Vec<ImportedItem> {
+/// file of it has one spacing, so its exports hold the missing slices as empty ones.
+pub(super) fn warn_uneven(mut items: Vec<ImportedItem>, grid: &SeriesGrid) -> Vec<ImportedItem> {
     let Some((lo, hi)) = grid.uneven_slices() else {
         return items;
     };
     let warning = format!(
-        "series {} has uneven slice spacing ({lo:.3} to {hi:.3} mm: a missing slice?); a NIfTI file of it assumes one spacing",
+        "series {} has uneven slice spacing ({lo:.3} to {hi:.3} mm: a missing slice?); NIfTI files of it hold its slices on a {lo:.3} mm grid with the missing positions empty",
         grid.pseudo_uid
     );
     tracing::warn!("{warning}");
@@ -217,284 +258,53 @@ fn warn_uneven(mut items: Vec<ImportedItem>, grid: &SeriesGrid) -> Vec<ImportedI
     items
 }
 
-/// Writes a segmentation as a NIfTI label map on its series grid.
+/// Writes a segmentation as a NIfTI label map on its series grid. A label map holds one
+/// segment per voxel: a segmentation whose segments overlap is refused (a SEG keeps them).
 pub fn export_nifti(seg: &Segmentation, grid: &SeriesGrid, out: &Path) -> Result<(), String> {
-    let affine = geometry::nifti_affine(&grid.geometry());
-    let dims = [
-        seg.dims[0] as usize,
-        seg.dims[1] as usize,
-        seg.dims[2] as usize,
+    if let Some(o) = seg.overlaps.first() {
+        return Err(format!(
+            "segment {} overlaps another segment, which a NIfTI label map cannot hold; export it with --format seg",
+            o.value
+        ));
+    }
+    // A series with missing slices is written on its regular grid, the missing slices empty,
+    // so that every slice sits where the series (and a SEG of it) places it.
+    let (g, labels) = match gaps::filled(grid)? {
+        None => (grid.geometry(), seg.labels.clone()),
+        Some(f) => (
+            f.geometry(grid),
+            f.spread(&seg.labels, grid.columns as usize * grid.rows as usize),
+        ),
+    };
+    let dims = [g.columns as usize, g.rows as usize, g.slices as usize];
+    let spacing = [
+        g.pixel_spacing[1],
+        g.pixel_spacing[0],
+        g.slice_spacing.unwrap_or(1.0),
     ];
-    let img = NiftiImage::from_u8(dims, grid.spacing(), affine, seg.labels.clone())
+    let img = NiftiImage::from_u8(dims, spacing, geometry::nifti_affine(&g), labels)
         .map_err(|e| e.to_string())?;
     nifti::write_file(out, &img).map_err(|e| e.to_string())
 }
 
-/// Whether a file starts like a DICOM Part 10 file.
-pub fn looks_like_dicom(path: &Path) -> bool {
-    use std::io::Read;
-    let mut b = [0u8; 132];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_ok()
-        && &b[128..132] == b"DICM"
-}
-
-/// Imports a DICOM SEG (BINARY or FRACTIONAL, one or more segments) as a label map on the
-/// series it references. Frames map to slices by ReferencedSOPInstanceUID, else by position.
-/// FRACTIONAL values at or above half the maximum count as inside. Overlapping segments are
-/// refused: a stored segmentation is a label map.
-pub async fn import_seg(
-    ctx: &Context<'_>,
-    path: &Path,
-    opts: &ImportOptions,
-) -> Result<Vec<ImportedItem>, ImportError> {
-    let reader = mask_reader(ctx, opts, path).await?;
-    let seg_obj = read_blocking(path, |p| seg::read_seg(p, &SegLimits::default())).await?;
-    let series_name = match (&opts.series, &seg_obj.referenced_series_uid) {
-        (Some(s), _) => s.clone(),
-        (None, Some(s)) => s.clone(),
-        (None, None) => {
-            return Err(ImportError::file(
-                path,
-                "the SEG references no series; name it with --series",
-            ));
-        }
-    };
-    let (case, grid) = series_grid_of(ctx, opts, path, &series_name, "a mask needs").await?;
-    let slices = seg_slices(&seg_obj, &grid).map_err(|m| ImportError::file(path, m))?;
-    let labels =
-        seg::frames_to_label_map(&seg_obj, &slices, grid.orientation, grid.rows, grid.columns)
-            .map_err(|e| ImportError::file(path, e.to_string()))?;
-    let segments = match &opts.segments {
-        Some(declared) => declared.clone(),
-        // Every segment of the SEG, numbered 1..=255 (checked by frames_to_label_map).
-        None => seg_obj
-            .segments
-            .iter()
-            .map(|s| Segment {
-                value: u8::try_from(s.number).unwrap_or_default(),
-                name: s.label.clone(),
-            })
-            .collect(),
-    };
-    let map = (case, grid.dims(), segments, labels);
-    let items = save_segmentation(ctx, path, opts, &reader, map, "dicom-seg").await?;
-    Ok(warn_uneven(items, &grid))
-}
-
-/// The slices of `grid` for mapping the frames of `seg_obj`, by the instance UIDs the SEG
-/// references (pseudonymous for a SEG exported with --deidentified, else original). The series
-/// must have per-slice instances and the SEG its pixel spacing.
-fn seg_slices(seg_obj: &seg::SegObject, grid: &SeriesGrid) -> Result<Vec<SliceRef>, String> {
-    let pseudonymous = seg_obj.referenced_series_uid.as_deref() == Some(grid.pseudo_uid.as_str());
-    let slices: Vec<SliceRef> = grid
-        .slice_list
-        .iter()
-        .map(|s| SliceRef {
-            sop_instance_uid: if pseudonymous {
-                s.pseudo_uid.clone()
-            } else {
-                s.original_uid.clone()
-            },
-            position: s.position,
-        })
-        .collect();
-    if slices.len() != grid.slices as usize {
-        return Err(format!(
-            "series {} has no per-slice instances to map SEG frames onto",
-            grid.pseudo_uid
-        ));
-    }
-    if let Some(ps) = seg_obj.pixel_spacing
-        && (0..2).any(|i| (ps[i] - grid.pixel_spacing[i]).abs() > GRID_TOLERANCE_MM)
-    {
-        return Err(format!(
-            "SEG pixel spacing {:.4}x{:.4} mm does not match series {} ({:.4}x{:.4} mm)",
-            ps[0], ps[1], grid.pseudo_uid, grid.pixel_spacing[0], grid.pixel_spacing[1]
-        ));
-    }
-    Ok(slices)
-}
-
 /// A label map of a case: the case, its grid size, the declared segments and the labels.
-type LabelMap = (CaseRef, [u32; 3], Vec<Segment>, Vec<u8>);
+pub(super) type LabelMap = (CaseRef, [u32; 3], Vec<Segment>, Vec<u8>, Vec<Overlap>);
 
 /// Checks a label map and saves it as the reader's new segmentation version (one transaction).
-async fn save_segmentation(
+pub(super) async fn save_segmentation(
     ctx: &Context<'_>,
     path: &Path,
     opts: &ImportOptions,
     reader: &crate::site::store::ReaderRow,
-    (case, dims, segments, labels): LabelMap,
+    (case, dims, segments, labels, overlaps): LabelMap,
     source: &str,
 ) -> Result<Vec<ImportedItem>, ImportError> {
-    let seg = Segmentation::new(dims, segments, labels).map_err(|source| ImportError::Model {
-        path: path.into(),
-        source,
+    let seg = Segmentation::layered(dims, segments, labels, overlaps).map_err(|source| {
+        ImportError::Model {
+            path: path.into(),
+            source,
+        }
     })?;
     let v = new_version(&Content::Segmentation(seg), reader, &case, opts, source);
     save(ctx, path, vec![(v, reader.id.clone(), case)]).await
-}
-
-/// A deterministic `2.25.` UID for an exported object, from what it is made of: re-exporting
-/// the same version gives the same UIDs.
-fn derived_uid(parts: &[&str]) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(b"fedanno-export-uid-v1");
-    for p in parts {
-        ctx.update(&[0]);
-        ctx.update(p.as_bytes());
-    }
-    let d = ctx.finish();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d.as_ref()[..16]);
-    b[6] = (b[6] & 0x0F) | 0x80;
-    b[8] = (b[8] & 0x3F) | 0x80;
-    format!("2.25.{}", u128::from_be_bytes(b))
-}
-
-/// Who and what an exported SEG is about.
-pub struct SegExport<'a> {
-    pub seg: &'a Segmentation,
-    pub grid: &'a SeriesGrid,
-    pub version: &'a crate::site::store::VersionRow,
-    pub creator: &'a str,
-    pub who: &'a super::export::SegIdentity,
-    pub deidentified: bool,
-    /// The reader is a model: its segments are `AUTOMATIC`, with the model named as the
-    /// algorithm (a human reader's are `MANUAL`).
-    pub automatic: bool,
-}
-
-/// Writes a segmentation as a BINARY DICOM SEG referencing its source series: the original
-/// identifiers for local use, or only pseudonymous ones with `deidentified`.
-pub fn export_seg(e: &SegExport<'_>, out: &Path) -> Result<(), String> {
-    let g = e.grid;
-    if g.slice_list.len() != g.slices as usize {
-        return Err(format!(
-            "series {} has no per-slice instances for a SEG to reference",
-            g.pseudo_uid
-        ));
-    }
-    let source = seg_source(e);
-    let segments: Vec<SegmentInfo> = e
-        .seg
-        .segments
-        .iter()
-        .map(|s| SegmentInfo {
-            number: u16::from(s.value),
-            label: s.name.clone(),
-            algorithm_type: if e.automatic {
-                AlgorithmType::Automatic
-            } else {
-                AlgorithmType::Manual
-            },
-            algorithm_name: e.automatic.then(|| e.creator.to_string()),
-            category: CodedConcept::new("49755003", "SCT", "Morphologically Altered Structure"),
-            property_type: CodedConcept::new("4147007", "SCT", "Mass"),
-        })
-        .collect();
-    let masks: Vec<(u16, Vec<u8>)> = e
-        .seg
-        .segments
-        .iter()
-        .map(|s| (u16::from(s.value), e.seg.mask(s.value)))
-        .collect();
-    let volumes: Vec<(u16, &[u8])> = masks.iter().map(|(n, m)| (*n, m.as_slice())).collect();
-    let mode = if e.deidentified {
-        "deidentified"
-    } else {
-        "local"
-    };
-    let (date, time) = crate::site::calendar::utc_date_time(e.version.created_at);
-    let w = SegWrite {
-        source: &source,
-        segments: &segments,
-        volumes: &volumes,
-        segmentation_type: SegmentationType::Binary,
-        sop_instance_uid: derived_uid(&[
-            "seg-instance",
-            &e.version.content_hash,
-            &source.series_uid,
-            mode,
-        ]),
-        series_uid: derived_uid(&[
-            "seg-series",
-            &e.version.content_hash,
-            &source.series_uid,
-            mode,
-        ]),
-        series_number: 9000 + (e.version.version.clamp(0, 999) as u32),
-        series_description: format!("fedanno {} v{}", e.version.kind, e.version.version),
-        content_label: "ANNOTATION".into(),
-        content_creator: e.creator.to_string(),
-        // A de-identified SEG names no site: the hospital's name is identifying.
-        manufacturer: if e.deidentified {
-            "fedanno".to_string()
-        } else {
-            format!("fedanno ({})", e.who.site_name)
-        },
-        software_version: e.who.software_version.clone(),
-        content_date: date,
-        content_time: time,
-    };
-    seg::write_seg(out, &w).map_err(|err| err.to_string())
-}
-
-/// The source series a SEG references: original identifiers, or pseudonymous ones when
-/// `e.deidentified` (with the de-identification method and an `ANON^` patient name).
-fn seg_source(e: &SegExport<'_>) -> SegSource {
-    let g = e.grid;
-    let pick = |orig: &str, pseudo: &str| {
-        if e.deidentified {
-            pseudo.to_string()
-        } else {
-            orig.to_string()
-        }
-    };
-    let for_uid = match (&g.for_original_uid, &g.for_pseudo_uid) {
-        (Some(o), Some(p)) => pick(o, p),
-        _ => derived_uid(&["frame-of-reference", &g.pseudo_uid]),
-    };
-    SegSource {
-        deidentification_method: e
-            .deidentified
-            .then(|| crate::site::dicom::deid::SCHEME.to_string()),
-        patient_name: if e.deidentified {
-            format!("ANON^{}", g.patient_pseudonym)
-        } else {
-            g.patient_original_name.clone()
-        },
-        patient_id: pick(&g.patient_original_id, &g.patient_pseudonym),
-        patient_birth_date: String::new(),
-        patient_sex: String::new(),
-        study_uid: pick(&g.study_original_uid, &g.study_pseudo_uid),
-        study_date: if e.deidentified {
-            g.study_pseudo_date.clone()
-        } else {
-            g.study_original_date.clone()
-        }
-        .unwrap_or_default(),
-        study_time: String::new(),
-        study_id: String::new(),
-        accession_number: String::new(),
-        referring_physician: String::new(),
-        series_uid: pick(&g.original_uid, &g.pseudo_uid),
-        frame_of_reference_uid: for_uid,
-        rows: g.rows,
-        columns: g.columns,
-        pixel_spacing: g.pixel_spacing,
-        slice_thickness: g.slice_spacing.unwrap_or(1.0),
-        orientation: g.orientation,
-        slices: g
-            .slice_list
-            .iter()
-            .map(|s| SourceSlice {
-                sop_class_uid: s.sop_class_uid.clone(),
-                sop_instance_uid: pick(&s.original_uid, &s.pseudo_uid),
-                position: s.position,
-            })
-            .collect(),
-    }
 }

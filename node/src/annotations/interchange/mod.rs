@@ -7,8 +7,10 @@
 
 pub mod csvtable;
 pub mod export;
+pub mod gaps;
 pub mod masks;
 pub mod reorient;
+pub mod segfile;
 pub mod tables;
 
 use std::collections::HashMap;
@@ -94,10 +96,7 @@ pub fn parse_segments(s: &str) -> Result<Vec<Segment>, String> {
                 .trim()
                 .parse()
                 .map_err(|_| format!("{v:?}: segment values are 1 to 255"))?;
-            Ok(Segment {
-                value,
-                name: n.trim().to_string(),
-            })
+            Ok(Segment::named(value, n.trim()))
         })
         .collect()
 }
@@ -227,8 +226,8 @@ pub async fn import(
             tables::import_csv(ctx, f, opts).await?
         } else if name.ends_with(".json") {
             tables::import_json(ctx, f, opts).await?
-        } else if masks::looks_like_dicom(f) {
-            masks::import_seg(ctx, f, opts).await?
+        } else if segfile::looks_like_dicom(f) {
+            segfile::import_seg(ctx, f, opts).await?
         } else {
             return Err(ImportError::file(
                 f,

@@ -73,12 +73,7 @@ impl SeriesGrid {
     /// they differ by more than 1 % (a missing slice, or a series of mixed spacing): a NIfTI
     /// grid assumes uniform spacing, so such a series deserves a warning.
     pub fn uneven_slices(&self) -> Option<(f64, f64)> {
-        let o = self.orientation;
-        let n = [
-            o[1] * o[5] - o[2] * o[4],
-            o[2] * o[3] - o[0] * o[5],
-            o[0] * o[4] - o[1] * o[3],
-        ];
+        let n = self.normal();
         let depth: Vec<f64> = self
             .slice_list
             .iter()
@@ -88,6 +83,16 @@ impl SeriesGrid {
         let lo = gaps.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = gaps.iter().copied().fold(0.0, f64::max);
         (lo.is_finite() && hi - lo > 0.01 * hi).then_some((lo, hi))
+    }
+
+    /// The slice normal (row direction × column direction).
+    pub fn normal(&self) -> [f64; 3] {
+        let o = self.orientation;
+        [
+            o[1] * o[5] - o[2] * o[4],
+            o[2] * o[3] - o[0] * o[5],
+            o[0] * o[4] - o[1] * o[3],
+        ]
     }
 
     pub fn geometry(&self) -> crate::site::dicom::geometry::SeriesGeometry {

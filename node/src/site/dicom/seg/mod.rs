@@ -19,13 +19,17 @@
 //! packs and unpacks 1-bit frames; `tests` holds the unit tests.
 
 mod bits;
+mod layers;
 mod read;
 mod validate;
 mod volumes;
 mod write;
 
+pub use layers::{Layers, OverlapRuns};
 pub use read::read_seg;
-pub use volumes::{common_grid, frames_to_label_map, frames_to_volumes, label_map};
+pub use volumes::{
+    common_grid, frames_to_label_map, frames_to_layers, frames_to_volumes, label_map,
+};
 pub use write::write_seg;
 
 use dicom_dictionary_std::uids;
@@ -116,6 +120,20 @@ pub struct SegmentInfo {
     pub algorithm_name: Option<String>,
     pub category: CodedConcept,
     pub property_type: CodedConcept,
+    /// RecommendedDisplayCIELabValue: CIELab scaled to 0..=65535.
+    pub colour: Option<[u16; 3]>,
+    /// SegmentationAlgorithmIdentificationSequence (its first item), for an algorithm's
+    /// segment whose family and version are known.
+    pub algorithm_identification: Option<AlgorithmIdentification>,
+}
+
+/// An item of SegmentationAlgorithmIdentificationSequence: the algorithm's family, name and
+/// version (all required in the item).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlgorithmIdentification {
+    pub family: CodedConcept,
+    pub name: String,
+    pub version: String,
 }
 
 /// One frame of a SEG.

@@ -16,8 +16,8 @@ use dicom_object::mem::InMemElement;
 
 use super::bits::unpack_frame;
 use super::{
-    AlgorithmType, CodedConcept, LABELMAP_SEGMENTATION_STORAGE, Obj, SEGMENTATION_STORAGE,
-    SegError, SegFrame, SegLimits, SegObject, SegmentInfo, SegmentationType,
+    AlgorithmIdentification, AlgorithmType, CodedConcept, LABELMAP_SEGMENTATION_STORAGE, Obj,
+    SEGMENTATION_STORAGE, SegError, SegFrame, SegLimits, SegObject, SegmentInfo, SegmentationType,
 };
 use crate::site::dicom::header;
 use crate::site::dicom::prescan::{self, ScanLimits};
@@ -408,9 +408,31 @@ fn read_segments(obj: &Obj) -> Result<Vec<SegmentInfo>, SegError> {
             algorithm_name,
             category,
             property_type,
+            colour: colour(it),
+            algorithm_identification: algorithm_identification(it),
         });
     }
     Ok(segments)
+}
+
+/// RecommendedDisplayCIELabValue, when it holds three values.
+fn colour(obj: &Obj) -> Option<[u16; 3]> {
+    let v = obj
+        .element_opt(tags::RECOMMENDED_DISPLAY_CIE_LAB_VALUE)
+        .ok()??
+        .to_multi_int::<u16>()
+        .ok()?;
+    <[u16; 3]>::try_from(v.as_slice()).ok()
+}
+
+/// The first item of SegmentationAlgorithmIdentificationSequence, when it is complete.
+fn algorithm_identification(obj: &Obj) -> Option<AlgorithmIdentification> {
+    let it = first_item(obj, tags::SEGMENTATION_ALGORITHM_IDENTIFICATION_SEQUENCE)?;
+    Some(AlgorithmIdentification {
+        family: coded(it, tags::ALGORITHM_FAMILY_CODE_SEQUENCE)?,
+        name: text(it, tags::ALGORITHM_NAME)?,
+        version: text(it, tags::ALGORITHM_VERSION)?,
+    })
 }
 
 /// The first item of a code sequence as a concept (LongCodeValue / URNCodeValue accepted).

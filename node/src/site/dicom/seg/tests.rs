@@ -85,6 +85,12 @@ fn segment(number: u16) -> SegmentInfo {
         algorithm_name: (number != 1).then(|| "fedanno test".to_owned()),
         category: CodedConcept::tissue(),
         property_type: CodedConcept::new("10200004", "SCT", "Liver"),
+        colour: (number == 2).then_some([45874, 27756, 48316]),
+        algorithm_identification: (number != 1).then(|| AlgorithmIdentification {
+            family: CodedConcept::new("123110", "DCM", "Artificial Intelligence"),
+            name: "fedanno test".into(),
+            version: "2.1.0".into(),
+        }),
     }
 }
 

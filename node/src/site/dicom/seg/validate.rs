@@ -129,7 +129,20 @@ fn check_segments(w: &SegWrite<'_>) -> Result<(), SegError> {
         if let Some(name) = &s.algorithm_name {
             check_text(name, 64, "SegmentAlgorithmName")?;
         }
-        for c in [&s.category, &s.property_type] {
+        let family = s.algorithm_identification.as_ref().map(|a| &a.family);
+        if let Some(a) = &s.algorithm_identification {
+            check_text(&a.name, 64, "AlgorithmName")?;
+            check_text(&a.version, 64, "AlgorithmVersion")?;
+            if a.name.trim().is_empty() || a.version.trim().is_empty() {
+                return Err(SegError::InvalidText(
+                    "SegmentationAlgorithmIdentificationSequence",
+                ));
+            }
+        }
+        for c in [Some(&s.category), Some(&s.property_type), family]
+            .into_iter()
+            .flatten()
+        {
             check_text(&c.value, 16, "CodeValue")?;
             check_text(&c.scheme, 16, "CodingSchemeDesignator")?;
             check_text(&c.meaning, 64, "CodeMeaning")?;

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use super::layers::{Layers, OverlapRuns};
 use super::{SegError, SegFrame, SegObject, SliceRef};
 
 /// Maps the frames of `seg` onto the slices of a series (`slices` in z order, with the series'
@@ -49,11 +50,9 @@ pub fn frames_to_volumes(
 
 /// The frames of `seg` as one label map on the series grid (the slices as for
 /// [`frames_to_volumes`]) whose values are the segment numbers: BINARY voxels that are set, or
-/// FRACTIONAL voxels at or above half the maximum, count as inside. Memory is the label map and
-/// the frames, whatever the number of segments: every segment number is checked (1..=255, each
-/// frame's declared) before the map is allocated, and frames are written into it one by one.
-/// Overlapping segments are refused (the first overlapping segment in frame order is named,
-/// with its overlapping voxels).
+/// FRACTIONAL voxels at or above half the maximum, count as inside. Overlapping segments are
+/// refused (the lowest-numbered segment found under another is named, with its voxels); see
+/// [`frames_to_layers`] to keep them.
 pub fn frames_to_label_map(
     seg: &SegObject,
     slices: &[SliceRef],
@@ -61,13 +60,33 @@ pub fn frames_to_label_map(
     rows: u32,
     columns: u32,
 ) -> Result<Vec<u8>, SegError> {
+    let (labels, overlaps) = frames_to_layers(seg, slices, orientation, rows, columns)?;
+    match overlaps.first() {
+        Some((segment, runs)) => Err(SegError::Overlap {
+            segment: u16::from(*segment),
+            voxels: runs.iter().map(|&(_, n)| u64::from(n)).sum(),
+        }),
+        None => Ok(labels),
+    }
+}
+
+/// The frames of `seg` as a label map on the series grid holding at each voxel the
+/// lowest-numbered segment present, and for every other segment present there its voxels as
+/// runs ([`Layers`]). Memory is the label map, the frames and one bit per voxel for each
+/// segment that overlaps another, whatever the number of segments: every segment number is
+/// checked (1..=255, each frame's declared) before the map is allocated.
+pub fn frames_to_layers(
+    seg: &SegObject,
+    slices: &[SliceRef],
+    orientation: [f64; 6],
+    rows: u32,
+    columns: u32,
+) -> Result<(Vec<u8>, OverlapRuns), SegError> {
     let too_high = || SegError::Placement("a segment number above 255 does not fit a label map");
     if seg.segments.iter().any(|s| s.number == 0 || s.number > 255) {
         return Err(too_high());
     }
-    let (plane, total, index) = placement(seg, slices, orientation, rows, columns)?;
     let labelmap = seg.segmentation_type == super::SegmentationType::Labelmap;
-    let threshold = threshold(seg.segmentation_type);
     for (k, frame) in seg.frames.iter().enumerate() {
         if !labelmap
             && !seg
@@ -81,13 +100,16 @@ pub fn frames_to_label_map(
             });
         }
     }
-    let mut labels = zeroed(total)?;
-    let mut overlap: Option<(u16, u64)> = None;
+    let (plane, total, index) = placement(seg, slices, orientation, rows, columns)?;
+    if u32::try_from(total).is_err() {
+        return Err(SegError::Alloc(total as u64));
+    }
+    let mut layers = Layers::new(total).ok_or(SegError::Alloc(total as u64))?;
+    let threshold = threshold(seg.segmentation_type);
     for (k, frame) in seg.frames.iter().enumerate() {
-        let dst = frame_slot(&mut labels, &index, frame, k, plane)?;
+        let start = frame_start(&index, frame, k, plane, total)?;
         let value = u8::try_from(frame.segment_number).map_err(|_| too_high())?;
-        let mut clashes = 0u64;
-        for (d, &v) in dst.iter_mut().zip(&frame.data) {
+        for (j, &v) in frame.data.iter().enumerate() {
             // A label map's frame holds segment numbers (checked on reading); the others a
             // value of one segment.
             let label = if labelmap {
@@ -97,21 +119,12 @@ pub fn frames_to_label_map(
             } else {
                 0
             };
-            if label != 0 {
-                clashes += u64::from(*d != 0 && *d != label);
-                *d = label;
+            if label != 0 && !layers.set(start + j, label) {
+                return Err(SegError::Alloc(total as u64 / 8));
             }
         }
-        match &mut overlap {
-            None if clashes > 0 => overlap = Some((frame.segment_number, clashes)),
-            Some((segment, n)) if *segment == frame.segment_number => *n += clashes,
-            _ => {}
-        }
     }
-    match overlap {
-        Some((segment, voxels)) => Err(SegError::Overlap { segment, voxels }),
-        None => Ok(labels),
-    }
+    Ok(layers.finish())
 }
 
 /// The smallest value that counts as inside: any set bit, half the fractional maximum, or
@@ -165,6 +178,19 @@ fn frame_slot<'v>(
     k: usize,
     plane: usize,
 ) -> Result<&'v mut [u8], SegError> {
+    let start = frame_start(index, frame, k, plane, volume.len())?;
+    Ok(&mut volume[start..start + plane])
+}
+
+/// The first voxel of the slice frame `k` maps to in a volume of `total` voxels, after
+/// checking the frame's size.
+fn frame_start(
+    index: &SliceIndex<'_>,
+    frame: &SegFrame,
+    k: usize,
+    plane: usize,
+    total: usize,
+) -> Result<usize, SegError> {
     if frame.data.len() != plane {
         return Err(SegError::FrameSize {
             frame: k,
@@ -173,9 +199,8 @@ fn frame_slot<'v>(
         });
     }
     let z = index.slice_of(frame).ok_or(SegError::FrameUnmapped(k))?;
-    let start = z.checked_mul(plane).ok_or(SegError::FrameUnmapped(k))?;
-    volume
-        .get_mut(start..start.saturating_add(plane))
+    z.checked_mul(plane)
+        .filter(|start| start.checked_add(plane).is_some_and(|end| end <= total))
         .ok_or(SegError::FrameUnmapped(k))
 }
 

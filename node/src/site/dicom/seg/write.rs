@@ -473,6 +473,8 @@ fn segment_items(w: &SegWrite<'_>) -> Vec<Obj> {
                 algorithm_name: first.algorithm_name.clone(),
                 category: code.clone(),
                 property_type: code,
+                colour: None,
+                algorithm_identification: first.algorithm_identification.clone(),
             }
         });
     background
@@ -498,6 +500,27 @@ fn segment_item(s: &SegmentInfo) -> Obj {
     ];
     if let Some(name) = &s.algorithm_name {
         el.push(elem(tags::SEGMENT_ALGORITHM_NAME, VR::LO, name));
+    }
+    if let Some(lab) = s.colour {
+        el.push(InMemElement::new(
+            tags::RECOMMENDED_DISPLAY_CIE_LAB_VALUE,
+            VR::US,
+            PrimitiveValue::U16(lab.iter().copied().collect()),
+        ));
+    }
+    if let Some(a) = &s.algorithm_identification {
+        let identification = item(vec![
+            seq(
+                tags::ALGORITHM_FAMILY_CODE_SEQUENCE,
+                vec![code_item(&a.family)],
+            ),
+            elem(tags::ALGORITHM_VERSION, VR::LO, &a.version),
+            elem(tags::ALGORITHM_NAME, VR::LO, &a.name),
+        ]);
+        el.push(seq(
+            tags::SEGMENTATION_ALGORITHM_IDENTIFICATION_SEQUENCE,
+            vec![identification],
+        ));
     }
     item(el)
 }

@@ -9,7 +9,7 @@ use fedanno_stats::surface::Grid;
 
 use super::staple::{Votes, read_votes};
 use super::usage;
-use crate::annotations::interchange::masks::looks_like_dicom;
+use crate::annotations::interchange::segfile::looks_like_dicom;
 use crate::annotations::nifti::{self, NiftiImage, NiftiLimits, VoxelData};
 
 /// A mask read from a NIfTI file, as labels 0..=255.

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::masks::{Mask, MaskInput, ReaderCorpus, label_slices, read_masks, write_image};
 use super::{num, nums, show, with_cases};
-use crate::annotations::interchange::masks::looks_like_dicom;
+use crate::annotations::interchange::segfile::looks_like_dicom;
 use crate::annotations::nifti::VoxelData;
 use crate::tools::cli::emit;
 

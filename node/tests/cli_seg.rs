@@ -529,13 +529,30 @@ fn a_seg_of_117_segments_on_a_512x512x100_series_imports_in_bounded_memory() {
         "annotate", "import", "--reader", "r1", "--series", &series, m,
     ]);
     let out = s.path("many.dcm");
-    s.export(&series, "r1", "seg", &out, &[]);
+    let dir = s.dir.to_str().unwrap().to_string();
+    let export = [
+        "--dir",
+        &dir,
+        "annotate",
+        "export",
+        "--case",
+        &series,
+        "--reader",
+        "r1",
+        "--format",
+        "seg",
+        "--out",
+        s_(&out),
+    ];
+    // Memory follows the label map and the frames written, not 117 masks of the series.
+    let (ok, e, peak) = common::run_measured(&export);
+    assert!(ok, "{e}");
+    assert!(peak < 300 << 20, "export peak {} MB", peak >> 20);
     let obj = seg::read_seg(&out, &SegLimits::default()).unwrap();
     assert_eq!(obj.segments.len(), 117);
     assert_eq!(obj.frames.len(), 1170);
     drop(obj);
     // The SEG back in as r2: memory follows the frames and one label map, not 117 volumes.
-    let dir = s.dir.to_str().unwrap().to_string();
     let args = [
         "--dir",
         &dir,

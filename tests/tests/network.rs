@@ -342,8 +342,7 @@ async fn bad_messages_from_a_member_are_rejected_and_audited_and_policy_denials_
     assert!(send(vec![0u8; (4 << 20) + 100]).await.is_err());
     // Six rejections, each audited before its refusal was answered.
     let events = c.events(0, "rejected").await;
-    let n = crafted(events.clone());
-    assert_eq!(n, rejected_before + 6, "rejections: {events:?}");
+    assert_eq!(crafted(events.clone()), rejected_before + 6, "{events:?}");
 
     policy_denials_never_leave(&c, &na, &b).await;
     for n in [na, nb, nc] {

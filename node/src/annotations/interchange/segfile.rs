@@ -168,28 +168,26 @@ pub fn export_seg(e: &SegExport<'_>, out: &Path) -> Result<(), String> {
         .iter()
         .map(|s| segment_info(s, e.automatic, e.creator))
         .collect();
-    let (masks, segmentation_type) = if e.labelmap {
+    // One label map (and, for BINARY, the overlap runs): memory stays one label map whatever
+    // the number of segments.
+    let segmentation_type = if e.labelmap {
         if let Some(o) = e.seg.overlaps.first() {
             return Err(format!(
                 "segment {} overlaps another segment, which a LABELMAP SEG cannot hold; export it with --format seg",
                 o.value
             ));
         }
-        (Vec::new(), SegmentationType::Labelmap)
+        SegmentationType::Labelmap
     } else {
-        let masks: Vec<(u16, Vec<u8>)> = e
-            .seg
-            .segments
-            .iter()
-            .map(|s| (u16::from(s.value), e.seg.mask(s.value)))
-            .collect();
-        (masks, SegmentationType::Binary)
+        SegmentationType::Binary
     };
-    let volumes: Vec<(u16, &[u8])> = if e.labelmap {
-        vec![(0, e.seg.labels.as_slice())]
-    } else {
-        masks.iter().map(|(n, m)| (*n, m.as_slice())).collect()
-    };
+    let volumes = [(0u16, e.seg.labels.as_slice())];
+    let overlaps: Vec<(u8, Vec<(u32, u32)>)> = e
+        .seg
+        .overlaps
+        .iter()
+        .map(|o| (o.value, o.runs.clone()))
+        .collect();
     let mode = if e.deidentified {
         "deidentified"
     } else {
@@ -200,6 +198,7 @@ pub fn export_seg(e: &SegExport<'_>, out: &Path) -> Result<(), String> {
         source: &source,
         segments: &segments,
         volumes: &volumes,
+        overlaps: &overlaps,
         segmentation_type,
         sop_instance_uid: derived_uid(&[
             if e.labelmap {

@@ -17,23 +17,48 @@ pub(super) fn unpack_frame(bytes: &[u8], k: usize, plane: usize) -> Result<Vec<u
 
 /// Packs frames (each `plane` values, non-zero = 1) bit-wise, LSB first, without per-frame
 /// padding; the whole value is padded to even length.
+#[cfg(test)]
 pub(super) fn pack_frames<'a>(
     frames: impl IntoIterator<Item = &'a [u8]>,
     n_bits: usize,
 ) -> Vec<u8> {
-    let mut len = n_bits.div_ceil(8);
-    len += len % 2;
-    let mut out = vec![0u8; len];
-    let mut bit = 0usize;
+    let mut packer = BitPacker::new(n_bits);
     for frame in frames {
-        for &v in frame {
-            if v != 0
-                && let Some(b) = out.get_mut(bit / 8)
-            {
-                *b |= 1 << (bit % 8);
-            }
-            bit += 1;
+        packer.push(frame);
+    }
+    packer.finish()
+}
+
+/// [`pack_frames`] one frame at a time, for frames computed one by one.
+pub(super) struct BitPacker {
+    out: Vec<u8>,
+    bit: usize,
+}
+
+impl BitPacker {
+    /// A value of `n_bits` bits (padded to even length), all clear.
+    pub(super) fn new(n_bits: usize) -> Self {
+        let mut len = n_bits.div_ceil(8);
+        len += len % 2;
+        BitPacker {
+            out: vec![0u8; len],
+            bit: 0,
         }
     }
-    out
+
+    /// Appends a frame's pixels (non-zero = 1).
+    pub(super) fn push(&mut self, frame: &[u8]) {
+        for &v in frame {
+            if v != 0
+                && let Some(b) = self.out.get_mut(self.bit / 8)
+            {
+                *b |= 1 << (self.bit % 8);
+            }
+            self.bit += 1;
+        }
+    }
+
+    pub(super) fn finish(self) -> Vec<u8> {
+        self.out
+    }
 }

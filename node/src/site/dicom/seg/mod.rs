@@ -238,8 +238,14 @@ pub struct SegWrite<'a> {
     /// Per segment number: a label volume on the source grid (x fastest, then y, then z =
     /// index into `source.slices`). A segment without a volume is written as empty.
     /// For [`SegmentationType::Labelmap`]: exactly one entry `(0, label map)` on that grid whose
-    /// values are segment numbers (0 background), with at most 255 segments.
+    /// values are segment numbers (0 background), with at most 255 segments. BINARY may be
+    /// given the same one label map, with `overlaps`: each segment is then the voxels labelled
+    /// with its number and its overlap runs, and memory stays one label map whatever the
+    /// number of segments.
     pub volumes: &'a [(u16, &'a [u8])],
+    /// With a BINARY SEG's one label map: per segment number, the runs (first voxel, count) of
+    /// its voxels under another segment. Empty otherwise.
+    pub overlaps: &'a [(u8, Vec<(u32, u32)>)],
     pub segmentation_type: SegmentationType,
     pub sop_instance_uid: String,
     pub series_uid: String,

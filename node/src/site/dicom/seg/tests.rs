@@ -104,6 +104,7 @@ fn writer<'a>(
         source,
         segments,
         volumes,
+        overlaps: &[],
         segmentation_type,
         sop_instance_uid: "1.2.826.0.1.3680043.10.999.5".into(),
         series_uid: "1.2.826.0.1.3680043.10.999.6".into(),

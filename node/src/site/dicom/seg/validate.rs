@@ -14,10 +14,34 @@ pub(super) fn validate_write(w: &SegWrite<'_>) -> Result<(), SegError> {
         return Err(SegError::Invalid("MaximumFractionalValue"));
     }
     check_segments(w)?;
+    let one_map = matches!(w.volumes, [(0, _)]);
     match w.segmentation_type {
         SegmentationType::Labelmap => check_label_map(w),
+        SegmentationType::Binary if one_map => {
+            check_label_map(w)?;
+            check_overlaps(w)
+        }
+        _ if !w.overlaps.is_empty() => Err(SegError::Invalid("overlaps without a label map")),
         _ => check_volumes(w),
     }
+}
+
+/// The overlap runs given with a BINARY SEG's one label map: each of a segment, inside the
+/// grid.
+fn check_overlaps(w: &SegWrite<'_>) -> Result<(), SegError> {
+    let total = w.volumes.first().map_or(0, |(_, m)| m.len()) as u64;
+    for (value, runs) in w.overlaps {
+        if !w.segments.iter().any(|s| s.number == u16::from(*value)) {
+            return Err(SegError::LabelNotASegment(*value));
+        }
+        if runs
+            .iter()
+            .any(|&(a, n)| n == 0 || u64::from(a) + u64::from(n) > total)
+        {
+            return Err(SegError::Invalid("overlap runs"));
+        }
+    }
+    Ok(())
 }
 
 /// Frame size, slices, spacing and positions of the source.

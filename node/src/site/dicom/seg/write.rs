@@ -18,7 +18,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
 
-use super::bits::pack_frames;
+use super::bits::BitPacker;
 use super::validate::validate_write;
 use super::volumes::{checked_normal, dot, plane_size};
 use super::{
@@ -46,11 +46,17 @@ pub fn write_seg(path: &Path, w: &SegWrite<'_>) -> Result<(), SegError> {
 const MODEL_NAME: &str = "fedanno";
 
 /// One frame to write: segment number (none for a label map's frame, which holds them all),
-/// slice index and the frame's pixels.
+/// slice index and the frame's pixels (`None`: the segment's mask on the slice, computed from
+/// the one label map and the overlaps when the frame is packed).
 struct OutFrame<'a> {
     segment: Option<u16>,
     z: usize,
-    data: &'a [u8],
+    data: Option<&'a [u8]>,
+}
+
+/// Whether `w` is a BINARY SEG given as one label map (and overlap runs).
+fn layered(w: &SegWrite<'_>) -> bool {
+    w.segmentation_type == SegmentationType::Binary && matches!(w.volumes, [(0, _)])
 }
 
 /// Builds the Segmentation IOD, module by module (the data set orders elements by tag).
@@ -62,9 +68,13 @@ fn build_seg(w: &SegWrite<'_>) -> Result<Obj, SegError> {
     let plane = plane_size(src.rows, src.columns)?;
     let depths = slice_depths(src)?;
     let empty = vec![0u8; plane];
-    let frames = out_frames(w, plane, &empty);
+    let frames = if layered(w) {
+        layered_frames(w, plane, &empty)
+    } else {
+        out_frames(w, plane, &empty)
+    };
     let n_frames = u32::try_from(frames.len()).map_err(|_| SegError::Invalid("NumberOfFrames"))?;
-    let (bits, pixel_data) = pixel_data(w.segmentation_type, &frames, plane)?;
+    let (bits, pixel_data) = pixel_data(w, &frames, plane)?;
 
     let mut el = sop_common(w);
     el.extend(patient_module(src));
@@ -108,7 +118,7 @@ fn out_frames<'a>(w: &SegWrite<'a>, plane: usize, empty: &'a [u8]) -> Vec<OutFra
             .map(|(z, data)| OutFrame {
                 segment: None,
                 z,
-                data,
+                data: Some(data),
             })
             .collect();
     }
@@ -122,37 +132,127 @@ fn out_frames<'a>(w: &SegWrite<'a>, plane: usize, empty: &'a [u8]) -> Vec<OutFra
                 frames.push(OutFrame {
                     segment: Some(seg.number),
                     z,
-                    data,
+                    data: Some(data),
                 });
             }
         }
     }
+    with_one_frame(w, frames, empty)
+}
+
+/// One `empty` frame of the first segment when there is no frame at all.
+fn with_one_frame<'a>(
+    w: &SegWrite<'_>,
+    mut frames: Vec<OutFrame<'a>>,
+    empty: &'a [u8],
+) -> Vec<OutFrame<'a>> {
     if frames.is_empty() {
         frames.push(OutFrame {
             segment: Some(w.segments.first().map_or(1, |s| s.number)),
             z: 0,
-            data: empty,
+            data: Some(empty),
         });
     }
     frames
 }
 
+/// The frames of a BINARY SEG given as one label map: per segment (in number order), per
+/// slice where the map or the segment's overlap runs have a voxel of it.
+fn layered_frames<'a>(w: &SegWrite<'a>, plane: usize, empty: &'a [u8]) -> Vec<OutFrame<'a>> {
+    let map = w.volumes.first().map_or(&[][..], |(_, m)| *m);
+    let slices = map.len() / plane;
+    // present[z * 256 + value]: the slice holds a voxel of that segment.
+    let mut present = vec![false; slices * 256];
+    for (z, slice) in map.chunks_exact(plane).enumerate() {
+        for &v in slice {
+            present[z * 256 + usize::from(v)] = true;
+        }
+    }
+    for (value, runs) in w.overlaps {
+        for &(start, n) in runs {
+            let (first, last) = (start as usize, start as usize + n as usize - 1);
+            for z in first / plane..=(last / plane).min(slices.saturating_sub(1)) {
+                present[z * 256 + usize::from(*value)] = true;
+            }
+        }
+    }
+    let mut frames = Vec::new();
+    for seg in w.segments {
+        for z in 0..slices {
+            if present[z * 256 + usize::from(seg.number).min(255)] && seg.number != 0 {
+                frames.push(OutFrame {
+                    segment: Some(seg.number),
+                    z,
+                    data: None,
+                });
+            }
+        }
+    }
+    with_one_frame(w, frames, empty)
+}
+
+/// The mask of segment `number` on slice `z` of a BINARY SEG's one label map, with its
+/// overlap runs, written into `buf`.
+fn layered_mask<'b>(
+    w: &SegWrite<'_>,
+    number: u16,
+    z: usize,
+    plane: usize,
+    buf: &'b mut Vec<u8>,
+) -> &'b [u8] {
+    let map = w.volumes.first().map_or(&[][..], |(_, m)| *m);
+    let start = z * plane;
+    buf.clear();
+    buf.extend(
+        map[start..start + plane]
+            .iter()
+            .map(|&v| u8::from(u16::from(v) == number)),
+    );
+    let runs = w
+        .overlaps
+        .iter()
+        .filter(|(value, _)| u16::from(*value) == number)
+        .flat_map(|(_, runs)| runs);
+    for &(first, n) in runs {
+        let (a, b) = (first as usize, first as usize + n as usize);
+        let (lo, hi) = (a.max(start), b.min(start + plane));
+        if lo < hi {
+            buf[lo - start..hi - start].fill(1);
+        }
+    }
+    buf
+}
+
 /// BitsAllocated and the Pixel Data value: 1-bit packed frames (BINARY) or bytes padded to an
 /// even length (FRACTIONAL, LABELMAP).
 fn pixel_data(
-    t: SegmentationType,
+    w: &SegWrite<'_>,
     frames: &[OutFrame<'_>],
     plane: usize,
 ) -> Result<(u16, Vec<u8>), SegError> {
-    Ok(match t {
+    Ok(match w.segmentation_type {
         SegmentationType::Binary => {
             let n_bits = plane
                 .checked_mul(frames.len())
                 .ok_or(SegError::Alloc(u64::MAX))?;
-            (1u16, pack_frames(frames.iter().map(|f| f.data), n_bits))
+            let mut packer = BitPacker::new(n_bits);
+            let mut buf = Vec::with_capacity(plane);
+            for f in frames {
+                match (f.data, f.segment) {
+                    (Some(data), _) => packer.push(data),
+                    (None, Some(number)) => {
+                        packer.push(layered_mask(w, number, f.z, plane, &mut buf));
+                    }
+                    (None, None) => packer.push(&vec![0u8; plane]),
+                }
+            }
+            (1u16, packer.finish())
         }
         SegmentationType::Fractional { .. } | SegmentationType::Labelmap => {
-            let mut v: Vec<u8> = frames.iter().flat_map(|f| f.data.iter().copied()).collect();
+            let mut v: Vec<u8> = frames
+                .iter()
+                .flat_map(|f| f.data.unwrap_or_default().iter().copied())
+                .collect();
             if v.len() % 2 == 1 {
                 v.push(0);
             }
@@ -304,7 +404,7 @@ fn segmentation_image(w: &SegWrite<'_>) -> Vec<InMemElement> {
         seq(tags::SEGMENT_SEQUENCE, segment_items(w)),
         cs(
             tags::SEGMENTS_OVERLAP,
-            if segments_overlap(w.volumes) {
+            if !w.overlaps.is_empty() || segments_overlap(w.volumes) {
                 "YES"
             } else {
                 "NO"

@@ -247,3 +247,55 @@ fn labelmap_writer_refuses_bad_label_maps() {
     // Nothing was left behind.
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// A BINARY SEG given as one label map with overlap runs writes exactly the SEG of the
+/// per-segment masks those describe.
+#[test]
+fn binary_from_one_label_map_and_overlaps_equals_binary_from_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(21, 22, 7, AXIAL);
+    let len = 21 * 22 * 7;
+    let map = random_label_map(&mut Rng(47), len, 3);
+    // Segment 3 also lies under segments 1 and 2 at two runs (one across a slice boundary).
+    let runs: Vec<(u32, u32)> = vec![(400, 80), (21 * 22 * 3 - 5, 12)];
+    let overlaps = vec![(3u8, runs.clone())];
+    let segs = [segment(1), segment(2), segment(3)];
+    let layered = dir.path().join("layered.dcm");
+    let one = [(0u16, map.as_slice())];
+    let mut w = writer(&src, &segs, &one, SegmentationType::Binary);
+    w.overlaps = &overlaps;
+    write_seg(&layered, &w).unwrap();
+    let masks: Vec<(u16, Vec<u8>)> = (1..=3u8)
+        .map(|v| {
+            let mut m: Vec<u8> = map.iter().map(|&x| u8::from(x == v)).collect();
+            if v == 3 {
+                for &(a, n) in &runs {
+                    m[a as usize..(a + n) as usize].fill(1);
+                }
+            }
+            (u16::from(v), m)
+        })
+        .collect();
+    let refs: Vec<(u16, &[u8])> = masks.iter().map(|(n, m)| (*n, m.as_slice())).collect();
+    let plain = dir.path().join("plain.dcm");
+    write_seg(
+        &plain,
+        &writer(&src, &segs, &refs, SegmentationType::Binary),
+    )
+    .unwrap();
+    let (a, b) = (
+        read_seg(&layered, &SegLimits::default()).unwrap(),
+        read_seg(&plain, &SegLimits::default()).unwrap(),
+    );
+    assert_eq!(a.frames, b.frames);
+    let yes = |p: &Path| text(&open_file(p).unwrap(), tags::SEGMENTS_OVERLAP);
+    assert_eq!(yes(&layered).as_deref(), Some("YES"));
+    assert_eq!(yes(&plain).as_deref(), Some("YES"));
+    // Runs outside the grid, or of no segment, are refused.
+    let outside = vec![(3u8, vec![(len as u32 - 1, 2)])];
+    w.overlaps = &outside;
+    assert!(write_seg(&layered, &w).is_err());
+    let stranger = vec![(9u8, vec![(0, 1)])];
+    w.overlaps = &stranger;
+    assert!(write_seg(&layered, &w).is_err());
+}

@@ -384,10 +384,12 @@ fn read_segments(obj: &Obj) -> Result<Vec<SegmentInfo>, SegError> {
         return Err(SegError::NoSegments);
     }
     let mut segments: Vec<SegmentInfo> = Vec::with_capacity(items.len().min(1024));
+    // Segment numbers are u16: one bit each finds a duplicate in constant time.
+    let mut seen = vec![false; usize::from(u16::MAX) + 1];
     for it in items {
         let number = int::<u16>(it, tags::SEGMENT_NUMBER, "SegmentNumber")?
             .ok_or(SegError::Missing("SegmentNumber"))?;
-        if segments.iter().any(|s| s.number == number) {
+        if std::mem::replace(&mut seen[usize::from(number)], true) {
             return Err(SegError::DuplicateSegment(number));
         }
         let label = text(it, tags::SEGMENT_LABEL).ok_or(SegError::Missing("SegmentLabel"))?;

@@ -220,6 +220,7 @@ async fn binary_staple_equals_pooled(members: &[Member]) -> fedanno_stats::stapl
             .await
             .unwrap();
         assert_eq!(rows.len(), 10, "{}", m.id);
+        consensus_carries_the_task_codes(m).await;
         assert!(
             m.store
                 .reader_study_result(&id, ReleaseKind::Report)
@@ -229,6 +230,40 @@ async fn binary_staple_equals_pooled(members: &[Member]) -> fedanno_stats::stapl
         );
     }
     pooled
+}
+
+/// The consensus segment carries the codes the task gives its label (the template's SCT
+/// "Nodule"), made by the consensus method.
+async fn consensus_carries_the_task_codes(m: &Member) {
+    let versions = m
+        .store
+        .versions(
+            fedanno_node::site::store::AnnotationFilter {
+                reader: Some("consensus".into()),
+                ..Default::default()
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    let content = fedanno_node::annotations::interchange::export::content_of(&versions[0]).unwrap();
+    let fedanno_node::annotations::model::Content::Segmentation(s) = content else {
+        panic!("not a segmentation")
+    };
+    let d = s.segments[0].description.as_ref().expect("described");
+    assert_eq!(
+        (
+            d.property_type.value.as_str(),
+            d.property_type.meaning.as_str()
+        ),
+        ("27925004", "Nodule")
+    );
+    assert_eq!(
+        d.method,
+        fedanno_node::annotations::model::Method::Automatic
+    );
+    let algorithm = d.algorithm.as_ref().unwrap();
+    assert_eq!(algorithm.name, "fedanno staple consensus");
 }
 
 /// The same data through the one-round protocol gives the same parameters.

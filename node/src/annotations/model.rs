@@ -51,6 +51,7 @@ impl Segment {
 
 /// A coded concept as DICOM writes it: code value, coding scheme designator, code meaning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Code {
     pub value: String,
     pub scheme: String,

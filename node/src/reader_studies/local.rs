@@ -10,7 +10,9 @@ use thiserror::Error;
 use super::jobs::{ConsensusOutcome, LocalData, SegCase, SegConsensus, consensus_map, ds_labels};
 use super::manifest::{Manifest, TaskKind};
 use crate::annotations::codec;
-use crate::annotations::model::{Content, Kind, Label, Purpose, Segment, Segmentation};
+use crate::annotations::model::{
+    Algorithm, Content, Description, Kind, Label, Method, Purpose, Segment, Segmentation,
+};
 use crate::annotations::readers::{ReaderKind, consortium_pseudonym};
 use crate::site::store::{
     AnnotationFilter, NewVersion, ReaderRow, ReaderStudyCaseRow, Store, StoreError, VersionRow,
@@ -496,6 +498,23 @@ fn consensus_contents<'c>(
     }
 }
 
+/// The description of a consensus segment whose label the task gives codes: made by the
+/// consensus method (an algorithm of this software, named with its version).
+fn task_description(m: &Manifest, label: &str) -> Option<Description> {
+    let c = m.task.codes.iter().find(|c| c.label == label)?;
+    Some(Description {
+        category: c.category.clone(),
+        property_type: c.property_type.clone(),
+        colour: c.colour,
+        method: Method::Automatic,
+        algorithm: Some(Algorithm {
+            name: format!("fedanno {} consensus", m.consensus.method.as_str()),
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            family: None,
+        }),
+    })
+}
+
 fn seg_contents<'c>(
     m: &Manifest,
     cons: &SegConsensus,
@@ -510,7 +529,10 @@ fn seg_contents<'c>(
         .labels
         .iter()
         .enumerate()
-        .map(|(i, name)| Segment::named((i + 1) as u8, name.clone()))
+        .map(|(i, name)| Segment {
+            description: task_description(m, name),
+            ..Segment::named((i + 1) as u8, name.clone())
+        })
         .collect();
     let mut out = Vec::new();
     for case in seg {

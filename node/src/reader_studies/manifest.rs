@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::jobs::Statistic;
+use crate::annotations::model::Code;
 use crate::annotations::readers::ReaderKind;
 use crate::network::kinds::MessageKind;
 use crate::network::policy::{Outbound, Policy};
@@ -105,6 +106,26 @@ pub struct Task {
     /// Classification: the label scheme the readers use (`lungrads`, `birads`, `free`, ...).
     #[serde(default)]
     pub scheme: Option<String>,
+    /// Segmentation: the codes a label's segment carries in the study's consensus (and so in
+    /// its DICOM SEG exports); labels without codes are exported with the default ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<TaskCode>,
+}
+
+/// The DICOM description of one segmentation label of a study task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskCode {
+    /// One of `task.labels`.
+    pub label: String,
+    /// Segmented property category (e.g. SCT 49755003 "Morphologically Altered Structure").
+    pub category: Code,
+    /// Segmented property type (e.g. SCT 27925004 "Nodule").
+    #[serde(rename = "type")]
+    pub property_type: Code,
+    /// Recommended display colour, CIELab scaled to 0..=65535 as DICOM stores it.
+    #[serde(default)]
+    pub colour: Option<[u16; 3]>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -349,6 +370,32 @@ impl Manifest {
         Ok(())
     }
 
+    /// Task codes: each of a task label, at most one per label, codes that DICOM can write
+    /// (value and scheme 1–16 characters, meaning 1–64).
+    fn validate_codes(&self) -> Result<(), ManifestError> {
+        let mut seen = BTreeSet::new();
+        for c in &self.task.codes {
+            if !self.task.labels.contains(&c.label) || !seen.insert(&c.label) {
+                return Err(invalid(
+                    "task.codes",
+                    "each entry names a different one of task.labels",
+                ));
+            }
+            for code in [&c.category, &c.property_type] {
+                let fits = |t: &str, max: usize| {
+                    !t.trim().is_empty() && t.chars().count() <= max && !t.contains('\\')
+                };
+                if !fits(&code.value, 16) || !fits(&code.scheme, 16) || !fits(&code.meaning, 64) {
+                    return Err(invalid(
+                        "task.codes",
+                        "a code has a value and scheme of 1-16 characters and a meaning of 1-64",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate_segmentation(&self) -> Result<(), ManifestError> {
         if self.task.labels.is_empty() || self.task.labels.len() > MAX_CATEGORIES {
             return Err(invalid(
@@ -362,6 +409,7 @@ impl Manifest {
                 "categories belong to classification tasks",
             ));
         }
+        self.validate_codes()?;
         match (self.consensus.method, self.task.labels.len()) {
             (Method::DawidSkene, _) => Err(invalid(
                 "consensus.method",
@@ -384,6 +432,9 @@ impl Manifest {
                     "a classification task names 2-{MAX_CATEGORIES} distinct ordered categories"
                 ),
             ));
+        }
+        if !self.task.codes.is_empty() {
+            return Err(invalid("task.codes", "codes belong to segmentation tasks"));
         }
         if self.consensus.method != Method::DawidSkene {
             return Err(invalid(
@@ -615,6 +666,17 @@ mod tests {
     #[test]
     fn mistakes_name_their_field() {
         let cases = [
+            (
+                "label = \"nodule\"\ncategory",
+                "label = \"mass\"\ncategory",
+                "task.codes",
+            ),
+            ("value = \"27925004\"", "value = \"\"", "task.codes"),
+            (
+                "meaning = \"Nodule\" }",
+                "meaning = \"Nodule\", extra = 1 }",
+                "unknown field `extra`",
+            ),
             ("min_sites = 3", "min_sites = 2", "privacy.min_sites"),
             (
                 "method = \"staple\"",

@@ -860,3 +860,53 @@ fn a_labelmap_export_writes_the_label_map_and_refuses_overlaps() {
     assert!(err.contains("LABELMAP SEG cannot hold"), "{err}");
     assert!(!refused.exists());
 }
+
+#[test]
+fn segments_whose_values_are_not_1_to_n_export_renumbered_in_value_order() {
+    let s = Site::new();
+    let src = s.path("tiny");
+    tiny_series(&src, 5, 5, 4);
+    s.ok(&["ingest", s_(&src)]);
+    let series = s.json(&["cases"])[0]["series"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let grid = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let site = fedanno_node::site::Site::open(&s.dir).unwrap();
+        site.store.series_grid_by_uid(&series).await.unwrap()
+    });
+    let affine = fedanno_node::site::dicom::geometry::nifti_affine(&grid.geometry());
+    let mut labels = vec![0u8; 100];
+    labels[3..9].fill(2);
+    labels[60..70].fill(5);
+    let img = NiftiImage::from_u8([5, 5, 4], grid.spacing(), affine, labels.clone()).unwrap();
+    let mask = s.path("two-five.nii.gz");
+    nifti::write_file(&mask, &img).unwrap();
+    let args = [
+        "annotate",
+        "import",
+        "--reader",
+        "r1",
+        "--series",
+        &series,
+        "--segments",
+        "2=lesion,5=vessel",
+        s_(&mask),
+    ];
+    s.ok(&args);
+    let out = s.path("two-five.dcm");
+    s.export(&series, "r1", "seg", &out, &[]);
+    let obj = seg::read_seg(&out, &SegLimits::default()).unwrap();
+    let numbered: Vec<(u16, &str)> = obj
+        .segments
+        .iter()
+        .map(|x| (x.number, x.label.as_str()))
+        .collect();
+    assert_eq!(numbered, [(1, "lesion"), (2, "vessel")]);
+    s.ok(&["annotate", "import", "--reader", "r2", s_(&out)]);
+    let expected: Vec<u8> = labels
+        .iter()
+        .map(|&v| [0, 0, 1, 0, 0, 2][usize::from(v)])
+        .collect();
+    assert_eq!(s.export_nifti(&series, "r2"), expected);
+}

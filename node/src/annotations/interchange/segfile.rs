@@ -162,11 +162,15 @@ pub fn export_seg(e: &SegExport<'_>, out: &Path) -> Result<(), String> {
         ));
     }
     let source = seg_source(e);
+    let (numbers, labels) = numbered(e.seg);
     let segments: Vec<SegmentInfo> = e
         .seg
         .segments
         .iter()
-        .map(|s| segment_info(s, e.automatic, e.creator))
+        .map(|s| SegmentInfo {
+            number: u16::from(numbers[usize::from(s.value)]),
+            ..segment_info(s, e.automatic, e.creator)
+        })
         .collect();
     // One label map (and, for BINARY, the overlap runs): memory stays one label map whatever
     // the number of segments.
@@ -181,12 +185,12 @@ pub fn export_seg(e: &SegExport<'_>, out: &Path) -> Result<(), String> {
     } else {
         SegmentationType::Binary
     };
-    let volumes = [(0u16, e.seg.labels.as_slice())];
+    let volumes = [(0u16, labels.as_ref())];
     let overlaps: Vec<(u8, Vec<(u32, u32)>)> = e
         .seg
         .overlaps
         .iter()
-        .map(|o| (o.value, o.runs.clone()))
+        .map(|o| (numbers[usize::from(o.value)], o.runs.clone()))
         .collect();
     let mode = if e.deidentified {
         "deidentified"
@@ -235,6 +239,28 @@ pub fn export_seg(e: &SegExport<'_>, out: &Path) -> Result<(), String> {
         content_time: time,
     };
     seg::write_seg(out, &w).map_err(|err| err.to_string())
+}
+
+/// SEG segment numbers are 1, 2, … in order: the number of each segment value, and the label
+/// map in those numbers (the stored one when its values already are).
+fn numbered(seg: &Segmentation) -> ([u8; 256], std::borrow::Cow<'_, [u8]>) {
+    let mut numbers = [0u8; 256];
+    for (i, s) in seg.segments.iter().enumerate() {
+        numbers[usize::from(s.value)] = (i + 1) as u8;
+    }
+    if seg
+        .segments
+        .iter()
+        .all(|s| numbers[usize::from(s.value)] == s.value)
+    {
+        return (numbers, std::borrow::Cow::Borrowed(&seg.labels));
+    }
+    let renumbered = seg
+        .labels
+        .iter()
+        .map(|&v| numbers[usize::from(v)])
+        .collect();
+    (numbers, std::borrow::Cow::Owned(renumbered))
 }
 
 /// The source series a SEG references: original identifiers, or pseudonymous ones when

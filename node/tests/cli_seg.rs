@@ -11,6 +11,7 @@ use common::{run, run_json, run_ok};
 use fedanno_node::annotations::nifti::{self, NiftiImage};
 use fedanno_node::site::dicom::seg::{self, SegLimits};
 use fedanno_node::site::dicom::write::{CtSlice, write_ct_slice};
+use fedanno_node::site::store::SeriesGrid;
 use serde_json::Value;
 
 fn data() -> PathBuf {
@@ -34,6 +35,74 @@ impl Site {
         s.ok(&["readers", "add", "r1", "--kind", "local"]);
         s.ok(&["readers", "add", "r2", "--kind", "local"]);
         Site(s)
+    }
+
+    /// Ingests a tiny 5 x 5 CT series of `n` slices (less those in `drop`) and returns its
+    /// pseudonymous UID and grid.
+    fn tiny_case(&self, n: u32, drop: &[u32]) -> (String, SeriesGrid) {
+        let src = self.path("tiny");
+        tiny_series(&src, 5, 5, n);
+        for k in drop {
+            std::fs::remove_file(src.join(format!("{k}.dcm"))).unwrap();
+        }
+        self.ok(&["ingest", s_(&src)]);
+        let series = self.json(&["cases"])[0]["series"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let grid = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let site = fedanno_node::site::Site::open(&self.dir).unwrap();
+            site.store.series_grid_by_uid(&series).await.unwrap()
+        });
+        (series, grid)
+    }
+
+    /// Writes a NIfTI mask (`name`) of `labels` with the given grid and spacing.
+    fn mask(
+        &self,
+        name: &str,
+        dims: [usize; 3],
+        spacing: [f64; 3],
+        affine: [[f64; 4]; 4],
+        labels: Vec<u8>,
+    ) -> PathBuf {
+        let path = self.path(name);
+        let img = NiftiImage::from_u8(dims, spacing, affine, labels).unwrap();
+        nifti::write_file(&path, &img).unwrap();
+        path
+    }
+
+    /// `annotate import --reader R --series S [extra…] FILE`, as arguments.
+    fn import_args<'a>(
+        reader: &'a str,
+        series: &'a str,
+        file: &'a Path,
+        extra: &[&'a str],
+    ) -> Vec<&'a str> {
+        let mut args = vec!["annotate", "import", "--reader", reader, "--series", series];
+        args.extend_from_slice(extra);
+        args.push(s_(file));
+        args
+    }
+
+    /// The error of an export that must fail, having written nothing.
+    fn export_refused(&self, series: &str, reader: &str, format: &str) -> String {
+        let out = self.path(&format!("refused-{reader}.{format}"));
+        let args = [
+            "annotate",
+            "export",
+            "--case",
+            series,
+            "--reader",
+            reader,
+            "--format",
+            format,
+            "--out",
+            s_(&out),
+        ];
+        let err = self.fails(&args);
+        assert!(!out.exists(), "{format} written");
+        err
     }
 
     fn export_nifti(&self, series: &str, reader: &str) -> Vec<u8> {
@@ -71,11 +140,7 @@ fn npy_u8(path: &Path) -> Vec<u8> {
 /// returns the import's answer and the label map exported back, with the `.npy` label map
 /// highdicom encoded (`generated/<mask>`).
 fn import_onto_ct_small(name: &str, mask: &str) -> (Value, Vec<u8>, Vec<u8>) {
-    let s = Site::new();
-    s.ok(&[
-        "ingest",
-        data().join("pydicom/CT_small.dcm").to_str().unwrap(),
-    ]);
+    let s = ct_small_site();
     let seg_file = data().join("generated").join(name);
     let r = s.json(&[
         "annotate",
@@ -612,30 +677,14 @@ fn a_model_readers_seg_is_automatic_and_names_the_model_a_humans_is_manual() {
 #[test]
 fn a_series_with_a_missing_slice_is_imported_with_a_warning() {
     let s = Site::new();
-    let src = s.path("gappy");
-    tiny_series(&src, 5, 5, 4);
     // Slice 1 (z = 24) is missing: the gaps are 6 and 3 mm.
-    std::fs::remove_file(src.join("1.dcm")).unwrap();
-    s.ok(&["ingest", src.to_str().unwrap()]);
-    let series = s.json(&["cases"])[0]["series"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let grid = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let site = fedanno_node::site::Site::open(&s.dir).unwrap();
-        site.store.series_grid_by_uid(&series).await.unwrap()
-    });
+    let (series, grid) = s.tiny_case(4, &[1]);
     assert!(grid.uneven_slices().is_some());
     let affine = fedanno_node::site::dicom::geometry::nifti_affine(&grid.geometry());
     let dims = grid.dims().map(|d| d as usize);
     let n = dims.iter().product();
-    let img = NiftiImage::from_u8(dims, grid.spacing(), affine, vec![1; n]).unwrap();
-    let mask = s.path("gappy.nii.gz");
-    nifti::write_file(&mask, &img).unwrap();
-    let m = mask.to_str().unwrap();
-    let r = s.json(&[
-        "annotate", "import", "--reader", "r1", "--series", &series, m,
-    ]);
+    let mask = s.mask("gappy.nii.gz", dims, grid.spacing(), affine, vec![1; n]);
+    let r = s.json(&Site::import_args("r1", &series, &mask, &[]));
     let warning = r[0]["summary"]["warning"].as_str().unwrap_or_default();
     assert!(
         warning.contains("uneven slice spacing") && warning.contains("3.000 to 6.000"),
@@ -687,32 +736,35 @@ fn nifti_and_seg_exports_agree_on_slice_positions(s: &Site, series: &str) {
     for (p, q) in seg_positions.iter().zip(&nifti_positions) {
         assert!((0..3).all(|i| (p[i] - q[i]).abs() < 1e-6), "{p:?} {q:?}");
     }
-    let again = s.json(&[
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        series,
-        s_(&nii),
-    ]);
+    let again = s.json(&Site::import_args("r1", series, &nii, &[]));
     assert_eq!(again[0]["created"], false, "{again}");
     let mut stray = labels.clone();
     stray[plane + 7] = 1;
-    let bad = NiftiImage::from_u8([5, 5, 4], img.pixdim, img.affine, stray).unwrap();
-    let bad_path = s.path("gappy-stray.nii.gz");
-    nifti::write_file(&bad_path, &bad).unwrap();
-    let args = [
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        series,
-        s_(&bad_path),
-    ];
+    let bad = s.mask(
+        "gappy-stray.nii.gz",
+        [5, 5, 4],
+        img.pixdim,
+        img.affine,
+        stray,
+    );
+    let args = Site::import_args("r1", series, &bad, &[]);
     let err = s.fails(&args);
     assert!(err.contains("1 voxels on slice positions"), "{err}");
+}
+
+/// A site with the readers r1 and r2 and `pydicom/CT_small.dcm` ingested.
+fn ct_small_site() -> Site {
+    let s = Site::new();
+    s.ok(&["ingest", s_(&data().join("pydicom/CT_small.dcm"))]);
+    s
+}
+
+/// CT_small's one slice, at the position of the first frame of a SEG of it.
+fn ct_small_slice(obj: &seg::SegObject) -> [seg::SliceRef; 1] {
+    [seg::SliceRef {
+        sop_instance_uid: "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322".into(),
+        position: obj.frames[0].position.unwrap(),
+    }]
 }
 
 /// The three overlapping masks of `generated/CT_small_seg_overlap_highdicom.dcm` (liver, a
@@ -725,10 +777,7 @@ fn overlap_masks() -> Vec<Vec<u8>> {
 /// The per-segment masks of a SEG file mapped onto CT_small's one slice.
 fn seg_masks(path: &Path) -> (seg::SegObject, Vec<(u16, Vec<u8>)>) {
     let obj = seg::read_seg(path, &SegLimits::default()).unwrap();
-    let slices = [seg::SliceRef {
-        sop_instance_uid: "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322".into(),
-        position: obj.frames[0].position.unwrap(),
-    }];
+    let slices = ct_small_slice(&obj);
     let orientation = obj.orientation.unwrap();
     let volumes = seg::frames_to_volumes(&obj, &slices, orientation, 128, 128).unwrap();
     (obj, volumes)
@@ -736,11 +785,7 @@ fn seg_masks(path: &Path) -> (seg::SegObject, Vec<(u16, Vec<u8>)>) {
 
 #[test]
 fn overlapping_segments_are_kept_and_export_as_they_came_with_their_descriptions() {
-    let s = Site::new();
-    s.ok(&[
-        "ingest",
-        data().join("pydicom/CT_small.dcm").to_str().unwrap(),
-    ]);
+    let s = ct_small_site();
     let file = data().join("generated/CT_small_seg_overlap_highdicom.dcm");
     let r = s.json(&[
         "annotate",
@@ -762,22 +807,8 @@ fn overlapping_segments_are_kept_and_export_as_they_came_with_their_descriptions
         "{r}"
     );
     // A label map cannot hold them: the NIfTI export says so and writes nothing.
-    let nii = s.path("overlap.nii.gz");
-    let args = [
-        "annotate",
-        "export",
-        "--case",
-        &series,
-        "--reader",
-        "r1",
-        "--format",
-        "nifti",
-        "--out",
-        s_(&nii),
-    ];
-    let err = s.fails(&args);
+    let err = s.export_refused(&series, "r1", "nifti");
     assert!(err.contains("--format seg"), "{err}");
-    assert!(!nii.exists());
     // The SEG export gives every mask back as it came, with what its author said.
     let out = s.path("overlap-export.dcm");
     s.export(&series, "r1", "seg", &out, &[]);
@@ -815,11 +846,7 @@ fn s_(p: &Path) -> &str {
 
 #[test]
 fn a_labelmap_export_writes_the_label_map_and_refuses_overlaps() {
-    let s = Site::new();
-    s.ok(&[
-        "ingest",
-        data().join("pydicom/CT_small.dcm").to_str().unwrap(),
-    ]);
+    let s = ct_small_site();
     let file = data().join("generated/CT_small_seg_labelmap_highdicom.dcm");
     let r = s.json(&["annotate", "import", "--reader", "r1", s_(&file)]);
     let series = r[0]["series"].as_str().unwrap().to_string();
@@ -827,10 +854,7 @@ fn a_labelmap_export_writes_the_label_map_and_refuses_overlaps() {
     s.export(&series, "r1", "seg-labelmap", &out, &[]);
     let obj = seg::read_seg(&out, &SegLimits::default()).unwrap();
     assert_eq!(obj.segmentation_type, seg::SegmentationType::Labelmap);
-    let slices = [seg::SliceRef {
-        sop_instance_uid: "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322".into(),
-        position: obj.frames[0].position.unwrap(),
-    }];
+    let slices = ct_small_slice(&obj);
     let orientation = obj.orientation.unwrap();
     let labels = seg::frames_to_label_map(&obj, &slices, orientation, 128, 128).unwrap();
     assert_eq!(
@@ -843,56 +867,26 @@ fn a_labelmap_export_writes_the_label_map_and_refuses_overlaps() {
     // Overlapping segments do not fit one label per voxel.
     let overlap = data().join("generated/CT_small_seg_overlap_highdicom.dcm");
     s.ok(&["annotate", "import", "--reader", "r2", s_(&overlap)]);
-    let refused = s.path("overlap-labelmap.dcm");
-    let args = [
-        "annotate",
-        "export",
-        "--case",
-        &series,
-        "--reader",
-        "r2",
-        "--format",
-        "seg-labelmap",
-        "--out",
-        s_(&refused),
-    ];
-    let err = s.fails(&args);
+    let err = s.export_refused(&series, "r2", "seg-labelmap");
     assert!(err.contains("LABELMAP SEG cannot hold"), "{err}");
-    assert!(!refused.exists());
 }
 
 #[test]
 fn segments_whose_values_are_not_1_to_n_export_renumbered_in_value_order() {
     let s = Site::new();
-    let src = s.path("tiny");
-    tiny_series(&src, 5, 5, 4);
-    s.ok(&["ingest", s_(&src)]);
-    let series = s.json(&["cases"])[0]["series"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let grid = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let site = fedanno_node::site::Site::open(&s.dir).unwrap();
-        site.store.series_grid_by_uid(&series).await.unwrap()
-    });
+    let (series, grid) = s.tiny_case(4, &[]);
     let affine = fedanno_node::site::dicom::geometry::nifti_affine(&grid.geometry());
     let mut labels = vec![0u8; 100];
     labels[3..9].fill(2);
     labels[60..70].fill(5);
-    let img = NiftiImage::from_u8([5, 5, 4], grid.spacing(), affine, labels.clone()).unwrap();
-    let mask = s.path("two-five.nii.gz");
-    nifti::write_file(&mask, &img).unwrap();
-    let args = [
-        "annotate",
-        "import",
-        "--reader",
-        "r1",
-        "--series",
-        &series,
-        "--segments",
-        "2=lesion,5=vessel",
-        s_(&mask),
-    ];
+    let mask = s.mask(
+        "two-five.nii.gz",
+        [5, 5, 4],
+        grid.spacing(),
+        affine,
+        labels.clone(),
+    );
+    let args = Site::import_args("r1", &series, &mask, &["--segments", "2=lesion,5=vessel"]);
     s.ok(&args);
     let out = s.path("two-five.dcm");
     s.export(&series, "r1", "seg", &out, &[]);

@@ -637,28 +637,13 @@ fn a_seg_of_117_segments_on_a_512x512x100_series_imports_in_bounded_memory() {
 fn a_model_readers_seg_is_automatic_and_names_the_model_a_humans_is_manual() {
     let s = Site::new();
     s.ok(&["readers", "add", "nodule-net", "--kind", "model"]);
-    let src = s.path("tiny");
-    tiny_series(&src, 5, 5, 3);
-    s.ok(&["ingest", src.to_str().unwrap()]);
-    let series = s.json(&["cases"])[0]["series"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let affine = [
-        [-0.75, 0.0, 0.0, -10.0],
-        [0.0, -0.5, 0.0, -20.0],
-        [0.0, 0.0, 3.0, 24.0],
-        [0.0, 0.0, 0.0, 1.0],
-    ];
+    let (series, grid) = s.tiny_case(3, &[]);
+    let affine = fedanno_node::site::dicom::geometry::nifti_affine(&grid.geometry());
     let labels: Vec<u8> = (0..75).map(|i| u8::from(i % 4 == 0)).collect();
-    let mask = s.path("m.nii.gz");
-    let img = NiftiImage::from_u8([5, 5, 3], [0.75, 0.5, 3.0], affine, labels).unwrap();
-    nifti::write_file(&mask, &img).unwrap();
+    let mask = s.mask("m.nii.gz", [5, 5, 3], grid.spacing(), affine, labels);
+    let versions = ["--model-version", "2.0.4"];
     for (reader, automatic) in [("nodule-net", true), ("r1", false)] {
-        let m = mask.to_str().unwrap();
-        s.ok(&[
-            "annotate", "import", "--reader", reader, "--series", &series, m,
-        ]);
+        s.ok(&Site::import_args(reader, &series, &mask, &[]));
         let out = s.path(&format!("{reader}.dcm"));
         s.export(&series, reader, "seg", &out, &[]);
         let obj = seg::read_seg(&out, &SegLimits::default()).unwrap();
@@ -666,12 +651,33 @@ fn a_model_readers_seg_is_automatic_and_names_the_model_a_humans_is_manual() {
             if automatic {
                 assert_eq!(x.algorithm_type, seg::AlgorithmType::Automatic);
                 assert_eq!(x.algorithm_name.as_deref(), Some("nodule-net"));
+                // No version known: no algorithm identification.
+                assert_eq!(x.algorithm_identification, None);
             } else {
                 assert_eq!(x.algorithm_type, seg::AlgorithmType::Manual);
                 assert_eq!(x.algorithm_name, None);
             }
         }
+        if !automatic {
+            let err = s.fails(&Site::import_args(reader, &series, &mask, &versions));
+            assert!(err.contains("for model readers"), "{err}");
+        }
     }
+    // The model's version given at import: its code, version and family in the SEG.
+    let r = s.json(&Site::import_args("nodule-net", &series, &mask, &versions));
+    assert_eq!(
+        (r[0]["created"].as_bool(), r[0]["version"].as_i64()),
+        (Some(true), Some(2))
+    );
+    let out = s.path("nodule-net-2.0.4.dcm");
+    s.export(&series, "nodule-net", "seg", &out, &[]);
+    let obj = seg::read_seg(&out, &SegLimits::default()).unwrap();
+    let id = obj.segments[0].algorithm_identification.clone().unwrap();
+    assert_eq!(
+        (id.name.as_str(), id.version.as_str()),
+        ("nodule-net", "2.0.4")
+    );
+    assert_eq!(id.family.meaning, "Artificial Intelligence");
 }
 
 #[test]

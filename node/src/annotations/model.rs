@@ -58,6 +58,31 @@ pub struct Code {
     pub meaning: String,
 }
 
+impl Code {
+    pub fn new(value: &str, scheme: &str, meaning: &str) -> Self {
+        Code {
+            value: value.into(),
+            scheme: scheme.into(),
+            meaning: meaning.into(),
+        }
+    }
+
+    /// The category of a segment nothing was said about: SCT 49755003.
+    pub fn default_category() -> Self {
+        Code::new("49755003", "SCT", "Morphologically Altered Structure")
+    }
+
+    /// The type of a segment nothing was said about: SCT 4147007.
+    pub fn default_type() -> Self {
+        Code::new("4147007", "SCT", "Mass")
+    }
+
+    /// The algorithm family of a model: DCM 123110.
+    pub fn artificial_intelligence() -> Self {
+        Code::new("123110", "DCM", "Artificial Intelligence")
+    }
+}
+
 vocabulary! {
     /// How a segment was made (DICOM SegmentAlgorithmType).
     pub enum Method("segment method") {

@@ -135,6 +135,7 @@ pub async fn import_synth(site: &Site, out: &Path, readers: &[synth::ReaderProfi
             author: None,
             adjudication: false,
             case_map: Default::default(),
+            model_version: None,
         };
         interchange::import(&ctx, &files, &opts).await?;
     }
@@ -147,6 +148,7 @@ pub async fn import_synth(site: &Site, out: &Path, readers: &[synth::ReaderProfi
         author: None,
         adjudication: false,
         case_map: interchange::read_case_map(&out.join("cases.csv"))?,
+        model_version: None,
     };
     interchange::import(&ctx, &[out.join("ratings.csv")], &opts).await?;
     Ok(())

@@ -11,7 +11,9 @@ use serde::Deserialize;
 use super::gaps::{self, Filled};
 use super::reorient::{self, AxisMap};
 use super::{Context, ImportError, ImportOptions, ImportedItem, new_version, save, series_grid_of};
-use crate::annotations::model::{Content, Overlap, Segment, Segmentation};
+use crate::annotations::model::{
+    Algorithm, Code, Content, Description, Method, Overlap, Segment, Segmentation,
+};
 use crate::annotations::nifti::{self, NiftiGeometry, NiftiImage, NiftiLimits};
 use crate::site::dicom::geometry;
 use crate::site::store::{CaseRef, SeriesGrid};
@@ -233,10 +235,45 @@ pub async fn import_nifti(
             })?
         }
     };
-    let segments = segments_for(&labels, &opts.segments);
+    let mut segments = segments_for(&labels, &opts.segments);
+    if let Some(version) = &opts.model_version {
+        let described =
+            model_description(&reader, version).map_err(|m| ImportError::file(path, m))?;
+        for s in &mut segments {
+            s.description = Some(described.clone());
+        }
+    }
     let map = (case, grid.dims(), segments, labels, Vec::new());
     let items = save_segmentation(ctx, path, opts, &reader, map, "nifti").await?;
     Ok(warn_uneven(items, &grid))
+}
+
+/// The description of a model reader's segments made by `version` of it: the default codes,
+/// `AUTOMATIC`, the model's consortium code as the algorithm's name.
+fn model_description(
+    reader: &crate::site::store::ReaderRow,
+    version: &str,
+) -> Result<Description, String> {
+    if reader.kind != crate::annotations::readers::ReaderKind::Model.as_str() {
+        return Err(format!(
+            "--model-version is for model readers; {} is a {} reader",
+            reader.id, reader.kind
+        ));
+    }
+    if version.trim().is_empty() || version.chars().count() > 64 || version.contains('\\') {
+        return Err("--model-version is 1 to 64 characters without a backslash".into());
+    }
+    Ok(Description {
+        category: Code::default_category(),
+        property_type: Code::default_type(),
+        colour: None,
+        method: Method::Automatic,
+        algorithm: Some(Algorithm {
+            name: reader.id.clone(),
+            version: Some(version.to_string()),
+            family: Some(Code::artificial_intelligence()),
+        }),
+    })
 }
 
 /// Notes on each item (and in the log) that the series' slices are unevenly spaced: a NIfTI

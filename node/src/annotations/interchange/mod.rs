@@ -69,6 +69,9 @@ pub struct ImportOptions {
     pub adjudication: bool,
     /// Case aliases (e.g. synthetic case ids) → series or study UIDs.
     pub case_map: HashMap<String, String>,
+    /// The version of the model (a model reader) whose NIfTI mask this is: its segments are
+    /// then described as made by that model and version.
+    pub model_version: Option<String>,
 }
 
 /// What one import did for one annotation.

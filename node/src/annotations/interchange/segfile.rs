@@ -36,6 +36,12 @@ pub async fn import_seg(
     opts: &ImportOptions,
 ) -> Result<Vec<ImportedItem>, ImportError> {
     let reader = mask_reader(ctx, opts, path).await?;
+    if opts.model_version.is_some() {
+        return Err(ImportError::file(
+            path,
+            "--model-version is for NIfTI masks; a SEG states its own algorithm",
+        ));
+    }
     let seg_obj = read_blocking(path, |p| seg::read_seg(p, &SegLimits::default())).await?;
     let series_name = match (&opts.series, &seg_obj.referenced_series_uid) {
         (Some(s), _) => s.clone(),
@@ -366,7 +372,6 @@ fn description_of(s: &SegmentInfo) -> Description {
 /// The SEG description of a segment: what its author said, else the default codes, with a
 /// model reader's segments `AUTOMATIC` and named after the model (`creator`).
 fn segment_info(s: &Segment, automatic: bool, creator: &str) -> SegmentInfo {
-    let concept = |c: &Code| CodedConcept::new(&c.value, &c.scheme, &c.meaning);
     match &s.description {
         Some(d) => SegmentInfo {
             number: u16::from(s.value),
@@ -405,12 +410,18 @@ fn default_info(s: &Segment, automatic: bool, creator: &str) -> SegmentInfo {
     }
 }
 
+/// A code as the SEG writer takes it.
+fn concept(c: &Code) -> CodedConcept {
+    CodedConcept::new(&c.value, &c.scheme, &c.meaning)
+}
+
 /// The SEG identification of an algorithm whose version is known (its family, when not
 /// known, DCM 123110 "Artificial Intelligence": the algorithms readers are here are models).
 fn identification(a: &Algorithm) -> Option<AlgorithmIdentification> {
-    let family = a.family.as_ref().map_or_else(
-        || CodedConcept::new("123110", "DCM", "Artificial Intelligence"),
-        |c| CodedConcept::new(&c.value, &c.scheme, &c.meaning),
+    let family = concept(
+        a.family
+            .as_ref()
+            .unwrap_or(&Code::artificial_intelligence()),
     );
     Some(AlgorithmIdentification {
         family,

@@ -96,6 +96,10 @@ pub struct ImportArgs {
     /// Record as the reader's adjudication decision.
     #[arg(long)]
     adjudication: bool,
+    /// A model reader's NIfTI mask: the model's version, recorded as its segments' algorithm
+    /// (and written into SEG exports).
+    #[arg(long)]
+    model_version: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -204,6 +208,7 @@ async fn import(site: &Site, args: ImportArgs) -> Result<()> {
         author: args.author,
         adjudication: args.adjudication,
         case_map,
+        model_version: args.model_version,
     };
     let p = site.pseudonymizer()?;
     let ctx = Context {

@@ -80,3 +80,15 @@ fn the_demo_logs_cross_check_clean_and_an_altered_bundle_fails() {
         "{r}"
     );
 }
+
+/// A demo of fewer cases per site than its studies release from is a usage error at once,
+/// naming the minimum, with nothing set up.
+#[test]
+fn a_demo_below_the_studies_minimum_is_refused_up_front() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let args = ["demo", "--cases", "5", "--out", s(&out)];
+    let err = common::run_err(&args, 2);
+    assert!(err.contains("--cases 5 is below the 10 cases"), "{err}");
+    assert!(!out.exists());
+}

@@ -16,6 +16,7 @@ use crate::annotations::interchange::{self, Context as ImportContext, ImportOpti
 use crate::annotations::readers::{ReaderKind, consortium_pseudonym};
 use crate::network::daemon::StartOptions;
 use crate::network::node::Node;
+use crate::reader_studies::manifest::Manifest;
 use crate::site::Site;
 use crate::tools::local_consortium::{LocalConsortium, Member, launch_everywhere};
 use crate::tools::synth::{self, SynthOptions};
@@ -291,17 +292,38 @@ async fn verify_logs(nodes: &[Node]) -> Result<Vec<(String, u64)>> {
     Ok(verified)
 }
 
+/// The manifests of the demo's two studies.
+fn manifests() -> [String; 2] {
+    [
+        SEGMENTATION_MANIFEST.to_string(),
+        classification_manifest(&SITES),
+    ]
+}
+
+/// Refuses a demo of fewer cases per site than its studies release from (their
+/// `privacy.min_cases`), before anything is set up.
+pub fn check_cases(cases: usize) -> Result<()> {
+    let mut min = 0;
+    for text in manifests() {
+        min = min.max(Manifest::parse(&text)?.privacy.min_cases);
+    }
+    if (cases as u64) < min {
+        bail!(
+            "--cases {cases} is below the {min} cases per site the demo's studies release from (privacy.min_cases)"
+        );
+    }
+    Ok(())
+}
+
 pub async fn run(opts: DemoOptions) -> Result<DemoSummary> {
     let started = Instant::now();
+    check_cases(opts.cases)?;
     let (out, kept, reports) = workspace(opts.out.as_deref())?;
     let local = demo_sites(&out, &opts).await?;
     let nodes = local
         .start(|_| StartOptions::default(), Duration::from_secs(60))
         .await?;
-    let manifests = [
-        SEGMENTATION_MANIFEST.to_string(),
-        classification_manifest(&SITES),
-    ];
+    let manifests = manifests();
     let mut studies = Vec::new();
     for text in &manifests {
         studies.push(demo_study(&nodes, text, &reports).await?);

@@ -26,6 +26,11 @@ pub struct DemoArgs {
 
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let size = synth::parse_size(&args.size)?;
+    // Refused before minutes of setup: the studies would not release from fewer cases.
+    if let Err(e) = demo::check_cases(args.cases) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(2));
+    }
     let s = demo::run(DemoOptions {
         out: args.out,
         cases: args.cases,

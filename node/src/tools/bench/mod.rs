@@ -111,6 +111,7 @@ fn tempdir_or(keep: Option<PathBuf>) -> Result<PathBuf> {
 #[derive(Debug, Serialize)]
 pub struct AnnotateBench {
     pub grid: [u32; 3],
+    pub segments: u64,
     pub mask_voxels: u64,
     pub nifti_file_bytes: u64,
     pub nifti_import_seconds: f64,
@@ -125,10 +126,11 @@ pub struct AnnotateBench {
 impl AnnotateBench {
     pub fn human(&self) -> String {
         format!(
-            "annotate: grid {}x{}x{}, {} mask voxels; NIfTI import {:.3} s ({} bytes on disk); SEG export {:.3} s, SEG import {:.3} s ({} frames, {} bytes); stored {} bytes per version ({} versions)",
+            "annotate: grid {}x{}x{}, {} segments, {} mask voxels; NIfTI import {:.3} s ({} bytes on disk); SEG export {:.3} s, SEG import {:.3} s ({} frames, {} bytes); stored {} bytes per version ({} versions)",
             self.grid[0],
             self.grid[1],
             self.grid[2],
+            self.segments,
             self.mask_voxels,
             self.nifti_import_seconds,
             self.nifti_file_bytes,
@@ -201,6 +203,33 @@ fn cylinder(grid: &SeriesGrid) -> (Vec<u8>, u64) {
     (labels, inside)
 }
 
+/// `n` segments (2..=255) on `grid`, as a model's multi-organ output: each a square tile of a
+/// grid of tiles over the plane, through a tenth of the slices (staggered). Returns the labels
+/// and the number of labelled voxels.
+fn tiles(grid: &SeriesGrid, n: u8) -> (Vec<u8>, u64) {
+    let [nx, ny, nz] = [
+        grid.columns as usize,
+        grid.rows as usize,
+        grid.slices as usize,
+    ];
+    let per_row = (f64::from(n)).sqrt().ceil() as usize;
+    let (tw, th) = (nx / per_row, ny / per_row);
+    let depth = (nz / 10).max(1);
+    let mut labels = vec![0u8; nx * ny * nz];
+    for k in 1..=usize::from(n) {
+        let (gx, gy) = ((k - 1) % per_row, (k - 1) / per_row);
+        let z0 = (k * 7) % nz.saturating_sub(depth).max(1);
+        for z in z0..(z0 + depth).min(nz) {
+            for y in gy * th..gy * th + th * 9 / 10 {
+                let row = (z * ny + y) * nx;
+                labels[row + gx * tw..row + gx * tw + tw * 9 / 10].fill(k as u8);
+            }
+        }
+    }
+    let inside = labels.iter().filter(|&&v| v != 0).count() as u64;
+    (labels, inside)
+}
+
 /// Seconds `f` takes.
 async fn timed<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<f64> {
     let t = Instant::now();
@@ -209,8 +238,13 @@ async fn timed<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<f64
 }
 
 /// Imports a mask spanning every slice of a synthetic series (a tapering cylinder, so each
-/// slice differs) from NIfTI and from DICOM SEG, timing each step and measuring what is stored.
-pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<AnnotateBench> {
+/// slice differs; or with `segments` > 1 that many tiles, as a multi-organ model writes) from
+/// NIfTI and from DICOM SEG, timing each step and measuring what is stored.
+pub async fn annotate(
+    size: [usize; 3],
+    segments: u8,
+    keep: Option<PathBuf>,
+) -> Result<AnnotateBench> {
     use crate::annotations::interchange::export::{self, ExportFormat, ExportRequest, SegIdentity};
     use crate::annotations::interchange::{self, Context, ImportOptions};
     use crate::annotations::nifti::{self, NiftiImage};
@@ -218,7 +252,11 @@ pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<Annotat
 
     let tmp = tempdir_or(keep)?;
     let (site, series, grid) = bench_site(&tmp, size).await?;
-    let (labels, mask_voxels) = cylinder(&grid);
+    let (labels, mask_voxels) = if segments > 1 {
+        tiles(&grid, segments)
+    } else {
+        cylinder(&grid)
+    };
     let affine = crate::site::dicom::geometry::nifti_affine(&grid.geometry());
     let mask_path = tmp.join("mask.nii.gz");
     let image = NiftiImage::from_u8(
@@ -280,6 +318,7 @@ pub async fn annotate(size: [usize; 3], keep: Option<PathBuf>) -> Result<Annotat
     site.close();
     Ok(AnnotateBench {
         grid: grid.dims(),
+        segments: u64::from(segments.max(1)),
         mask_voxels,
         nifti_file_bytes: std::fs::metadata(&mask_path)?.len(),
         nifti_import_seconds: nifti_s,

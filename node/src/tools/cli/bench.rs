@@ -41,6 +41,10 @@ pub enum BenchCommand {
         /// Size of the synthetic series (WIDTHxHEIGHTxSLICES).
         #[arg(long, default_value = "512x512x300")]
         size: String,
+        /// Segments in the mask (1: one tapering cylinder; more: tiles, as a multi-organ
+        /// model writes).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+        segments: u8,
         /// Keep the files here.
         #[arg(long)]
         keep: Option<PathBuf>,
@@ -121,8 +125,13 @@ pub async fn run(what: BenchCommand) -> Result<ExitCode> {
             progress,
             json,
         } => return audit(entries, keep, progress, json).await,
-        BenchCommand::Annotate { size, keep, json } => {
-            let r = bench::annotate(synth::parse_size(&size)?, keep).await?;
+        BenchCommand::Annotate {
+            size,
+            segments,
+            keep,
+            json,
+        } => {
+            let r = bench::annotate(synth::parse_size(&size)?, segments, keep).await?;
             emit(json, &r, |r| println!("{}", r.human()))?;
         }
         BenchCommand::Secagg {

@@ -5,12 +5,40 @@
 use super::SegError;
 
 /// Unpacks frame `k` (`plane` pixels starting at bit `k·plane`, LSB first) into 0/1 bytes.
+#[cfg(test)]
 pub(super) fn unpack_frame(bytes: &[u8], k: usize, plane: usize) -> Result<Vec<u8>, SegError> {
     let start = k.checked_mul(plane).ok_or(SegError::Invalid("PixelData"))?;
     let mut out = Vec::with_capacity(plane);
     for bit in start..start.saturating_add(plane) {
         let byte = bytes.get(bit / 8).ok_or(SegError::Invalid("PixelData"))?;
         out.push((byte >> (bit % 8)) & 1);
+    }
+    Ok(out)
+}
+
+/// The bits of frame `k` (`plane` pixels from bit `k·plane`) realigned to start at bit 0.
+pub(super) fn frame_bits(bytes: &[u8], k: usize, plane: usize) -> Result<Vec<u8>, SegError> {
+    let start = k.checked_mul(plane).ok_or(SegError::Invalid("PixelData"))?;
+    let end = start.checked_add(plane).ok_or(SegError::Invalid("PixelData"))?;
+    if end.div_ceil(8) > bytes.len() {
+        return Err(SegError::Invalid("PixelData"));
+    }
+    if start.is_multiple_of(8) {
+        return Ok(bytes[start / 8..end.div_ceil(8)].to_vec());
+    }
+    let shift = start % 8;
+    let mut out = vec![0u8; plane.div_ceil(8)];
+    for (i, o) in out.iter_mut().enumerate() {
+        let at = start / 8 + i;
+        let lo = bytes.get(at).copied().unwrap_or(0) >> shift;
+        let hi = bytes.get(at + 1).copied().unwrap_or(0) << (8 - shift);
+        *o = lo | hi;
+    }
+    // Bits past the frame's end belong to the next frame.
+    if !plane.is_multiple_of(8)
+        && let Some(last) = out.last_mut()
+    {
+        *last &= (1u8 << (plane % 8)) - 1;
     }
     Ok(out)
 }

@@ -144,8 +144,78 @@ pub struct SegFrame {
     pub referenced_sop_instance_uid: Option<String>,
     /// PlanePositionSequence → ImagePositionPatient.
     pub position: Option<[f64; 3]>,
-    /// `rows * columns` values, row-major; 0/1 for BINARY, 0..=max for FRACTIONAL.
-    pub data: Vec<u8>,
+    /// `rows * columns` values, row-major; 0/1 for BINARY (kept as bits), 0..=max for
+    /// FRACTIONAL, segment numbers for LABELMAP.
+    pub data: FrameData,
+}
+
+/// The pixels of one frame: a byte each, or for a BINARY frame its bits as read (LSB first,
+/// the frame's first pixel at bit 0), so that a frame costs an eighth of its pixels.
+#[derive(Clone, PartialEq, Eq)]
+pub enum FrameData {
+    Bytes(Vec<u8>),
+    Bits { bits: Vec<u8>, len: usize },
+}
+
+impl FrameData {
+    /// The number of pixels.
+    pub fn len(&self) -> usize {
+        match self {
+            FrameData::Bytes(b) => b.len(),
+            FrameData::Bits { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Pixel `j` (0 beyond the end).
+    pub fn get(&self, j: usize) -> u8 {
+        match self {
+            FrameData::Bytes(b) => b.get(j).copied().unwrap_or(0),
+            FrameData::Bits { bits, len } if j < *len => {
+                bits.get(j / 8).map_or(0, |b| (b >> (j % 8)) & 1)
+            }
+            FrameData::Bits { .. } => 0,
+        }
+    }
+
+    /// Every pixel in order.
+    pub fn iter(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..self.len()).map(|j| self.get(j))
+    }
+
+    /// The indices of the non-zero pixels with their values, skipping empty bytes of bits.
+    pub fn nonzero(&self) -> impl Iterator<Item = (usize, u8)> + '_ {
+        let bytes: &[u8] = match self {
+            FrameData::Bytes(b) | FrameData::Bits { bits: b, .. } => b,
+        };
+        let bits = matches!(self, FrameData::Bits { .. });
+        let len = self.len();
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b != 0)
+            .flat_map(move |(i, &b)| {
+                let (from, to) = if bits { (i * 8, i * 8 + 8) } else { (i, i + 1) };
+                (from..to.min(len)).filter_map(move |j| {
+                    let v = if bits { (b >> (j - from)) & 1 } else { b };
+                    (v != 0).then_some((j, v))
+                })
+            })
+    }
+
+    /// A byte per pixel.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.iter().collect()
+    }
+}
+
+impl From<Vec<u8>> for FrameData {
+    fn from(b: Vec<u8>) -> Self {
+        FrameData::Bytes(b)
+    }
 }
 
 /// A SEG as read by [`read_seg`]. Holds original identifiers: `Debug` prints none of them.

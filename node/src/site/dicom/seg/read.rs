@@ -14,9 +14,9 @@ use dicom_object::OpenFileOptions;
 use dicom_object::file::ReadPreamble;
 use dicom_object::mem::InMemElement;
 
-use super::bits::unpack_frame;
+use super::bits::frame_bits;
 use super::{
-    AlgorithmIdentification, AlgorithmType, CodedConcept, LABELMAP_SEGMENTATION_STORAGE, Obj,
+    AlgorithmIdentification, AlgorithmType, CodedConcept, FrameData, LABELMAP_SEGMENTATION_STORAGE, Obj,
     SEGMENTATION_STORAGE, SegError, SegFrame, SegLimits, SegObject, SegmentInfo, SegmentationType,
 };
 use crate::site::dicom::header;
@@ -298,10 +298,13 @@ impl FrameReader<'_> {
         Ok(segment_number)
     }
 
-    /// Frame `k`'s pixels: unpacked bits, or bytes no greater than the maximum fractional value.
-    fn pixels_of(&self, k: usize) -> Result<Vec<u8>, SegError> {
+    /// Frame `k`'s pixels: its bits, or bytes no greater than the maximum fractional value.
+    fn pixels_of(&self, k: usize) -> Result<FrameData, SegError> {
         match self.segmentation_type {
-            SegmentationType::Binary => unpack_frame(self.pixels, k, self.plane),
+            SegmentationType::Binary => Ok(FrameData::Bits {
+                bits: frame_bits(self.pixels, k, self.plane)?,
+                len: self.plane,
+            }),
             SegmentationType::Labelmap => {
                 let bytes = self.frame_bytes(k)?;
                 if let Some(&v) = bytes
@@ -313,20 +316,14 @@ impl FrameReader<'_> {
                         segment: u16::from(v),
                     });
                 }
-                Ok(bytes.to_vec())
+                Ok(FrameData::Bytes(bytes.to_vec()))
             }
             SegmentationType::Fractional { max_value, .. } => {
-                let start = k
-                    .checked_mul(self.plane)
-                    .ok_or(SegError::Invalid("PixelData"))?;
-                let bytes = self
-                    .pixels
-                    .get(start..start.saturating_add(self.plane))
-                    .ok_or(SegError::Invalid("PixelData"))?;
+                let bytes = self.frame_bytes(k)?;
                 if bytes.iter().any(|&v| v > max_value) {
                     return Err(SegError::ValueAboveMaximum(k));
                 }
-                Ok(bytes.to_vec())
+                Ok(FrameData::Bytes(bytes.to_vec()))
             }
         }
     }

@@ -8,7 +8,7 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, open_file};
 
-use super::bits::{pack_frames, unpack_frame};
+use super::bits::{frame_bits, pack_frames, unpack_frame};
 use super::read::{first_item, floats, text};
 use super::volumes::checked_normal;
 use super::write::{cs, seq};
@@ -249,6 +249,15 @@ fn pack_unpack_round_trip_at_odd_sizes() {
                 f,
                 "{rows}x{cols} frame {k}"
             );
+            // The frame's bits realigned to bit 0 hold the same pixels, and nothing after.
+            let data = FrameData::Bits {
+                bits: frame_bits(&packed, k, plane).unwrap(),
+                len: plane,
+            };
+            assert_eq!(&data.to_bytes(), f, "{rows}x{cols} frame {k} bits");
+            let nonzero: Vec<usize> = data.nonzero().map(|(j, _)| j).collect();
+            let expected: Vec<usize> = (0..plane).filter(|&j| f[j] == 1).collect();
+            assert_eq!(nonzero, expected);
         }
         // Padding bits are zero.
         let ones: u32 = packed.iter().map(|b| b.count_ones()).sum();
@@ -268,6 +277,9 @@ fn frames_are_not_padded_to_bytes() {
     assert_eq!(packed, vec![0, 0, 0, 0b10, 0, 0, 0b10, 0]);
     assert_eq!(unpack_frame(&packed, 1, 25).unwrap(), f1);
     assert!(unpack_frame(&packed[..6], 1, 25).is_err());
+    assert!(frame_bits(&packed[..6], 1, 25).is_err());
+    // Realigned: pixel 0 at bit 0, pixel 24 at bit 0 of byte 3.
+    assert_eq!(frame_bits(&packed, 1, 25).unwrap(), vec![1, 0, 0, 1]);
 }
 
 // ----- real SEGs -----
@@ -324,14 +336,14 @@ fn reads_liver_segs() {
     assert_eq!(seg.segments[0].label, "Liver");
     assert_eq!(seg.segments[0].algorithm_type, AlgorithmType::Semiautomatic);
     assert_eq!(
-        seg.frames[0].data.iter().filter(|&&v| v == 1).count(),
+        seg.frames[0].data.iter().filter(|&v| v == 1).count(),
         36233
     );
     let seg = read_seg(&data("pydicom-data/liver.dcm"), &SegLimits::default()).unwrap();
     let counts: Vec<usize> = seg
         .frames
         .iter()
-        .map(|f| f.data.iter().filter(|&&v| v == 1).count())
+        .map(|f| f.data.iter().filter(|&v| v == 1).count())
         .collect();
     assert_eq!(counts, [36233, 35645, 35220]);
     // Three slices 1 mm apart, mapped by position.
@@ -346,8 +358,8 @@ fn reads_liver_segs() {
         .collect();
     let vols = frames_to_volumes(&seg, &slices, AXIAL, 512, 512).unwrap();
     let plane = 512 * 512;
-    assert_eq!(vols[0].1[..plane], seg.frames[2].data[..]);
-    assert_eq!(vols[0].1[2 * plane..], seg.frames[0].data[..]);
+    assert_eq!(vols[0].1[..plane], seg.frames[2].data.to_bytes()[..]);
+    assert_eq!(vols[0].1[2 * plane..], seg.frames[0].data.to_bytes()[..]);
 }
 
 #[test]

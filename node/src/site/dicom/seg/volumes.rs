@@ -41,8 +41,8 @@ pub fn frames_to_volumes(
                 segment: frame.segment_number,
             })?;
         let dst = frame_slot(vol, &index, frame, k, plane)?;
-        for (d, s) in dst.iter_mut().zip(&frame.data) {
-            *d = (*d).max(*s);
+        for (j, v) in frame.data.nonzero() {
+            dst[j] = dst[j].max(v);
         }
     }
     Ok(volumes)
@@ -109,7 +109,7 @@ pub fn frames_to_layers(
     for (k, frame) in seg.frames.iter().enumerate() {
         let start = frame_start(&index, frame, k, plane, total)?;
         let value = u8::try_from(frame.segment_number).map_err(|_| too_high())?;
-        for (j, &v) in frame.data.iter().enumerate() {
+        for (j, v) in frame.data.nonzero() {
             // A label map's frame holds segment numbers (checked on reading); the others a
             // value of one segment.
             let label = if labelmap {

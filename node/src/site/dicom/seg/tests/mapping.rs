@@ -53,7 +53,9 @@ fn frames_to_volumes_errors() {
         })
     ));
     let mut bad = seg.clone();
-    bad.frames[0].data.pop();
+    let mut short = bad.frames[0].data.to_bytes();
+    short.pop();
+    bad.frames[0].data = short.into();
     assert!(matches!(
         frames_to_volumes(&bad, &refs, AXIAL, 5, 5),
         Err(SegError::FrameSize { .. })

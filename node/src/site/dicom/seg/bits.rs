@@ -19,7 +19,9 @@ pub(super) fn unpack_frame(bytes: &[u8], k: usize, plane: usize) -> Result<Vec<u
 /// The bits of frame `k` (`plane` pixels from bit `k·plane`) realigned to start at bit 0.
 pub(super) fn frame_bits(bytes: &[u8], k: usize, plane: usize) -> Result<Vec<u8>, SegError> {
     let start = k.checked_mul(plane).ok_or(SegError::Invalid("PixelData"))?;
-    let end = start.checked_add(plane).ok_or(SegError::Invalid("PixelData"))?;
+    let end = start
+        .checked_add(plane)
+        .ok_or(SegError::Invalid("PixelData"))?;
     if end.div_ceil(8) > bytes.len() {
         return Err(SegError::Invalid("PixelData"));
     }

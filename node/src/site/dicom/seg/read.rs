@@ -16,8 +16,9 @@ use dicom_object::mem::InMemElement;
 
 use super::bits::frame_bits;
 use super::{
-    AlgorithmIdentification, AlgorithmType, CodedConcept, FrameData, LABELMAP_SEGMENTATION_STORAGE, Obj,
-    SEGMENTATION_STORAGE, SegError, SegFrame, SegLimits, SegObject, SegmentInfo, SegmentationType,
+    AlgorithmIdentification, AlgorithmType, CodedConcept, FrameData, LABELMAP_SEGMENTATION_STORAGE,
+    Obj, SEGMENTATION_STORAGE, SegError, SegFrame, SegLimits, SegObject, SegmentInfo,
+    SegmentationType,
 };
 use crate::site::dicom::header;
 use crate::site::dicom::prescan::{self, ScanLimits};

@@ -335,10 +335,7 @@ fn reads_liver_segs() {
     assert_eq!(seg.frames.len(), 1);
     assert_eq!(seg.segments[0].label, "Liver");
     assert_eq!(seg.segments[0].algorithm_type, AlgorithmType::Semiautomatic);
-    assert_eq!(
-        seg.frames[0].data.iter().filter(|&v| v == 1).count(),
-        36233
-    );
+    assert_eq!(seg.frames[0].data.iter().filter(|&v| v == 1).count(), 36233);
     let seg = read_seg(&data("pydicom-data/liver.dcm"), &SegLimits::default()).unwrap();
     let counts: Vec<usize> = seg
         .frames

@@ -160,7 +160,9 @@ impl Job {
     }
 }
 
-/// One segmentation case at a site: its grid and the study readers' label maps.
+/// One segmentation case at a site: its grid and the study readers' label maps, kept as runs
+/// so that a site's study data costs its masks' runs, not their voxels; a case's maps are
+/// unpacked only while a job works on that case.
 #[derive(Debug, Clone)]
 pub struct SegCase {
     /// The case's pseudonymous uid (local bookkeeping; never part of a vector).
@@ -170,10 +172,67 @@ pub struct SegCase {
     /// (x, y, z) spacing in mm.
     pub spacing: [f64; 3],
     /// (global rater index, label map), by rater index.
-    pub readers: Vec<(usize, Vec<u8>)>,
+    pub readers: Vec<(usize, PackedMask)>,
+}
+
+/// A label map as runs of (value, length).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedMask {
+    runs: Vec<(u8, u32)>,
+    len: usize,
+}
+
+impl PackedMask {
+    pub fn pack(labels: &[u8]) -> Self {
+        PackedMask {
+            runs: crate::annotations::codec::runs(labels),
+            len: labels.len(),
+        }
+    }
+
+    /// The label map.
+    pub fn unpack(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        for &(v, n) in &self.runs {
+            out.resize(out.len() + n as usize, v);
+        }
+        out
+    }
+
+    /// Voxels.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl SegCase {
+    /// A case of the readers' label maps (packed here).
+    pub fn new(
+        id: String,
+        dims: [usize; 3],
+        spacing: [f64; 3],
+        readers: Vec<(usize, Vec<u8>)>,
+    ) -> Self {
+        SegCase {
+            id,
+            dims,
+            spacing,
+            readers: readers
+                .into_iter()
+                .map(|(r, m)| (r, PackedMask::pack(&m)))
+                .collect(),
+        }
+    }
+
+    /// The readers' label maps, unpacked (for one job on this case).
+    pub fn masks(&self) -> Vec<(usize, Vec<u8>)> {
+        self.readers.iter().map(|(r, m)| (*r, m.unpack())).collect()
+    }
+
     fn grid(&self) -> Grid {
         Grid {
             dims: [self.dims[2], self.dims[1], self.dims[0]],
@@ -247,8 +306,9 @@ impl LocalData {
             patterns: Vec::new(),
         };
         for c in cases {
-            let refs: Vec<&[u8]> = c.readers.iter().map(|r| r.1.as_slice()).collect();
-            let positions: Vec<usize> = c.readers.iter().map(|r| r.0).collect();
+            let masks = c.masks();
+            let refs: Vec<&[u8]> = masks.iter().map(|r| r.1.as_slice()).collect();
+            let positions: Vec<usize> = masks.iter().map(|r| r.0).collect();
             let h = PatternHistogram::from_raters(&refs, 1u8, None)?;
             pooled.merge(&h.embed(&positions, n_raters)?)?;
         }
@@ -269,7 +329,8 @@ impl LocalData {
                     "multi-label STAPLE needs every reader on every case",
                 ));
             }
-            let refs: Vec<&[u8]> = c.readers.iter().map(|r| r.1.as_slice()).collect();
+            let masks = c.masks();
+            let refs: Vec<&[u8]> = masks.iter().map(|r| r.1.as_slice()).collect();
             let h = LabelPatternHistogram::from_raters(&refs, Some(n_labels))?;
             match pooled.as_mut() {
                 Some(p) => p.merge(&h)?,

@@ -326,12 +326,8 @@ async fn seg_case(
         readers.push((ri, s.labels));
     }
     readers.sort_by_key(|r| r.0);
-    Ok((!readers.is_empty()).then(|| SegCase {
-        id: c.case_uid.clone(),
-        dims,
-        spacing: grid.spacing(),
-        readers,
-    }))
+    Ok((!readers.is_empty())
+        .then(|| SegCase::new(c.case_uid.clone(), dims, grid.spacing(), readers)))
 }
 
 async fn load_ratings(
@@ -407,30 +403,30 @@ pub async fn store_consensus(
         m.study.id,
         m.consensus.method.as_str()
     );
-    let versions: Vec<NewVersion> = consensus_contents(m, data, outcome, &cases)?
-        .into_iter()
-        .map(|(content, c)| {
-            let encoded = codec::encode(&content);
-            let scheme = match &content {
-                Content::Label(l) => l.scheme.clone(),
-                _ => String::new(),
-            };
-            NewVersion {
-                reader: reader.db_id,
-                kind: content.kind(),
-                series: c.series_id,
-                study: c.dicom_study_id,
-                scheme,
-                purpose: Purpose::Read,
-                author: format!("study {}", m.study.id),
-                reason: reason.clone(),
-                source: format!("study:{}", m.study.id),
-                content_hash: codec::hash(&encoded),
-                content: codec::compress(&encoded),
-                summary: content.summary().to_string(),
-            }
-        })
-        .collect();
+    // Each case's consensus is encoded and compressed as soon as it is made: memory holds the
+    // stored bytes of every case, not their label maps.
+    let mut versions: Vec<NewVersion> = Vec::new();
+    consensus_contents(m, data, outcome, &cases, &mut |content, c| {
+        let encoded = codec::encode(&content);
+        let scheme = match &content {
+            Content::Label(l) => l.scheme.clone(),
+            _ => String::new(),
+        };
+        versions.push(NewVersion {
+            reader: reader.db_id,
+            kind: content.kind(),
+            series: c.series_id,
+            study: c.dicom_study_id,
+            scheme,
+            purpose: Purpose::Read,
+            author: format!("study {}", m.study.id),
+            reason: reason.clone(),
+            source: format!("study:{}", m.study.id),
+            content_hash: codec::hash(&encoded),
+            content: codec::compress(&encoded),
+            summary: content.summary().to_string(),
+        });
+    })?;
     let n = versions.len() as u64;
     if !versions.is_empty() {
         store
@@ -457,13 +453,18 @@ async fn consensus_reader(store: &Store) -> Result<ReaderRow, LocalError> {
         .map_err(|e| LocalError::Other(e.to_string()))
 }
 
-/// The consensus annotation of every assigned case the released model decides, with its case.
-fn consensus_contents<'c>(
+/// What receives each consensus annotation with its case, one at a time.
+type Emit<'e> = dyn FnMut(Content, &ReaderStudyCaseRow) + 'e;
+
+/// The consensus annotation of every assigned case the released model decides, given to
+/// `emit` with its case as it is made.
+fn consensus_contents(
     m: &Manifest,
     data: &LocalData,
     outcome: &ConsensusOutcome,
-    cases: &'c [ReaderStudyCaseRow],
-) -> Result<Vec<(Content, &'c ReaderStudyCaseRow)>, LocalError> {
+    cases: &[ReaderStudyCaseRow],
+    emit: &mut Emit<'_>,
+) -> Result<(), LocalError> {
     match (data, outcome.seg_consensus(), outcome) {
         (
             LocalData::Segmentation {
@@ -473,24 +474,23 @@ fn consensus_contents<'c>(
             },
             Some(cons),
             _,
-        ) => seg_contents(m, &cons, seg, cases, *n_labels),
+        ) => seg_contents(m, &cons, seg, cases, *n_labels, emit),
         (LocalData::Classification { ratings }, _, ConsensusOutcome::DawidSkene { params, .. }) => {
             let labels = ds_labels(params, ratings)?;
             let scheme = m.task.scheme.clone().unwrap_or_else(|| "free".into());
-            Ok(cases
-                .iter()
-                .zip(labels)
-                .filter_map(|(c, l)| {
-                    let category = m.task.categories.get(l? as usize)?;
-                    let label = Label {
-                        scheme: scheme.clone(),
-                        category: category.clone(),
-                        confidence: None,
-                        comment: None,
-                    };
-                    Some((Content::Label(label), c))
-                })
-                .collect())
+            for (c, l) in cases.iter().zip(labels) {
+                let Some(category) = l.and_then(|l| m.task.categories.get(l as usize)) else {
+                    continue;
+                };
+                let label = Label {
+                    scheme: scheme.clone(),
+                    category: category.clone(),
+                    confidence: None,
+                    comment: None,
+                };
+                emit(Content::Label(label), c);
+            }
+            Ok(())
         }
         _ => Err(LocalError::Other(
             "the consensus does not fit the study's task".into(),
@@ -515,13 +515,14 @@ fn task_description(m: &Manifest, label: &str) -> Option<Description> {
     })
 }
 
-fn seg_contents<'c>(
+fn seg_contents(
     m: &Manifest,
     cons: &SegConsensus,
     seg: &[SegCase],
-    cases: &'c [ReaderStudyCaseRow],
+    cases: &[ReaderStudyCaseRow],
     n_labels: usize,
-) -> Result<Vec<(Content, &'c ReaderStudyCaseRow)>, LocalError> {
+    emit: &mut Emit<'_>,
+) -> Result<(), LocalError> {
     let rows: BTreeMap<&str, &ReaderStudyCaseRow> =
         cases.iter().map(|c| (c.case_uid.as_str(), c)).collect();
     let segments: Vec<Segment> = m
@@ -534,7 +535,6 @@ fn seg_contents<'c>(
             ..Segment::named((i + 1) as u8, name.clone())
         })
         .collect();
-    let mut out = Vec::new();
     for case in seg {
         let Some(row) = rows.get(case.id.as_str()).copied() else {
             continue;
@@ -546,7 +546,7 @@ fn seg_contents<'c>(
             labels,
             overlaps: Vec::new(),
         });
-        out.push((content, row));
+        emit(content, row);
     }
-    Ok(out)
+    Ok(())
 }

@@ -90,15 +90,25 @@ pub fn consensus_map(
     case: &SegCase,
     n_labels: usize,
 ) -> Result<Vec<u8>, EmError> {
-    let n = case.dims.iter().product::<usize>();
-    let refs: Vec<&[u8]> = case.readers.iter().map(|r| r.1.as_slice()).collect();
+    consensus_of(consensus, case.dims, &case.masks(), n_labels)
+}
+
+/// [`consensus_map`] of a case's unpacked masks.
+fn consensus_of(
+    consensus: &SegConsensus,
+    dims: [usize; 3],
+    masks: &[(usize, Vec<u8>)],
+    n_labels: usize,
+) -> Result<Vec<u8>, EmError> {
+    let n = dims.iter().product::<usize>();
+    let refs: Vec<&[u8]> = masks.iter().map(|r| r.1.as_slice()).collect();
     match consensus {
         SegConsensus::Staple(params) => {
             let mut out = vec![0u8; n];
             let mut cache: HashMap<u64, bool> = HashMap::new();
             for (i, o) in out.iter_mut().enumerate() {
                 let (mut present, mut vote) = (0u64, 0u64);
-                for (r, img) in &case.readers {
+                for (r, img) in masks {
                     present |= 1 << r;
                     if img.get(i) == Some(&1) {
                         vote |= 1 << r;
@@ -151,9 +161,11 @@ pub(super) fn seg_quality(
         data.segmentation("segmentation metrics need segmentations")?;
     let mut v = vec![0u128; seg_quality_dim(n_raters)];
     for case in cases {
-        let truth = consensus_map(consensus, case, n_labels)?;
+        // One case's masks at a time.
+        let masks = case.masks();
+        let truth = consensus_of(consensus, case.dims, &masks, n_labels)?;
         let grid = case.grid();
-        for (r, labels) in &case.readers {
+        for (r, labels) in &masks {
             let cells = reader_quality(&truth, labels, hd95.then_some(&grid))?;
             let base = r * SEG_QUALITY_PER_READER;
             for (i, x) in cells.into_iter().enumerate() {

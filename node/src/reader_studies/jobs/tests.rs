@@ -100,12 +100,7 @@ fn random_cases(
                 }
                 readers.push((r, m));
             }
-            SegCase {
-                id: String::new(),
-                dims,
-                spacing: [0.8, 0.8, 2.0],
-                readers,
-            }
+            SegCase::new(String::new(), dims, [0.8, 0.8, 2.0], readers)
         })
         .filter(|c| !c.readers.is_empty())
         .collect()
@@ -264,7 +259,7 @@ async fn segmentation_quality_is_additive_and_a_perfect_reader_scores_one() {
         let n = c.readers[0].1.len();
         let fixed: Vec<u8> = (0..n).map(|i| u8::from(i % 3 == 0)).collect();
         for (_, m) in c.readers.iter_mut() {
-            m.clone_from(&fixed);
+            *m = PackedMask::pack(&fixed);
         }
     }
     let pooled = [seg(r, 2, cases.clone())];
@@ -323,12 +318,12 @@ fn bench_job_is_deterministic_of_the_right_length_and_ignores_the_data() {
     let other = seg(
         1,
         2,
-        vec![SegCase {
-            id: "c".into(),
-            dims: [2, 1, 1],
-            spacing: [1.0; 3],
-            readers: vec![(0, vec![0, 1])],
-        }],
+        vec![SegCase::new(
+            "c".into(),
+            [2, 1, 1],
+            [1.0; 3],
+            vec![(0, vec![0, 1])],
+        )],
     );
     assert_eq!(job(1000, 7).statistic(), Statistic::Bench);
     let v = compute(&job(1000, 7), &empty).unwrap();
@@ -486,4 +481,22 @@ fn jobs_and_releases_of_inconsistent_shape_are_refused() {
         Job::from_bytes(&[0xff; 9]),
         Err(WireError::Codec(_))
     ));
+}
+
+/// A case keeps its readers' masks as runs: they unpack exactly, and a mostly-background mask
+/// costs its runs, not its voxels.
+#[test]
+fn cases_keep_masks_as_runs_that_unpack_exactly() {
+    let mut rng = XorShift::new(0x5eed);
+    for c in random_cases(&mut rng, 3, 3, true) {
+        for ((_, packed), (_, mask)) in c.readers.iter().zip(c.masks()) {
+            assert_eq!(packed.unpack(), mask);
+            assert_eq!(PackedMask::pack(&mask), *packed);
+        }
+    }
+    let mut big = vec![0u8; 512 * 512 * 30];
+    big[100_000..120_000].fill(1);
+    let packed = PackedMask::pack(&big);
+    assert_eq!((packed.len(), packed.runs.len()), (big.len(), 3));
+    assert_eq!(packed.unpack(), big);
 }

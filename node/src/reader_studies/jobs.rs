@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::OnceLock;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -301,17 +302,25 @@ impl LocalData {
         if let Some(h) = histograms.binary.get() {
             return Ok(h);
         }
-        let mut pooled = PatternHistogram {
+        // Cases on every core, one case's masks per worker at a time; merged histograms are
+        // sorted, so the order of merging does not matter.
+        let empty = || PatternHistogram {
             n_raters,
             patterns: Vec::new(),
         };
-        for c in cases {
-            let masks = c.masks();
-            let refs: Vec<&[u8]> = masks.iter().map(|r| r.1.as_slice()).collect();
-            let positions: Vec<usize> = masks.iter().map(|r| r.0).collect();
-            let h = PatternHistogram::from_raters(&refs, 1u8, None)?;
-            pooled.merge(&h.embed(&positions, n_raters)?)?;
-        }
+        let pooled = cases
+            .par_iter()
+            .map(|c| -> Result<PatternHistogram, EmError> {
+                let masks = c.masks();
+                let refs: Vec<&[u8]> = masks.iter().map(|r| r.1.as_slice()).collect();
+                let positions: Vec<usize> = masks.iter().map(|r| r.0).collect();
+                let h = PatternHistogram::from_raters(&refs, 1u8, None)?;
+                Ok(h.embed(&positions, n_raters)?)
+            })
+            .try_reduce(empty, |mut a, b| {
+                a.merge(&b)?;
+                Ok(a)
+            })?;
         Ok(histograms.binary.get_or_init(|| pooled))
     }
 
@@ -322,21 +331,31 @@ impl LocalData {
         if let Some(h) = histograms.labels.get() {
             return Ok(h);
         }
-        let mut pooled: Option<LabelPatternHistogram> = None;
-        for c in cases {
-            if c.readers.len() != n_raters {
-                return Err(EmError::Mismatch(
-                    "multi-label STAPLE needs every reader on every case",
-                ));
-            }
-            let masks = c.masks();
-            let refs: Vec<&[u8]> = masks.iter().map(|r| r.1.as_slice()).collect();
-            let h = LabelPatternHistogram::from_raters(&refs, Some(n_labels))?;
-            match pooled.as_mut() {
-                Some(p) => p.merge(&h)?,
-                None => pooled = Some(h),
-            }
+        if cases.iter().any(|c| c.readers.len() != n_raters) {
+            return Err(EmError::Mismatch(
+                "multi-label STAPLE needs every reader on every case",
+            ));
         }
+        let pooled = cases
+            .par_iter()
+            .map(|c| -> Result<Option<LabelPatternHistogram>, EmError> {
+                let masks = c.masks();
+                let refs: Vec<&[u8]> = masks.iter().map(|r| r.1.as_slice()).collect();
+                Ok(Some(LabelPatternHistogram::from_raters(
+                    &refs,
+                    Some(n_labels),
+                )?))
+            })
+            .try_reduce(
+                || None,
+                |a, b| match (a, b) {
+                    (Some(mut a), Some(b)) => {
+                        a.merge(&b)?;
+                        Ok(Some(a))
+                    }
+                    (a, b) => Ok(a.or(b)),
+                },
+            )?;
         let pooled = pooled.ok_or(EmError::Mismatch("no cases"))?;
         Ok(histograms.labels.get_or_init(|| pooled))
     }

@@ -157,21 +157,44 @@ pub(super) fn seg_quality(
     hd95: bool,
     data: &LocalData,
 ) -> Result<Vec<u128>, EmError> {
+    use rayon::prelude::*;
     let (n_raters, n_labels, cases, _) =
         data.segmentation("segmentation metrics need segmentations")?;
-    let mut v = vec![0u128; seg_quality_dim(n_raters)];
-    for case in cases {
-        // One case's masks at a time.
-        let masks = case.masks();
-        let truth = consensus_of(consensus, case.dims, &masks, n_labels)?;
-        let grid = case.grid();
-        for (r, labels) in &masks {
-            let cells = reader_quality(&truth, labels, hd95.then_some(&grid))?;
-            let base = r * SEG_QUALITY_PER_READER;
-            for (i, x) in cells.into_iter().enumerate() {
-                if let Some(c) = v.get_mut(base + i) {
-                    *c += x;
+    let dim = seg_quality_dim(n_raters);
+    // Cases on every core, one case's masks per worker at a time; integer cells add up to the
+    // same sums in any order.
+    cases
+        .par_iter()
+        .map(|case| case_quality(consensus, hd95, n_labels, case, dim))
+        .try_reduce(
+            || vec![0u128; dim],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
                 }
+                Ok(a)
+            },
+        )
+}
+
+/// One case's quality cells of every reader, at their places in a vector of `dim` cells.
+fn case_quality(
+    consensus: &SegConsensus,
+    hd95: bool,
+    n_labels: usize,
+    case: &SegCase,
+    dim: usize,
+) -> Result<Vec<u128>, EmError> {
+    let mut v = vec![0u128; dim];
+    let masks = case.masks();
+    let truth = consensus_of(consensus, case.dims, &masks, n_labels)?;
+    let grid = case.grid();
+    for (r, labels) in &masks {
+        let cells = reader_quality(&truth, labels, hd95.then_some(&grid))?;
+        let base = r * SEG_QUALITY_PER_READER;
+        for (i, x) in cells.into_iter().enumerate() {
+            if let Some(c) = v.get_mut(base + i) {
+                *c += x;
             }
         }
     }

@@ -2,8 +2,8 @@
 //! with a missing slice does not. When every slice of such a series lies on one regular grid
 //! (its smallest gap as the step), a NIfTI file holds that grid with the missing positions
 //! empty, so every slice sits where it is, exactly where a SEG of the same mask places it; a
-//! mask on that grid imports back onto the series' own slices. Slices that are on no regular
-//! grid cannot be written as NIfTI at all (a SEG still places each one).
+//! mask on that grid imports back onto the series' own slices. Slices on no regular grid
+//! (jitter) keep the mean spacing in NIfTI files, as before (a SEG still places each one).
 
 use crate::site::dicom::geometry::SeriesGeometry;
 use crate::site::store::SeriesGrid;
@@ -19,45 +19,38 @@ pub struct Filled {
     pub len: usize,
 }
 
-/// The regular grid of an unevenly spaced series: `Ok(None)` when its slices are evenly
-/// spaced, an error naming the gaps when they lie on no regular grid of at most twice as many
-/// slices.
-pub fn filled(grid: &SeriesGrid) -> Result<Option<Filled>, String> {
-    let Some((lo, hi)) = grid.uneven_slices() else {
-        return Ok(None);
-    };
+/// The regular grid of an unevenly spaced series (its smallest gap as the step, at most twice
+/// as many slices): `None` when its slices are evenly spaced, or lie on no such grid (spacing
+/// that jitters rather than a missing slice: a NIfTI file of it then has the mean spacing, as
+/// the import's warning says).
+pub fn filled(grid: &SeriesGrid) -> Option<Filled> {
+    let (lo, _) = grid.uneven_slices()?;
     let n = grid.normal();
     let depth: Vec<f64> = grid
         .slice_list
         .iter()
         .map(|s| (0..3).map(|a| s.position[a] * n[a]).sum())
         .collect();
-    let not_regular = || {
-        format!(
-            "the slices of series {} are not on one regular grid (gaps {lo:.3} to {hi:.3} mm), which a NIfTI file needs; export it with --format seg",
-            grid.pseudo_uid
-        )
-    };
-    let first = *depth.first().ok_or_else(not_regular)?;
+    let first = *depth.first()?;
     let tolerance = (1e-3 * lo).max(0.01);
     let mut slots = Vec::with_capacity(depth.len());
     for d in &depth {
         let k = ((d - first) / lo).round();
         if !k.is_finite() || ((d - first) - k * lo).abs() > tolerance || k < 0.0 {
-            return Err(not_regular());
+            return None;
         }
         let k = k as usize;
         if k > 2 * depth.len() || slots.last().is_some_and(|&last| k <= last) {
-            return Err(not_regular());
+            return None;
         }
         slots.push(k);
     }
     let len = slots.last().map_or(0, |&k| k + 1);
-    Ok(Some(Filled {
+    Some(Filled {
         step: lo,
         slots,
         len,
-    }))
+    })
 }
 
 impl Filled {
@@ -97,5 +90,52 @@ impl Filled {
             }
         }
         if stray > 0 { Err(stray) } else { Ok(out) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site::store::SliceInfo;
+
+    /// An axial 2 x 2 series with slices at these heights.
+    fn series(z: &[f64]) -> SeriesGrid {
+        SeriesGrid {
+            rows: 2,
+            columns: 2,
+            slices: z.len() as u32,
+            pixel_spacing: [1.0, 1.0],
+            orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            slice_list: z
+                .iter()
+                .map(|&z| SliceInfo {
+                    position: [0.0, 0.0, z],
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn missing_slices_find_their_regular_grid_and_jitter_does_not() {
+        assert_eq!(filled(&series(&[0.0, 2.5, 5.0, 7.5])), None);
+        let f = filled(&series(&[0.0, 2.5, 7.5, 10.0, 15.0])).unwrap();
+        assert_eq!(
+            (f.step, f.slots.clone(), f.len),
+            (2.5, vec![0, 1, 3, 4, 6], 7)
+        );
+        // Spread and gathered back; a label on a missing slice is counted.
+        let labels: Vec<u8> = (0..20).map(|i| (i % 3) as u8).collect();
+        let spread = f.spread(&labels, 4);
+        assert_eq!(spread.len(), 28);
+        assert!(spread[8..12].iter().all(|&v| v == 0));
+        assert_eq!(f.gather(&spread, 4), Ok(labels));
+        let mut stray = spread;
+        stray[21] = 1;
+        assert_eq!(f.gather(&stray, 4), Err(1));
+        // Jitter (2.5 and 2.56 mm) and gaps needing more than twice the slices: no grid.
+        assert_eq!(filled(&series(&[0.0, 2.5, 5.06, 7.56])), None);
+        assert_eq!(filled(&series(&[0.0, 1.0, 100.0])), None);
     }
 }

@@ -115,7 +115,7 @@ enum NiftiGrid {
 }
 
 fn nifti_grid(img: &NiftiGeometry, grid: &SeriesGrid) -> Result<NiftiGrid, String> {
-    if let Ok(Some(f)) = gaps::filled(grid)
+    if let Some(f) = gaps::filled(grid)
         && let Ok(map) = check_against(img, grid, &f.geometry(grid))
     {
         return Ok(NiftiGrid::Filled(map, f));
@@ -306,7 +306,7 @@ pub fn export_nifti(seg: &Segmentation, grid: &SeriesGrid, out: &Path) -> Result
     }
     // A series with missing slices is written on its regular grid, the missing slices empty,
     // so that every slice sits where the series (and a SEG of it) places it.
-    let (g, labels) = match gaps::filled(grid)? {
+    let (g, labels) = match gaps::filled(grid) {
         None => (grid.geometry(), seg.labels.clone()),
         Some(f) => (
             f.geometry(grid),

@@ -18,7 +18,7 @@ pub struct CaseRef {
 }
 
 /// One slice of a series, in sorted order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SliceInfo {
     pub sop_class_uid: String,
     pub original_uid: String,
@@ -27,7 +27,7 @@ pub struct SliceInfo {
 }
 
 /// The grid and identity of a series, for import checks and export.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SeriesGrid {
     pub series_id: i64,
     pub study_id: i64,

@@ -840,6 +840,18 @@ fn overlapping_segments_are_kept_and_export_as_they_came_with_their_descriptions
         (model.version.as_str(), model.family.value.as_str()),
         ("2.1.0", "123110")
     );
+    // Declared segments must cover every labelled value: the vessel (3) is not declared.
+    let args = [
+        "annotate",
+        "import",
+        "--reader",
+        "r2",
+        "--segments",
+        "1=liver,2=lesion",
+        s_(&file),
+    ];
+    let err = s.fails(&args);
+    assert!(err.contains("value 3"), "{err}");
     // Imported again it is the same content (masks, overlaps and descriptions): no new version.
     let again = s.json(&["annotate", "import", "--reader", "r1", s_(&out)]);
     assert_eq!(again[0]["created"], false, "{again}");

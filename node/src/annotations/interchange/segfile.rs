@@ -63,28 +63,41 @@ pub async fn import_seg(
         .map(|(value, runs)| Overlap { value, runs })
         .collect();
     let automatic = reader.kind == crate::annotations::readers::ReaderKind::Model.as_str();
-    // Every segment of the SEG, numbered 1..=255 (checked by frames_to_layers), with what its
-    // author said about it; declared segments rename them.
-    let segments = seg_obj
-        .segments
-        .iter()
-        .map(|s| {
-            let value = u8::try_from(s.number).unwrap_or_default();
-            let name = match &opts.segments {
-                Some(declared) => declared.iter().find(|d| d.value == value).map(|d| &d.name),
-                None => None,
-            };
-            let segment = Segment::named(value, name.unwrap_or(&s.label).clone());
-            // What an export writes when nothing was said (ours, re-imported) says nothing.
-            let said = [reader.id.as_str(), reader.pseudonym.as_str()]
-                .iter()
-                .all(|creator| !same_description(s, &default_info(&segment, automatic, creator)));
-            Segment {
-                description: said.then(|| description_of(s)),
-                ..segment
-            }
-        })
-        .collect();
+    // What the SEG says about the segment of a value, unless it is what an export writes when
+    // nothing was said (ours, re-imported).
+    let said = |value: u8| {
+        let s = seg_obj
+            .segments
+            .iter()
+            .find(|s| s.number == u16::from(value))?;
+        let named = Segment::named(value, s.label.clone());
+        let default = [reader.id.as_str(), reader.pseudonym.as_str()]
+            .iter()
+            .any(|creator| same_description(s, &default_info(&named, automatic, creator)));
+        (!default).then(|| description_of(s))
+    };
+    // Every segment of the SEG (numbered 1..=255: checked by frames_to_layers), or the declared
+    // ones, which every labelled value must then be; each with what its author said.
+    let segments = match &opts.segments {
+        Some(declared) => declared
+            .iter()
+            .map(|d| Segment {
+                description: said(d.value),
+                ..d.clone()
+            })
+            .collect(),
+        None => seg_obj
+            .segments
+            .iter()
+            .map(|s| {
+                let value = u8::try_from(s.number).unwrap_or_default();
+                Segment {
+                    description: said(value),
+                    ..Segment::named(value, s.label.clone())
+                }
+            })
+            .collect(),
+    };
     let map = (case, grid.dims(), segments, labels, overlaps);
     let items = save_segmentation(ctx, path, opts, &reader, map, "dicom-seg").await?;
     Ok(warn_uneven(items, &grid))

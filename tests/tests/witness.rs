@@ -288,6 +288,48 @@ async fn a_log_truncated_after_its_cosigned_checkpoint_is_caught() {
     }
 }
 
+/// A member that asks for a co-signature of another member's checkpoint (signed by that
+/// member, under its origin) is refused as malformed: a witness co-signs only a member's own
+/// log, and keeps nothing of the relayed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_refuses_to_cosign_a_checkpoint_relayed_from_another_member() {
+    let c = Consortium::new(&["site-a", "site-b", "site-c"]);
+    let (a, b) = (c.id(0).clone(), c.id(1).clone());
+    let [na, nb, nc] = start_three(&c).await;
+    nc.handle.witness(a.clone()).await.unwrap();
+    let of_c = c
+        .site(0)
+        .store
+        .witness_latest(c.id(2))
+        .await
+        .unwrap()
+        .unwrap();
+    let req = Request::Witness {
+        old_size: 0,
+        proof: Vec::new(),
+        checkpoint: of_c,
+    };
+    let r = na
+        .handle
+        .send_request(&b, MessageKind::Witness, None, &req)
+        .await;
+    assert!(
+        matches!(
+            r,
+            Ok(Response::Refused {
+                reason: RefusalReason::Malformed
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(c.site(1).store.witness_latest(c.id(0)).await.unwrap(), None);
+    assert_eq!(c.site(1).store.witness_latest(c.id(2)).await.unwrap(), None);
+    assert!(c.site(1).store.witness_alarms().await.unwrap().is_empty());
+    for n in [na, nb, nc] {
+        n.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_logs_of_one_size_shown_to_two_witnesses_are_caught_where_their_views_meet() {
     let c = Consortium::new(&["site-a", "site-b", "site-c"]);

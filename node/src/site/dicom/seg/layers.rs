@@ -25,16 +25,6 @@ impl Layers {
         })
     }
 
-    /// The number of voxels.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Whether the map has no voxels.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
     /// Puts segment `value` (non-zero) at voxel `i`; returns false when a plane for an
     /// overlapping segment cannot be allocated.
     pub fn set(&mut self, i: usize, value: u8) -> bool {
